@@ -1,0 +1,250 @@
+//! Application assembly: builds every part from the settings, merges the routers in one
+//! place with the middleware order written down, binds the listener and serves.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::accounts::AccountStore;
+use crate::broker::{Broker, UpstreamHttp};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::keys::KeySet;
+use crate::provider::clients::ClientRegistry;
+use crate::provider::discovery;
+use crate::session::Sessions;
+use crate::state::StateStore;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("signing keys: {0}")]
+    Keys(#[from] crate::keys::KeyError),
+    #[error(
+        "no signing key for {0} in the key directory (run `sso-gateway keys generate --alg {0} --dir DIR`)"
+    )]
+    MissingKey(crate::keys::SigningAlg),
+    #[error("account store: {0}")]
+    Accounts(#[from] crate::accounts::AccountError),
+    #[error("state store: {0}")]
+    State(#[from] crate::state::StoreError),
+    #[error("outbound HTTP client: {0}")]
+    Http(#[from] crate::broker::BrokerError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Cheap handles to every part; cloned into each request.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub keys: KeySet,
+    pub store: StateStore,
+    pub sessions: Sessions,
+    pub accounts: AccountStore,
+    pub clients: ClientRegistry,
+    pub broker: Broker,
+    pub clock: Clock,
+    pub discovery: Arc<str>,
+    issuer: Arc<str>,
+}
+
+impl AppState {
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Builds every part from validated settings.
+    pub async fn build(settings: Settings, clock: Clock) -> Result<AppState, StartError> {
+        let issuer: Arc<str> = Arc::from(settings.issuer());
+        let algs = settings.algorithms_in_use();
+        let keys = if settings.keys.generate_missing {
+            let dir = settings.keys.dir.clone();
+            let algs = algs.clone();
+            tokio::task::spawn_blocking(move || KeySet::load_or_generate(&dir, &algs))
+                .await
+                .map_err(|e| StartError::Tls(format!("key generation task failed: {e}")))??
+        } else {
+            KeySet::load_dir(&settings.keys.dir)?
+        };
+        if let Some(missing) = algs.iter().find(|a| !keys.has(**a)) {
+            return Err(StartError::MissingKey(*missing));
+        }
+        let store = StateStore::open(settings.sessions.store.expose())?;
+        let accounts =
+            AccountStore::connect(settings.accounts.url.expose(), settings.accounts.max_connections).await?;
+        let https = issuer.starts_with("https://");
+        let sessions = Sessions::new(store.clone(), clock.clone(), &settings.sessions, https);
+        let http = UpstreamHttp::build_client().map_err(|e| {
+            StartError::Http(crate::broker::BrokerError::Discovery {
+                upstream: "-".into(),
+                detail: e.to_string(),
+            })
+        })?;
+        let broker =
+            Broker::new(&settings.upstreams, http, &issuer, store.clone(), settings.lifetimes.login_attempt);
+        let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
+        let discovery = Arc::from(discovery::document(&issuer, &keys.algorithms()));
+        Ok(AppState {
+            settings: Arc::new(settings),
+            keys,
+            store,
+            sessions,
+            accounts,
+            clients,
+            broker,
+            clock,
+            discovery,
+            issuer,
+        })
+    }
+}
+
+/// The whole HTTP surface. Layers run outside-in in the order listed at the bottom:
+/// request id first (so every log line has it), then sensitive-header marking (before
+/// tracing sees headers), then tracing, then a body-size limit and a request timeout.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(crate::provider::router())
+        .merge(crate::broker::router())
+        .merge(crate::login::router())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            // Name spans by the matched route, never the raw URI (it carries codes).
+            let route = req
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "unmatched".into());
+            let id =
+                req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+            tracing::info_span!("http", method = %req.method(), route = %route, request_id = %id)
+        }))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::COOKIE,
+        ]))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the state store and account store answer and keys are loaded.
+async fn readyz(State(app): State<AppState>) -> Response {
+    let store = app.store.ping().await.is_ok();
+    let accounts = app.accounts.ping().await.is_ok();
+    let keys = !app.keys.is_empty();
+    let body = serde_json::json!({ "state_store": store, "accounts": accounts, "keys": keys });
+    let status = if store && accounts && keys { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn not_found() -> Response {
+    crate::web::ErrorPage::new(StatusCode::NOT_FOUND, "Không tìm thấy trang", "Page not found")
+        .into_response()
+}
+
+/// A gateway bound to its listener, ready to serve.
+pub struct Application {
+    addr: SocketAddr,
+    listener: TcpListener,
+    router: Router,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    state: AppState,
+}
+
+impl Application {
+    /// Builds the state and binds `settings.listen` (port 0 picks a free port).
+    pub async fn build(settings: Settings, clock: Clock) -> Result<Application, StartError> {
+        let listen = settings.listen;
+        let listener =
+            TcpListener::bind(listen).await.map_err(|source| StartError::Bind { addr: listen, source })?;
+        Self::build_with_listener(settings, clock, listener).await
+    }
+
+    /// Like `build`, with a listener the caller already bound (tests and the demo, which
+    /// must know the port before the issuer URL can be written).
+    pub async fn build_with_listener(
+        settings: Settings,
+        clock: Clock,
+        listener: TcpListener,
+    ) -> Result<Application, StartError> {
+        let tls = match &settings.tls {
+            Some(tls) => {
+                crate::install_crypto_provider();
+                Some(
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                        .await
+                        .map_err(|e| StartError::Tls(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        let state = AppState::build(settings, clock).await?;
+        let addr = listener.local_addr().map_err(StartError::Serve)?;
+        Ok(Application { addr, listener, router: router(state.clone()), tls, state })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let service = self.router.into_make_service();
+        match self.tls {
+            None => axum::serve(self.listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(StartError::Serve),
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let h = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    h.graceful_shutdown(Some(Duration::from_secs(10)));
+                });
+                let std_listener = self.listener.into_std().map_err(StartError::Serve)?;
+                axum_server::from_tcp_rustls(std_listener, tls)
+                    .map_err(StartError::Serve)?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+                    .map_err(StartError::Serve)
+            }
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The OpenID Connect upstream connector, built on the `openidconnect` crate: cached
+//! discovery, authorization code flow with state, nonce and PKCE, full ID token validation.
+
+use std::time::{Duration, Instant};
+
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType, CoreGenderClaim,
+    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreRevocableToken, CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
+};
+use openidconnect::{
+    AccessToken, AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenFields, IssuerUrl,
+    LanguageTag, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    StandardErrorResponse, StandardTokenResponse, TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::RwLock;
+
+use super::error::BrokerError;
+use super::http_client::UpstreamHttp;
+use crate::config::UpstreamSettings;
+
+/// Every claim an upstream sends, kept so the claim mapping can read any of them.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct AllClaims {
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+impl AdditionalClaims for AllClaims {}
+
+type UpstreamTokenResponse = StandardTokenResponse<
+    IdTokenFields<
+        AllClaims,
+        EmptyExtraTokenFields,
+        CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJwsSigningAlgorithm,
+    >,
+    CoreTokenType,
+>;
+
+type UpstreamClient = openidconnect::Client<
+    AllClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    StandardErrorResponse<CoreErrorResponseType>,
+    UpstreamTokenResponse,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+struct Discovered {
+    client: UpstreamClient,
+    fetched: Instant,
+}
+
+/// What the connector needs to remember between redirect and callback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OidcAttempt {
+    pub nonce: String,
+    pub pkce_verifier: String,
+}
+
+/// The verified result of an upstream login.
+#[derive(Debug, Clone)]
+pub struct VerifiedLogin {
+    pub subject: String,
+    pub claims: Map<String, Value>,
+    pub amr: Vec<String>,
+    pub session_id: Option<String>,
+}
+
+/// Signature algorithms accepted from upstreams: asymmetric only.
+const ACCEPTED_ALGS: [CoreJwsSigningAlgorithm; 7] = [
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
+
+pub struct OidcConnector {
+    pub settings: UpstreamSettings,
+    http: UpstreamHttp,
+    redirect_uri: String,
+    discovered: RwLock<Option<Discovered>>,
+}
+
+/// How long stale metadata may still be used when the upstream cannot be reached.
+const STALE_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+impl OidcConnector {
+    pub fn new(settings: UpstreamSettings, http: reqwest::Client, gateway_issuer: &str) -> Self {
+        let redirect_uri = format!("{gateway_issuer}/upstream/{}/callback", settings.id);
+        let http = UpstreamHttp::new(http, settings.timeout);
+        OidcConnector { settings, http, redirect_uri, discovered: RwLock::new(None) }
+    }
+
+    fn id(&self) -> &str {
+        &self.settings.id
+    }
+
+    /// The client built from discovery, refreshed when older than `discovery_ttl`.
+    async fn client(
+        &self,
+        force_refresh: bool,
+    ) -> Result<tokio::sync::RwLockReadGuard<'_, UpstreamClient>, BrokerError> {
+        {
+            let guard = self.discovered.read().await;
+            let fresh = guard.as_ref().is_some_and(|d| d.fetched.elapsed() < self.settings.discovery_ttl);
+            if fresh && !force_refresh {
+                return tokio::sync::RwLockReadGuard::try_map(guard, |d| d.as_ref().map(|d| &d.client))
+                    .map_err(|_| BrokerError::Discovery {
+                        upstream: self.id().into(),
+                        detail: "no metadata".into(),
+                    });
+            }
+        }
+        let mut guard = self.discovered.write().await;
+        // Another request may have refreshed while we waited for the lock.
+        let fresh_now = guard.as_ref().is_some_and(|d| d.fetched.elapsed() < Duration::from_secs(5));
+        if !fresh_now {
+            match self.discover().await {
+                Ok(client) => *guard = Some(Discovered { client, fetched: Instant::now() }),
+                Err(e) => {
+                    let usable = guard.as_ref().is_some_and(|d| d.fetched.elapsed() < STALE_GRACE);
+                    if !usable {
+                        return Err(e);
+                    }
+                    tracing::warn!(upstream = self.id(), error = %e, "using cached upstream metadata");
+                }
+            }
+        }
+        let guard = guard.downgrade();
+        tokio::sync::RwLockReadGuard::try_map(guard, |d| d.as_ref().map(|d| &d.client))
+            .map_err(|_| BrokerError::Discovery { upstream: self.id().into(), detail: "no metadata".into() })
+    }
+
+    async fn discover(&self) -> Result<UpstreamClient, BrokerError> {
+        let err = |detail: String| BrokerError::Discovery { upstream: self.id().into(), detail };
+        let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| err(e.to_string()))?;
+        let http = self.http.as_client();
+        let metadata =
+            CoreProviderMetadata::discover_async(issuer, &http).await.map_err(|e| err(error_chain(&e)))?;
+        let redirect = RedirectUrl::new(self.redirect_uri.clone()).map_err(|e| err(e.to_string()))?;
+        let secret = self
+            .settings
+            .client_secret
+            .as_ref()
+            .and_then(|s| s.value())
+            .map(|s| ClientSecret::new(s.to_string()));
+        Ok(UpstreamClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.settings.client_id.clone()),
+            secret,
+        )
+        .set_redirect_uri(redirect))
+    }
+
+    /// The upstream authorization URL for a new attempt, with its state and secrets.
+    pub async fn start(
+        &self,
+        force_login: bool,
+        login_hint: Option<&str>,
+        lang: &str,
+    ) -> Result<(String, String, OidcAttempt), BrokerError> {
+        let client = self.client(false).await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge)
+            .add_ui_locale(LanguageTag::new(lang.to_string()));
+        for scope in self.settings.scopes.iter().filter(|s| *s != "openid") {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        if force_login {
+            request = request.add_prompt(CoreAuthPrompt::Login);
+        }
+        if let Some(hint) = login_hint {
+            request = request.add_extra_param("login_hint", hint.to_string());
+        }
+        let (url, state, nonce) = request.url();
+        let attempt = OidcAttempt { nonce: nonce.secret().clone(), pkce_verifier: verifier.secret().clone() };
+        Ok((url.to_string(), state.secret().clone(), attempt))
+    }
+
+    /// Redeems the upstream code and fully validates the ID token.
+    pub async fn finish(&self, code: &str, attempt: &OidcAttempt) -> Result<VerifiedLogin, BrokerError> {
+        let token_err = |detail: String| BrokerError::TokenExchange { upstream: self.id().into(), detail };
+        let http = self.http.as_client();
+        let response = {
+            let client = self.client(false).await?;
+            client
+                .exchange_code(AuthorizationCode::new(code.to_string()))
+                .map_err(|e| token_err(e.to_string()))?
+                .set_pkce_verifier(PkceCodeVerifier::new(attempt.pkce_verifier.clone()))
+                .request_async(&http)
+                .await
+                .map_err(|e| token_err(error_chain(&e)))?
+        };
+        let id_token =
+            response.id_token().ok_or_else(|| token_err("no id_token in the token response".into()))?;
+        let nonce = Nonce::new(attempt.nonce.clone());
+        let verify = |client: &UpstreamClient| {
+            let verifier = client.id_token_verifier().set_allowed_algs(ACCEPTED_ALGS);
+            id_token.claims(&verifier, &nonce).cloned()
+        };
+        let first = {
+            let client = self.client(false).await?;
+            verify(&client)
+        };
+        let claims = match first {
+            Ok(c) => c,
+            // The upstream may have rotated its keys: refetch metadata and JWKS once.
+            Err(openidconnect::ClaimsVerificationError::SignatureVerification(_)) => {
+                let client = self.client(true).await?;
+                verify(&client).map_err(|e| BrokerError::InvalidIdToken {
+                    upstream: self.id().into(),
+                    detail: e.to_string(),
+                })?
+            }
+            Err(e) => {
+                return Err(BrokerError::InvalidIdToken {
+                    upstream: self.id().into(),
+                    detail: e.to_string(),
+                });
+            }
+        };
+        let mut all = match serde_json::to_value(&claims) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        all.extend(claims.additional_claims().rest.clone());
+        if self.settings.use_userinfo {
+            let client = self.client(false).await?;
+            let request = client
+                .user_info(
+                    AccessToken::new(response.access_token().secret().clone()),
+                    Some(claims.subject().clone()),
+                )
+                .map_err(|e| token_err(format!("userinfo: {e}")))?;
+            let info: openidconnect::UserInfoClaims<AllClaims, CoreGenderClaim> = request
+                .request_async(&http)
+                .await
+                .map_err(|e| token_err(format!("userinfo: {}", error_chain(&e))))?;
+            if let Ok(Value::Object(m)) = serde_json::to_value(&info) {
+                for (k, v) in m {
+                    all.entry(k).or_insert(v);
+                }
+            }
+        }
+        Ok(VerifiedLogin {
+            subject: claims.subject().as_str().to_string(),
+            amr: claims
+                .auth_method_refs()
+                .map(|v| v.iter().map(|a| a.as_str().to_string()).collect())
+                .unwrap_or_default(),
+            session_id: all.get("sid").and_then(|v| v.as_str()).map(str::to_string),
+            claims: all,
+        })
+    }
+}
+
+/// An error with its causes, for logs (never shown to users).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

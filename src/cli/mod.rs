@@ -1,0 +1,212 @@
+//! Command line: `serve`, `check-config`, `keys generate`, `migrate`, `healthcheck`, `demo`.
+//!
+//! Owns: argument parsing and exit codes. Everything it runs lives in the library parts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::Application;
+use crate::clock::Clock;
+use crate::config::{ConfigError, Settings};
+use crate::keys::{KeySet, SigningAlg};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sso-gateway",
+    version,
+    about = "OpenID Connect identity broker: one login for the merged Ho Chi Minh City"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, short, env = "SSO_GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and list every problem found.
+    CheckConfig {
+        #[arg(long, short, env = "SSO_GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Signing key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Apply account-store migrations and exit.
+    Migrate {
+        #[arg(long, short, env = "SSO_GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Probe a running gateway's /readyz (for container health checks).
+    Healthcheck {
+        /// Base URL of the gateway.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+    /// Run the whole system on this machine: gateway, three simulated provincial login
+    /// systems and two demo applications. No Redis or PostgreSQL needed.
+    Demo {
+        /// Gateway port; the simulated systems use the next three, the demo apps the two after.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Where demo data (accounts database, keys) is kept.
+        #[arg(long, default_value = "data/demo")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Write a new signing key `{kid}.pem` (mode 0600) into DIR; the newest key of an
+    /// algorithm signs, older ones stay published until removed.
+    Generate {
+        #[arg(long, value_enum)]
+        alg: SigningAlg,
+        #[arg(long, default_value = "keys")]
+        dir: PathBuf,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve { config } => match Settings::load(&config) {
+            Ok(settings) => serve(settings).await,
+            Err(e) => config_failure(&config, e),
+        },
+        Command::CheckConfig { config } => match Settings::load(&config) {
+            Ok(s) => {
+                println!(
+                    "{}: OK ({} upstream(s), {} client(s), issuer {})",
+                    config.display(),
+                    s.upstreams.len(),
+                    s.clients.len(),
+                    s.issuer()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_failure(&config, e),
+        },
+        Command::Keys { command: KeysCommand::Generate { alg, dir } } => {
+            match tokio::task::spawn_blocking(move || KeySet::generate(&dir, alg).map(|kid| (kid, dir))).await
+            {
+                Ok(Ok((kid, dir))) => {
+                    println!("wrote {}", dir.join(format!("{kid}.pem")).display());
+                    ExitCode::SUCCESS
+                }
+                Ok(Err(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Migrate { config } => match Settings::load(&config) {
+            Ok(s) => match crate::accounts::AccountStore::connect(s.accounts.url.expose(), 1).await {
+                Ok(_) => {
+                    println!("account store is up to date");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => config_failure(&config, e),
+        },
+        Command::Healthcheck { url } => healthcheck(&url).await,
+        Command::Demo { port, data_dir } => crate::demo::run(port, data_dir).await,
+    }
+}
+
+fn config_failure(path: &std::path::Path, e: ConfigError) -> ExitCode {
+    eprintln!("{}: {e}", path.display());
+    ExitCode::from(2)
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    let app = match Application::build(settings, Clock::system()).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "gateway cannot start");
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %app.addr(), issuer = app.state().issuer(), "sso-gateway listening");
+    match app.run_until(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn healthcheck(url: &str) -> ExitCode {
+    let client = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(format!("{}/readyz", url.trim_end_matches('/'))).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("not ready: HTTP {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unreachable: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

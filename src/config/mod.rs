@@ -1,0 +1,401 @@
+//! Typed gateway settings: the TOML file, environment overrides and validation.
+//!
+//! Owns: the shape of `gateway.toml`, loading (file → `SSO_GATEWAY_*` environment → CLI),
+//! secret indirection (`{ env = "…" }` / `{ file = "…" }`) and `check-config` diagnostics.
+//! Must not: read environment variables or files for other parts (they receive typed values).
+
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use secret::{SecretString, SecretValue};
+pub use validate::{Problem, validate};
+
+use crate::keys::SigningAlg;
+
+/// Everything the gateway needs to run, after loading and validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Public issuer URL; every endpoint URL is derived from it.
+    pub issuer: String,
+    /// Socket address to listen on.
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    #[serde(default)]
+    pub keys: KeySettings,
+    #[serde(default)]
+    pub accounts: AccountSettings,
+    #[serde(default)]
+    pub sessions: SessionSettings,
+    #[serde(default)]
+    pub lifetimes: Lifetimes,
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamSettings>,
+    #[serde(default)]
+    pub clients: Vec<ClientSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySettings {
+    /// Directory of `{kid}.pem` signing keys.
+    #[serde(default = "defaults::key_dir")]
+    pub dir: PathBuf,
+    /// Generate a key for every algorithm in use that has none (development and demo only).
+    #[serde(default)]
+    pub generate_missing: bool,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self { dir: defaults::key_dir(), generate_missing: false }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettings {
+    /// `sqlite://path?mode=rwc` (embedded default) or `postgres://…`.
+    #[serde(default = "defaults::accounts_url")]
+    pub url: SecretString,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u32,
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        Self { url: defaults::accounts_url(), max_connections: defaults::max_connections() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// `memory` (embedded default, one process only).
+    #[serde(default = "defaults::session_store")]
+    pub store: SecretString,
+    /// Cookie name; `__Host-` is prefixed automatically when the issuer is https.
+    #[serde(default = "defaults::cookie_name")]
+    pub cookie_name: String,
+    /// A session unused for this long ends (sliding).
+    #[serde(default = "defaults::idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A session ends this long after login whatever its use.
+    #[serde(default = "defaults::absolute_timeout", with = "humantime_serde")]
+    pub absolute_timeout: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            store: defaults::session_store(),
+            cookie_name: defaults::cookie_name(),
+            idle_timeout: defaults::idle_timeout(),
+            absolute_timeout: defaults::absolute_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifetimes {
+    #[serde(default = "defaults::code", with = "humantime_serde")]
+    pub authorization_code: Duration,
+    #[serde(default = "defaults::access_token", with = "humantime_serde")]
+    pub access_token: Duration,
+    #[serde(default = "defaults::id_token", with = "humantime_serde")]
+    pub id_token: Duration,
+    #[serde(default = "defaults::refresh_token", with = "humantime_serde")]
+    pub refresh_token: Duration,
+    /// How long a parked authorization request / upstream login attempt waits for the user.
+    #[serde(default = "defaults::login_attempt", with = "humantime_serde")]
+    pub login_attempt: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            authorization_code: defaults::code(),
+            access_token: defaults::access_token(),
+            id_token: defaults::id_token(),
+            refresh_token: defaults::refresh_token(),
+            login_attempt: defaults::login_attempt(),
+        }
+    }
+}
+
+/// Which upstream protocol a connector speaks.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamKind {
+    #[default]
+    Oidc,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    /// `[a-z0-9-]+`; appears in `/upstream/{id}/callback` and the `idp` claim.
+    pub id: String,
+    #[serde(default)]
+    pub kind: UpstreamKind,
+    pub name_vi: String,
+    pub name_en: String,
+    /// OIDC issuer; its `/.well-known/openid-configuration` is fetched and cached.
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<SecretValue>,
+    #[serde(default = "defaults::upstream_scopes")]
+    pub scopes: Vec<String>,
+    /// Also call the upstream's userinfo endpoint and merge its claims.
+    #[serde(default)]
+    pub use_userinfo: bool,
+    /// Bound on every HTTP call to this upstream.
+    #[serde(default = "defaults::upstream_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long fetched discovery metadata and keys are reused.
+    #[serde(default = "defaults::discovery_ttl", with = "humantime_serde")]
+    pub discovery_ttl: Duration,
+    /// `acr` the gateway asserts for logins through this upstream.
+    #[serde(default = "defaults::upstream_acr")]
+    pub acr: String,
+    /// Which upstream claim holds each gateway attribute.
+    #[serde(default)]
+    pub claims: ClaimMapping,
+}
+
+/// Upstream claim names for each unified attribute. Unset = not provided by that upstream.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimMapping {
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub birthdate: Option<DateClaim>,
+    pub gender: Option<String>,
+    pub national_id: Option<String>,
+    pub official_code: Option<String>,
+    pub org_unit: Option<String>,
+    pub position: Option<String>,
+    pub roles: Option<String>,
+}
+
+/// A date claim: its name and, when not ISO `YYYY-MM-DD`, its format.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DateClaim {
+    Iso(String),
+    Formatted { claim: String, format: DateFormat },
+}
+
+impl DateClaim {
+    pub fn claim(&self) -> &str {
+        match self {
+            DateClaim::Iso(c) | DateClaim::Formatted { claim: c, .. } => c,
+        }
+    }
+    pub fn format(&self) -> DateFormat {
+        match self {
+            DateClaim::Iso(_) => DateFormat::Iso,
+            DateClaim::Formatted { format, .. } => *format,
+        }
+    }
+}
+
+/// Date layouts seen in the legacy systems.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum DateFormat {
+    #[serde(rename = "YYYY-MM-DD")]
+    Iso,
+    #[serde(rename = "DD/MM/YYYY")]
+    DayMonthYear,
+    #[serde(rename = "YYYYMMDD")]
+    Compact,
+}
+
+/// OAuth grant types a client may use.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    pub client_id: String,
+    /// Human name shown in logs and pages.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Absent = public client (PKCE S256 mandatory).
+    #[serde(default)]
+    pub client_secret: Option<SecretValue>,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Scopes this client may request.
+    #[serde(default = "defaults::client_scopes")]
+    pub scopes: Vec<String>,
+    #[serde(default = "defaults::grant_types")]
+    pub grant_types: Vec<GrantType>,
+    #[serde(default = "defaults::id_token_alg")]
+    pub id_token_signed_response_alg: SigningAlg,
+    #[serde(default, with = "humantime_serde")]
+    pub access_token_lifetime: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub refresh_token_lifetime: Option<Duration>,
+}
+
+mod defaults {
+    use super::*;
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub fn key_dir() -> PathBuf {
+        PathBuf::from("keys")
+    }
+    pub fn accounts_url() -> SecretString {
+        SecretString::from("sqlite://data/accounts.db?mode=rwc")
+    }
+    pub fn max_connections() -> u32 {
+        8
+    }
+    pub fn session_store() -> SecretString {
+        SecretString::from("memory")
+    }
+    pub fn cookie_name() -> String {
+        "sso_session".into()
+    }
+    pub fn idle_timeout() -> Duration {
+        Duration::from_secs(30 * 60)
+    }
+    pub fn absolute_timeout() -> Duration {
+        Duration::from_secs(12 * 3600)
+    }
+    pub fn code() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn access_token() -> Duration {
+        Duration::from_secs(5 * 60)
+    }
+    pub fn id_token() -> Duration {
+        Duration::from_secs(5 * 60)
+    }
+    pub fn refresh_token() -> Duration {
+        Duration::from_secs(8 * 3600)
+    }
+    pub fn login_attempt() -> Duration {
+        Duration::from_secs(10 * 60)
+    }
+    pub fn upstream_scopes() -> Vec<String> {
+        vec!["openid".into(), "profile".into(), "email".into()]
+    }
+    pub fn upstream_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn discovery_ttl() -> Duration {
+        Duration::from_secs(15 * 60)
+    }
+    pub fn upstream_acr() -> String {
+        "urn:sso-gateway:acr:password".into()
+    }
+    pub fn client_scopes() -> Vec<String> {
+        ["openid", "profile", "email", "phone"].iter().map(|s| s.to_string()).collect()
+    }
+    pub fn grant_types() -> Vec<GrantType> {
+        vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+    }
+    pub fn id_token_alg() -> SigningAlg {
+        SigningAlg::RS256
+    }
+}
+
+/// Why a configuration could not be used; `check-config` prints every problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{} problem(s) in the configuration:\n{}", .0.len(), Problem::list(.0))]
+    Invalid(Vec<Problem>),
+}
+
+/// Environment variables that override top-level settings (documented in config/README.md).
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("SSO_GATEWAY_ISSUER", "issuer"),
+    ("SSO_GATEWAY_LISTEN", "listen"),
+    ("SSO_GATEWAY_KEYS_DIR", "keys.dir"),
+    ("SSO_GATEWAY_ACCOUNTS_URL", "accounts.url"),
+    ("SSO_GATEWAY_SESSION_STORE", "sessions.store"),
+];
+
+impl Settings {
+    /// Reads `path`, applies `SSO_GATEWAY_*` overrides from the process environment,
+    /// and validates. Every problem found is returned at once.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let env: BTreeMap<String, String> =
+            std::env::vars().filter(|(k, _)| k.starts_with("SSO_GATEWAY_")).collect();
+        Self::from_toml_with_env(&text, &env)
+    }
+
+    /// Parses and validates a TOML document with the given environment overrides.
+    pub fn from_toml_with_env(text: &str, env: &BTreeMap<String, String>) -> Result<Settings, ConfigError> {
+        validate::parse_and_validate(text, env)
+    }
+
+    /// Parses and validates a TOML document with no environment overrides.
+    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        Self::from_toml_with_env(text, &BTreeMap::new())
+    }
+
+    /// The issuer without a trailing slash.
+    pub fn issuer(&self) -> &str {
+        self.issuer.trim_end_matches('/')
+    }
+
+    /// Every signing algorithm some client needs.
+    pub fn algorithms_in_use(&self) -> Vec<SigningAlg> {
+        let mut algs = vec![SigningAlg::RS256];
+        for c in &self.clients {
+            if !algs.contains(&c.id_token_signed_response_alg) {
+                algs.push(c.id_token_signed_response_alg);
+            }
+        }
+        algs
+    }
+}

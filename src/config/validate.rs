@@ -1,0 +1,509 @@
+//! Parsing with every problem reported at once, and the semantic checks behind `check-config`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::{ClientSettings, ConfigError, ENV_OVERRIDES, GrantType, Settings, UpstreamSettings};
+
+/// One thing wrong with a configuration: where, what, and what is expected instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+    pub expected: Option<String>,
+}
+
+impl Problem {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem { path: path.into(), message: message.into(), expected: None }
+    }
+    fn expecting(mut self, expected: impl Into<String>) -> Self {
+        self.expected = Some(expected.into());
+        self
+    }
+    pub(super) fn list(problems: &[Problem]) -> String {
+        problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = if self.path.is_empty() { "(top level)" } else { &self.path };
+        write!(f, "{path}: {}", self.message)?;
+        if let Some(e) = &self.expected {
+            write!(f, " (expected {e})")?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn parse_and_validate(
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<Settings, ConfigError> {
+    let mut problems = Vec::new();
+    let mut table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            let message = e.message().to_string();
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}")
+                })
+                .unwrap_or_default();
+            return Err(ConfigError::Invalid(vec![
+                Problem::new(at, format!("not valid TOML: {message}")).expecting("a TOML document"),
+            ]));
+        }
+    };
+    apply_env_overrides(&mut table, env, &mut problems);
+
+    let upstream_values = take_array(&mut table, "upstreams", &mut problems);
+    let client_values = take_array(&mut table, "clients", &mut problems);
+    let base: Option<Settings> = deserialize_at("", toml::Value::Table(table), &mut problems);
+    let upstreams: Vec<UpstreamSettings> = upstream_values
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, v)| deserialize_at(&format!("upstreams[{i}]"), v, &mut problems))
+        .collect();
+    let clients: Vec<ClientSettings> = client_values
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, v)| deserialize_at(&format!("clients[{i}]"), v, &mut problems))
+        .collect();
+
+    let Some(mut settings) = base else {
+        return Err(ConfigError::Invalid(problems));
+    };
+    settings.upstreams = upstreams;
+    settings.clients = clients;
+    resolve_secrets(&mut settings, env, &mut problems);
+    problems.extend(validate(&settings));
+    if problems.is_empty() { Ok(settings) } else { Err(ConfigError::Invalid(problems)) }
+}
+
+fn apply_env_overrides(table: &mut toml::Table, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+    for (var, value) in env {
+        let Some((_, key)) = ENV_OVERRIDES.iter().find(|(name, _)| name == var) else {
+            // Secrets referenced by `{ env = "…" }` may share the prefix; only warn on near misses.
+            if var.starts_with("SSO_GATEWAY_") && !var.ends_with("_SECRET") {
+                tracing::warn!(variable = %var, "unknown SSO_GATEWAY_ environment variable ignored");
+            }
+            continue;
+        };
+        let mut parts = key.split('.').peekable();
+        let mut current = &mut *table;
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                current.insert(part.to_string(), toml::Value::String(value.clone()));
+                break;
+            }
+            let entry =
+                current.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => current = t,
+                _ => {
+                    problems.push(Problem::new(*key, format!("cannot apply {var}: not a table")));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn take_array(table: &mut toml::Table, key: &str, problems: &mut Vec<Problem>) -> Vec<toml::Value> {
+    match table.remove(key) {
+        None => Vec::new(),
+        Some(toml::Value::Array(items)) => items,
+        Some(other) => {
+            problems.push(
+                Problem::new(key, format!("is a {}", other.type_str()))
+                    .expecting(format!("an array of tables ([[{key}]])")),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn deserialize_at<T: DeserializeOwned>(
+    prefix: &str,
+    value: toml::Value,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = match (prefix.is_empty(), inner == ".") {
+                (true, _) => inner,
+                (false, true) => prefix.to_string(),
+                (false, false) => format!("{prefix}.{inner}"),
+            };
+            problems.push(Problem::new(path, e.into_inner().to_string()));
+            None
+        }
+    }
+}
+
+fn resolve_secrets(settings: &mut Settings, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+    for (i, u) in settings.upstreams.iter_mut().enumerate() {
+        if let Some(secret) = &u.client_secret {
+            match secret.resolve(env) {
+                Ok(v) => u.client_secret = Some(v),
+                Err(m) => problems.push(Problem::new(format!("upstreams[{i}].client_secret"), m)),
+            }
+        }
+    }
+    for (i, c) in settings.clients.iter_mut().enumerate() {
+        if let Some(secret) = &c.client_secret {
+            match secret.resolve(env) {
+                Ok(v) => c.client_secret = Some(v),
+                Err(m) => problems.push(Problem::new(format!("clients[{i}].client_secret"), m)),
+            }
+        }
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// An http(s) URL that is https unless it points at this machine.
+fn check_web_url(path: &str, raw: &str, problems: &mut Vec<Problem>) -> Option<Url> {
+    let expected = "an absolute https URL (http only for localhost/127.0.0.1)";
+    match Url::parse(raw) {
+        Err(e) => {
+            problems.push(Problem::new(path, format!("{raw:?} is not a URL: {e}")).expecting(expected));
+            None
+        }
+        Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => Some(u),
+        Ok(_) => {
+            problems.push(Problem::new(path, format!("{raw:?} is not allowed")).expecting(expected));
+            None
+        }
+    }
+}
+
+fn check_redirect_uri(path: &str, raw: &str, problems: &mut Vec<Problem>) {
+    match Url::parse(raw) {
+        Err(e) => problems.push(
+            Problem::new(path, format!("{raw:?} is not a URL: {e}"))
+                .expecting("an absolute URL compared exactly"),
+        ),
+        Ok(u) => {
+            if u.fragment().is_some() {
+                problems
+                    .push(Problem::new(path, format!("{raw:?} has a fragment")).expecting("no #fragment"));
+            }
+            if u.scheme() == "http" && !is_loopback(&u) {
+                problems.push(
+                    Problem::new(path, format!("{raw:?} uses plain http"))
+                        .expecting("https (http only for localhost/127.0.0.1)"),
+                );
+            }
+        }
+    }
+}
+
+fn is_upstream_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Semantic checks of a parsed configuration; returns every problem found.
+pub fn validate(s: &Settings) -> Vec<Problem> {
+    let mut p = Vec::new();
+    if let Some(u) = check_web_url("issuer", &s.issuer, &mut p)
+        && (u.query().is_some() || u.fragment().is_some())
+    {
+        p.push(
+            Problem::new("issuer", "has a query or fragment")
+                .expecting("scheme, host and optional path only"),
+        );
+    }
+    if let Some(tls) = &s.tls {
+        for (key, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+            if !path.is_file() {
+                p.push(
+                    Problem::new(key, format!("{} does not exist", path.display())).expecting("a PEM file"),
+                );
+            }
+        }
+    }
+    let url = s.accounts.url.expose();
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        p.push(
+            Problem::new("accounts.url", "unsupported database URL")
+                .expecting("sqlite://PATH?mode=rwc or postgres://…"),
+        );
+    }
+    if s.sessions.store.expose() != "memory" {
+        p.push(Problem::new("sessions.store", "unsupported session store").expecting("\"memory\""));
+    }
+    if s.sessions.cookie_name.is_empty()
+        || !s.sessions.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        p.push(
+            Problem::new("sessions.cookie_name", "not a valid cookie name")
+                .expecting("letters, digits, _ and -"),
+        );
+    }
+    let durations = [
+        ("sessions.idle_timeout", s.sessions.idle_timeout),
+        ("sessions.absolute_timeout", s.sessions.absolute_timeout),
+        ("lifetimes.authorization_code", s.lifetimes.authorization_code),
+        ("lifetimes.access_token", s.lifetimes.access_token),
+        ("lifetimes.id_token", s.lifetimes.id_token),
+        ("lifetimes.refresh_token", s.lifetimes.refresh_token),
+        ("lifetimes.login_attempt", s.lifetimes.login_attempt),
+    ];
+    for (key, d) in durations {
+        if d.is_zero() {
+            p.push(Problem::new(key, "is zero").expecting("a positive duration such as \"10m\""));
+        }
+    }
+    if s.lifetimes.authorization_code > std::time::Duration::from_secs(600) {
+        p.push(
+            Problem::new("lifetimes.authorization_code", "is longer than 10 minutes")
+                .expecting("at most \"10m\" (RFC 6749 §4.1.2)"),
+        );
+    }
+
+    let mut ids = HashSet::new();
+    for (i, u) in s.upstreams.iter().enumerate() {
+        let at = |k: &str| format!("upstreams[{i}].{k}");
+        if !is_upstream_id(&u.id) {
+            p.push(
+                Problem::new(at("id"), format!("{:?} is not a valid upstream id", u.id))
+                    .expecting("[a-z0-9-]+"),
+            );
+        }
+        if !ids.insert(u.id.as_str()) {
+            p.push(
+                Problem::new(at("id"), format!("duplicate upstream id {:?}", u.id)).expecting("unique ids"),
+            );
+        }
+        check_web_url(&at("issuer"), &u.issuer, &mut p);
+        if u.client_id.is_empty() {
+            p.push(
+                Problem::new(at("client_id"), "is empty")
+                    .expecting("the client id registered at the upstream"),
+            );
+        }
+        if !u.scopes.iter().any(|s| s == "openid") {
+            p.push(Problem::new(at("scopes"), "does not contain \"openid\"").expecting("[\"openid\", …]"));
+        }
+        if u.timeout.is_zero() || u.timeout > std::time::Duration::from_secs(60) {
+            p.push(Problem::new(at("timeout"), "out of range").expecting("between 1ms and 60s"));
+        }
+        if u.name_vi.trim().is_empty() || u.name_en.trim().is_empty() {
+            p.push(
+                Problem::new(at("name_vi"), "display names must not be empty")
+                    .expecting("name_vi and name_en"),
+            );
+        }
+    }
+
+    let mut client_ids = HashSet::new();
+    for (i, c) in s.clients.iter().enumerate() {
+        let at = |k: &str| format!("clients[{i}].{k}");
+        if c.client_id.is_empty() || c.client_id.chars().any(|ch| ch.is_control() || ch == ':') {
+            p.push(
+                Problem::new(at("client_id"), "is empty or has control characters or ':'")
+                    .expecting("a printable id"),
+            );
+        }
+        if !client_ids.insert(c.client_id.as_str()) {
+            p.push(
+                Problem::new(at("client_id"), format!("duplicate client id {:?}", c.client_id))
+                    .expecting("unique ids"),
+            );
+        }
+        if c.grant_types.is_empty() {
+            p.push(
+                Problem::new(at("grant_types"), "is empty")
+                    .expecting("authorization_code, refresh_token and/or client_credentials"),
+            );
+        }
+        let code_flow = c.grant_types.contains(&GrantType::AuthorizationCode);
+        if code_flow && c.redirect_uris.is_empty() {
+            p.push(
+                Problem::new(at("redirect_uris"), "is empty")
+                    .expecting("at least one redirect URI for authorization_code"),
+            );
+        }
+        if c.grant_types.contains(&GrantType::RefreshToken) && !code_flow {
+            p.push(
+                Problem::new(at("grant_types"), "refresh_token without authorization_code")
+                    .expecting("authorization_code as well"),
+            );
+        }
+        if c.grant_types.contains(&GrantType::ClientCredentials) && c.client_secret.is_none() {
+            p.push(
+                Problem::new(at("grant_types"), "client_credentials needs a confidential client")
+                    .expecting("a client_secret"),
+            );
+        }
+        if let Some(secret) = c.client_secret.as_ref().and_then(|s| s.value())
+            && secret.len() < 16
+        {
+            p.push(
+                Problem::new(at("client_secret"), "is shorter than 16 characters")
+                    .expecting("a high-entropy secret of 16+ characters"),
+            );
+        }
+        if code_flow && !c.scopes.iter().any(|s| s == "openid") {
+            p.push(
+                Problem::new(at("scopes"), "does not allow \"openid\"")
+                    .expecting("\"openid\" among the allowed scopes"),
+            );
+        }
+        for (j, uri) in c.redirect_uris.iter().enumerate() {
+            check_redirect_uri(&at(&format!("redirect_uris[{j}]")), uri, &mut p);
+        }
+        for (j, uri) in c.post_logout_redirect_uris.iter().enumerate() {
+            check_redirect_uri(&at(&format!("post_logout_redirect_uris[{j}]")), uri, &mut p);
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match Settings::from_toml(text) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(p)) => p,
+            Err(e) => vec![Problem::new("", e.to_string())],
+        }
+    }
+
+    #[test]
+    fn minimal_config_is_valid_and_uses_embedded_defaults() {
+        let s = Settings::from_toml("issuer = \"http://127.0.0.1:8080\"").unwrap();
+        assert_eq!(s.sessions.store.expose(), "memory");
+        assert!(s.accounts.url.expose().starts_with("sqlite:"));
+        assert_eq!(s.lifetimes.authorization_code.as_secs(), 60);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let p = problems(
+            r#"
+            issuer = "http://example.com"
+            unknown_key = 1
+            [[upstreams]]
+            id = "Bad_ID"
+            name_vi = "x"
+            name_en = "x"
+            issuer = "https://idp.example"
+            client_id = "gw"
+            [[clients]]
+            client_id = "portal"
+            redirect_uris = ["https://portal.example/cb#frag"]
+            id_token_signed_response_alg = "HS256"
+            [[clients]]
+            client_id = "api"
+            redirect_uris = ["http://not-local.example/cb"]
+            grant_types = ["client_credentials"]
+            "#,
+        );
+        let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"unknown_key"), "{p:?}");
+        assert!(paths.contains(&"clients[0].id_token_signed_response_alg"), "{p:?}");
+        // Semantic checks need the whole document to parse; unknown keys stop them.
+        let p = problems(
+            r#"
+            issuer = "http://example.com"
+            [[upstreams]]
+            id = "Bad_ID"
+            name_vi = "x"
+            name_en = "x"
+            issuer = "https://idp.example"
+            client_id = "gw"
+            [[clients]]
+            client_id = "api"
+            redirect_uris = ["http://not-local.example/cb#x"]
+            grant_types = ["client_credentials"]
+            "#,
+        );
+        let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+        for expected in ["issuer", "upstreams[0].id", "clients[0].grant_types", "clients[0].redirect_uris[0]"]
+        {
+            assert!(paths.contains(&expected), "missing {expected} in {p:?}");
+        }
+    }
+
+    #[test]
+    fn durations_are_human_readable() {
+        let s = Settings::from_toml(
+            "issuer = \"https://sso.example\"\n[lifetimes]\naccess_token = \"10m\"\nrefresh_token = \"1day\"",
+        )
+        .unwrap();
+        assert_eq!(s.lifetimes.access_token.as_secs(), 600);
+        assert_eq!(s.lifetimes.refresh_token.as_secs(), 86400);
+    }
+
+    #[test]
+    fn secrets_come_from_env_and_never_print() {
+        let mut env = BTreeMap::new();
+        env.insert("PORTAL_SECRET".to_string(), "0123456789abcdef-secret".to_string());
+        env.insert("SSO_GATEWAY_ISSUER".to_string(), "https://sso.tphcm.example".to_string());
+        let s = Settings::from_toml_with_env(
+            r#"
+            issuer = "http://127.0.0.1:1"
+            [[clients]]
+            client_id = "portal"
+            client_secret = { env = "PORTAL_SECRET" }
+            redirect_uris = ["https://portal.example/cb"]
+            "#,
+            &env,
+        )
+        .unwrap();
+        assert_eq!(s.issuer, "https://sso.tphcm.example");
+        let secret = s.clients[0].client_secret.as_ref().unwrap();
+        assert_eq!(secret.value(), Some("0123456789abcdef-secret"));
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn missing_secret_env_is_a_problem() {
+        let p = problems(
+            r#"
+            issuer = "http://127.0.0.1:1"
+            [[clients]]
+            client_id = "portal"
+            client_secret = { env = "DEFINITELY_NOT_SET_SSO_TEST" }
+            redirect_uris = ["https://portal.example/cb"]
+            "#,
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "clients[0].client_secret");
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../config/gateway.example.toml");
+        let mut env = BTreeMap::new();
+        env.insert("HCM_CLIENT_SECRET".to_string(), "x".repeat(20));
+        env.insert("BD_CLIENT_SECRET".to_string(), "x".repeat(20));
+        env.insert("BRVT_CLIENT_SECRET".to_string(), "x".repeat(20));
+        env.insert("PORTAL_CLIENT_SECRET".to_string(), "x".repeat(20));
+        env.insert("HOTLINE_CLIENT_SECRET".to_string(), "x".repeat(20));
+        if let Err(e) = Settings::from_toml_with_env(text, &env) {
+            panic!("example config invalid: {e}");
+        }
+    }
+}

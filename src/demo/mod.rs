@@ -1,0 +1,132 @@
+//! `sso-gateway demo`: the whole system on one machine with no Redis or PostgreSQL — the
+//! gateway on its embedded default, three simulated provincial login systems (`legacy_idp`)
+//! and two demo applications, so a person can click through a real login and see SSO.
+//! Demo tooling: the product never depends on it.
+
+mod rp;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use tokio::net::TcpListener;
+
+use crate::app::Application;
+use crate::broker::{UpstreamHttp, map_claims};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::legacy_idp::{self, LegacyIdpConfig};
+pub use rp::{DemoRp, DemoUser};
+
+/// The simulated systems' users files, compiled in so the demo runs from any directory.
+pub const LEGACY_CONFIGS: [(&str, &str); 3] = [
+    ("hcm", include_str!("../../config/legacy/hcm.toml")),
+    ("bd", include_str!("../../config/legacy/bd.toml")),
+    ("brvt", include_str!("../../config/legacy/brvt.toml")),
+];
+
+/// The demo gateway configuration with its ports and data directory filled in.
+pub fn gateway_config(port: u16, data_dir: &Path) -> String {
+    include_str!("../../config/demo.toml")
+        .replace("{gateway_port}", &port.to_string())
+        .replace("{hcm_port}", &(port + 1).to_string())
+        .replace("{bd_port}", &(port + 2).to_string())
+        .replace("{brvt_port}", &(port + 3).to_string())
+        .replace("{portal_port}", &(port + 4).to_string())
+        .replace("{documents_port}", &(port + 5).to_string())
+        .replace("{data_dir}", &data_dir.display().to_string())
+}
+
+async fn bind(port: u16) -> Result<TcpListener, String> {
+    TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (choose another base port with --port)"))
+}
+
+pub async fn run(port: u16, data_dir: PathBuf) -> ExitCode {
+    match start(port, data_dir).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(port: u16, data_dir: PathBuf) -> Result<(), String> {
+    if port > u16::MAX - 5 {
+        return Err("--port must leave room for five more ports".into());
+    }
+    std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let settings = Settings::from_toml(&gateway_config(port, &data_dir)).map_err(|e| e.to_string())?;
+
+    let mut users = Vec::new();
+    let mut idps = Vec::new();
+    for (i, (id, text)) in LEGACY_CONFIGS.iter().enumerate() {
+        let config = LegacyIdpConfig::from_toml_str(text).map_err(|e| format!("{id}: {e}"))?;
+        let mapping =
+            settings.upstreams.iter().find(|u| u.id == *id).map(|u| u.claims.clone()).unwrap_or_default();
+        for u in &config.users {
+            let profile = map_claims(&mapping, &u.claims);
+            users.push(DemoUser {
+                system: config.name_vi.clone(),
+                username: u.username.clone(),
+                password: u.password.clone(),
+                name: profile.name.unwrap_or_default(),
+                kind: if profile.official_code.is_some() {
+                    "Cán bộ / Official".into()
+                } else {
+                    "Công dân / Citizen".into()
+                },
+            });
+        }
+        let listener = bind(port + 1 + i as u16).await?;
+        idps.push(legacy_idp::spawn(config, listener).await.map_err(|e| e.to_string())?);
+    }
+
+    let gateway_listener = bind(port).await?;
+    let app = Application::build_with_listener(settings, Clock::system(), gateway_listener)
+        .await
+        .map_err(|e| e.to_string())?;
+    let gateway = format!("http://127.0.0.1:{port}");
+    let http = UpstreamHttp::build_client().map_err(|e| e.to_string())?;
+    let portal_url = format!("http://127.0.0.1:{}", port + 4);
+    let documents_url = format!("http://127.0.0.1:{}", port + 5);
+    let portal = DemoRp {
+        title: "Cổng dịch vụ công Thành phố Hồ Chí Minh".into(),
+        client_id: "cong-dich-vu-cong".into(),
+        client_secret: "demo-portal-secret-0001".into(),
+        gateway: gateway.clone(),
+        base_url: portal_url.clone(),
+        other_app: Some(("Hệ thống quản lý văn bản".into(), format!("{documents_url}/login"))),
+        users: users.clone(),
+    };
+    let documents = DemoRp {
+        title: "Hệ thống quản lý văn bản".into(),
+        client_id: "quan-ly-van-ban".into(),
+        client_secret: "demo-documents-secret-01".into(),
+        gateway,
+        base_url: documents_url.clone(),
+        other_app: Some(("Cổng dịch vụ công".into(), format!("{portal_url}/login"))),
+        users,
+    };
+    for (rp, rp_port) in [(portal, port + 4), (documents, port + 5)] {
+        let listener = bind(rp_port).await?;
+        let router = rp::router(rp, http.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "demo application stopped");
+            }
+        });
+    }
+    println!();
+    println!("  sso-gateway demo is running. Open:  {portal_url}/");
+    println!();
+    println!(
+        "  (gateway {}, simulated systems {}; Ctrl-C to stop)",
+        app.state().issuer(),
+        idps.iter().map(|i| i.issuer.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    app.run_until(crate::cli::shutdown_signal()).await.map_err(|e| e.to_string())?;
+    drop(idps);
+    Ok(())
+}

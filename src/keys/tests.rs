@@ -1,0 +1,318 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+const ISS: &str = "https://sso.example.test";
+
+fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+fn claims(exp_offset: i64) -> Value {
+    json!({
+        "iss": ISS,
+        "aud": "client-1",
+        "sub": "user-42",
+        "exp": now() as i64 + exp_offset,
+    })
+}
+
+fn dir_with(algs: &[SigningAlg]) -> (TempDir, KeySet) {
+    let dir = TempDir::new().unwrap();
+    let set = KeySet::load_or_generate(dir.path(), algs).unwrap();
+    (dir, set)
+}
+
+fn invalid_reason(r: Result<Value, KeyError>) -> String {
+    match r {
+        Err(KeyError::InvalidToken(reason)) => reason,
+        other => panic!("expected InvalidToken, got {other:?}"),
+    }
+}
+
+#[test]
+fn alg_names() {
+    for alg in SigningAlg::all() {
+        assert_eq!(alg.as_str().parse::<SigningAlg>().unwrap(), alg);
+        assert_eq!(alg.to_string(), alg.as_str());
+        assert_eq!(serde_json::to_value(alg).unwrap(), json!(alg.as_str()));
+        assert_eq!(<SigningAlg as clap::ValueEnum>::from_str(alg.as_str(), false).unwrap(), alg);
+    }
+    assert!("HS256".parse::<SigningAlg>().is_err());
+}
+
+#[test]
+fn generate_and_load_each_alg() {
+    let dir = TempDir::new().unwrap();
+    fs::write(dir.path().join("README.md"), "not a key").unwrap();
+    assert!(KeySet::load_dir(dir.path()).unwrap().is_empty());
+    for alg in SigningAlg::all() {
+        let kid = KeySet::generate(dir.path(), alg).unwrap();
+        let prefix = format!("{}-", alg.as_str().to_ascii_lowercase());
+        assert!(kid.starts_with(&prefix), "{kid}");
+        // {alg}-{14 digits}-{4 hex}
+        let rest = &kid[prefix.len()..];
+        let (stamp, hex) = rest.split_once('-').unwrap();
+        assert_eq!(stamp.len(), 14);
+        assert!(stamp.bytes().all(|b| b.is_ascii_digit()));
+        assert_eq!(hex.len(), 4);
+        assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
+
+        let set = KeySet::load_dir(dir.path()).unwrap();
+        assert!(set.has(alg));
+        assert_eq!(set.active_kid(alg), Some(kid.as_str()));
+    }
+    let set = KeySet::load_dir(dir.path()).unwrap();
+    assert_eq!(set.algorithms(), SigningAlg::all().to_vec());
+    assert!(!set.is_empty());
+}
+
+#[test]
+fn load_or_generate_only_fills_gaps() {
+    let dir = TempDir::new().unwrap();
+    let keys_dir = dir.path().join("nested/keys");
+    let set = KeySet::load_or_generate(&keys_dir, &[SigningAlg::ES256]).unwrap();
+    assert_eq!(set.algorithms(), vec![SigningAlg::ES256]);
+    let es = set.active_kid(SigningAlg::ES256).map(str::to_owned);
+    let set = KeySet::load_or_generate(&keys_dir, &[SigningAlg::ES256, SigningAlg::EdDSA]).unwrap();
+    assert_eq!(set.algorithms(), vec![SigningAlg::ES256, SigningAlg::EdDSA]);
+    assert_eq!(set.active_kid(SigningAlg::ES256).map(str::to_owned), es);
+    assert_eq!(fs::read_dir(&keys_dir).unwrap().count(), 2);
+}
+
+#[test]
+fn sign_verify_round_trip_each_alg() {
+    let (_dir, set) = dir_with(&SigningAlg::all());
+    for alg in SigningAlg::all() {
+        let token = set.sign(alg, "JWT", &claims(300)).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, alg.jwt_alg());
+        assert_eq!(header.kid.as_deref(), set.active_kid(alg));
+        assert_eq!(header.typ.as_deref(), Some("JWT"));
+
+        let got: Value = set.verify(&token, ISS, Some("client-1"), Some("JWT")).unwrap();
+        assert_eq!(got["sub"], "user-42");
+        // No audience / typ requested: not checked.
+        let got: Value = set.verify(&token, ISS, None, None).unwrap();
+        assert_eq!(got["sub"], "user-42");
+    }
+}
+
+#[test]
+fn sign_without_key_for_alg() {
+    let (_dir, set) = dir_with(&[SigningAlg::ES256]);
+    assert!(matches!(
+        set.sign(SigningAlg::RS256, "JWT", &claims(60)),
+        Err(KeyError::NoKey(SigningAlg::RS256))
+    ));
+}
+
+#[test]
+fn rejects_tampered_signature_same_kid() {
+    let (dir_a, set_a) = dir_with(&[SigningAlg::ES256]);
+    let kid = set_a.active_kid(SigningAlg::ES256).unwrap().to_owned();
+    // An attacker's key carrying our kid.
+    let dir_b = TempDir::new().unwrap();
+    let other = KeySet::generate(dir_b.path(), SigningAlg::ES256).unwrap();
+    fs::rename(dir_b.path().join(format!("{other}.pem")), dir_b.path().join(format!("{kid}.pem"))).unwrap();
+    let set_b = KeySet::load_dir(dir_b.path()).unwrap();
+    let forged = set_b.sign(SigningAlg::ES256, "JWT", &claims(300)).unwrap();
+    assert_eq!(invalid_reason(set_a.verify(&forged, ISS, None, None)), "bad signature");
+
+    // Payload swapped under a valid signature.
+    let good = set_a.sign(SigningAlg::ES256, "JWT", &claims(300)).unwrap();
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut evil = claims(300);
+    evil["sub"] = json!("admin");
+    let swapped = format!("{}.{}.{}", parts[0], B64.encode(serde_json::to_vec(&evil).unwrap()), parts[2]);
+    assert_eq!(invalid_reason(set_a.verify(&swapped, ISS, None, None)), "bad signature");
+    drop(dir_a);
+}
+
+#[test]
+fn rejects_unknown_kid() {
+    let (_a, set_a) = dir_with(&[SigningAlg::EdDSA]);
+    let (_b, set_b) = dir_with(&[SigningAlg::EdDSA]);
+    let token = set_b.sign(SigningAlg::EdDSA, "JWT", &claims(300)).unwrap();
+    let kid = set_b.active_kid(SigningAlg::EdDSA).unwrap();
+    match set_a.verify::<Value>(&token, ISS, None, None) {
+        Err(KeyError::UnknownKid(k)) => assert_eq!(k, kid),
+        other => panic!("expected UnknownKid, got {other:?}"),
+    }
+}
+
+#[test]
+fn rejects_alg_mismatch_and_garbage() {
+    let (_dir, set) = dir_with(&[SigningAlg::ES256]);
+    let kid = set.active_kid(SigningAlg::ES256).unwrap();
+    let header = json!({"alg": "HS256", "kid": kid, "typ": "JWT"});
+    let body = claims(300);
+    let token =
+        format!("{}.{}.{}", B64.encode(header.to_string()), B64.encode(body.to_string()), B64.encode(b"sig"));
+    assert_eq!(invalid_reason(set.verify(&token, ISS, None, None)), "alg does not match the key");
+    assert!(matches!(set.verify::<Value>("not.a.jwt", ISS, None, None), Err(KeyError::InvalidToken(_))));
+    assert!(matches!(set.verify::<Value>("", ISS, None, None), Err(KeyError::InvalidToken(_))));
+}
+
+#[test]
+fn rejects_wrong_issuer_audience_expired() {
+    let (_dir, set) = dir_with(&[SigningAlg::RS256]);
+    let token = set.sign(SigningAlg::RS256, "JWT", &claims(300)).unwrap();
+    assert_eq!(invalid_reason(set.verify(&token, "https://evil.test", None, None)), "wrong issuer");
+    assert_eq!(invalid_reason(set.verify(&token, ISS, Some("client-2"), None)), "wrong audience");
+
+    let expired = set.sign(SigningAlg::RS256, "JWT", &claims(-120)).unwrap();
+    assert_eq!(invalid_reason(set.verify(&expired, ISS, None, None)), "token expired");
+    // Within the 30 s leeway: still accepted.
+    let just_expired = set.sign(SigningAlg::RS256, "JWT", &claims(-10)).unwrap();
+    assert!(set.verify::<Value>(&just_expired, ISS, None, None).is_ok());
+
+    let no_exp = set.sign(SigningAlg::RS256, "JWT", &json!({"iss": ISS, "sub": "x"})).unwrap();
+    assert_eq!(invalid_reason(set.verify(&no_exp, ISS, None, None)), "missing claim \"exp\"");
+    let no_iss = set.sign(SigningAlg::RS256, "JWT", &json!({"exp": now() + 60})).unwrap();
+    assert!(set.verify::<Value>(&no_iss, ISS, None, None).is_err());
+    let no_aud = set.sign(SigningAlg::RS256, "JWT", &json!({"iss": ISS, "exp": now() + 60})).unwrap();
+    assert!(set.verify::<Value>(&no_aud, ISS, Some("client-1"), None).is_err());
+    assert!(set.verify::<Value>(&no_aud, ISS, None, None).is_ok());
+}
+
+#[test]
+fn typ_checks() {
+    let (_dir, set) = dir_with(&[SigningAlg::ES256]);
+    let jwt = set.sign(SigningAlg::ES256, "JWT", &claims(300)).unwrap();
+    let at = set.sign(SigningAlg::ES256, "at+jwt", &claims(300)).unwrap();
+    let at_full = set.sign(SigningAlg::ES256, "application/at+jwt", &claims(300)).unwrap();
+    let logout = set.sign(SigningAlg::ES256, "logout+jwt", &claims(300)).unwrap();
+
+    assert!(invalid_reason(set.verify(&jwt, ISS, None, Some("at+jwt"))).contains("typ"));
+    assert!(set.verify::<Value>(&logout, ISS, None, Some("at+jwt")).is_err());
+    assert!(set.verify::<Value>(&at, ISS, None, Some("jwt")).is_err());
+    for token in [&at, &at_full] {
+        for expected in ["at+jwt", "application/at+jwt", "AT+JWT", "Application/At+JWT"] {
+            assert!(set.verify::<Value>(token, ISS, None, Some(expected)).is_ok(), "{expected}");
+        }
+    }
+    assert!(set.verify::<Value>(&jwt, ISS, None, Some("jwt")).is_ok());
+    assert!(set.verify::<Value>(&logout, ISS, None, Some("logout+jwt")).is_ok());
+}
+
+#[test]
+fn jwks_has_public_parts_only() {
+    let (_dir, set) = dir_with(&SigningAlg::all());
+    let jwks: Value = serde_json::from_str(&set.jwks_json()).unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 3);
+    for (alg, kty, crv) in [
+        (SigningAlg::RS256, "RSA", None),
+        (SigningAlg::ES256, "EC", Some("P-256")),
+        (SigningAlg::EdDSA, "OKP", Some("Ed25519")),
+    ] {
+        let kid = set.active_kid(alg).unwrap();
+        let jwk = keys.iter().find(|k| k["kid"] == kid).unwrap();
+        assert_eq!(jwk["kty"], kty);
+        assert_eq!(jwk["alg"], alg.as_str());
+        assert_eq!(jwk["use"], "sig");
+        assert_eq!(jwk["crv"].as_str(), crv);
+        let obj = jwk.as_object().unwrap();
+        for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+            assert!(!obj.contains_key(private), "{private} in {jwk}");
+        }
+        let required: &[&str] = match alg {
+            SigningAlg::RS256 => &["n", "e"],
+            SigningAlg::ES256 => &["x", "y"],
+            SigningAlg::EdDSA => &["x"],
+        };
+        for field in required {
+            assert!(obj[*field].as_str().is_some_and(|s| !s.is_empty()));
+        }
+        // A third party building a key from the published JWK can verify our tokens.
+        let parsed: Jwk = serde_json::from_value(jwk.clone()).unwrap();
+        let decoding = DecodingKey::from_jwk(&parsed).unwrap();
+        let token = set.sign(alg, "JWT", &claims(60)).unwrap();
+        let mut v = Validation::new(alg.jwt_alg());
+        v.set_audience(&["client-1"]);
+        assert!(jsonwebtoken::decode::<Value>(&token, &decoding, &v).is_ok());
+    }
+    if let Some(n) = keys.iter().find(|k| k["kty"] == "RSA") {
+        // 2048-bit modulus, e = 65537.
+        assert_eq!(B64.decode(n["n"].as_str().unwrap()).unwrap().len(), 256);
+        assert_eq!(n["e"], "AQAB");
+    }
+}
+
+#[test]
+fn newest_kid_is_active_and_old_still_verifies() {
+    let dir = TempDir::new().unwrap();
+    let first = KeySet::generate(dir.path(), SigningAlg::ES256).unwrap();
+    // Make the first key unambiguously older (both may share a timestamp second).
+    let old = "es256-20000101000000-0000";
+    fs::rename(dir.path().join(format!("{first}.pem")), dir.path().join(format!("{old}.pem"))).unwrap();
+    let before = KeySet::load_dir(dir.path()).unwrap();
+    let old_token = before.sign(SigningAlg::ES256, "JWT", &claims(300)).unwrap();
+
+    let new = KeySet::generate(dir.path(), SigningAlg::ES256).unwrap();
+    let after = KeySet::load_dir(dir.path()).unwrap();
+    assert_eq!(after.active_kid(SigningAlg::ES256), Some(new.as_str()));
+    let new_token = after.sign(SigningAlg::ES256, "JWT", &claims(300)).unwrap();
+    let header = jsonwebtoken::decode_header(&new_token).unwrap();
+    assert_eq!(header.kid.as_deref(), Some(new.as_str()));
+
+    assert!(after.verify::<Value>(&old_token, ISS, None, None).is_ok());
+    assert!(after.verify::<Value>(&new_token, ISS, None, None).is_ok());
+    assert_eq!(after.algorithms(), vec![SigningAlg::ES256]);
+    let jwks: Value = serde_json::from_str(&after.jwks_json()).unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn load_dir_errors_name_the_file() {
+    let cases: Vec<(&str, String)> = vec![
+        ("garbage.pem", "this is not pem".to_owned()),
+        ("cert.pem", pem::encode(&pem::Pem::new("CERTIFICATE", vec![1, 2, 3]))),
+        ("junk.pem", pem::encode(&pem::Pem::new("PRIVATE KEY", vec![1, 2, 3]))),
+        (
+            "p384.pem",
+            pem::encode(&pem::Pem::new(
+                "PRIVATE KEY",
+                EcdsaKeyPair::generate(&aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING)
+                    .unwrap()
+                    .to_pkcs8v1()
+                    .unwrap()
+                    .as_ref()
+                    .to_vec(),
+            )),
+        ),
+    ];
+    for (name, contents) in cases {
+        let dir = TempDir::new().unwrap();
+        KeySet::generate(dir.path(), SigningAlg::EdDSA).unwrap();
+        fs::write(dir.path().join(name), contents).unwrap();
+        let err = KeySet::load_dir(dir.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(name), "{msg}");
+        assert!(matches!(err, KeyError::Unreadable { .. } | KeyError::Unsupported { .. }), "{err:?}");
+    }
+    let missing = TempDir::new().unwrap().path().join("nope");
+    assert!(matches!(KeySet::load_dir(&missing), Err(KeyError::Io { .. })));
+}
+
+#[cfg(unix)]
+#[test]
+fn generated_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new().unwrap();
+    let keys_dir = dir.path().join("keys");
+    for alg in SigningAlg::all() {
+        let kid = KeySet::generate(&keys_dir, alg).unwrap();
+        let meta = fs::metadata(keys_dir.join(format!("{kid}.pem"))).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let text = fs::read_to_string(keys_dir.join(format!("{kid}.pem"))).unwrap();
+        assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"));
+    }
+    let dir_mode = fs::metadata(&keys_dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    // No temp files left behind.
+    assert_eq!(fs::read_dir(&keys_dir).unwrap().count(), 3);
+}

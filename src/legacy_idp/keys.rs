@@ -1,0 +1,35 @@
+//! The provider's in-memory RS256 signing key (plus a rogue key for the `bad_signature` fault).
+
+use anyhow::Context;
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, EncodingKey};
+
+pub(crate) struct SigningKey {
+    pub kid: String,
+    pub encoding_key: EncodingKey,
+    /// The public half, as published at the JWKS endpoint.
+    pub jwk: Jwk,
+}
+
+impl SigningKey {
+    /// Generates a fresh RSA 2048 key. CPU-bound: call from `spawn_blocking`.
+    pub fn generate(kid: String) -> anyhow::Result<Self> {
+        let pair = KeyPair::generate(KeySize::Rsa2048)
+            .map_err(|e| anyhow::anyhow!("RSA key generation failed: {e}"))?;
+        let pkcs8 = pair.as_der().map_err(|e| anyhow::anyhow!("PKCS#8 encoding failed: {e}"))?;
+        // jsonwebtoken's raw-DER constructor wants PKCS#1; its PEM reader takes PKCS#8.
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec()));
+        let encoding_key = EncodingKey::from_rsa_pem(pem.as_bytes()).context("loading generated RSA key")?;
+        let mut jwk = Jwk::from_encoding_key(&encoding_key, Algorithm::RS256)
+            .context("building JWK from generated key")?;
+        jwk.common.key_id = Some(kid.clone());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        Ok(Self { kid, encoding_key, jwk })
+    }
+
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet { keys: vec![self.jwk.clone()] }
+    }
+}

@@ -1,0 +1,137 @@
+//! `legacy-idp`: TEST TOOLING, not part of the product.
+//!
+//! A small, spec-compliant OpenID Provider (OIDC Core authorization code flow with PKCE S256,
+//! discovery, JWKS, userinfo) that simulates one of the three old provincial login systems
+//! (Ho Chi Minh City, Binh Duong, Ba Ria-Vung Tau). It exists only so that `sso-gateway demo`
+//! and the integration tests have upstream providers to federate; it runs in-process on an
+//! ephemeral port, or standalone via the `legacy-idp` binary.
+//!
+//! The gateway product code must never depend on this module: nothing outside the demo
+//! command, the `legacy-idp` binary and tests may import it.
+//!
+//! Each instance serves one users file (`config/legacy/*.toml`, see [`LegacyIdpConfig`]),
+//! signs ID tokens with an RSA 2048 key generated in memory at [`spawn`], keeps all state
+//! (pending logins, codes, access tokens) in memory, and exposes [`Faults`] that tests flip
+//! to make it misbehave in specific ways.
+//!
+//! Endpoints (Keycloak layout, under the issuer):
+//! `/.well-known/openid-configuration`, `/protocol/openid-connect/{auth,token,userinfo,certs}`.
+
+mod config;
+mod keys;
+mod server;
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::{LegacyClient, LegacyIdpConfig, LegacyUser};
+
+/// Fault switches that tests flip at run time (all false by default).
+#[derive(Default, Debug)]
+pub struct Faults {
+    /// Sign ID tokens with a different key while still naming the published `kid`.
+    pub bad_signature: AtomicBool,
+    /// ID token `aud` is `"another-client"`.
+    pub wrong_audience: AtomicBool,
+    /// ID token `nonce` is `"not-the-nonce"`.
+    pub wrong_nonce: AtomicBool,
+    /// ID token `iss` is `"http://evil.example"`.
+    pub wrong_issuer: AtomicBool,
+    /// ID token `exp` lies an hour in the past.
+    pub expired_id_token: AtomicBool,
+    /// The token endpoint answers 200 `text/html` `<html>oops</html>`.
+    pub garbage_token_response: AtomicBool,
+    /// The token endpoint sleeps 30 s before answering.
+    pub slow_token_response: AtomicBool,
+}
+
+/// A provider serving in a background task. Stops when [`shutdown`](Self::shutdown) is
+/// called or when dropped.
+#[derive(Debug)]
+pub struct RunningLegacyIdp {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:{port}{issuer_path}`, no trailing slash.
+    pub issuer: String,
+    pub faults: Arc<Faults>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningLegacyIdp {
+    /// Stops accepting connections at once; in-flight requests finish in the background.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+
+    /// Like [`shutdown`](Self::shutdown), but waits until in-flight requests are done.
+    pub async fn shutdown_and_wait(mut self) {
+        self.signal_shutdown();
+        if let Some(task) = self.task.take() {
+            // A JoinError only means the task panicked or was cancelled: it is stopped either way.
+            let _ = task.await;
+        }
+    }
+
+    fn signal_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            // The receiver is gone only if the server already stopped.
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for RunningLegacyIdp {
+    fn drop(&mut self) {
+        self.signal_shutdown();
+    }
+}
+
+/// Serves `config` on `listener` (already bound, e.g. to `127.0.0.1:0`) in a tokio task and
+/// returns immediately. Generating the RSA keys takes a moment (done off the async threads).
+pub async fn spawn(config: LegacyIdpConfig, listener: TcpListener) -> anyhow::Result<RunningLegacyIdp> {
+    config.validate()?;
+    let addr = listener.local_addr().context("listener has no local address")?;
+    let issuer = format!("http://{}{}", public_addr(addr), config.issuer_path);
+    let kid = format!("{}-{}", config.id, server::random_token(6));
+
+    let gen_key = |kid: String| tokio::task::spawn_blocking(move || keys::SigningKey::generate(kid));
+    let (key, rogue_key) =
+        tokio::try_join!(gen_key(kid.clone()), gen_key(kid)).context("key generation task failed")?;
+    let (key, rogue_key) = (key?, rogue_key?);
+
+    let faults = Arc::new(Faults::default());
+    let shared = server::Shared::new(config, issuer.clone(), faults.clone(), key, rogue_key)?;
+    let app = server::router(Arc::new(shared));
+
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let stop = async {
+            // Either a signal or a dropped sender means stop.
+            let _ = rx.await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            tracing::error!(error = %e, "legacy IdP server failed");
+        }
+    });
+    tracing::info!(%issuer, "legacy IdP listening");
+    Ok(RunningLegacyIdp { addr, issuer, faults, shutdown: Some(tx), task: Some(task) })
+}
+
+/// The address to put in URLs: a wildcard bind address is reached via loopback.
+fn public_addr(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        ip if ip.is_unspecified() => SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), addr.port()),
+        _ => addr,
+    }
+}

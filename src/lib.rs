@@ -1,0 +1,28 @@
+//! sso-gateway: an OpenID Connect identity broker for the merged Ho Chi Minh City.
+//!
+//! Parts (see README "Architecture"): `provider` answers relying parties, `broker` talks to
+//! the former provincial login systems, `login` joins them, `accounts` keeps unified
+//! accounts, `session` and `state` keep short-lived state, `keys` signs, `web` renders,
+//! `config` loads settings, `cli` is the command line. `legacy_idp` and `demo` are tooling
+//! that the product never depends on.
+
+pub mod accounts;
+pub mod app;
+pub mod broker;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod keys;
+pub mod legacy_idp;
+pub mod login;
+pub mod provider;
+pub mod session;
+pub mod state;
+pub mod telemetry;
+pub mod web;
+
+/// Installs aws-lc-rs as the process-wide rustls crypto provider (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -1,0 +1,102 @@
+//! Login: the one place that knows the whole sequence. It takes the broker's verified
+//! upstream identity, resolves it to a unified account, starts the SSO session and resumes
+//! the parked authorization request in the provider.
+//!
+//! Must not: hold protocol details of either side (they live in `broker` and `provider`).
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::app::AppState;
+use crate::broker::CallbackQuery;
+use crate::provider::{authorize, records};
+use crate::session::SsoSession;
+use crate::web::ErrorPage;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/upstream/{id}/callback", get(callback))
+}
+
+async fn callback(
+    State(app): State<AppState>,
+    Path(upstream): Path<String>,
+    Query(query): Query<CallbackQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let (identity, request_id) = match app.broker.finish(&upstream, &query, &headers).await {
+        Ok(v) => v,
+        Err((e, retry)) => {
+            tracing::warn!(upstream = %upstream, error = %e, "upstream login failed");
+            return e.page(retry).into_response();
+        }
+    };
+    let now = app.clock.now();
+    let account =
+        match app.accounts.resolve_login(&identity.upstream, &identity.subject, &identity.profile, now).await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "account store failure during login");
+                return ErrorPage::unavailable().into_response();
+            }
+        };
+    if account.status != crate::accounts::AccountStatus::Active {
+        return ErrorPage::new(StatusCode::FORBIDDEN, "Tài khoản đang bị khoá", "The account is locked")
+            .detail(
+                "Tài khoản của bạn hiện không thể đăng nhập. Vui lòng liên hệ tổng đài 1022.",
+                "Your account cannot log in at the moment. Please call the 1022 hotline.",
+            )
+            .into_response();
+    }
+    // A login always starts a fresh session; any previous one in this browser ends.
+    let previous = app.sessions.current(&headers).await.ok().flatten();
+    if let Some(previous) = previous
+        && let Err(e) = app.sessions.end(&previous).await
+    {
+        tracing::warn!(error = %e, "could not end the previous session");
+    }
+    let session = SsoSession {
+        sid: String::new(),
+        account_id: account.id.clone(),
+        upstream: identity.upstream.clone(),
+        upstream_subject: identity.subject.clone(),
+        upstream_sid: identity.upstream_session.clone(),
+        auth_time: now,
+        acr: identity.acr.clone(),
+        amr: identity.amr.clone(),
+        created_at: now,
+    };
+    let (session, cookie) = match app.sessions.create(session).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "state store failure creating a session");
+            return ErrorPage::unavailable().into_response();
+        }
+    };
+    tracing::info!(upstream = %identity.upstream, sid = %session.sid, "login completed");
+    let mut response = match records::take_parked(&app.store, &request_id).await {
+        Ok(Some(req)) => match authorize::issue_code(&app, &req, &session).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "state store failure issuing a code");
+                ErrorPage::unavailable().into_response()
+            }
+        },
+        // Logged in, but the application's request is gone: say so instead of guessing.
+        Ok(None) => ErrorPage::new(StatusCode::OK, "Bạn đã đăng nhập", "You are logged in")
+            .detail(
+                "Yêu cầu của ứng dụng đã hết hạn. Hãy quay lại ứng dụng và chọn Đăng nhập lần nữa; bạn sẽ không phải nhập lại mật khẩu.",
+                "The application's request expired. Go back to the application and log in again; you will not need your password.",
+            )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "state store failure resuming a request");
+            ErrorPage::unavailable().into_response()
+        }
+    };
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
+}

@@ -1,0 +1,389 @@
+//! `/authorize` (GET and POST): validates the request against the client registry, answers
+//! at once from a satisfying SSO session, or parks the request and sends the browser to the
+//! chooser / broker. Errors before the redirect URI is trusted are pages, never redirects.
+
+use std::collections::HashMap;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde_json::json;
+use url::Url;
+
+use super::records::{self, AuthorizationRequest, CodeRecord, ResponseMode, UserGrant, code_key};
+use crate::app::AppState;
+use crate::config::GrantType;
+use crate::session::SsoSession;
+use crate::state::{StoreError, random_handle};
+use crate::web::{self, ErrorPage, Lang};
+
+/// Where and how an error or code goes back to a trusted redirect URI.
+#[derive(Debug, Clone)]
+pub struct ReturnTo {
+    pub redirect_uri: String,
+    pub response_mode: ResponseMode,
+    pub state: Option<String>,
+}
+
+/// Why an authorization request did not produce a code.
+#[derive(Debug)]
+pub enum AuthorizeError {
+    /// The client or redirect URI cannot be trusted: show a page, never redirect.
+    Page(ErrorPage),
+    /// A protocol error to send back to the RP (RFC 6749 §4.1.2.1).
+    Redirect { to: ReturnTo, error: &'static str, description: String },
+}
+
+impl AuthorizeError {
+    fn to_rp(to: &ReturnTo, error: &'static str, description: impl Into<String>) -> Self {
+        AuthorizeError::Redirect { to: to.clone(), error, description: description.into() }
+    }
+}
+
+/// Builds the authorization response (success or error) for a trusted redirect URI,
+/// always with `iss` (RFC 9207).
+pub fn respond(issuer: &str, to: &ReturnTo, mut params: Vec<(&'static str, String)>) -> Response {
+    if let Some(state) = &to.state {
+        params.push(("state", state.clone()));
+    }
+    params.push(("iss", issuer.to_string()));
+    match to.response_mode {
+        ResponseMode::Query => {
+            let Ok(mut url) = Url::parse(&to.redirect_uri) else {
+                return ErrorPage::new(
+                    StatusCode::BAD_REQUEST,
+                    "Địa chỉ chuyển hướng không hợp lệ",
+                    "Invalid redirect URI",
+                )
+                .into_response();
+            };
+            url.query_pairs_mut().extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
+            let mut res = Redirect::to(url.as_str()).into_response();
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
+        ResponseMode::FormPost => {
+            let nonce = random_handle();
+            let html = web::render(
+                "form_post.html",
+                json!({ "action": to.redirect_uri, "fields": params, "nonce": nonce }),
+            );
+            let mut res = web::html_response(StatusCode::OK, html, "");
+            let csp = format!(
+                "default-src 'none'; script-src 'nonce-{nonce}'; form-action *; frame-ancestors 'none'; base-uri 'none'"
+            );
+            if let Ok(v) = HeaderValue::from_str(&csp) {
+                res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+            }
+            res
+        }
+    }
+}
+
+impl AuthorizeError {
+    pub fn into_response_for(self, issuer: &str) -> Response {
+        match self {
+            AuthorizeError::Page(page) => page.into_response(),
+            AuthorizeError::Redirect { to, error, description } => {
+                tracing::info!(error, %description, "authorization request refused");
+                respond(issuer, &to, vec![("error", error.to_string()), ("error_description", description)])
+            }
+        }
+    }
+}
+
+fn bad_request_page(vi: &str, en: &str) -> AuthorizeError {
+    AuthorizeError::Page(
+        ErrorPage::new(StatusCode::BAD_REQUEST, "Yêu cầu đăng nhập không hợp lệ", "Invalid login request")
+            .detail(vi, en),
+    )
+}
+
+/// Validates raw parameters into an authorization request.
+pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<AuthorizationRequest, AuthorizeError> {
+    let mut params: HashMap<String, String> = HashMap::new();
+    let mut duplicated = None;
+    for (k, v) in raw {
+        if params.contains_key(&k) {
+            duplicated = Some(k);
+        } else {
+            params.insert(k, v);
+        }
+    }
+    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+
+    let Some(client_id) = get("client_id") else {
+        return Err(bad_request_page(
+            "Ứng dụng gửi yêu cầu thiếu mã ứng dụng (client_id).",
+            "The application's request has no client_id.",
+        ));
+    };
+    let Some(client) = app.clients.get(client_id) else {
+        return Err(bad_request_page(
+            "Ứng dụng gửi yêu cầu chưa được đăng ký với hệ thống đăng nhập.",
+            "The requesting application (client_id) is not registered.",
+        ));
+    };
+    let Some(redirect_uri) = get("redirect_uri").filter(|r| client.has_redirect_uri(r)) else {
+        return Err(bad_request_page(
+            "Địa chỉ quay lại (redirect_uri) không khớp với địa chỉ đã đăng ký của ứng dụng.",
+            "The redirect_uri is missing or does not exactly match one registered for this application.",
+        ));
+    };
+    if duplicated.as_deref().is_some_and(|k| k == "redirect_uri" || k == "client_id") {
+        return Err(bad_request_page("Tham số bị lặp lại.", "A parameter was sent more than once."));
+    }
+    let response_mode = match get("response_mode") {
+        None | Some("query") => ResponseMode::Query,
+        Some("form_post") => ResponseMode::FormPost,
+        Some(_) => ResponseMode::Query,
+    };
+    let to = ReturnTo {
+        redirect_uri: redirect_uri.to_string(),
+        response_mode,
+        state: get("state").map(str::to_string),
+    };
+    if let Some(k) = duplicated {
+        return Err(AuthorizeError::to_rp(&to, "invalid_request", format!("parameter {k} is repeated")));
+    }
+    if let Some(mode) = get("response_mode")
+        && mode != "query"
+        && mode != "form_post"
+    {
+        return Err(AuthorizeError::to_rp(
+            &to,
+            "invalid_request",
+            format!("response_mode {mode} is not supported"),
+        ));
+    }
+    if to.state.as_ref().is_some_and(|s| s.len() > 2048) {
+        return Err(AuthorizeError::to_rp(&to, "invalid_request", "state is too long"));
+    }
+    if get("request").is_some() {
+        return Err(AuthorizeError::to_rp(&to, "request_not_supported", "request objects are not supported"));
+    }
+    if get("request_uri").is_some() {
+        return Err(AuthorizeError::to_rp(&to, "request_uri_not_supported", "request_uri is not supported"));
+    }
+    match get("response_type") {
+        None => return Err(AuthorizeError::to_rp(&to, "invalid_request", "response_type is required")),
+        Some("code") => {}
+        Some(_) => {
+            return Err(AuthorizeError::to_rp(
+                &to,
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            ));
+        }
+    }
+    if !client.allows_grant(GrantType::AuthorizationCode) {
+        return Err(AuthorizeError::to_rp(
+            &to,
+            "unauthorized_client",
+            "this client may not use the authorization code flow",
+        ));
+    }
+    let scopes: Vec<String> = get("scope").unwrap_or("").split_whitespace().map(str::to_string).collect();
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(AuthorizeError::to_rp(&to, "invalid_scope", "scope must contain openid"));
+    }
+    if let Some(s) = scopes.iter().find(|s| !client.scopes.contains(s)) {
+        return Err(AuthorizeError::to_rp(
+            &to,
+            "invalid_scope",
+            format!("scope {s} is not allowed for this client"),
+        ));
+    }
+    let mut unique_scopes: Vec<String> = Vec::with_capacity(scopes.len());
+    for s in scopes {
+        if !unique_scopes.contains(&s) {
+            unique_scopes.push(s);
+        }
+    }
+    let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(AuthorizeError::to_rp(
+                &to,
+                "invalid_request",
+                "code_challenge_method without code_challenge",
+            ));
+        }
+        (Some(_), Some(m)) if m != "S256" => {
+            return Err(AuthorizeError::to_rp(
+                &to,
+                "invalid_request",
+                "only code_challenge_method=S256 is supported",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(AuthorizeError::to_rp(
+                &to,
+                "invalid_request",
+                "code_challenge_method=S256 is required (plain is not supported)",
+            ));
+        }
+        (Some(c), Some(_)) => {
+            let well_formed =
+                c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !well_formed {
+                return Err(AuthorizeError::to_rp(
+                    &to,
+                    "invalid_request",
+                    "code_challenge is not a base64url SHA-256",
+                ));
+            }
+            Some(c.to_string())
+        }
+    };
+    if client.is_public() && code_challenge.is_none() {
+        return Err(AuthorizeError::to_rp(
+            &to,
+            "invalid_request",
+            "PKCE (code_challenge with S256) is required",
+        ));
+    }
+    let nonce = get("nonce").map(str::to_string);
+    if nonce.as_ref().is_some_and(|n| n.len() > 512) {
+        return Err(AuthorizeError::to_rp(&to, "invalid_request", "nonce is too long"));
+    }
+    let prompts: Vec<&str> = get("prompt").unwrap_or("").split_whitespace().collect();
+    if prompts.contains(&"none") && prompts.len() > 1 {
+        return Err(AuthorizeError::to_rp(&to, "invalid_request", "prompt=none cannot be combined"));
+    }
+    if let Some(p) = prompts.iter().find(|p| !matches!(**p, "none" | "login" | "consent" | "select_account"))
+    {
+        return Err(AuthorizeError::to_rp(&to, "invalid_request", format!("prompt {p} is not supported")));
+    }
+    let max_age = match get("max_age") {
+        None => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n),
+            _ => {
+                return Err(AuthorizeError::to_rp(
+                    &to,
+                    "invalid_request",
+                    "max_age must be a non-negative integer",
+                ));
+            }
+        },
+    };
+    let idp_hint = get("idp_hint").filter(|id| app.broker.has_upstream(id)).map(str::to_string);
+    // prompt=none is answered from the session or refused; it is never parked.
+    Ok(AuthorizationRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri: to.redirect_uri.clone(),
+        response_mode,
+        state: to.state.clone(),
+        nonce,
+        scopes: unique_scopes,
+        code_challenge,
+        force_login: prompts.contains(&"login") || prompts.contains(&"select_account"),
+        max_age,
+        login_hint: get("login_hint").map(|h| h.chars().take(256).collect()),
+        lang: Lang::from_ui_locales(get("ui_locales")),
+        idp_hint,
+    })
+}
+
+pub async fn get(State(app): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let raw: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    authorize(app, headers, raw).await
+}
+
+pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let raw: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    authorize(app, headers, raw).await
+}
+
+async fn authorize(app: AppState, headers: HeaderMap, raw: Vec<(String, String)>) -> Response {
+    let prompt_none = raw.iter().any(|(k, v)| k == "prompt" && v.split_whitespace().any(|p| p == "none"));
+    let req = match validate(&app, raw) {
+        Ok(req) => req,
+        Err(e) => return e.into_response_for(app.issuer()),
+    };
+    let to = ReturnTo {
+        redirect_uri: req.redirect_uri.clone(),
+        response_mode: req.response_mode,
+        state: req.state.clone(),
+    };
+    let result = async {
+        let session = app.sessions.current(&headers).await?;
+        if let Some(session) = session
+            && satisfies(&req, &session, app.clock.now())
+        {
+            return Ok(Some(issue_code(&app, &req, &session).await?));
+        }
+        Ok::<_, StoreError>(None)
+    }
+    .await;
+    match result {
+        Ok(Some(response)) => return response,
+        Ok(None) => {}
+        Err(e) => return unavailable(&app, &to, e),
+    }
+    if prompt_none {
+        return AuthorizeError::to_rp(&to, "login_required", "no session satisfies the request")
+            .into_response_for(app.issuer());
+    }
+    let id = match records::park(&app.store, &req, app.settings.lifetimes.login_attempt).await {
+        Ok(id) => id,
+        Err(e) => return unavailable(&app, &to, e),
+    };
+    let next = match &req.idp_hint {
+        Some(upstream) => format!("/upstream/{upstream}/login?request={id}"),
+        None => format!("/login?request={id}"),
+    };
+    Redirect::to(&next).into_response()
+}
+
+fn unavailable(app: &AppState, to: &ReturnTo, e: StoreError) -> Response {
+    tracing::error!(error = %e, "state store failure at /authorize");
+    AuthorizeError::to_rp(to, "temporarily_unavailable", "the login service is temporarily unavailable")
+        .into_response_for(app.issuer())
+}
+
+/// Whether an existing session may answer the request without a new login.
+pub fn satisfies(req: &AuthorizationRequest, session: &SsoSession, now: i64) -> bool {
+    if req.force_login {
+        return false;
+    }
+    match req.max_age {
+        Some(max_age) => now - session.auth_time <= max_age,
+        None => true,
+    }
+}
+
+/// Issues an authorization code for `req` in `session` and builds the redirect to the RP.
+pub async fn issue_code(
+    app: &AppState,
+    req: &AuthorizationRequest,
+    session: &SsoSession,
+) -> Result<Response, StoreError> {
+    let code = random_handle();
+    let record = CodeRecord {
+        grant: UserGrant {
+            grant_id: random_handle(),
+            client_id: req.client_id.clone(),
+            account_id: session.account_id.clone(),
+            scopes: req.scopes.clone(),
+            sid: session.sid.clone(),
+            auth_time: session.auth_time,
+            acr: session.acr.clone(),
+            amr: session.amr.clone(),
+            idp: session.upstream.clone(),
+        },
+        redirect_uri: req.redirect_uri.clone(),
+        nonce: req.nonce.clone(),
+        code_challenge: req.code_challenge.clone(),
+    };
+    app.store.put_json(&code_key(&code), &record, app.settings.lifetimes.authorization_code).await?;
+    app.sessions.record_client(session, &req.client_id).await?;
+    let to = ReturnTo {
+        redirect_uri: req.redirect_uri.clone(),
+        response_mode: req.response_mode,
+        state: req.state.clone(),
+    };
+    Ok(respond(app.issuer(), &to, vec![("code", code)]))
+}

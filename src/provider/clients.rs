@@ -1,0 +1,219 @@
+//! The client (relying party) registry and client authentication at the token endpoint.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::error::TokenError;
+use crate::config::{ClientSettings, GrantType, Lifetimes};
+use crate::keys::SigningAlg;
+
+/// A registered relying party, ready for request-time checks.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    /// SHA-256 of the secret; client secrets are high-entropy, so a fast digest compared in
+    /// constant time is the right tool (a password hash would cap throughput for no gain).
+    secret_digest: Option<[u8; 32]>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub alg: SigningAlg,
+    pub access_token_lifetime: Duration,
+    pub refresh_token_lifetime: Duration,
+}
+
+impl Client {
+    pub fn from_settings(s: &ClientSettings, lifetimes: &Lifetimes) -> Self {
+        Client {
+            client_id: s.client_id.clone(),
+            name: s.name.clone().unwrap_or_else(|| s.client_id.clone()),
+            secret_digest: s
+                .client_secret
+                .as_ref()
+                .and_then(|v| v.value())
+                .map(|secret| Sha256::digest(secret.as_bytes()).into()),
+            redirect_uris: s.redirect_uris.clone(),
+            post_logout_redirect_uris: s.post_logout_redirect_uris.clone(),
+            scopes: s.scopes.clone(),
+            grant_types: s.grant_types.clone(),
+            alg: s.id_token_signed_response_alg,
+            access_token_lifetime: s.access_token_lifetime.unwrap_or(lifetimes.access_token),
+            refresh_token_lifetime: s.refresh_token_lifetime.unwrap_or(lifetimes.refresh_token),
+        }
+    }
+
+    /// Public clients have no secret and must use PKCE.
+    pub fn is_public(&self) -> bool {
+        self.secret_digest.is_none()
+    }
+
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    /// Exact string comparison, as OAuth 2.0 Security BCP requires.
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|r| r == uri)
+    }
+
+    fn secret_matches(&self, presented: &str) -> bool {
+        match &self.secret_digest {
+            Some(expected) => {
+                let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+                bool::from(digest.ct_eq(expected))
+            }
+            None => false,
+        }
+    }
+}
+
+/// All registered clients by id.
+#[derive(Debug, Clone, Default)]
+pub struct ClientRegistry {
+    clients: Arc<HashMap<String, Arc<Client>>>,
+}
+
+impl ClientRegistry {
+    pub fn new(settings: &[ClientSettings], lifetimes: &Lifetimes) -> Self {
+        let clients = settings
+            .iter()
+            .map(|s| (s.client_id.clone(), Arc::new(Client::from_settings(s, lifetimes))))
+            .collect();
+        ClientRegistry { clients: Arc::new(clients) }
+    }
+
+    pub fn get(&self, client_id: &str) -> Option<Arc<Client>> {
+        self.clients.get(client_id).cloned()
+    }
+
+    /// Authenticates the client of a token-endpoint request (RFC 6749 §2.3):
+    /// `client_secret_basic`, `client_secret_post`, or `none` for public clients.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        form_client_id: Option<&str>,
+        form_secret: Option<&str>,
+    ) -> Result<Arc<Client>, TokenError> {
+        let basic = basic_credentials(headers)?;
+        let (client_id, secret, method) = match (basic, form_client_id, form_secret) {
+            (Some(_), _, Some(_)) => {
+                return Err(TokenError::InvalidRequest(
+                    "use one client authentication method, not two".into(),
+                ));
+            }
+            (Some((id, secret)), form_id, None) => {
+                if form_id.is_some_and(|f| f != id) {
+                    return Err(TokenError::InvalidRequest(
+                        "client_id does not match the Authorization header".into(),
+                    ));
+                }
+                (id, Some(secret), "basic")
+            }
+            (None, Some(id), secret) => (id.to_string(), secret.map(str::to_string), "post"),
+            (None, None, _) => return Err(TokenError::InvalidClient { basic: false }),
+        };
+        let basic = method == "basic";
+        let client = self.get(&client_id).ok_or(TokenError::InvalidClient { basic })?;
+        match (client.is_public(), secret) {
+            (true, None) => Ok(client),
+            (true, Some(_)) => Err(TokenError::InvalidClient { basic }),
+            (false, Some(s)) if client.secret_matches(&s) => Ok(client),
+            (false, _) => Err(TokenError::InvalidClient { basic }),
+        }
+    }
+}
+
+/// Decodes `Authorization: Basic` credentials; both parts are form-urlencoded (RFC 6749 §2.3.1).
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, TokenError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let bad = || TokenError::InvalidClient { basic: true };
+    let value = value.to_str().map_err(|_| bad())?;
+    let Some((scheme, encoded)) = value.split_once(' ') else { return Err(bad()) };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    let unescape = |s: &str| form_urlencoded_decode(s).ok_or_else(bad);
+    Ok(Some((unescape(id)?, unescape(secret)?)))
+}
+
+fn form_urlencoded_decode(s: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={s}")).ok()?;
+    pairs.into_iter().next().map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn registry() -> ClientRegistry {
+        let s = Settings::from_toml(
+            r#"
+            issuer = "http://127.0.0.1:1"
+            [[clients]]
+            client_id = "portal"
+            client_secret = "portal-secret-0123456789"
+            redirect_uris = ["https://portal.example/cb"]
+            [[clients]]
+            client_id = "spa"
+            redirect_uris = ["https://spa.example/cb"]
+            "#,
+        )
+        .unwrap();
+        ClientRegistry::new(&s.clients, &s.lifetimes)
+    }
+
+    fn basic(id: &str, secret: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let v = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        h.insert(header::AUTHORIZATION, format!("Basic {v}").parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn confidential_clients_authenticate_by_basic_or_post() {
+        let r = registry();
+        assert!(r.authenticate(&basic("portal", "portal-secret-0123456789"), None, None).is_ok());
+        assert!(r.authenticate(&HeaderMap::new(), Some("portal"), Some("portal-secret-0123456789")).is_ok());
+        assert!(matches!(
+            r.authenticate(&basic("portal", "wrong"), None, None),
+            Err(TokenError::InvalidClient { basic: true })
+        ));
+        assert!(r.authenticate(&HeaderMap::new(), Some("portal"), None).is_err());
+        assert!(r.authenticate(&HeaderMap::new(), Some("nobody"), Some("x")).is_err());
+    }
+
+    #[test]
+    fn public_clients_have_no_secret() {
+        let r = registry();
+        assert!(r.authenticate(&HeaderMap::new(), Some("spa"), None).unwrap().is_public());
+        assert!(r.authenticate(&HeaderMap::new(), Some("spa"), Some("guess")).is_err());
+    }
+
+    #[test]
+    fn basic_credentials_are_form_urlencoded() {
+        let r = registry();
+        // '-' needs no escaping, but an escaped form of the same secret must still match.
+        let h = basic("portal", "portal%2Dsecret%2D0123456789");
+        assert!(r.authenticate(&h, None, None).is_ok());
+    }
+
+    #[test]
+    fn redirect_uris_match_exactly() {
+        let c = registry().get("portal").unwrap();
+        assert!(c.has_redirect_uri("https://portal.example/cb"));
+        assert!(!c.has_redirect_uri("https://portal.example/cb/"));
+        assert!(!c.has_redirect_uri("https://portal.example/cb?x=1"));
+    }
+}

@@ -1,0 +1,36 @@
+//! The discovery document (OpenID Connect Discovery 1.0), built once at start-up.
+
+use serde_json::json;
+
+use super::claims::{SUPPORTED_CLAIMS, SUPPORTED_SCOPES};
+use crate::keys::SigningAlg;
+
+/// Serialises the provider metadata for `issuer` and the algorithms that have keys.
+pub fn document(issuer: &str, algs: &[SigningAlg]) -> String {
+    let algs: Vec<&str> = algs.iter().map(|a| a.as_str()).collect();
+    json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "end_session_endpoint": format!("{issuer}/logout"),
+        "scopes_supported": SUPPORTED_SCOPES,
+        "claims_supported": SUPPORTED_CLAIMS,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "userinfo_signing_alg_values_supported": ["none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "ui_locales_supported": ["vi", "en"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "authorization_response_iss_parameter_supported": true,
+    })
+    .to_string()
+}

@@ -1,0 +1,221 @@
+//! Protocol errors of the OpenID Provider, each turned into its spec-mandated response here
+//! and nowhere else: error pages or redirects at `/authorize`, RFC 6749 §5.2 JSON at `/token`,
+//! RFC 6750 `WWW-Authenticate` at `/userinfo`. Internal causes are logged, never sent.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::accounts::AccountError;
+use crate::keys::KeyError;
+use crate::state::StoreError;
+
+/// `/token` errors (RFC 6749 §5.2).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    /// Client authentication failed; `basic` says whether HTTP Basic was used.
+    #[error("invalid_client")]
+    InvalidClient { basic: bool },
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(String),
+    #[error("unauthorized_client: {0}")]
+    UnauthorizedClient(String),
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    #[error("invalid_scope: {0}")]
+    InvalidScope(String),
+    #[error("temporarily_unavailable")]
+    TemporarilyUnavailable,
+    #[error("server_error")]
+    ServerError,
+}
+
+impl TokenError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::InvalidRequest(_) => "invalid_request",
+            TokenError::InvalidClient { .. } => "invalid_client",
+            TokenError::InvalidGrant(_) => "invalid_grant",
+            TokenError::UnauthorizedClient(_) => "unauthorized_client",
+            TokenError::UnsupportedGrantType => "unsupported_grant_type",
+            TokenError::InvalidScope(_) => "invalid_scope",
+            TokenError::TemporarilyUnavailable => "temporarily_unavailable",
+            TokenError::ServerError => "server_error",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            TokenError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+            TokenError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            TokenError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn description(&self) -> Option<&str> {
+        match self {
+            TokenError::InvalidRequest(d)
+            | TokenError::InvalidGrant(d)
+            | TokenError::UnauthorizedClient(d)
+            | TokenError::InvalidScope(d) => Some(d),
+            TokenError::InvalidClient { .. } => Some("client authentication failed"),
+            TokenError::UnsupportedGrantType => Some("grant_type not supported"),
+            TokenError::TemporarilyUnavailable => Some("the service is temporarily unavailable, retry later"),
+            TokenError::ServerError => None,
+        }
+    }
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        let body = match self.description() {
+            Some(d) => json!({ "error": self.code(), "error_description": d }),
+            None => json!({ "error": self.code() }),
+        };
+        let mut res = (self.status(), Json(body)).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let TokenError::InvalidClient { basic } = self {
+            let challenge = if basic {
+                "Basic realm=\"sso-gateway\""
+            } else {
+                "Basic realm=\"sso-gateway\", error=\"invalid_client\""
+            };
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        if matches!(self, TokenError::TemporarilyUnavailable) {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        res
+    }
+}
+
+impl From<StoreError> for TokenError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "state store failure at the token endpoint");
+        TokenError::TemporarilyUnavailable
+    }
+}
+
+impl From<AccountError> for TokenError {
+    fn from(e: AccountError) -> Self {
+        tracing::error!(error = %e, "account store failure at the token endpoint");
+        TokenError::TemporarilyUnavailable
+    }
+}
+
+impl From<KeyError> for TokenError {
+    fn from(e: KeyError) -> Self {
+        tracing::error!(error = %e, "signing failed at the token endpoint");
+        TokenError::ServerError
+    }
+}
+
+/// Bearer-token errors at resource endpoints (`/userinfo`), RFC 6750 §3.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BearerError {
+    #[error("no access token")]
+    MissingToken,
+    #[error("invalid_token: {0}")]
+    InvalidToken(String),
+    #[error("insufficient_scope")]
+    InsufficientScope,
+    #[error("temporarily unavailable")]
+    Unavailable,
+}
+
+impl IntoResponse for BearerError {
+    fn into_response(self) -> Response {
+        let (status, challenge, body) = match &self {
+            BearerError::MissingToken => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"sso-gateway\"".to_string(),
+                json!({"error": "invalid_request", "error_description": "no access token"}),
+            ),
+            BearerError::InvalidToken(d) => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "Bearer realm=\"sso-gateway\", error=\"invalid_token\", error_description=\"{}\"",
+                    d.replace(['"', '\\'], "'")
+                ),
+                json!({"error": "invalid_token", "error_description": d}),
+            ),
+            BearerError::InsufficientScope => (
+                StatusCode::FORBIDDEN,
+                "Bearer realm=\"sso-gateway\", error=\"insufficient_scope\", scope=\"openid\"".to_string(),
+                json!({"error": "insufficient_scope"}),
+            ),
+            BearerError::Unavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, String::new(), json!({"error": "temporarily_unavailable"}))
+            }
+        };
+        let mut res = (status, Json(body)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&challenge)
+            && !challenge.is_empty()
+        {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    }
+}
+
+impl From<StoreError> for BearerError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "state store failure at a bearer endpoint");
+        BearerError::Unavailable
+    }
+}
+
+impl From<AccountError> for BearerError {
+    fn from(e: AccountError) -> Self {
+        tracing::error!(error = %e, "account store failure at a bearer endpoint");
+        BearerError::Unavailable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_errors_map_to_rfc6749_status_and_body() {
+        let cases = [
+            (TokenError::InvalidRequest("x".into()), 400, "invalid_request"),
+            (TokenError::InvalidClient { basic: true }, 401, "invalid_client"),
+            (TokenError::InvalidGrant("x".into()), 400, "invalid_grant"),
+            (TokenError::UnauthorizedClient("x".into()), 400, "unauthorized_client"),
+            (TokenError::UnsupportedGrantType, 400, "unsupported_grant_type"),
+            (TokenError::InvalidScope("x".into()), 400, "invalid_scope"),
+            (TokenError::TemporarilyUnavailable, 503, "temporarily_unavailable"),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(err.code(), code);
+            let res = err.into_response();
+            assert_eq!(res.status().as_u16(), status);
+            assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        }
+    }
+
+    #[test]
+    fn invalid_client_carries_www_authenticate() {
+        let res = TokenError::InvalidClient { basic: true }.into_response();
+        assert!(res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().starts_with("Basic"));
+    }
+
+    #[test]
+    fn bearer_errors_follow_rfc6750() {
+        let res = BearerError::InvalidToken("expired".into()).into_response();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().contains("error=\"invalid_token\"")
+        );
+        assert_eq!(BearerError::InsufficientScope.into_response().status(), StatusCode::FORBIDDEN);
+        assert_eq!(BearerError::Unavailable.into_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,207 @@
+//! `POST /token`: the authorization_code, refresh_token and client_credentials grants.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use sha2::Digest;
+use subtle::ConstantTimeEq;
+
+use super::clients::Client;
+use super::error::TokenError;
+use super::records::{
+    CodeRecord, RefreshRecord, code_key, code_used_key, grant_revoked_key, refresh_key, refresh_used_key,
+};
+use super::tokens::{TokenResponse, issue_client_token, issue_user_tokens};
+use crate::app::AppState;
+use crate::config::GrantType;
+
+pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    match token(&app, &headers, &body).await {
+        Ok(tokens) => {
+            let mut res = Json(tokens).into_response();
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            res
+        }
+        Err(e) => {
+            tracing::info!(error = e.code(), detail = %e, "token request refused");
+            e.into_response()
+        }
+    }
+}
+
+/// Parses a form body, refusing repeated parameters (RFC 6749 §3.2).
+fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(TokenError::InvalidRequest("expected application/x-www-form-urlencoded".into()));
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|_| TokenError::InvalidRequest("malformed form body".into()))?;
+    let mut map = HashMap::new();
+    for (k, v) in pairs {
+        if map.insert(k.clone(), v).is_some() {
+            return Err(TokenError::InvalidRequest(format!("parameter {k} is repeated")));
+        }
+    }
+    Ok(map)
+}
+
+async fn token(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<TokenResponse, TokenError> {
+    let params = form(headers, body)?;
+    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let client = app.clients.authenticate(headers, get("client_id"), get("client_secret"))?;
+    let grant_type = match get("grant_type") {
+        None => return Err(TokenError::InvalidRequest("grant_type is required".into())),
+        Some("authorization_code") => GrantType::AuthorizationCode,
+        Some("refresh_token") => GrantType::RefreshToken,
+        Some("client_credentials") => GrantType::ClientCredentials,
+        Some(_) => return Err(TokenError::UnsupportedGrantType),
+    };
+    if !client.allows_grant(grant_type) {
+        return Err(TokenError::UnauthorizedClient(format!(
+            "this client may not use {}",
+            grant_type.as_str()
+        )));
+    }
+    match grant_type {
+        GrantType::AuthorizationCode => {
+            let code = get("code").ok_or_else(|| TokenError::InvalidRequest("code is required".into()))?;
+            authorization_code(app, &client, code, get("redirect_uri"), get("code_verifier")).await
+        }
+        GrantType::RefreshToken => {
+            let token = get("refresh_token")
+                .ok_or_else(|| TokenError::InvalidRequest("refresh_token is required".into()))?;
+            refresh(app, &client, token, get("scope")).await
+        }
+        GrantType::ClientCredentials => {
+            let requested: Vec<String> =
+                get("scope").unwrap_or("").split_whitespace().map(str::to_string).collect();
+            if let Some(s) = requested.iter().find(|s| !client.scopes.contains(s) || *s == "openid") {
+                return Err(TokenError::InvalidScope(format!(
+                    "scope {s} is not allowed for client_credentials"
+                )));
+            }
+            issue_client_token(app, &client, &requested)
+        }
+    }
+}
+
+/// Revokes every token issued under a grant (code or refresh-token reuse).
+async fn revoke_grant(app: &AppState, grant_id: &str) -> Result<(), TokenError> {
+    let longest = app.settings.lifetimes.refresh_token.max(app.settings.lifetimes.access_token);
+    app.store.put(&grant_revoked_key(grant_id), Vec::new(), longest).await?;
+    tracing::warn!(grant_id, "grant revoked after a replayed code or refresh token");
+    Ok(())
+}
+
+async fn is_revoked(app: &AppState, grant_id: &str) -> Result<bool, TokenError> {
+    Ok(app.store.get(&grant_revoked_key(grant_id)).await?.is_some())
+}
+
+async fn authorization_code(
+    app: &AppState,
+    client: &Client,
+    code: &str,
+    redirect_uri: Option<&str>,
+    verifier: Option<&str>,
+) -> Result<TokenResponse, TokenError> {
+    let Some(record) = app.store.take_json::<CodeRecord>(&code_key(code)).await? else {
+        // A second use of a redeemed code revokes what the first redemption issued.
+        if let Some(grant_id) = app.store.get(&code_used_key(code)).await? {
+            revoke_grant(app, &String::from_utf8_lossy(&grant_id)).await?;
+            return Err(TokenError::InvalidGrant("the authorization code was already used".into()));
+        }
+        return Err(TokenError::InvalidGrant("the authorization code is invalid or expired".into()));
+    };
+    let grant = &record.grant;
+    // Remember the redemption long enough to catch a replay while its tokens live.
+    let remember = app.settings.lifetimes.refresh_token.max(Duration::from_secs(600));
+    app.store.put(&code_used_key(code), grant.grant_id.clone().into_bytes(), remember).await?;
+    if grant.client_id != client.client_id {
+        revoke_grant(app, &grant.grant_id).await?;
+        return Err(TokenError::InvalidGrant("the code was issued to another client".into()));
+    }
+    if redirect_uri != Some(record.redirect_uri.as_str()) {
+        return Err(TokenError::InvalidGrant("redirect_uri does not match the authorization request".into()));
+    }
+    match (&record.code_challenge, verifier) {
+        (Some(challenge), Some(verifier)) => {
+            let valid_verifier = (43..=128).contains(&verifier.len())
+                && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(verifier.as_bytes()));
+            if !valid_verifier || !bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
+                return Err(TokenError::InvalidGrant("PKCE verification failed".into()));
+            }
+        }
+        (Some(_), None) => return Err(TokenError::InvalidGrant("code_verifier is required".into())),
+        (None, Some(_)) => {
+            return Err(TokenError::InvalidGrant("code_verifier sent but no code_challenge was".into()));
+        }
+        (None, None) => {}
+    }
+    if !app.sessions.is_alive(&grant.sid).await? {
+        return Err(TokenError::InvalidGrant("the login session has ended".into()));
+    }
+    let account = app
+        .accounts
+        .find_by_id(&grant.account_id)
+        .await?
+        .ok_or_else(|| TokenError::InvalidGrant("the account no longer exists".into()))?;
+    issue_user_tokens(app, client, grant, &account, record.nonce.as_deref(), None).await
+}
+
+async fn refresh(
+    app: &AppState,
+    client: &Client,
+    token: &str,
+    scope: Option<&str>,
+) -> Result<TokenResponse, TokenError> {
+    let Some(record) = app.store.take_json::<RefreshRecord>(&refresh_key(token)).await? else {
+        // A rotated token presented again: someone holds a copy. Revoke the whole family.
+        if let Some(grant_id) = app.store.get(&refresh_used_key(token)).await? {
+            revoke_grant(app, &String::from_utf8_lossy(&grant_id)).await?;
+            return Err(TokenError::InvalidGrant("the refresh token was already used".into()));
+        }
+        return Err(TokenError::InvalidGrant("the refresh token is invalid or expired".into()));
+    };
+    let now = app.clock.now();
+    let remaining = (record.family_expires_at - now).max(1) as u64;
+    app.store
+        .put(
+            &refresh_used_key(token),
+            record.grant.grant_id.clone().into_bytes(),
+            Duration::from_secs(remaining),
+        )
+        .await?;
+    let mut grant = record.grant;
+    if grant.client_id != client.client_id {
+        revoke_grant(app, &grant.grant_id).await?;
+        return Err(TokenError::InvalidGrant("the refresh token was issued to another client".into()));
+    }
+    if is_revoked(app, &grant.grant_id).await? {
+        return Err(TokenError::InvalidGrant("the grant was revoked".into()));
+    }
+    if let Some(scope) = scope {
+        let narrowed: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
+        if let Some(s) = narrowed.iter().find(|s| !grant.scopes.contains(s)) {
+            return Err(TokenError::InvalidScope(format!("scope {s} was not granted originally")));
+        }
+        grant.scopes = narrowed;
+    }
+    let account = app
+        .accounts
+        .find_by_id(&grant.account_id)
+        .await?
+        .ok_or_else(|| TokenError::InvalidGrant("the account no longer exists".into()))?;
+    issue_user_tokens(app, client, &grant, &account, None, Some(record.family_expires_at)).await
+}

@@ -1,0 +1,212 @@
+//! Minting the tokens RPs receive: ID tokens (OIDC Core §2), JWT access tokens (RFC 9068)
+//! and opaque rotating refresh tokens.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::Digest;
+
+use super::claims::account_claims;
+use super::clients::Client;
+use super::error::TokenError;
+use super::records::{RefreshRecord, UserGrant, refresh_key};
+use crate::accounts::{Account, AccountStatus};
+use crate::app::AppState;
+use crate::config::GrantType;
+use crate::keys::SigningAlg;
+use crate::state::random_handle;
+
+/// Claims of our JWT access tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Grant id: revoking a grant (code or refresh-token reuse) invalidates its tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct IdClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
+    iat: i64,
+    auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    acr: &'a str,
+    amr: &'a [String],
+    idp: &'a str,
+    sid: &'a str,
+    azp: &'a str,
+    at_hash: String,
+    #[serde(flatten)]
+    profile: Map<String, Value>,
+}
+
+/// The JSON body of a successful token response.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+/// `at_hash`: left half of the access token's hash with the ID token's hash algorithm.
+pub fn at_hash(alg: SigningAlg, access_token: &str) -> String {
+    let digest: Vec<u8> = match alg {
+        SigningAlg::RS256 | SigningAlg::ES256 => sha2::Sha256::digest(access_token.as_bytes()).to_vec(),
+        SigningAlg::EdDSA => sha2::Sha512::digest(access_token.as_bytes()).to_vec(),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+}
+
+/// Refuses tokens for accounts that may not log in.
+pub fn ensure_usable(account: &Account) -> Result<(), TokenError> {
+    match account.status {
+        AccountStatus::Active => Ok(()),
+        AccountStatus::Locked => Err(TokenError::InvalidGrant("the account is locked".into())),
+        AccountStatus::MergedInto(_) => {
+            Err(TokenError::InvalidGrant("the account was merged into another".into()))
+        }
+    }
+}
+
+/// Mints ID, access and (if the client may refresh) refresh tokens for a user grant.
+pub async fn issue_user_tokens(
+    app: &AppState,
+    client: &Client,
+    grant: &UserGrant,
+    account: &Account,
+    nonce: Option<&str>,
+    family_expires_at: Option<i64>,
+) -> Result<TokenResponse, TokenError> {
+    ensure_usable(account)?;
+    let now = app.clock.now();
+    let issuer = app.issuer();
+    let scope = grant.scopes.join(" ");
+    let access_lifetime = client.access_token_lifetime.as_secs() as i64;
+    let access = AccessClaims {
+        iss: issuer.to_string(),
+        sub: account.sub.clone(),
+        aud: issuer.to_string(),
+        exp: now + access_lifetime,
+        iat: now,
+        jti: random_handle(),
+        client_id: client.client_id.clone(),
+        scope: scope.clone(),
+        auth_time: Some(grant.auth_time),
+        acr: Some(grant.acr.clone()),
+        sid: Some(grant.sid.clone()),
+        gid: Some(grant.grant_id.clone()),
+    };
+    let access_token = app.keys.sign(client.alg, "at+jwt", &access)?;
+    let id_claims = IdClaims {
+        iss: issuer,
+        sub: &account.sub,
+        aud: &client.client_id,
+        exp: now + app.settings.lifetimes.id_token.as_secs() as i64,
+        iat: now,
+        auth_time: grant.auth_time,
+        nonce,
+        acr: &grant.acr,
+        amr: &grant.amr,
+        idp: &grant.idp,
+        sid: &grant.sid,
+        azp: &client.client_id,
+        at_hash: at_hash(client.alg, &access_token),
+        profile: account_claims(account, &grant.scopes),
+    };
+    let id_token = app.keys.sign(client.alg, "JWT", &id_claims)?;
+
+    let refresh_token = if client.allows_grant(GrantType::RefreshToken) {
+        let family_end = family_expires_at.unwrap_or(now + client.refresh_token_lifetime.as_secs() as i64);
+        let ttl = family_end - now;
+        if ttl > 0 {
+            let token = random_handle();
+            let record = RefreshRecord { grant: grant.clone(), family_expires_at: family_end };
+            app.store.put_json(&refresh_key(&token), &record, Duration::from_secs(ttl as u64)).await?;
+            Some(token)
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: access_lifetime as u64,
+        id_token: Some(id_token),
+        refresh_token,
+        scope,
+    })
+}
+
+/// Mints an access token for a client acting on its own behalf (`client_credentials`).
+pub fn issue_client_token(
+    app: &AppState,
+    client: &Client,
+    scopes: &[String],
+) -> Result<TokenResponse, TokenError> {
+    let now = app.clock.now();
+    let lifetime = client.access_token_lifetime.as_secs() as i64;
+    let scope = scopes.join(" ");
+    let claims = AccessClaims {
+        iss: app.issuer().to_string(),
+        sub: client.client_id.clone(),
+        aud: app.issuer().to_string(),
+        exp: now + lifetime,
+        iat: now,
+        jti: random_handle(),
+        client_id: client.client_id.clone(),
+        scope: scope.clone(),
+        auth_time: None,
+        acr: None,
+        sid: None,
+        gid: None,
+    };
+    Ok(TokenResponse {
+        access_token: app.keys.sign(client.alg, "at+jwt", &claims)?,
+        token_type: "Bearer",
+        expires_in: lifetime as u64,
+        id_token: None,
+        refresh_token: None,
+        scope,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_hash_is_the_left_half_of_the_sha256_for_rs256() {
+        // Left half of SHA-256 is 16 bytes; of SHA-512 (EdDSA) 32 bytes.
+        let h = at_hash(SigningAlg::RS256, "token");
+        assert_eq!(h.len(), 22); // 16 bytes base64url
+        assert_eq!(h, at_hash(SigningAlg::ES256, "token"));
+        assert_eq!(at_hash(SigningAlg::EdDSA, "token").len(), 43); // 32 bytes
+    }
+}

@@ -1,0 +1,126 @@
+//! In-process backend of the state store (embedded default, one gateway process).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+enum Value {
+    Bytes(Vec<u8>),
+    Set(HashSet<String>),
+}
+
+struct Entry {
+    value: Value,
+    expires_at: Instant,
+}
+
+/// A map with per-key expiry; expired entries are invisible and swept periodically.
+#[derive(Default)]
+pub struct MemoryStore {
+    map: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    writes_since_sweep: usize,
+}
+
+impl Inner {
+    fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
+        let expired = self.entries.get(key).is_some_and(|e| e.expires_at <= now);
+        if expired {
+            self.entries.remove(key);
+        }
+        self.entries.get_mut(key)
+    }
+
+    fn insert(&mut self, key: &str, entry: Entry) {
+        self.writes_since_sweep += 1;
+        if self.writes_since_sweep >= 1024 && self.writes_since_sweep >= self.entries.len() / 2 {
+            let now = Instant::now();
+            self.entries.retain(|_, e| e.expires_at > now);
+            self.writes_since_sweep = 0;
+        }
+        self.entries.insert(key.to_string(), entry);
+    }
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a map half-written; keep serving.
+        self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) {
+        let entry = Entry { value: Value::Bytes(value), expires_at: Instant::now() + ttl };
+        self.lock().insert(key, entry);
+    }
+
+    pub fn put_new(&self, key: &str, value: Vec<u8>, ttl: Duration) -> bool {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if inner.live(key, now).is_some() {
+            return false;
+        }
+        inner.insert(key, Entry { value: Value::Bytes(value), expires_at: now + ttl });
+        true
+    }
+
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        match self.lock().live(key, Instant::now()) {
+            Some(Entry { value: Value::Bytes(b), .. }) => Some(b.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn take(&self, key: &str) -> Option<Vec<u8>> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.live(key, now)?;
+        match inner.entries.remove(key) {
+            Some(Entry { value: Value::Bytes(b), .. }) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn delete(&self, key: &str) {
+        self.lock().entries.remove(key);
+    }
+
+    pub fn touch(&self, key: &str, ttl: Duration) -> bool {
+        let now = Instant::now();
+        match self.lock().live(key, now) {
+            Some(e) => {
+                e.expires_at = now + ttl;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn set_add(&self, key: &str, member: &str, ttl: Duration) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if let Some(Entry { value: Value::Set(s), expires_at }) = inner.live(key, now) {
+            s.insert(member.to_string());
+            *expires_at = (*expires_at).max(now + ttl);
+            return;
+        }
+        let set = HashSet::from([member.to_string()]);
+        inner.insert(key, Entry { value: Value::Set(set), expires_at: now + ttl });
+    }
+
+    pub fn set_remove(&self, key: &str, member: &str) {
+        if let Some(Entry { value: Value::Set(s), .. }) = self.lock().live(key, Instant::now()) {
+            s.remove(member);
+        }
+    }
+
+    pub fn set_members(&self, key: &str) -> Vec<String> {
+        match self.lock().live(key, Instant::now()) {
+            Some(Entry { value: Value::Set(s), .. }) => s.iter().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The state store: everything short-lived (sessions, parked authorization requests,
+//! upstream login attempts, codes, refresh-token families, revocation and replay records).
+//!
+//! Owns: one key/value + set interface with TTLs and atomic single-use `take`, and its
+//! backends (in-memory now; Redis shares the same interface). Must not: know what the
+//! records mean — typed records live with their owners (`provider`, `broker`, `session`).
+
+mod memory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use memory::MemoryStore;
+
+/// The store could not answer; requests that need it fail with 503.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+#[derive(Clone)]
+enum Backend {
+    Memory(Arc<MemoryStore>),
+}
+
+/// Cheap-to-clone handle on the configured state backend.
+#[derive(Clone)]
+pub struct StateStore {
+    backend: Backend,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.backend {
+            Backend::Memory(_) => f.write_str("StateStore(memory)"),
+        }
+    }
+}
+
+impl StateStore {
+    /// In-process store: the embedded default for a single gateway process.
+    pub fn memory() -> Self {
+        StateStore { backend: Backend::Memory(Arc::new(MemoryStore::default())) }
+    }
+
+    /// Opens the store named in configuration.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        match url {
+            "memory" => Ok(Self::memory()),
+            other => Err(StoreError::Unavailable(format!("unsupported session store {other:?}"))),
+        }
+    }
+
+    /// Whether the backend answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(()),
+        }
+    }
+
+    pub async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.put(key, value, ttl);
+                Ok(())
+            }
+        }
+    }
+
+    /// Stores only if the key is absent; true when this call stored it (replay guards).
+    pub async fn put_new(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.put_new(key, value, ttl)),
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.get(key)),
+        }
+    }
+
+    /// Atomically reads and deletes: at most one caller ever gets the value.
+    pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.take(key)),
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.delete(key);
+                Ok(())
+            }
+        }
+    }
+
+    /// Resets the time to live of an existing key; false if it is gone.
+    pub async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.touch(key, ttl)),
+        }
+    }
+
+    /// Adds a member to a set and (re)sets the set's time to live.
+    pub async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.set_add(key, member, ttl);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.set_remove(key, member);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.set_members(key)),
+        }
+    }
+
+    pub async fn put_json<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.put(key, serde_json::to_vec(value)?, ttl).await
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        match self.get(key).await? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn take_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        match self.take(key).await? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A store key for a secret handle (code, token, session id): only its SHA-256 is stored,
+/// so a dump of the store does not hand out live credentials.
+pub fn hashed_key(namespace: &str, secret: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(secret.as_bytes());
+    format!("{namespace}:{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest))
+}
+
+/// A fresh 256-bit random handle, base64url.
+pub fn random_handle() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn take_returns_a_value_exactly_once_under_concurrency() {
+        let store = StateStore::memory();
+        store.put("code:x", b"v".to_vec(), Duration::from_secs(60)).await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move { s.take("code:x").await.unwrap().is_some() }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            if t.await.unwrap() {
+                wins += 1;
+            }
+        }
+        assert_eq!(wins, 1);
+    }
+
+    #[tokio::test]
+    async fn entries_expire_after_their_ttl() {
+        let store = StateStore::memory();
+        store.put("k", b"v".to_vec(), Duration::from_millis(30)).await.unwrap();
+        store.set_add("s", "a", Duration::from_millis(30)).await.unwrap();
+        assert!(store.get("k").await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(store.get("k").await.unwrap().is_none());
+        assert!(store.set_members("s").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn put_new_refuses_an_existing_key() {
+        let store = StateStore::memory();
+        assert!(store.put_new("jti:1", vec![], Duration::from_secs(5)).await.unwrap());
+        assert!(!store.put_new("jti:1", vec![], Duration::from_secs(5)).await.unwrap());
+    }
+
+    #[test]
+    fn hashed_keys_do_not_contain_the_secret() {
+        let k = hashed_key("code", "supersecretcode");
+        assert!(k.starts_with("code:"));
+        assert!(!k.contains("supersecret"));
+        assert_ne!(random_handle(), random_handle());
+    }
+}
