@@ -28,7 +28,7 @@ use crate::state::StateStore;
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("signing keys: {0}")]
+    #[error("signing keys: {0} (create them with `sso-gateway keys generate --alg ALG --dir DIR`)")]
     Keys(#[from] crate::keys::KeyError),
     #[error(
         "no signing key for {0} in the key directory (run `sso-gateway keys generate --alg {0} --dir DIR`)"

@@ -29,7 +29,7 @@ pub struct ReturnTo {
 #[derive(Debug)]
 pub enum AuthorizeError {
     /// The client or redirect URI cannot be trusted: show a page, never redirect.
-    Page(ErrorPage),
+    Page(Box<ErrorPage>),
     /// A protocol error to send back to the RP (RFC 6749 §4.1.2.1).
     Redirect { to: ReturnTo, error: &'static str, description: String },
 }
@@ -83,7 +83,7 @@ pub fn respond(issuer: &str, to: &ReturnTo, mut params: Vec<(&'static str, Strin
 impl AuthorizeError {
     pub fn into_response_for(self, issuer: &str) -> Response {
         match self {
-            AuthorizeError::Page(page) => page.into_response(),
+            AuthorizeError::Page(page) => (*page).into_response(),
             AuthorizeError::Redirect { to, error, description } => {
                 tracing::info!(error, %description, "authorization request refused");
                 respond(issuer, &to, vec![("error", error.to_string()), ("error_description", description)])
@@ -93,10 +93,10 @@ impl AuthorizeError {
 }
 
 fn bad_request_page(vi: &str, en: &str) -> AuthorizeError {
-    AuthorizeError::Page(
+    AuthorizeError::Page(Box::new(
         ErrorPage::new(StatusCode::BAD_REQUEST, "Yêu cầu đăng nhập không hợp lệ", "Invalid login request")
             .detail(vi, en),
-    )
+    ))
 }
 
 /// Validates raw parameters into an authorization request.
@@ -104,10 +104,11 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
     let mut params: HashMap<String, String> = HashMap::new();
     let mut duplicated = None;
     for (k, v) in raw {
-        if params.contains_key(&k) {
-            duplicated = Some(k);
-        } else {
-            params.insert(k, v);
+        match params.entry(k) {
+            std::collections::hash_map::Entry::Occupied(e) => duplicated = Some(e.key().clone()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(v);
+            }
         }
     }
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());

@@ -1,0 +1,456 @@
+//! Test harness: starts three simulated provincial systems and the real gateway on ephemeral
+//! ports, and drives them as a browser (cookie jar, manual redirects, form submission) and as
+//! an RP (the `openidconnect` crate).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    TokenResponse,
+};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION};
+use serde_json::Value;
+use sso_gateway::app::Application;
+use sso_gateway::broker::UpstreamHttp;
+use sso_gateway::clock::Clock;
+use sso_gateway::config::Settings;
+use sso_gateway::legacy_idp::{self, Faults, LegacyIdpConfig, RunningLegacyIdp};
+use tokio::net::TcpListener;
+use url::Url;
+
+pub const PORTAL: &str = "portal";
+pub const PORTAL_SECRET: &str = "portal-secret-0123456789";
+pub const DOCS: &str = "documents";
+pub const DOCS_SECRET: &str = "documents-secret-0123456789";
+pub const SPA: &str = "spa";
+pub const M2M: &str = "hotline-api";
+pub const M2M_SECRET: &str = "hotline-secret-0123456789";
+pub const PORTAL_CB: &str = "http://127.0.0.1:9/portal/cb";
+pub const DOCS_CB: &str = "http://127.0.0.1:9/docs/cb";
+pub const SPA_CB: &str = "http://127.0.0.1:9/spa/cb";
+
+/// Users (username, upstream) known to the shipped legacy configs.
+pub const HCM_USER: &str = "lan";
+pub const BD_USER: &str = "lannt";
+pub const BRVT_USER: &str = "hai";
+
+pub struct TestSystem {
+    pub gateway: String,
+    pub idps: HashMap<String, RunningLegacyIdp>,
+    pub app: sso_gateway::app::AppState,
+    pub clock: Clock,
+    _dir: tempfile::TempDir,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+pub fn config_text(gateway: &str, idps: &HashMap<String, String>, dir: &std::path::Path) -> String {
+    let demo = include_str!("../../config/demo.toml");
+    // Reuse the demo's upstream sections (claim mappings of the three systems), then our clients.
+    let upstreams_start = demo.find("[[upstreams]]").unwrap_or(0);
+    let clients_start = demo.find("[[clients]]").unwrap_or(demo.len());
+    let mut upstreams = demo[upstreams_start..clients_start].to_string();
+    for (id, issuer) in idps {
+        let from = match id.as_str() {
+            "hcm" => "http://127.0.0.1:{hcm_port}/realms/hcm-dichvucong",
+            "bd" => "http://127.0.0.1:{bd_port}/oidc",
+            _ => "http://127.0.0.1:{brvt_port}/sso",
+        };
+        upstreams = upstreams.replace(from, issuer);
+    }
+    upstreams = upstreams.replace(
+        "scopes = [\"openid\", \"profile\", \"email\"]\n",
+        "scopes = [\"openid\", \"profile\", \"email\"]\ntimeout = \"2s\"\n",
+    );
+    format!(
+        r#"
+issuer = "{gateway}"
+[keys]
+dir = "{dir}/keys"
+generate_missing = true
+[accounts]
+url = "sqlite://{dir}/accounts.db?mode=rwc"
+[lifetimes]
+authorization_code = "60s"
+
+{upstreams}
+
+[[clients]]
+client_id = "{PORTAL}"
+client_secret = "{PORTAL_SECRET}"
+redirect_uris = ["{PORTAL_CB}"]
+scopes = ["openid", "profile", "email", "phone", "national_id", "official"]
+
+[[clients]]
+client_id = "{DOCS}"
+client_secret = "{DOCS_SECRET}"
+redirect_uris = ["{DOCS_CB}"]
+id_token_signed_response_alg = "ES256"
+
+[[clients]]
+client_id = "{SPA}"
+redirect_uris = ["{SPA_CB}"]
+id_token_signed_response_alg = "EdDSA"
+
+[[clients]]
+client_id = "{M2M}"
+client_secret = "{M2M_SECRET}"
+redirect_uris = []
+scopes = ["hotline.read"]
+grant_types = ["client_credentials"]
+"#,
+        dir = dir.display()
+    )
+}
+
+impl TestSystem {
+    pub async fn start() -> TestSystem {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idps = HashMap::new();
+        let mut issuers = HashMap::new();
+        for (id, text) in sso_gateway::demo::LEGACY_CONFIGS {
+            let config = LegacyIdpConfig::from_toml_str(text).unwrap();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let idp = legacy_idp::spawn(config, listener).await.unwrap();
+            issuers.insert(id.to_string(), idp.issuer.clone());
+            idps.insert(id.to_string(), idp);
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gateway = format!("http://{}", listener.local_addr().unwrap());
+        let settings = Settings::from_toml(&config_text(&gateway, &issuers, dir.path())).unwrap();
+        let clock = Clock::system();
+        let app = Application::build_with_listener(settings, clock.clone(), listener).await.unwrap();
+        let state = app.state().clone();
+        let server = tokio::spawn(async move {
+            let _ = app.run_until(std::future::pending()).await;
+        });
+        TestSystem { gateway, idps, app: state, clock, _dir: dir, _server: server }
+    }
+
+    pub fn faults(&self, upstream: &str) -> &Faults {
+        &self.idps[upstream].faults
+    }
+
+    pub fn set_fault(&self, upstream: &str, pick: impl Fn(&Faults) -> &std::sync::atomic::AtomicBool) {
+        pick(self.faults(upstream)).store(true, Ordering::SeqCst);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway)
+    }
+
+    /// An RP for one registered client, driven through the `openidconnect` crate.
+    pub async fn rp(&self, client_id: &str, secret: Option<&str>, redirect: &str) -> Rp {
+        let http =
+            UpstreamHttp::new(UpstreamHttp::build_client().unwrap(), std::time::Duration::from_secs(10));
+        let metadata = CoreProviderMetadata::discover_async(
+            IssuerUrl::new(self.gateway.clone()).unwrap(),
+            &http.as_client(),
+        )
+        .await
+        .unwrap();
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(client_id.into()),
+            secret.map(|s| ClientSecret::new(s.into())),
+        )
+        .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap());
+        Rp { client, http }
+    }
+}
+
+pub type GatewayClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+pub struct Rp {
+    pub client: GatewayClient,
+    pub http: UpstreamHttp,
+}
+
+/// What an RP keeps between /authorize and /token.
+pub struct AuthRequest {
+    pub url: String,
+    pub state: String,
+    pub nonce: String,
+    pub verifier: String,
+}
+
+#[derive(Debug)]
+pub struct Tokens {
+    /// Every claim of the verified ID token (including `idp` and `sid`).
+    pub raw: Value,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub id_token: String,
+    pub claims: CoreIdTokenClaims,
+}
+
+impl Rp {
+    pub fn authorize(&self, extra: &[(&str, &str)]) -> AuthRequest {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut req = self
+            .client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge)
+            .add_scope(Scope::new("profile".into()));
+        for (k, v) in extra {
+            if *k == "scope" {
+                for scope in v.split_whitespace() {
+                    req = req.add_scope(Scope::new(scope.into()));
+                }
+            } else {
+                req = req.add_extra_param(*k, *v);
+            }
+        }
+        let (url, state, nonce) = req.url();
+        AuthRequest {
+            url: url.to_string(),
+            state: state.secret().clone(),
+            nonce: nonce.secret().clone(),
+            verifier: verifier.secret().clone(),
+        }
+    }
+
+    /// Redeems a code and verifies the ID token against the gateway's JWKS (discovered).
+    pub async fn exchange(&self, req: &AuthRequest, code: &str) -> Result<Tokens, String> {
+        let tokens = self
+            .client
+            .exchange_code(AuthorizationCode::new(code.into()))
+            .map_err(|e| e.to_string())?
+            .set_pkce_verifier(PkceCodeVerifier::new(req.verifier.clone()))
+            .request_async(&self.http.as_client())
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let id_token = tokens.id_token().ok_or("no id token")?;
+        let verifier = self.client.id_token_verifier().set_allowed_algs([
+            openidconnect::core::CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+            openidconnect::core::CoreJwsSigningAlgorithm::EdDsa,
+        ]);
+        let claims =
+            id_token.claims(&verifier, &Nonce::new(req.nonce.clone())).map_err(|e| e.to_string())?.clone();
+        // at_hash binds the access token to the ID token.
+        let expected = claims.access_token_hash().ok_or("no at_hash")?;
+        let actual = openidconnect::AccessTokenHash::from_token(
+            tokens.access_token(),
+            id_token.signing_alg().map_err(|e| e.to_string())?,
+            id_token.signing_key(&verifier).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        if &actual != expected {
+            return Err("at_hash mismatch".into());
+        }
+        Ok(Tokens {
+            raw: jwt_payload(&id_token.to_string()),
+            access_token: tokens.access_token().secret().clone(),
+            refresh_token: tokens.refresh_token().map(|r| r.secret().clone()),
+            id_token: id_token.to_string(),
+            claims,
+        })
+    }
+}
+
+/// A browser: keeps cookies, follows redirects by hand, fills login forms.
+pub struct Browser {
+    pub http: reqwest::Client,
+}
+
+/// Where a navigation ended.
+#[derive(Debug)]
+pub enum Landing {
+    /// Redirected to a URL starting with the watched prefix (an RP callback).
+    Callback(Url),
+    /// A page was shown.
+    Page { url: String, status: StatusCode, body: String },
+}
+
+impl Landing {
+    pub fn callback(self) -> Url {
+        match self {
+            Landing::Callback(u) => u,
+            Landing::Page { url, status, body } => {
+                panic!("expected a callback, got page {url} {status}: {body}")
+            }
+        }
+    }
+    pub fn page(self) -> (String, StatusCode, String) {
+        match self {
+            Landing::Page { url, status, body } => (url, status, body),
+            Landing::Callback(u) => panic!("expected a page, got redirect to {u}"),
+        }
+    }
+}
+
+pub fn param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Browser { http }
+    }
+
+    /// GETs `url` and follows redirects until a page, or a redirect to `stop_prefix`.
+    pub async fn navigate(&self, url: &str, stop_prefix: &str) -> Landing {
+        let mut current = url.to_string();
+        for _ in 0..20 {
+            if current.starts_with(stop_prefix) {
+                return Landing::Callback(Url::parse(&current).unwrap());
+            }
+            let res = self.http.get(&current).send().await.unwrap();
+            if let Some(next) = redirect_target(&current, res.status(), res.headers()) {
+                current = next;
+                continue;
+            }
+            let status = res.status();
+            return Landing::Page { url: current, status, body: res.text().await.unwrap() };
+        }
+        panic!("redirect loop from {url}");
+    }
+
+    /// Submits the legacy system's login form shown at `page_url`, then follows redirects.
+    pub async fn login_form(
+        &self,
+        page_url: &str,
+        body: &str,
+        username: &str,
+        password: &str,
+        stop_prefix: &str,
+    ) -> Landing {
+        let (action, mut fields) = parse_form(body);
+        fields.insert("username".into(), username.into());
+        fields.insert("password".into(), password.into());
+        let action = Url::parse(page_url).unwrap().join(&action).unwrap();
+        let res = self.http.post(action.clone()).form(&fields).send().await.unwrap();
+        match redirect_target(action.as_str(), res.status(), res.headers()) {
+            Some(next) => self.navigate(&next, stop_prefix).await,
+            None => {
+                let status = res.status();
+                Landing::Page { url: action.to_string(), status, body: res.text().await.unwrap() }
+            }
+        }
+    }
+
+    /// Full login from an RP authorization URL: chooser → upstream form → callback.
+    pub async fn login(
+        &self,
+        authorize_url: &str,
+        upstream: &str,
+        username: &str,
+        stop_prefix: &str,
+    ) -> Landing {
+        let (url, status, body) = self.navigate(authorize_url, stop_prefix).await.page();
+        let upstream_page = if url.contains("/login?request=") {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let link = chooser_link(&body, upstream);
+            let target = Url::parse(&url).unwrap().join(&link).unwrap();
+            self.navigate(target.as_str(), stop_prefix).await.page()
+        } else {
+            (url, status, body)
+        };
+        let (url, status, body) = upstream_page;
+        assert_eq!(status, StatusCode::OK, "upstream login page: {body}");
+        self.login_form(&url, &body, username, "demo123", stop_prefix).await
+    }
+}
+
+fn redirect_target(current: &str, status: StatusCode, headers: &HeaderMap) -> Option<String> {
+    if !status.is_redirection() {
+        return None;
+    }
+    let location = headers.get(LOCATION)?.to_str().ok()?;
+    Some(Url::parse(current).ok()?.join(location).ok()?.to_string())
+}
+
+/// The chooser link for one upstream.
+pub fn chooser_link(body: &str, upstream: &str) -> String {
+    let doc = scraper::Html::parse_document(body);
+    let sel = scraper::Selector::parse("a.button").unwrap();
+    doc.select(&sel)
+        .filter_map(|a| a.value().attr("href"))
+        .find(|h| h.starts_with(&format!("/upstream/{upstream}/login")))
+        .unwrap_or_else(|| panic!("no chooser link for {upstream} in {body}"))
+        .to_string()
+}
+
+fn parse_form(body: &str) -> (String, HashMap<String, String>) {
+    let doc = scraper::Html::parse_document(body);
+    let form_sel = scraper::Selector::parse("form").unwrap();
+    let input_sel = scraper::Selector::parse("input").unwrap();
+    let form = doc.select(&form_sel).next().unwrap_or_else(|| panic!("no form in {body}"));
+    let action = form.value().attr("action").unwrap_or("").to_string();
+    let fields = form
+        .select(&input_sel)
+        .filter_map(|i| {
+            Some((i.value().attr("name")?.to_string(), i.value().attr("value").unwrap_or("").to_string()))
+        })
+        .collect();
+    (action, fields)
+}
+
+/// Posts a raw token request (for the error cases the RP library would not send).
+pub async fn token_request(
+    sys: &TestSystem,
+    auth: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Value) {
+    let mut req = reqwest::Client::new().post(sys.url("/token")).form(form);
+    if let Some((id, secret)) = auth {
+        req = req.basic_auth(id, Some(secret));
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    (status, headers, res.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn userinfo(sys: &TestSystem, access_token: &str) -> (StatusCode, HeaderMap, Value) {
+    let res =
+        reqwest::Client::new().get(sys.url("/userinfo")).bearer_auth(access_token).send().await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    (status, headers, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Logs a browser in through `upstream` at the portal RP and returns the tokens.
+pub async fn portal_login(sys: &TestSystem, browser: &Browser, upstream: &str, user: &str) -> (Rp, Tokens) {
+    let rp = sys.rp(PORTAL, Some(PORTAL_SECRET), PORTAL_CB).await;
+    let req = rp.authorize(&[]);
+    let cb = browser.login(&req.url, upstream, user, PORTAL_CB).await.callback();
+    assert_eq!(param(&cb, "state").as_deref(), Some(req.state.as_str()));
+    let code = param(&cb, "code").expect("code");
+    let tokens = rp.exchange(&req, &code).await.unwrap();
+    (rp, tokens)
+}
+
+/// The payload of a JWT (tests only; call after verifying it).
+pub fn jwt_payload(jwt: &str) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}

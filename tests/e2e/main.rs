@@ -1,0 +1,12 @@
+//! End-to-end tests: the real gateway and three simulated provincial systems on ephemeral
+//! ports, driven over HTTP as an RP and a browser would. One binary, one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod authorize_errors;
+mod discovery;
+mod login_flows;
+mod operations;
+mod token_lifecycle;
+mod upstream_failures;

@@ -1,0 +1,93 @@
+use std::process::Command;
+
+fn gateway() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sso-gateway"))
+}
+
+#[test]
+fn check_config_lists_every_problem_with_its_path_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+issuer = "http://sso.example"
+[[upstreams]]
+id = "Bad Id"
+name_vi = "x"
+name_en = "x"
+issuer = "not a url"
+client_id = "gw"
+[[clients]]
+client_id = "portal"
+redirect_uris = ["https://portal.example/cb#frag"]
+grant_types = ["client_credentials"]
+"#,
+    )
+    .unwrap();
+    let out = gateway().args(["check-config", "--config"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "issuer:",
+        "upstreams[0].id",
+        "upstreams[0].issuer",
+        "clients[0].redirect_uris[0]",
+        "clients[0].grant_types",
+        "expected",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn check_config_accepts_the_shipped_demo_and_example_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = sso_gateway::demo::gateway_config(8080, dir.path());
+    let path = dir.path().join("demo.toml");
+    std::fs::write(&path, demo).unwrap();
+    let out = gateway().args(["check-config", "--config"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gateway()
+        .args(["check-config", "--config", "config/gateway.example.toml"])
+        .envs([
+            ("HCM_CLIENT_SECRET", "0123456789abcdef0123"),
+            ("BD_CLIENT_SECRET", "0123456789abcdef0123"),
+            ("BRVT_CLIENT_SECRET", "0123456789abcdef0123"),
+            ("PORTAL_CLIENT_SECRET", "0123456789abcdef0123"),
+            ("HOTLINE_CLIENT_SECRET", "0123456789abcdef0123"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn keys_generate_writes_a_private_key_that_serve_can_load() {
+    let dir = tempfile::tempdir().unwrap();
+    for alg in ["RS256", "ES256", "EdDSA"] {
+        let out =
+            gateway().args(["keys", "generate", "--alg", alg, "--dir"]).arg(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let keys = sso_gateway::keys::KeySet::load_dir(dir.path()).unwrap();
+    assert_eq!(keys.algorithms().len(), 3);
+    let out =
+        gateway().args(["keys", "generate", "--alg", "HS256", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_its_signing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "issuer = \"http://127.0.0.1:1\"\nlisten = \"127.0.0.1:0\"\n[keys]\ndir = \"{}/none\"\n[accounts]\nurl = \"sqlite::memory:\"\n",
+        dir.path().display()
+    );
+    let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
+    let err = sso_gateway::app::Application::build(settings, sso_gateway::clock::Clock::system())
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("keys generate"), "{err}");
+}
