@@ -131,9 +131,10 @@ impl SessionSettings {
         Some(match self.redis.mode {
             RedisMode::Single => RedisTopology::Single(url.to_string()),
             RedisMode::Cluster => RedisTopology::Cluster(all),
-            RedisMode::Sentinel => {
-                RedisTopology::Sentinel { sentinels: all, master: self.redis.sentinel_master.clone().unwrap_or_default() }
-            }
+            RedisMode::Sentinel => RedisTopology::Sentinel {
+                sentinels: all,
+                master: self.redis.sentinel_master.clone().unwrap_or_default(),
+            },
         })
     }
 }
@@ -195,6 +196,9 @@ pub struct Lifetimes {
     /// How long a parked authorization request / upstream login attempt waits for the user.
     #[serde(default = "defaults::login_attempt", with = "humantime_serde")]
     pub login_attempt: Duration,
+    /// Refresh-token family lifetime when `offline_access` was granted (survives logout).
+    #[serde(default = "defaults::offline_refresh_token", with = "humantime_serde")]
+    pub offline_refresh_token: Duration,
 }
 
 impl Default for Lifetimes {
@@ -205,6 +209,7 @@ impl Default for Lifetimes {
             id_token: defaults::id_token(),
             refresh_token: defaults::refresh_token(),
             login_attempt: defaults::login_attempt(),
+            offline_refresh_token: defaults::offline_refresh_token(),
         }
     }
 }
@@ -345,6 +350,40 @@ pub struct ClientSettings {
     pub access_token_lifetime: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub refresh_token_lifetime: Option<Duration>,
+    /// How the client authenticates at /token, /introspect and /revoke. Default:
+    /// `client_secret_basic` (also accepting `client_secret_post`) with a secret, else `none`.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<ClientAuthMethod>,
+    /// Public keys for `private_key_jwt`, inline as a JWK set …
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// … or fetched from this URL (cached).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Resource servers (client ids) this client's access tokens are also meant for; those
+    /// may introspect them.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// OpenID Connect Back-Channel Logout 1.0 receiver.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    #[serde(default = "defaults::yes")]
+    pub backchannel_logout_session_required: bool,
+    /// OpenID Connect Front-Channel Logout 1.0 page, loaded in an iframe at logout.
+    #[serde(default)]
+    pub frontchannel_logout_uri: Option<String>,
+    #[serde(default = "defaults::yes")]
+    pub frontchannel_logout_session_required: bool,
+}
+
+/// Client authentication methods at the token, introspection and revocation endpoints.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    None,
 }
 
 mod defaults {
@@ -390,6 +429,12 @@ mod defaults {
     }
     pub fn refresh_token() -> Duration {
         Duration::from_secs(8 * 3600)
+    }
+    pub fn offline_refresh_token() -> Duration {
+        Duration::from_secs(30 * 24 * 3600)
+    }
+    pub fn yes() -> bool {
+        true
     }
     pub fn login_attempt() -> Duration {
         Duration::from_secs(10 * 60)
