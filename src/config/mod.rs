@@ -134,6 +134,12 @@ impl SessionSettings {
             RedisMode::Sentinel => RedisTopology::Sentinel {
                 sentinels: all,
                 master: self.redis.sentinel_master.clone().unwrap_or_default(),
+                auth: crate::state::MasterAuth {
+                    username: self.redis.master_username.clone(),
+                    password: self.redis.master_password.as_ref().map(|p| p.expose().to_string()),
+                    db: self.redis.master_db,
+                    tls: self.redis.master_tls,
+                },
             },
         })
     }
@@ -162,6 +168,16 @@ pub struct RedisSettings {
     pub nodes: Vec<SecretString>,
     #[serde(default)]
     pub sentinel_master: Option<String>,
+    /// Sentinel mode: how to log in to the master Sentinel names (the sentinels' own
+    /// credentials go in their URLs).
+    #[serde(default)]
+    pub master_username: Option<String>,
+    #[serde(default)]
+    pub master_password: Option<SecretString>,
+    #[serde(default)]
+    pub master_db: i64,
+    #[serde(default)]
+    pub master_tls: bool,
     /// Prepended to every key, so several gateways (or tests) can share one Redis.
     #[serde(default = "defaults::key_prefix")]
     pub key_prefix: String,
@@ -176,6 +192,10 @@ impl Default for RedisSettings {
             mode: RedisMode::Single,
             nodes: Vec::new(),
             sentinel_master: None,
+            master_username: None,
+            master_password: None,
+            master_db: 0,
+            master_tls: false,
             key_prefix: defaults::key_prefix(),
             timeout: defaults::redis_timeout(),
         }

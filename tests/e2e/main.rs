@@ -10,6 +10,7 @@ mod login_flows;
 mod logout;
 mod operations;
 mod redis_outage;
+mod redis_topologies;
 mod replicas;
 mod token_lifecycle;
 mod token_management;

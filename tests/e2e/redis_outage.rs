@@ -7,35 +7,47 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A private redis-server with AOF on, on a free port, so the test can kill it.
-struct OwnRedis {
-    port: u16,
+pub struct OwnRedis {
+    pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    extra: Vec<String>,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl OwnRedis {
-    fn start() -> OwnRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut r = OwnRedis { port, dir: tempfile::tempdir().unwrap(), child: None };
+    pub fn start() -> OwnRedis {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> OwnRedis {
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut r = OwnRedis { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None, extra };
         r.spawn();
         r
     }
 
     fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let base = [
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ];
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-            ])
+            .args(base)
+            .args(&self.extra)
+            .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -57,7 +69,7 @@ impl OwnRedis {
         }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }
