@@ -92,12 +92,13 @@ impl AppState {
             AccountStore::connect(settings.accounts.url.expose(), settings.accounts.max_connections).await?;
         let https = issuer.starts_with("https://");
         let sessions = Sessions::new(store.clone(), clock.clone(), &settings.sessions, https);
-        let http = UpstreamHttp::build_client().map_err(|e| {
-            StartError::Http(crate::broker::BrokerError::Discovery {
-                upstream: "-".into(),
-                detail: e.to_string(),
-            })
-        })?;
+        let http =
+            UpstreamHttp::build_client_with_roots(settings.outbound.ca_file.as_deref()).map_err(|e| {
+                StartError::Http(crate::broker::BrokerError::Discovery {
+                    upstream: "-".into(),
+                    detail: e.to_string(),
+                })
+            })?;
         let broker = Broker::new(
             &settings.upstreams,
             http.clone(),

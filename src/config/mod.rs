@@ -42,6 +42,18 @@ pub struct Settings {
     pub upstreams: Vec<UpstreamSettings>,
     #[serde(default)]
     pub clients: Vec<ClientSettings>,
+    #[serde(default)]
+    pub outbound: OutboundSettings,
+}
+
+/// Outbound HTTPS (upstreams, RP back-channel logout, client key sets).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Extra trusted root certificates (PEM bundle), e.g. a government root CA that the
+    /// public web PKI does not include.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -243,6 +243,22 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
             }
         }
     }
+    if let Some(ca) = &s.outbound.ca_file {
+        match std::fs::read(ca) {
+            Err(e) => p.push(
+                Problem::new("outbound.ca_file", format!("cannot read {}: {e}", ca.display()))
+                    .expecting("a PEM bundle"),
+            ),
+            Ok(bytes)
+                if reqwest::Certificate::from_pem_bundle(&bytes).map(|c| c.is_empty()).unwrap_or(true) =>
+            {
+                p.push(
+                    Problem::new("outbound.ca_file", "contains no PEM certificate").expecting("a PEM bundle"),
+                )
+            }
+            Ok(_) => {}
+        }
+    }
     let url = s.accounts.url.expose();
     if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         p.push(
