@@ -99,15 +99,10 @@ impl AppState {
                     detail: e.to_string(),
                 })
             })?;
-        let broker = Broker::new(
-            &settings.upstreams,
-            http.clone(),
-            &issuer,
-            store.clone(),
-            settings.lifetimes.login_attempt,
-        );
+        let broker = Broker::new(&settings, http.clone(), store.clone())?;
         let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
-        let discovery = Arc::from(discovery::document(&issuer, &keys.algorithms()));
+        let discovery =
+            Arc::from(discovery::document(&issuer, &keys.algorithms(), &settings.assurance.levels));
         Ok(AppState {
             settings: Arc::new(settings),
             keys,
@@ -235,7 +230,8 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let service = self.router.into_make_service();
+        // Connection info gives handlers the peer address (login throttling per address).
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         match self.tls {
             None => axum::serve(self.listener, service)
                 .with_graceful_shutdown(shutdown)

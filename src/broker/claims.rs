@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use crate::accounts::Profile;
 use crate::accounts::national_id::Gender;
-use crate::config::{ClaimMapping, DateFormat};
+use crate::config::{ClaimMapping, DateFormat, UpstreamSettings};
 
 /// Looks up a claim by name; `a.b` reaches into nested objects.
 fn lookup<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
@@ -72,6 +72,18 @@ pub fn normalize_date(raw: &str, format: DateFormat) -> Option<String> {
     let month = time::Month::try_from(month).ok()?;
     let date = time::Date::from_calendar_date(year, month, day).ok()?;
     Some(format!("{:04}-{:02}-{:02}", date.year(), date.month() as u8, date.day()))
+}
+
+/// The gateway `acr` of one login: the upstream's `acr_claim` looked up in `acr_map`, or the
+/// upstream's fixed `acr` when it has no such claim or the value is not mapped.
+pub fn assurance(settings: &UpstreamSettings, claims: &Map<String, Value>) -> String {
+    if let Some(value) = text(claims, settings.acr_claim.as_ref()) {
+        if let Some(acr) = settings.acr_map.get(&value) {
+            return acr.clone();
+        }
+        tracing::info!(upstream = %settings.id, "unmapped assurance claim value; using the upstream's acr");
+    }
+    settings.acr.clone()
 }
 
 /// Applies `mapping` to an upstream's claims.

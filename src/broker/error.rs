@@ -29,11 +29,49 @@ pub enum BrokerError {
     InvalidLogoutToken { upstream: String, detail: String },
     #[error("callback without code or state")]
     MalformedCallback,
+    #[error("ticket validation at upstream {upstream} failed: {detail}")]
+    TicketValidation { upstream: String, detail: String },
+    #[error("upstream {upstream} refused the ticket: {code}: {message}")]
+    TicketRejected { upstream: String, code: String, message: String },
+    #[error("wrong user name or password at upstream {upstream}")]
+    InvalidCredentials { upstream: String },
+    #[error("too many failed logins at upstream {upstream}: locked out")]
+    LockedOut { upstream: String },
+    #[error("directory of upstream {upstream} unavailable: {detail}")]
+    Directory { upstream: String, detail: String },
+    #[error("this upstream cannot reach the assurance level the application requires")]
+    InsufficientAssurance,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl BrokerError {
+    /// The message shown on the login form (Vietnamese, English) for errors that send the
+    /// person back to it; None for errors that end the attempt with a page. The same words
+    /// for an unknown account and a wrong password, so the form tells nothing about which.
+    pub fn form_message(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            BrokerError::InvalidCredentials { .. } => Some((
+                "Tên đăng nhập hoặc mật khẩu không đúng.",
+                "Incorrect user name or password.",
+            )),
+            BrokerError::LockedOut { .. } => Some((
+                "Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau ít phút hoặc liên hệ bộ phận quản trị.",
+                "Too many failed logins. Please try again in a few minutes or contact your administrator.",
+            )),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the page or form shown for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BrokerError::InvalidCredentials { .. } => StatusCode::UNAUTHORIZED,
+            BrokerError::LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
+            _ => self.page(None).status,
+        }
+    }
+
     /// The page a person sees; `retry` links back to the chooser when the request is alive.
     pub fn page(&self, retry: Option<String>) -> ErrorPage {
         let page = match self {
@@ -59,7 +97,39 @@ impl BrokerError {
                     "The former login system did not confirm your identity.",
                 )
             }
+            BrokerError::TicketRejected { .. } => ErrorPage::new(
+                StatusCode::UNAUTHORIZED,
+                "Đăng nhập không được xác nhận",
+                "The login could not be confirmed",
+            )
+            .detail(
+                "Hệ thống đăng nhập cũ không xác nhận lần đăng nhập này (phiếu đăng nhập không hợp lệ, đã dùng hoặc đã hết hạn). Vui lòng đăng nhập lại.",
+                "The former login system did not confirm this login (the login ticket is invalid, already used or expired). Please log in again.",
+            ),
+            BrokerError::InvalidCredentials { .. } | BrokerError::LockedOut { .. } => {
+                let (vi, en) = self.form_message().unwrap_or_default();
+                ErrorPage::new(self.status(), "Không thể đăng nhập", "The login failed").detail(vi, en)
+            }
+            BrokerError::Directory { .. } => ErrorPage::new(
+                StatusCode::BAD_GATEWAY,
+                "Danh bạ cán bộ tạm thời không truy cập được",
+                "The officials' directory cannot be reached",
+            )
+            .detail(
+                "Không thể kiểm tra tài khoản lúc này. Vui lòng thử lại sau ít phút.",
+                "Your account cannot be checked right now. Please try again in a few minutes.",
+            ),
+            BrokerError::InsufficientAssurance => ErrorPage::new(
+                StatusCode::FORBIDDEN,
+                "Cần đăng nhập với mức xác thực cao hơn",
+                "A stronger login is required",
+            )
+            .detail(
+                "Ứng dụng yêu cầu mức độ xác thực cao hơn mức mà hệ thống này cung cấp, ví dụ tài khoản định danh điện tử VNeID mức 2. Vui lòng chọn hệ thống đăng nhập khác.",
+                "The application requires a higher level of assurance than this login system provides, for example a level-2 VNeID account. Please choose another login system.",
+            ),
             BrokerError::Discovery { .. }
+            | BrokerError::TicketValidation { .. }
             | BrokerError::TokenExchange { .. }
             | BrokerError::UpstreamDenied { .. }
             | BrokerError::InvalidIdToken { .. }

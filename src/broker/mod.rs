@@ -1,15 +1,23 @@
-//! The broker: everything about upstream login systems. Connectors (OIDC now; CAS, SAML and
-//! LDAP plug in beside it), the chooser page, login attempts bound to the browser, and the
-//! claim mapping. Its output is one verified [`UpstreamIdentity`].
+//! The broker: everything about upstream login systems. Connectors (OpenID Connect, CAS,
+//! LDAP) behind one interface ([`connector::Connector`]), the chooser page, login attempts
+//! bound to the browser, the gateway's own password form for directory logins, the claim
+//! mapping and the assurance (`acr`) of each login. Its output is one verified
+//! [`UpstreamIdentity`], whatever the protocol.
 //!
 //! Must not: touch accounts or sessions (that is `login`'s job) or answer RPs (`provider`).
 
+mod cas;
+pub mod cas_xml;
 mod claims;
+mod connector;
 mod error;
 mod http_client;
+mod ldap;
 mod oidc;
+mod throttle;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,19 +29,25 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use claims::{map_claims, normalize_date};
+pub use claims::{assurance, map_claims, normalize_date};
 pub use error::BrokerError;
 pub use http_client::UpstreamHttp;
 
 use crate::accounts::Profile;
 use crate::app::AppState;
-use crate::config::UpstreamSettings;
+use crate::config::{SecretString, Settings, UpstreamKind};
 use crate::provider::records as parked;
 use crate::session::read_cookie;
 use crate::state::{StateStore, hashed_key, random_handle};
 use crate::web::{self, Lang};
+use connector::{Answer, AttemptData, Connector, LogoutMessage, StartContext, Started, VerifiedLogin};
 pub use oidc::{BACKCHANNEL_EVENT, UpstreamLogout};
-use oidc::{OidcAttempt, OidcConnector};
+
+/// Writes a security-relevant upstream event to the audit log (tracing target
+/// `sso_gateway::audit`, so log pipelines can keep it apart).
+pub(crate) fn audit(event: &str, upstream: &str, detail: &str) {
+    tracing::warn!(target: "sso_gateway::audit", event, upstream, detail, "upstream security event");
+}
 
 /// A person as verified by an upstream, with claims mapped to gateway names.
 #[derive(Debug, Clone)]
@@ -47,20 +61,49 @@ pub struct UpstreamIdentity {
     pub upstream_session: Option<String>,
 }
 
-/// One login attempt at an upstream, stored under its `state` until the callback.
+/// One login attempt at an upstream, stored under the hash of its id until it is answered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LoginAttempt {
     upstream: String,
     request_id: String,
     /// SHA-256 of the browser-binding cookie of the browser that started the attempt.
     browser: String,
-    oidc: OidcAttempt,
+    #[serde(default)]
+    lang: Lang,
+    #[serde(flatten)]
+    data: AttemptData,
+}
+
+/// The login form of a password upstream, as posted.
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    /// The attempt id: single-use, bound to the browser, so it is also the CSRF token.
+    #[serde(default)]
+    pub attempt: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default = "empty_secret")]
+    pub password: SecretString,
+}
+
+fn empty_secret() -> SecretString {
+    SecretString::from("")
+}
+
+/// How a posted password form ends.
+pub enum PasswordOutcome {
+    /// Verified: the identity and the parked request to resume.
+    Verified(UpstreamIdentity, String),
+    /// Show the form again (wrong credentials, locked out), with a fresh attempt.
+    Retry(Response),
+    /// An error page; the link goes back to the chooser when the request is alive.
+    Failed(BrokerError, Option<String>),
 }
 
 /// Upstream connectors by id, in configuration order (the chooser's order).
 #[derive(Clone)]
 pub struct Broker {
-    connectors: Arc<BTreeMap<String, Arc<OidcConnector>>>,
+    connectors: Arc<BTreeMap<String, Arc<dyn Connector>>>,
     order: Arc<Vec<String>>,
     store: StateStore,
     attempt_ttl: Duration,
@@ -75,31 +118,51 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    pub fn new(
-        upstreams: &[UpstreamSettings],
-        http: reqwest::Client,
-        gateway_issuer: &str,
-        store: StateStore,
-        attempt_ttl: Duration,
-    ) -> Self {
-        let https = gateway_issuer.starts_with("https://");
-        let connectors = upstreams
-            .iter()
-            .map(|u| (u.id.clone(), Arc::new(OidcConnector::new(u.clone(), http.clone(), gateway_issuer))))
-            .collect();
-        Broker {
+    /// Builds one connector per configured upstream.
+    pub fn new(settings: &Settings, http: reqwest::Client, store: StateStore) -> Result<Self, BrokerError> {
+        let issuer = settings.issuer();
+        let https = issuer.starts_with("https://");
+        let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
+        for u in &settings.upstreams {
+            let connector: Arc<dyn Connector> = match u.kind {
+                UpstreamKind::Oidc => Arc::new(oidc::OidcConnector::new(u.clone(), http.clone(), issuer)),
+                UpstreamKind::Cas => {
+                    Arc::new(cas::CasConnector::new(u.clone(), http.clone(), issuer, store.clone())?)
+                }
+                UpstreamKind::Ldap => Arc::new(ldap::LdapConnector::new(
+                    u.clone(),
+                    settings.outbound.ca_file.as_deref(),
+                    store.clone(),
+                )?),
+            };
+            connectors.insert(u.id.clone(), connector);
+        }
+        Ok(Broker {
             connectors: Arc::new(connectors),
-            order: Arc::new(upstreams.iter().map(|u| u.id.clone()).collect()),
+            order: Arc::new(settings.upstreams.iter().map(|u| u.id.clone()).collect()),
             store,
-            attempt_ttl,
+            attempt_ttl: settings.lifetimes.login_attempt,
             browser_cookie: if https { "__Host-sso_browser".into() } else { "sso_browser".into() },
             secure_cookies: https,
-        }
+        })
+    }
+
+    /// Whether a login through upstream `id` can end at one of the `accepted` acr values
+    /// (no requirement when `accepted` is empty).
+    pub fn upstream_can_satisfy(&self, id: &str, accepted: &[String]) -> bool {
+        self.connectors.get(id).is_some_and(|c| {
+            accepted.is_empty() || c.settings().acr_values().iter().any(|a| accepted.iter().any(|x| x == a))
+        })
+    }
+
+    /// Whether any upstream can satisfy the `accepted` acr values.
+    pub fn can_satisfy(&self, accepted: &[String]) -> bool {
+        self.order.iter().any(|id| self.upstream_can_satisfy(id, accepted))
     }
 
     /// The upstream's Vietnamese display name (for pages), or its id.
     pub fn display_name(&self, id: &str) -> String {
-        self.connectors.get(id).map(|c| c.settings.name_vi.clone()).unwrap_or_else(|| id.to_string())
+        self.connectors.get(id).map(|c| c.settings().name_vi.clone()).unwrap_or_else(|| id.to_string())
     }
 
     pub fn has_upstream(&self, id: &str) -> bool {
@@ -124,9 +187,13 @@ impl Broker {
         now: i64,
     ) -> Result<UpstreamLogout, BrokerError> {
         let connector = self.connector(upstream)?;
-        let logout = connector.verify_logout_token(token, now).await?;
+        let logout = connector.verify_logout(LogoutMessage::BackchannelToken(token), now).await?;
+        let jti = logout.jti.clone().ok_or_else(|| BrokerError::InvalidLogoutToken {
+            upstream: upstream.into(),
+            detail: "missing jti".into(),
+        })?;
         let ttl = Duration::from_secs((logout.exp - now).clamp(60, 24 * 3600) as u64);
-        let key = hashed_key(&format!("upstream-logout-jti:{upstream}"), &logout.jti);
+        let key = hashed_key(&format!("upstream-logout-jti:{upstream}"), &jti);
         if !self.store.put_new(&key, Vec::new(), ttl).await? {
             return Err(BrokerError::InvalidLogoutToken {
                 upstream: upstream.into(),
@@ -136,13 +203,75 @@ impl Broker {
         Ok(logout)
     }
 
-    fn connector(&self, id: &str) -> Result<&Arc<OidcConnector>, BrokerError> {
+    /// Verifies a CAS single-logout request (SAML `LogoutRequest`); its `sid` is the service
+    /// ticket of the login that ended. A repeated request ends nothing more, so no replay
+    /// record is kept.
+    pub async fn verify_cas_logout(
+        &self,
+        upstream: &str,
+        document: &str,
+        now: i64,
+    ) -> Result<UpstreamLogout, BrokerError> {
+        self.connector(upstream)?.verify_logout(LogoutMessage::CasLogoutRequest(document), now).await
+    }
+
+    fn connector(&self, id: &str) -> Result<&Arc<dyn Connector>, BrokerError> {
         self.connectors.get(id).ok_or_else(|| BrokerError::UnknownUpstream(id.to_string()))
     }
 
-    /// Redeems the callback of an upstream login: the attempt must exist, belong to this
-    /// upstream and this browser; the upstream's tokens must verify. Returns the identity and
-    /// the id of the parked authorization request to resume.
+    /// Takes the attempt `id` (single use) and checks it belongs to `upstream` and to this
+    /// browser.
+    async fn take_attempt(
+        &self,
+        upstream: &str,
+        id: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<LoginAttempt, (BrokerError, Option<String>)> {
+        let Some(id) = id.filter(|s| !s.is_empty() && s.len() <= 256) else {
+            return Err((BrokerError::MalformedCallback, None));
+        };
+        let attempt: LoginAttempt = self
+            .store
+            .take_json(&hashed_key("attempt", id))
+            .await
+            .map_err(|e| (e.into(), None))?
+            .ok_or((BrokerError::AttemptNotFound, None))?;
+        let retry = Some(format!("/login?request={}", attempt.request_id));
+        if attempt.upstream != upstream {
+            return Err((
+                BrokerError::UpstreamMismatch { path: upstream.into(), attempt: attempt.upstream },
+                retry,
+            ));
+        }
+        let browser = read_cookie(headers, &self.browser_cookie).map(|b| hashed_key("browser", &b));
+        if browser.as_deref() != Some(attempt.browser.as_str()) {
+            return Err((BrokerError::BrowserMismatch, retry));
+        }
+        Ok(attempt)
+    }
+
+    /// The verified login, with claims mapped and its assurance worked out.
+    fn identity(&self, connector: &dyn Connector, login: VerifiedLogin) -> UpstreamIdentity {
+        let settings = connector.settings();
+        let profile = map_claims(&settings.claims, &login.claims);
+        let acr = assurance(settings, &login.claims);
+        let mut amr = login.amr;
+        if amr.is_empty() {
+            amr.push("pwd".into());
+        }
+        UpstreamIdentity {
+            upstream: settings.id.clone(),
+            subject: login.subject,
+            profile,
+            acr,
+            amr,
+            upstream_session: login.session_id,
+        }
+    }
+
+    /// Redeems the callback of a redirect login (OIDC, CAS): the attempt must exist, belong
+    /// to this upstream and this browser; the upstream's answer must verify. Returns the
+    /// identity and the id of the parked authorization request to resume.
     pub async fn finish(
         &self,
         upstream: &str,
@@ -150,60 +279,90 @@ impl Broker {
         headers: &HeaderMap,
     ) -> Result<(UpstreamIdentity, String), (BrokerError, Option<String>)> {
         let connector = self.connector(upstream).map_err(|e| (e, None))?;
-        let Some(state) = query.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 256) else {
-            return Err((BrokerError::MalformedCallback, None));
-        };
-        let attempt: LoginAttempt = self
-            .store
-            .take_json(&hashed_key("attempt", state))
-            .await
-            .map_err(|e| (e.into(), None))?
-            .ok_or((BrokerError::AttemptNotFound, None))?;
+        // OIDC returns the attempt id as `state`, CAS inside the service URL as `attempt`.
+        let id = query.state.as_deref().or(query.attempt.as_deref());
+        let attempt = self.take_attempt(upstream, id, headers).await?;
         let retry = Some(format!("/login?request={}", attempt.request_id));
-        let fail = |e: BrokerError| (e, retry.clone());
-        if attempt.upstream != upstream {
-            return Err(fail(BrokerError::UpstreamMismatch {
-                path: upstream.into(),
-                attempt: attempt.upstream,
-            }));
-        }
-        let browser = read_cookie(headers, &self.browser_cookie).map(|b| hashed_key("browser", &b));
-        if browser.as_deref() != Some(attempt.browser.as_str()) {
-            return Err(fail(BrokerError::BrowserMismatch));
-        }
-        if let Some(error) = &query.error {
-            return Err(fail(BrokerError::UpstreamDenied {
-                upstream: upstream.into(),
-                error: error.chars().take(64).collect(),
-                description: query.error_description.clone().unwrap_or_default().chars().take(256).collect(),
-            }));
-        }
-        // RFC 9207: when the upstream names itself, it must be the one we sent the user to.
-        if let Some(iss) = &query.iss
-            && iss.trim_end_matches('/') != connector.settings.issuer.trim_end_matches('/')
-        {
-            return Err(fail(BrokerError::UpstreamMismatch { path: upstream.into(), attempt: iss.clone() }));
-        }
-        let code = query
-            .code
-            .as_deref()
-            .filter(|c| !c.is_empty() && c.len() <= 4096)
-            .ok_or_else(|| fail(BrokerError::MalformedCallback))?;
-        let login = connector.finish(code, &attempt.oidc).await.map_err(fail)?;
-        let profile = map_claims(&connector.settings.claims, &login.claims);
-        let mut amr = login.amr;
-        if amr.is_empty() {
-            amr.push("pwd".into());
-        }
-        let identity = UpstreamIdentity {
-            upstream: upstream.to_string(),
-            subject: login.subject,
-            profile,
-            acr: connector.settings.acr.clone(),
-            amr,
-            upstream_session: login.session_id,
+        let login = connector.finish(&attempt.data, Answer::Redirect(query)).await.map_err(|e| (e, retry))?;
+        Ok((self.identity(connector.as_ref(), login), attempt.request_id))
+    }
+
+    /// Checks a posted password form (LDAP). Wrong credentials and lockouts show the form
+    /// again with a fresh attempt; nothing about the password is kept.
+    pub async fn finish_password(
+        &self,
+        upstream: &str,
+        form: &PasswordForm,
+        headers: &HeaderMap,
+        client_ip: Option<IpAddr>,
+    ) -> PasswordOutcome {
+        let connector = match self.connector(upstream) {
+            Ok(c) => c.clone(),
+            Err(e) => return PasswordOutcome::Failed(e, None),
         };
-        Ok((identity, attempt.request_id))
+        let attempt = match self.take_attempt(upstream, Some(&form.attempt), headers).await {
+            Ok(a) => a,
+            Err((e, retry)) => return PasswordOutcome::Failed(e, retry),
+        };
+        let retry = Some(format!("/login?request={}", attempt.request_id));
+        let username: String = form.username.trim().chars().take(256).collect();
+        let answer = Answer::Password { username: &username, password: &form.password, client_ip };
+        match connector.finish(&attempt.data, answer).await {
+            Ok(login) => PasswordOutcome::Verified(self.identity(connector.as_ref(), login), attempt.request_id),
+            Err(e) if e.form_message().is_some() => {
+                let id = random_handle();
+                let again = LoginAttempt { data: AttemptData::default(), ..attempt };
+                if let Err(e) = self.store.put_json(&hashed_key("attempt", &id), &again, self.attempt_ttl).await {
+                    return PasswordOutcome::Failed(e.into(), None);
+                }
+                let status = e.status();
+                PasswordOutcome::Retry(self.password_page(
+                    connector.as_ref(),
+                    &id,
+                    &again.request_id,
+                    again.lang,
+                    &username,
+                    e.form_message(),
+                    status,
+                ))
+            }
+            Err(e) => PasswordOutcome::Failed(e, retry),
+        }
+    }
+
+    /// The gateway's own login form for a password upstream.
+    #[allow(clippy::too_many_arguments)]
+    fn password_page(
+        &self,
+        connector: &dyn Connector,
+        attempt: &str,
+        request: &str,
+        lang: Lang,
+        username: &str,
+        message: Option<(&'static str, &'static str)>,
+        status: StatusCode,
+    ) -> Response {
+        let s = connector.settings();
+        let other = match lang {
+            Lang::Vi => Lang::En,
+            Lang::En => Lang::Vi,
+        };
+        let html = web::render(
+            "password_login.html",
+            json!({
+                "lang": lang.code(),
+                "name_vi": s.name_vi,
+                "name_en": s.name_en,
+                "action": format!("/upstream/{}/login", s.id),
+                "attempt": attempt,
+                "username": username,
+                "error_vi": message.map(|m| m.0),
+                "error_en": message.map(|m| m.1),
+                "chooser_href": format!("/login?request={request}&lang={}", lang.code()),
+                "other_lang_href": format!("/upstream/{}/login?request={request}&lang={}", s.id, other.code()),
+            }),
+        );
+        web::html_response(status, html, web::CSP_PAGE)
     }
 }
 
@@ -227,15 +386,18 @@ async fn chooser(State(app): State<AppState>, Query(q): Query<ChooserQuery>) -> 
     };
     let lang = q.lang.unwrap_or(req.lang);
     let broker = &app.broker;
+    // Step-up: only the systems whose logins reach the required assurance are offered.
     let upstreams: Vec<_> = broker
         .order
         .iter()
+        .filter(|id| broker.upstream_can_satisfy(id, &req.acr_accepted))
         .filter_map(|id| broker.connectors.get(id))
-        .map(|c| {
+        .map(|c| c.settings())
+        .map(|s| {
             json!({
-                "href": format!("/upstream/{}/login?request={}&lang={}", c.settings.id, q.request, lang.code()),
-                "name_vi": c.settings.name_vi,
-                "name_en": c.settings.name_en,
+                "href": format!("/upstream/{}/login?request={}&lang={}", s.id, q.request, lang.code()),
+                "name_vi": s.name_vi,
+                "name_en": s.name_en,
             })
         })
         .collect();
@@ -250,6 +412,7 @@ async fn chooser(State(app): State<AppState>, Query(q): Query<ChooserQuery>) -> 
             "lang": lang.code(),
             "upstreams": upstreams,
             "client_name": client_name,
+            "step_up": !req.acr_accepted.is_empty(),
             "other_lang_href": format!("/login?request={}&lang={}", q.request, other.code()),
         }),
     );
@@ -281,15 +444,26 @@ async fn start(
         Ok(None) => return BrokerError::RequestExpired.page(None).into_response(),
         Err(e) => return BrokerError::Store(e).page(None).into_response(),
     };
+    if !broker.upstream_can_satisfy(&id, &req.acr_accepted) {
+        return BrokerError::InsufficientAssurance.page(retry).into_response();
+    }
     let lang = q.lang.unwrap_or(req.lang);
-    let (url, state, oidc) =
-        match connector.start(req.force_login, req.login_hint.as_deref(), lang.code()).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(upstream = %id, error = %e, "cannot start upstream login");
-                return e.page(retry).into_response();
-            }
-        };
+    let attempt_id = random_handle();
+    let ctx = StartContext {
+        attempt: &attempt_id,
+        force_login: req.force_login,
+        max_age: req.max_age,
+        login_hint: req.login_hint.as_deref(),
+        lang,
+    };
+    let (url, data) = match connector.start(ctx).await {
+        Ok(Started::Redirect { url, data }) => (Some(url), data),
+        Ok(Started::PasswordForm { data }) => (None, data),
+        Err(e) => {
+            tracing::warn!(upstream = %id, error = %e, "cannot start upstream login");
+            return e.page(retry).into_response();
+        }
+    };
     let (browser, new_cookie) = match read_cookie(&headers, &broker.browser_cookie) {
         Some(b) => (b, None),
         None => {
@@ -301,13 +475,26 @@ async fn start(
         upstream: id.clone(),
         request_id: q.request.clone(),
         browser: hashed_key("browser", &browser),
-        oidc,
+        lang,
+        data,
     };
-    if let Err(e) = broker.store.put_json(&hashed_key("attempt", &state), &attempt, broker.attempt_ttl).await
+    if let Err(e) =
+        broker.store.put_json(&hashed_key("attempt", &attempt_id), &attempt, broker.attempt_ttl).await
     {
         return BrokerError::Store(e).page(None).into_response();
     }
-    let mut res = Redirect::to(&url).into_response();
+    let mut res = match url {
+        Some(url) => Redirect::to(&url).into_response(),
+        None => broker.password_page(
+            connector.as_ref(),
+            &attempt_id,
+            &q.request,
+            lang,
+            req.login_hint.as_deref().unwrap_or(""),
+            None,
+            StatusCode::OK,
+        ),
+    };
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(value) = new_cookie {
         let cookie = cookie::Cookie::build((broker.browser_cookie.clone(), value))
@@ -328,6 +515,10 @@ async fn start(
 pub struct CallbackQuery {
     pub code: Option<String>,
     pub state: Option<String>,
+    /// CAS: the attempt id, carried in the service URL.
+    pub attempt: Option<String>,
+    /// CAS: the service ticket.
+    pub ticket: Option<String>,
     pub error: Option<String>,
     pub error_description: Option<String>,
     pub iss: Option<String>,

@@ -16,8 +16,10 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use futures::future::BoxFuture;
 use tokio::sync::RwLock;
 
+use super::connector::{Answer, AttemptData, Connector, LogoutMessage, StartContext, Started, VerifiedLogin};
 use super::error::BrokerError;
 use super::http_client::UpstreamHttp;
 use crate::config::UpstreamSettings;
@@ -89,7 +91,8 @@ struct LogoutClaims {
 pub struct UpstreamLogout {
     pub sid: Option<String>,
     pub sub: Option<String>,
-    pub jti: String,
+    /// Unique id of the message, for replay detection (OIDC logout tokens).
+    pub jti: Option<String>,
     pub exp: i64,
 }
 
@@ -98,15 +101,6 @@ pub struct UpstreamLogout {
 pub struct OidcAttempt {
     pub nonce: String,
     pub pkce_verifier: String,
-}
-
-/// The verified result of an upstream login.
-#[derive(Debug, Clone)]
-pub struct VerifiedLogin {
-    pub subject: String,
-    pub claims: Map<String, Value>,
-    pub amr: Vec<String>,
-    pub session_id: Option<String>,
 }
 
 /// Signature algorithms accepted from upstreams: asymmetric only.
@@ -215,7 +209,7 @@ impl OidcConnector {
 
     /// Where to send the browser to end the upstream session (RP-Initiated Logout), if the
     /// upstream supports it. It returns to `post_logout_redirect` with `state`.
-    pub async fn logout_url(&self, post_logout_redirect: &str, state: &str) -> Option<String> {
+    async fn end_session_url(&self, post_logout_redirect: &str, state: &str) -> Option<String> {
         let d = self.metadata(false).await.ok()?;
         let mut url = url::Url::parse(d.end_session.as_ref()?).ok()?;
         url.query_pairs_mut()
@@ -228,7 +222,7 @@ impl OidcConnector {
     /// Validates a Back-Channel Logout token from this upstream (OIDC Back-Channel Logout
     /// 1.0 §2.6): signature against the upstream's keys, `iss`, `aud`, `iat`, `exp`, the
     /// logout event, no `nonce`, and `sid` and/or `sub`. Replay is checked by the caller.
-    pub async fn verify_logout_token(&self, token: &str, now: i64) -> Result<UpstreamLogout, BrokerError> {
+    async fn verify_logout_token(&self, token: &str, now: i64) -> Result<UpstreamLogout, BrokerError> {
         let bad = |detail: &str| BrokerError::InvalidLogoutToken {
             upstream: self.id().into(),
             detail: detail.into(),
@@ -285,42 +279,62 @@ impl OidcConnector {
             return Err(bad("iat is out of range"));
         }
         let jti = claims.jti.ok_or_else(|| bad("missing jti"))?;
-        Ok(UpstreamLogout { sid: claims.sid, sub: claims.sub, jti, exp: claims.exp })
+        Ok(UpstreamLogout { sid: claims.sid, sub: claims.sub, jti: Some(jti), exp: claims.exp })
     }
 
-    /// The upstream authorization URL for a new attempt, with its state and secrets.
-    pub async fn start(
-        &self,
-        force_login: bool,
-        login_hint: Option<&str>,
-        lang: &str,
-    ) -> Result<(String, String, OidcAttempt), BrokerError> {
+    /// The upstream authorization URL for a new attempt (`state` = the attempt id).
+    async fn begin(&self, ctx: StartContext<'_>) -> Result<Started, BrokerError> {
         let client = self.client(false).await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let state = ctx.attempt.to_string();
         let mut request = client
-            .authorize_url(
-                CoreAuthenticationFlow::AuthorizationCode,
-                CsrfToken::new_random,
-                Nonce::new_random,
-            )
+            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, move || CsrfToken::new(state), Nonce::new_random)
             .set_pkce_challenge(challenge)
-            .add_ui_locale(LanguageTag::new(lang.to_string()));
+            .add_ui_locale(LanguageTag::new(ctx.lang.code().to_string()));
         for scope in self.settings.scopes.iter().filter(|s| *s != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
         }
-        if force_login {
+        if ctx.force_login {
             request = request.add_prompt(CoreAuthPrompt::Login);
         }
-        if let Some(hint) = login_hint {
+        if let Some(max_age) = ctx.max_age {
+            request = request.set_max_age(Duration::from_secs(max_age.max(0) as u64));
+        }
+        if let Some(hint) = ctx.login_hint {
             request = request.add_extra_param("login_hint", hint.to_string());
         }
-        let (url, state, nonce) = request.url();
+        let (url, _state, nonce) = request.url();
         let attempt = OidcAttempt { nonce: nonce.secret().clone(), pkce_verifier: verifier.secret().clone() };
-        Ok((url.to_string(), state.secret().clone(), attempt))
+        Ok(Started::Redirect { url: url.to_string(), data: AttemptData { oidc: Some(attempt), ..AttemptData::default() } })
+    }
+
+    /// Checks the callback (error, RFC 9207 `iss`, code) and redeems the code.
+    async fn complete(&self, data: &AttemptData, answer: Answer<'_>) -> Result<VerifiedLogin, BrokerError> {
+        let Answer::Redirect(query) = answer else { return Err(BrokerError::MalformedCallback) };
+        let attempt = data.oidc.as_ref().ok_or(BrokerError::AttemptNotFound)?;
+        if let Some(error) = &query.error {
+            return Err(BrokerError::UpstreamDenied {
+                upstream: self.id().into(),
+                error: error.chars().take(64).collect(),
+                description: query.error_description.clone().unwrap_or_default().chars().take(256).collect(),
+            });
+        }
+        // RFC 9207: when the upstream names itself, it must be the one we sent the user to.
+        if let Some(iss) = &query.iss
+            && iss.trim_end_matches('/') != self.settings.issuer.trim_end_matches('/')
+        {
+            return Err(BrokerError::UpstreamMismatch { path: self.id().into(), attempt: iss.clone() });
+        }
+        let code = query
+            .code
+            .as_deref()
+            .filter(|c| !c.is_empty() && c.len() <= 4096)
+            .ok_or(BrokerError::MalformedCallback)?;
+        self.redeem(code, attempt).await
     }
 
     /// Redeems the upstream code and fully validates the ID token.
-    pub async fn finish(&self, code: &str, attempt: &OidcAttempt) -> Result<VerifiedLogin, BrokerError> {
+    async fn redeem(&self, code: &str, attempt: &OidcAttempt) -> Result<VerifiedLogin, BrokerError> {
         let token_err = |detail: String| BrokerError::TokenExchange { upstream: self.id().into(), detail };
         let http = self.http.as_client();
         let response = {
@@ -392,6 +406,44 @@ impl OidcConnector {
                 .unwrap_or_default(),
             session_id: all.get("sid").and_then(|v| v.as_str()).map(str::to_string),
             claims: all,
+        })
+    }
+}
+
+impl Connector for OidcConnector {
+    fn settings(&self) -> &UpstreamSettings {
+        &self.settings
+    }
+
+    fn start<'a>(&'a self, ctx: StartContext<'a>) -> BoxFuture<'a, Result<Started, BrokerError>> {
+        Box::pin(self.begin(ctx))
+    }
+
+    fn finish<'a>(
+        &'a self,
+        data: &'a AttemptData,
+        answer: Answer<'a>,
+    ) -> BoxFuture<'a, Result<VerifiedLogin, BrokerError>> {
+        Box::pin(self.complete(data, answer))
+    }
+
+    fn logout_url<'a>(&'a self, post_logout_redirect: &'a str, state: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(self.end_session_url(post_logout_redirect, state))
+    }
+
+    fn verify_logout<'a>(
+        &'a self,
+        message: LogoutMessage<'a>,
+        now: i64,
+    ) -> BoxFuture<'a, Result<UpstreamLogout, BrokerError>> {
+        Box::pin(async move {
+            match message {
+                LogoutMessage::BackchannelToken(token) => self.verify_logout_token(token, now).await,
+                LogoutMessage::CasLogoutRequest(_) => Err(BrokerError::InvalidLogoutToken {
+                    upstream: self.id().into(),
+                    detail: "an OIDC upstream sends logout tokens, not CAS logout requests".into(),
+                }),
+            }
         })
     }
 }

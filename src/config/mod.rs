@@ -4,6 +4,8 @@
 //! secret indirection (`{ env = "…" }` / `{ file = "…" }`) and `check-config` diagnostics.
 //! Must not: read environment variables or files for other parts (they receive typed values).
 
+mod connectors;
+mod profiles;
 mod secret;
 mod validate;
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use profiles::UpstreamProfile;
 pub use secret::{SecretString, SecretValue};
 pub use validate::{Problem, validate};
 
@@ -44,6 +47,56 @@ pub struct Settings {
     pub clients: Vec<ClientSettings>,
     #[serde(default)]
     pub outbound: OutboundSettings,
+    /// Assurance levels (`acr` values) the gateway asserts, lowest first.
+    #[serde(default)]
+    pub assurance: AssuranceSettings,
+    /// Inbound requests: which proxies may name the client's address.
+    #[serde(default)]
+    pub inbound: InboundSettings,
+}
+
+/// The acr ladder: every `acr` the gateway puts in ID tokens, from the lowest assurance to the
+/// highest. A session at one level satisfies a request for that level or any lower one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssuranceSettings {
+    #[serde(default = "defaults::assurance_levels")]
+    pub levels: Vec<String>,
+}
+
+impl Default for AssuranceSettings {
+    fn default() -> Self {
+        Self { levels: defaults::assurance_levels() }
+    }
+}
+
+/// Provincial password login (the former systems, officials' directories).
+pub const ACR_PASSWORD: &str = "urn:sso-gateway:acr:password";
+/// National e-ID (VNeID) level 1: account registered online.
+pub const ACR_VNEID_LEVEL1: &str = "urn:sso-gateway:acr:vneid-level1";
+/// National e-ID (VNeID) level 2: identity verified in person (Decree 69/2024/ND-CP).
+pub const ACR_VNEID_LEVEL2: &str = "urn:sso-gateway:acr:vneid-level2";
+
+impl AssuranceSettings {
+    /// Position of `acr` on the ladder (0 = lowest), None when it is not a gateway level.
+    pub fn rank(&self, acr: &str) -> Option<usize> {
+        self.levels.iter().position(|l| l == acr)
+    }
+
+    /// Every level at or above `rank`.
+    pub fn at_least(&self, rank: usize) -> Vec<String> {
+        self.levels.iter().skip(rank).cloned().collect()
+    }
+}
+
+/// Where requests come from. Behind a load balancer the peer address is the balancer's; the
+/// client's address is then read from `X-Forwarded-For`, but only when the peer is trusted.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundSettings {
+    /// Networks of reverse proxies / load balancers (CIDR, e.g. `"10.0.0.0/8"`).
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Outbound HTTPS (upstreams, RP back-channel logout, client key sets).
@@ -250,8 +303,23 @@ impl Default for Lifetimes {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamKind {
+    /// OpenID Connect (keys `issuer`, `client_id`, `client_secret`, `scopes`, …).
     #[default]
     Oidc,
+    /// Apereo CAS protocol 3.0 / 2.0 (table `[upstreams.cas]`).
+    Cas,
+    /// An LDAP directory behind the gateway's own login form (table `[upstreams.ldap]`).
+    Ldap,
+}
+
+impl UpstreamKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamKind::Oidc => "oidc",
+            UpstreamKind::Cas => "cas",
+            UpstreamKind::Ldap => "ldap",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,8 +331,15 @@ pub struct UpstreamSettings {
     pub kind: UpstreamKind,
     pub name_vi: String,
     pub name_en: String,
+    /// A ready-made set of claim names and assurance mapping (`"vneid"`); explicit keys win.
+    #[serde(default)]
+    pub profile: Option<UpstreamProfile>,
     /// OIDC issuer; its `/.well-known/openid-configuration` is fetched and cached.
+    /// Required for `kind = "oidc"`, not used by the other kinds.
+    #[serde(default)]
     pub issuer: String,
+    /// OIDC client id at the upstream (required for `kind = "oidc"`).
+    #[serde(default)]
     pub client_id: String,
     #[serde(default)]
     pub client_secret: Option<SecretValue>,
@@ -279,12 +354,109 @@ pub struct UpstreamSettings {
     /// How long fetched discovery metadata and keys are reused.
     #[serde(default = "defaults::discovery_ttl", with = "humantime_serde")]
     pub discovery_ttl: Duration,
-    /// `acr` the gateway asserts for logins through this upstream.
+    /// `acr` the gateway asserts for logins through this upstream (one of
+    /// `assurance.levels`); with `acr_claim`, the level when the claim says nothing known.
     #[serde(default = "defaults::upstream_acr")]
     pub acr: String,
+    /// Upstream claim that tells the assurance of each login (e.g. the national e-ID level).
+    #[serde(default)]
+    pub acr_claim: Option<String>,
+    /// Values of `acr_claim` → gateway `acr` (one of `assurance.levels`).
+    #[serde(default)]
+    pub acr_map: BTreeMap<String, String>,
     /// Which upstream claim holds each gateway attribute.
     #[serde(default)]
     pub claims: ClaimMapping,
+    /// `kind = "cas"`: the CAS server.
+    #[serde(default)]
+    pub cas: Option<CasSettings>,
+    /// `kind = "ldap"`: the directory and the login form's protections.
+    #[serde(default)]
+    pub ldap: Option<LdapSettings>,
+}
+
+impl UpstreamSettings {
+    /// Every `acr` a login through this upstream can end with (for step-up).
+    pub fn acr_values(&self) -> Vec<&str> {
+        let mut all = vec![self.acr.as_str()];
+        for v in self.acr_map.values() {
+            if !all.contains(&v.as_str()) {
+                all.push(v);
+            }
+        }
+        all
+    }
+}
+
+/// An Apereo CAS server (protocol 3.0, falling back to 2.0).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CasSettings {
+    /// Base URL of the CAS server, e.g. `https://cas.example.gov.vn/cas`: the gateway uses
+    /// `{server}/login`, `{server}/p3/serviceValidate` (then `{server}/serviceValidate`)
+    /// and `{server}/logout`.
+    pub server: String,
+    /// Accept the server's single-logout requests (SAML `LogoutRequest` POSTs).
+    #[serde(default = "defaults::yes")]
+    pub single_logout: bool,
+    /// Take the upstream subject from this attribute instead of `<cas:user>` (which is the
+    /// login name and may change).
+    #[serde(default)]
+    pub subject_attribute: Option<String>,
+}
+
+/// An LDAP directory (OpenLDAP, Active Directory) for officials' accounts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSettings {
+    /// `ldaps://host:636`, or `ldap://host:389` with `starttls = true`. Plain `ldap://`
+    /// without StartTLS is refused except towards this machine (tests).
+    pub url: String,
+    #[serde(default)]
+    pub starttls: bool,
+    /// Extra trusted roots (PEM) for the directory's certificate, besides the public roots
+    /// and `outbound.ca_file`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Service account that searches for users.
+    pub bind_dn: String,
+    pub bind_password: SecretValue,
+    /// Where users are searched (subtree).
+    pub user_base: String,
+    /// Search filter; `{username}` is replaced by the escaped login name.
+    #[serde(default = "defaults::ldap_user_filter")]
+    pub user_filter: String,
+    /// Attribute holding the stable upstream subject (never the DN: DNs change on moves).
+    #[serde(default = "defaults::ldap_subject_attribute")]
+    pub subject_attribute: String,
+    /// More attributes to read besides those named in `claims` (they become claims too).
+    #[serde(default)]
+    pub attributes: Vec<String>,
+    /// Where groups are searched; unset = no group lookup.
+    #[serde(default)]
+    pub group_base: Option<String>,
+    /// Group search filter; `{dn}` is the user's DN, `{username}` the login name (escaped).
+    #[serde(default = "defaults::ldap_group_filter")]
+    pub group_filter: String,
+    /// Group attribute whose values become the `groups` claim.
+    #[serde(default = "defaults::ldap_group_attribute")]
+    pub group_attribute: String,
+    /// Failed logins of one account name before it is locked out.
+    #[serde(default = "defaults::ldap_max_failures")]
+    pub max_failures: u32,
+    /// Failed logins from one client address before it is locked out.
+    #[serde(default = "defaults::ldap_max_failures_per_ip")]
+    pub max_failures_per_ip: u32,
+    /// Failures count within this window.
+    #[serde(default = "defaults::ldap_failure_window", with = "humantime_serde")]
+    pub failure_window: Duration,
+    /// How long a lockout lasts.
+    #[serde(default = "defaults::ldap_lockout", with = "humantime_serde")]
+    pub lockout: Duration,
+    /// Every failed login answers no sooner than this after the form was posted, so that an
+    /// unknown account and a wrong password take the same time.
+    #[serde(default = "defaults::ldap_min_failure_time", with = "humantime_serde")]
+    pub min_failure_time: Duration,
 }
 
 /// Upstream claim names for each unified attribute. Unset = not provided by that upstream.
@@ -406,6 +578,10 @@ pub struct ClientSettings {
     pub frontchannel_logout_uri: Option<String>,
     #[serde(default = "defaults::yes")]
     pub frontchannel_logout_session_required: bool,
+    /// The lowest assurance (`acr`, one of `assurance.levels`) this client accepts; sessions
+    /// below it are stepped up whatever the request says.
+    #[serde(default)]
+    pub min_acr: Option<String>,
 }
 
 /// Client authentication methods at the token, introspection and revocation endpoints.
@@ -481,7 +657,37 @@ mod defaults {
         Duration::from_secs(15 * 60)
     }
     pub fn upstream_acr() -> String {
-        "urn:sso-gateway:acr:password".into()
+        ACR_PASSWORD.into()
+    }
+    pub fn assurance_levels() -> Vec<String> {
+        vec![ACR_PASSWORD.into(), ACR_VNEID_LEVEL1.into(), ACR_VNEID_LEVEL2.into()]
+    }
+    pub fn ldap_user_filter() -> String {
+        "(&(objectClass=person)(uid={username}))".into()
+    }
+    pub fn ldap_subject_attribute() -> String {
+        "entryUUID".into()
+    }
+    pub fn ldap_group_filter() -> String {
+        "(member={dn})".into()
+    }
+    pub fn ldap_group_attribute() -> String {
+        "cn".into()
+    }
+    pub fn ldap_max_failures() -> u32 {
+        5
+    }
+    pub fn ldap_max_failures_per_ip() -> u32 {
+        30
+    }
+    pub fn ldap_failure_window() -> Duration {
+        Duration::from_secs(15 * 60)
+    }
+    pub fn ldap_lockout() -> Duration {
+        Duration::from_secs(15 * 60)
+    }
+    pub fn ldap_min_failure_time() -> Duration {
+        Duration::from_millis(600)
     }
     pub fn client_scopes() -> Vec<String> {
         ["openid", "profile", "email", "phone"].iter().map(|s| s.to_string()).collect()

@@ -16,10 +16,10 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(super) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Problem { path: path.into(), message: message.into(), expected: None }
     }
-    fn expecting(mut self, expected: impl Into<String>) -> Self {
+    pub(super) fn expecting(mut self, expected: impl Into<String>) -> Self {
         self.expected = Some(expected.into());
         self
     }
@@ -65,11 +65,12 @@ pub(super) fn parse_and_validate(
     let upstream_values = take_array(&mut table, "upstreams", &mut problems);
     let client_values = take_array(&mut table, "clients", &mut problems);
     let base: Option<Settings> = deserialize_at("", toml::Value::Table(table), &mut problems);
-    let upstreams: Vec<UpstreamSettings> = upstream_values
+    let mut upstreams: Vec<UpstreamSettings> = upstream_values
         .into_iter()
         .enumerate()
         .filter_map(|(i, v)| deserialize_at(&format!("upstreams[{i}]"), v, &mut problems))
         .collect();
+    upstreams.iter_mut().for_each(super::profiles::apply);
     let clients: Vec<ClientSettings> = client_values
         .into_iter()
         .enumerate()
@@ -160,6 +161,12 @@ fn resolve_secrets(settings: &mut Settings, env: &BTreeMap<String, String>, prob
                 Err(m) => problems.push(Problem::new(format!("upstreams[{i}].client_secret"), m)),
             }
         }
+        if let Some(ldap) = &mut u.ldap {
+            match ldap.bind_password.resolve(env) {
+                Ok(v) => ldap.bind_password = v,
+                Err(m) => problems.push(Problem::new(format!("upstreams[{i}].ldap.bind_password"), m)),
+            }
+        }
     }
     for (i, c) in settings.clients.iter_mut().enumerate() {
         if let Some(secret) = &c.client_secret {
@@ -171,7 +178,7 @@ fn resolve_secrets(settings: &mut Settings, env: &BTreeMap<String, String>, prob
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+pub(super) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -181,7 +188,7 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 /// An http(s) URL that is https unless it points at this machine.
-fn check_web_url(path: &str, raw: &str, problems: &mut Vec<Problem>) -> Option<Url> {
+pub(super) fn check_web_url(path: &str, raw: &str, problems: &mut Vec<Problem>) -> Option<Url> {
     let expected = "an absolute https URL (http only for localhost/127.0.0.1)";
     match Url::parse(raw) {
         Err(e) => {
@@ -341,16 +348,7 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
                 Problem::new(at("id"), format!("duplicate upstream id {:?}", u.id)).expecting("unique ids"),
             );
         }
-        check_web_url(&at("issuer"), &u.issuer, &mut p);
-        if u.client_id.is_empty() {
-            p.push(
-                Problem::new(at("client_id"), "is empty")
-                    .expecting("the client id registered at the upstream"),
-            );
-        }
-        if !u.scopes.iter().any(|s| s == "openid") {
-            p.push(Problem::new(at("scopes"), "does not contain \"openid\"").expecting("[\"openid\", …]"));
-        }
+        super::connectors::check_upstream(s, u, &at, &mut p);
         if u.timeout.is_zero() || u.timeout > std::time::Duration::from_secs(60) {
             p.push(Problem::new(at("timeout"), "out of range").expecting("between 1ms and 60s"));
         }
@@ -361,6 +359,8 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
             );
         }
     }
+
+    super::connectors::check_assurance(s, &mut p);
 
     let mut client_ids = HashSet::new();
     for (i, c) in s.clients.iter().enumerate() {
@@ -462,6 +462,9 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
             && serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(jwks.clone()).is_err()
         {
             p.push(Problem::new(at("jwks"), "is not a JWK set").expecting("{ keys = [ { kty = …, … } ] }"));
+        }
+        if let Some(min) = &c.min_acr {
+            super::connectors::check_acr(s, &at("min_acr"), min, &mut p);
         }
     }
     p

@@ -4,29 +4,65 @@
 //!
 //! Must not: hold protocol details of either side (they live in `broker` and `provider`).
 
+mod client_ip;
+
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::app::AppState;
-use crate::broker::CallbackQuery;
+use crate::broker::{BrokerError, CallbackQuery, PasswordForm, PasswordOutcome, UpstreamIdentity};
 use crate::provider::{authorize, records};
 use crate::session::SsoSession;
 use crate::web::ErrorPage;
+use client_ip::ClientIp;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/upstream/{id}/callback", get(callback))
+    Router::new()
+        .route("/upstream/{id}/callback", get(callback))
+        // The gateway's own login form of password upstreams (LDAP); the broker shows it at
+        // GET on the same path.
+        .route("/upstream/{id}/login", post(password_login))
 }
 
+/// A redirect upstream (OIDC, CAS) sent the browser back.
 async fn callback(
     State(app): State<AppState>,
     Path(upstream): Path<String>,
     Query(query): Query<CallbackQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let (identity, request_id) = match app.broker.finish(&upstream, &query, &headers).await {
+    let finished = app.broker.finish(&upstream, &query, &headers).await;
+    complete(app, &upstream, finished, headers).await
+}
+
+/// The password form of a directory upstream was posted.
+async fn password_login(
+    State(app): State<AppState>,
+    Path(upstream): Path<String>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    match app.broker.finish_password(&upstream, &form, &headers, ip).await {
+        PasswordOutcome::Verified(identity, request_id) => {
+            complete(app, &upstream, Ok((identity, request_id)), headers).await
+        }
+        PasswordOutcome::Retry(form_again) => form_again,
+        PasswordOutcome::Failed(e, retry) => complete(app, &upstream, Err((e, retry)), headers).await,
+    }
+}
+
+/// Identity → account → session → the parked request, whatever the protocol.
+async fn complete(
+    app: AppState,
+    upstream: &str,
+    finished: Result<(UpstreamIdentity, String), (BrokerError, Option<String>)>,
+    headers: HeaderMap,
+) -> Response {
+    let (identity, request_id) = match finished {
         Ok(v) => v,
         Err((e, retry)) => {
             tracing::warn!(upstream = %upstream, error = %e, "upstream login failed");
@@ -78,6 +114,18 @@ async fn callback(
         }
     };
     tracing::info!(upstream = %identity.upstream, sid = %session.sid, "login completed");
+    // Step-up: a login below the assurance the application requires does not answer it; the
+    // request stays parked and the person may choose a system that reaches it.
+    if let Ok(Some(req)) = records::parked(&app.store, &request_id).await
+        && !authorize::acr_satisfied(&req, &session)
+    {
+        tracing::info!(upstream = %identity.upstream, acr = %session.acr, "login below the required assurance");
+        let mut response = BrokerError::InsufficientAssurance
+            .page(Some(format!("/login?request={request_id}")))
+            .into_response();
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+        return response;
+    }
     let mut response = match records::take_parked(&app.store, &request_id).await {
         Ok(Some(req)) => match authorize::issue_code(&app, &req, &session).await {
             Ok(r) => r,

@@ -29,6 +29,8 @@ pub fn router() -> Router<AppState> {
         .route("/logout", get(rp_initiated::get).post(rp_initiated::post))
         .route("/upstream/{id}/logged-out", get(upstream::returned))
         .route("/upstream/{id}/backchannel-logout", post(upstream::backchannel))
+        // CAS single logout arrives at the service URL, i.e. the callback (GET is `login`'s).
+        .route("/upstream/{id}/callback", post(upstream::cas_single_logout))
         .route("/sessions", get(self_service::list))
         .route("/sessions/end", post(self_service::end))
 }

@@ -1,5 +1,6 @@
-//! Logout coming from an upstream: the return from its RP-initiated logout, and its
-//! Back-Channel Logout tokens at `/upstream/{id}/backchannel-logout`.
+//! Logout coming from an upstream: the return from its RP-initiated logout, its Back-Channel
+//! Logout tokens at `/upstream/{id}/backchannel-logout`, and CAS single-logout requests
+//! POSTed to the service URL `/upstream/{id}/callback`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -77,6 +78,46 @@ pub async fn backchannel(
         }
         Err(e) => {
             tracing::error!(error = %e, "state store failure at upstream logout");
+            error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CasLogoutForm {
+    #[serde(rename = "logoutRequest")]
+    logout_request: Option<String>,
+}
+
+/// A CAS server says the CAS session behind one service ticket ended: end every gateway
+/// session made from that ticket, with the same propagation as any other logout.
+pub async fn cas_single_logout(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Form(form): axum::extract::Form<CasLogoutForm>,
+) -> Response {
+    let Some(document) = form.logout_request.filter(|d| !d.is_empty() && d.len() <= 16 * 1024) else {
+        return error(StatusCode::BAD_REQUEST, "logoutRequest is required");
+    };
+    if !app.broker.has_upstream(&id) {
+        return error(StatusCode::NOT_FOUND, "unknown upstream");
+    }
+    let logout = match app.broker.verify_cas_logout(&id, &document, app.clock.now()).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(upstream = %id, error = %e, "CAS logout request rejected");
+            return error(StatusCode::BAD_REQUEST, "invalid logout request");
+        }
+    };
+    match super::end_upstream_sessions(&app, &id, logout.sid.as_deref(), None).await {
+        Ok(n) => {
+            tracing::info!(upstream = %id, sessions = n, "CAS single logout");
+            let mut res = StatusCode::OK.into_response();
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "state store failure at CAS single logout");
             error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
         }
     }

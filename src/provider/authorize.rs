@@ -269,7 +269,23 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
             }
         },
     };
-    let idp_hint = get("idp_hint").filter(|id| app.broker.has_upstream(id)).map(str::to_string);
+    // Assurance: any level the RP lists in acr_values is acceptable, so the lowest one listed
+    // is the minimum; the client's configured minimum applies on top. Values that are not
+    // gateway levels are ignored (acr_values is a voluntary request, OIDC Core §3.1.2.1).
+    let levels = &app.settings.assurance;
+    let requested = get("acr_values").and_then(|v| v.split_whitespace().filter_map(|a| levels.rank(a)).min());
+    let client_min = client.min_acr.as_deref().and_then(|a| levels.rank(a));
+    let acr_accepted = requested.max(client_min).map(|rank| levels.at_least(rank)).unwrap_or_default();
+    if !acr_accepted.is_empty() && !app.broker.can_satisfy(&acr_accepted) {
+        return Err(AuthorizeError::to_rp(
+            &to,
+            "unmet_authentication_requirements",
+            "no login system reaches the requested assurance level",
+        ));
+    }
+    let idp_hint = get("idp_hint")
+        .filter(|id| app.broker.has_upstream(id) && app.broker.upstream_can_satisfy(id, &acr_accepted))
+        .map(str::to_string);
     // prompt=none is answered from the session or refused; it is never parked.
     Ok(AuthorizationRequest {
         client_id: client.client_id.clone(),
@@ -284,6 +300,7 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
         login_hint: get("login_hint").map(|h| h.chars().take(256).collect()),
         lang: Lang::from_ui_locales(get("ui_locales")),
         idp_hint,
+        acr_accepted,
     })
 }
 
@@ -347,13 +364,18 @@ fn unavailable(app: &AppState, to: &ReturnTo, e: StoreError) -> Response {
 
 /// Whether an existing session may answer the request without a new login.
 pub fn satisfies(req: &AuthorizationRequest, session: &SsoSession, now: i64) -> bool {
-    if req.force_login {
+    if req.force_login || !acr_satisfied(req, session) {
         return false;
     }
     match req.max_age {
         Some(max_age) => now - session.auth_time <= max_age,
         None => true,
     }
+}
+
+/// Whether the session's assurance is one the request accepts (step-up otherwise).
+pub fn acr_satisfied(req: &AuthorizationRequest, session: &SsoSession) -> bool {
+    req.acr_accepted.is_empty() || req.acr_accepted.contains(&session.acr)
 }
 
 /// Issues an authorization code for `req` in `session` and builds the redirect to the RP.

@@ -24,6 +24,8 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub scopes: Vec<String>,
+    /// The lowest `acr` this client accepts (step-up below it).
+    pub min_acr: Option<String>,
     pub grant_types: Vec<GrantType>,
     pub alg: SigningAlg,
     pub access_token_lifetime: Duration,
@@ -53,6 +55,7 @@ impl Client {
             redirect_uris: s.redirect_uris.clone(),
             post_logout_redirect_uris: s.post_logout_redirect_uris.clone(),
             scopes: s.scopes.clone(),
+            min_acr: s.min_acr.clone(),
             grant_types: s.grant_types.clone(),
             alg: s.id_token_signed_response_alg,
             access_token_lifetime: s.access_token_lifetime.unwrap_or(lifetimes.access_token),

@@ -5,8 +5,9 @@ use serde_json::json;
 use super::claims::{SUPPORTED_CLAIMS, SUPPORTED_SCOPES};
 use crate::keys::SigningAlg;
 
-/// Serialises the provider metadata for `issuer` and the algorithms that have keys.
-pub fn document(issuer: &str, algs: &[SigningAlg]) -> String {
+/// Serialises the provider metadata for `issuer`, the algorithms that have keys and the
+/// assurance levels (`acr` values, lowest first).
+pub fn document(issuer: &str, algs: &[SigningAlg], acr_values: &[String]) -> String {
     let algs: Vec<&str> = algs.iter().map(|a| a.as_str()).collect();
     json!({
         "issuer": issuer,
@@ -36,6 +37,7 @@ pub fn document(issuer: &str, algs: &[SigningAlg]) -> String {
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": ["vi", "en"],
+        "acr_values_supported": acr_values,
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,

@@ -34,6 +34,10 @@ pub struct AuthorizationRequest {
     pub login_hint: Option<String>,
     pub lang: Lang,
     pub idp_hint: Option<String>,
+    /// Step-up: the `acr` values a session must have to answer this request (from the RP's
+    /// `acr_values` and the client's `min_acr`); empty = any.
+    #[serde(default)]
+    pub acr_accepted: Vec<String>,
 }
 
 /// Parks a request; returns its handle for the chooser/broker URLs.

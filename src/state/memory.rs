@@ -111,6 +111,27 @@ impl MemoryStore {
         inner.insert(key, Entry { value: Value::Set(set), expires_at: now + ttl });
     }
 
+    /// Adds one to a counter; a new counter lives for `ttl` (a fixed window).
+    pub fn incr(&self, key: &str, ttl: Duration) -> u64 {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let current = match inner.live(key, now) {
+            Some(Entry { value: Value::Bytes(b), .. }) => {
+                std::str::from_utf8(b).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        let next = current.saturating_add(1);
+        match inner.live(key, now) {
+            Some(e) if current > 0 => e.value = Value::Bytes(next.to_string().into_bytes()),
+            _ => inner.insert(
+                key,
+                Entry { value: Value::Bytes(next.to_string().into_bytes()), expires_at: now + ttl },
+            ),
+        }
+        next
+    }
+
     pub fn set_remove(&self, key: &str, member: &str) {
         if let Some(Entry { value: Value::Set(s), .. }) = self.lock().live(key, Instant::now()) {
             s.remove(member);

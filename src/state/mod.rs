@@ -148,6 +148,16 @@ impl StateStore {
         }
     }
 
+    /// Atomically adds one to a counter and returns the new count. A counter that did not
+    /// exist starts at 1 and lives for `ttl` from then (a fixed window; later increments do
+    /// not extend it). For rate limits shared by every replica.
+    pub async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.incr(key, ttl)),
+            Backend::Redis(r) => r.incr(key, ttl).await,
+        }
+    }
+
     pub async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Memory(m) => {
@@ -245,6 +255,16 @@ mod tests {
         let store = StateStore::memory();
         assert!(store.put_new("jti:1", vec![], Duration::from_secs(5)).await.unwrap());
         assert!(!store.put_new("jti:1", vec![], Duration::from_secs(5)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn counters_count_within_their_window_then_start_again() {
+        let store = StateStore::memory();
+        assert_eq!(store.incr("fail:a", Duration::from_millis(40)).await.unwrap(), 1);
+        assert_eq!(store.incr("fail:a", Duration::from_millis(40)).await.unwrap(), 2);
+        assert_eq!(store.incr("fail:b", Duration::from_millis(40)).await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(store.incr("fail:a", Duration::from_millis(40)).await.unwrap(), 1);
     }
 
     #[test]

@@ -265,6 +265,25 @@ impl RedisStore {
         self.query_pipe::<()>(&pipe).await
     }
 
+    /// `SET NX PX` creates the counter with its window, `INCR` keeps that expiry; both in one
+    /// transaction (Redis 6.2 has no `PEXPIRE … NX`).
+    pub async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let key = self.key(key);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(&key)
+            .arg(0)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .ignore()
+            .cmd("INCR")
+            .arg(&key);
+        let (count,): (u64,) = self.query_pipe(&pipe).await?;
+        Ok(count)
+    }
+
     pub async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
         self.query::<i64>(redis::cmd("SREM").arg(self.key(key)).arg(member)).await.map(|_| ())
     }

@@ -1,0 +1,348 @@
+//! `check-config` rules for each upstream kind (`oidc`, `cas`, `ldap`) and for the assurance
+//! ladder. Every problem names its path, e.g. `upstreams[2].ldap.url`.
+
+use std::collections::HashSet;
+
+use url::Url;
+
+use super::validate::{Problem, check_web_url, is_loopback};
+use super::{Settings, UpstreamKind, UpstreamSettings};
+
+/// Kind-specific checks of one upstream; `at("key")` is the path of a key of this upstream.
+pub(super) fn check_upstream(
+    s: &Settings,
+    u: &UpstreamSettings,
+    at: &dyn Fn(&str) -> String,
+    p: &mut Vec<Problem>,
+) {
+    let kind = u.kind.as_str();
+    // Keys that belong to another kind are mistakes (a forgotten `kind`, a copied block).
+    let mut foreign = |key: &str, set: bool, owner: &str| {
+        if set {
+            p.push(
+                Problem::new(at(key), format!("is not used by kind = \"{kind}\""))
+                    .expecting(format!("{key} only with kind = \"{owner}\"")),
+            );
+        }
+    };
+    if u.kind != UpstreamKind::Oidc {
+        foreign("issuer", !u.issuer.is_empty(), "oidc");
+        foreign("client_id", !u.client_id.is_empty(), "oidc");
+        foreign("client_secret", u.client_secret.is_some(), "oidc");
+        foreign("use_userinfo", u.use_userinfo, "oidc");
+        foreign("profile", u.profile.is_some(), "oidc");
+    }
+    if u.kind != UpstreamKind::Cas {
+        foreign("cas", u.cas.is_some(), "cas");
+    }
+    if u.kind != UpstreamKind::Ldap {
+        foreign("ldap", u.ldap.is_some(), "ldap");
+    }
+    match u.kind {
+        UpstreamKind::Oidc => {
+            if u.issuer.is_empty() {
+                p.push(Problem::new(at("issuer"), "is missing").expecting("the upstream's OIDC issuer URL"));
+            } else {
+                check_web_url(&at("issuer"), &u.issuer, p);
+            }
+            if u.client_id.is_empty() {
+                p.push(
+                    Problem::new(at("client_id"), "is empty")
+                        .expecting("the client id registered at the upstream"),
+                );
+            }
+            if !u.scopes.iter().any(|s| s == "openid") {
+                p.push(Problem::new(at("scopes"), "does not contain \"openid\"").expecting("[\"openid\", …]"));
+            }
+        }
+        UpstreamKind::Cas => match &u.cas {
+            None => p.push(
+                Problem::new(at("cas"), "is missing for kind = \"cas\"")
+                    .expecting("[upstreams.cas] with server = \"https://…/cas\""),
+            ),
+            Some(cas) => {
+                if let Some(url) = check_web_url(&at("cas.server"), &cas.server, p)
+                    && (url.query().is_some() || url.fragment().is_some())
+                {
+                    p.push(
+                        Problem::new(at("cas.server"), "has a query or fragment")
+                            .expecting("the CAS base URL, e.g. https://cas.example/cas"),
+                    );
+                }
+                if cas.subject_attribute.as_ref().is_some_and(|a| a.trim().is_empty()) {
+                    p.push(Problem::new(at("cas.subject_attribute"), "is empty").expecting("an attribute name"));
+                }
+            }
+        },
+        UpstreamKind::Ldap => match &u.ldap {
+            None => p.push(
+                Problem::new(at("ldap"), "is missing for kind = \"ldap\"")
+                    .expecting("[upstreams.ldap] with url, bind_dn, bind_password, user_base"),
+            ),
+            Some(ldap) => check_ldap(s, ldap, at, p),
+        },
+    }
+    check_acr(s, &at("acr"), &u.acr, p);
+    for (value, acr) in &u.acr_map {
+        check_acr(s, &at(&format!("acr_map.{value}")), acr, p);
+    }
+    if !u.acr_map.is_empty() && u.acr_claim.is_none() {
+        p.push(Problem::new(at("acr_claim"), "is missing, but acr_map is set").expecting("the claim acr_map reads"));
+    }
+}
+
+fn check_ldap(
+    s: &Settings,
+    ldap: &super::LdapSettings,
+    at: &dyn Fn(&str) -> String,
+    p: &mut Vec<Problem>,
+) {
+    let _ = s;
+    let expected = "ldaps://host[:636], or ldap://host[:389] with starttls = true (plain ldap:// only to this machine)";
+    match Url::parse(&ldap.url) {
+        Err(e) => p.push(Problem::new(at("ldap.url"), format!("{:?} is not a URL: {e}", ldap.url)).expecting(expected)),
+        Ok(u) => {
+            let ok = match u.scheme() {
+                "ldaps" => !ldap.starttls,
+                "ldap" => ldap.starttls || is_loopback(&u),
+                _ => false,
+            };
+            if u.host_str().is_none_or(str::is_empty) {
+                p.push(Problem::new(at("ldap.url"), "has no host").expecting(expected));
+            } else if u.scheme() == "ldaps" && ldap.starttls {
+                p.push(
+                    Problem::new(at("ldap.starttls"), "set with an ldaps:// URL")
+                        .expecting("ldaps:// (TLS from the start) or ldap:// with starttls, not both"),
+                );
+            } else if !ok {
+                p.push(Problem::new(at("ldap.url"), format!("{:?} would send passwords in clear", ldap.url)).expecting(expected));
+            }
+        }
+    }
+    if let Some(ca) = &ldap.ca_file {
+        match std::fs::read(ca) {
+            Err(e) => p.push(
+                Problem::new(at("ldap.ca_file"), format!("cannot read {}: {e}", ca.display()))
+                    .expecting("a PEM bundle"),
+            ),
+            Ok(bytes) if reqwest::Certificate::from_pem_bundle(&bytes).map(|c| c.is_empty()).unwrap_or(true) => {
+                p.push(Problem::new(at("ldap.ca_file"), "contains no PEM certificate").expecting("a PEM bundle"))
+            }
+            Ok(_) => {}
+        }
+    }
+    for (key, value) in [("ldap.bind_dn", &ldap.bind_dn), ("ldap.user_base", &ldap.user_base)] {
+        if value.trim().is_empty() {
+            p.push(Problem::new(at(key), "is empty").expecting("a distinguished name, e.g. ou=people,dc=example"));
+        }
+    }
+    if ldap.bind_password.value().is_some_and(str::is_empty) {
+        p.push(
+            Problem::new(at("ldap.bind_password"), "is empty")
+                .expecting("the service account's password (an empty one would be an anonymous bind)"),
+        );
+    }
+    if !ldap.user_filter.contains("{username}") || !balanced(&ldap.user_filter) {
+        p.push(
+            Problem::new(at("ldap.user_filter"), format!("{:?} is not a filter naming {{username}}", ldap.user_filter))
+                .expecting("e.g. (&(objectClass=person)(uid={username}))"),
+        );
+    }
+    if ldap.group_base.is_some()
+        && (!(ldap.group_filter.contains("{dn}") || ldap.group_filter.contains("{username}"))
+            || !balanced(&ldap.group_filter))
+    {
+        p.push(
+            Problem::new(at("ldap.group_filter"), format!("{:?} names neither {{dn}} nor {{username}}", ldap.group_filter))
+                .expecting("e.g. (member={dn})"),
+        );
+    }
+    for (key, value) in [("ldap.subject_attribute", &ldap.subject_attribute), ("ldap.group_attribute", &ldap.group_attribute)] {
+        if !is_attribute_name(value) {
+            p.push(Problem::new(at(key), format!("{value:?} is not an attribute name")).expecting("letters, digits and -"));
+        }
+    }
+    for (i, a) in ldap.attributes.iter().enumerate() {
+        if !is_attribute_name(a) {
+            p.push(Problem::new(at(&format!("ldap.attributes[{i}]")), format!("{a:?} is not an attribute name")).expecting("letters, digits and -"));
+        }
+    }
+    for (key, n) in [("ldap.max_failures", ldap.max_failures), ("ldap.max_failures_per_ip", ldap.max_failures_per_ip)] {
+        if n == 0 || n > 1000 {
+            p.push(Problem::new(at(key), "out of range").expecting("between 1 and 1000"));
+        }
+    }
+    for (key, d) in [("ldap.failure_window", ldap.failure_window), ("ldap.lockout", ldap.lockout)] {
+        if d.is_zero() || d > std::time::Duration::from_secs(24 * 3600) {
+            p.push(Problem::new(at(key), "out of range").expecting("between 1s and 24h"));
+        }
+    }
+    if ldap.min_failure_time > std::time::Duration::from_secs(5) {
+        p.push(Problem::new(at("ldap.min_failure_time"), "longer than 5s").expecting("at most \"5s\""));
+    }
+}
+
+fn is_attribute_name(a: &str) -> bool {
+    !a.is_empty() && a.len() <= 128 && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b';')
+}
+
+/// Parentheses open and close in order (a cheap guard against a broken filter template).
+fn balanced(filter: &str) -> bool {
+    let mut depth = 0i32;
+    for c in filter.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    depth == 0 && filter.starts_with('(')
+}
+
+/// `acr` must be one of `assurance.levels`.
+pub(super) fn check_acr(s: &Settings, path: &str, acr: &str, p: &mut Vec<Problem>) {
+    if s.assurance.rank(acr).is_none() {
+        p.push(
+            Problem::new(path, format!("{acr:?} is not an assurance level"))
+                .expecting(format!("one of assurance.levels: {}", s.assurance.levels.join(", "))),
+        );
+    }
+}
+
+/// The ladder itself: not empty, no duplicates.
+pub(super) fn check_assurance(s: &Settings, p: &mut Vec<Problem>) {
+    if s.assurance.levels.is_empty() {
+        p.push(Problem::new("assurance.levels", "is empty").expecting("acr values, lowest assurance first"));
+    }
+    let mut seen = HashSet::new();
+    for (i, l) in s.assurance.levels.iter().enumerate() {
+        if l.trim().is_empty() || l.contains(char::is_whitespace) {
+            p.push(Problem::new(format!("assurance.levels[{i}]"), "is empty or has spaces").expecting("an acr value (URI)"));
+        }
+        if !seen.insert(l.as_str()) {
+            p.push(Problem::new(format!("assurance.levels[{i}]"), format!("duplicate level {l:?}")).expecting("unique values"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ConfigError, Settings};
+
+    fn problems(text: &str) -> Vec<String> {
+        match Settings::from_toml(text) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(p)) => p.iter().map(|p| p.to_string()).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn existing_oidc_upstreams_parse_unchanged() {
+        let s = Settings::from_toml(
+            r#"
+            issuer = "http://127.0.0.1:1"
+            [[upstreams]]
+            id = "hcm"
+            name_vi = "x"
+            name_en = "x"
+            issuer = "https://idp.example/realms/a"
+            client_id = "gw"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.upstreams[0].kind, crate::config::UpstreamKind::Oidc);
+    }
+
+    #[test]
+    fn each_kind_reports_its_own_problems_with_paths() {
+        let p = problems(
+            r#"
+            issuer = "http://127.0.0.1:1"
+            [[upstreams]]
+            id = "a"
+            name_vi = "x"
+            name_en = "x"
+            [[upstreams]]
+            id = "b"
+            kind = "cas"
+            name_vi = "x"
+            name_en = "x"
+            issuer = "https://idp.example"
+            [[upstreams]]
+            id = "c"
+            kind = "cas"
+            name_vi = "x"
+            name_en = "x"
+            [upstreams.cas]
+            server = "http://cas.example/cas"
+            [[upstreams]]
+            id = "d"
+            kind = "ldap"
+            name_vi = "x"
+            name_en = "x"
+            acr = "gold"
+            [upstreams.ldap]
+            url = "ldap://dir.example"
+            bind_dn = "cn=gw,dc=example"
+            bind_password = ""
+            user_base = "ou=people,dc=example"
+            user_filter = "(uid=admin)"
+            max_failures = 0
+            [[clients]]
+            client_id = "portal"
+            client_secret = "portal-secret-0123456789"
+            redirect_uris = ["https://portal.example/cb"]
+            min_acr = "urn:unknown"
+            "#,
+        );
+        let text = p.join("\n");
+        for expected in [
+            "upstreams[0].issuer: is missing",
+            "upstreams[0].client_id: is empty",
+            "upstreams[1].issuer: is not used by kind = \"cas\"",
+            "upstreams[1].cas: is missing for kind = \"cas\"",
+            "upstreams[2].cas.server: \"http://cas.example/cas\" is not allowed",
+            "upstreams[3].ldap.url: \"ldap://dir.example\" would send passwords in clear",
+            "upstreams[3].ldap.bind_password: is empty",
+            "upstreams[3].ldap.user_filter:",
+            "upstreams[3].ldap.max_failures: out of range",
+            "upstreams[3].acr: \"gold\" is not an assurance level",
+            "clients[0].min_acr: \"urn:unknown\" is not an assurance level",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn ldap_over_tls_or_to_loopback_is_accepted() {
+        for (url, starttls) in [
+            ("ldaps://dir.example", false),
+            ("ldap://dir.example", true),
+            ("ldap://127.0.0.1:3890", false),
+        ] {
+            let p = problems(&format!(
+                r#"
+                issuer = "http://127.0.0.1:1"
+                [[upstreams]]
+                id = "officials"
+                kind = "ldap"
+                name_vi = "x"
+                name_en = "x"
+                [upstreams.ldap]
+                url = "{url}"
+                starttls = {starttls}
+                bind_dn = "cn=gw,dc=example"
+                bind_password = {{ env = "LDAP_PW_SECRET_NOT_SET" }}
+                user_base = "ou=people,dc=example"
+                "#
+            ));
+            // Only the unresolvable secret is reported.
+            assert_eq!(p.len(), 1, "{url}: {p:?}");
+            assert!(p[0].starts_with("upstreams[0].ldap.bind_password"), "{p:?}");
+        }
+    }
+}

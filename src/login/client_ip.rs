@@ -1,0 +1,72 @@
+//! The client's address, for per-address login throttling. Behind a reverse proxy the peer is
+//! the proxy; its `X-Forwarded-For` is believed only when the peer is in
+//! `inbound.trusted_proxies`, and then the right-most address that is not itself a trusted
+//! proxy is the client (addresses further left could be written by the client).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+
+use crate::app::AppState;
+
+/// The client's address, when known.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect();
+        Ok(ClientIp(client_ip(peer, &forwarded, &app.settings.inbound.trusted_proxies)))
+    }
+}
+
+fn client_ip(peer: Option<IpAddr>, forwarded: &[&str], trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let peer = peer?;
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let mut client = peer;
+    for hop in forwarded.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else { break };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        // A client talking to us directly cannot choose its address.
+        assert_eq!(client_ip(Some(ip("203.0.113.9")), &["1.2.3.4"], &trusted), Some(ip("203.0.113.9")));
+        // Through the balancer: the right-most untrusted hop, not what the client prepended.
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.2")), &["1.2.3.4", " 198.51.100.7", "10.0.0.9"], &trusted),
+            Some(ip("198.51.100.7"))
+        );
+        // A proxy that sent no header: the proxy is all we know.
+        assert_eq!(client_ip(Some(ip("10.0.0.2")), &[], &trusted), Some(ip("10.0.0.2")));
+        assert_eq!(client_ip(None, &["1.2.3.4"], &trusted), None);
+    }
+}
