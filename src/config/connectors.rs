@@ -104,7 +104,7 @@ fn check_ldap(
         Ok(u) => {
             let ok = match u.scheme() {
                 "ldaps" => !ldap.starttls,
-                "ldap" => ldap.starttls || is_loopback(&u),
+                "ldap" => ldap.starttls || is_loopback(&u) || host_is_loopback(u.host_str()),
                 _ => false,
             };
             if u.host_str().is_none_or(str::is_empty) {
@@ -180,6 +180,13 @@ fn check_ldap(
     if ldap.min_failure_time > std::time::Duration::from_secs(5) {
         p.push(Problem::new(at("ldap.min_failure_time"), "longer than 5s").expecting("at most \"5s\""));
     }
+}
+
+/// `ldap:` is not a special scheme for the URL parser, so its host stays text.
+fn host_is_loopback(host: Option<&str>) -> bool {
+    let Some(host) = host else { return false };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn is_attribute_name(a: &str) -> bool {

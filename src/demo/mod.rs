@@ -17,12 +17,24 @@ use crate::config::Settings;
 use crate::legacy_idp::{self, LegacyIdpConfig};
 pub use rp::{DemoRp, DemoUser};
 
-/// The simulated systems' users files, compiled in so the demo runs from any directory.
-pub const LEGACY_CONFIGS: [(&str, &str); 3] = [
+/// The simulated systems' users files, compiled in so the demo runs from any directory:
+/// the three former provinces' systems (Ba Ria-Vung Tau's speaks CAS) and the national e-ID.
+pub const LEGACY_CONFIGS: [(&str, &str); 4] = [
     ("hcm", include_str!("../../config/legacy/hcm.toml")),
     ("bd", include_str!("../../config/legacy/bd.toml")),
     ("brvt", include_str!("../../config/legacy/brvt.toml")),
+    ("vneid", include_str!("../../config/legacy/vneid.toml")),
 ];
+
+/// Port of each simulated system relative to the base port (the RPs sit at +4 and +5).
+fn legacy_port(port: u16, id: &str) -> u16 {
+    match id {
+        "hcm" => port + 1,
+        "bd" => port + 2,
+        "brvt" => port + 3,
+        _ => port + 6,
+    }
+}
 
 /// The demo gateway configuration with its ports and data directory filled in.
 pub fn gateway_config(port: u16, data_dir: &Path) -> String {
@@ -33,6 +45,7 @@ pub fn gateway_config(port: u16, data_dir: &Path) -> String {
         .replace("{brvt_port}", &(port + 3).to_string())
         .replace("{portal_port}", &(port + 4).to_string())
         .replace("{documents_port}", &(port + 5).to_string())
+        .replace("{vneid_port}", &(port + 6).to_string())
         .replace("{data_dir}", &data_dir.display().to_string())
 }
 
@@ -53,15 +66,15 @@ pub async fn run(port: u16, data_dir: PathBuf) -> ExitCode {
 }
 
 async fn start(port: u16, data_dir: PathBuf) -> Result<(), String> {
-    if port > u16::MAX - 5 {
-        return Err("--port must leave room for five more ports".into());
+    if port > u16::MAX - 6 {
+        return Err("--port must leave room for six more ports".into());
     }
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     let settings = Settings::from_toml(&gateway_config(port, &data_dir)).map_err(|e| e.to_string())?;
 
     let mut users = Vec::new();
     let mut idps = Vec::new();
-    for (i, (id, text)) in LEGACY_CONFIGS.iter().enumerate() {
+    for (id, text) in LEGACY_CONFIGS.iter() {
         let config = LegacyIdpConfig::from_toml_str(text).map_err(|e| format!("{id}: {e}"))?;
         let mapping =
             settings.upstreams.iter().find(|u| u.id == *id).map(|u| u.claims.clone()).unwrap_or_default();
@@ -79,7 +92,7 @@ async fn start(port: u16, data_dir: PathBuf) -> Result<(), String> {
                 },
             });
         }
-        let listener = bind(port + 1 + i as u16).await?;
+        let listener = bind(legacy_port(port, id)).await?;
         idps.push(legacy_idp::spawn(config, listener).await.map_err(|e| e.to_string())?);
     }
 

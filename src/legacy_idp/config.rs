@@ -29,18 +29,34 @@ fn default_issuer_path() -> String {
     "/oidc".to_owned()
 }
 
-/// One simulated legacy OpenID Provider, as read from `config/legacy/*.toml`.
+/// Which protocol the simulated system speaks.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LegacyProtocol {
+    /// OpenID Connect (Keycloak-style paths under the issuer).
+    #[default]
+    Oidc,
+    /// Apereo CAS protocol 3.0 (`{issuer}/login`, `/p3/serviceValidate`, `/serviceValidate`,
+    /// `/logout`; the issuer path is the CAS base, e.g. `/cas`).
+    Cas,
+}
+
+/// One simulated legacy login system, as read from `config/legacy/*.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LegacyIdpConfig {
-    /// Short province id: `"hcm"`, `"bd"` or `"brvt"`.
+    /// Short id: `"hcm"`, `"bd"`, `"brvt"` or `"vneid"`.
     pub id: String,
+    #[serde(default)]
+    pub protocol: LegacyProtocol,
     pub name_vi: String,
     pub name_en: String,
     /// Path part of the issuer URL (e.g. `/realms/hcm-dichvucong`); empty means the root.
     /// Must start with `/` and must not end with `/`.
     #[serde(default = "default_issuer_path")]
     pub issuer_path: String,
+    /// OIDC relying parties (unused in CAS mode: any loopback service URL is accepted).
+    #[serde(default)]
     pub clients: Vec<LegacyClient>,
     pub users: Vec<LegacyUser>,
 }
@@ -98,7 +114,10 @@ impl LegacyIdpConfig {
                 "issuer_path {p:?} may only contain letters, digits and / - . _ ~"
             );
         }
-        ensure!(!self.clients.is_empty(), "at least one client is required");
+        ensure!(
+            self.protocol == LegacyProtocol::Cas || !self.clients.is_empty(),
+            "at least one client is required"
+        );
         let mut ids = HashSet::new();
         for c in &self.clients {
             ensure!(!c.client_id.is_empty(), "client_id must not be empty");
@@ -130,6 +149,25 @@ impl LegacyIdpConfig {
     pub(crate) fn user(&self, username: &str) -> Option<&LegacyUser> {
         self.users.iter().find(|u| u.username == username)
     }
+}
+
+/// Whether `uri` is an `http(s)` URI on a loopback host without credentials or fragment
+/// (tests and the demo use ephemeral ports).
+pub(crate) fn is_loopback_http(uri: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(uri) else {
+        return false;
+    };
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    matches!(parsed.scheme(), "http" | "https")
+        && loopback
+        && parsed.fragment().is_none()
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
 }
 
 impl LegacyClient {

@@ -16,7 +16,13 @@
 //!
 //! Endpoints (Keycloak layout, under the issuer):
 //! `/.well-known/openid-configuration`, `/protocol/openid-connect/{auth,token,userinfo,certs}`.
+//!
+//! With `protocol = "cas"` it is an Apereo CAS server instead (the former Ba Ria-Vung Tau
+//! system), see [`cas`]: `{base}/login`, `{base}/p3/serviceValidate`, `{base}/serviceValidate`
+//! and `{base}/logout`, which sends SAML single-logout requests to every service that
+//! received a ticket in the ended CAS session.
 
+mod cas;
 mod config;
 mod keys;
 mod server;
@@ -32,7 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{LegacyClient, LegacyIdpConfig, LegacyUser};
+pub use config::{LegacyClient, LegacyIdpConfig, LegacyProtocol, LegacyUser};
 pub use server::LogoutTokenKind;
 
 /// Fault switches that tests flip at run time (all false by default).
@@ -52,6 +58,14 @@ pub struct Faults {
     pub garbage_token_response: AtomicBool,
     /// The token endpoint sleeps 30 s before answering.
     pub slow_token_response: AtomicBool,
+    /// CAS: `/p3/serviceValidate` answers 404 (a CAS 2.0 server).
+    pub cas2_only: AtomicBool,
+    /// CAS: validation answers with broken XML.
+    pub cas_malformed_xml: AtomicBool,
+    /// CAS: validation answers with a 1 MiB body.
+    pub cas_huge_body: AtomicBool,
+    /// CAS: validation answers with a DOCTYPE defining nested entities ("billion laughs").
+    pub cas_entity_expansion: AtomicBool,
 }
 
 /// A provider serving in a background task. Stops when [`shutdown`](Self::shutdown) is
@@ -96,6 +110,11 @@ impl RunningLegacyIdp {
             .send()
             .await?;
         Ok(res.status().as_u16())
+    }
+
+    /// CAS mode: the service tickets issued so far, oldest first (tests replay them).
+    pub fn cas_tickets_issued(&self) -> Vec<String> {
+        cas::issued(&self.shared)
     }
 
     /// How many RP-initiated logouts this system received.
@@ -147,7 +166,10 @@ pub async fn spawn(config: LegacyIdpConfig, listener: TcpListener) -> anyhow::Re
 
     let faults = Arc::new(Faults::default());
     let shared = Arc::new(server::Shared::new(config, issuer.clone(), faults.clone(), key, rogue_key)?);
-    let app = server::router(shared.clone());
+    let app = match shared.config.protocol {
+        config::LegacyProtocol::Oidc => server::router(shared.clone()),
+        config::LegacyProtocol::Cas => cas::router(shared.clone()),
+    };
 
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

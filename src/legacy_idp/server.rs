@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     sessions: Mutex<HashMap<String, String>>,
     /// RP-initiated logouts received at the end-session endpoint.
     pub logouts: std::sync::atomic::AtomicUsize,
+    /// CAS mode state.
+    pub(crate) cas: super::cas::CasState,
 }
 
 /// An authorization request waiting for the user to submit the login form.
@@ -125,19 +127,21 @@ impl Shared {
             tokens: Mutex::default(),
             sessions: Mutex::default(),
             logouts: std::sync::atomic::AtomicUsize::new(0),
+            cas: super::cas::CasState::default(),
         })
     }
 
-    fn fault(&self, pick: impl Fn(&Faults) -> &std::sync::atomic::AtomicBool) -> bool {
+    pub(crate) fn fault(&self, pick: impl Fn(&Faults) -> &std::sync::atomic::AtomicBool) -> bool {
         pick(&self.faults).load(Ordering::Relaxed)
     }
 
     /// Province colour for the page header.
-    fn brand_color(&self) -> &'static str {
+    pub(crate) fn brand_color(&self) -> &'static str {
         match self.config.id.as_str() {
             "hcm" => "#b91c1c",
             "bd" => "#1d4ed8",
             "brvt" => "#0f766e",
+            "vneid" => "#c8102e",
             _ => "#374151",
         }
     }
@@ -419,11 +423,22 @@ async fn login(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 fn login_page(s: &Shared, request_id: &str, username: &str, error: Option<&str>) -> Response {
+    login_page_at(s, &format!("{}{AUTH_PATH}", s.config.issuer_path), request_id, username, error)
+}
+
+/// The login form, posting to `action`.
+pub(crate) fn login_page_at(
+    s: &Shared,
+    action: &str,
+    request_id: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
     let ctx = minijinja::context! {
         name_vi => s.config.name_vi,
         name_en => s.config.name_en,
         color => s.brand_color(),
-        action => format!("{}{AUTH_PATH}", s.config.issuer_path),
+        action => action,
         request_id => request_id,
         username => username,
         error => error,
@@ -431,7 +446,7 @@ fn login_page(s: &Shared, request_id: &str, username: &str, error: Option<&str>)
     render(s, "login.html", ctx, StatusCode::OK)
 }
 
-fn error_page(s: &Shared, message_vi: &str, message_en: &str) -> Response {
+pub(crate) fn error_page(s: &Shared, message_vi: &str, message_en: &str) -> Response {
     let ctx = minijinja::context! {
         name_vi => s.config.name_vi,
         name_en => s.config.name_en,
@@ -465,7 +480,7 @@ fn render(s: &Shared, name: &str, ctx: minijinja::Value, status: StatusCode) -> 
     }
 }
 
-fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
+pub(crate) fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
     match url::Url::parse(redirect_uri) {
         Ok(mut url) => {
             url.query_pairs_mut().extend_pairs(params);
@@ -747,7 +762,7 @@ fn bearer_challenge(challenge: &'static str) -> Response {
 
 /// Parses form/query parameters. Empty values count as absent (RFC 6749 §3.1); repeated
 /// parameters are an error. The error carries (Vietnamese, English) messages.
-fn parse_params(raw: &[u8]) -> Result<HashMap<String, String>, (String, String)> {
+pub(crate) fn parse_params(raw: &[u8]) -> Result<HashMap<String, String>, (String, String)> {
     let mut map = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(raw) {
         if v.is_empty() {
@@ -777,11 +792,11 @@ pub(crate) fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

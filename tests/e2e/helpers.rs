@@ -142,7 +142,8 @@ pub fn config_text(gateway: &str, idps: &HashMap<String, String>, dir: &std::pat
         let from = match id.as_str() {
             "hcm" => "http://127.0.0.1:{hcm_port}/realms/hcm-dichvucong",
             "bd" => "http://127.0.0.1:{bd_port}/oidc",
-            _ => "http://127.0.0.1:{brvt_port}/sso",
+            "brvt" => "http://127.0.0.1:{brvt_port}/cas",
+            _ => "http://127.0.0.1:{vneid_port}/sso/realms/vneid",
         };
         upstreams = upstreams.replace(from, issuer);
     }

@@ -3,15 +3,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod helpers;
+mod slapd;
 
 mod authorize_errors;
+mod cas;
 mod discovery;
+mod ldap;
 mod login_flows;
 mod logout;
 mod operations;
 mod redis_outage;
 mod redis_topologies;
 mod replicas;
+mod step_up;
 mod token_lifecycle;
 mod token_management;
 mod upstream_failures;

@@ -1,0 +1,172 @@
+//! A real OpenLDAP server per test: `slapd` from Debian's packages, started on a free loopback
+//! port with a generated `slapd.conf` and a database loaded by `slapadd` from
+//! `config/samples/officials.ldif`. Never a system service; stopped when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SUFFIX: &str = "dc=tphcm,dc=gov,dc=vn";
+pub const SERVICE_DN: &str = "cn=sso-gateway,ou=services,dc=tphcm,dc=gov,dc=vn";
+pub const SERVICE_PASSWORD: &str = "gateway-dir-secret";
+
+pub struct Slapd {
+    pub port: u16,
+    /// PEM of the CA that signed the server certificate (TLS mode).
+    pub ca_file: Option<PathBuf>,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary(name: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} not found: install Debian's slapd and ldap-utils (.ci/run does)");
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with the openssl command line.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let d = |f: &str| dir.join(f).display().to_string();
+    run(Command::new("openssl").args([
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test Directory CA",
+        "-keyout", &d("ca.key"), "-out", &d("ca.crt"),
+    ]));
+    run(Command::new("openssl").args([
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", &d("server.key"),
+        "-out", &d("server.csr"),
+    ]));
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    run(Command::new("openssl").args([
+        "x509", "-req", "-in", &d("server.csr"), "-CA", &d("ca.crt"), "-CAkey", &d("ca.key"),
+        "-CAcreateserial", "-days", "2", "-extfile", &d("san.ext"), "-out", &d("server.crt"),
+    ]));
+    dir.join("ca.crt")
+}
+
+impl Slapd {
+    /// Starts a directory seeded with the officials of the three former provinces; with
+    /// `tls`, it also offers StartTLS with a certificate from a private CA.
+    pub async fn start(tls: bool) -> Slapd {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let ca_file = tls.then(|| make_certificates(dir.path()));
+        let tls_conf = if tls {
+            format!(
+                "TLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
+                dir.path().join("server.crt").display(),
+                dir.path().join("server.key").display()
+            )
+        } else {
+            String::new()
+        };
+        let conf = format!(
+            r#"include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/nis.schema
+include /etc/ldap/schema/inetorgperson.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+pidfile {dir}/slapd.pid
+{tls_conf}
+database mdb
+maxsize 33554432
+suffix "{SUFFIX}"
+rootdn "cn=admin,{SUFFIX}"
+directory {data}
+access to attrs=userPassword
+  by anonymous auth
+  by * none
+access to *
+  by dn.exact="{SERVICE_DN}" read
+  by self read
+  by * none
+"#,
+            dir = dir.path().display(),
+            data = data.display(),
+        );
+        let conf_path = dir.path().join("slapd.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let ldif = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples/officials.ldif");
+        run(Command::new(binary("slapadd")).arg("-f").arg(&conf_path).arg("-l").arg(&ldif).arg("-q"));
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let mut child = Command::new(binary("slapd"))
+                .arg("-f")
+                .arg(&conf_path)
+                .arg("-h")
+                .arg(format!("ldap://127.0.0.1:{port}/"))
+                .arg("-d")
+                .arg("0")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                    return Slapd { port, ca_file, child, _dir: dir };
+                }
+                if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        panic!("slapd did not start");
+    }
+
+    /// An `[[upstreams]]` block for this directory (`extra` goes into `[upstreams.ldap]`).
+    pub fn upstream_config(&self, id: &str, extra: &str) -> String {
+        let (url, tls) = match &self.ca_file {
+            Some(ca) => (
+                format!("ldap://127.0.0.1:{}", self.port),
+                format!("starttls = true\nca_file = \"{}\"\n", ca.display()),
+            ),
+            None => (format!("ldap://127.0.0.1:{}", self.port), String::new()),
+        };
+        format!(
+            r#"
+[[upstreams]]
+id = "{id}"
+kind = "ldap"
+name_vi = "Danh bạ cán bộ, công chức Thành phố"
+name_en = "City officials' directory"
+[upstreams.ldap]
+url = "{url}"
+{tls}bind_dn = "{SERVICE_DN}"
+bind_password = "{SERVICE_PASSWORD}"
+user_base = "ou=people,{SUFFIX}"
+user_filter = "(&(objectClass=inetOrgPerson)(uid={{username}}))"
+group_base = "ou=groups,{SUFFIX}"
+{extra}
+[upstreams.claims]
+name = "displayName"
+username = "uid"
+email = "mail"
+official_code = "employeeNumber"
+org_unit = "departmentNumber"
+position = "title"
+roles = "groups"
+"#
+        )
+    }
+}
