@@ -165,6 +165,24 @@ async fn verify(
 
 // ---------------------------------------------------------------------------------------------
 
+/// The simulated national e-ID uses VNeID's claim names, with numbers consistent with the
+/// birthdates and both assurance levels present.
+#[test]
+fn the_vneid_users_file_uses_the_national_claim_names() {
+    let text = std::fs::read_to_string(shipped("vneid")).unwrap();
+    assert!(unicode_normalization::is_nfc(&text));
+    let cfg = LegacyIdpConfig::from_toml_str(&text).unwrap();
+    let mut levels = Vec::new();
+    for u in &cfg.users {
+        let nid = u.claims["SoDinhDanh"].as_str().unwrap();
+        let dob = u.claims["NgayThangNamSinh"].as_str().unwrap();
+        assert!(nid.len() == 12 && nid.bytes().all(|b| b.is_ascii_digit()));
+        assert_eq!(&nid[4..6], &dob[2..4], "{}: birth year", u.username);
+        levels.push(u.claims["LoaiTaiKhoan"].as_i64().unwrap());
+    }
+    assert!(levels.contains(&1) && levels.contains(&2));
+}
+
 /// Shipped users files load, are NFC, hold structurally valid national IDs consistent with the
 /// birthdate and gender claims, and contain the cross-province cases the linking tests need.
 #[test]
@@ -177,11 +195,17 @@ fn shipped_configs_load_and_hold_linking_cases() {
         let cfg = LegacyIdpConfig::from_toml_str(&text).unwrap();
         assert_eq!(cfg.id, id);
         assert!((5..=7).contains(&cfg.users.len()), "{id}: user count");
-        let client = cfg.client("sso-gateway").unwrap();
-        assert_eq!(client.client_secret, format!("gateway-secret-{id}"));
-        assert!(client.redirect_uris.is_empty());
-        assert!(client.accepts_redirect_uri("http://localhost:54321/cb"));
-        assert!(!client.accepts_redirect_uri("https://evil.example/cb"));
+        if cfg.protocol == LegacyProtocol::Cas {
+            // The former Ba Ria-Vung Tau system is a CAS server: it has services, not clients.
+            assert_eq!(id, "brvt");
+            assert!(cfg.clients.is_empty());
+        } else {
+            let client = cfg.client("sso-gateway").unwrap();
+            assert_eq!(client.client_secret, format!("gateway-secret-{id}"));
+            assert!(client.redirect_uris.is_empty());
+            assert!(client.accepts_redirect_uri("http://localhost:54321/cb"));
+            assert!(!client.accepts_redirect_uri("https://evil.example/cb"));
+        }
         for u in &cfg.users {
             assert_eq!(u.password, "demo123");
             let s = |k: &str| u.claims[k].as_str().unwrap().to_owned();
