@@ -115,7 +115,11 @@ impl CasConnector {
             .filter(|t| t.starts_with("ST-") && t.len() <= 256 && t.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or(BrokerError::MalformedCallback)?;
         // Single use on our side too, whatever the server does.
-        if !self.store.put_new(&hashed_key(&format!("cas-ticket:{}", self.id()), ticket), Vec::new(), TICKET_MEMORY).await? {
+        if !self
+            .store
+            .put_new(&hashed_key(&format!("cas-ticket:{}", self.id()), ticket), Vec::new(), TICKET_MEMORY)
+            .await?
+        {
             audit("cas_ticket_replayed", self.id(), "a service ticket was presented twice");
             return Err(BrokerError::TicketRejected {
                 upstream: self.id().into(),
@@ -138,7 +142,11 @@ impl CasConnector {
             None => user.clone(),
             Some(attr) => match attributes.get(attr) {
                 Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-                _ => return Err(self.rejected(format!("attribute {attr} (the subject) is missing or repeated"))),
+                _ => {
+                    return Err(
+                        self.rejected(format!("attribute {attr} (the subject) is missing or repeated"))
+                    );
+                }
             },
         };
         attributes.insert("user".into(), Value::String(user));
@@ -172,7 +180,9 @@ impl CasConnector {
                 .map_err(|e| self.rejected(e.to_string()))?;
             let response = self.http.send(request).await.map_err(|e| match e {
                 HttpError::TooLarge => self.rejected(e.to_string()),
-                other => BrokerError::TicketValidation { upstream: self.id().into(), detail: other.to_string() },
+                other => {
+                    BrokerError::TicketValidation { upstream: self.id().into(), detail: other.to_string() }
+                }
             })?;
             if response.status() == http::StatusCode::NOT_FOUND && *path == "p3/serviceValidate" {
                 tracing::info!(upstream = self.id(), "no CAS 3.0 endpoint; using /serviceValidate (CAS 2.0)");
@@ -188,7 +198,10 @@ impl CasConnector {
             return cas_xml::parse_service_response(response.body())
                 .map_err(|e| self.rejected(format!("{path}: {e}")));
         }
-        Err(BrokerError::TicketValidation { upstream: self.id().into(), detail: "no validation endpoint".into() })
+        Err(BrokerError::TicketValidation {
+            upstream: self.id().into(),
+            detail: "no validation endpoint".into(),
+        })
     }
 
     async fn single_logout(&self, document: &str, now: i64) -> Result<UpstreamLogout, BrokerError> {
@@ -223,7 +236,11 @@ impl Connector for CasConnector {
 
     /// CAS logout ends the CAS single sign-on session and returns to `service`; the state
     /// rides in that URL since CAS has no parameter for it.
-    fn logout_url<'a>(&'a self, post_logout_redirect: &'a str, state: &'a str) -> BoxFuture<'a, Option<String>> {
+    fn logout_url<'a>(
+        &'a self,
+        post_logout_redirect: &'a str,
+        state: &'a str,
+    ) -> BoxFuture<'a, Option<String>> {
         Box::pin(async move {
             let mut back = Url::parse(post_logout_redirect).ok()?;
             back.query_pairs_mut().append_pair("state", state);

@@ -116,9 +116,10 @@ fn parse(xml: &[u8]) -> Result<Element, XmlError> {
                         return Err(XmlError::TooLarge);
                     }
                     let value = attr.unescape_value().map_err(|e| match e {
-                        quick_xml::Error::Escape(quick_xml::escape::EscapeError::UnrecognizedEntity(_, n)) => {
-                            XmlError::Entity(n)
-                        }
+                        quick_xml::Error::Escape(quick_xml::escape::EscapeError::UnrecognizedEntity(
+                            _,
+                            n,
+                        )) => XmlError::Entity(n),
                         other => malformed(other),
                     })?;
                     let local = String::from_utf8_lossy(key.local_name().as_ref()).into_owned();
@@ -169,7 +170,9 @@ fn parse(xml: &[u8]) -> Result<Element, XmlError> {
                 }
             }
             Event::Decl(_) | Event::Comment(_) => {}
-            Event::PI(_) => return Err(XmlError::Malformed("processing instructions are not accepted".into())),
+            Event::PI(_) => {
+                return Err(XmlError::Malformed("processing instructions are not accepted".into()));
+            }
             Event::Empty(_) => return Err(XmlError::Malformed("unexpected empty element event".into())),
             Event::Eof => break,
         }
@@ -281,7 +284,8 @@ mod tests {
 
     #[test]
     fn a_success_response_yields_user_and_attributes() {
-        let ServiceResponse::Success { user, attributes } = parse_service_response(SUCCESS.as_bytes()).unwrap()
+        let ServiceResponse::Success { user, attributes } =
+            parse_service_response(SUCCESS.as_bytes()).unwrap()
         else {
             panic!("expected success")
         };
@@ -295,7 +299,8 @@ mod tests {
     #[test]
     fn another_prefix_for_the_same_namespace_is_the_same_document() {
         let xml = r#"<s:serviceResponse xmlns:s="http://www.yale.edu/tp/cas"><s:authenticationSuccess><s:user>u1</s:user><s:attributes><s:attribute name="mail" value="a@b.example"/></s:attributes></s:authenticationSuccess></s:serviceResponse>"#;
-        let ServiceResponse::Success { user, attributes } = parse_service_response(xml.as_bytes()).unwrap() else {
+        let ServiceResponse::Success { user, attributes } = parse_service_response(xml.as_bytes()).unwrap()
+        else {
             panic!()
         };
         assert_eq!(user, "u1");

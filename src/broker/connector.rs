@@ -101,7 +101,11 @@ pub trait Connector: Send + Sync {
     ) -> BoxFuture<'a, Result<VerifiedLogin, BrokerError>>;
 
     /// Where to send the browser to end the upstream session too, if the upstream can.
-    fn logout_url<'a>(&'a self, _post_logout_redirect: &'a str, _state: &'a str) -> BoxFuture<'a, Option<String>> {
+    fn logout_url<'a>(
+        &'a self,
+        _post_logout_redirect: &'a str,
+        _state: &'a str,
+    ) -> BoxFuture<'a, Option<String>> {
         Box::pin(async { None })
     }
 
@@ -113,7 +117,10 @@ pub trait Connector: Send + Sync {
     ) -> BoxFuture<'a, Result<UpstreamLogout, BrokerError>> {
         let upstream = self.settings().id.clone();
         Box::pin(async move {
-            Err(BrokerError::InvalidLogoutToken { upstream, detail: "this upstream sends no such logout".into() })
+            Err(BrokerError::InvalidLogoutToken {
+                upstream,
+                detail: "this upstream sends no such logout".into(),
+            })
         })
     }
 }

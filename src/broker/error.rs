@@ -51,10 +51,9 @@ impl BrokerError {
     /// for an unknown account and a wrong password, so the form tells nothing about which.
     pub fn form_message(&self) -> Option<(&'static str, &'static str)> {
         match self {
-            BrokerError::InvalidCredentials { .. } => Some((
-                "Tên đăng nhập hoặc mật khẩu không đúng.",
-                "Incorrect user name or password.",
-            )),
+            BrokerError::InvalidCredentials { .. } => {
+                Some(("Tên đăng nhập hoặc mật khẩu không đúng.", "Incorrect user name or password."))
+            }
             BrokerError::LockedOut { .. } => Some((
                 "Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau ít phút hoặc liên hệ bộ phận quản trị.",
                 "Too many failed logins. Please try again in a few minutes or contact your administrator.",

@@ -159,7 +159,11 @@ impl LdapConnector {
     }
 
     /// The whole directory exchange, bounded in time. `Ok(None)`: wrong name or password.
-    async fn authenticate(&self, username: &str, password: &str) -> Result<Option<VerifiedLogin>, BrokerError> {
+    async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<VerifiedLogin>, BrokerError> {
         let limit = self.settings.timeout * 4;
         tokio::time::timeout(limit, self.exchange(username, password))
             .await
@@ -172,8 +176,9 @@ impl LdapConnector {
         if let Some(tls) = &self.tls {
             conn_settings = conn_settings.set_config(tls.clone());
         }
-        let (conn, mut ldap) =
-            LdapConnAsync::with_settings(conn_settings, &self.ldap.url).await.map_err(|e| self.directory_error(e))?;
+        let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, &self.ldap.url)
+            .await
+            .map_err(|e| self.directory_error(e))?;
         ldap3::drive!(conn);
         let service_pw = self.ldap.bind_password.value().unwrap_or_default();
         let service_bind = |ldap: &mut ldap3::Ldap| {
@@ -182,7 +187,9 @@ impl LdapConnector {
             let mut ldap = ldap.clone();
             async move { ldap.with_timeout(t).simple_bind(&dn, &pw).await?.success() }
         };
-        service_bind(&mut ldap).await.map_err(|e| self.directory_error(format!("service account bind: {e}")))?;
+        service_bind(&mut ldap)
+            .await
+            .map_err(|e| self.directory_error(format!("service account bind: {e}")))?;
         let filter = self.ldap.user_filter.replace("{username}", &ldap_escape(username));
         let (entries, _) = ldap
             .with_timeout(t)
@@ -191,7 +198,11 @@ impl LdapConnector {
             .and_then(|r| r.success())
             .map_err(|e| self.directory_error(format!("user search: {e}")))?;
         if entries.len() > 1 {
-            tracing::warn!(upstream = self.id(), matches = entries.len(), "user filter matches several entries");
+            tracing::warn!(
+                upstream = self.id(),
+                matches = entries.len(),
+                "user filter matches several entries"
+            );
         }
         let entry = match <[_; 1]>::try_from(entries) {
             Ok([only]) => Some(
@@ -220,16 +231,23 @@ impl LdapConnector {
         };
         let mut claims = Map::new();
         for wanted in &self.attributes {
-            let text = entry.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(wanted)).map(|(_, v)| v.clone());
-            let binary = entry.bin_attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(wanted)).map(|(_, v)| {
-                v.iter().map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)).collect::<Vec<_>>()
-            });
+            let text =
+                entry.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(wanted)).map(|(_, v)| v.clone());
+            let binary =
+                entry.bin_attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(wanted)).map(|(_, v)| {
+                    v.iter()
+                        .map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+                        .collect::<Vec<_>>()
+                });
             match text.or(binary) {
                 Some(mut values) if values.len() == 1 => {
                     claims.insert(wanted.clone(), Value::String(values.remove(0)));
                 }
                 Some(values) if !values.is_empty() => {
-                    claims.insert(wanted.clone(), Value::Array(values.into_iter().map(Value::String).collect()));
+                    claims.insert(
+                        wanted.clone(),
+                        Value::Array(values.into_iter().map(Value::String).collect()),
+                    );
                 }
                 _ => {}
             }
@@ -246,7 +264,9 @@ impl LdapConnector {
         };
         let mut groups = Vec::new();
         if let Some(base) = &self.ldap.group_base {
-            service_bind(&mut ldap).await.map_err(|e| self.directory_error(format!("service account bind: {e}")))?;
+            service_bind(&mut ldap)
+                .await
+                .map_err(|e| self.directory_error(format!("service account bind: {e}")))?;
             let filter = self
                 .ldap
                 .group_filter

@@ -308,11 +308,15 @@ impl Broker {
         let username: String = form.username.trim().chars().take(256).collect();
         let answer = Answer::Password { username: &username, password: &form.password, client_ip };
         match connector.finish(&attempt.data, answer).await {
-            Ok(login) => PasswordOutcome::Verified(self.identity(connector.as_ref(), login), attempt.request_id),
+            Ok(login) => {
+                PasswordOutcome::Verified(self.identity(connector.as_ref(), login), attempt.request_id)
+            }
             Err(e) if e.form_message().is_some() => {
                 let id = random_handle();
                 let again = LoginAttempt { data: AttemptData::default(), ..attempt };
-                if let Err(e) = self.store.put_json(&hashed_key("attempt", &id), &again, self.attempt_ttl).await {
+                if let Err(e) =
+                    self.store.put_json(&hashed_key("attempt", &id), &again, self.attempt_ttl).await
+                {
                     return PasswordOutcome::Failed(e.into(), None);
                 }
                 let status = e.status();

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType, CoreGenderClaim,
     CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreRevocableToken,
@@ -16,7 +17,6 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use futures::future::BoxFuture;
 use tokio::sync::RwLock;
 
 use super::connector::{Answer, AttemptData, Connector, LogoutMessage, StartContext, Started, VerifiedLogin};
@@ -288,7 +288,11 @@ impl OidcConnector {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let state = ctx.attempt.to_string();
         let mut request = client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, move || CsrfToken::new(state), Nonce::new_random)
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state),
+                Nonce::new_random,
+            )
             .set_pkce_challenge(challenge)
             .add_ui_locale(LanguageTag::new(ctx.lang.code().to_string()));
         for scope in self.settings.scopes.iter().filter(|s| *s != "openid") {
@@ -305,7 +309,10 @@ impl OidcConnector {
         }
         let (url, _state, nonce) = request.url();
         let attempt = OidcAttempt { nonce: nonce.secret().clone(), pkce_verifier: verifier.secret().clone() };
-        Ok(Started::Redirect { url: url.to_string(), data: AttemptData { oidc: Some(attempt), ..AttemptData::default() } })
+        Ok(Started::Redirect {
+            url: url.to_string(),
+            data: AttemptData { oidc: Some(attempt), ..AttemptData::default() },
+        })
     }
 
     /// Checks the callback (error, RFC 9207 `iss`, code) and redeems the code.
@@ -427,7 +434,11 @@ impl Connector for OidcConnector {
         Box::pin(self.complete(data, answer))
     }
 
-    fn logout_url<'a>(&'a self, post_logout_redirect: &'a str, state: &'a str) -> BoxFuture<'a, Option<String>> {
+    fn logout_url<'a>(
+        &'a self,
+        post_logout_redirect: &'a str,
+        state: &'a str,
+    ) -> BoxFuture<'a, Option<String>> {
         Box::pin(self.end_session_url(post_logout_redirect, state))
     }
 

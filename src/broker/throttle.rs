@@ -104,7 +104,14 @@ mod tests {
 
     #[tokio::test]
     async fn accounts_and_addresses_lock_out_separately() {
-        let t = Throttle::new(StateStore::memory(), "dir", 3, 5, Duration::from_secs(60), Duration::from_secs(60));
+        let t = Throttle::new(
+            StateStore::memory(),
+            "dir",
+            3,
+            5,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         for _ in 0..2 {
             t.failed("Minh.NV", Some(ip)).await.unwrap();
@@ -123,7 +130,14 @@ mod tests {
 
     #[tokio::test]
     async fn success_clears_the_account_count() {
-        let t = Throttle::new(StateStore::memory(), "dir", 2, 50, Duration::from_secs(60), Duration::from_secs(60));
+        let t = Throttle::new(
+            StateStore::memory(),
+            "dir",
+            2,
+            50,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
         t.failed("lan", None).await.unwrap();
         t.succeeded("lan").await.unwrap();
         t.failed("lan", None).await.unwrap();

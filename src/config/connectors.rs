@@ -52,7 +52,9 @@ pub(super) fn check_upstream(
                 );
             }
             if !u.scopes.iter().any(|s| s == "openid") {
-                p.push(Problem::new(at("scopes"), "does not contain \"openid\"").expecting("[\"openid\", …]"));
+                p.push(
+                    Problem::new(at("scopes"), "does not contain \"openid\"").expecting("[\"openid\", …]"),
+                );
             }
         }
         UpstreamKind::Cas => match &u.cas {
@@ -70,7 +72,9 @@ pub(super) fn check_upstream(
                     );
                 }
                 if cas.subject_attribute.as_ref().is_some_and(|a| a.trim().is_empty()) {
-                    p.push(Problem::new(at("cas.subject_attribute"), "is empty").expecting("an attribute name"));
+                    p.push(
+                        Problem::new(at("cas.subject_attribute"), "is empty").expecting("an attribute name"),
+                    );
                 }
             }
         },
@@ -87,20 +91,21 @@ pub(super) fn check_upstream(
         check_acr(s, &at(&format!("acr_map.{value}")), acr, p);
     }
     if !u.acr_map.is_empty() && u.acr_claim.is_none() {
-        p.push(Problem::new(at("acr_claim"), "is missing, but acr_map is set").expecting("the claim acr_map reads"));
+        p.push(
+            Problem::new(at("acr_claim"), "is missing, but acr_map is set")
+                .expecting("the claim acr_map reads"),
+        );
     }
 }
 
-fn check_ldap(
-    s: &Settings,
-    ldap: &super::LdapSettings,
-    at: &dyn Fn(&str) -> String,
-    p: &mut Vec<Problem>,
-) {
+fn check_ldap(s: &Settings, ldap: &super::LdapSettings, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
     let _ = s;
-    let expected = "ldaps://host[:636], or ldap://host[:389] with starttls = true (plain ldap:// only to this machine)";
+    let expected =
+        "ldaps://host[:636], or ldap://host[:389] with starttls = true (plain ldap:// only to this machine)";
     match Url::parse(&ldap.url) {
-        Err(e) => p.push(Problem::new(at("ldap.url"), format!("{:?} is not a URL: {e}", ldap.url)).expecting(expected)),
+        Err(e) => p.push(
+            Problem::new(at("ldap.url"), format!("{:?} is not a URL: {e}", ldap.url)).expecting(expected),
+        ),
         Ok(u) => {
             let ok = match u.scheme() {
                 "ldaps" => !ldap.starttls,
@@ -115,7 +120,10 @@ fn check_ldap(
                         .expecting("ldaps:// (TLS from the start) or ldap:// with starttls, not both"),
                 );
             } else if !ok {
-                p.push(Problem::new(at("ldap.url"), format!("{:?} would send passwords in clear", ldap.url)).expecting(expected));
+                p.push(
+                    Problem::new(at("ldap.url"), format!("{:?} would send passwords in clear", ldap.url))
+                        .expecting(expected),
+                );
             }
         }
     }
@@ -125,15 +133,22 @@ fn check_ldap(
                 Problem::new(at("ldap.ca_file"), format!("cannot read {}: {e}", ca.display()))
                     .expecting("a PEM bundle"),
             ),
-            Ok(bytes) if reqwest::Certificate::from_pem_bundle(&bytes).map(|c| c.is_empty()).unwrap_or(true) => {
-                p.push(Problem::new(at("ldap.ca_file"), "contains no PEM certificate").expecting("a PEM bundle"))
+            Ok(bytes)
+                if reqwest::Certificate::from_pem_bundle(&bytes).map(|c| c.is_empty()).unwrap_or(true) =>
+            {
+                p.push(
+                    Problem::new(at("ldap.ca_file"), "contains no PEM certificate").expecting("a PEM bundle"),
+                )
             }
             Ok(_) => {}
         }
     }
     for (key, value) in [("ldap.bind_dn", &ldap.bind_dn), ("ldap.user_base", &ldap.user_base)] {
         if value.trim().is_empty() {
-            p.push(Problem::new(at(key), "is empty").expecting("a distinguished name, e.g. ou=people,dc=example"));
+            p.push(
+                Problem::new(at(key), "is empty")
+                    .expecting("a distinguished name, e.g. ou=people,dc=example"),
+            );
         }
     }
     if ldap.bind_password.value().is_some_and(str::is_empty) {
@@ -144,8 +159,11 @@ fn check_ldap(
     }
     if !ldap.user_filter.contains("{username}") || !balanced(&ldap.user_filter) {
         p.push(
-            Problem::new(at("ldap.user_filter"), format!("{:?} is not a filter naming {{username}}", ldap.user_filter))
-                .expecting("e.g. (&(objectClass=person)(uid={username}))"),
+            Problem::new(
+                at("ldap.user_filter"),
+                format!("{:?} is not a filter naming {{username}}", ldap.user_filter),
+            )
+            .expecting("e.g. (&(objectClass=person)(uid={username}))"),
         );
     }
     if ldap.group_base.is_some()
@@ -153,21 +171,34 @@ fn check_ldap(
             || !balanced(&ldap.group_filter))
     {
         p.push(
-            Problem::new(at("ldap.group_filter"), format!("{:?} names neither {{dn}} nor {{username}}", ldap.group_filter))
-                .expecting("e.g. (member={dn})"),
+            Problem::new(
+                at("ldap.group_filter"),
+                format!("{:?} names neither {{dn}} nor {{username}}", ldap.group_filter),
+            )
+            .expecting("e.g. (member={dn})"),
         );
     }
-    for (key, value) in [("ldap.subject_attribute", &ldap.subject_attribute), ("ldap.group_attribute", &ldap.group_attribute)] {
+    for (key, value) in
+        [("ldap.subject_attribute", &ldap.subject_attribute), ("ldap.group_attribute", &ldap.group_attribute)]
+    {
         if !is_attribute_name(value) {
-            p.push(Problem::new(at(key), format!("{value:?} is not an attribute name")).expecting("letters, digits and -"));
+            p.push(
+                Problem::new(at(key), format!("{value:?} is not an attribute name"))
+                    .expecting("letters, digits and -"),
+            );
         }
     }
     for (i, a) in ldap.attributes.iter().enumerate() {
         if !is_attribute_name(a) {
-            p.push(Problem::new(at(&format!("ldap.attributes[{i}]")), format!("{a:?} is not an attribute name")).expecting("letters, digits and -"));
+            p.push(
+                Problem::new(at(&format!("ldap.attributes[{i}]")), format!("{a:?} is not an attribute name"))
+                    .expecting("letters, digits and -"),
+            );
         }
     }
-    for (key, n) in [("ldap.max_failures", ldap.max_failures), ("ldap.max_failures_per_ip", ldap.max_failures_per_ip)] {
+    for (key, n) in
+        [("ldap.max_failures", ldap.max_failures), ("ldap.max_failures_per_ip", ldap.max_failures_per_ip)]
+    {
         if n == 0 || n > 1000 {
             p.push(Problem::new(at(key), "out of range").expecting("between 1 and 1000"));
         }
@@ -186,7 +217,8 @@ fn check_ldap(
 fn host_is_loopback(host: Option<&str>) -> bool {
     let Some(host) = host else { return false };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn is_attribute_name(a: &str) -> bool {
@@ -227,10 +259,16 @@ pub(super) fn check_assurance(s: &Settings, p: &mut Vec<Problem>) {
     let mut seen = HashSet::new();
     for (i, l) in s.assurance.levels.iter().enumerate() {
         if l.trim().is_empty() || l.contains(char::is_whitespace) {
-            p.push(Problem::new(format!("assurance.levels[{i}]"), "is empty or has spaces").expecting("an acr value (URI)"));
+            p.push(
+                Problem::new(format!("assurance.levels[{i}]"), "is empty or has spaces")
+                    .expecting("an acr value (URI)"),
+            );
         }
         if !seen.insert(l.as_str()) {
-            p.push(Problem::new(format!("assurance.levels[{i}]"), format!("duplicate level {l:?}")).expecting("unique values"));
+            p.push(
+                Problem::new(format!("assurance.levels[{i}]"), format!("duplicate level {l:?}"))
+                    .expecting("unique values"),
+            );
         }
     }
 }
@@ -326,11 +364,9 @@ mod tests {
 
     #[test]
     fn ldap_over_tls_or_to_loopback_is_accepted() {
-        for (url, starttls) in [
-            ("ldaps://dir.example", false),
-            ("ldap://dir.example", true),
-            ("ldap://127.0.0.1:3890", false),
-        ] {
+        for (url, starttls) in
+            [("ldaps://dir.example", false), ("ldap://dir.example", true), ("ldap://127.0.0.1:3890", false)]
+        {
             let p = problems(&format!(
                 r#"
                 issuer = "http://127.0.0.1:1"

@@ -594,6 +594,8 @@ mod tests {
         env.insert("BRVT_CLIENT_SECRET".to_string(), "x".repeat(20));
         env.insert("PORTAL_CLIENT_SECRET".to_string(), "x".repeat(20));
         env.insert("HOTLINE_CLIENT_SECRET".to_string(), "x".repeat(20));
+        env.insert("VNEID_CLIENT_SECRET".to_string(), "x".repeat(20));
+        env.insert("OFFICIALS_DIRECTORY_PASSWORD".to_string(), "x".repeat(20));
         if let Err(e) = Settings::from_toml_with_env(text, &env) {
             panic!("example config invalid: {e}");
         }

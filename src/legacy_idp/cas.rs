@@ -107,7 +107,13 @@ fn grant(s: &Shared, tgc: &str, service: &str, from_new_login: bool) -> Option<R
         tickets.retain(|_, t| t.created.elapsed() < TICKET_LIFETIME);
         tickets.insert(
             ticket.clone(),
-            Ticket { service: service.to_string(), username, from_new_login, auth_time, created: Instant::now() },
+            Ticket {
+                service: service.to_string(),
+                username,
+                from_new_login,
+                auth_time,
+                created: Instant::now(),
+            },
         );
     }
     lock(&s.cas.issued).push(ticket.clone());
@@ -250,7 +256,8 @@ fn validate(s: &Shared, query: &str) -> Response {
         return failure("INVALID_REQUEST", "service and ticket are required");
     };
     // Consumed by any validation attempt, successful or not (CAS 3.0 §3.1.1).
-    let Some(t) = lock(&s.cas.tickets).remove(ticket).filter(|t| t.created.elapsed() < TICKET_LIFETIME) else {
+    let Some(t) = lock(&s.cas.tickets).remove(ticket).filter(|t| t.created.elapsed() < TICKET_LIFETIME)
+    else {
         return failure("INVALID_TICKET", &format!("Ticket {ticket} not recognized"));
     };
     if &t.service != service {

@@ -9,7 +9,12 @@ use reqwest::StatusCode;
 const CAS: &str = "brvt";
 
 /// Starts a login at the CAS upstream and submits its form; returns the landing.
-async fn cas_login(sys: &TestSystem, browser: &Browser, rp: &Rp, extra: &[(&str, &str)]) -> (AuthRequest, Landing) {
+async fn cas_login(
+    sys: &TestSystem,
+    browser: &Browser,
+    rp: &Rp,
+    extra: &[(&str, &str)],
+) -> (AuthRequest, Landing) {
     let mut params = vec![("idp_hint", CAS)];
     params.extend_from_slice(extra);
     let req = rp.authorize(&params);
@@ -174,7 +179,9 @@ async fn hostile_logout_requests_are_refused() {
     let sys = TestSystem::start().await;
     let post = |doc: String| {
         let url = sys.url("/upstream/brvt/callback?attempt=x");
-        async move { reqwest::Client::new().post(url).form(&[("logoutRequest", doc)]).send().await.unwrap().status() }
+        async move {
+            reqwest::Client::new().post(url).form(&[("logoutRequest", doc)]).send().await.unwrap().status()
+        }
     };
     let dtd = r#"<!DOCTYPE x [<!ENTITY a "ST-1">]><samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"><samlp:SessionIndex>&a;</samlp:SessionIndex></samlp:LogoutRequest>"#;
     assert_eq!(post(dtd.into()).await, StatusCode::BAD_REQUEST);

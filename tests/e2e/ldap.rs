@@ -9,7 +9,8 @@ use reqwest::StatusCode;
 const DIR: &str = "officials";
 
 async fn system(slapd: &Slapd, extra: &str) -> TestSystem {
-    TestSystem::start_with(Options { extra_config: slapd.upstream_config(DIR, extra), ..Options::default() }).await
+    TestSystem::start_with(Options { extra_config: slapd.upstream_config(DIR, extra), ..Options::default() })
+        .await
 }
 
 /// Opens the directory's login form for a new portal request: (rp, request, form url, body).
@@ -66,7 +67,8 @@ async fn timed_attempt(sys: &TestSystem, user: &str, password: &str) -> (Duratio
 #[tokio::test]
 async fn a_wrong_password_and_an_unknown_user_are_answered_alike() {
     let slapd = Slapd::start(false).await;
-    let sys = system(&slapd, "min_failure_time = \"400ms\"\nmax_failures = 50\nmax_failures_per_ip = 200").await;
+    let sys =
+        system(&slapd, "min_failure_time = \"400ms\"\nmax_failures = 50\nmax_failures_per_ip = 200").await;
     let mut wrong = Vec::new();
     let mut unknown = Vec::new();
     for _ in 0..4 {
@@ -95,7 +97,8 @@ async fn a_wrong_password_and_an_unknown_user_are_answered_alike() {
 #[tokio::test]
 async fn repeated_failures_lock_the_account_out_but_not_other_accounts() {
     let slapd = Slapd::start(false).await;
-    let sys = system(&slapd, "min_failure_time = \"10ms\"\nmax_failures = 3\nmax_failures_per_ip = 100").await;
+    let sys =
+        system(&slapd, "min_failure_time = \"10ms\"\nmax_failures = 3\nmax_failures_per_ip = 100").await;
     for _ in 0..3 {
         let (_, status, _) = timed_attempt(&sys, "nam.tv", "guess").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -136,7 +139,8 @@ async fn the_form_is_bound_to_the_browser_and_single_use() {
     let browser = Browser::new();
     let (_, _, url, body) = open_form(&sys, &browser).await;
     // Another browser (no binding cookie) posting the same form: refused (CSRF).
-    let (_, status, page) = Browser::new().login_form(&url, &body, "tuan.pa", "demo123", PORTAL_CB).await.page();
+    let (_, status, page) =
+        Browser::new().login_form(&url, &body, "tuan.pa", "demo123", PORTAL_CB).await.page();
     assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
     // The attempt was consumed by that post; the real browser must open the form again.
     let (_, status, _) = browser.login_form(&url, &body, "tuan.pa", "demo123", PORTAL_CB).await.page();

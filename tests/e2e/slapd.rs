@@ -44,17 +44,50 @@ fn run(cmd: &mut Command) {
 fn make_certificates(dir: &Path) -> PathBuf {
     let d = |f: &str| dir.join(f).display().to_string();
     run(Command::new("openssl").args([
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test Directory CA",
-        "-keyout", &d("ca.key"), "-out", &d("ca.crt"),
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Test Directory CA",
+        "-keyout",
+        &d("ca.key"),
+        "-out",
+        &d("ca.crt"),
     ]));
     run(Command::new("openssl").args([
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", &d("server.key"),
-        "-out", &d("server.csr"),
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &d("server.key"),
+        "-out",
+        &d("server.csr"),
     ]));
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        .unwrap();
     run(Command::new("openssl").args([
-        "x509", "-req", "-in", &d("server.csr"), "-CA", &d("ca.crt"), "-CAkey", &d("ca.key"),
-        "-CAcreateserial", "-days", "2", "-extfile", &d("san.ext"), "-out", &d("server.crt"),
+        "x509",
+        "-req",
+        "-in",
+        &d("server.csr"),
+        "-CA",
+        &d("ca.crt"),
+        "-CAkey",
+        &d("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &d("san.ext"),
+        "-out",
+        &d("server.crt"),
     ]));
     dir.join("ca.crt")
 }

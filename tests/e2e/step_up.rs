@@ -108,12 +108,15 @@ min_acr = "urn:sso-gateway:acr:vneid-level1"
     let sys = TestSystem::start_with(options).await;
     let browser = Browser::new();
     portal_login(&sys, &browser, "hcm", HCM_USER).await;
-    let rp = sys.rp("internal-docs", Some("internal-docs-secret-0123456789"), "http://127.0.0.1:9/internal/cb").await;
+    let rp = sys
+        .rp("internal-docs", Some("internal-docs-secret-0123456789"), "http://127.0.0.1:9/internal/cb")
+        .await;
     let req = rp.authorize(&[("acr_values", PASSWORD)]);
     let (_, _, body) = browser.navigate(&req.url, "http://127.0.0.1:9/internal/cb").await.page();
     assert_eq!(chooser_entries(&body), vec!["vneid"], "the password session is not enough");
     let req = rp.authorize(&[]);
-    let cb = browser.login(&req.url, "vneid", "tuan.vneid", "http://127.0.0.1:9/internal/cb").await.callback();
+    let cb =
+        browser.login(&req.url, "vneid", "tuan.vneid", "http://127.0.0.1:9/internal/cb").await.callback();
     let tokens = rp.exchange(&req, &param(&cb, "code").unwrap()).await.unwrap();
     assert_eq!(tokens.raw["acr"], LEVEL1);
 }
