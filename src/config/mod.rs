@@ -53,6 +53,8 @@ pub struct Settings {
     /// Inbound requests: which proxies may name the client's address.
     #[serde(default)]
     pub inbound: InboundSettings,
+    #[serde(default)]
+    pub management: ManagementSettings,
 }
 
 /// The acr ladder: every `acr` the gateway puts in ID tokens, from the lowest assurance to the
@@ -97,6 +99,16 @@ pub struct InboundSettings {
     /// Networks of reverse proxies / load balancers (CIDR, e.g. `"10.0.0.0/8"`).
     #[serde(default)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// The management listener: `/metrics` (Prometheus), `/healthz`, `/readyz`. Keep it on an
+/// internal address.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementSettings {
+    /// e.g. "127.0.0.1:9090" or "0.0.0.0:9090" inside a pod; unset = no management listener.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 /// Outbound HTTPS (upstreams, RP back-channel logout, client key sets).

@@ -66,6 +66,10 @@ async fn complete(
         Ok(v) => v,
         Err((e, retry)) => {
             tracing::warn!(upstream = %upstream, error = %e, "upstream login failed");
+            if app.broker.has_upstream(&upstream) {
+                metrics::counter!("sso_upstream_login_failures_total", "upstream" => upstream.to_string())
+                    .increment(1);
+            }
             return e.page(retry).into_response();
         }
     };
@@ -114,6 +118,7 @@ async fn complete(
         }
     };
     tracing::info!(upstream = %identity.upstream, sid = %session.sid, "login completed");
+    metrics::counter!("sso_logins_total", "upstream" => identity.upstream.clone()).increment(1);
     // Step-up: a login below the assurance the application requires does not answer it; the
     // request stays parked and the person may choose a system that reaches it.
     if let Ok(Some(req)) = records::parked(&app.store, &request_id).await
