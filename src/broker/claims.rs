@@ -137,6 +137,31 @@ mod tests {
     }
 
     #[test]
+    fn assurance_comes_from_the_mapped_claim_or_the_upstream_default() {
+        let s = crate::config::Settings::from_toml(
+            r#"
+            issuer = "http://127.0.0.1:1"
+            [[upstreams]]
+            id = "vneid"
+            profile = "vneid"
+            name_vi = "x"
+            name_en = "x"
+            issuer = "https://sso.vneid.example"
+            client_id = "gw"
+            "#,
+        )
+        .unwrap();
+        let u = &s.upstreams[0];
+        let at = |claims: serde_json::Value| assurance(u, claims.as_object().unwrap());
+        assert_eq!(at(json!({"LoaiTaiKhoan": 2})), crate::config::ACR_VNEID_LEVEL2);
+        assert_eq!(at(json!({"LoaiTaiKhoan": "1"})), crate::config::ACR_VNEID_LEVEL1);
+        assert_eq!(at(json!({"LoaiTaiKhoan": "LoA2"})), crate::config::ACR_VNEID_LEVEL2);
+        // Unknown or missing: the upstream's own (lowest) level, never a higher one.
+        assert_eq!(at(json!({"LoaiTaiKhoan": 9})), crate::config::ACR_VNEID_LEVEL1);
+        assert_eq!(at(json!({})), crate::config::ACR_VNEID_LEVEL1);
+    }
+
+    #[test]
     fn each_province_claim_names_map_to_one_profile() {
         let mapping = ClaimMapping {
             name: Some("ho_ten".into()),

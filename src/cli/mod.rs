@@ -58,10 +58,11 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
-    /// Run the whole system on this machine: gateway, three simulated provincial login
+    /// Run the whole system on this machine: gateway, four simulated login
     /// systems and two demo applications. No Redis or PostgreSQL needed.
     Demo {
-        /// Gateway port; the simulated systems use the next three, the demo apps the two after.
+        /// Gateway port; the provinces' simulated systems use the next three, the demo apps the
+        /// two after, the simulated national e-ID the one after those (N+6).
         #[arg(long, default_value_t = 8080)]
         port: u16,
         /// Where demo data (accounts database, keys) is kept.

@@ -83,7 +83,7 @@ pub(super) fn check_upstream(
                 Problem::new(at("ldap"), "is missing for kind = \"ldap\"")
                     .expecting("[upstreams.ldap] with url, bind_dn, bind_password, user_base"),
             ),
-            Some(ldap) => check_ldap(s, ldap, at, p),
+            Some(ldap) => check_ldap(ldap, at, p),
         },
     }
     check_acr(s, &at("acr"), &u.acr, p);
@@ -98,8 +98,7 @@ pub(super) fn check_upstream(
     }
 }
 
-fn check_ldap(s: &Settings, ldap: &super::LdapSettings, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
-    let _ = s;
+fn check_ldap(ldap: &super::LdapSettings, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
     let expected =
         "ldaps://host[:636], or ldap://host[:389] with starttls = true (plain ldap:// only to this machine)";
     match Url::parse(&ldap.url) {

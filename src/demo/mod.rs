@@ -1,6 +1,7 @@
 //! `sso-gateway demo`: the whole system on one machine with no Redis or PostgreSQL — the
-//! gateway on its embedded default, three simulated provincial login systems (`legacy_idp`)
-//! and two demo applications, so a person can click through a real login and see SSO.
+//! gateway on its embedded default, four simulated login systems (`legacy_idp`: the three
+//! provinces', Ba Ria-Vung Tau's speaking CAS, and the national e-ID) and two demo
+//! applications, so a person can click through a real login and see SSO.
 //! Demo tooling: the product never depends on it.
 
 mod rp;

@@ -41,6 +41,50 @@ grant_types = ["client_credentials"]
 }
 
 #[test]
+fn check_config_reports_problems_of_each_upstream_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        r#"
+issuer = "https://sso.example"
+[[upstreams]]
+id = "brvt"
+kind = "cas"
+name_vi = "x"
+name_en = "x"
+client_id = "left-over-from-oidc"
+[upstreams.cas]
+server = "cas.example/cas"
+[[upstreams]]
+id = "can-bo"
+kind = "ldap"
+name_vi = "x"
+name_en = "x"
+[upstreams.ldap]
+url = "ldap://ldap.example"
+bind_dn = "cn=gw,dc=example"
+bind_password = "pw"
+user_base = "ou=people,dc=example"
+user_filter = "(uid=fixed)"
+"#,
+    )
+    .unwrap();
+    let out = gateway().args(["check-config", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "upstreams[0].client_id: is not used by kind = \"cas\"",
+        "upstreams[0].cas.server",
+        "upstreams[1].ldap.url",
+        "would send passwords in clear",
+        "upstreams[1].ldap.user_filter",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
 fn check_config_accepts_the_shipped_demo_and_example_configs() {
     let dir = tempfile::tempdir().unwrap();
     let demo = sso_gateway::demo::gateway_config(8080, dir.path());
@@ -53,7 +97,8 @@ fn check_config_accepts_the_shipped_demo_and_example_configs() {
         .envs([
             ("HCM_CLIENT_SECRET", "0123456789abcdef0123"),
             ("BD_CLIENT_SECRET", "0123456789abcdef0123"),
-            ("BRVT_CLIENT_SECRET", "0123456789abcdef0123"),
+            ("VNEID_CLIENT_SECRET", "0123456789abcdef0123"),
+            ("OFFICIALS_DIRECTORY_PASSWORD", "directory-password"),
             ("PORTAL_CLIENT_SECRET", "0123456789abcdef0123"),
             ("HOTLINE_CLIENT_SECRET", "0123456789abcdef0123"),
         ])
