@@ -93,7 +93,7 @@ fn empty_secret() -> SecretString {
 /// How a posted password form ends.
 pub enum PasswordOutcome {
     /// Verified: the identity and the parked request to resume.
-    Verified(UpstreamIdentity, String),
+    Verified(Box<UpstreamIdentity>, String),
     /// Show the form again (wrong credentials, locked out), with a fresh attempt.
     Retry(Response),
     /// An error page; the link goes back to the chooser when the request is alive.
@@ -308,9 +308,10 @@ impl Broker {
         let username: String = form.username.trim().chars().take(256).collect();
         let answer = Answer::Password { username: &username, password: &form.password, client_ip };
         match connector.finish(&attempt.data, answer).await {
-            Ok(login) => {
-                PasswordOutcome::Verified(self.identity(connector.as_ref(), login), attempt.request_id)
-            }
+            Ok(login) => PasswordOutcome::Verified(
+                Box::new(self.identity(connector.as_ref(), login)),
+                attempt.request_id,
+            ),
             Err(e) if e.form_message().is_some() => {
                 let id = random_handle();
                 let again = LoginAttempt { data: AttemptData::default(), ..attempt };

@@ -48,7 +48,7 @@ async fn password_login(
 ) -> Response {
     match app.broker.finish_password(&upstream, &form, &headers, ip).await {
         PasswordOutcome::Verified(identity, request_id) => {
-            complete(app, &upstream, Ok((identity, request_id)), headers).await
+            complete(app, &upstream, Ok((*identity, request_id)), headers).await
         }
         PasswordOutcome::Retry(form_again) => form_again,
         PasswordOutcome::Failed(e, retry) => complete(app, &upstream, Err((e, retry)), headers).await,
@@ -66,7 +66,7 @@ async fn complete(
         Ok(v) => v,
         Err((e, retry)) => {
             tracing::warn!(upstream = %upstream, error = %e, "upstream login failed");
-            if app.broker.has_upstream(&upstream) {
+            if app.broker.has_upstream(upstream) {
                 metrics::counter!("sso_upstream_login_failures_total", "upstream" => upstream.to_string())
                     .increment(1);
             }
