@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::{ClientSettings, ConfigError, ENV_OVERRIDES, GrantType, Settings, UpstreamSettings};
+use super::{ClientSettings, ConfigError, ENV_OVERRIDES, GrantType, Settings, SubjectType, UpstreamSettings};
 
 /// One thing wrong with a configuration: where, what, and what is expected instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +150,12 @@ fn deserialize_at<T: DeserializeOwned>(
 }
 
 fn resolve_secrets(settings: &mut Settings, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+    if let Some(salt) = &settings.accounts.pairwise_salt {
+        match salt.resolve(env) {
+            Ok(v) => settings.accounts.pairwise_salt = Some(v),
+            Err(m) => problems.push(Problem::new("accounts.pairwise_salt", m)),
+        }
+    }
     for (i, u) in settings.upstreams.iter_mut().enumerate() {
         if let Some(secret) = &u.client_secret {
             match secret.resolve(env) {
@@ -315,6 +321,7 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
     }
 
     let mut client_ids = HashSet::new();
+    let mut pairwise_salt_reported = false;
     for (i, c) in s.clients.iter().enumerate() {
         let at = |k: &str| format!("clients[{i}].{k}");
         if c.client_id.is_empty() || c.client_id.chars().any(|ch| ch.is_control() || ch == ':') {
@@ -374,6 +381,29 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
         for (j, uri) in c.post_logout_redirect_uris.iter().enumerate() {
             check_redirect_uri(&at(&format!("post_logout_redirect_uris[{j}]")), uri, &mut p);
         }
+        if c.subject_type == SubjectType::Pairwise {
+            if c.sector().is_none_or(|s| s.trim().is_empty()) {
+                p.push(
+                    Problem::new(at("sector_identifier"), "a pairwise client needs a sector")
+                        .expecting("sector_identifier, or redirect_uris that all share one host"),
+                );
+            }
+            let salt_ok =
+                s.accounts.pairwise_salt.as_ref().and_then(|v| v.value()).is_some_and(|v| v.len() >= 32);
+            if !salt_ok && !pairwise_salt_reported {
+                pairwise_salt_reported = true;
+                p.push(
+                    Problem::new(
+                        "accounts.pairwise_salt",
+                        "missing or shorter than 32 characters, but a client is pairwise",
+                    )
+                    .expecting("a random secret of 32+ characters, set once per deployment"),
+                );
+            }
+        }
+    }
+    if s.accounts.proof_window.is_zero() || s.accounts.proof_window > std::time::Duration::from_secs(3600) {
+        p.push(Problem::new("accounts.proof_window", "out of range").expecting("between 1s and 1h"));
     }
     p
 }

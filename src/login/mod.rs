@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::accounts::LinkPolicy;
 use crate::app::AppState;
 use crate::broker::CallbackQuery;
 use crate::provider::{authorize, records};
@@ -34,15 +35,42 @@ async fn callback(
         }
     };
     let now = app.clock.now();
-    let account =
-        match app.accounts.resolve_login(&identity.upstream, &identity.subject, &identity.profile, now).await
-        {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(error = %e, "account store failure during login");
-                return ErrorPage::unavailable().into_response();
+    let policy = app
+        .settings
+        .upstreams
+        .iter()
+        .find(|u| u.id == identity.upstream)
+        .map(|u| LinkPolicy { trust_national_id: u.linking.trust_national_id })
+        .unwrap_or_default();
+    let resolution = match app
+        .accounts
+        .resolve_login(&identity.upstream, &identity.subject, &identity.profile, policy, now)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "account store failure during login");
+            return ErrorPage::unavailable().into_response();
+        }
+    };
+    let mut account = resolution.account;
+    let previous = app.sessions.current(&headers).await.ok().flatten();
+    // Proof of ownership: a recent login in this same browser plus this one. When one account
+    // holds a verified number and the other carries the same number unverified, the person
+    // has just shown they own both, so the pending account is merged into the verified one.
+    if let Some(previous) = &previous
+        && previous.account_id != account.id
+        && now - previous.auth_time <= app.settings.accounts.proof_window.as_secs() as i64
+    {
+        match app.accounts.link_by_proof(&previous.account_id, &account.id, now).await {
+            Ok(Some(survivor)) => {
+                tracing::info!(upstream = %identity.upstream, "accounts linked by proof of ownership");
+                account = survivor;
             }
-        };
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not link accounts by proof of ownership"),
+        }
+    }
     if account.status != crate::accounts::AccountStatus::Active {
         return ErrorPage::new(StatusCode::FORBIDDEN, "Tài khoản đang bị khoá", "The account is locked")
             .detail(
@@ -52,7 +80,6 @@ async fn callback(
             .into_response();
     }
     // A login always starts a fresh session; any previous one in this browser ends.
-    let previous = app.sessions.current(&headers).await.ok().flatten();
     if let Some(previous) = previous
         && let Err(e) = app.sessions.end(&previous).await
     {

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::TokenError;
-use crate::config::{ClientSettings, GrantType, Lifetimes};
+use crate::config::{ClientSettings, GrantType, Lifetimes, SubjectType};
 use crate::keys::SigningAlg;
 
 /// A registered relying party, ready for request-time checks.
@@ -28,6 +28,8 @@ pub struct Client {
     pub alg: SigningAlg,
     pub access_token_lifetime: Duration,
     pub refresh_token_lifetime: Duration,
+    /// `None`: public `sub`; `Some(sector)`: pairwise `sub` for that sector.
+    pub pairwise_sector: Option<String>,
 }
 
 impl Client {
@@ -47,6 +49,11 @@ impl Client {
             alg: s.id_token_signed_response_alg,
             access_token_lifetime: s.access_token_lifetime.unwrap_or(lifetimes.access_token),
             refresh_token_lifetime: s.refresh_token_lifetime.unwrap_or(lifetimes.refresh_token),
+            pairwise_sector: match s.subject_type {
+                SubjectType::Public => None,
+                // Validation guarantees a sector for pairwise clients.
+                SubjectType::Pairwise => Some(s.sector().unwrap_or_else(|| s.client_id.clone())),
+            },
         }
     }
 
