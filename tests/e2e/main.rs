@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod accounts;
 mod authorize_errors;
 mod discovery;
 mod login_flows;
