@@ -532,8 +532,47 @@ mod tests {
         env.insert("BRVT_CLIENT_SECRET".to_string(), "x".repeat(20));
         env.insert("PORTAL_CLIENT_SECRET".to_string(), "x".repeat(20));
         env.insert("HOTLINE_CLIENT_SECRET".to_string(), "x".repeat(20));
-        if let Err(e) = Settings::from_toml_with_env(text, &env) {
-            panic!("example config invalid: {e}");
+        env.insert("PAIRWISE_SALT".to_string(), "s".repeat(40));
+        match Settings::from_toml_with_env(text, &env) {
+            Ok(s) => {
+                assert!(s.upstreams[0].linking.trust_national_id);
+                assert!(!s.upstreams[1].linking.trust_national_id, "untrusted by default");
+                assert_eq!(s.clients[2].subject_type, SubjectType::Pairwise);
+            }
+            Err(e) => panic!("example config invalid: {e}"),
         }
+    }
+
+    #[test]
+    fn pairwise_clients_need_a_salt_and_a_sector() {
+        let base = r#"
+            issuer = "http://127.0.0.1:8080"
+            [[clients]]
+            client_id = "a"
+            client_secret = "secret-0123456789abcdef"
+            redirect_uris = ["https://a.example/cb", "https://b.example/cb"]
+            subject_type = "pairwise"
+        "#;
+        let paths: Vec<String> = problems(base).into_iter().map(|p| p.path).collect();
+        assert!(paths.contains(&"accounts.pairwise_salt".to_string()), "{paths:?}");
+        assert!(paths.contains(&"clients[0].sector_identifier".to_string()), "two hosts: {paths:?}");
+        let ok = base.replace(
+            "issuer = \"http://127.0.0.1:8080\"",
+            "issuer = \"http://127.0.0.1:8080\"\n[accounts]\npairwise_salt = \"0123456789abcdef0123456789abcdef\"",
+        ) + "sector_identifier = \"example\"\n";
+        assert!(problems(&ok).is_empty(), "{:?}", problems(&ok));
+        let one_host = r#"
+            issuer = "http://127.0.0.1:8080"
+            [accounts]
+            pairwise_salt = "0123456789abcdef0123456789abcdef"
+            [[clients]]
+            client_id = "a"
+            redirect_uris = ["https://a.example/cb", "https://a.example/other"]
+            subject_type = "pairwise"
+        "#;
+        let s = Settings::from_toml(one_host).unwrap();
+        assert_eq!(s.clients[0].sector().as_deref(), Some("a.example"));
+        let typo = one_host.replace("subject_type = \"pairwise\"", "subject_type = \"pairwyse\"");
+        assert!(!problems(&typo).is_empty());
     }
 }

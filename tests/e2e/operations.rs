@@ -56,6 +56,7 @@ fn check_config_accepts_the_shipped_demo_and_example_configs() {
             ("BRVT_CLIENT_SECRET", "0123456789abcdef0123"),
             ("PORTAL_CLIENT_SECRET", "0123456789abcdef0123"),
             ("HOTLINE_CLIENT_SECRET", "0123456789abcdef0123"),
+            ("PAIRWISE_SALT", "0123456789abcdef0123456789abcdef"),
         ])
         .output()
         .unwrap();
