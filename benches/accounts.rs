@@ -27,10 +27,16 @@ use sso_gateway::accounts::{AccountStore, LinkPolicy, Profile};
 const UPSTREAMS: [&str; 3] = ["hcm", "bd", "brvt"];
 const PREFIXES: [&str; 6] = ["079", "074", "077", "001", "038", "052"];
 
+/// Century/gender digit and two-digit year of person `i` (odd digit = female, as `gender`).
+fn century_year(i: u64) -> (u64, u64) {
+    if i % 7 < 5 { (i % 2, 40 + (i / 7) % 60) } else { (2 + i % 2, (i / 7) % 20) }
+}
+
+/// Unique for i < 1 000 000 000 (the serial and prefix index are derived from i).
 fn national_id(i: u64) -> String {
     let prefix = PREFIXES[(i % PREFIXES.len() as u64) as usize];
-    let gender_century = if i % 7 < 5 { i % 2 } else { 2 + i % 2 };
-    format!("{prefix}{gender_century}{:02}{:06}", (i / 7) % 100, i % 1_000_000)
+    let (digit, yy) = century_year(i % 1_000_000);
+    format!("{prefix}{digit}{yy:02}{:06}", i % 1_000_000)
 }
 
 fn name(i: u64) -> String {
@@ -40,8 +46,10 @@ fn name(i: u64) -> String {
     format!("{} {} {}", FAMILY[(i % 8) as usize], MIDDLE[(i / 8 % 4) as usize], GIVEN[(i / 32 % 8) as usize])
 }
 
+/// Consistent with the number, so the synthetic people carry no structural warnings.
 fn birthdate(i: u64) -> String {
-    format!("{:04}-{:02}-{:02}", 1950 + i % 60, 1 + i % 12, 1 + i % 28)
+    let (digit, yy) = century_year(i % 1_000_000);
+    format!("{:04}-{:02}-{:02}", (19 + digit / 2) * 100 + yy, 1 + i % 12, 1 + i % 28)
 }
 
 struct Args {
@@ -162,7 +170,7 @@ async fn explain(pool: &sqlx::AnyPool, postgres: bool) {
             "SELECT account_id FROM identity_links WHERE upstream = 'hcm' AND subject = 's42'",
         ),
         ("by national ID", "SELECT id FROM accounts WHERE national_id = '079000000042'"),
-        ("by former number", "SELECT account_id FROM national_id_history WHERE national_id = '079000000042'"),
+        ("by former number", "SELECT account_id FROM national_id_history WHERE national_id = '077000000042'"),
         ("by sub", "SELECT id FROM accounts WHERE sub = 'x'"),
     ];
     for (label, q) in queries {
@@ -193,7 +201,21 @@ async fn run(backend: &str, a: &Args) {
         }
     };
     let store = AccountStore::connect(&url, 4).await.unwrap();
-    let pool = sqlx::any::AnyPoolOptions::new().max_connections(2).connect(&url).await.unwrap();
+    let sqlite = backend == "sqlite";
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(2)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                // The same durability setting as the store's own connections.
+                if sqlite {
+                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .unwrap();
     println!("\n== {backend}: {} accounts", a.accounts);
     let fill = bulk_fill(&pool, a.accounts).await;
     println!(
@@ -201,9 +223,22 @@ async fn run(backend: &str, a: &Args) {
         a.accounts as f64 / fill.as_secs_f64(),
         fill.as_secs_f64()
     );
-    if backend != "sqlite" {
-        sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+    // 1% of the accounts were re-keyed: their former numbers stay in the history table.
+    let rekeyed = (a.accounts / 100).max(1);
+    for chunk_start in (0..rekeyed).step_by(500) {
+        let end = (chunk_start + 500).min(rekeyed);
+        let rows: Vec<String> = (chunk_start..end)
+            .map(|j| format!("('{}', 'bench-{j:010}', '{}', 1)", national_id(j + 5_000_000), national_id(j)))
+            .collect();
+        sqlx::query(&format!(
+            "INSERT INTO national_id_history (national_id, account_id, replaced_by, changed_at) VALUES {}",
+            rows.join(", ")
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
     }
+    sqlx::query("ANALYZE").execute(&pool).await.unwrap();
 
     // Import through the real importer: new identities of "bd"; every second row carries the
     // number (and birthdate and name) of an existing account and links to it.
@@ -221,10 +256,11 @@ async fn run(backend: &str, a: &Args) {
         } else {
             let j = a.accounts + k;
             csv.push_str(&format!(
-                "imp-{k},{},{},{},male\n",
+                "imp-{k},{},{},{},{}\n",
                 national_id(j + 3_000_000),
                 name(j),
-                birthdate(j)
+                birthdate(j),
+                if j.is_multiple_of(2) { "male" } else { "female" }
             ));
         }
     }
@@ -264,6 +300,15 @@ async fn run(backend: &str, a: &Args) {
         assert!(found.is_some());
     }
     report("find by national ID", by_number);
+    let mut by_former = Vec::with_capacity(a.samples);
+    for _ in 0..a.samples {
+        let j = rng.gen_range(0..rekeyed);
+        let t = Instant::now();
+        let found = store.find_by_national_id(&national_id(j + 5_000_000)).await.unwrap();
+        by_former.push(t.elapsed());
+        assert!(found.is_some());
+    }
+    report("find by former (re-keyed) number", by_former);
     let mut logins = Vec::with_capacity(a.samples);
     let policy = LinkPolicy { trust_national_id: true };
     for s in 0..a.samples {
