@@ -42,6 +42,18 @@ pub struct Settings {
     pub upstreams: Vec<UpstreamSettings>,
     #[serde(default)]
     pub clients: Vec<ClientSettings>,
+    #[serde(default)]
+    pub outbound: OutboundSettings,
+}
+
+/// Outbound HTTPS (upstreams, RP back-channel logout, client key sets).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Extra trusted root certificates (PEM bundle), e.g. a government root CA that the
+    /// public web PKI does not include.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,9 +114,12 @@ impl Default for AccountSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSettings {
-    /// `memory` (embedded default, one process only).
+    /// `memory` (embedded default, one process only) or a Redis URL (`redis://`, `rediss://`).
     #[serde(default = "defaults::session_store")]
     pub store: SecretString,
+    /// Redis details when `store` is a Redis URL.
+    #[serde(default)]
+    pub redis: RedisSettings,
     /// Cookie name; `__Host-` is prefixed automatically when the issuer is https.
     #[serde(default = "defaults::cookie_name")]
     pub cookie_name: String,
@@ -120,9 +135,94 @@ impl Default for SessionSettings {
     fn default() -> Self {
         Self {
             store: defaults::session_store(),
+            redis: RedisSettings::default(),
             cookie_name: defaults::cookie_name(),
             idle_timeout: defaults::idle_timeout(),
             absolute_timeout: defaults::absolute_timeout(),
+        }
+    }
+}
+
+impl SessionSettings {
+    /// Where Redis is, or None for the in-memory store.
+    pub fn topology(&self) -> Option<crate::state::RedisTopology> {
+        use crate::state::RedisTopology;
+        let url = self.store.expose();
+        if url == "memory" {
+            return None;
+        }
+        let mut all = vec![url.to_string()];
+        all.extend(self.redis.nodes.iter().map(|n| n.expose().to_string()));
+        Some(match self.redis.mode {
+            RedisMode::Single => RedisTopology::Single(url.to_string()),
+            RedisMode::Cluster => RedisTopology::Cluster(all),
+            RedisMode::Sentinel => RedisTopology::Sentinel {
+                sentinels: all,
+                master: self.redis.sentinel_master.clone().unwrap_or_default(),
+                auth: crate::state::MasterAuth {
+                    username: self.redis.master_username.clone(),
+                    password: self.redis.master_password.as_ref().map(|p| p.expose().to_string()),
+                    db: self.redis.master_db,
+                    tls: self.redis.master_tls,
+                },
+            },
+        })
+    }
+}
+
+/// How the Redis named by `sessions.store` is deployed.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// One server (`store` is its URL).
+    #[default]
+    Single,
+    /// Redis Cluster: `store` and `nodes` are seed nodes.
+    Cluster,
+    /// Sentinel: `store` and `nodes` are sentinels; `sentinel_master` names the master.
+    Sentinel,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// More cluster seed nodes or sentinels, as `redis://` URLs.
+    #[serde(default)]
+    pub nodes: Vec<SecretString>,
+    #[serde(default)]
+    pub sentinel_master: Option<String>,
+    /// Sentinel mode: how to log in to the master Sentinel names (the sentinels' own
+    /// credentials go in their URLs).
+    #[serde(default)]
+    pub master_username: Option<String>,
+    #[serde(default)]
+    pub master_password: Option<SecretString>,
+    #[serde(default)]
+    pub master_db: i64,
+    #[serde(default)]
+    pub master_tls: bool,
+    /// Prepended to every key, so several gateways (or tests) can share one Redis.
+    #[serde(default = "defaults::key_prefix")]
+    pub key_prefix: String,
+    /// Bound on every Redis operation.
+    #[serde(default = "defaults::redis_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            mode: RedisMode::Single,
+            nodes: Vec::new(),
+            sentinel_master: None,
+            master_username: None,
+            master_password: None,
+            master_db: 0,
+            master_tls: false,
+            key_prefix: defaults::key_prefix(),
+            timeout: defaults::redis_timeout(),
         }
     }
 }
@@ -141,6 +241,9 @@ pub struct Lifetimes {
     /// How long a parked authorization request / upstream login attempt waits for the user.
     #[serde(default = "defaults::login_attempt", with = "humantime_serde")]
     pub login_attempt: Duration,
+    /// Refresh-token family lifetime when `offline_access` was granted (survives logout).
+    #[serde(default = "defaults::offline_refresh_token", with = "humantime_serde")]
+    pub offline_refresh_token: Duration,
 }
 
 impl Default for Lifetimes {
@@ -151,6 +254,7 @@ impl Default for Lifetimes {
             id_token: defaults::id_token(),
             refresh_token: defaults::refresh_token(),
             login_attempt: defaults::login_attempt(),
+            offline_refresh_token: defaults::offline_refresh_token(),
         }
     }
 }
@@ -316,6 +420,30 @@ pub struct ClientSettings {
     pub access_token_lifetime: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub refresh_token_lifetime: Option<Duration>,
+    /// How the client authenticates at /token, /introspect and /revoke. Default:
+    /// `client_secret_basic` (also accepting `client_secret_post`) with a secret, else `none`.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<ClientAuthMethod>,
+    /// Public keys for `private_key_jwt`, inline as a JWK set …
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// … or fetched from this URL (cached).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Resource servers (client ids) this client's access tokens are also meant for; those
+    /// may introspect them.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// OpenID Connect Back-Channel Logout 1.0 receiver.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    #[serde(default = "defaults::yes")]
+    pub backchannel_logout_session_required: bool,
+    /// OpenID Connect Front-Channel Logout 1.0 page, loaded in an iframe at logout.
+    #[serde(default)]
+    pub frontchannel_logout_uri: Option<String>,
+    #[serde(default = "defaults::yes")]
+    pub frontchannel_logout_session_required: bool,
     /// `public` (default) or `pairwise`.
     #[serde(default)]
     pub subject_type: SubjectType,
@@ -342,6 +470,16 @@ impl ClientSettings {
     }
 }
 
+/// Client authentication methods at the token, introspection and revocation endpoints.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    None,
+}
+
 mod defaults {
     use super::*;
     pub fn listen() -> SocketAddr {
@@ -361,6 +499,12 @@ mod defaults {
     }
     pub fn session_store() -> SecretString {
         SecretString::from("memory")
+    }
+    pub fn key_prefix() -> String {
+        "sso:".into()
+    }
+    pub fn redis_timeout() -> Duration {
+        Duration::from_secs(2)
     }
     pub fn cookie_name() -> String {
         "sso_session".into()
@@ -382,6 +526,12 @@ mod defaults {
     }
     pub fn refresh_token() -> Duration {
         Duration::from_secs(8 * 3600)
+    }
+    pub fn offline_refresh_token() -> Duration {
+        Duration::from_secs(30 * 24 * 3600)
+    }
+    pub fn yes() -> bool {
+        true
     }
     pub fn login_attempt() -> Duration {
         Duration::from_secs(10 * 60)

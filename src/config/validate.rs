@@ -90,7 +90,10 @@ fn apply_env_overrides(table: &mut toml::Table, env: &BTreeMap<String, String>, 
     for (var, value) in env {
         let Some((_, key)) = ENV_OVERRIDES.iter().find(|(name, _)| name == var) else {
             // Secrets referenced by `{ env = "…" }` may share the prefix; only warn on near misses.
-            if var.starts_with("SSO_GATEWAY_") && !var.ends_with("_SECRET") {
+            // Read elsewhere (the CLI and logging), or secrets referenced by `{ env = "…" }`.
+            const KNOWN: &[&str] = &["SSO_GATEWAY_CONFIG", "SSO_GATEWAY_LOG_FORMAT"];
+            if var.starts_with("SSO_GATEWAY_") && !var.ends_with("_SECRET") && !KNOWN.contains(&var.as_str())
+            {
                 tracing::warn!(variable = %var, "unknown SSO_GATEWAY_ environment variable ignored");
             }
             continue;
@@ -246,6 +249,22 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
             }
         }
     }
+    if let Some(ca) = &s.outbound.ca_file {
+        match std::fs::read(ca) {
+            Err(e) => p.push(
+                Problem::new("outbound.ca_file", format!("cannot read {}: {e}", ca.display()))
+                    .expecting("a PEM bundle"),
+            ),
+            Ok(bytes)
+                if reqwest::Certificate::from_pem_bundle(&bytes).map(|c| c.is_empty()).unwrap_or(true) =>
+            {
+                p.push(
+                    Problem::new("outbound.ca_file", "contains no PEM certificate").expecting("a PEM bundle"),
+                )
+            }
+            Ok(_) => {}
+        }
+    }
     let url = s.accounts.url.expose();
     if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         p.push(
@@ -253,8 +272,36 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
                 .expecting("sqlite://PATH?mode=rwc or postgres://…"),
         );
     }
-    if s.sessions.store.expose() != "memory" {
-        p.push(Problem::new("sessions.store", "unsupported session store").expecting("\"memory\""));
+    let store = s.sessions.store.expose();
+    if store != "memory" && !store.starts_with("redis://") && !store.starts_with("rediss://") {
+        p.push(
+            Problem::new("sessions.store", "unsupported session store")
+                .expecting("\"memory\", redis://host:6379 or rediss://host:6379"),
+        );
+    }
+    if store == "memory" && s.sessions.redis.mode != super::RedisMode::Single {
+        p.push(
+            Problem::new("sessions.redis.mode", "set, but sessions.store is \"memory\"")
+                .expecting("a Redis URL in sessions.store"),
+        );
+    }
+    if s.sessions.redis.mode == super::RedisMode::Sentinel && s.sessions.redis.sentinel_master.is_none() {
+        p.push(
+            Problem::new("sessions.redis.sentinel_master", "is missing")
+                .expecting("the name of the master Sentinel monitors"),
+        );
+    }
+    for (i, node) in s.sessions.redis.nodes.iter().enumerate() {
+        let n = node.expose();
+        if !n.starts_with("redis://") && !n.starts_with("rediss://") {
+            p.push(
+                Problem::new(format!("sessions.redis.nodes[{i}]"), "not a Redis URL")
+                    .expecting("redis://host:port"),
+            );
+        }
+    }
+    if s.sessions.redis.timeout.is_zero() || s.sessions.redis.timeout > std::time::Duration::from_secs(30) {
+        p.push(Problem::new("sessions.redis.timeout", "out of range").expecting("between 1ms and 30s"));
     }
     if s.sessions.cookie_name.is_empty()
         || !s.sessions.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -272,6 +319,7 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
         ("lifetimes.id_token", s.lifetimes.id_token),
         ("lifetimes.refresh_token", s.lifetimes.refresh_token),
         ("lifetimes.login_attempt", s.lifetimes.login_attempt),
+        ("lifetimes.offline_refresh_token", s.lifetimes.offline_refresh_token),
     ];
     for (key, d) in durations {
         if d.is_zero() {
@@ -355,7 +403,9 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
                     .expecting("authorization_code as well"),
             );
         }
-        if c.grant_types.contains(&GrantType::ClientCredentials) && c.client_secret.is_none() {
+        let confidential = c.client_secret.is_some()
+            || c.token_endpoint_auth_method == Some(super::ClientAuthMethod::PrivateKeyJwt);
+        if c.grant_types.contains(&GrantType::ClientCredentials) && !confidential {
             p.push(
                 Problem::new(at("grant_types"), "client_credentials needs a confidential client")
                     .expecting("a client_secret"),
@@ -380,6 +430,45 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
         }
         for (j, uri) in c.post_logout_redirect_uris.iter().enumerate() {
             check_redirect_uri(&at(&format!("post_logout_redirect_uris[{j}]")), uri, &mut p);
+        }
+        for (key, uri) in [
+            ("backchannel_logout_uri", &c.backchannel_logout_uri),
+            ("frontchannel_logout_uri", &c.frontchannel_logout_uri),
+            ("jwks_uri", &c.jwks_uri),
+        ] {
+            if let Some(uri) = uri
+                && let Some(u) = check_web_url(&at(key), uri, &mut p)
+                && u.fragment().is_some()
+            {
+                p.push(Problem::new(at(key), "has a fragment").expecting("no #fragment"));
+            }
+        }
+        use super::ClientAuthMethod as M;
+        match (c.token_endpoint_auth_method, c.client_secret.is_some()) {
+            (Some(M::ClientSecretBasic | M::ClientSecretPost), false) => p.push(
+                Problem::new(at("token_endpoint_auth_method"), "needs a client_secret")
+                    .expecting("a client_secret, or another method"),
+            ),
+            (Some(M::None), true) => p.push(
+                Problem::new(
+                    at("client_secret"),
+                    "set for a client with token_endpoint_auth_method = \"none\"",
+                )
+                .expecting("no secret for a public client"),
+            ),
+            (Some(M::PrivateKeyJwt), _) if c.jwks.is_none() == c.jwks_uri.is_none() => p.push(
+                Problem::new(
+                    at("token_endpoint_auth_method"),
+                    "private_key_jwt needs exactly one of jwks or jwks_uri",
+                )
+                .expecting("jwks = { keys = [...] } or jwks_uri = \"https://…\""),
+            ),
+            _ => {}
+        }
+        if let Some(jwks) = &c.jwks
+            && serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(jwks.clone()).is_err()
+        {
+            p.push(Problem::new(at("jwks"), "is not a JWK set").expecting("{ keys = [ { kty = …, … } ] }"));
         }
         if c.subject_type == SubjectType::Pairwise {
             if c.sector().is_none_or(|s| s.trim().is_empty()) {

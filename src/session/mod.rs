@@ -28,6 +28,9 @@ pub struct SsoSession {
     pub acr: String,
     pub amr: Vec<String>,
     pub created_at: i64,
+    /// Anti-CSRF token for forms shown to this session's browser (self-service, logout).
+    #[serde(default)]
+    pub csrf: String,
 }
 
 /// Creates, finds and ends sessions.
@@ -63,6 +66,7 @@ impl Sessions {
     pub async fn create(&self, mut session: SsoSession) -> Result<(SsoSession, HeaderValue), StoreError> {
         let secret = random_handle();
         session.sid = random_handle();
+        session.csrf = random_handle();
         session.created_at = self.clock.now();
         let key = hashed_key("session", &secret);
         let ttl = self.idle.min(self.absolute);
@@ -71,6 +75,13 @@ impl Sessions {
         self.store
             .set_add(&format!("account-sessions:{}", session.account_id), &session.sid, self.absolute)
             .await?;
+        // Indexes for upstream-initiated logout (by upstream session, else by upstream subject).
+        if let Some(upstream_sid) = &session.upstream_sid {
+            let key = hashed_key(&format!("upstream-session:{}", session.upstream), upstream_sid);
+            self.store.set_add(&key, &session.sid, self.absolute).await?;
+        }
+        let key = hashed_key(&format!("upstream-subject:{}", session.upstream), &session.upstream_subject);
+        self.store.set_add(&key, &session.sid, self.absolute).await?;
         Ok((session, self.cookie(&secret, self.absolute)))
     }
 
@@ -104,6 +115,50 @@ impl Sessions {
         let Some(key) = self.store.get(&format!("sid:{sid}")).await? else { return Ok(false) };
         let key = String::from_utf8_lossy(&key).into_owned();
         Ok(self.store.get(&key).await?.is_some())
+    }
+
+    /// The live session with this public id.
+    pub async fn by_sid(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
+        let Some(key) = self.store.get(&format!("sid:{sid}")).await? else { return Ok(None) };
+        self.store.get_json(&String::from_utf8_lossy(&key)).await
+    }
+
+    /// Live sessions created from one upstream session (`sid` of the upstream), or — when the
+    /// upstream names only a subject — from any session of that upstream subject.
+    pub async fn from_upstream(
+        &self,
+        upstream: &str,
+        upstream_sid: Option<&str>,
+        upstream_subject: Option<&str>,
+    ) -> Result<Vec<SsoSession>, StoreError> {
+        let index = match (upstream_sid, upstream_subject) {
+            (Some(sid), _) => hashed_key(&format!("upstream-session:{upstream}"), sid),
+            (None, Some(sub)) => hashed_key(&format!("upstream-subject:{upstream}"), sub),
+            (None, None) => return Ok(Vec::new()),
+        };
+        let mut sessions = Vec::new();
+        for sid in self.store.set_members(&index).await? {
+            if let Some(s) = self.by_sid(&sid).await?
+                && upstream_subject.is_none_or(|sub| s.upstream_subject == sub)
+            {
+                sessions.push(s);
+            }
+        }
+        Ok(sessions)
+    }
+
+    /// Every live session of an account (oldest first); forgets ids of sessions that expired.
+    pub async fn list_for_account(&self, account_id: &str) -> Result<Vec<SsoSession>, StoreError> {
+        let index = format!("account-sessions:{account_id}");
+        let mut sessions = Vec::new();
+        for sid in self.store.set_members(&index).await? {
+            match self.by_sid(&sid).await? {
+                Some(s) => sessions.push(s),
+                None => self.store.set_remove(&index, &sid).await?,
+            }
+        }
+        sessions.sort_by_key(|s| s.created_at);
+        Ok(sessions)
     }
 
     /// Ends a session everywhere.
@@ -167,6 +222,7 @@ mod tests {
             acr: "1".into(),
             amr: vec!["pwd".into()],
             created_at: 0,
+            csrf: String::new(),
         }
     }
 
@@ -189,6 +245,22 @@ mod tests {
         s.end(&found).await.unwrap();
         assert!(s.current(&headers_with(&cookie)).await.unwrap().is_none());
         assert!(!s.is_alive(&created.sid).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn sessions_are_listed_per_account_and_ended_ones_disappear() {
+        let s = sessions(false);
+        let (a, _) = s.create(sample()).await.unwrap();
+        let (b, _) = s.create(sample()).await.unwrap();
+        let listed: Vec<String> =
+            s.list_for_account("acc").await.unwrap().into_iter().map(|x| x.sid).collect();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.contains(&a.sid) && listed.contains(&b.sid));
+        s.end(&a).await.unwrap();
+        let listed = s.list_for_account("acc").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].sid, b.sid);
+        assert!(s.list_for_account("other").await.unwrap().is_empty());
     }
 
     #[tokio::test]
