@@ -425,6 +425,27 @@ impl AccountStore {
             .map_err(AccountError::from)
     }
 
+    /// Pending accounts (number from an untrusted upstream) whose number is now held verified by
+    /// another account: `(pending account id, verified account id, number)`. Candidates for an
+    /// admin merge (or for the person's proof of ownership).
+    pub async fn pending_link_candidates(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String, String)>, AccountError> {
+        let rows = sqlx::query(
+            "SELECT p.id AS pending_id, v.id AS verified_id, p.claimed_national_id AS number \
+             FROM accounts p JOIN accounts v ON v.national_id = p.claimed_national_id \
+             WHERE p.national_id_state = 'pending' AND p.status = 'active' ORDER BY p.created_at, p.id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("pending_id")?, r.try_get("verified_id")?, r.try_get("number")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(AccountError::from)
+    }
+
     /// Audit lines, newest first, optionally for one target.
     pub async fn audit_log(
         &self,

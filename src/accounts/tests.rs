@@ -127,6 +127,11 @@ async fn untrusted_upstream_stays_pending_until_proof(b: Backend) {
     assert_eq!(pending.account.national_id, None);
     assert_eq!(pending.account.claim_state, Some(ClaimState::Pending));
     assert_eq!(pending.account.claimed_national_id.as_deref(), Some("079190004512"));
+    let candidates = s.pending_link_candidates(10).await.unwrap();
+    assert_eq!(
+        candidates,
+        vec![(pending.account.id.clone(), verified.id.clone(), "079190004512".to_string())]
+    );
     // Logging in again through the untrusted upstream still does not link.
     let again = s.resolve_login("brvt", "1004", &lan(), UNTRUSTED, 3).await.unwrap();
     assert_eq!(again.account.id, pending.account.id);

@@ -194,7 +194,8 @@ pub enum AccountsCommand {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
-    /// List linking conflicts waiting for review.
+    /// List linking conflicts waiting for review, and pending accounts whose number another
+    /// account now holds verified (merge candidates).
     Conflicts {
         #[command(flatten)]
         common: Common,
