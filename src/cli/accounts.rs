@@ -445,17 +445,15 @@ async fn accounts(command: AccountsCommand) -> Result<ExitCode, Failure> {
         AccountsCommand::Conflicts { common, all } => {
             let (_, store) = open(&common).await?;
             let list = store.conflicts(all).await?;
-            store
-                .audit(
-                    &common.actor,
-                    "list-conflicts",
-                    "conflicts",
-                    None,
-                    &json!({ "count": list.len() }),
-                    now,
-                )
-                .await?;
-            print_json(&list)?;
+            let pending: Vec<_> = store
+                .pending_link_candidates(1000)
+                .await?
+                .into_iter()
+                .map(|(p, v, n)| json!({ "pending_account_id": p, "verified_account_id": v, "national_id": n }))
+                .collect();
+            let count = json!({ "count": list.len(), "pending": pending.len() });
+            store.audit(&common.actor, "list-conflicts", "conflicts", None, &count, now).await?;
+            print_json(&json!({ "conflicts": list, "pending_link_candidates": pending }))?;
             Ok(ExitCode::SUCCESS)
         }
         AccountsCommand::ResolveConflict { common, id, resolution, reason } => {

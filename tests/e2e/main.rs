@@ -5,6 +5,7 @@
 mod helpers;
 
 mod accounts;
+mod admin_cli;
 mod authorize_errors;
 mod discovery;
 mod login_flows;
