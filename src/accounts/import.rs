@@ -22,7 +22,7 @@ use super::AccountError;
 use super::linking::{Assertion, LinkOutcome, LinkPolicy, resolve_in};
 use super::model::Profile;
 use super::national_id::Gender;
-use super::store::AccountStore;
+use super::store::{AccountStore, RACE_RETRIES, is_unique_violation};
 
 /// Which kind of people a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -244,21 +244,32 @@ impl AccountStore {
                     login: false,
                     decided_unit: row.decided_unit.as_deref(),
                 };
-                let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
-                match resolve_in(&mut savepoint, &a, now).await {
-                    Ok((_, outcome)) => {
-                        savepoint.commit().await?;
-                        match outcome {
-                            LinkOutcome::Existing => summary.already_imported += 1,
-                            LinkOutcome::Created => summary.created += 1,
-                            LinkOutcome::LinkedByNationalId => summary.linked_by_national_id += 1,
-                            LinkOutcome::CreatedPending => summary.pending += 1,
-                            LinkOutcome::CreatedAfterConflict => summary.conflicts += 1,
+                // A concurrent import or login may create the same person first (unique
+                // verified number): roll the row back to its savepoint and resolve it again.
+                let mut attempt = 0;
+                loop {
+                    let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+                    match resolve_in(&mut savepoint, &a, now).await {
+                        Ok((_, outcome)) => {
+                            savepoint.commit().await?;
+                            match outcome {
+                                LinkOutcome::Existing => summary.already_imported += 1,
+                                LinkOutcome::Created => summary.created += 1,
+                                LinkOutcome::LinkedByNationalId => summary.linked_by_national_id += 1,
+                                LinkOutcome::CreatedPending => summary.pending += 1,
+                                LinkOutcome::CreatedAfterConflict => summary.conflicts += 1,
+                            }
+                            break;
                         }
-                    }
-                    Err(e) => {
-                        savepoint.rollback().await?;
-                        errors.push(RowError { line: row.line, reason: e.to_string() });
+                        Err(e) if is_unique_violation(&e) && attempt < RACE_RETRIES => {
+                            savepoint.rollback().await?;
+                            attempt += 1;
+                        }
+                        Err(e) => {
+                            savepoint.rollback().await?;
+                            errors.push(RowError { line: row.line, reason: e.to_string() });
+                            break;
+                        }
                     }
                 }
             }

@@ -373,6 +373,27 @@ async fn import_is_idempotent_and_reports_row_errors(b: Backend) {
     db.finish().await;
 }
 
+async fn concurrent_imports_of_two_provinces_make_one_account_per_person(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let mut csv = String::from("account_id,national_id,full_name,birthdate\n");
+    for i in 0..60 {
+        csv.push_str(&format!("u{i},0791900{i:05},Người Thứ {i},1990-01-01\n"));
+    }
+    let (rows, errors) = parse_csv(&csv, ImportKind::Citizen).unwrap();
+    assert!(errors.is_empty());
+    let (a, b2) = tokio::join!(
+        s.import_rows("hcm", TRUSTED, &rows, Vec::new(), false, 1, |_| {}),
+        s.import_rows("bd", TRUSTED, &rows, Vec::new(), false, 1, |_| {}),
+    );
+    let (a, b2) = (a.unwrap(), b2.unwrap());
+    assert!(a.errors.is_empty() && b2.errors.is_empty(), "{:?} {:?}", a.errors, b2.errors);
+    assert_eq!(a.created + b2.created, 60);
+    assert_eq!(a.linked_by_national_id + b2.linked_by_national_id, 60);
+    assert_eq!(s.count_accounts().await.unwrap(), 60);
+    db.finish().await;
+}
+
 async fn snapshot(s: &AccountStore) -> Vec<String> {
     use sqlx::Row;
     let mut out = Vec::new();
@@ -591,6 +612,7 @@ on_both_backends!(
     rekey_keeps_the_old_number_in_history,
     import_is_idempotent_and_reports_row_errors,
     concurrent_first_logins_through_two_upstreams_make_one_account,
+    concurrent_imports_of_two_provinces_make_one_account_per_person,
     officials_get_units_of_the_new_structure,
     locks_and_the_audit_log_is_append_only,
     pairwise_subjects_resolve_per_sector,
