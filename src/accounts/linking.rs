@@ -115,11 +115,15 @@ impl AccountStore {
         }
     }
 
-    /// Proof of ownership: the same browser session holds a login of `previous_account_id`
-    /// and has just logged in as `current_account_id`. When one of the two holds a verified
-    /// number and the other carries the same number as `pending` (from an untrusted upstream),
-    /// and their person data do not conflict, the pending account is merged into the verified
-    /// one. Returns the surviving account when a merge happened.
+    /// Proof of ownership: the browser's session is a recent login of `previous_account_id`,
+    /// an account carrying a number as `pending` (asserted by an untrusted upstream), and the
+    /// person has just logged in afresh to `current_account_id`, the account holding that number
+    /// verified (through one of its already-linked upstreams). Having authenticated as both, the
+    /// person owns both: unless their person data conflict, the pending account is merged into
+    /// the verified one. Returns the surviving account when a merge happened.
+    ///
+    /// Only this order counts: the verified account must be the fresh login, so a verified
+    /// session left open in a shared browser can never pull someone else's pending identity in.
     pub async fn link_by_proof(
         &self,
         previous_account_id: &str,
@@ -132,22 +136,18 @@ impl AccountStore {
         if prev == cur {
             return Ok(None);
         }
-        let (Some(a), Some(b)) = (load_raw(&mut tx, &prev).await?, load_raw(&mut tx, &cur).await?) else {
+        let (Some(pending), Some(verified)) =
+            (load_raw(&mut tx, &prev).await?, load_raw(&mut tx, &cur).await?)
+        else {
             return Ok(None);
         };
-        let pair = |v: &Account, p: &Account| {
-            v.national_id.is_some()
-                && p.national_id.is_none()
-                && p.claim_state == Some(ClaimState::Pending)
-                && p.claimed_national_id == v.national_id
-        };
-        let (verified, pending) = if pair(&a, &b) {
-            (a, b)
-        } else if pair(&b, &a) {
-            (b, a)
-        } else {
+        let proves = verified.national_id.is_some()
+            && pending.national_id.is_none()
+            && pending.claim_state == Some(ClaimState::Pending)
+            && pending.claimed_national_id == verified.national_id;
+        if !proves {
             return Ok(None);
-        };
+        }
         if verified.status != super::AccountStatus::Active || pending.status != super::AccountStatus::Active {
             return Ok(None);
         }

@@ -135,8 +135,11 @@ async fn untrusted_upstream_stays_pending_until_proof(b: Backend) {
     // Logging in again through the untrusted upstream still does not link.
     let again = s.resolve_login("brvt", "1004", &lan(), UNTRUSTED, 3).await.unwrap();
     assert_eq!(again.account.id, pending.account.id);
-    // Proof: both logins in one browser session.
-    let survivor = s.link_by_proof(&verified.id, &pending.account.id, 4).await.unwrap().unwrap();
+    // A verified session followed by the pending login proves nothing (a session left open
+    // in a shared browser must not pull someone else's identity in).
+    assert!(s.link_by_proof(&verified.id, &pending.account.id, 4).await.unwrap().is_none());
+    // Proof: logged in as the pending account, then afresh as the verified one.
+    let survivor = s.link_by_proof(&pending.account.id, &verified.id, 4).await.unwrap().unwrap();
     assert_eq!(survivor.id, verified.id);
     let via_brvt = s.find_by_link("brvt", "1004").await.unwrap().unwrap();
     assert_eq!(via_brvt.id, verified.id);
@@ -155,7 +158,7 @@ async fn untrusted_upstream_stays_pending_until_proof(b: Backend) {
         )
         .await
         .unwrap();
-    assert!(s.link_by_proof(&verified.id, &other.account.id, 6).await.unwrap().is_none());
+    assert!(s.link_by_proof(&other.account.id, &verified.id, 6).await.unwrap().is_none());
     db.finish().await;
 }
 
@@ -185,7 +188,7 @@ async fn conflicting_birthdate_records_a_conflict(b: Backend) {
     s.resolve_login("bd", "bd-u-100587", &other, TRUSTED, 3).await.unwrap();
     assert_eq!(s.conflicts(false).await.unwrap().len(), 1);
     // Proof of ownership does not override a conflict: only an admin merges.
-    assert!(s.link_by_proof(&first.id, &second.account.id, 4).await.unwrap().is_none());
+    assert!(s.link_by_proof(&second.account.id, &first.id, 4).await.unwrap().is_none());
     s.resolve_conflict(conflicts[0].id, "different-people", "admin", "checked the paper records", 5)
         .await
         .unwrap();

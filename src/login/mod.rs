@@ -55,9 +55,9 @@ async fn callback(
     };
     let mut account = resolution.account;
     let previous = app.sessions.current(&headers).await.ok().flatten();
-    // Proof of ownership: a recent login in this same browser plus this one. When one account
-    // holds a verified number and the other carries the same number unverified, the person
-    // has just shown they own both, so the pending account is merged into the verified one.
+    // Proof of ownership: this browser's session is a recent login of an account whose number
+    // is pending (from an untrusted upstream), and the person has just logged in afresh to the
+    // account holding that number verified: they own both, so the pending one is merged in.
     if let Some(previous) = &previous
         && previous.account_id != account.id
         && now - previous.auth_time <= app.settings.accounts.proof_window.as_secs() as i64
