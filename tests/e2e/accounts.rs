@@ -102,3 +102,20 @@ async fn pairwise_clients_get_their_own_stable_sub() {
         reqwest::get(sys.url("/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
     assert_eq!(discovery["subject_types_supported"], serde_json::json!(["public", "pairwise"]));
 }
+
+#[tokio::test]
+async fn a_verified_session_left_open_does_not_pull_in_an_untrusted_identity() {
+    let sys = TestSystem::start().await;
+    let browser = Browser::new();
+    let (rp, verified) = portal_login(&sys, &browser, "hcm", "lan").await;
+    // Someone else at the same browser logs in through the untrusted system with that number.
+    let req = rp.authorize(&[("prompt", "login"), ("idp_hint", "brvt")]);
+    let (url, _, body) = browser.navigate(&req.url, PORTAL_CB).await.page();
+    let cb = browser.login_form(&url, &body, "lannguyen", "demo123", PORTAL_CB).await.callback();
+    let other = rp.exchange(&req, &param(&cb, "code").unwrap()).await.unwrap();
+    assert_ne!(
+        other.claims.subject(),
+        verified.claims.subject(),
+        "only a fresh login of the verified account proves"
+    );
+}
