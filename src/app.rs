@@ -84,7 +84,7 @@ impl AppState {
         if let Some(missing) = algs.iter().find(|a| !keys.has(**a)) {
             return Err(StartError::MissingKey(*missing));
         }
-        let store = StateStore::open(settings.sessions.store.expose())?;
+        let store = StateStore::open(&settings.sessions).await?;
         let accounts =
             AccountStore::connect(settings.accounts.url.expose(), settings.accounts.max_connections).await?;
         let https = issuer.starts_with("https://");

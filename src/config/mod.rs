@@ -89,9 +89,12 @@ impl Default for AccountSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSettings {
-    /// `memory` (embedded default, one process only).
+    /// `memory` (embedded default, one process only) or a Redis URL (`redis://`, `rediss://`).
     #[serde(default = "defaults::session_store")]
     pub store: SecretString,
+    /// Redis details when `store` is a Redis URL.
+    #[serde(default)]
+    pub redis: RedisSettings,
     /// Cookie name; `__Host-` is prefixed automatically when the issuer is https.
     #[serde(default = "defaults::cookie_name")]
     pub cookie_name: String,
@@ -107,9 +110,73 @@ impl Default for SessionSettings {
     fn default() -> Self {
         Self {
             store: defaults::session_store(),
+            redis: RedisSettings::default(),
             cookie_name: defaults::cookie_name(),
             idle_timeout: defaults::idle_timeout(),
             absolute_timeout: defaults::absolute_timeout(),
+        }
+    }
+}
+
+impl SessionSettings {
+    /// Where Redis is, or None for the in-memory store.
+    pub fn topology(&self) -> Option<crate::state::RedisTopology> {
+        use crate::state::RedisTopology;
+        let url = self.store.expose();
+        if url == "memory" {
+            return None;
+        }
+        let mut all = vec![url.to_string()];
+        all.extend(self.redis.nodes.iter().map(|n| n.expose().to_string()));
+        Some(match self.redis.mode {
+            RedisMode::Single => RedisTopology::Single(url.to_string()),
+            RedisMode::Cluster => RedisTopology::Cluster(all),
+            RedisMode::Sentinel => {
+                RedisTopology::Sentinel { sentinels: all, master: self.redis.sentinel_master.clone().unwrap_or_default() }
+            }
+        })
+    }
+}
+
+/// How the Redis named by `sessions.store` is deployed.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// One server (`store` is its URL).
+    #[default]
+    Single,
+    /// Redis Cluster: `store` and `nodes` are seed nodes.
+    Cluster,
+    /// Sentinel: `store` and `nodes` are sentinels; `sentinel_master` names the master.
+    Sentinel,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// More cluster seed nodes or sentinels, as `redis://` URLs.
+    #[serde(default)]
+    pub nodes: Vec<SecretString>,
+    #[serde(default)]
+    pub sentinel_master: Option<String>,
+    /// Prepended to every key, so several gateways (or tests) can share one Redis.
+    #[serde(default = "defaults::key_prefix")]
+    pub key_prefix: String,
+    /// Bound on every Redis operation.
+    #[serde(default = "defaults::redis_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            mode: RedisMode::Single,
+            nodes: Vec::new(),
+            sentinel_master: None,
+            key_prefix: defaults::key_prefix(),
+            timeout: defaults::redis_timeout(),
         }
     }
 }
@@ -296,6 +363,12 @@ mod defaults {
     }
     pub fn session_store() -> SecretString {
         SecretString::from("memory")
+    }
+    pub fn key_prefix() -> String {
+        "sso:".into()
+    }
+    pub fn redis_timeout() -> Duration {
+        Duration::from_secs(2)
     }
     pub fn cookie_name() -> String {
         "sso_session".into()

@@ -247,8 +247,27 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
                 .expecting("sqlite://PATH?mode=rwc or postgres://…"),
         );
     }
-    if s.sessions.store.expose() != "memory" {
-        p.push(Problem::new("sessions.store", "unsupported session store").expecting("\"memory\""));
+    let store = s.sessions.store.expose();
+    if store != "memory" && !store.starts_with("redis://") && !store.starts_with("rediss://") {
+        p.push(
+            Problem::new("sessions.store", "unsupported session store")
+                .expecting("\"memory\", redis://host:6379 or rediss://host:6379"),
+        );
+    }
+    if store == "memory" && s.sessions.redis.mode != super::RedisMode::Single {
+        p.push(Problem::new("sessions.redis.mode", "set, but sessions.store is \"memory\"").expecting("a Redis URL in sessions.store"));
+    }
+    if s.sessions.redis.mode == super::RedisMode::Sentinel && s.sessions.redis.sentinel_master.is_none() {
+        p.push(Problem::new("sessions.redis.sentinel_master", "is missing").expecting("the name of the master Sentinel monitors"));
+    }
+    for (i, node) in s.sessions.redis.nodes.iter().enumerate() {
+        let n = node.expose();
+        if !n.starts_with("redis://") && !n.starts_with("rediss://") {
+            p.push(Problem::new(format!("sessions.redis.nodes[{i}]"), "not a Redis URL").expecting("redis://host:port"));
+        }
+    }
+    if s.sessions.redis.timeout.is_zero() || s.sessions.redis.timeout > std::time::Duration::from_secs(30) {
+        p.push(Problem::new("sessions.redis.timeout", "out of range").expecting("between 1ms and 30s"));
     }
     if s.sessions.cookie_name.is_empty()
         || !s.sessions.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')

@@ -68,6 +68,7 @@ async fn callback(
         acr: identity.acr.clone(),
         amr: identity.amr.clone(),
         created_at: now,
+        csrf: String::new(),
     };
     let (session, cookie) = match app.sessions.create(session).await {
         Ok(v) => v,

@@ -28,6 +28,9 @@ pub struct SsoSession {
     pub acr: String,
     pub amr: Vec<String>,
     pub created_at: i64,
+    /// Anti-CSRF token for forms shown to this session's browser (self-service, logout).
+    #[serde(default)]
+    pub csrf: String,
 }
 
 /// Creates, finds and ends sessions.
@@ -63,6 +66,7 @@ impl Sessions {
     pub async fn create(&self, mut session: SsoSession) -> Result<(SsoSession, HeaderValue), StoreError> {
         let secret = random_handle();
         session.sid = random_handle();
+        session.csrf = random_handle();
         session.created_at = self.clock.now();
         let key = hashed_key("session", &secret);
         let ttl = self.idle.min(self.absolute);
@@ -104,6 +108,26 @@ impl Sessions {
         let Some(key) = self.store.get(&format!("sid:{sid}")).await? else { return Ok(false) };
         let key = String::from_utf8_lossy(&key).into_owned();
         Ok(self.store.get(&key).await?.is_some())
+    }
+
+    /// The live session with this public id.
+    pub async fn by_sid(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
+        let Some(key) = self.store.get(&format!("sid:{sid}")).await? else { return Ok(None) };
+        self.store.get_json(&String::from_utf8_lossy(&key)).await
+    }
+
+    /// Every live session of an account (oldest first); forgets ids of sessions that expired.
+    pub async fn list_for_account(&self, account_id: &str) -> Result<Vec<SsoSession>, StoreError> {
+        let index = format!("account-sessions:{account_id}");
+        let mut sessions = Vec::new();
+        for sid in self.store.set_members(&index).await? {
+            match self.by_sid(&sid).await? {
+                Some(s) => sessions.push(s),
+                None => self.store.set_remove(&index, &sid).await?,
+            }
+        }
+        sessions.sort_by_key(|s| s.created_at);
+        Ok(sessions)
     }
 
     /// Ends a session everywhere.
@@ -167,6 +191,7 @@ mod tests {
             acr: "1".into(),
             amr: vec!["pwd".into()],
             created_at: 0,
+            csrf: String::new(),
         }
     }
 
@@ -189,6 +214,21 @@ mod tests {
         s.end(&found).await.unwrap();
         assert!(s.current(&headers_with(&cookie)).await.unwrap().is_none());
         assert!(!s.is_alive(&created.sid).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn sessions_are_listed_per_account_and_ended_ones_disappear() {
+        let s = sessions(false);
+        let (a, _) = s.create(sample()).await.unwrap();
+        let (b, _) = s.create(sample()).await.unwrap();
+        let listed: Vec<String> = s.list_for_account("acc").await.unwrap().into_iter().map(|x| x.sid).collect();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.contains(&a.sid) && listed.contains(&b.sid));
+        s.end(&a).await.unwrap();
+        let listed = s.list_for_account("acc").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].sid, b.sid);
+        assert!(s.list_for_account("other").await.unwrap().is_empty());
     }
 
     #[tokio::test]

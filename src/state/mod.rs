@@ -6,6 +6,7 @@
 //! records mean — typed records live with their owners (`provider`, `broker`, `session`).
 
 mod memory;
+mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use memory::MemoryStore;
+pub use redis::{RedisStore, RedisTopology};
 
 /// The store could not answer; requests that need it fail with 503.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,7 @@ pub enum StoreError {
 #[derive(Clone)]
 enum Backend {
     Memory(Arc<MemoryStore>),
+    Redis(Arc<RedisStore>),
 }
 
 /// Cheap-to-clone handle on the configured state backend.
@@ -39,6 +42,7 @@ impl std::fmt::Debug for StateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.backend {
             Backend::Memory(_) => f.write_str("StateStore(memory)"),
+            Backend::Redis(_) => f.write_str("StateStore(redis)"),
         }
     }
 }
@@ -49,18 +53,30 @@ impl StateStore {
         StateStore { backend: Backend::Memory(Arc::new(MemoryStore::default())) }
     }
 
+    /// Connects to Redis; see [`RedisStore::connect`].
+    pub async fn redis(topology: &RedisTopology, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let store = RedisStore::connect(topology, prefix, timeout).await?;
+        Ok(StateStore { backend: Backend::Redis(Arc::new(store)) })
+    }
+
     /// Opens the store named in configuration.
-    pub fn open(url: &str) -> Result<Self, StoreError> {
-        match url {
-            "memory" => Ok(Self::memory()),
-            other => Err(StoreError::Unavailable(format!("unsupported session store {other:?}"))),
+    pub async fn open(settings: &crate::config::SessionSettings) -> Result<Self, StoreError> {
+        match settings.topology() {
+            None => Ok(Self::memory()),
+            Some(topology) => Self::redis(&topology, &settings.redis.key_prefix, settings.redis.timeout).await,
         }
+    }
+
+    /// Whether state is shared between processes (admin commands need that).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
     }
 
     /// Whether the backend answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Memory(_) => Ok(()),
+            Backend::Redis(r) => r.ping().await,
         }
     }
 
@@ -70,6 +86,7 @@ impl StateStore {
                 m.put(key, value, ttl);
                 Ok(())
             }
+            Backend::Redis(r) => r.put(key, value, ttl).await,
         }
     }
 
@@ -77,12 +94,14 @@ impl StateStore {
     pub async fn put_new(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.put_new(key, value, ttl)),
+            Backend::Redis(r) => r.put_new(key, value, ttl).await,
         }
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.get(key)),
+            Backend::Redis(r) => r.get(key).await,
         }
     }
 
@@ -90,6 +109,7 @@ impl StateStore {
     pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.take(key)),
+            Backend::Redis(r) => r.take(key).await,
         }
     }
 
@@ -99,6 +119,7 @@ impl StateStore {
                 m.delete(key);
                 Ok(())
             }
+            Backend::Redis(r) => r.delete(key).await,
         }
     }
 
@@ -106,6 +127,7 @@ impl StateStore {
     pub async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.touch(key, ttl)),
+            Backend::Redis(r) => r.touch(key, ttl).await,
         }
     }
 
@@ -116,6 +138,7 @@ impl StateStore {
                 m.set_add(key, member, ttl);
                 Ok(())
             }
+            Backend::Redis(r) => r.set_add(key, member, ttl).await,
         }
     }
 
@@ -125,12 +148,14 @@ impl StateStore {
                 m.set_remove(key, member);
                 Ok(())
             }
+            Backend::Redis(r) => r.set_remove(key, member).await,
         }
     }
 
     pub async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.set_members(key)),
+            Backend::Redis(r) => r.set_members(key).await,
         }
     }
 

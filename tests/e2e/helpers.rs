@@ -39,12 +39,97 @@ pub const BD_USER: &str = "lannt";
 pub const BRVT_USER: &str = "hai";
 
 pub struct TestSystem {
+    /// The URL RPs and browsers use: the gateway itself, or the load balancer in front of
+    /// several replicas.
     pub gateway: String,
     pub idps: HashMap<String, RunningLegacyIdp>,
+    /// The first replica's state (for white-box checks).
     pub app: sso_gateway::app::AppState,
     pub clock: Clock,
-    _dir: tempfile::TempDir,
-    _server: tokio::task::JoinHandle<()>,
+    pub replicas: Vec<Replica>,
+    pub balancer: Option<Balancer>,
+    pub dir: tempfile::TempDir,
+}
+
+/// One gateway process (in-process server task).
+pub struct Replica {
+    pub addr: std::net::SocketAddr,
+    pub state: sso_gateway::app::AppState,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Replica {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+    /// Stops accepting connections at once, as if the process died.
+    pub fn kill(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.abort();
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Options for a test system.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Redis URL for shared state; None = in-memory store.
+    pub redis: Option<String>,
+    pub replicas: usize,
+    pub extra_config: String,
+}
+
+impl Options {
+    pub fn redis_replicas(n: usize) -> Self {
+        Options { redis: Some(redis_url()), replicas: n, extra_config: String::new() }
+    }
+}
+
+pub fn redis_url() -> String {
+    std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn unique_prefix() -> String {
+    format!("test-{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// A TCP load balancer for tests: each new connection goes to the currently chosen replica.
+pub struct Balancer {
+    pub target: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Balancer {
+    pub async fn start(listener: TcpListener, first: std::net::SocketAddr) -> Balancer {
+        let target = std::sync::Arc::new(std::sync::Mutex::new(first));
+        let t = target.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = *t.lock().unwrap();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Balancer { target, task }
+    }
+    pub fn route_to(&self, addr: std::net::SocketAddr) {
+        *self.target.lock().unwrap() = addr;
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 pub fn config_text(gateway: &str, idps: &HashMap<String, String>, dir: &std::path::Path) -> String {
@@ -108,6 +193,10 @@ grant_types = ["client_credentials"]
 
 impl TestSystem {
     pub async fn start() -> TestSystem {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> TestSystem {
         let dir = tempfile::tempdir().unwrap();
         let mut idps = HashMap::new();
         let mut issuers = HashMap::new();
@@ -118,16 +207,45 @@ impl TestSystem {
             issuers.insert(id.to_string(), idp.issuer.clone());
             idps.insert(id.to_string(), idp);
         }
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let gateway = format!("http://{}", listener.local_addr().unwrap());
-        let settings = Settings::from_toml(&config_text(&gateway, &issuers, dir.path())).unwrap();
+        let count = options.replicas.max(1);
+        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gateway = format!("http://{}", front.local_addr().unwrap());
+        let mut text = config_text(&gateway, &issuers, dir.path());
+        if let Some(redis) = &options.redis {
+            text.push_str(&format!(
+                "\n[sessions]\nstore = \"{redis}\"\n[sessions.redis]\nkey_prefix = \"{}\"\ntimeout = \"500ms\"\n",
+                unique_prefix()
+            ));
+        }
+        text.push_str(&options.extra_config);
         let clock = Clock::system();
-        let app = Application::build_with_listener(settings, clock.clone(), listener).await.unwrap();
-        let state = app.state().clone();
-        let server = tokio::spawn(async move {
-            let _ = app.run_until(std::future::pending()).await;
-        });
-        TestSystem { gateway, idps, app: state, clock, _dir: dir, _server: server }
+        let mut replicas = Vec::new();
+        let mut front = Some(front);
+        for i in 0..count {
+            let settings = Settings::from_toml(&text).unwrap();
+            // A single replica serves on the front port itself; several sit behind a balancer.
+            let listener = if count == 1 { front.take().unwrap() } else { TcpListener::bind("127.0.0.1:0").await.unwrap() };
+            let addr = listener.local_addr().unwrap();
+            let app = Application::build_with_listener(settings, clock.clone(), listener)
+                .await
+                .unwrap_or_else(|e| panic!("replica {i}: {e}"));
+            let state = app.state().clone();
+            let server = tokio::spawn(async move {
+                let _ = app.run_until(std::future::pending()).await;
+            });
+            replicas.push(Replica { addr, state, server: Some(server) });
+        }
+        let balancer = match front {
+            Some(listener) => Some(Balancer::start(listener, replicas[0].addr).await),
+            None => None,
+        };
+        let app = replicas[0].state.clone();
+        TestSystem { gateway, idps, app, clock, replicas, balancer, dir }
+    }
+
+    /// Sends new connections through the balancer to replica `i`.
+    pub fn route_to(&self, i: usize) {
+        self.balancer.as_ref().expect("a balancer (replicas > 1)").route_to(self.replicas[i].addr);
     }
 
     pub fn faults(&self, upstream: &str) -> &Faults {
@@ -308,6 +426,8 @@ impl Browser {
     pub fn new() -> Self {
         let http = reqwest::Client::builder()
             .cookie_store(true)
+            // A new connection per request, so a test balancer can move us between replicas.
+            .pool_max_idle_per_host(0)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(std::time::Duration::from_secs(20))
             .build()

@@ -1,0 +1,226 @@
+//! Redis backend of the state store: one Redis, Sentinel-managed Redis or Redis Cluster,
+//! shared by every gateway replica. Every operation is bounded by a timeout; a dead Redis
+//! gives `StoreError::Unavailable` (→ 503) and service resumes when it returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::{Cmd, FromRedisValue, Pipeline};
+use tokio::sync::{Mutex, RwLock};
+
+use super::StoreError;
+
+/// How to reach Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// One server (or a proxy in front of a replicated pair): `redis://` or `rediss://`.
+    Single(String),
+    /// Redis Cluster, given some seed node URLs.
+    Cluster(Vec<String>),
+    /// Sentinel addresses and the name of the monitored master.
+    Sentinel { sentinels: Vec<String>, master: String },
+}
+
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelConn>),
+}
+
+/// Follows the master that Sentinel names; re-asks Sentinel after a connection failure.
+struct SentinelConn {
+    sentinel: Mutex<SentinelClient>,
+    current: RwLock<Option<ConnectionManager>>,
+    timeout: Duration,
+}
+
+impl SentinelConn {
+    async fn manager(&self) -> Result<ConnectionManager, StoreError> {
+        if let Some(m) = self.current.read().await.as_ref() {
+            return Ok(m.clone());
+        }
+        let mut current = self.current.write().await;
+        if let Some(m) = current.as_ref() {
+            return Ok(m.clone());
+        }
+        let client = self.sentinel.lock().await.async_get_client().await.map_err(unavailable)?;
+        let manager = ConnectionManager::new_with_config(client, manager_config(self.timeout))
+            .await
+            .map_err(unavailable)?;
+        *current = Some(manager.clone());
+        Ok(manager)
+    }
+
+    async fn forget(&self) {
+        *self.current.write().await = None;
+    }
+}
+
+fn manager_config(timeout: Duration) -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// The Redis state backend.
+pub struct RedisStore {
+    conn: Conn,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl RedisStore {
+    /// Connects (bounded by `timeout`). Fails if Redis cannot be reached at start-up, so a
+    /// misconfigured replica never reports ready.
+    pub async fn connect(topology: &RedisTopology, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
+        crate::install_crypto_provider();
+        let connect = async {
+            let conn = match topology {
+                RedisTopology::Single(url) => {
+                    let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+                    Conn::Single(
+                        ConnectionManager::new_with_config(client, manager_config(timeout))
+                            .await
+                            .map_err(unavailable)?,
+                    )
+                }
+                RedisTopology::Cluster(nodes) => {
+                    let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                        .connection_timeout(timeout)
+                        .response_timeout(timeout)
+                        .build()
+                        .map_err(unavailable)?;
+                    Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+                }
+                RedisTopology::Sentinel { sentinels, master } => {
+                    let client = SentinelClient::build(sentinels.clone(), master.as_str(), None, SentinelServerType::Master)
+                        .map_err(unavailable)?;
+                    let conn = Arc::new(SentinelConn { sentinel: Mutex::new(client), current: RwLock::new(None), timeout });
+                    conn.manager().await?;
+                    Conn::Sentinel(conn)
+                }
+            };
+            Ok::<_, StoreError>(conn)
+        };
+        let conn = tokio::time::timeout(timeout * 3, connect)
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("no answer from Redis within {:?}", timeout * 3)))??;
+        Ok(RedisStore { conn, prefix: prefix.to_string(), timeout })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        let run = async {
+            match &self.conn {
+                Conn::Single(m) => cmd.query_async(&mut m.clone()).await.map_err(unavailable),
+                Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await.map_err(unavailable),
+                Conn::Sentinel(s) => {
+                    let mut m = s.manager().await?;
+                    match cmd.query_async(&mut m).await {
+                        Ok(v) => Ok(v),
+                        Err(e) => {
+                            if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+                                s.forget().await;
+                            }
+                            Err(unavailable(e))
+                        }
+                    }
+                }
+            }
+        };
+        self.bounded(run).await
+    }
+
+    async fn query_pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, StoreError> {
+        let run = async {
+            match &self.conn {
+                Conn::Single(m) => pipe.query_async(&mut m.clone()).await.map_err(unavailable),
+                Conn::Cluster(c) => pipe.query_async(&mut c.clone()).await.map_err(unavailable),
+                Conn::Sentinel(s) => {
+                    let mut m = s.manager().await?;
+                    let result = pipe.query_async(&mut m).await;
+                    if result.is_err() {
+                        s.forget().await;
+                    }
+                    result.map_err(unavailable)
+                }
+            }
+        };
+        self.bounded(run).await
+    }
+
+    async fn bounded<T>(&self, f: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, f)
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("no answer from Redis within {:?}", self.timeout)))?
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let pong: String = self.query(&redis::cmd("PING")).await?;
+        if pong == "PONG" { Ok(()) } else { Err(StoreError::Unavailable(format!("unexpected PING answer {pong:?}"))) }
+    }
+
+    pub async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value).arg("PX").arg(ttl_ms(ttl));
+        self.query::<()>(&cmd).await
+    }
+
+    pub async fn put_new(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value).arg("NX").arg("PX").arg(ttl_ms(ttl));
+        let stored: Option<String> = self.query(&cmd).await?;
+        Ok(stored.is_some())
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.query(redis::cmd("GET").arg(self.key(key))).await
+    }
+
+    /// `GETDEL` is atomic on the server: concurrent callers on any replica get the value at
+    /// most once.
+    pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.query(redis::cmd("GETDEL").arg(self.key(key))).await
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.query::<i64>(redis::cmd("DEL").arg(self.key(key))).await.map(|_| ())
+    }
+
+    pub async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("PEXPIRE");
+        cmd.arg(self.key(key)).arg(ttl_ms(ttl));
+        Ok(self.query::<i64>(&cmd).await? == 1)
+    }
+
+    pub async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        let key = self.key(key);
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("SADD").arg(&key).arg(member).ignore().cmd("PEXPIRE").arg(&key).arg(ttl_ms(ttl)).ignore();
+        self.query_pipe::<()>(&pipe).await
+    }
+
+    pub async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
+        self.query::<i64>(redis::cmd("SREM").arg(self.key(key)).arg(member)).await.map(|_| ())
+    }
+
+    pub async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        self.query(redis::cmd("SMEMBERS").arg(self.key(key))).await
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
