@@ -77,7 +77,8 @@ fn run() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let settings = Settings::from_toml(&config(dir.path())).map_err(|e| anyhow!("{e}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let app: AppState = runtime.block_on(AppState::build(settings, Clock::system())).map_err(|e| anyhow!("{e}"))?;
+    let app: AppState =
+        runtime.block_on(AppState::build(settings, Clock::system())).map_err(|e| anyhow!("{e}"))?;
     let scopes = vec!["hotline.read".to_string()];
     let rng = SystemRandom::new();
     let mut c = Criterion::default()
@@ -110,8 +111,12 @@ fn run() -> Result<()> {
             group.sample_size(20);
         }
         let mut sig = vec![0u8; 1024];
-        group.bench_function("raw", |b| b.iter(|| black_box(raw.sign(&rng, black_box(input.as_bytes()), &mut sig))));
-        group.bench_function("sign", |b| b.iter(|| black_box(app.keys.sign(alg, "at+jwt", black_box(&claims)).ok())));
+        group.bench_function("raw", |b| {
+            b.iter(|| black_box(raw.sign(&rng, black_box(input.as_bytes()), &mut sig)))
+        });
+        group.bench_function("sign", |b| {
+            b.iter(|| black_box(app.keys.sign(alg, "at+jwt", black_box(&claims)).ok()))
+        });
         group.bench_function("mint", |b| {
             b.iter(|| black_box(issue_client_token(&app, black_box(&client), &scopes).ok()))
         });

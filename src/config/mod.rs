@@ -131,9 +131,10 @@ impl SessionSettings {
         Some(match self.redis.mode {
             RedisMode::Single => RedisTopology::Single(url.to_string()),
             RedisMode::Cluster => RedisTopology::Cluster(all),
-            RedisMode::Sentinel => {
-                RedisTopology::Sentinel { sentinels: all, master: self.redis.sentinel_master.clone().unwrap_or_default() }
-            }
+            RedisMode::Sentinel => RedisTopology::Sentinel {
+                sentinels: all,
+                master: self.redis.sentinel_master.clone().unwrap_or_default(),
+            },
         })
     }
 }

@@ -255,15 +255,24 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
         );
     }
     if store == "memory" && s.sessions.redis.mode != super::RedisMode::Single {
-        p.push(Problem::new("sessions.redis.mode", "set, but sessions.store is \"memory\"").expecting("a Redis URL in sessions.store"));
+        p.push(
+            Problem::new("sessions.redis.mode", "set, but sessions.store is \"memory\"")
+                .expecting("a Redis URL in sessions.store"),
+        );
     }
     if s.sessions.redis.mode == super::RedisMode::Sentinel && s.sessions.redis.sentinel_master.is_none() {
-        p.push(Problem::new("sessions.redis.sentinel_master", "is missing").expecting("the name of the master Sentinel monitors"));
+        p.push(
+            Problem::new("sessions.redis.sentinel_master", "is missing")
+                .expecting("the name of the master Sentinel monitors"),
+        );
     }
     for (i, node) in s.sessions.redis.nodes.iter().enumerate() {
         let n = node.expose();
         if !n.starts_with("redis://") && !n.starts_with("rediss://") {
-            p.push(Problem::new(format!("sessions.redis.nodes[{i}]"), "not a Redis URL").expecting("redis://host:port"));
+            p.push(
+                Problem::new(format!("sessions.redis.nodes[{i}]"), "not a Redis URL")
+                    .expecting("redis://host:port"),
+            );
         }
     }
     if s.sessions.redis.timeout.is_zero() || s.sessions.redis.timeout > std::time::Duration::from_secs(30) {

@@ -221,7 +221,8 @@ mod tests {
         let s = sessions(false);
         let (a, _) = s.create(sample()).await.unwrap();
         let (b, _) = s.create(sample()).await.unwrap();
-        let listed: Vec<String> = s.list_for_account("acc").await.unwrap().into_iter().map(|x| x.sid).collect();
+        let listed: Vec<String> =
+            s.list_for_account("acc").await.unwrap().into_iter().map(|x| x.sid).collect();
         assert_eq!(listed.len(), 2);
         assert!(listed.contains(&a.sid) && listed.contains(&b.sid));
         s.end(&a).await.unwrap();

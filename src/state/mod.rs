@@ -54,7 +54,11 @@ impl StateStore {
     }
 
     /// Connects to Redis; see [`RedisStore::connect`].
-    pub async fn redis(topology: &RedisTopology, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
+    pub async fn redis(
+        topology: &RedisTopology,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let store = RedisStore::connect(topology, prefix, timeout).await?;
         Ok(StateStore { backend: Backend::Redis(Arc::new(store)) })
     }
@@ -63,7 +67,9 @@ impl StateStore {
     pub async fn open(settings: &crate::config::SessionSettings) -> Result<Self, StoreError> {
         match settings.topology() {
             None => Ok(Self::memory()),
-            Some(topology) => Self::redis(&topology, &settings.redis.key_prefix, settings.redis.timeout).await,
+            Some(topology) => {
+                Self::redis(&topology, &settings.redis.key_prefix, settings.redis.timeout).await
+            }
         }
     }
 

@@ -81,7 +81,11 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects (bounded by `timeout`). Fails if Redis cannot be reached at start-up, so a
     /// misconfigured replica never reports ready.
-    pub async fn connect(topology: &RedisTopology, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
+    pub async fn connect(
+        topology: &RedisTopology,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
         crate::install_crypto_provider();
         let connect = async {
             let conn = match topology {
@@ -102,18 +106,27 @@ impl RedisStore {
                     Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
                 }
                 RedisTopology::Sentinel { sentinels, master } => {
-                    let client = SentinelClient::build(sentinels.clone(), master.as_str(), None, SentinelServerType::Master)
-                        .map_err(unavailable)?;
-                    let conn = Arc::new(SentinelConn { sentinel: Mutex::new(client), current: RwLock::new(None), timeout });
+                    let client = SentinelClient::build(
+                        sentinels.clone(),
+                        master.as_str(),
+                        None,
+                        SentinelServerType::Master,
+                    )
+                    .map_err(unavailable)?;
+                    let conn = Arc::new(SentinelConn {
+                        sentinel: Mutex::new(client),
+                        current: RwLock::new(None),
+                        timeout,
+                    });
                     conn.manager().await?;
                     Conn::Sentinel(conn)
                 }
             };
             Ok::<_, StoreError>(conn)
         };
-        let conn = tokio::time::timeout(timeout * 3, connect)
-            .await
-            .map_err(|_| StoreError::Unavailable(format!("no answer from Redis within {:?}", timeout * 3)))??;
+        let conn = tokio::time::timeout(timeout * 3, connect).await.map_err(|_| {
+            StoreError::Unavailable(format!("no answer from Redis within {:?}", timeout * 3))
+        })??;
         Ok(RedisStore { conn, prefix: prefix.to_string(), timeout })
     }
 
@@ -131,7 +144,11 @@ impl RedisStore {
                     match cmd.query_async(&mut m).await {
                         Ok(v) => Ok(v),
                         Err(e) => {
-                            if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+                            if e.is_io_error()
+                                || e.is_connection_dropped()
+                                || e.is_connection_refusal()
+                                || e.is_timeout()
+                            {
                                 s.forget().await;
                             }
                             Err(unavailable(e))
@@ -161,7 +178,10 @@ impl RedisStore {
         self.bounded(run).await
     }
 
-    async fn bounded<T>(&self, f: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    async fn bounded<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         tokio::time::timeout(self.timeout, f)
             .await
             .map_err(|_| StoreError::Unavailable(format!("no answer from Redis within {:?}", self.timeout)))?
@@ -169,7 +189,11 @@ impl RedisStore {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         let pong: String = self.query(&redis::cmd("PING")).await?;
-        if pong == "PONG" { Ok(()) } else { Err(StoreError::Unavailable(format!("unexpected PING answer {pong:?}"))) }
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!("unexpected PING answer {pong:?}")))
+        }
     }
 
     pub async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
@@ -208,7 +232,15 @@ impl RedisStore {
     pub async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         let key = self.key(key);
         let mut pipe = redis::pipe();
-        pipe.atomic().cmd("SADD").arg(&key).arg(member).ignore().cmd("PEXPIRE").arg(&key).arg(ttl_ms(ttl)).ignore();
+        pipe.atomic()
+            .cmd("SADD")
+            .arg(&key)
+            .arg(member)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl_ms(ttl))
+            .ignore();
         self.query_pipe::<()>(&pipe).await
     }
 

@@ -224,7 +224,11 @@ impl TestSystem {
         for i in 0..count {
             let settings = Settings::from_toml(&text).unwrap();
             // A single replica serves on the front port itself; several sit behind a balancer.
-            let listener = if count == 1 { front.take().unwrap() } else { TcpListener::bind("127.0.0.1:0").await.unwrap() };
+            let listener = if count == 1 {
+                front.take().unwrap()
+            } else {
+                TcpListener::bind("127.0.0.1:0").await.unwrap()
+            };
             let addr = listener.local_addr().unwrap();
             let app = Application::build_with_listener(settings, clock.clone(), listener)
                 .await

@@ -486,6 +486,14 @@ async fn mint_codes(workers: Vec<ScenarioWorker>, total: u64) -> Result<Vec<Scen
     Ok(out)
 }
 
+/// What `cores` would sustain if every process in the test (gateway, simulated systems,
+/// load generator) were CPU-bound and nothing else ran: cores / CPU seconds per operation.
+/// A noise-resistant companion to the measured rate on a shared machine.
+fn cpu_bound(cores: usize, r: &Row) -> String {
+    let per_op = r.gw_cpu_us + r.idp_cpu_us + r.bench_cpu_us;
+    if per_op > 0.0 { format!("{:.0}", cores as f64 * 1e6 / per_op) } else { "-".into() }
+}
+
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
@@ -525,6 +533,7 @@ fn render(
         "errors",
         "gw CPU µs/op",
         "bench CPU µs/op",
+        "CPU-bound ops/s",
         "gw peak RSS MiB",
     ];
     let mut table: Vec<Vec<String>> = Vec::new();
@@ -545,6 +554,7 @@ fn render(
                 o.errors.to_string(),
                 format!("{:.0}", r.gw_cpu_us),
                 format!("{:.0}", r.bench_cpu_us),
+                cpu_bound(cores, r),
                 format!("{:.1}", mib(r.peak_rss_kib)),
             ]),
         }
@@ -572,7 +582,10 @@ fn render(
     for r in &table {
         let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
     }
-    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "\n- CPU-bound ops/s = {cores} cores / (CPU per op of gateway + simulated systems + load generator): what this machine would do with nothing else running"
+    );
     for r in rows {
         if r.kind == Kind::FullLogin && r.outcome.is_some() {
             let _ = writeln!(
