@@ -46,10 +46,13 @@ impl Raw {
 
     fn sign(&self, rng: &SystemRandom, msg: &[u8], out: &mut [u8]) -> usize {
         match self {
-            Raw::Rsa(k) => match k.sign(&RSA_PKCS1_SHA256, rng, msg, out) {
-                Ok(()) => k.public_modulus_len(),
-                Err(_) => 0,
-            },
+            Raw::Rsa(k) => {
+                let n = k.public_modulus_len().min(out.len());
+                match k.sign(&RSA_PKCS1_SHA256, rng, msg, &mut out[..n]) {
+                    Ok(()) => n,
+                    Err(_) => 0,
+                }
+            }
             Raw::Ec(k) => k.sign(rng, msg).map(|s| s.as_ref().len()).unwrap_or(0),
             Raw::Ed(k) => k.sign(msg).as_ref().len(),
         }
