@@ -60,6 +60,9 @@ pub struct AppState {
     pub broker: Broker,
     pub clock: Clock,
     pub discovery: Arc<str>,
+    /// Shared outbound HTTP client (keep-alive pool): upstreams, RP back-channel logout,
+    /// client key sets.
+    pub http: reqwest::Client,
     issuer: Arc<str>,
 }
 
@@ -89,14 +92,20 @@ impl AppState {
             AccountStore::connect(settings.accounts.url.expose(), settings.accounts.max_connections).await?;
         let https = issuer.starts_with("https://");
         let sessions = Sessions::new(store.clone(), clock.clone(), &settings.sessions, https);
-        let http = UpstreamHttp::build_client().map_err(|e| {
-            StartError::Http(crate::broker::BrokerError::Discovery {
-                upstream: "-".into(),
-                detail: e.to_string(),
-            })
-        })?;
-        let broker =
-            Broker::new(&settings.upstreams, http, &issuer, store.clone(), settings.lifetimes.login_attempt);
+        let http =
+            UpstreamHttp::build_client_with_roots(settings.outbound.ca_file.as_deref()).map_err(|e| {
+                StartError::Http(crate::broker::BrokerError::Discovery {
+                    upstream: "-".into(),
+                    detail: e.to_string(),
+                })
+            })?;
+        let broker = Broker::new(
+            &settings.upstreams,
+            http.clone(),
+            &issuer,
+            store.clone(),
+            settings.lifetimes.login_attempt,
+        );
         let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
         let discovery = Arc::from(discovery::document(&issuer, &keys.algorithms()));
         Ok(AppState {
@@ -109,6 +118,7 @@ impl AppState {
             broker,
             clock,
             discovery,
+            http,
             issuer,
         })
     }
@@ -123,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::provider::router())
         .merge(crate::broker::router())
         .merge(crate::login::router())
+        .merge(crate::logout::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

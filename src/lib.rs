@@ -16,6 +16,7 @@ pub mod demo;
 pub mod keys;
 pub mod legacy_idp;
 pub mod login;
+pub mod logout;
 pub mod provider;
 pub mod session;
 pub mod state;

@@ -25,6 +25,8 @@ pub enum BrokerError {
     TokenExchange { upstream: String, detail: String },
     #[error("ID token from upstream {upstream} rejected: {detail}")]
     InvalidIdToken { upstream: String, detail: String },
+    #[error("logout token from upstream {upstream} rejected: {detail}")]
+    InvalidLogoutToken { upstream: String, detail: String },
     #[error("callback without code or state")]
     MalformedCallback,
     #[error(transparent)]
@@ -62,6 +64,7 @@ impl BrokerError {
             | BrokerError::UpstreamDenied { .. }
             | BrokerError::InvalidIdToken { .. }
             | BrokerError::UpstreamMismatch { .. }
+            | BrokerError::InvalidLogoutToken { .. }
             | BrokerError::MalformedCallback => ErrorPage::new(
                 StatusCode::BAD_GATEWAY,
                 "Hệ thống đăng nhập cũ đang gặp sự cố",

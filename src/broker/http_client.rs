@@ -32,7 +32,22 @@ impl UpstreamHttp {
 
     /// Builds the process-wide outbound client (keep-alive pool, rustls, no redirects).
     pub fn build_client() -> Result<reqwest::Client, HttpError> {
-        reqwest::Client::builder()
+        Self::build_client_with_roots(None)
+    }
+
+    /// Like [`build_client`](Self::build_client), also trusting the roots in a PEM bundle.
+    pub fn build_client_with_roots(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, HttpError> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = ca_file {
+            let pem =
+                std::fs::read(path).map_err(|e| HttpError::Transport(format!("{}: {e}", path.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| HttpError::Transport(e.to_string()))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        builder
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(3))
             .pool_idle_timeout(Duration::from_secs(60))

@@ -32,6 +32,7 @@ use crate::provider::records as parked;
 use crate::session::read_cookie;
 use crate::state::{StateStore, hashed_key, random_handle};
 use crate::web::{self, Lang};
+pub use oidc::{BACKCHANNEL_EVENT, UpstreamLogout};
 use oidc::{OidcAttempt, OidcConnector};
 
 /// A person as verified by an upstream, with claims mapped to gateway names.
@@ -96,8 +97,43 @@ impl Broker {
         }
     }
 
+    /// The upstream's Vietnamese display name (for pages), or its id.
+    pub fn display_name(&self, id: &str) -> String {
+        self.connectors.get(id).map(|c| c.settings.name_vi.clone()).unwrap_or_else(|| id.to_string())
+    }
+
     pub fn has_upstream(&self, id: &str) -> bool {
         self.connectors.contains_key(id)
+    }
+
+    /// The upstream's logout URL for RP-Initiated Logout, if it supports it.
+    pub async fn logout_url(
+        &self,
+        upstream: &str,
+        post_logout_redirect: &str,
+        state: &str,
+    ) -> Option<String> {
+        self.connectors.get(upstream)?.logout_url(post_logout_redirect, state).await
+    }
+
+    /// Verifies an upstream's Back-Channel Logout token, including replay (`jti`).
+    pub async fn verify_logout_token(
+        &self,
+        upstream: &str,
+        token: &str,
+        now: i64,
+    ) -> Result<UpstreamLogout, BrokerError> {
+        let connector = self.connector(upstream)?;
+        let logout = connector.verify_logout_token(token, now).await?;
+        let ttl = Duration::from_secs((logout.exp - now).clamp(60, 24 * 3600) as u64);
+        let key = hashed_key(&format!("upstream-logout-jti:{upstream}"), &logout.jti);
+        if !self.store.put_new(&key, Vec::new(), ttl).await? {
+            return Err(BrokerError::InvalidLogoutToken {
+                upstream: upstream.into(),
+                detail: "replayed jti".into(),
+            });
+        }
+        Ok(logout)
     }
 
     fn connector(&self, id: &str) -> Result<&Arc<OidcConnector>, BrokerError> {

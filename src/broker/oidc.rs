@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType, CoreGenderClaim,
-    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
-    CoreRevocableToken, CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
+    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreRevocableToken,
+    CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
     AccessToken, AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
@@ -63,7 +63,34 @@ type UpstreamClient = openidconnect::Client<
 
 struct Discovered {
     client: UpstreamClient,
+    /// RP-Initiated Logout endpoint, when the upstream has one.
+    end_session: Option<String>,
+    /// The upstream's signing keys, for logout tokens.
+    jwks: jsonwebtoken::jwk::JwkSet,
     fetched: Instant,
+}
+
+/// The `events` member that marks a Back-Channel Logout token.
+pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+#[derive(Debug, Deserialize)]
+struct LogoutClaims {
+    iat: i64,
+    exp: i64,
+    jti: Option<String>,
+    sid: Option<String>,
+    sub: Option<String>,
+    nonce: Option<Value>,
+    events: Option<Map<String, Value>>,
+}
+
+/// A verified upstream logout: which upstream session or subject ended.
+#[derive(Debug, Clone)]
+pub struct UpstreamLogout {
+    pub sid: Option<String>,
+    pub sub: Option<String>,
+    pub jti: String,
+    pub exp: i64,
 }
 
 /// What the connector needs to remember between redirect and callback.
@@ -119,15 +146,22 @@ impl OidcConnector {
         &self,
         force_refresh: bool,
     ) -> Result<tokio::sync::RwLockReadGuard<'_, UpstreamClient>, BrokerError> {
+        let guard = self.metadata(force_refresh).await?;
+        Ok(tokio::sync::RwLockReadGuard::map(guard, |d| &d.client))
+    }
+
+    /// Discovered metadata, refreshed when older than `discovery_ttl`.
+    async fn metadata(
+        &self,
+        force_refresh: bool,
+    ) -> Result<tokio::sync::RwLockReadGuard<'_, Discovered>, BrokerError> {
         {
             let guard = self.discovered.read().await;
             let fresh = guard.as_ref().is_some_and(|d| d.fetched.elapsed() < self.settings.discovery_ttl);
             if fresh && !force_refresh {
-                return tokio::sync::RwLockReadGuard::try_map(guard, |d| d.as_ref().map(|d| &d.client))
-                    .map_err(|_| BrokerError::Discovery {
-                        upstream: self.id().into(),
-                        detail: "no metadata".into(),
-                    });
+                return tokio::sync::RwLockReadGuard::try_map(guard, |d| d.as_ref()).map_err(|_| {
+                    BrokerError::Discovery { upstream: self.id().into(), detail: "no metadata".into() }
+                });
             }
         }
         let mut guard = self.discovered.write().await;
@@ -135,7 +169,7 @@ impl OidcConnector {
         let fresh_now = guard.as_ref().is_some_and(|d| d.fetched.elapsed() < Duration::from_secs(5));
         if !fresh_now {
             match self.discover().await {
-                Ok(client) => *guard = Some(Discovered { client, fetched: Instant::now() }),
+                Ok(discovered) => *guard = Some(discovered),
                 Err(e) => {
                     let usable = guard.as_ref().is_some_and(|d| d.fetched.elapsed() < STALE_GRACE);
                     if !usable {
@@ -146,16 +180,23 @@ impl OidcConnector {
             }
         }
         let guard = guard.downgrade();
-        tokio::sync::RwLockReadGuard::try_map(guard, |d| d.as_ref().map(|d| &d.client))
+        tokio::sync::RwLockReadGuard::try_map(guard, |d| d.as_ref())
             .map_err(|_| BrokerError::Discovery { upstream: self.id().into(), detail: "no metadata".into() })
     }
 
-    async fn discover(&self) -> Result<UpstreamClient, BrokerError> {
+    async fn discover(&self) -> Result<Discovered, BrokerError> {
         let err = |detail: String| BrokerError::Discovery { upstream: self.id().into(), detail };
         let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| err(e.to_string()))?;
         let http = self.http.as_client();
-        let metadata =
-            CoreProviderMetadata::discover_async(issuer, &http).await.map_err(|e| err(error_chain(&e)))?;
+        let metadata = openidconnect::ProviderMetadataWithLogout::discover_async(issuer, &http)
+            .await
+            .map_err(|e| err(error_chain(&e)))?;
+        let end_session =
+            metadata.additional_metadata().end_session_endpoint.as_ref().map(|u| u.url().to_string());
+        let jwks = serde_json::to_value(metadata.jwks())
+            .ok()
+            .and_then(|v| serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(v).ok())
+            .unwrap_or(jsonwebtoken::jwk::JwkSet { keys: Vec::new() });
         let redirect = RedirectUrl::new(self.redirect_uri.clone()).map_err(|e| err(e.to_string()))?;
         let secret = self
             .settings
@@ -163,12 +204,88 @@ impl OidcConnector {
             .as_ref()
             .and_then(|s| s.value())
             .map(|s| ClientSecret::new(s.to_string()));
-        Ok(UpstreamClient::from_provider_metadata(
+        let client = UpstreamClient::from_provider_metadata(
             metadata,
             ClientId::new(self.settings.client_id.clone()),
             secret,
         )
-        .set_redirect_uri(redirect))
+        .set_redirect_uri(redirect);
+        Ok(Discovered { client, end_session, jwks, fetched: Instant::now() })
+    }
+
+    /// Where to send the browser to end the upstream session (RP-Initiated Logout), if the
+    /// upstream supports it. It returns to `post_logout_redirect` with `state`.
+    pub async fn logout_url(&self, post_logout_redirect: &str, state: &str) -> Option<String> {
+        let d = self.metadata(false).await.ok()?;
+        let mut url = url::Url::parse(d.end_session.as_ref()?).ok()?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.settings.client_id)
+            .append_pair("post_logout_redirect_uri", post_logout_redirect)
+            .append_pair("state", state);
+        Some(url.to_string())
+    }
+
+    /// Validates a Back-Channel Logout token from this upstream (OIDC Back-Channel Logout
+    /// 1.0 §2.6): signature against the upstream's keys, `iss`, `aud`, `iat`, `exp`, the
+    /// logout event, no `nonce`, and `sid` and/or `sub`. Replay is checked by the caller.
+    pub async fn verify_logout_token(&self, token: &str, now: i64) -> Result<UpstreamLogout, BrokerError> {
+        let bad = |detail: &str| BrokerError::InvalidLogoutToken {
+            upstream: self.id().into(),
+            detail: detail.into(),
+        };
+        let header = jsonwebtoken::decode_header(token).map_err(|_| bad("not a JWT"))?;
+        if header.typ.as_deref().is_some_and(|t| {
+            !t.eq_ignore_ascii_case("logout+jwt") && !t.eq_ignore_ascii_case("application/logout+jwt")
+        }) {
+            return Err(bad("typ is not logout+jwt"));
+        }
+        let verify =
+            |keys: &jsonwebtoken::jwk::JwkSet| -> Option<Result<LogoutClaims, jsonwebtoken::errors::Error>> {
+                let jwk = keys.keys.iter().find(|k| header.kid.is_none() || k.common.key_id == header.kid)?;
+                let key = jsonwebtoken::DecodingKey::from_jwk(jwk).ok()?;
+                let mut validation = jsonwebtoken::Validation::new(header.alg);
+                validation.set_issuer(&[self.settings.issuer.trim_end_matches('/'), &self.settings.issuer]);
+                validation.set_audience(&[&self.settings.client_id]);
+                validation.set_required_spec_claims(&["iss", "aud", "exp", "iat"]);
+                validation.leeway = 30;
+                Some(jsonwebtoken::decode::<LogoutClaims>(token, &key, &validation).map(|d| d.claims))
+            };
+        if matches!(
+            header.alg,
+            jsonwebtoken::Algorithm::HS256 | jsonwebtoken::Algorithm::HS384 | jsonwebtoken::Algorithm::HS512
+        ) {
+            return Err(bad("symmetric algorithms are not accepted"));
+        }
+        let first = {
+            let d = self.metadata(false).await?;
+            verify(&d.jwks)
+        };
+        let claims = match first {
+            Some(Ok(c)) => c,
+            // Unknown kid or bad signature: the upstream may have rotated keys; refetch once.
+            _ => {
+                let d = self.metadata(true).await?;
+                match verify(&d.jwks) {
+                    Some(Ok(c)) => c,
+                    Some(Err(e)) => return Err(bad(&e.to_string())),
+                    None => return Err(bad("no matching key")),
+                }
+            }
+        };
+        if claims.nonce.is_some() {
+            return Err(bad("a logout token must not carry a nonce"));
+        }
+        if !claims.events.as_ref().and_then(|e| e.get(BACKCHANNEL_EVENT)).is_some_and(|v| v.is_object()) {
+            return Err(bad("missing the back-channel logout event"));
+        }
+        if claims.sid.is_none() && claims.sub.is_none() {
+            return Err(bad("neither sid nor sub"));
+        }
+        if claims.iat > now + 60 || claims.iat < now - 600 {
+            return Err(bad("iat is out of range"));
+        }
+        let jti = claims.jti.ok_or_else(|| bad("missing jti"))?;
+        Ok(UpstreamLogout { sid: claims.sid, sub: claims.sub, jti, exp: claims.exp })
     }
 
     /// The upstream authorization URL for a new attempt, with its state and secrets.

@@ -45,6 +45,13 @@ enum Command {
         #[arg(long, short, env = "SSO_GATEWAY_CONFIG")]
         config: PathBuf,
     },
+    /// SSO sessions in the shared state store (Redis).
+    Sessions {
+        #[arg(long, short, env = "SSO_GATEWAY_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
     /// Probe a running gateway's /readyz (for container health checks).
     Healthcheck {
         /// Base URL of the gateway.
@@ -61,6 +68,26 @@ enum Command {
         #[arg(long, default_value = "data/demo")]
         data_dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// List the live sessions of an account.
+    List {
+        #[arg(long)]
+        sub: String,
+    },
+    /// End every session of an account (e.g. an official who left), with the same
+    /// propagation as a logout: RPs are notified, refresh tokens die.
+    Revoke {
+        #[arg(long)]
+        sub: String,
+        /// Who does this (recorded in the log).
+        #[arg(long, env = "USER", default_value = "admin")]
+        actor: String,
+    },
+    /// Back-channel logout deliveries that failed after every retry (last 7 days).
+    LogoutFailures,
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +165,10 @@ async fn run(cli: Cli) -> ExitCode {
             },
             Err(e) => config_failure(&config, e),
         },
+        Command::Sessions { config, command } => match Settings::load(&config) {
+            Ok(s) => sessions(s, command).await,
+            Err(e) => config_failure(&config, e),
+        },
         Command::Healthcheck { url } => healthcheck(&url).await,
         Command::Demo { port, data_dir } => crate::demo::run(port, data_dir).await,
     }
@@ -159,6 +190,74 @@ async fn serve(settings: Settings) -> ExitCode {
     };
     tracing::info!(addr = %app.addr(), issuer = app.state().issuer(), "sso-gateway listening");
     match app.run_until(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn sessions(settings: Settings, command: SessionsCommand) -> ExitCode {
+    if settings.sessions.store.expose() == "memory" {
+        eprintln!(
+            "error: sessions.store is \"memory\": sessions live inside the running gateway process. \
+             Session administration needs the shared Redis store."
+        );
+        return ExitCode::FAILURE;
+    }
+    let app = match crate::app::AppState::build(settings, Clock::system()).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), String> = async {
+        match command {
+            SessionsCommand::List { sub } => {
+                let account = app
+                    .accounts
+                    .find_by_sub(&sub)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or(format!("no account with sub {sub}"))?;
+                let sessions = app.sessions.list_for_account(&account.id).await.map_err(|e| e.to_string())?;
+                println!("{} session(s) for {sub}", sessions.len());
+                for s in sessions {
+                    let clients = app.sessions.clients(&s.sid).await.map_err(|e| e.to_string())?;
+                    println!(
+                        "  sid={} upstream={} auth_time={} clients={}",
+                        s.sid,
+                        s.upstream,
+                        s.auth_time,
+                        clients.join(",")
+                    );
+                }
+                Ok(())
+            }
+            SessionsCommand::Revoke { sub, actor } => {
+                let n = crate::logout::revoke_account_sessions(&app, &sub, &actor)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("ended {n} session(s) of {sub}");
+                Ok(())
+            }
+            SessionsCommand::LogoutFailures => {
+                let failures = crate::logout::failures(&app).await.map_err(|e| e.to_string())?;
+                println!("{} failed back-channel logout deliveries", failures.len());
+                for f in failures {
+                    println!(
+                        "  at={} client={} uri={} sid={} error={}",
+                        f.at, f.client_id, f.uri, f.sid, f.error
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+    .await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -42,6 +42,18 @@ pub struct Settings {
     pub upstreams: Vec<UpstreamSettings>,
     #[serde(default)]
     pub clients: Vec<ClientSettings>,
+    #[serde(default)]
+    pub outbound: OutboundSettings,
+}
+
+/// Outbound HTTPS (upstreams, RP back-channel logout, client key sets).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Extra trusted root certificates (PEM bundle), e.g. a government root CA that the
+    /// public web PKI does not include.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +146,12 @@ impl SessionSettings {
             RedisMode::Sentinel => RedisTopology::Sentinel {
                 sentinels: all,
                 master: self.redis.sentinel_master.clone().unwrap_or_default(),
+                auth: crate::state::MasterAuth {
+                    username: self.redis.master_username.clone(),
+                    password: self.redis.master_password.as_ref().map(|p| p.expose().to_string()),
+                    db: self.redis.master_db,
+                    tls: self.redis.master_tls,
+                },
             },
         })
     }
@@ -162,6 +180,16 @@ pub struct RedisSettings {
     pub nodes: Vec<SecretString>,
     #[serde(default)]
     pub sentinel_master: Option<String>,
+    /// Sentinel mode: how to log in to the master Sentinel names (the sentinels' own
+    /// credentials go in their URLs).
+    #[serde(default)]
+    pub master_username: Option<String>,
+    #[serde(default)]
+    pub master_password: Option<SecretString>,
+    #[serde(default)]
+    pub master_db: i64,
+    #[serde(default)]
+    pub master_tls: bool,
     /// Prepended to every key, so several gateways (or tests) can share one Redis.
     #[serde(default = "defaults::key_prefix")]
     pub key_prefix: String,
@@ -176,6 +204,10 @@ impl Default for RedisSettings {
             mode: RedisMode::Single,
             nodes: Vec::new(),
             sentinel_master: None,
+            master_username: None,
+            master_password: None,
+            master_db: 0,
+            master_tls: false,
             key_prefix: defaults::key_prefix(),
             timeout: defaults::redis_timeout(),
         }
@@ -196,6 +228,9 @@ pub struct Lifetimes {
     /// How long a parked authorization request / upstream login attempt waits for the user.
     #[serde(default = "defaults::login_attempt", with = "humantime_serde")]
     pub login_attempt: Duration,
+    /// Refresh-token family lifetime when `offline_access` was granted (survives logout).
+    #[serde(default = "defaults::offline_refresh_token", with = "humantime_serde")]
+    pub offline_refresh_token: Duration,
 }
 
 impl Default for Lifetimes {
@@ -206,6 +241,7 @@ impl Default for Lifetimes {
             id_token: defaults::id_token(),
             refresh_token: defaults::refresh_token(),
             login_attempt: defaults::login_attempt(),
+            offline_refresh_token: defaults::offline_refresh_token(),
         }
     }
 }
@@ -346,6 +382,40 @@ pub struct ClientSettings {
     pub access_token_lifetime: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub refresh_token_lifetime: Option<Duration>,
+    /// How the client authenticates at /token, /introspect and /revoke. Default:
+    /// `client_secret_basic` (also accepting `client_secret_post`) with a secret, else `none`.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<ClientAuthMethod>,
+    /// Public keys for `private_key_jwt`, inline as a JWK set …
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// … or fetched from this URL (cached).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Resource servers (client ids) this client's access tokens are also meant for; those
+    /// may introspect them.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// OpenID Connect Back-Channel Logout 1.0 receiver.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    #[serde(default = "defaults::yes")]
+    pub backchannel_logout_session_required: bool,
+    /// OpenID Connect Front-Channel Logout 1.0 page, loaded in an iframe at logout.
+    #[serde(default)]
+    pub frontchannel_logout_uri: Option<String>,
+    #[serde(default = "defaults::yes")]
+    pub frontchannel_logout_session_required: bool,
+}
+
+/// Client authentication methods at the token, introspection and revocation endpoints.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    None,
 }
 
 mod defaults {
@@ -391,6 +461,12 @@ mod defaults {
     }
     pub fn refresh_token() -> Duration {
         Duration::from_secs(8 * 3600)
+    }
+    pub fn offline_refresh_token() -> Duration {
+        Duration::from_secs(30 * 24 * 3600)
+    }
+    pub fn yes() -> bool {
+        true
     }
     pub fn login_attempt() -> Duration {
         Duration::from_secs(10 * 60)

@@ -90,7 +90,10 @@ fn apply_env_overrides(table: &mut toml::Table, env: &BTreeMap<String, String>, 
     for (var, value) in env {
         let Some((_, key)) = ENV_OVERRIDES.iter().find(|(name, _)| name == var) else {
             // Secrets referenced by `{ env = "…" }` may share the prefix; only warn on near misses.
-            if var.starts_with("SSO_GATEWAY_") && !var.ends_with("_SECRET") {
+            // Read elsewhere (the CLI and logging), or secrets referenced by `{ env = "…" }`.
+            const KNOWN: &[&str] = &["SSO_GATEWAY_CONFIG", "SSO_GATEWAY_LOG_FORMAT"];
+            if var.starts_with("SSO_GATEWAY_") && !var.ends_with("_SECRET") && !KNOWN.contains(&var.as_str())
+            {
                 tracing::warn!(variable = %var, "unknown SSO_GATEWAY_ environment variable ignored");
             }
             continue;
@@ -240,6 +243,22 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
             }
         }
     }
+    if let Some(ca) = &s.outbound.ca_file {
+        match std::fs::read(ca) {
+            Err(e) => p.push(
+                Problem::new("outbound.ca_file", format!("cannot read {}: {e}", ca.display()))
+                    .expecting("a PEM bundle"),
+            ),
+            Ok(bytes)
+                if reqwest::Certificate::from_pem_bundle(&bytes).map(|c| c.is_empty()).unwrap_or(true) =>
+            {
+                p.push(
+                    Problem::new("outbound.ca_file", "contains no PEM certificate").expecting("a PEM bundle"),
+                )
+            }
+            Ok(_) => {}
+        }
+    }
     let url = s.accounts.url.expose();
     if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         p.push(
@@ -294,6 +313,7 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
         ("lifetimes.id_token", s.lifetimes.id_token),
         ("lifetimes.refresh_token", s.lifetimes.refresh_token),
         ("lifetimes.login_attempt", s.lifetimes.login_attempt),
+        ("lifetimes.offline_refresh_token", s.lifetimes.offline_refresh_token),
     ];
     for (key, d) in durations {
         if d.is_zero() {
@@ -376,7 +396,9 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
                     .expecting("authorization_code as well"),
             );
         }
-        if c.grant_types.contains(&GrantType::ClientCredentials) && c.client_secret.is_none() {
+        let confidential = c.client_secret.is_some()
+            || c.token_endpoint_auth_method == Some(super::ClientAuthMethod::PrivateKeyJwt);
+        if c.grant_types.contains(&GrantType::ClientCredentials) && !confidential {
             p.push(
                 Problem::new(at("grant_types"), "client_credentials needs a confidential client")
                     .expecting("a client_secret"),
@@ -401,6 +423,45 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
         }
         for (j, uri) in c.post_logout_redirect_uris.iter().enumerate() {
             check_redirect_uri(&at(&format!("post_logout_redirect_uris[{j}]")), uri, &mut p);
+        }
+        for (key, uri) in [
+            ("backchannel_logout_uri", &c.backchannel_logout_uri),
+            ("frontchannel_logout_uri", &c.frontchannel_logout_uri),
+            ("jwks_uri", &c.jwks_uri),
+        ] {
+            if let Some(uri) = uri
+                && let Some(u) = check_web_url(&at(key), uri, &mut p)
+                && u.fragment().is_some()
+            {
+                p.push(Problem::new(at(key), "has a fragment").expecting("no #fragment"));
+            }
+        }
+        use super::ClientAuthMethod as M;
+        match (c.token_endpoint_auth_method, c.client_secret.is_some()) {
+            (Some(M::ClientSecretBasic | M::ClientSecretPost), false) => p.push(
+                Problem::new(at("token_endpoint_auth_method"), "needs a client_secret")
+                    .expecting("a client_secret, or another method"),
+            ),
+            (Some(M::None), true) => p.push(
+                Problem::new(
+                    at("client_secret"),
+                    "set for a client with token_endpoint_auth_method = \"none\"",
+                )
+                .expecting("no secret for a public client"),
+            ),
+            (Some(M::PrivateKeyJwt), _) if c.jwks.is_none() == c.jwks_uri.is_none() => p.push(
+                Problem::new(
+                    at("token_endpoint_auth_method"),
+                    "private_key_jwt needs exactly one of jwks or jwks_uri",
+                )
+                .expecting("jwks = { keys = [...] } or jwks_uri = \"https://…\""),
+            ),
+            _ => {}
+        }
+        if let Some(jwks) = &c.jwks
+            && serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(jwks.clone()).is_err()
+        {
+            p.push(Problem::new(at("jwks"), "is not a JWK set").expecting("{ keys = [ { kty = …, … } ] }"));
         }
     }
     p

@@ -83,6 +83,7 @@ pub fn router(rp: DemoRp, http: reqwest::Client) -> Router {
         .route("/login", get(login))
         .route("/callback", get(callback))
         .route("/logout", get(logout))
+        .route("/backchannel-logout", axum::routing::post(backchannel_logout))
         .with_state(inner)
 }
 
@@ -248,6 +249,54 @@ fn id_token_payload(jwt: &str) -> Option<Value> {
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+#[derive(Deserialize)]
+struct BackchannelForm {
+    logout_token: String,
+}
+
+/// OIDC Back-Channel Logout receiver: the gateway says a session ended; forget it here too.
+async fn backchannel_logout(
+    State(inner): State<Arc<Inner>>,
+    axum::extract::Form(form): axum::extract::Form<BackchannelForm>,
+) -> Response {
+    match verify_logout_token(&inner, &form.logout_token).await {
+        Ok(sid) => {
+            let mut sessions = lock(&inner.sessions);
+            let before = sessions.len();
+            sessions
+                .retain(|_, s| s.id_token_claims.get("sid").and_then(Value::as_str) != Some(sid.as_str()));
+            tracing::info!(app = %inner.rp.client_id, ended = before - sessions.len(), "back-channel logout received");
+            StatusCode::OK.into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "logout token rejected");
+            StatusCode::BAD_REQUEST.into_response()
+        }
+    }
+}
+
+async fn verify_logout_token(inner: &Inner, token: &str) -> Result<String, String> {
+    let jwks: jsonwebtoken::jwk::JwkSet = inner.http.as_client()(
+        http::Request::get(format!("{}/jwks", inner.rp.gateway))
+            .body(Vec::new())
+            .map_err(|e| e.to_string())?,
+    )
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|res| serde_json::from_slice(res.body()).map_err(|e| e.to_string()))?;
+    let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+    let jwk = header.kid.as_deref().and_then(|k| jwks.find(k)).ok_or("unknown kid")?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&[&inner.rp.client_id]);
+    validation.set_issuer(&[&inner.rp.gateway]);
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| e.to_string())?.claims;
+    if claims.get("events").and_then(|e| e.get(crate::broker::BACKCHANNEL_EVENT)).is_none() {
+        return Err("not a logout token".into());
+    }
+    claims.get("sid").and_then(Value::as_str).map(str::to_string).ok_or_else(|| "no sid".into())
 }
 
 async fn logout(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {

@@ -293,6 +293,27 @@ impl KeySet {
         audience: Option<&str>,
         expected_typ: Option<&str>,
     ) -> Result<T, KeyError> {
+        self.verify_inner(token, issuer, audience, expected_typ, true)
+    }
+
+    /// Like [`verify`](Self::verify) but accepts an expired token: an `id_token_hint` at
+    /// logout is a hint that may well have expired (OIDC RP-Initiated Logout §2).
+    pub fn verify_ignoring_expiry<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: &str,
+    ) -> Result<T, KeyError> {
+        self.verify_inner(token, issuer, None, None, false)
+    }
+
+    fn verify_inner<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: &str,
+        audience: Option<&str>,
+        expected_typ: Option<&str>,
+        check_expiry: bool,
+    ) -> Result<T, KeyError> {
         let invalid = |reason: &str| KeyError::InvalidToken(reason.to_owned());
         let header = jsonwebtoken::decode_header(token).map_err(|e| token_error(&e))?;
         let kid = header.kid.ok_or_else(|| invalid("missing kid"))?;
@@ -310,6 +331,7 @@ impl KeySet {
         let mut validation = Validation::new(key.alg.jwt_alg());
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
+        validation.validate_exp = check_expiry;
         validation.set_issuer(&[issuer]);
         match audience {
             Some(aud) => {
@@ -318,7 +340,11 @@ impl KeySet {
             }
             None => {
                 validation.validate_aud = false;
-                validation.set_required_spec_claims(&["exp", "iss"]);
+                validation.set_required_spec_claims(if check_expiry {
+                    &["exp", "iss"][..]
+                } else {
+                    &["iss"][..]
+                });
             }
         }
         jsonwebtoken::decode::<T>(token, &key.decoding, &validation)

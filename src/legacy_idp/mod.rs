@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{LegacyClient, LegacyIdpConfig, LegacyUser};
+pub use server::LogoutTokenKind;
 
 /// Fault switches that tests flip at run time (all false by default).
 #[derive(Default, Debug)]
@@ -61,17 +62,54 @@ pub struct RunningLegacyIdp {
     /// `http://127.0.0.1:{port}{issuer_path}`, no trailing slash.
     pub issuer: String,
     pub faults: Arc<Faults>,
+    shared: Arc<server::Shared>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
 impl RunningLegacyIdp {
+    /// A Back-Channel Logout token for the latest session of `username` at client
+    /// `client_id` (the gateway), as this system would send it when the user logs out here.
+    pub fn logout_token(
+        &self,
+        username: &str,
+        client_id: &str,
+        kind: LogoutTokenKind,
+    ) -> anyhow::Result<String> {
+        self.shared.logout_token(username, client_id, kind)
+    }
+
+    /// Sends a valid Back-Channel Logout token for `username` to `uri` (as the real system
+    /// would after the user logged out there); returns the HTTP status.
+    pub async fn send_backchannel_logout(
+        &self,
+        username: &str,
+        client_id: &str,
+        uri: &str,
+    ) -> anyhow::Result<u16> {
+        let token = self.logout_token(username, client_id, LogoutTokenKind::Valid)?;
+        let body = serde_urlencoded::to_string([("logout_token", token)])?;
+        let res = reqwest::Client::new()
+            .post(uri)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await?;
+        Ok(res.status().as_u16())
+    }
+
+    /// How many RP-initiated logouts this system received.
+    pub fn logouts_received(&self) -> usize {
+        self.shared.logouts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Stops accepting connections at once; in-flight requests finish in the background.
     pub fn shutdown(self) {
         drop(self);
     }
 
-    /// Like [`shutdown`](Self::shutdown), but waits until in-flight requests are done.
+    /// Like [`shutdown`](Self::shutdown), but waits until in-flight requests are done
+    /// (which takes up to 30 s while `slow_token_response` holds a token request).
     pub async fn shutdown_and_wait(mut self) {
         self.signal_shutdown();
         if let Some(task) = self.task.take() {
@@ -108,8 +146,8 @@ pub async fn spawn(config: LegacyIdpConfig, listener: TcpListener) -> anyhow::Re
     let (key, rogue_key) = (key?, rogue_key?);
 
     let faults = Arc::new(Faults::default());
-    let shared = server::Shared::new(config, issuer.clone(), faults.clone(), key, rogue_key)?;
-    let app = server::router(Arc::new(shared));
+    let shared = Arc::new(server::Shared::new(config, issuer.clone(), faults.clone(), key, rogue_key)?);
+    let app = server::router(shared.clone());
 
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -122,7 +160,7 @@ pub async fn spawn(config: LegacyIdpConfig, listener: TcpListener) -> anyhow::Re
         }
     });
     tracing::info!(%issuer, "legacy IdP listening");
-    Ok(RunningLegacyIdp { addr, issuer, faults, shutdown: Some(tx), task: Some(task) })
+    Ok(RunningLegacyIdp { addr, issuer, faults, shared, shutdown: Some(tx), task: Some(task) })
 }
 
 /// The address to put in URLs: a wildcard bind address is reached via loopback.

@@ -30,6 +30,9 @@ const AUTH_PATH: &str = "/protocol/openid-connect/auth";
 const TOKEN_PATH: &str = "/protocol/openid-connect/token";
 const USERINFO_PATH: &str = "/protocol/openid-connect/userinfo";
 const CERTS_PATH: &str = "/protocol/openid-connect/certs";
+const LOGOUT_PATH: &str = "/protocol/openid-connect/logout";
+/// The `events` member of a Back-Channel Logout token.
+const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// How long a shown login form stays usable.
 const PENDING_LIFETIME: Duration = Duration::from_secs(600);
@@ -56,6 +59,10 @@ pub(crate) struct Shared {
     pending: Mutex<HashMap<String, PendingAuth>>,
     codes: Mutex<HashMap<String, IssuedCode>>,
     tokens: Mutex<HashMap<String, AccessGrant>>,
+    /// The latest session id handed out per username (for back-channel logout tokens).
+    sessions: Mutex<HashMap<String, String>>,
+    /// RP-initiated logouts received at the end-session endpoint.
+    pub logouts: std::sync::atomic::AtomicUsize,
 }
 
 /// An authorization request waiting for the user to submit the login form.
@@ -88,6 +95,12 @@ struct AccessGrant {
     expires: Instant,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("issuer", &self.issuer).finish_non_exhaustive()
+    }
+}
+
 impl Shared {
     pub fn new(
         config: LegacyIdpConfig,
@@ -110,6 +123,8 @@ impl Shared {
             pending: Mutex::default(),
             codes: Mutex::default(),
             tokens: Mutex::default(),
+            sessions: Mutex::default(),
+            logouts: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -136,6 +151,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{base}{AUTH_PATH}"), get(authorize).post(login))
         .route(&format!("{base}{TOKEN_PATH}"), axum::routing::post(token))
         .route(&format!("{base}{USERINFO_PATH}"), get(userinfo).post(userinfo))
+        .route(&format!("{base}{LOGOUT_PATH}"), get(end_session))
         .with_state(shared)
 }
 
@@ -154,6 +170,9 @@ async fn discovery(State(s): State<Arc<Shared>>) -> Response {
         "token_endpoint": format!("{iss}{TOKEN_PATH}"),
         "userinfo_endpoint": format!("{iss}{USERINFO_PATH}"),
         "jwks_uri": format!("{iss}{CERTS_PATH}"),
+        "end_session_endpoint": format!("{iss}{LOGOUT_PATH}"),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code"],
@@ -168,6 +187,87 @@ async fn discovery(State(s): State<Arc<Shared>>) -> Response {
         "request_uri_parameter_supported": false,
     });
     axum::Json(doc).into_response()
+}
+
+/// RP-Initiated Logout: this simulated system keeps no browser session, so it only checks
+/// the client and the return address, counts the logout and sends the browser back.
+async fn end_session(State(s): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    let params: HashMap<String, String> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    let client = params.get("client_id").and_then(|id| s.config.clients.iter().find(|c| &c.client_id == id));
+    let target = params.get("post_logout_redirect_uri");
+    s.logouts.fetch_add(1, Ordering::SeqCst);
+    match (client, target) {
+        (Some(c), Some(uri)) if c.accepts_redirect_uri(uri) => {
+            let mut p = Vec::new();
+            if let Some(state) = params.get("state") {
+                p.push(("state", state.as_str()));
+            }
+            redirect_with(uri, &p)
+        }
+        _ => error_page(&s, "Bạn đã đăng xuất.", "You are logged out."),
+    }
+}
+
+/// Which Back-Channel Logout token to mint (tests use the broken ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutTokenKind {
+    Valid,
+    BadSignature,
+    WrongAudience,
+    WithNonce,
+    WithoutEvent,
+    /// Names only the subject, no `sid`.
+    SubjectOnly,
+}
+
+impl Shared {
+    /// A Back-Channel Logout token for `username`'s latest session, for client `client_id`.
+    pub fn logout_token(
+        &self,
+        username: &str,
+        client_id: &str,
+        kind: LogoutTokenKind,
+    ) -> anyhow::Result<String> {
+        let user = self
+            .config
+            .users
+            .iter()
+            .find(|u| u.username == username)
+            .ok_or_else(|| anyhow::anyhow!("unknown user {username}"))?;
+        let sid = lock(&self.sessions).get(username).cloned();
+        let now = unix_now();
+        let mut claims = serde_json::Map::new();
+        claims.insert("iss".into(), json!(self.issuer));
+        claims.insert(
+            "aud".into(),
+            json!(if kind == LogoutTokenKind::WrongAudience { "another-client" } else { client_id }),
+        );
+        claims.insert("iat".into(), json!(now));
+        claims.insert("exp".into(), json!(now + 120));
+        claims.insert("jti".into(), json!(random_token(16)));
+        claims.insert("sub".into(), json!(user.subject));
+        if kind != LogoutTokenKind::SubjectOnly
+            && let Some(sid) = sid
+        {
+            claims.insert("sid".into(), json!(sid));
+        }
+        if kind != LogoutTokenKind::WithoutEvent {
+            claims.insert("events".into(), json!({ BACKCHANNEL_EVENT: {} }));
+        }
+        if kind == LogoutTokenKind::WithNonce {
+            claims.insert("nonce".into(), json!("n"));
+        }
+        let mut header = Header::new(Algorithm::RS256);
+        header.typ = Some("logout+jwt".to_owned());
+        header.kid = Some(self.key.kid.clone());
+        let key = if kind == LogoutTokenKind::BadSignature {
+            &self.rogue_key.encoding_key
+        } else {
+            &self.key.encoding_key
+        };
+        Ok(jsonwebtoken::encode(&header, &claims, key)?)
+    }
 }
 
 async fn certs(State(s): State<Arc<Shared>>) -> Response {
@@ -304,6 +404,7 @@ async fn login(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
         sid: random_token(16),
         created: Instant::now(),
     };
+    lock(&s.sessions).insert(user.username.clone(), issued.sid.clone());
     {
         let mut codes = lock(&s.codes);
         codes.retain(|_, c| c.created.elapsed() < CODE_LIFETIME);

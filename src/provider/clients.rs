@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::TokenError;
-use crate::config::{ClientSettings, GrantType, Lifetimes};
+use crate::config::{ClientAuthMethod, ClientSettings, GrantType, Lifetimes};
 use crate::keys::SigningAlg;
 
 /// A registered relying party, ready for request-time checks.
@@ -28,6 +28,16 @@ pub struct Client {
     pub alg: SigningAlg,
     pub access_token_lifetime: Duration,
     pub refresh_token_lifetime: Duration,
+    pub auth_method: ClientAuthMethod,
+    /// Inline keys for `private_key_jwt`.
+    pub jwks: Option<jsonwebtoken::jwk::JwkSet>,
+    pub jwks_uri: Option<String>,
+    /// Resource servers (client ids) that also receive this client's access tokens.
+    pub audiences: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
+    pub frontchannel_logout_uri: Option<String>,
+    pub frontchannel_logout_session_required: bool,
 }
 
 impl Client {
@@ -47,12 +57,24 @@ impl Client {
             alg: s.id_token_signed_response_alg,
             access_token_lifetime: s.access_token_lifetime.unwrap_or(lifetimes.access_token),
             refresh_token_lifetime: s.refresh_token_lifetime.unwrap_or(lifetimes.refresh_token),
+            auth_method: s.token_endpoint_auth_method.unwrap_or(if s.client_secret.is_some() {
+                ClientAuthMethod::ClientSecretBasic
+            } else {
+                ClientAuthMethod::None
+            }),
+            jwks: s.jwks.clone().and_then(|v| serde_json::from_value(v).ok()),
+            jwks_uri: s.jwks_uri.clone(),
+            audiences: s.audiences.clone(),
+            backchannel_logout_uri: s.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: s.backchannel_logout_session_required,
+            frontchannel_logout_uri: s.frontchannel_logout_uri.clone(),
+            frontchannel_logout_session_required: s.frontchannel_logout_session_required,
         }
     }
 
-    /// Public clients have no secret and must use PKCE.
+    /// Public clients cannot authenticate and must use PKCE.
     pub fn is_public(&self) -> bool {
-        self.secret_digest.is_none()
+        self.auth_method == ClientAuthMethod::None
     }
 
     pub fn allows_grant(&self, grant: GrantType) -> bool {
@@ -94,9 +116,10 @@ impl ClientRegistry {
         self.clients.get(client_id).cloned()
     }
 
-    /// Authenticates the client of a token-endpoint request (RFC 6749 §2.3):
-    /// `client_secret_basic`, `client_secret_post`, or `none` for public clients.
-    pub fn authenticate(
+    /// Authenticates a client by secret (RFC 6749 §2.3): `client_secret_basic`,
+    /// `client_secret_post`, or `none` for public clients. `private_key_jwt` is handled in
+    /// `client_auth` (it needs the state store and may fetch keys).
+    pub fn authenticate_secret(
         &self,
         headers: &HeaderMap,
         form_client_id: Option<&str>,
@@ -122,6 +145,12 @@ impl ClientRegistry {
         };
         let basic = method == "basic";
         let client = self.get(&client_id).ok_or(TokenError::InvalidClient { basic })?;
+        if client.auth_method == ClientAuthMethod::PrivateKeyJwt {
+            return Err(TokenError::InvalidClient { basic });
+        }
+        if client.auth_method == ClientAuthMethod::ClientSecretPost && basic {
+            return Err(TokenError::InvalidClient { basic });
+        }
         match (client.is_public(), secret) {
             (true, None) => Ok(client),
             (true, Some(_)) => Err(TokenError::InvalidClient { basic }),
@@ -184,21 +213,24 @@ mod tests {
     #[test]
     fn confidential_clients_authenticate_by_basic_or_post() {
         let r = registry();
-        assert!(r.authenticate(&basic("portal", "portal-secret-0123456789"), None, None).is_ok());
-        assert!(r.authenticate(&HeaderMap::new(), Some("portal"), Some("portal-secret-0123456789")).is_ok());
+        assert!(r.authenticate_secret(&basic("portal", "portal-secret-0123456789"), None, None).is_ok());
+        assert!(
+            r.authenticate_secret(&HeaderMap::new(), Some("portal"), Some("portal-secret-0123456789"))
+                .is_ok()
+        );
         assert!(matches!(
-            r.authenticate(&basic("portal", "wrong"), None, None),
+            r.authenticate_secret(&basic("portal", "wrong"), None, None),
             Err(TokenError::InvalidClient { basic: true })
         ));
-        assert!(r.authenticate(&HeaderMap::new(), Some("portal"), None).is_err());
-        assert!(r.authenticate(&HeaderMap::new(), Some("nobody"), Some("x")).is_err());
+        assert!(r.authenticate_secret(&HeaderMap::new(), Some("portal"), None).is_err());
+        assert!(r.authenticate_secret(&HeaderMap::new(), Some("nobody"), Some("x")).is_err());
     }
 
     #[test]
     fn public_clients_have_no_secret() {
         let r = registry();
-        assert!(r.authenticate(&HeaderMap::new(), Some("spa"), None).unwrap().is_public());
-        assert!(r.authenticate(&HeaderMap::new(), Some("spa"), Some("guess")).is_err());
+        assert!(r.authenticate_secret(&HeaderMap::new(), Some("spa"), None).unwrap().is_public());
+        assert!(r.authenticate_secret(&HeaderMap::new(), Some("spa"), Some("guess")).is_err());
     }
 
     #[test]
@@ -206,7 +238,7 @@ mod tests {
         let r = registry();
         // '-' needs no escaping, but an escaped form of the same secret must still match.
         let h = basic("portal", "portal%2Dsecret%2D0123456789");
-        assert!(r.authenticate(&h, None, None).is_ok());
+        assert!(r.authenticate_secret(&h, None, None).is_ok());
     }
 
     #[test]

@@ -6,9 +6,11 @@
 
 pub mod authorize;
 pub mod claims;
+pub mod client_auth;
 pub mod clients;
 pub mod discovery;
 pub mod error;
+pub mod introspect;
 pub mod records;
 pub mod token;
 pub mod tokens;
@@ -29,6 +31,8 @@ pub fn router() -> Router<AppState> {
         .route("/authorize", get(authorize::get).post(authorize::post))
         .route("/token", post(token::post))
         .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+        .route("/introspect", post(introspect::introspect))
+        .route("/revoke", post(introspect::revoke))
 }
 
 fn json_document(body: std::sync::Arc<str>, cache: &'static str) -> Response {

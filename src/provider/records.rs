@@ -103,6 +103,11 @@ pub fn refresh_used_key(token: &str) -> String {
     hashed_key("refresh-used", token)
 }
 
+/// A revoked access token (RFC 7009), kept until the token expires.
+pub fn revoked_jti_key(jti: &str) -> String {
+    format!("revoked-jti:{jti}")
+}
+
 pub fn grant_revoked_key(grant_id: &str) -> String {
     format!("grant-revoked:{grant_id}")
 }

@@ -36,7 +36,7 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::b
 }
 
 /// Parses a form body, refusing repeated parameters (RFC 6749 §3.2).
-fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
+pub fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -58,7 +58,7 @@ fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, Tok
 async fn token(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<TokenResponse, TokenError> {
     let params = form(headers, body)?;
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let client = app.clients.authenticate(headers, get("client_id"), get("client_secret"))?;
+    let client = super::client_auth::authenticate(app, headers, &params).await?;
     let grant_type = match get("grant_type") {
         None => return Err(TokenError::InvalidRequest("grant_type is required".into())),
         Some("authorization_code") => GrantType::AuthorizationCode,
@@ -157,7 +157,22 @@ async fn authorization_code(
         .find_by_id(&grant.account_id)
         .await?
         .ok_or_else(|| TokenError::InvalidGrant("the account no longer exists".into()))?;
-    issue_user_tokens(app, client, grant, &account, record.nonce.as_deref(), None).await
+    // offline_access (only for clients allowed to request it, checked at /authorize) gives a
+    // long-lived family that survives the SSO session; anything else ends with the session.
+    let offline = grant.scopes.iter().any(|s| s == "offline_access");
+    let family =
+        if offline { app.settings.lifetimes.offline_refresh_token } else { client.refresh_token_lifetime };
+    if !offline {
+        app.store
+            .set_add(
+                &crate::logout::session_grants_key(&grant.sid),
+                &grant.grant_id,
+                app.settings.sessions.absolute_timeout,
+            )
+            .await?;
+    }
+    let family_end = app.clock.now() + family.as_secs() as i64;
+    issue_user_tokens(app, client, grant, &account, record.nonce.as_deref(), Some(family_end)).await
 }
 
 async fn refresh(

@@ -18,12 +18,39 @@ use crate::config::GrantType;
 use crate::keys::SigningAlg;
 use crate::state::random_handle;
 
+/// `aud`: one audience as a string, several as an array (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// The issuer (for `/userinfo`) plus any resource servers the client's tokens are for.
+    pub fn for_client(issuer: &str, client: &Client) -> Self {
+        if client.audiences.is_empty() {
+            Audience::One(issuer.to_string())
+        } else {
+            let mut all = vec![issuer.to_string()];
+            all.extend(client.audiences.iter().cloned());
+            Audience::Many(all)
+        }
+    }
+    pub fn contains(&self, v: &str) -> bool {
+        match self {
+            Audience::One(a) => a == v,
+            Audience::Many(all) => all.iter().any(|a| a == v),
+        }
+    }
+}
+
 /// Claims of our JWT access tokens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub iss: String,
     pub sub: String,
-    pub aud: String,
+    pub aud: Audience,
     pub exp: i64,
     pub iat: i64,
     pub jti: String,
@@ -110,7 +137,7 @@ pub async fn issue_user_tokens(
     let access = AccessClaims {
         iss: issuer.to_string(),
         sub: account.sub.clone(),
-        aud: issuer.to_string(),
+        aud: Audience::for_client(issuer, client),
         exp: now + access_lifetime,
         iat: now,
         jti: random_handle(),
@@ -176,7 +203,7 @@ pub fn issue_client_token(
     let claims = AccessClaims {
         iss: app.issuer().to_string(),
         sub: client.client_id.clone(),
-        aud: app.issuer().to_string(),
+        aud: Audience::for_client(app.issuer(), client),
         exp: now + lifetime,
         iat: now,
         jti: random_handle(),

@@ -36,6 +36,9 @@ pub async fn verify_access_token(app: &AppState, token: &str) -> Result<AccessCl
     {
         return Err(BearerError::InvalidToken("the token was revoked".into()));
     }
+    if app.store.get(&super::records::revoked_jti_key(&claims.jti)).await?.is_some() {
+        return Err(BearerError::InvalidToken("the token was revoked".into()));
+    }
     Ok(claims)
 }
 

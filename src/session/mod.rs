@@ -75,6 +75,13 @@ impl Sessions {
         self.store
             .set_add(&format!("account-sessions:{}", session.account_id), &session.sid, self.absolute)
             .await?;
+        // Indexes for upstream-initiated logout (by upstream session, else by upstream subject).
+        if let Some(upstream_sid) = &session.upstream_sid {
+            let key = hashed_key(&format!("upstream-session:{}", session.upstream), upstream_sid);
+            self.store.set_add(&key, &session.sid, self.absolute).await?;
+        }
+        let key = hashed_key(&format!("upstream-subject:{}", session.upstream), &session.upstream_subject);
+        self.store.set_add(&key, &session.sid, self.absolute).await?;
         Ok((session, self.cookie(&secret, self.absolute)))
     }
 
@@ -114,6 +121,30 @@ impl Sessions {
     pub async fn by_sid(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
         let Some(key) = self.store.get(&format!("sid:{sid}")).await? else { return Ok(None) };
         self.store.get_json(&String::from_utf8_lossy(&key)).await
+    }
+
+    /// Live sessions created from one upstream session (`sid` of the upstream), or — when the
+    /// upstream names only a subject — from any session of that upstream subject.
+    pub async fn from_upstream(
+        &self,
+        upstream: &str,
+        upstream_sid: Option<&str>,
+        upstream_subject: Option<&str>,
+    ) -> Result<Vec<SsoSession>, StoreError> {
+        let index = match (upstream_sid, upstream_subject) {
+            (Some(sid), _) => hashed_key(&format!("upstream-session:{upstream}"), sid),
+            (None, Some(sub)) => hashed_key(&format!("upstream-subject:{upstream}"), sub),
+            (None, None) => return Ok(Vec::new()),
+        };
+        let mut sessions = Vec::new();
+        for sid in self.store.set_members(&index).await? {
+            if let Some(s) = self.by_sid(&sid).await?
+                && upstream_subject.is_none_or(|sub| s.upstream_subject == sub)
+            {
+                sessions.push(s);
+            }
+        }
+        Ok(sessions)
     }
 
     /// Every live session of an account (oldest first); forgets ids of sessions that expired.

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use memory::MemoryStore;
-pub use redis::{RedisStore, RedisTopology};
+pub use redis::{MasterAuth, RedisStore, RedisTopology};
 
 /// The store could not answer; requests that need it fail with 503.
 #[derive(Debug, thiserror::Error)]

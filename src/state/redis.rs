@@ -20,8 +20,17 @@ pub enum RedisTopology {
     Single(String),
     /// Redis Cluster, given some seed node URLs.
     Cluster(Vec<String>),
-    /// Sentinel addresses and the name of the monitored master.
-    Sentinel { sentinels: Vec<String>, master: String },
+    /// Sentinel addresses, the name of the monitored master, and how to log in to it.
+    Sentinel { sentinels: Vec<String>, master: String, auth: MasterAuth },
+}
+
+/// Credentials and transport for the master that Sentinel names.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MasterAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: i64,
+    pub tls: bool,
 }
 
 enum Conn {
@@ -105,11 +114,23 @@ impl RedisStore {
                         .map_err(unavailable)?;
                     Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
                 }
-                RedisTopology::Sentinel { sentinels, master } => {
+                RedisTopology::Sentinel { sentinels, master, auth } => {
+                    let mut info = redis::RedisConnectionInfo::default().set_db(auth.db);
+                    if let Some(u) = &auth.username {
+                        info = info.set_username(u);
+                    }
+                    if let Some(p) = &auth.password {
+                        info = info.set_password(p);
+                    }
+                    let mut node = redis::sentinel::SentinelNodeConnectionInfo::default()
+                        .set_redis_connection_info(info);
+                    if auth.tls {
+                        node = node.set_tls_mode(redis::TlsMode::Secure);
+                    }
                     let client = SentinelClient::build(
                         sentinels.clone(),
                         master.as_str(),
-                        None,
+                        Some(node),
                         SentinelServerType::Master,
                     )
                     .map_err(unavailable)?;

@@ -20,6 +20,9 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("error.html", include_str!("templates/error.html")),
         ("chooser.html", include_str!("templates/chooser.html")),
         ("form_post.html", include_str!("templates/form_post.html")),
+        ("logout_confirm.html", include_str!("templates/logout_confirm.html")),
+        ("logged_out.html", include_str!("templates/logged_out.html")),
+        ("sessions.html", include_str!("templates/sessions.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             tracing::error!(template = name, error = %e, "built-in template does not parse");

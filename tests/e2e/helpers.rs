@@ -48,7 +48,7 @@ pub struct TestSystem {
     pub clock: Clock,
     pub replicas: Vec<Replica>,
     pub balancer: Option<Balancer>,
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 /// One gateway process (in-process server task).
@@ -244,7 +244,7 @@ impl TestSystem {
             None => None,
         };
         let app = replicas[0].state.clone();
-        TestSystem { gateway, idps, app, clock, replicas, balancer, dir }
+        TestSystem { gateway, idps, app, clock, replicas, balancer, _dir: dir }
     }
 
     /// Sends new connections through the balancer to replica `i`.
@@ -577,4 +577,78 @@ pub fn jwt_payload(jwt: &str) -> Value {
     use base64::Engine;
     let part = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// A Back-Channel Logout receiver of a test RP: records every logout token it is sent.
+pub struct Receiver {
+    pub url: String,
+    pub tokens: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    /// Starts a receiver that answers after `delay`.
+    pub async fn start(delay: std::time::Duration) -> Receiver {
+        use axum::routing::post;
+        let tokens = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let t = tokens.clone();
+        let app = axum::Router::new().route(
+            "/backchannel",
+            post(move |axum::extract::Form(form): axum::extract::Form<HashMap<String, String>>| {
+                let t = t.clone();
+                async move {
+                    tokio::time::sleep(delay).await;
+                    if let Some(token) = form.get("logout_token") {
+                        t.lock().unwrap().push(token.clone());
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { url, tokens, task }
+    }
+
+    /// Waits up to `within` for a token to arrive.
+    pub async fn wait_for_token(&self, within: std::time::Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(t) = self.tokens.lock().unwrap().first().cloned() {
+                return Some(t);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Verifies a token the gateway signed against its published JWKS.
+pub async fn verify_with_jwks(sys: &TestSystem, token: &str, audience: &str) -> Value {
+    let jwks: jsonwebtoken::jwk::JwkSet = reqwest::get(sys.url("/jwks")).await.unwrap().json().await.unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("kid published in /jwks");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[sys.gateway.as_str()]);
+    jsonwebtoken::decode::<Value>(token, &key, &validation).unwrap().claims
+}
+
+/// Logs in through the SSO session at another client (no prompt) and returns its tokens.
+pub async fn sso_login(browser: &Browser, rp: &Rp, redirect: &str) -> Tokens {
+    let req = rp.authorize(&[("prompt", "none")]);
+    let cb = browser.navigate(&req.url, redirect).await.callback();
+    rp.exchange(&req, &param(&cb, "code").expect("code")).await.unwrap()
 }

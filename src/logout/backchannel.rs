@@ -1,0 +1,139 @@
+//! OpenID Connect Back-Channel Logout 1.0 toward RPs: a signed logout token POSTed to each
+//! RP's `backchannel_logout_uri`, in the background, in parallel, with bounded timeouts and
+//! retries. A slow or dead RP delays neither the user nor the other RPs; failures are logged
+//! and kept for administrators (`sso-gateway sessions logout-failures`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use crate::app::AppState;
+use crate::broker::BACKCHANNEL_EVENT;
+use crate::provider::clients::Client;
+use crate::session::SsoSession;
+use crate::state::random_handle;
+
+/// Per-attempt bound on a delivery.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Attempts per RP (first try + retries).
+const ATTEMPTS: u32 = 3;
+/// How long failure records are kept for administrators.
+const FAILURE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const FAILURES_KEY: &str = "logout-failures";
+
+/// A delivery that failed after every retry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailedDelivery {
+    pub client_id: String,
+    pub uri: String,
+    pub sid: String,
+    pub at: i64,
+    pub error: String,
+}
+
+#[derive(Serialize)]
+struct LogoutToken<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
+    jti: String,
+    sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
+    events: serde_json::Value,
+}
+
+/// Starts deliveries to every client with a back-channel receiver and returns at once with
+/// their handles (a request handler drops them; an admin command may wait for them).
+pub async fn notify(app: &AppState, session: &SsoSession, clients: &[Arc<Client>]) -> Vec<JoinHandle<()>> {
+    let receivers: Vec<_> = clients.iter().filter(|c| c.backchannel_logout_uri.is_some()).cloned().collect();
+    if receivers.is_empty() {
+        return Vec::new();
+    }
+    let sub = match app.accounts.find_by_id(&session.account_id).await {
+        Ok(Some(account)) => account.sub,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the account for back-channel logout");
+            return Vec::new();
+        }
+    };
+    receivers
+        .into_iter()
+        .map(|client| {
+            let app = app.clone();
+            let session = session.clone();
+            let sub = sub.clone();
+            tokio::spawn(async move { deliver(&app, &session, &sub, &client).await })
+        })
+        .collect()
+}
+
+async fn deliver(app: &AppState, session: &SsoSession, sub: &str, client: &Client) {
+    let Some(uri) = client.backchannel_logout_uri.as_deref() else { return };
+    let now = app.clock.now();
+    let claims = LogoutToken {
+        iss: app.issuer(),
+        aud: &client.client_id,
+        iat: now,
+        exp: now + 120,
+        jti: random_handle(),
+        sub,
+        sid: Some(session.sid.as_str()),
+        events: json!({ BACKCHANNEL_EVENT: {} }),
+    };
+    let token = match app.keys.sign(client.alg, "logout+jwt", &claims) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sign a logout token");
+            return;
+        }
+    };
+    let mut last_error = String::new();
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt - 1))).await;
+        }
+        let send =
+            app.http.post(uri).form(&[("logout_token", token.as_str())]).timeout(ATTEMPT_TIMEOUT).send();
+        match send.await {
+            Ok(res) if res.status().is_success() => {
+                tracing::info!(client = %client.client_id, "back-channel logout delivered");
+                return;
+            }
+            Ok(res) => last_error = format!("HTTP {}", res.status()),
+            Err(e) if e.is_timeout() => last_error = format!("no answer within {ATTEMPT_TIMEOUT:?}"),
+            Err(e) => last_error = format!("{e}"),
+        }
+    }
+    tracing::warn!(client = %client.client_id, error = %last_error, "back-channel logout failed after retries");
+    let failure = FailedDelivery {
+        client_id: client.client_id.clone(),
+        uri: uri.to_string(),
+        sid: session.sid.clone(),
+        at: app.clock.now(),
+        error: last_error,
+    };
+    if let Ok(line) = serde_json::to_string(&failure)
+        && let Err(e) = app.store.set_add(FAILURES_KEY, &line, FAILURE_RETENTION).await
+    {
+        tracing::error!(error = %e, "cannot record a failed back-channel logout");
+    }
+}
+
+/// Failed deliveries kept for administrators, newest first.
+pub async fn failures(app: &AppState) -> Result<Vec<FailedDelivery>, crate::state::StoreError> {
+    let mut all: Vec<FailedDelivery> = app
+        .store
+        .set_members(FAILURES_KEY)
+        .await?
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    all.sort_by_key(|f| std::cmp::Reverse(f.at));
+    Ok(all)
+}

@@ -1,0 +1,107 @@
+//! Logout that reaches everywhere: ending an SSO session revokes the refresh tokens issued in
+//! it (unless `offline_access` was granted), notifies every RP that received tokens
+//! (Back-Channel Logout by signed logout token, Front-Channel Logout by iframes), and ends the
+//! upstream session where the upstream supports it. Also the person's own session list.
+//!
+//! Owns: the logout sequence and its pages. Must not: parse upstream protocols (the broker
+//! verifies upstream logout tokens) or mint RP tokens other than logout tokens.
+
+mod backchannel;
+mod rp_initiated;
+mod self_service;
+mod upstream;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use backchannel::{FailedDelivery, failures};
+
+use crate::app::AppState;
+use crate::provider::clients::Client;
+use crate::provider::records::grant_revoked_key;
+use crate::session::SsoSession;
+use crate::state::StoreError;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/logout", get(rp_initiated::get).post(rp_initiated::post))
+        .route("/upstream/{id}/logged-out", get(upstream::returned))
+        .route("/upstream/{id}/backchannel-logout", post(upstream::backchannel))
+        .route("/sessions", get(self_service::list))
+        .route("/sessions/end", post(self_service::end))
+}
+
+/// Index of grants (token families) issued in a session that end with it.
+pub fn session_grants_key(sid: &str) -> String {
+    format!("session-grants:{sid}")
+}
+
+/// Why a logout could not be completed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Accounts(#[from] crate::accounts::AccountError),
+    #[error("no account with sub {0}")]
+    UnknownAccount(String),
+}
+
+/// What ending a session set in motion.
+pub struct Ended {
+    /// Clients that had tokens in the session (for the front-channel iframes).
+    pub clients: Vec<Arc<Client>>,
+    /// Back-channel deliveries running in the background.
+    pub deliveries: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Ends one SSO session everywhere. Back-channel deliveries run in the background.
+pub async fn end_session(app: &AppState, session: &SsoSession, reason: &str) -> Result<Ended, StoreError> {
+    let client_ids = app.sessions.clients(&session.sid).await?;
+    let grants = app.store.set_members(&session_grants_key(&session.sid)).await?;
+    app.sessions.end(session).await?;
+    let revoke_for = app.settings.lifetimes.refresh_token.max(app.settings.lifetimes.access_token);
+    for grant in &grants {
+        app.store.put(&grant_revoked_key(grant), Vec::new(), revoke_for).await?;
+    }
+    app.store.delete(&session_grants_key(&session.sid)).await?;
+    let clients: Vec<Arc<Client>> = client_ids.iter().filter_map(|id| app.clients.get(id)).collect();
+    tracing::info!(sid = %session.sid, reason, clients = clients.len(), grants = grants.len(), "session ended");
+    let deliveries = backchannel::notify(app, session, &clients).await;
+    Ok(Ended { clients, deliveries })
+}
+
+/// Ends every session of the account with this `sub` (an admin action, e.g. an official
+/// who left) and waits for the back-channel deliveries. Returns how many sessions ended.
+pub async fn revoke_account_sessions(app: &AppState, sub: &str, actor: &str) -> Result<usize, LogoutError> {
+    let account =
+        app.accounts.find_by_sub(sub).await?.ok_or_else(|| LogoutError::UnknownAccount(sub.to_string()))?;
+    let sessions = app.sessions.list_for_account(&account.id).await?;
+    let mut deliveries = Vec::new();
+    for s in &sessions {
+        deliveries.extend(end_session(app, s, &format!("revoked by {actor}")).await?.deliveries);
+    }
+    tracing::warn!(actor, sessions = sessions.len(), "account sessions revoked by an administrator");
+    for d in deliveries {
+        // A failed delivery is recorded by the task itself.
+        let _ = d.await;
+    }
+    Ok(sessions.len())
+}
+
+/// Ends every gateway session created from an upstream session (upstream-initiated logout:
+/// OIDC back-channel logout, CAS single logout). Returns how many ended.
+pub async fn end_upstream_sessions(
+    app: &AppState,
+    upstream: &str,
+    upstream_sid: Option<&str>,
+    upstream_subject: Option<&str>,
+) -> Result<usize, StoreError> {
+    let sessions = app.sessions.from_upstream(upstream, upstream_sid, upstream_subject).await?;
+    for s in &sessions {
+        end_session(app, s, &format!("logged out at upstream {upstream}")).await?;
+    }
+    Ok(sessions.len())
+}

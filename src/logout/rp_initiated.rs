@@ -1,0 +1,210 @@
+//! OpenID Connect RP-Initiated Logout 1.0 at the discovery document's `end_session_endpoint`
+//! (`/logout`), with Front-Channel Logout iframes on the logged-out page and a hop through
+//! the upstream's own logout where it has one.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::app::AppState;
+use crate::provider::clients::Client;
+use crate::session::SsoSession;
+use crate::state::{hashed_key, random_handle};
+use crate::web::{self, ErrorPage, Lang};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LogoutParams {
+    id_token_hint: Option<String>,
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+    ui_locales: Option<String>,
+    /// Confirmation form fields.
+    csrf: Option<String>,
+    confirm: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HintClaims {
+    aud: Audience,
+    sid: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn first(&self) -> Option<&str> {
+        match self {
+            Audience::One(a) => Some(a),
+            Audience::Many(all) => all.first().map(String::as_str),
+        }
+    }
+}
+
+/// Where the browser goes once everything is logged out, kept across the upstream hop.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Continuation {
+    pub target: Option<String>,
+    pub state: Option<String>,
+    pub frontchannel: Vec<String>,
+    pub lang: Lang,
+}
+
+pub async fn get(State(app): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let params = serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
+    logout(app, headers, params, false).await
+}
+
+pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let params = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    logout(app, headers, params, true).await
+}
+
+async fn logout(app: AppState, headers: HeaderMap, p: LogoutParams, is_post: bool) -> Response {
+    let lang = Lang::from_ui_locales(p.ui_locales.as_deref());
+    let hint: Option<HintClaims> =
+        p.id_token_hint.as_deref().and_then(|t| match app.keys.verify_ignoring_expiry(t, app.issuer()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::info!(error = %e, "id_token_hint at logout is not valid; asking the user");
+                None
+            }
+        });
+    let hinted_client = hint.as_ref().and_then(|h| h.aud.first()).map(str::to_string);
+    if let (Some(a), Some(b)) = (&hinted_client, &p.client_id)
+        && a != b
+    {
+        return ErrorPage::new(
+            StatusCode::BAD_REQUEST,
+            "Yêu cầu đăng xuất không hợp lệ",
+            "Invalid logout request",
+        )
+        .detail("client_id không khớp với id_token_hint.", "client_id does not match the id_token_hint.")
+        .into_response();
+    }
+    let client = hinted_client.or(p.client_id.clone()).and_then(|id| app.clients.get(&id));
+    // Only an exact match with a registered URI is ever redirected to.
+    let target = p
+        .post_logout_redirect_uri
+        .clone()
+        .filter(|u| client.as_ref().is_some_and(|c| c.post_logout_redirect_uris.iter().any(|r| r == u)));
+    if p.post_logout_redirect_uri.is_some() && target.is_none() {
+        tracing::info!("post_logout_redirect_uri not registered for the client; not redirecting");
+    }
+    let session = match app.sessions.current(&headers).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "state store failure at logout");
+            return ErrorPage::unavailable().into_response();
+        }
+    };
+    let Some(session) = session else {
+        let cont = Continuation { target, state: p.state, frontchannel: Vec::new(), lang };
+        return with_cleared_cookie(&app, finish(&app, cont));
+    };
+    let hint_matches = hint.as_ref().and_then(|h| h.sid.as_deref()) == Some(session.sid.as_str());
+    let confirmed = is_post
+        && p.confirm.as_deref() == Some("yes")
+        && p.csrf.as_deref().is_some_and(|c| bool::from(c.as_bytes().ct_eq(session.csrf.as_bytes())));
+    if !hint_matches && !confirmed {
+        return confirm_page(&session, &p, client.as_deref(), lang);
+    }
+    let clients = match super::end_session(&app, &session, "RP-initiated logout").await {
+        Ok(ended) => ended.clients,
+        Err(e) => {
+            tracing::error!(error = %e, "state store failure ending a session");
+            return ErrorPage::unavailable().into_response();
+        }
+    };
+    let cont = Continuation {
+        target,
+        state: p.state,
+        frontchannel: frontchannel_urls(&app, &session, &clients),
+        lang,
+    };
+    // End the upstream session too, where the upstream supports RP-initiated logout.
+    let handle = random_handle();
+    let back = format!("{}/upstream/{}/logged-out", app.issuer(), session.upstream);
+    if let Some(url) = app.broker.logout_url(&session.upstream, &back, &handle).await {
+        let key = hashed_key("logout-continue", &handle);
+        if app.store.put_json(&key, &cont, app.settings.lifetimes.login_attempt).await.is_ok() {
+            return with_cleared_cookie(&app, Redirect::to(&url).into_response());
+        }
+    }
+    with_cleared_cookie(&app, finish(&app, cont))
+}
+
+fn frontchannel_urls(app: &AppState, session: &SsoSession, clients: &[Arc<Client>]) -> Vec<String> {
+    clients
+        .iter()
+        .filter_map(|c| {
+            let uri = c.frontchannel_logout_uri.as_ref()?;
+            let mut url = url::Url::parse(uri).ok()?;
+            if c.frontchannel_logout_session_required {
+                url.query_pairs_mut().append_pair("iss", app.issuer()).append_pair("sid", &session.sid);
+            }
+            Some(url.to_string())
+        })
+        .collect()
+}
+
+fn with_cleared_cookie(app: &AppState, mut res: Response) -> Response {
+    res.headers_mut().append(header::SET_COOKIE, app.sessions.clear_cookie());
+    res
+}
+
+fn confirm_page(session: &SsoSession, p: &LogoutParams, client: Option<&Client>, lang: Lang) -> Response {
+    let html = web::render(
+        "logout_confirm.html",
+        json!({
+            "lang": lang.code(),
+            "csrf": session.csrf,
+            "client_id": client.map(|c| c.client_id.clone()),
+            "client_name": client.map(|c| c.name.clone()),
+            "post_logout_redirect_uri": p.post_logout_redirect_uri,
+            "state": p.state,
+            "ui_locales": p.ui_locales,
+        }),
+    );
+    web::html_response(StatusCode::OK, html, web::CSP_PAGE)
+}
+
+/// The end of every logout: straight back to the RP, or the logged-out page with the
+/// front-channel iframes (then on to the RP).
+pub fn finish(_app: &AppState, cont: Continuation) -> Response {
+    let target = cont.target.as_ref().and_then(|t| {
+        let mut url = url::Url::parse(t).ok()?;
+        if let Some(state) = &cont.state {
+            url.query_pairs_mut().append_pair("state", state);
+        }
+        Some(url.to_string())
+    });
+    if cont.frontchannel.is_empty()
+        && let Some(target) = &target
+    {
+        return Redirect::to(target).into_response();
+    }
+    let nonce = random_handle();
+    let html = web::render(
+        "logged_out.html",
+        json!({ "lang": cont.lang.code(), "iframes": cont.frontchannel, "target": target, "nonce": nonce }),
+    );
+    let mut res = web::html_response(StatusCode::OK, html, web::CSP_PAGE);
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; frame-src http: https:; script-src 'nonce-{nonce}'; frame-ancestors 'none'; base-uri 'none'"
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    res
+}

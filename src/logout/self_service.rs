@@ -1,0 +1,100 @@
+//! "My sessions": a person sees where they are logged in and ends any of those sessions.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::app::AppState;
+use crate::web::{self, ErrorPage};
+
+fn not_logged_in() -> Response {
+    ErrorPage::new(StatusCode::UNAUTHORIZED, "Bạn chưa đăng nhập", "You are not logged in")
+        .detail(
+            "Không có phiên đăng nhập nào trên trình duyệt này.",
+            "There is no login session in this browser.",
+        )
+        .into_response()
+}
+
+pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let current = match app.sessions.current(&headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return not_logged_in(),
+        Err(_) => return ErrorPage::unavailable().into_response(),
+    };
+    let sessions = match app.sessions.list_for_account(&current.account_id).await {
+        Ok(s) => s,
+        Err(_) => return ErrorPage::unavailable().into_response(),
+    };
+    let mut rows = Vec::new();
+    for s in sessions {
+        let clients = app.sessions.clients(&s.sid).await.unwrap_or_default();
+        let names: Vec<String> = clients
+            .iter()
+            .map(|c| app.clients.get(c).map(|c| c.name.clone()).unwrap_or_else(|| c.clone()))
+            .collect();
+        let started = time::OffsetDateTime::from_unix_timestamp(s.auth_time)
+            .map(|t| t.to_offset(time::macros::offset!(+7)))
+            .ok()
+            .and_then(|t| {
+                t.format(time::macros::format_description!("[day]/[month]/[year] [hour]:[minute]")).ok()
+            })
+            .unwrap_or_default();
+        rows.push(json!({
+            "sid": s.sid,
+            "current": s.sid == current.sid,
+            "upstream": app.broker.display_name(&s.upstream),
+            "started": started,
+            "clients": names,
+        }));
+    }
+    let html = web::render("sessions.html", json!({ "sessions": rows, "csrf": current.csrf }));
+    web::html_response(StatusCode::OK, html, web::CSP_PAGE)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EndForm {
+    sid: String,
+    csrf: String,
+}
+
+pub async fn end(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Form(form): axum::extract::Form<EndForm>,
+) -> Response {
+    let current = match app.sessions.current(&headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return not_logged_in(),
+        Err(_) => return ErrorPage::unavailable().into_response(),
+    };
+    if !bool::from(form.csrf.as_bytes().ct_eq(current.csrf.as_bytes())) {
+        return ErrorPage::new(StatusCode::FORBIDDEN, "Yêu cầu không hợp lệ", "Invalid request")
+            .detail(
+                "Biểu mẫu đã hết hạn. Vui lòng tải lại trang.",
+                "The form has expired. Please reload the page.",
+            )
+            .into_response();
+    }
+    let targets = match app.sessions.list_for_account(&current.account_id).await {
+        Ok(all) => all.into_iter().filter(|s| form.sid == "all" || s.sid == form.sid).collect::<Vec<_>>(),
+        Err(_) => return ErrorPage::unavailable().into_response(),
+    };
+    let mut ended_current = false;
+    for s in &targets {
+        if let Err(e) = super::end_session(&app, s, "ended by the account holder").await {
+            tracing::error!(error = %e, "state store failure ending a session");
+            return ErrorPage::unavailable().into_response();
+        }
+        ended_current |= s.sid == current.sid;
+    }
+    if ended_current {
+        let mut res = super::rp_initiated::finish(&app, Default::default());
+        res.headers_mut().append(header::SET_COOKIE, app.sessions.clear_cookie());
+        return res;
+    }
+    Redirect::to("/sessions").into_response()
+}

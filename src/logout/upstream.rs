@@ -1,0 +1,83 @@
+//! Logout coming from an upstream: the return from its RP-initiated logout, and its
+//! Back-Channel Logout tokens at `/upstream/{id}/backchannel-logout`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::rp_initiated::{Continuation, finish};
+use crate::app::AppState;
+use crate::state::hashed_key;
+
+#[derive(Debug, Deserialize)]
+pub struct Returned {
+    state: Option<String>,
+}
+
+/// The upstream ended its session and sent the browser back: continue to the RP.
+pub async fn returned(
+    State(app): State<AppState>,
+    Path(_id): Path<String>,
+    Query(q): Query<Returned>,
+) -> Response {
+    let cont = match q.state.as_deref().filter(|s| s.len() <= 128) {
+        Some(state) => {
+            app.store.take_json::<Continuation>(&hashed_key("logout-continue", state)).await.ok().flatten()
+        }
+        None => None,
+    };
+    finish(&app, cont.unwrap_or_default())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BackchannelForm {
+    logout_token: Option<String>,
+}
+
+fn error(status: StatusCode, description: &str) -> Response {
+    let mut res = (status, Json(json!({ "error": "invalid_request", "error_description": description })))
+        .into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// An upstream says one of its sessions ended: end every gateway session made from it, with
+/// the same propagation to RPs as any other logout.
+pub async fn backchannel(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Form(form): axum::extract::Form<BackchannelForm>,
+) -> Response {
+    let Some(token) = form.logout_token.filter(|t| !t.is_empty() && t.len() <= 16 * 1024) else {
+        return error(StatusCode::BAD_REQUEST, "logout_token is required");
+    };
+    if !app.broker.has_upstream(&id) {
+        return error(StatusCode::NOT_FOUND, "unknown upstream");
+    }
+    let logout = match app.broker.verify_logout_token(&id, &token, app.clock.now()).await {
+        Ok(l) => l,
+        Err(crate::broker::BrokerError::Store(e)) => {
+            tracing::error!(error = %e, "state store failure at upstream logout");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
+        }
+        Err(e) => {
+            tracing::warn!(upstream = %id, error = %e, "upstream logout token rejected");
+            return error(StatusCode::BAD_REQUEST, "invalid logout token");
+        }
+    };
+    match super::end_upstream_sessions(&app, &id, logout.sid.as_deref(), logout.sub.as_deref()).await {
+        Ok(n) => {
+            tracing::info!(upstream = %id, sessions = n, "upstream back-channel logout");
+            let mut res = StatusCode::OK.into_response();
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "state store failure at upstream logout");
+            error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Client authentication at `/token`, `/introspect` and `/revoke`: secrets (basic / post),
+//! `none` for public clients, and `private_key_jwt` (RFC 7523) with replay protection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use jsonwebtoken::jwk::JwkSet;
+use serde::Deserialize;
+
+use super::clients::Client;
+use super::error::TokenError;
+use crate::app::AppState;
+use crate::config::ClientAuthMethod;
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+#[derive(Debug, Deserialize)]
+struct Assertion {
+    iss: String,
+    sub: String,
+    #[serde(default)]
+    aud: Audience,
+    exp: i64,
+    jti: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+    #[default]
+    None,
+}
+
+impl Audience {
+    fn contains(&self, v: &str) -> bool {
+        match self {
+            Audience::One(a) => a == v,
+            Audience::Many(all) => all.iter().any(|a| a == v),
+            Audience::None => false,
+        }
+    }
+}
+
+/// Authenticates the client of a request to one of the back-channel endpoints.
+pub async fn authenticate(
+    app: &AppState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Arc<Client>, TokenError> {
+    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    match (get("client_assertion_type"), get("client_assertion")) {
+        (None, None) => app.clients.authenticate_secret(headers, get("client_id"), get("client_secret")),
+        (Some(JWT_BEARER), Some(assertion)) => {
+            if headers.contains_key(axum::http::header::AUTHORIZATION) || get("client_secret").is_some() {
+                return Err(TokenError::InvalidRequest(
+                    "use one client authentication method, not two".into(),
+                ));
+            }
+            private_key_jwt(app, assertion, get("client_id")).await
+        }
+        (Some(_), Some(_)) => Err(TokenError::InvalidClient { basic: false }),
+        _ => Err(TokenError::InvalidRequest("client_assertion and client_assertion_type go together".into())),
+    }
+}
+
+async fn private_key_jwt(
+    app: &AppState,
+    assertion: &str,
+    client_id: Option<&str>,
+) -> Result<Arc<Client>, TokenError> {
+    let fail = || TokenError::InvalidClient { basic: false };
+    // The issuer names the client; nothing from this unverified read is trusted beyond
+    // choosing which client's keys to verify with.
+    let unverified = jsonwebtoken::dangerous::insecure_decode::<Assertion>(assertion).map_err(|_| fail())?;
+    let id = client_id.unwrap_or(&unverified.claims.iss);
+    let client = app.clients.get(id).ok_or_else(fail)?;
+    if client.auth_method != ClientAuthMethod::PrivateKeyJwt {
+        return Err(fail());
+    }
+    let header = jsonwebtoken::decode_header(assertion).map_err(|_| fail())?;
+    if !matches!(
+        header.alg,
+        jsonwebtoken::Algorithm::RS256
+            | jsonwebtoken::Algorithm::PS256
+            | jsonwebtoken::Algorithm::ES256
+            | jsonwebtoken::Algorithm::EdDSA
+    ) {
+        return Err(fail());
+    }
+    let keys = client_keys(app, &client).await?;
+    let candidates: Vec<_> = keys
+        .keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+        .filter_map(|k| jsonwebtoken::DecodingKey::from_jwk(k).ok())
+        .collect();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.validate_aud = false;
+    validation.leeway = 30;
+    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    let claims = candidates
+        .iter()
+        .find_map(|key| jsonwebtoken::decode::<Assertion>(assertion, key, &validation).ok())
+        .ok_or_else(fail)?
+        .claims;
+    let token_endpoint = format!("{}/token", app.issuer());
+    if claims.iss != client.client_id || claims.sub != client.client_id {
+        return Err(fail());
+    }
+    if !(claims.aud.contains(&token_endpoint) || claims.aud.contains(app.issuer())) {
+        return Err(fail());
+    }
+    let now = app.clock.now();
+    if claims.exp - now > 600 {
+        return Err(TokenError::InvalidClient { basic: false });
+    }
+    // Each assertion is single-use until it expires.
+    let ttl = Duration::from_secs((claims.exp - now).max(1) as u64 + 60);
+    let fresh =
+        app.store.put_new(&format!("jti:{}:{}", client.client_id, claims.jti), Vec::new(), ttl).await?;
+    if !fresh {
+        tracing::warn!(client = %client.client_id, "replayed client assertion");
+        return Err(fail());
+    }
+    Ok(client)
+}
+
+/// The client's registered keys: inline, or fetched from `jwks_uri` and cached briefly.
+async fn client_keys(app: &AppState, client: &Client) -> Result<JwkSet, TokenError> {
+    if let Some(keys) = &client.jwks {
+        return Ok(keys.clone());
+    }
+    let Some(uri) = &client.jwks_uri else { return Err(TokenError::InvalidClient { basic: false }) };
+    let cache_key = format!("client-jwks:{}", client.client_id);
+    if let Some(cached) = app.store.get(&cache_key).await?
+        && let Ok(keys) = serde_json::from_slice::<JwkSet>(&cached)
+    {
+        return Ok(keys);
+    }
+    let fetch = async {
+        let res = app.http.get(uri).send().await.ok()?;
+        if !res.status().is_success() {
+            return None;
+        }
+        let bytes = res.bytes().await.ok()?;
+        if bytes.len() > 64 * 1024 {
+            return None;
+        }
+        serde_json::from_slice::<JwkSet>(&bytes).ok().map(|k| (k, bytes))
+    };
+    let (keys, bytes) = tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .ok()
+        .flatten()
+        .ok_or(TokenError::InvalidClient { basic: false })?;
+    app.store.put(&cache_key, bytes.to_vec(), Duration::from_secs(300)).await?;
+    Ok(keys)
+}

@@ -1,0 +1,152 @@
+//! Token introspection (RFC 7662) and revocation (RFC 7009). Both authenticate the client;
+//! a client sees and revokes only its own tokens, or — for resource servers named in a
+//! client's `audiences` — access tokens meant for it.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::client_auth::authenticate;
+use super::clients::Client;
+use super::error::TokenError;
+use super::records::{RefreshRecord, grant_revoked_key, refresh_key, revoked_jti_key};
+use super::token::form;
+use super::tokens::AccessClaims;
+use crate::app::AppState;
+
+fn no_store(mut res: Response) -> Response {
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+pub async fn introspect(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match introspect_inner(&app, &headers, &body).await {
+        Ok(v) => no_store(Json(v).into_response()),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn introspect_inner(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, TokenError> {
+    let params = form(headers, body)?;
+    let client = authenticate(app, headers, &params).await?;
+    let token = params
+        .get("token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| TokenError::InvalidRequest("token is required".into()))?;
+    let inactive = json!({ "active": false });
+    if let Some(claims) = live_access_token(app, token).await? {
+        if claims.client_id != client.client_id && !claims.aud.contains(&client.client_id) {
+            return Ok(inactive);
+        }
+        return Ok(json!({
+            "active": true,
+            "token_type": "Bearer",
+            "scope": claims.scope,
+            "client_id": claims.client_id,
+            "sub": claims.sub,
+            "iss": claims.iss,
+            "aud": claims.aud,
+            "exp": claims.exp,
+            "iat": claims.iat,
+            "jti": claims.jti,
+            "sid": claims.sid,
+            "auth_time": claims.auth_time,
+            "acr": claims.acr,
+        }));
+    }
+    if let Some(record) = app.store.get_json::<RefreshRecord>(&refresh_key(token)).await? {
+        let grant = &record.grant;
+        if grant.client_id != client.client_id
+            || app.store.get(&grant_revoked_key(&grant.grant_id)).await?.is_some()
+        {
+            return Ok(inactive);
+        }
+        let sub = app.accounts.find_by_id(&grant.account_id).await?.map(|a| a.sub);
+        return Ok(json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "scope": grant.scopes.join(" "),
+            "client_id": grant.client_id,
+            "sub": sub,
+            "iss": app.issuer(),
+            "exp": record.family_expires_at,
+            "sid": grant.sid,
+        }));
+    }
+    Ok(inactive)
+}
+
+/// One of our access tokens that verifies and was not revoked.
+async fn live_access_token(app: &AppState, token: &str) -> Result<Option<AccessClaims>, TokenError> {
+    if token.len() > 8192 || token.split('.').count() != 3 {
+        return Ok(None);
+    }
+    let Ok(claims) = app.keys.verify::<AccessClaims>(token, app.issuer(), None, Some("at+jwt")) else {
+        return Ok(None);
+    };
+    if let Some(gid) = &claims.gid
+        && app.store.get(&grant_revoked_key(gid)).await?.is_some()
+    {
+        return Ok(None);
+    }
+    if app.store.get(&revoked_jti_key(&claims.jti)).await?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(claims))
+}
+
+pub async fn revoke(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    match revoke_inner(&app, &headers, &body).await {
+        Ok(()) => no_store(axum::http::StatusCode::OK.into_response()),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn revoke_inner(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), TokenError> {
+    let params = form(headers, body)?;
+    let client = authenticate(app, headers, &params).await?;
+    let token = params
+        .get("token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| TokenError::InvalidRequest("token is required".into()))?;
+    match params.get("token_type_hint").map(String::as_str) {
+        None | Some("access_token") | Some("refresh_token") => {}
+        Some(_) => {} // RFC 7009 §2.1: an unknown hint is ignored and the token searched anyway.
+    }
+    if revoke_refresh(app, &client, token).await? {
+        return Ok(());
+    }
+    if let Some(claims) = live_access_token(app, token).await? {
+        if claims.client_id != client.client_id {
+            return Err(TokenError::UnauthorizedClient("the token was issued to another client".into()));
+        }
+        let ttl = Duration::from_secs((claims.exp - app.clock.now()).max(1) as u64 + 60);
+        app.store.put(&revoked_jti_key(&claims.jti), Vec::new(), ttl).await?;
+        tracing::info!(client = %client.client_id, "access token revoked");
+    }
+    // Unknown, expired or already revoked tokens: nothing to do (RFC 7009 §2.2).
+    Ok(())
+}
+
+/// Revokes a refresh token and its whole family; false if `token` is not a live refresh token.
+async fn revoke_refresh(app: &AppState, client: &Client, token: &str) -> Result<bool, TokenError> {
+    let Some(record) = app.store.get_json::<RefreshRecord>(&refresh_key(token)).await? else {
+        return Ok(false);
+    };
+    if record.grant.client_id != client.client_id {
+        return Err(TokenError::UnauthorizedClient("the token was issued to another client".into()));
+    }
+    app.store.delete(&refresh_key(token)).await?;
+    let ttl = app.settings.lifetimes.offline_refresh_token.max(app.settings.lifetimes.refresh_token);
+    app.store.put(&grant_revoked_key(&record.grant.grant_id), Vec::new(), ttl).await?;
+    tracing::info!(client = %client.client_id, "refresh token family revoked");
+    Ok(true)
+}
