@@ -23,7 +23,7 @@ use sso_gateway::app::AppState;
 use sso_gateway::clock::Clock;
 use sso_gateway::config::Settings;
 use sso_gateway::keys::SigningAlg;
-use sso_gateway::provider::tokens::{AccessClaims, issue_client_token};
+use sso_gateway::provider::tokens::{AccessClaims, Audience, issue_client_token};
 
 enum Raw {
     Rsa(RsaKeyPair),
@@ -98,7 +98,7 @@ fn run() -> Result<()> {
         let claims = AccessClaims {
             iss: app.issuer().to_string(),
             sub: "0190f5a2-7c1e-7a39-9a7e-6f1c2b3d4e5f".into(),
-            aud: app.issuer().to_string(),
+            aud: Audience::One(app.issuer().to_string()),
             exp: 1_900_000_000,
             iat: 1_899_999_700,
             jti: "q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c".into(),

@@ -78,7 +78,7 @@ impl Kind {
     /// What one counted operation is.
     pub fn unit(self) -> &'static str {
         match self {
-            Kind::FullLogin => "login: 7 HTTP exchanges incl. /token",
+            Kind::FullLogin => "login: 7 HTTP exchanges (8 via the chooser) incl. /token",
             Kind::SsoLogin => "login: /authorize + /token",
             _ => "request",
         }
