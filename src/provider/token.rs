@@ -30,6 +30,7 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::b
         }
         Err(e) => {
             tracing::info!(error = e.code(), detail = %e, "token request refused");
+            metrics::counter!("sso_token_errors_total", "error" => e.code()).increment(1);
             e.into_response()
         }
     }
