@@ -136,6 +136,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::logout::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        // Runs after routing, so requests are counted by their matched route.
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .fallback(not_found)
         .with_state(state)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -181,10 +183,20 @@ async fn not_found() -> Response {
         .into_response()
 }
 
+/// The management surface: metrics and probes, on its own (internal) listener.
+fn management_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(crate::metrics::render))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
 /// A gateway bound to its listener, ready to serve.
 pub struct Application {
     addr: SocketAddr,
     listener: TcpListener,
+    management: Option<TcpListener>,
     router: Router,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     state: AppState,
@@ -217,13 +229,25 @@ impl Application {
             }
             None => None,
         };
+        let management = match settings.management.listen {
+            Some(addr) => {
+                crate::metrics::handle();
+                Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?)
+            }
+            None => None,
+        };
         let state = AppState::build(settings, clock).await?;
         let addr = listener.local_addr().map_err(StartError::Serve)?;
-        Ok(Application { addr, listener, router: router(state.clone()), tls, state })
+        Ok(Application { addr, listener, management, router: router(state.clone()), tls, state })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Address of the management listener, if configured.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -235,6 +259,25 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        // One shutdown signal for both listeners.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        if let Some(listener) = self.management {
+            let router = management_router(self.state.clone());
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+                    tracing::error!(error = %e, "management listener failed");
+                }
+            });
+        }
+        let shutdown = stopped(stop_rx);
         let service = self.router.into_make_service();
         match self.tls {
             None => axum::serve(self.listener, service)

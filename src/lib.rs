@@ -17,6 +17,7 @@ pub mod keys;
 pub mod legacy_idp;
 pub mod login;
 pub mod logout;
+pub mod metrics;
 pub mod provider;
 pub mod session;
 pub mod state;

@@ -44,6 +44,18 @@ pub struct Settings {
     pub clients: Vec<ClientSettings>,
     #[serde(default)]
     pub outbound: OutboundSettings,
+    #[serde(default)]
+    pub management: ManagementSettings,
+}
+
+/// The management listener: `/metrics` (Prometheus), `/healthz`, `/readyz`. Keep it on an
+/// internal address.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementSettings {
+    /// e.g. "127.0.0.1:9090" or "0.0.0.0:9090" inside a pod; unset = no management listener.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 /// Outbound HTTPS (upstreams, RP back-channel logout, client key sets).

@@ -31,6 +31,10 @@ async fn callback(
         Ok(v) => v,
         Err((e, retry)) => {
             tracing::warn!(upstream = %upstream, error = %e, "upstream login failed");
+            if app.broker.has_upstream(&upstream) {
+                metrics::counter!("sso_upstream_login_failures_total", "upstream" => upstream.clone())
+                    .increment(1);
+            }
             return e.page(retry).into_response();
         }
     };
@@ -105,6 +109,7 @@ async fn callback(
         }
     };
     tracing::info!(upstream = %identity.upstream, sid = %session.sid, "login completed");
+    metrics::counter!("sso_logins_total", "upstream" => identity.upstream.clone()).increment(1);
     let mut response = match records::take_parked(&app.store, &request_id).await {
         Ok(Some(req)) => match authorize::issue_code(&app, &req, &session).await {
             Ok(r) => r,

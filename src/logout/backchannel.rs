@@ -117,6 +117,7 @@ async fn deliver(app: &AppState, session: &SsoSession, sub: &str, client: &Clien
         }
     }
     tracing::warn!(client = %client.client_id, error = %last_error, "back-channel logout failed after retries");
+    metrics::counter!("sso_backchannel_logout_failures_total").increment(1);
     let failure = FailedDelivery {
         client_id: client.client_id.clone(),
         uri: uri.to_string(),

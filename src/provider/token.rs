@@ -30,6 +30,7 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::b
         }
         Err(e) => {
             tracing::info!(error = e.code(), detail = %e, "token request refused");
+            metrics::counter!("sso_token_errors_total", "error" => e.code()).increment(1);
             e.into_response()
         }
     }
@@ -190,14 +191,31 @@ async fn refresh(
         return Err(TokenError::InvalidGrant("the refresh token is invalid or expired".into()));
     };
     let now = app.clock.now();
-    let remaining = (record.family_expires_at - now).max(1) as u64;
-    app.store
-        .put(
-            &refresh_used_key(token),
-            record.grant.grant_id.clone().into_bytes(),
-            Duration::from_secs(remaining),
-        )
-        .await?;
+    let remaining = Duration::from_secs((record.family_expires_at - now).max(1) as u64);
+    let result = rotate(app, client, token, record.clone(), scope, remaining).await;
+    if matches!(result, Err(TokenError::TemporarilyUnavailable | TokenError::ServerError)) {
+        // The token was consumed but nothing new was issued: put it back so a transient
+        // failure does not log the person out (best effort; the store may still be down).
+        let restored = async {
+            app.store.delete(&refresh_used_key(token)).await?;
+            app.store.put_json(&refresh_key(token), &record, remaining).await
+        };
+        if let Err(e) = restored.await {
+            tracing::error!(error = %e, "could not restore a refresh token after a failed rotation");
+        }
+    }
+    result
+}
+
+async fn rotate(
+    app: &AppState,
+    client: &Client,
+    token: &str,
+    record: RefreshRecord,
+    scope: Option<&str>,
+    remaining: Duration,
+) -> Result<TokenResponse, TokenError> {
+    app.store.put(&refresh_used_key(token), record.grant.grant_id.clone().into_bytes(), remaining).await?;
     let mut grant = record.grant;
     if grant.client_id != client.client_id {
         revoke_grant(app, &grant.grant_id).await?;

@@ -47,6 +47,14 @@ impl std::fmt::Debug for StateStore {
     }
 }
 
+/// Counts store failures (one metric for every backend).
+fn note<T>(r: Result<T, StoreError>) -> Result<T, StoreError> {
+    if r.is_err() {
+        metrics::counter!("sso_state_store_errors_total").increment(1);
+    }
+    r
+}
+
 impl StateStore {
     /// In-process store: the embedded default for a single gateway process.
     pub fn memory() -> Self {
@@ -82,7 +90,7 @@ impl StateStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Memory(_) => Ok(()),
-            Backend::Redis(r) => r.ping().await,
+            Backend::Redis(r) => note(r.ping().await),
         }
     }
 
@@ -92,7 +100,7 @@ impl StateStore {
                 m.put(key, value, ttl);
                 Ok(())
             }
-            Backend::Redis(r) => r.put(key, value, ttl).await,
+            Backend::Redis(r) => note(r.put(key, value, ttl).await),
         }
     }
 
@@ -100,14 +108,14 @@ impl StateStore {
     pub async fn put_new(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.put_new(key, value, ttl)),
-            Backend::Redis(r) => r.put_new(key, value, ttl).await,
+            Backend::Redis(r) => note(r.put_new(key, value, ttl).await),
         }
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.get(key)),
-            Backend::Redis(r) => r.get(key).await,
+            Backend::Redis(r) => note(r.get(key).await),
         }
     }
 
@@ -115,7 +123,7 @@ impl StateStore {
     pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.take(key)),
-            Backend::Redis(r) => r.take(key).await,
+            Backend::Redis(r) => note(r.take(key).await),
         }
     }
 
@@ -125,7 +133,7 @@ impl StateStore {
                 m.delete(key);
                 Ok(())
             }
-            Backend::Redis(r) => r.delete(key).await,
+            Backend::Redis(r) => note(r.delete(key).await),
         }
     }
 
@@ -133,7 +141,7 @@ impl StateStore {
     pub async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.touch(key, ttl)),
-            Backend::Redis(r) => r.touch(key, ttl).await,
+            Backend::Redis(r) => note(r.touch(key, ttl).await),
         }
     }
 
@@ -144,7 +152,7 @@ impl StateStore {
                 m.set_add(key, member, ttl);
                 Ok(())
             }
-            Backend::Redis(r) => r.set_add(key, member, ttl).await,
+            Backend::Redis(r) => note(r.set_add(key, member, ttl).await),
         }
     }
 
@@ -154,14 +162,14 @@ impl StateStore {
                 m.set_remove(key, member);
                 Ok(())
             }
-            Backend::Redis(r) => r.set_remove(key, member).await,
+            Backend::Redis(r) => note(r.set_remove(key, member).await),
         }
     }
 
     pub async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.set_members(key)),
-            Backend::Redis(r) => r.set_members(key).await,
+            Backend::Redis(r) => note(r.set_members(key).await),
         }
     }
 

@@ -226,7 +226,7 @@ impl TestSystem {
         let mut text = config_text(&gateway, &issuers, dir.path());
         if let Some(redis) = &options.redis {
             text.push_str(&format!(
-                "\n[sessions]\nstore = \"{redis}\"\n[sessions.redis]\nkey_prefix = \"{}\"\ntimeout = \"500ms\"\n",
+                "\n[sessions]\nstore = \"{redis}\"\n[sessions.redis]\nkey_prefix = \"{}\"\ntimeout = \"2s\"\n",
                 unique_prefix()
             ));
         }

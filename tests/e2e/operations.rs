@@ -92,3 +92,69 @@ async fn serve_refuses_to_start_without_its_signing_keys() {
         .unwrap();
     assert!(err.to_string().contains("keys generate"), "{err}");
 }
+
+#[tokio::test]
+async fn metrics_are_served_on_the_management_listener_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "issuer = \"http://127.0.0.1:1\"\nlisten = \"127.0.0.1:0\"\n[keys]\ndir = \"{}/keys\"\ngenerate_missing = true\n[accounts]\nurl = \"sqlite::memory:\"\n[management]\nlisten = \"127.0.0.1:0\"\n",
+        dir.path().display()
+    );
+    let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
+    let app =
+        sso_gateway::app::Application::build(settings, sso_gateway::clock::Clock::system()).await.unwrap();
+    let public = format!("http://{}", app.addr());
+    let management = format!("http://{}", app.management_addr().unwrap());
+    tokio::spawn(app.run_until(std::future::pending()));
+    reqwest::get(format!("{public}/.well-known/openid-configuration")).await.unwrap();
+    reqwest::Client::new().post(format!("{public}/token")).form(&[("grant_type", "x")]).send().await.unwrap();
+    let metrics = reqwest::get(format!("{management}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert!(metrics.contains("route=\"/.well-known/openid-configuration\""), "{metrics}");
+    assert!(metrics.contains("route=\"/token\""));
+    assert!(metrics.contains("sso_token_errors_total"));
+    assert_eq!(reqwest::get(format!("{management}/readyz")).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(format!("{public}/metrics")).await.unwrap().status(),
+        404,
+        "never on the public listener"
+    );
+}
+
+#[tokio::test]
+async fn the_gateway_serves_https_itself_when_tls_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let text = format!(
+        "issuer = \"https://localhost:{port}\"\n[tls]\ncert = \"{d}/cert.pem\"\nkey = \"{d}/key.pem\"\n[keys]\ndir = \"{d}/keys\"\ngenerate_missing = true\n[accounts]\nurl = \"sqlite::memory:\"\n",
+        d = dir.path().display()
+    );
+    let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
+    let app = sso_gateway::app::Application::build_with_listener(
+        settings,
+        sso_gateway::clock::Clock::system(),
+        listener,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .build()
+        .unwrap();
+    let doc: serde_json::Value = client
+        .get(format!("https://localhost:{port}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["issuer"], format!("https://localhost:{port}"));
+    // Under https the session cookie gets the __Host- prefix and Secure (see session tests).
+}

@@ -116,13 +116,12 @@ async fn a_refresh_token_used_concurrently_on_two_replicas_rotates_once() {
                 .status()
         }));
     }
-    let mut ok = 0;
+    let mut statuses = Vec::new();
     for t in tasks {
-        if t.await.unwrap() == StatusCode::OK {
-            ok += 1;
-        }
+        statuses.push(t.await.unwrap());
     }
-    assert_eq!(ok, 1);
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(ok, 1, "{statuses:?}");
 }
 
 #[tokio::test]
