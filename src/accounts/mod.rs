@@ -1,16 +1,34 @@
 //! The unified account store: one account per person, whichever old system they log in with.
 //!
 //! Owns: the durable account model (SQLite embedded default, PostgreSQL in production, via
-//! sqlx), identity links `(upstream, subject) → account`, official profiles, national-ID and
-//! name rules. Must not: know about HTTP, cookies, sessions or OIDC messages.
+//! sqlx with migrations in `migrations/{sqlite,postgres}`), identity links
+//! `(upstream, subject) → account`, the linking rules ([`linking`]), national-ID and name
+//! rules, official profiles with units of the new administrative structure ([`units`]),
+//! pairwise subjects ([`pairwise`]), admin operations with their append-only audit log
+//! ([`admin`]) and bulk import ([`import`]).
+//! Must not: know about HTTP, cookies, sessions or OIDC messages.
 
+pub mod admin;
+pub mod import;
+pub mod linking;
 mod model;
 pub mod names;
 pub mod national_id;
+pub mod pairwise;
 mod store;
+pub mod units;
 
-pub use model::{Account, AccountKind, AccountStatus, LinkMethod, OfficialProfile, Profile};
-pub use store::AccountStore;
+#[cfg(test)]
+mod tests;
+
+pub use admin::AccountSelector;
+pub use linking::{LinkOutcome, LinkPolicy, Resolution};
+pub use model::{
+    Account, AccountKind, AccountStatus, AuditRecord, ClaimState, ConflictRecord, IdentityLink, LinkMethod,
+    OfficialProfile, OrgUnitState, Profile, UnitRef, WarningRecord,
+};
+pub use pairwise::SubjectResolution;
+pub use store::{AccountStore, Dialect};
 
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,4 +41,8 @@ pub enum AccountError {
     UnsupportedUrl,
     #[error("stored account data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("refused: {0}")]
+    Refused(String),
 }

@@ -1,6 +1,9 @@
-//! Command line: `serve`, `check-config`, `keys generate`, `migrate`, `healthcheck`, `demo`.
+//! Command line: `serve`, `check-config`, `keys generate`, `migrate`, `healthcheck`, `demo`,
+//! `accounts …` and `units …` (account administration, see `accounts.rs`).
 //!
 //! Owns: argument parsing and exit codes. Everything it runs lives in the library parts.
+
+mod accounts;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +60,16 @@ enum Command {
         /// Base URL of the gateway.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
+    },
+    /// Account administration: import, show, link, unlink, merge, lock, unlock, re-key, review.
+    Accounts {
+        #[command(subcommand)]
+        command: accounts::AccountsCommand,
+    },
+    /// Administrative units of the new city and the former → new mapping.
+    Units {
+        #[command(subcommand)]
+        command: accounts::UnitsCommand,
     },
     /// Run the whole system on this machine: gateway, four simulated login
     /// systems and two demo applications. No Redis or PostgreSQL needed.
@@ -171,6 +184,8 @@ async fn run(cli: Cli) -> ExitCode {
             Err(e) => config_failure(&config, e),
         },
         Command::Healthcheck { url } => healthcheck(&url).await,
+        Command::Accounts { command } => accounts::run_accounts(command).await,
+        Command::Units { command } => accounts::run_units(command).await,
         Command::Demo { port, data_dir } => crate::demo::run(port, data_dir).await,
     }
 }

@@ -155,11 +155,24 @@ pub struct AccountSettings {
     pub url: SecretString,
     #[serde(default = "defaults::max_connections")]
     pub max_connections: u32,
+    /// Server-side secret keying pairwise subject identifiers (required when a client uses
+    /// `subject_type = "pairwise"`; at least 32 characters; never change it once issued).
+    #[serde(default)]
+    pub pairwise_salt: Option<SecretValue>,
+    /// How recent a login in the same browser must be to prove ownership of a second account
+    /// (linking a pending account to the verified one).
+    #[serde(default = "defaults::proof_window", with = "humantime_serde")]
+    pub proof_window: Duration,
 }
 
 impl Default for AccountSettings {
     fn default() -> Self {
-        Self { url: defaults::accounts_url(), max_connections: defaults::max_connections() }
+        Self {
+            url: defaults::accounts_url(),
+            max_connections: defaults::max_connections(),
+            pairwise_salt: None,
+            proof_window: defaults::proof_window(),
+        }
     }
 }
 
@@ -385,6 +398,9 @@ pub struct UpstreamSettings {
     /// `kind = "ldap"`: the directory and the login form's protections.
     #[serde(default)]
     pub ldap: Option<LdapSettings>,
+    /// How far the account linking rules trust this upstream.
+    #[serde(default)]
+    pub linking: LinkingSettings,
 }
 
 impl UpstreamSettings {
@@ -469,6 +485,28 @@ pub struct LdapSettings {
     /// unknown account and a wrong password take the same time.
     #[serde(default = "defaults::ldap_min_failure_time", with = "humantime_serde")]
     pub min_failure_time: Duration,
+}
+
+/// Account-linking trust of one upstream (see README "Accounts").
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkingSettings {
+    /// The upstream verified the national ID numbers it asserts: a valid number links a first
+    /// login to the account already holding it. Untrusted (default): the number is recorded
+    /// unverified and never links by itself.
+    #[serde(default)]
+    pub trust_national_id: bool,
+}
+
+/// Which `sub` a client receives.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectType {
+    /// The account's `sub`, the same for every client.
+    #[default]
+    Public,
+    /// A `sub` per sector identifier (OIDC Core §8.1).
+    Pairwise,
 }
 
 /// Upstream claim names for each unified attribute. Unset = not provided by that upstream.
@@ -594,6 +632,30 @@ pub struct ClientSettings {
     /// below it are stepped up whatever the request says.
     #[serde(default)]
     pub min_acr: Option<String>,
+    /// `public` (default) or `pairwise`.
+    #[serde(default)]
+    pub subject_type: SubjectType,
+    /// Sector of a pairwise client: clients sharing it see the same `sub`. Defaults to the
+    /// host of the redirect URIs (which must then all share one host).
+    #[serde(default)]
+    pub sector_identifier: Option<String>,
+}
+
+impl ClientSettings {
+    /// The sector a pairwise `sub` is computed for: `sector_identifier`, or the single host of
+    /// the redirect URIs.
+    pub fn sector(&self) -> Option<String> {
+        if let Some(s) = &self.sector_identifier {
+            return Some(s.clone());
+        }
+        let hosts: std::collections::BTreeSet<String> = self
+            .redirect_uris
+            .iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+            .filter_map(|u| u.host_str().map(str::to_string))
+            .collect();
+        if hosts.len() == 1 { hosts.into_iter().next() } else { None }
+    }
 }
 
 /// Client authentication methods at the token, introspection and revocation endpoints.
@@ -619,6 +681,9 @@ mod defaults {
     }
     pub fn max_connections() -> u32 {
         8
+    }
+    pub fn proof_window() -> Duration {
+        Duration::from_secs(10 * 60)
     }
     pub fn session_store() -> SecretString {
         SecretString::from("memory")

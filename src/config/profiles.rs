@@ -12,7 +12,8 @@ pub enum UpstreamProfile {
     /// The national electronic identification (VNeID) / national public-service portal login
     /// (OpenID Connect). Its claims: `SoDinhDanh` (12-digit personal ID number), `HoVaTen`,
     /// `NgayThangNamSinh` (yyyyMMdd), `LoaiTaiKhoan` (assurance level of the account: 1 =
-    /// registered online, 2 = verified in person). It verified the numbers it asserts.
+    /// registered online, 2 = verified in person). It verified the numbers it asserts, so it is
+    /// trusted to link citizens by them (`linking.trust_national_id`, unless set explicitly).
     Vneid,
 }
 
@@ -24,8 +25,9 @@ impl UpstreamProfile {
     }
 }
 
-/// Fills what the profile knows into `u` where the configuration left it unset.
-pub(super) fn apply(u: &mut UpstreamSettings) {
+/// Fills what the profile knows into `u` where the configuration left it unset
+/// (`explicit_trust`: the table set `linking.trust_national_id` itself).
+pub(super) fn apply(u: &mut UpstreamSettings, explicit_trust: bool) {
     let Some(profile) = u.profile else { return };
     match profile {
         UpstreamProfile::Vneid => {
@@ -52,6 +54,10 @@ pub(super) fn apply(u: &mut UpstreamSettings) {
             // A login whose level the claim does not tell counts as the lower e-ID level.
             if u.acr == ACR_PASSWORD {
                 u.acr = ACR_VNEID_LEVEL1.into();
+            }
+            // The national e-ID verified the numbers it asserts: link citizens by them.
+            if !explicit_trust {
+                u.linking.trust_national_id = true;
             }
         }
     }
@@ -86,5 +92,26 @@ mod tests {
         assert_eq!(u.acr_map["2"], super::ACR_VNEID_LEVEL2);
         assert_eq!(u.acr, super::ACR_VNEID_LEVEL1);
         assert_eq!(u.acr_values(), vec![super::ACR_VNEID_LEVEL1, super::ACR_VNEID_LEVEL2]);
+        assert!(u.linking.trust_national_id, "the national e-ID verified its numbers");
+    }
+
+    #[test]
+    fn an_explicit_linking_trust_wins_over_the_profile() {
+        let s = Settings::from_toml(
+            r#"
+            issuer = "http://127.0.0.1:1"
+            [[upstreams]]
+            id = "vneid"
+            profile = "vneid"
+            name_vi = "VNeID"
+            name_en = "VNeID"
+            issuer = "https://sso.vneid.example"
+            client_id = "tphcm"
+            [upstreams.linking]
+            trust_national_id = false
+            "#,
+        )
+        .unwrap();
+        assert!(!s.upstreams[0].linking.trust_national_id);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::{ClientSettings, ConfigError, ENV_OVERRIDES, GrantType, Settings, UpstreamSettings};
+use super::{ClientSettings, ConfigError, ENV_OVERRIDES, GrantType, Settings, SubjectType, UpstreamSettings};
 
 /// One thing wrong with a configuration: where, what, and what is expected instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,12 +65,17 @@ pub(super) fn parse_and_validate(
     let upstream_values = take_array(&mut table, "upstreams", &mut problems);
     let client_values = take_array(&mut table, "clients", &mut problems);
     let base: Option<Settings> = deserialize_at("", toml::Value::Table(table), &mut problems);
-    let mut upstreams: Vec<UpstreamSettings> = upstream_values
+    let upstreams: Vec<UpstreamSettings> = upstream_values
         .into_iter()
         .enumerate()
-        .filter_map(|(i, v)| deserialize_at(&format!("upstreams[{i}]"), v, &mut problems))
+        .filter_map(|(i, v)| {
+            // A profile may set the linking trust, but never over an explicit setting.
+            let explicit_trust = v.get("linking").and_then(|l| l.get("trust_national_id")).is_some();
+            let mut u: UpstreamSettings = deserialize_at(&format!("upstreams[{i}]"), v, &mut problems)?;
+            super::profiles::apply(&mut u, explicit_trust);
+            Some(u)
+        })
         .collect();
-    upstreams.iter_mut().for_each(super::profiles::apply);
     let clients: Vec<ClientSettings> = client_values
         .into_iter()
         .enumerate()
@@ -154,6 +159,12 @@ fn deserialize_at<T: DeserializeOwned>(
 }
 
 fn resolve_secrets(settings: &mut Settings, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+    if let Some(salt) = &settings.accounts.pairwise_salt {
+        match salt.resolve(env) {
+            Ok(v) => settings.accounts.pairwise_salt = Some(v),
+            Err(m) => problems.push(Problem::new("accounts.pairwise_salt", m)),
+        }
+    }
     for (i, u) in settings.upstreams.iter_mut().enumerate() {
         if let Some(secret) = &u.client_secret {
             match secret.resolve(env) {
@@ -363,6 +374,7 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
     super::connectors::check_assurance(s, &mut p);
 
     let mut client_ids = HashSet::new();
+    let mut pairwise_salt_reported = false;
     for (i, c) in s.clients.iter().enumerate() {
         let at = |k: &str| format!("clients[{i}].{k}");
         if c.client_id.is_empty() || c.client_id.chars().any(|ch| ch.is_control() || ch == ':') {
@@ -466,6 +478,29 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
         if let Some(min) = &c.min_acr {
             super::connectors::check_acr(s, &at("min_acr"), min, &mut p);
         }
+        if c.subject_type == SubjectType::Pairwise {
+            if c.sector().is_none_or(|s| s.trim().is_empty()) {
+                p.push(
+                    Problem::new(at("sector_identifier"), "a pairwise client needs a sector")
+                        .expecting("sector_identifier, or redirect_uris that all share one host"),
+                );
+            }
+            let salt_ok =
+                s.accounts.pairwise_salt.as_ref().and_then(|v| v.value()).is_some_and(|v| v.len() >= 32);
+            if !salt_ok && !pairwise_salt_reported {
+                pairwise_salt_reported = true;
+                p.push(
+                    Problem::new(
+                        "accounts.pairwise_salt",
+                        "missing or shorter than 32 characters, but a client is pairwise",
+                    )
+                    .expecting("a random secret of 32+ characters, set once per deployment"),
+                );
+            }
+        }
+    }
+    if s.accounts.proof_window.is_zero() || s.accounts.proof_window > std::time::Duration::from_secs(3600) {
+        p.push(Problem::new("accounts.proof_window", "out of range").expecting("between 1s and 1h"));
     }
     p
 }
@@ -596,8 +631,47 @@ mod tests {
         env.insert("HOTLINE_CLIENT_SECRET".to_string(), "x".repeat(20));
         env.insert("VNEID_CLIENT_SECRET".to_string(), "x".repeat(20));
         env.insert("OFFICIALS_DIRECTORY_PASSWORD".to_string(), "x".repeat(20));
-        if let Err(e) = Settings::from_toml_with_env(text, &env) {
-            panic!("example config invalid: {e}");
+        env.insert("PAIRWISE_SALT".to_string(), "s".repeat(40));
+        match Settings::from_toml_with_env(text, &env) {
+            Ok(s) => {
+                assert!(s.upstreams[0].linking.trust_national_id);
+                assert!(!s.upstreams[1].linking.trust_national_id, "untrusted by default");
+                assert_eq!(s.clients[2].subject_type, SubjectType::Pairwise);
+            }
+            Err(e) => panic!("example config invalid: {e}"),
         }
+    }
+
+    #[test]
+    fn pairwise_clients_need_a_salt_and_a_sector() {
+        let base = r#"
+            issuer = "http://127.0.0.1:8080"
+            [[clients]]
+            client_id = "a"
+            client_secret = "secret-0123456789abcdef"
+            redirect_uris = ["https://a.example/cb", "https://b.example/cb"]
+            subject_type = "pairwise"
+        "#;
+        let paths: Vec<String> = problems(base).into_iter().map(|p| p.path).collect();
+        assert!(paths.contains(&"accounts.pairwise_salt".to_string()), "{paths:?}");
+        assert!(paths.contains(&"clients[0].sector_identifier".to_string()), "two hosts: {paths:?}");
+        let ok = base.replace(
+            "issuer = \"http://127.0.0.1:8080\"",
+            "issuer = \"http://127.0.0.1:8080\"\n[accounts]\npairwise_salt = \"0123456789abcdef0123456789abcdef\"",
+        ) + "sector_identifier = \"example\"\n";
+        assert!(problems(&ok).is_empty(), "{:?}", problems(&ok));
+        let one_host = r#"
+            issuer = "http://127.0.0.1:8080"
+            [accounts]
+            pairwise_salt = "0123456789abcdef0123456789abcdef"
+            [[clients]]
+            client_id = "a"
+            redirect_uris = ["https://a.example/cb", "https://a.example/other"]
+            subject_type = "pairwise"
+        "#;
+        let s = Settings::from_toml(one_host).unwrap();
+        assert_eq!(s.clients[0].sector().as_deref(), Some("a.example"));
+        let typo = one_host.replace("subject_type = \"pairwise\"", "subject_type = \"pairwyse\"");
+        assert!(!problems(&typo).is_empty());
     }
 }

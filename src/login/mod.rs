@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::accounts::LinkPolicy;
 use crate::app::AppState;
 use crate::broker::{BrokerError, CallbackQuery, PasswordForm, PasswordOutcome, UpstreamIdentity};
 use crate::provider::{authorize, records};
@@ -74,15 +75,42 @@ async fn complete(
         }
     };
     let now = app.clock.now();
-    let account =
-        match app.accounts.resolve_login(&identity.upstream, &identity.subject, &identity.profile, now).await
-        {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(error = %e, "account store failure during login");
-                return ErrorPage::unavailable().into_response();
+    let policy = app
+        .settings
+        .upstreams
+        .iter()
+        .find(|u| u.id == identity.upstream)
+        .map(|u| LinkPolicy { trust_national_id: u.linking.trust_national_id })
+        .unwrap_or_default();
+    let resolution = match app
+        .accounts
+        .resolve_login(&identity.upstream, &identity.subject, &identity.profile, policy, now)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "account store failure during login");
+            return ErrorPage::unavailable().into_response();
+        }
+    };
+    let mut account = resolution.account;
+    let previous = app.sessions.current(&headers).await.ok().flatten();
+    // Proof of ownership: this browser's session is a recent login of an account whose number
+    // is pending (from an untrusted upstream), and the person has just logged in afresh to the
+    // account holding that number verified: they own both, so the pending one is merged in.
+    if let Some(previous) = &previous
+        && previous.account_id != account.id
+        && now - previous.auth_time <= app.settings.accounts.proof_window.as_secs() as i64
+    {
+        match app.accounts.link_by_proof(&previous.account_id, &account.id, now).await {
+            Ok(Some(survivor)) => {
+                tracing::info!(upstream = %identity.upstream, "accounts linked by proof of ownership");
+                account = survivor;
             }
-        };
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not link accounts by proof of ownership"),
+        }
+    }
     if account.status != crate::accounts::AccountStatus::Active {
         return ErrorPage::new(StatusCode::FORBIDDEN, "Tài khoản đang bị khoá", "The account is locked")
             .detail(
@@ -92,7 +120,6 @@ async fn complete(
             .into_response();
     }
     // A login always starts a fresh session; any previous one in this browser ends.
-    let previous = app.sessions.current(&headers).await.ok().flatten();
     if let Some(previous) = previous
         && let Err(e) = app.sessions.end(&previous).await
     {

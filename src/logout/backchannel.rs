@@ -54,8 +54,8 @@ pub async fn notify(app: &AppState, session: &SsoSession, clients: &[Arc<Client>
     if receivers.is_empty() {
         return Vec::new();
     }
-    let sub = match app.accounts.find_by_id(&session.account_id).await {
-        Ok(Some(account)) => account.sub,
+    let account = match app.accounts.find_by_id(&session.account_id).await {
+        Ok(Some(account)) => account,
         Ok(None) => return Vec::new(),
         Err(e) => {
             tracing::error!(error = %e, "cannot read the account for back-channel logout");
@@ -67,8 +67,14 @@ pub async fn notify(app: &AppState, session: &SsoSession, clients: &[Arc<Client>
         .map(|client| {
             let app = app.clone();
             let session = session.clone();
-            let sub = sub.clone();
-            tokio::spawn(async move { deliver(&app, &session, &sub, &client).await })
+            let account = account.clone();
+            tokio::spawn(async move {
+                // The sub this client knows: public, or its pairwise one.
+                match crate::provider::claims::subject_for(&app, &client, &account).await {
+                    Ok(sub) => deliver(&app, &session, &sub, &client).await,
+                    Err(e) => tracing::error!(error = %e, "cannot compute the sub for back-channel logout"),
+                }
+            })
         })
         .collect()
 }

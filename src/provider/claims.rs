@@ -77,7 +77,15 @@ pub fn account_claims(account: &Account, scopes: &[String]) -> Map<String, Value
             "official".into(),
             json!({
                 "code": o.official_code,
-                "org_unit": o.org_unit,
+                // The unit in the new city structure: code and name when determined; when the
+                // former unit was split, `status: "ambiguous"` with the candidates instead.
+                "org_unit": {
+                    "code": o.org_unit.as_ref().map(|u| &u.code),
+                    "name": o.org_unit.as_ref().map(|u| &u.name),
+                    "status": o.org_unit_state,
+                    "candidates": o.org_unit_candidates,
+                    "former_code": o.legacy_org_unit,
+                },
                 "former_province": o.former_province,
                 "position": o.position,
                 "roles": o.roles,
@@ -85,4 +93,23 @@ pub fn account_claims(account: &Account, scopes: &[String]) -> Map<String, Value
         );
     }
     m
+}
+
+/// The `sub` a client sees for an account: public, or pairwise for the client's sector
+/// (recorded so `/userinfo` can resolve it).
+pub async fn subject_for(
+    app: &crate::app::AppState,
+    client: &super::clients::Client,
+    account: &Account,
+) -> Result<String, crate::accounts::AccountError> {
+    match &client.pairwise_sector {
+        None => Ok(account.sub.clone()),
+        Some(sector) => {
+            let salt =
+                app.settings.accounts.pairwise_salt.as_ref().and_then(|s| s.value()).ok_or_else(|| {
+                    crate::accounts::AccountError::Corrupt("accounts.pairwise_salt is not configured".into())
+                })?;
+            app.accounts.pairwise_subject(account, sector, salt.as_bytes(), app.clock.now()).await
+        }
+    }
 }

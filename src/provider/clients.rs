@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::TokenError;
-use crate::config::{ClientAuthMethod, ClientSettings, GrantType, Lifetimes};
+use crate::config::{ClientAuthMethod, ClientSettings, GrantType, Lifetimes, SubjectType};
 use crate::keys::SigningAlg;
 
 /// A registered relying party, ready for request-time checks.
@@ -40,6 +40,8 @@ pub struct Client {
     pub backchannel_logout_session_required: bool,
     pub frontchannel_logout_uri: Option<String>,
     pub frontchannel_logout_session_required: bool,
+    /// `None`: public `sub`; `Some(sector)`: pairwise `sub` for that sector.
+    pub pairwise_sector: Option<String>,
 }
 
 impl Client {
@@ -72,6 +74,11 @@ impl Client {
             backchannel_logout_session_required: s.backchannel_logout_session_required,
             frontchannel_logout_uri: s.frontchannel_logout_uri.clone(),
             frontchannel_logout_session_required: s.frontchannel_logout_session_required,
+            pairwise_sector: match s.subject_type {
+                SubjectType::Public => None,
+                // Validation guarantees a sector for pairwise clients.
+                SubjectType::Pairwise => Some(s.sector().unwrap_or_else(|| s.client_id.clone())),
+            },
         }
     }
 

@@ -69,7 +69,11 @@ async fn introspect_inner(app: &AppState, headers: &HeaderMap, body: &[u8]) -> R
         {
             return Ok(inactive);
         }
-        let sub = app.accounts.find_by_id(&grant.account_id).await?.map(|a| a.sub);
+        // The sub this client sees (pairwise clients get their own).
+        let sub = match app.accounts.find_by_id(&grant.account_id).await? {
+            Some(account) => Some(super::claims::subject_for(app, &client, &account).await?),
+            None => None,
+        };
         return Ok(json!({
             "active": true,
             "token_type": "refresh_token",

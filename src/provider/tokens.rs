@@ -130,13 +130,14 @@ pub async fn issue_user_tokens(
     family_expires_at: Option<i64>,
 ) -> Result<TokenResponse, TokenError> {
     ensure_usable(account)?;
+    let subject = super::claims::subject_for(app, client, account).await?;
     let now = app.clock.now();
     let issuer = app.issuer();
     let scope = grant.scopes.join(" ");
     let access_lifetime = client.access_token_lifetime.as_secs() as i64;
     let access = AccessClaims {
         iss: issuer.to_string(),
-        sub: account.sub.clone(),
+        sub: subject.clone(),
         aud: Audience::for_client(issuer, client),
         exp: now + access_lifetime,
         iat: now,
@@ -151,7 +152,7 @@ pub async fn issue_user_tokens(
     let access_token = app.keys.sign(client.alg, "at+jwt", &access)?;
     let id_claims = IdClaims {
         iss: issuer,
-        sub: &account.sub,
+        sub: &subject,
         aud: &client.client_id,
         exp: now + app.settings.lifetimes.id_token.as_secs() as i64,
         iat: now,

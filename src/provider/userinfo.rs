@@ -60,15 +60,26 @@ async fn handle(app: &AppState, headers: &HeaderMap) -> Result<Value, BearerErro
     if !scopes.iter().any(|s| s == "openid") || claims.sid.is_none() {
         return Err(BearerError::InsufficientScope);
     }
-    let account = app
+    // The token's `sub` stays valid after a merge: it resolves to the surviving account, and
+    // the response says so (`merged_into_sub`) so the RP can move its records.
+    let client = app.clients.get(&claims.client_id);
+    let sector = client.as_ref().and_then(|c| c.pairwise_sector.as_deref());
+    let resolved = app
         .accounts
-        .find_by_sub(&claims.sub)
+        .resolve_subject(&claims.sub, sector)
         .await?
         .ok_or_else(|| BearerError::InvalidToken("the account no longer exists".into()))?;
+    let account = resolved.account;
     if account.status == AccountStatus::Locked {
         return Err(BearerError::InvalidToken("the account is locked".into()));
     }
     let mut body = account_claims(&account, &scopes);
-    body.insert("sub".into(), Value::String(account.sub));
+    if resolved.merged_from.is_some()
+        && let Some(client) = &client
+    {
+        let current = super::claims::subject_for(app, client, &account).await?;
+        body.insert("merged_into_sub".into(), Value::String(current));
+    }
+    body.insert("sub".into(), Value::String(claims.sub));
     Ok(Value::Object(body))
 }

@@ -32,6 +32,10 @@ pub const M2M_SECRET: &str = "hotline-secret-0123456789";
 pub const PORTAL_CB: &str = "http://127.0.0.1:9/portal/cb";
 pub const DOCS_CB: &str = "http://127.0.0.1:9/docs/cb";
 pub const SPA_CB: &str = "http://127.0.0.1:9/spa/cb";
+/// A confidential client with pairwise subject identifiers (its own sector).
+pub const PAIRWISE: &str = "hotline-app";
+pub const PAIRWISE_SECRET: &str = "hotline-app-secret-0123456789";
+pub const PAIRWISE_CB: &str = "http://127.0.0.1:9/hotline/cb";
 
 /// Users (username, upstream) known to the shipped legacy configs.
 pub const HCM_USER: &str = "lan";
@@ -159,6 +163,7 @@ dir = "{dir}/keys"
 generate_missing = true
 [accounts]
 url = "sqlite://{dir}/accounts.db?mode=rwc"
+pairwise_salt = "e2e-pairwise-salt-0123456789abcdef"
 [lifetimes]
 authorization_code = "60s"
 
@@ -180,6 +185,14 @@ id_token_signed_response_alg = "ES256"
 client_id = "{SPA}"
 redirect_uris = ["{SPA_CB}"]
 id_token_signed_response_alg = "EdDSA"
+
+[[clients]]
+client_id = "{PAIRWISE}"
+client_secret = "{PAIRWISE_SECRET}"
+redirect_uris = ["{PAIRWISE_CB}"]
+scopes = ["openid", "profile", "official"]
+subject_type = "pairwise"
+sector_identifier = "hotline.tphcm.example"
 
 [[clients]]
 client_id = "{M2M}"

@@ -5,6 +5,8 @@
 mod helpers;
 mod slapd;
 
+mod accounts;
+mod admin_cli;
 mod authorize_errors;
 mod cas;
 mod discovery;

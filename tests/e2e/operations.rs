@@ -101,6 +101,7 @@ fn check_config_accepts_the_shipped_demo_and_example_configs() {
             ("OFFICIALS_DIRECTORY_PASSWORD", "directory-password"),
             ("PORTAL_CLIENT_SECRET", "0123456789abcdef0123"),
             ("HOTLINE_CLIENT_SECRET", "0123456789abcdef0123"),
+            ("PAIRWISE_SALT", "0123456789abcdef0123456789abcdef"),
         ])
         .output()
         .unwrap();

@@ -120,8 +120,11 @@ async fn a_refresh_token_used_concurrently_on_two_replicas_rotates_once() {
     for t in tasks {
         statuses.push(t.await.unwrap());
     }
+    // At most one rotation succeeds. Concurrent presentation of one refresh token is a replay
+    // (RFC 9700 §4.14.2): the losers may revoke the family, so zero successes is also correct.
     let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
-    assert_eq!(ok, 1, "{statuses:?}");
+    assert!(ok <= 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST), "{statuses:?}");
 }
 
 #[tokio::test]

@@ -129,3 +129,30 @@ async fn unknown_acr_values_are_ignored() {
     let req = rp.authorize(&[("acr_values", "urn:example:gold LoA9")]);
     assert!(matches!(browser.navigate(&req.url, PORTAL_CB).await, Landing::Callback(_)));
 }
+
+#[tokio::test]
+async fn the_national_e_id_links_a_citizen_to_the_provincial_account_by_number() {
+    let sys = TestSystem::start().await;
+    // Lan has used the former Ho Chi Minh City system; now she arrives through VNeID.
+    let (_, provincial) = portal_login(&sys, &Browser::new(), "hcm", HCM_USER).await;
+    let (_, national) = portal_login(&sys, &Browser::new(), "vneid", "lan.vneid").await;
+    assert_eq!(
+        national.claims.subject(),
+        provincial.claims.subject(),
+        "one person, one account: linked by the verified national ID number"
+    );
+    assert_eq!(national.raw["acr"], LEVEL2);
+    let (_, _, info) = userinfo(&sys, &national.access_token).await;
+    assert_eq!(info["sub"], provincial.claims.subject().as_str());
+    // Someone VNeID knows but no former system does gets an account of her own.
+    let (_, other) = portal_login(&sys, &Browser::new(), "vneid", "thu.vneid").await;
+    assert_ne!(other.claims.subject(), provincial.claims.subject());
+}
+
+#[tokio::test]
+async fn a_provincial_login_after_the_national_e_id_finds_the_same_account() {
+    let sys = TestSystem::start().await;
+    let (_, national) = portal_login(&sys, &Browser::new(), "vneid", "lan.vneid").await;
+    let (_, provincial) = portal_login(&sys, &Browser::new(), "bd", BD_USER).await;
+    assert_eq!(national.claims.subject(), provincial.claims.subject());
+}

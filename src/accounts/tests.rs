@@ -1,0 +1,660 @@
+//! The account test suite, run once on SQLite and once on PostgreSQL (each test in its own
+//! database file or schema, so tests run in parallel and never collide).
+//!
+//! PostgreSQL comes from `SSO_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`); `.ci/run` makes sure it is running.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::json;
+use sqlx::Connection;
+use unicode_normalization::UnicodeNormalization;
+
+use super::import::{ImportKind, parse_csv};
+use super::*;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub(crate) struct TestDb {
+    pub store: AccountStore,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<(String, String)>,
+}
+
+pub(crate) fn postgres_url() -> String {
+    std::env::var("SSO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+impl TestDb {
+    pub async fn open(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}/accounts.db?mode=rwc", dir.path().display());
+                let store = AccountStore::connect(&url, 4).await.unwrap();
+                TestDb { store, _dir: Some(dir), schema: None }
+            }
+            Backend::Postgres => {
+                sqlx::any::install_default_drivers();
+                let base = postgres_url();
+                let schema = format!("sso_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::AnyConnection::connect(&base).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL at {base} is needed for the account tests (start it, or set SSO_TEST_POSTGRES_URL): {e}")
+                });
+                sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                let store = AccountStore::connect(&url, 4).await.unwrap();
+                TestDb { store, _dir: None, schema: Some((base, schema)) }
+            }
+        }
+    }
+
+    /// Drops the test's schema (PostgreSQL); the SQLite file goes with its temp dir.
+    pub async fn finish(self) {
+        self.store.close().await;
+        if let Some((base, schema)) = self.schema {
+            let mut conn = sqlx::AnyConnection::connect(&base).await.unwrap();
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+}
+
+const TRUSTED: LinkPolicy = LinkPolicy { trust_national_id: true };
+const UNTRUSTED: LinkPolicy = LinkPolicy { trust_national_id: false };
+
+fn lan() -> Profile {
+    Profile {
+        name: Some("Nguyễn Thị Lan".into()),
+        national_id: Some("079 190 004 512".into()),
+        birthdate: Some("1990-03-14".into()),
+        gender: Some("female".into()),
+        ..Profile::default()
+    }
+}
+
+async fn first_login_creates_an_account_and_second_login_finds_it(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let decomposed = Profile { name: Some("Nguyễn Thị Lan".nfd().collect()), ..lan() };
+    let a = s.resolve_login("hcm", "u-1", &decomposed, TRUSTED, 100).await.unwrap();
+    assert_eq!(a.outcome, LinkOutcome::Created);
+    let again = s.resolve_login("hcm", "u-1", &lan(), TRUSTED, 200).await.unwrap();
+    assert_eq!(again.outcome, LinkOutcome::Existing);
+    assert_eq!(a.account.sub, again.account.sub);
+    assert_eq!(again.account.national_id.as_deref(), Some("079190004512"), "normalised, verified");
+    assert_eq!(again.account.full_name.as_deref(), Some("Nguyễn Thị Lan"), "stored NFC");
+    let links = s.links_of(&a.account.id).await.unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].last_login_at, 200);
+    assert_eq!(links[0].method, "first_login");
+    db.finish().await;
+}
+
+async fn trusted_upstream_links_by_national_id(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let hcm = s.resolve_login("hcm", "3f6d", &lan(), TRUSTED, 1).await.unwrap();
+    // Binh Duong writes the same person with its own subject and a decomposed name.
+    let bd_profile = Profile {
+        name: Some("Nguyễn Thị Lan".nfd().collect()),
+        national_id: Some("079190004512".into()),
+        ..lan()
+    };
+    let bd = s.resolve_login("bd", "bd-u-100231", &bd_profile, TRUSTED, 2).await.unwrap();
+    assert_eq!(bd.outcome, LinkOutcome::LinkedByNationalId);
+    assert_eq!(bd.account.sub, hcm.account.sub, "one person, one sub");
+    let methods: Vec<String> =
+        s.links_of(&hcm.account.id).await.unwrap().into_iter().map(|l| l.method).collect();
+    assert_eq!(methods, vec!["first_login", "national_id"]);
+    assert_eq!(s.count_accounts().await.unwrap(), 1);
+    db.finish().await;
+}
+
+async fn untrusted_upstream_stays_pending_until_proof(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let verified = s.resolve_login("hcm", "3f6d", &lan(), TRUSTED, 1).await.unwrap().account;
+    let pending = s.resolve_login("brvt", "1004", &lan(), UNTRUSTED, 2).await.unwrap();
+    assert_eq!(pending.outcome, LinkOutcome::CreatedPending);
+    assert_ne!(pending.account.id, verified.id, "an untrusted number never links by itself");
+    assert_eq!(pending.account.national_id, None);
+    assert_eq!(pending.account.claim_state, Some(ClaimState::Pending));
+    assert_eq!(pending.account.claimed_national_id.as_deref(), Some("079190004512"));
+    let candidates = s.pending_link_candidates(10).await.unwrap();
+    assert_eq!(
+        candidates,
+        vec![(pending.account.id.clone(), verified.id.clone(), "079190004512".to_string())]
+    );
+    // Logging in again through the untrusted upstream still does not link.
+    let again = s.resolve_login("brvt", "1004", &lan(), UNTRUSTED, 3).await.unwrap();
+    assert_eq!(again.account.id, pending.account.id);
+    // A verified session followed by the pending login proves nothing (a session left open
+    // in a shared browser must not pull someone else's identity in).
+    assert!(s.link_by_proof(&verified.id, &pending.account.id, 4).await.unwrap().is_none());
+    // Proof: logged in as the pending account, then afresh as the verified one.
+    let survivor = s.link_by_proof(&pending.account.id, &verified.id, 4).await.unwrap().unwrap();
+    assert_eq!(survivor.id, verified.id);
+    let via_brvt = s.find_by_link("brvt", "1004").await.unwrap().unwrap();
+    assert_eq!(via_brvt.id, verified.id);
+    let old = s.resolve_subject(&pending.account.sub, None).await.unwrap().unwrap();
+    assert_eq!(old.account.id, verified.id);
+    assert_eq!(old.merged_from.as_deref(), Some(pending.account.id.as_str()));
+    assert_eq!(s.audit_log(Some(&verified.id), 10).await.unwrap()[0].action, "proof-link");
+    // Two unrelated accounts never link by "proof".
+    let other = s
+        .resolve_login(
+            "bd",
+            "x",
+            &Profile { national_id: Some("074068005531".into()), ..Profile::default() },
+            UNTRUSTED,
+            5,
+        )
+        .await
+        .unwrap();
+    assert!(s.link_by_proof(&other.account.id, &verified.id, 6).await.unwrap().is_none());
+    db.finish().await;
+}
+
+async fn conflicting_birthdate_records_a_conflict(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let hoa = Profile {
+        name: Some("Lê Thị Hòa".into()),
+        national_id: Some("074185001276".into()),
+        birthdate: Some("1985-07-21".into()),
+        ..Profile::default()
+    };
+    let first = s.resolve_login("hcm", "c7b3", &hoa, TRUSTED, 1).await.unwrap().account;
+    let other =
+        Profile { name: Some("Lê Thị Hoà".into()), birthdate: Some("1985-07-12".into()), ..hoa.clone() };
+    let second = s.resolve_login("bd", "bd-u-100587", &other, TRUSTED, 2).await.unwrap();
+    assert_eq!(second.outcome, LinkOutcome::CreatedAfterConflict);
+    assert_ne!(second.account.id, first.id, "no merge on conflicting birthdates");
+    assert_eq!(second.account.claim_state, Some(ClaimState::Conflict));
+    assert_eq!(second.account.status, AccountStatus::Active, "the person gets in");
+    let conflicts = s.conflicts(false).await.unwrap();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].reason, "birthdate_mismatch");
+    assert_eq!(conflicts[0].existing_account_id, first.id);
+    assert_eq!(conflicts[0].new_account_id, second.account.id);
+    // Logging in again neither merges nor duplicates the conflict.
+    s.resolve_login("bd", "bd-u-100587", &other, TRUSTED, 3).await.unwrap();
+    assert_eq!(s.conflicts(false).await.unwrap().len(), 1);
+    // Proof of ownership does not override a conflict: only an admin merges.
+    assert!(s.link_by_proof(&second.account.id, &first.id, 4).await.unwrap().is_none());
+    s.resolve_conflict(conflicts[0].id, "different-people", "admin", "checked the paper records", 5)
+        .await
+        .unwrap();
+    assert!(s.conflicts(false).await.unwrap().is_empty());
+    assert_eq!(s.conflicts(true).await.unwrap().len(), 1);
+    db.finish().await;
+}
+
+async fn names_decide_only_when_a_birthdate_is_missing(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let base = Profile {
+        name: Some("Trần Quang Minh".into()),
+        national_id: Some("079201003318".into()),
+        ..Profile::default()
+    };
+    let a = s.resolve_login("hcm", "a", &base, TRUSTED, 1).await.unwrap().account;
+    // NFD and different case: the folded names match, so it links.
+    let nfd = Profile { name: Some("TRẦN QUANG MINH".nfd().collect()), ..base.clone() };
+    let linked = s.resolve_login("bd", "b", &nfd, TRUSTED, 2).await.unwrap();
+    assert_eq!(linked.account.id, a.id);
+    // A different name with no birthdate on either side: conflict, not a merge.
+    let other = Profile { name: Some("Trần Quang Mình".into()), ..base.clone() };
+    let c = s.resolve_login("brvt", "c", &other, TRUSTED, 3).await.unwrap();
+    assert_eq!(c.outcome, LinkOutcome::CreatedAfterConflict);
+    assert_eq!(s.conflicts(false).await.unwrap()[0].reason, "name_mismatch");
+    db.finish().await;
+}
+
+async fn numbers_that_are_not_12_digits_never_link(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let cmnd = Profile {
+        name: Some("Mai Xuân Quang".into()),
+        national_id: Some("273 456 789".into()),
+        ..Profile::default()
+    };
+    let a = s.resolve_login("hcm", "a", &cmnd, TRUSTED, 1).await.unwrap().account;
+    let b2 = s.resolve_login("brvt", "b", &cmnd, TRUSTED, 2).await.unwrap().account;
+    assert_ne!(a.id, b2.id, "a 9-digit ID card number is not unique and never links");
+    assert_eq!(a.national_id, None);
+    assert_eq!(s.aliases_of(&a.id).await.unwrap(), vec![("cmnd".into(), "273456789".into(), "hcm".into())]);
+    let eleven = Profile { national_id: Some("07919000451".into()), ..Profile::default() };
+    let c = s.resolve_login("hcm", "c", &eleven, TRUSTED, 3).await.unwrap().account;
+    let d = s.resolve_login("bd", "d", &eleven, TRUSTED, 4).await.unwrap().account;
+    assert_ne!(c.id, d.id);
+    assert_eq!(c.national_id, None);
+    let w = s.warnings(Some("invalid_number"), 10).await.unwrap();
+    assert_eq!(w.len(), 2);
+    let passport = Profile { national_id: Some("c 1234567".into()), ..Profile::default() };
+    let e = s.resolve_login("hcm", "e", &passport, TRUSTED, 5).await.unwrap().account;
+    assert_eq!(s.aliases_of(&e.id).await.unwrap()[0].1, "C1234567");
+    db.finish().await;
+}
+
+async fn structural_warnings_are_recorded_without_blocking(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    // Unknown prefix 999, and a birth year (1990) that disagrees with the birthdate (1991).
+    let odd =
+        Profile { national_id: Some("999190004512".into()), birthdate: Some("1991-03-14".into()), ..lan() };
+    let r = s.resolve_login("hcm", "odd", &odd, TRUSTED, 1_790_000_000).await.unwrap();
+    assert_eq!(r.account.national_id.as_deref(), Some("999190004512"), "warnings never block");
+    let mut codes: Vec<String> =
+        s.warnings_of(&r.account.id).await.unwrap().into_iter().map(|w| w.code).collect();
+    codes.sort();
+    assert_eq!(codes, vec!["birth_year_mismatch", "unknown_province_prefix"]);
+    // A second login does not duplicate them.
+    s.resolve_login("hcm", "odd", &odd, TRUSTED, 1_790_000_001).await.unwrap();
+    assert_eq!(s.warnings(None, 100).await.unwrap().len(), 2);
+    db.finish().await;
+}
+
+async fn merge_keeps_old_subs_resolvable(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let a = s.resolve_login("hcm", "a", &lan(), TRUSTED, 1).await.unwrap().account;
+    let no_number = Profile { national_id: None, ..lan() };
+    let old = s.resolve_login("bd", "b", &no_number, TRUSTED, 2).await.unwrap().account;
+    assert_ne!(a.id, old.id);
+    let merged = s
+        .merge(
+            &AccountSelector::Sub(old.sub.clone()),
+            &AccountSelector::NationalId("079190004512".into()),
+            "admin",
+            "same person",
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(merged.id, a.id);
+    assert_eq!(s.find_by_link("bd", "b").await.unwrap().unwrap().id, a.id, "links moved");
+    let loser = s.find_by_id(&old.id).await.unwrap().unwrap();
+    assert_eq!(loser.status, AccountStatus::MergedInto(a.id.clone()));
+    let r = s.resolve_subject(&old.sub, None).await.unwrap().unwrap();
+    assert_eq!(r.account.id, a.id);
+    assert_eq!(r.merged_from, Some(old.id.clone()));
+    // A further login through the moved link lands on the survivor.
+    assert_eq!(s.resolve_login("bd", "b", &no_number, TRUSTED, 4).await.unwrap().account.id, a.id);
+    let audit = s.audit_log(Some(&a.id), 10).await.unwrap();
+    assert_eq!(
+        (audit[0].action.as_str(), audit[0].actor.as_str(), audit[0].reason.as_deref()),
+        ("merge", "admin", Some("same person"))
+    );
+    // Merging again is refused, and merging into itself too.
+    assert!(matches!(
+        s.merge(
+            &AccountSelector::Id(old.id.clone()),
+            &AccountSelector::Id(a.id.clone()),
+            "admin",
+            "again",
+            5
+        )
+        .await,
+        Err(AccountError::Refused(_))
+    ));
+    db.finish().await;
+}
+
+async fn rekey_keeps_the_old_number_in_history(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let a = s.resolve_login("hcm", "a", &lan(), TRUSTED, 1).await.unwrap().account;
+    let re = s
+        .rekey(
+            &AccountSelector::Id(a.id.clone()),
+            "079 190 009 999",
+            "admin",
+            "police re-issued the number",
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(re.national_id.as_deref(), Some("079190009999"));
+    assert_eq!(
+        s.find_by_national_id("079190004512").await.unwrap().unwrap().id,
+        a.id,
+        "old number still finds it"
+    );
+    assert_eq!(s.find_by_national_id("079190009999").await.unwrap().unwrap().id, a.id);
+    // A legacy system that still has the old number links to the same account.
+    let bd = s.resolve_login("bd", "b", &lan(), TRUSTED, 3).await.unwrap();
+    assert_eq!(bd.account.id, a.id);
+    assert_eq!(s.number_history(&a.id).await.unwrap()[0].0, "079190004512");
+    let audit = s.audit_log(Some(&a.id), 10).await.unwrap();
+    assert_eq!(audit[0].action, "rekey");
+    assert!(!audit[0].detail.contains("079190004512"), "numbers are masked in the audit detail");
+    db.finish().await;
+}
+
+const CITIZENS: &str = "account_id,national_id,full_name,birthdate,gender,email,phone
+bd-u-1,079190004512,Nguyễn Thị Lan,14/03/1990,Nữ,lan@mail.example,0908123456
+bd-u-2,074068005531,Huỳnh Văn Nam,17/02/1968,Nam,,0274382615
+bd-u-3,,,01/01/2000,Nam,,
+bd-u-4,074303002268,Bùi Thị Bảo Ngọc,31/02/2003,Nữ,,
+bd-u-5,273456789,Mai Văn Tư,1970-05-05,M,tu@mail.example,
+bd-u-2,074068005531,Huỳnh Văn Nam,17/02/1968,Nam,,
+";
+
+async fn import_is_idempotent_and_reports_row_errors(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let (rows, errors) = parse_csv(CITIZENS, ImportKind::Citizen).unwrap();
+    let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, vec![4, 5, 7], "{errors:?}");
+    assert!(errors[0].reason.contains("full_name"));
+    assert!(errors[1].reason.contains("birthdate"));
+    assert!(errors[2].reason.contains("twice"));
+    // Strict: nothing is written.
+    let strict = s.import_rows("bd", TRUSTED, &rows, errors.clone(), true, 10, |_| {}).await.unwrap();
+    assert!(strict.rejected);
+    assert_eq!(s.count_accounts().await.unwrap(), 0);
+    let first = s.import_rows("bd", TRUSTED, &rows, errors.clone(), false, 10, |_| {}).await.unwrap();
+    assert_eq!((first.created, first.errors.len(), first.imported()), (3, 3, 3));
+    let before = snapshot(s).await;
+    let second = s.import_rows("bd", TRUSTED, &rows, errors, false, 20, |_| {}).await.unwrap();
+    assert_eq!((second.created, second.already_imported), (0, 3));
+    assert_eq!(snapshot(s).await, before, "re-running changes nothing");
+    // A login through the same province's upstream finds the imported account; another
+    // trusted province links by number.
+    let imported = s.find_by_link("bd", "bd-u-1").await.unwrap().unwrap();
+    assert_eq!(imported.birthdate.as_deref(), Some("1990-03-14"));
+    let hcm = s.resolve_login("hcm", "3f6d", &lan(), TRUSTED, 30).await.unwrap();
+    assert_eq!(hcm.account.id, imported.id);
+    db.finish().await;
+}
+
+async fn concurrent_imports_of_two_provinces_make_one_account_per_person(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let mut csv = String::from("account_id,national_id,full_name,birthdate\n");
+    for i in 0..60 {
+        csv.push_str(&format!("u{i},0791900{i:05},Người Thứ {i},1990-01-01\n"));
+    }
+    let (rows, errors) = parse_csv(&csv, ImportKind::Citizen).unwrap();
+    assert!(errors.is_empty());
+    let (a, b2) = tokio::join!(
+        s.import_rows("hcm", TRUSTED, &rows, Vec::new(), false, 1, |_| {}),
+        s.import_rows("bd", TRUSTED, &rows, Vec::new(), false, 1, |_| {}),
+    );
+    let (a, b2) = (a.unwrap(), b2.unwrap());
+    assert!(a.errors.is_empty() && b2.errors.is_empty(), "{:?} {:?}", a.errors, b2.errors);
+    assert_eq!(a.created + b2.created, 60);
+    assert_eq!(a.linked_by_national_id + b2.linked_by_national_id, 60);
+    assert_eq!(s.count_accounts().await.unwrap(), 60);
+    db.finish().await;
+}
+
+async fn snapshot(s: &AccountStore) -> Vec<String> {
+    use sqlx::Row;
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT id || '|' || sub || '|' || COALESCE(national_id, '') || '|' || COALESCE(full_name, '') || '|' || CAST(updated_at AS TEXT) AS r FROM accounts ORDER BY id",
+        "SELECT upstream || '|' || subject || '|' || account_id || '|' || CAST(linked_at AS TEXT) AS r FROM identity_links ORDER BY upstream, subject",
+        "SELECT account_id || '|' || kind || '|' || value AS r FROM account_aliases ORDER BY account_id",
+    ] {
+        for row in sqlx::query(sql).fetch_all(&s.pool).await.unwrap() {
+            out.push(row.try_get::<String, _>("r").unwrap());
+        }
+    }
+    out
+}
+
+async fn concurrent_first_logins_through_two_upstreams_make_one_account(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let people = 12;
+    let mut tasks = Vec::new();
+    for i in 0..people {
+        for upstream in ["hcm", "bd"] {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let p = Profile {
+                    name: Some(format!("Người Thứ {i}")),
+                    national_id: Some(format!("0791900{i:05}")),
+                    birthdate: Some("1990-01-01".into()),
+                    ..Profile::default()
+                };
+                s.resolve_login(upstream, &format!("{upstream}-{i}"), &p, TRUSTED, 1)
+                    .await
+                    .unwrap()
+                    .account
+                    .id
+            }));
+        }
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    for pair in ids.chunks(2) {
+        assert_eq!(pair[0], pair[1], "both upstreams' first logins resolved to one account");
+    }
+    assert_eq!(s.count_accounts().await.unwrap(), people as i64);
+    db.finish().await;
+}
+
+async fn officials_get_units_of_the_new_structure(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    assert_eq!(s.active_unit_version().await.unwrap().as_deref(), Some(units::EMBEDDED_VERSION));
+    let official = |unit: &str| Profile {
+        official_code: Some("CB-1".into()),
+        org_unit: Some(unit.into()),
+        roles: vec!["van-thu".into()],
+        ..lan()
+    };
+    // 25747 Phường Phú Cường (old) → 25747 Phường Thủ Dầu Một (new): mapped, not equal names.
+    let a = s.resolve_login("bd", "cb1", &official("25747"), TRUSTED, 1).await.unwrap().account;
+    let o = a.official.unwrap();
+    assert_eq!(o.org_unit_state, OrgUnitState::Mapped);
+    assert_eq!(o.org_unit.as_ref().unwrap().name, "Phường Thủ Dầu Một");
+    assert_eq!(o.legacy_org_unit.as_deref(), Some("25747"));
+    assert_eq!(a.kind, AccountKind::Official);
+    // 25741 Phường Hiệp Thành was split between 25747 and 25750: ambiguous until decided.
+    let p = Profile { national_id: Some("074188002945".into()), ..official("25741") };
+    let b2 = s.resolve_login("bd", "cb2", &p, TRUSTED, 2).await.unwrap().account;
+    let o = b2.official.clone().unwrap();
+    assert_eq!(o.org_unit_state, OrgUnitState::Ambiguous);
+    assert_eq!(o.org_unit, None);
+    let codes: Vec<&str> = o.org_unit_candidates.iter().map(|u| u.code.as_str()).collect();
+    assert_eq!(codes, vec!["25747", "25750"]);
+    assert!(matches!(
+        s.decide_unit(&AccountSelector::Id(b2.id.clone()), "99999", "admin", "x", 3).await,
+        Err(AccountError::Refused(_))
+    ));
+    let decided = s
+        .decide_unit(&AccountSelector::Id(b2.id.clone()), "25750", "admin", "works at Phú Lợi", 3)
+        .await
+        .unwrap();
+    assert_eq!(decided.official.as_ref().unwrap().org_unit_state, OrgUnitState::Decided);
+    // The decision survives the next login that reports the same former unit.
+    let again = s.resolve_login("bd", "cb2", &p, TRUSTED, 4).await.unwrap().account;
+    assert_eq!(again.official.unwrap().org_unit.unwrap().code, "25750");
+    // Unknown former unit: said honestly.
+    let c = s
+        .resolve_login("hcm", "cb3", &Profile { national_id: None, ..official("00000") }, TRUSTED, 5)
+        .await
+        .unwrap();
+    assert_eq!(c.account.official.unwrap().org_unit_state, OrgUnitState::Unknown);
+    db.finish().await;
+}
+
+async fn locks_and_the_audit_log_is_append_only(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let a = s.resolve_login("hcm", "a", &lan(), TRUSTED, 1).await.unwrap().account;
+    let sel = AccountSelector::Upstream { upstream: "hcm".into(), subject: "a".into() };
+    let locked = s.set_locked(&sel, true, "admin", Some("reported stolen"), 2).await.unwrap();
+    assert_eq!(locked.status, AccountStatus::Locked);
+    assert!(matches!(
+        s.set_locked(&sel, true, "admin", Some("again"), 3).await,
+        Err(AccountError::Refused(_))
+    ));
+    let unlocked = s.set_locked(&sel, false, "admin", None, 4).await.unwrap();
+    assert_eq!(unlocked.status, AccountStatus::Active);
+    s.audit("admin", "show", &a.id, None, &json!({}), 5).await.unwrap();
+    let log = s.audit_log(Some(&a.id), 10).await.unwrap();
+    let actions: Vec<&str> = log.iter().map(|l| l.action.as_str()).collect();
+    assert_eq!(actions, vec!["show", "unlock", "lock"]);
+    let tamper = sqlx::query("UPDATE audit_log SET actor = 'someone else'").execute(&s.pool).await;
+    assert!(tamper.is_err(), "audit lines cannot be changed");
+    assert!(sqlx::query("DELETE FROM audit_log").execute(&s.pool).await.is_err(), "nor deleted");
+    // Link and unlink by admin.
+    s.link("brvt", "9", &AccountSelector::Id(a.id.clone()), "admin", "phone call with ID check", 6)
+        .await
+        .unwrap();
+    assert_eq!(s.find_by_link("brvt", "9").await.unwrap().unwrap().id, a.id);
+    s.unlink("brvt", "9", "admin", "linked by mistake", 7).await.unwrap();
+    assert!(s.find_by_link("brvt", "9").await.unwrap().is_none());
+    db.finish().await;
+}
+
+async fn pairwise_subjects_resolve_per_sector(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let a = s.resolve_login("hcm", "a", &lan(), TRUSTED, 1).await.unwrap().account;
+    let salt = b"0123456789abcdef0123456789abcdef";
+    let p1 = s.pairwise_subject(&a, "portal.example", salt, 2).await.unwrap();
+    let p2 = s.pairwise_subject(&a, "docs.example", salt, 2).await.unwrap();
+    assert_ne!(p1, p2);
+    assert_ne!(p1, a.sub);
+    assert_eq!(s.pairwise_subject(&a, "portal.example", salt, 3).await.unwrap(), p1, "stable");
+    assert_eq!(s.resolve_subject(&p1, Some("portal.example")).await.unwrap().unwrap().account.id, a.id);
+    assert!(s.resolve_subject(&p1, Some("docs.example")).await.unwrap().is_none(), "bound to its sector");
+    assert!(s.resolve_subject(&p1, None).await.unwrap().is_none(), "not a public sub");
+    db.finish().await;
+}
+
+async fn login_path_lookups_use_indexes(b: Backend) {
+    use sqlx::Row;
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let queries = [
+        "SELECT account_id FROM identity_links WHERE upstream = $1 AND subject = $2",
+        "SELECT id FROM accounts WHERE national_id = $1",
+        "SELECT account_id FROM national_id_history WHERE national_id = $1",
+        "SELECT id AS account_id FROM accounts WHERE sub = $1",
+        "SELECT account_id FROM pairwise_subjects WHERE sub = $1 AND sector = $2",
+    ];
+    let mut conn = s.pool.acquire().await.unwrap();
+    if matches!(b, Backend::Postgres) {
+        // Tiny tables are cheaper to scan; forbid that to see whether an index can serve.
+        sqlx::query("SET enable_seqscan = off").execute(&mut *conn).await.unwrap();
+    }
+    for q in queries {
+        let explain = match b {
+            Backend::Sqlite => format!("EXPLAIN QUERY PLAN {q}"),
+            Backend::Postgres => format!("EXPLAIN {q}"),
+        };
+        let rows = sqlx::query(&explain).bind("x").bind("y").fetch_all(&mut *conn).await;
+        let rows = match rows {
+            Ok(r) => r,
+            // One-parameter queries reject the second bind on PostgreSQL.
+            Err(_) => sqlx::query(&explain).bind("x").fetch_all(&mut *conn).await.unwrap(),
+        };
+        let plan: Vec<String> =
+            rows.iter().map(|r| r.try_get::<String, _>(rows[0].len() - 1).unwrap()).collect();
+        let plan = plan.join(" / ");
+        let indexed = match b {
+            Backend::Sqlite => {
+                plan.contains("USING INDEX")
+                    || plan.contains("USING PRIMARY KEY")
+                    || plan.contains("USING COVERING INDEX")
+            }
+            Backend::Postgres => plan.contains("Index"),
+        };
+        assert!(indexed, "{q}: {plan}");
+    }
+    drop(conn);
+    db.finish().await;
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    first_login_creates_an_account_and_second_login_finds_it,
+    trusted_upstream_links_by_national_id,
+    untrusted_upstream_stays_pending_until_proof,
+    conflicting_birthdate_records_a_conflict,
+    names_decide_only_when_a_birthdate_is_missing,
+    numbers_that_are_not_12_digits_never_link,
+    structural_warnings_are_recorded_without_blocking,
+    merge_keeps_old_subs_resolvable,
+    rekey_keeps_the_old_number_in_history,
+    import_is_idempotent_and_reports_row_errors,
+    concurrent_first_logins_through_two_upstreams_make_one_account,
+    concurrent_imports_of_two_provinces_make_one_account_per_person,
+    officials_get_units_of_the_new_structure,
+    locks_and_the_audit_log_is_append_only,
+    pairwise_subjects_resolve_per_sector,
+    login_path_lookups_use_indexes,
+);
+
+#[tokio::test]
+async fn an_in_memory_store_works_and_survives_nothing() {
+    let s = AccountStore::connect("sqlite::memory:", 1).await.unwrap();
+    let r = s.resolve_login("hcm", "u", &lan(), TRUSTED, 1).await.unwrap();
+    assert_eq!(r.outcome, LinkOutcome::Created);
+}
+
+#[tokio::test]
+async fn accounts_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nested/a.db?mode=rwc", dir.path().display());
+    let sub = {
+        let store = AccountStore::connect(&url, 2).await.unwrap();
+        store.resolve_login("hcm", "u", &lan(), TRUSTED, 1).await.unwrap().account.sub
+    };
+    let store = AccountStore::connect(&url, 2).await.unwrap();
+    assert_eq!(store.resolve_login("hcm", "u", &lan(), TRUSTED, 2).await.unwrap().account.sub, sub);
+}
+
+#[test]
+fn import_dates_accept_the_legacy_layouts() {
+    use super::import::parse_date;
+    assert_eq!(parse_date("14/03/1990").as_deref(), Some("1990-03-14"));
+    assert_eq!(parse_date("19900314").as_deref(), Some("1990-03-14"));
+    assert_eq!(parse_date("1990-03-14").as_deref(), Some("1990-03-14"));
+    assert_eq!(parse_date("31/02/2003"), None);
+    assert_eq!(parse_date("1990/03/14"), None);
+}
+
+#[test]
+fn the_embedded_unit_data_is_complete() {
+    let d = units::UnitData::embedded().unwrap();
+    assert_eq!(d.new_units.len(), 168);
+    assert_eq!(d.former_units.len(), 441);
+    assert_eq!(d.mappings.len(), 493, "492 commune rows + Côn Đảo district");
+}

@@ -1,0 +1,278 @@
+//! Starts the system under test on loopback: three simulated provincial systems
+//! (`legacy-idp`), optionally a private Redis, and the gateway as a child process running
+//! `sso-gateway serve` code with a generated configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use sso_gateway::legacy_idp::LegacyIdpConfig;
+use url::Url;
+
+use crate::http::Agent;
+use crate::procs::{self, Proc};
+
+pub const RP_CLIENT: &str = "bench-rp";
+pub const RP_SECRET: &str = "bench-rp-secret-0123456789";
+pub const RP_CALLBACK: &str = "http://127.0.0.1:9/bench/cb";
+pub const M2M_CLIENT: &str = "bench-m2m";
+pub const M2M_SECRET: &str = "bench-m2m-secret-0123456789";
+pub const M2M_SCOPE: &str = "bench.read";
+
+/// Which state store the gateway uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    Memory,
+    /// A `redis://` URL; `None` = start a private `redis-server` on a free loopback port.
+    Redis(Option<String>),
+}
+
+pub struct Options {
+    pub store: Store,
+    pub alg: String,
+    /// Extra `[sessions]` lines for the Redis backend (e.g. a key prefix), verbatim.
+    pub redis_settings: Vec<String>,
+    /// Run this binary instead of re-running sso-bench as the gateway.
+    pub gateway_bin: Option<PathBuf>,
+    pub gateway_log_level: String,
+}
+
+/// A demo user of one simulated system.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub upstream: String,
+    pub username: String,
+    pub password: String,
+}
+
+pub struct System {
+    pub gateway: Url,
+    pub gateway_proc: Proc,
+    pub idps: Vec<Proc>,
+    pub redis: Option<(Proc, SocketAddr)>,
+    pub redis_addr: Option<SocketAddr>,
+    pub users: Vec<User>,
+}
+
+impl System {
+    pub fn gateway_pid(&self) -> Result<u32> {
+        self.gateway_proc.pid()
+    }
+
+    pub async fn stop(self) {
+        self.gateway_proc.stop().await;
+        for p in self.idps {
+            p.stop().await;
+        }
+        if let Some((p, _)) = self.redis {
+            p.stop().await;
+        }
+    }
+}
+
+pub async fn start(opts: &Options, dir: &Path) -> Result<System> {
+    // 1. the simulated provincial systems, each in its own process
+    let mut idps = Vec::new();
+    let mut issuers = Vec::new();
+    let mut users = Vec::new();
+    for (index, (id, text)) in sso_gateway::demo::LEGACY_CONFIGS.iter().enumerate() {
+        let config = LegacyIdpConfig::from_toml_str(text)?;
+        for u in &config.users {
+            users.push(User {
+                upstream: id.to_string(),
+                username: u.username.clone(),
+                password: u.password.clone(),
+            });
+        }
+        let log = dir.join(format!("legacy-{id}.log"));
+        let args = vec!["__legacy-idp".to_string(), index.to_string()];
+        let mut p = procs::spawn_self(&format!("legacy-idp {id}"), &args, &log, &[("RUST_LOG", "warn")])?;
+        let issuer = procs::first_line(&mut p, Duration::from_secs(30)).await?;
+        issuers.push((id.to_string(), issuer));
+        idps.push(p);
+    }
+
+    // 2. Redis, when asked for
+    let (redis, store_url) = match &opts.store {
+        Store::Memory => (None, "memory".to_string()),
+        Store::Redis(Some(url)) => (None, url.clone()),
+        Store::Redis(None) => {
+            let port = procs::free_port()?;
+            let args: Vec<String> = [
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                &dir.display().to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let p = procs::spawn(
+                "redis-server",
+                Path::new("redis-server"),
+                &args,
+                &dir.join("redis.log"),
+                &[],
+            )
+            .context(
+                "`--store redis` starts `redis-server` (apt-get install redis-server), or pass --redis-url",
+            )?;
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+            wait_for_tcp(addr, Duration::from_secs(10)).await?;
+            (Some((p, addr)), format!("redis://127.0.0.1:{port}"))
+        }
+    };
+    let redis_addr = match (&redis, &opts.store) {
+        (Some((_, a)), _) => Some(*a),
+        (None, Store::Redis(Some(url))) => {
+            let u = Url::parse(url)?;
+            Some(format!("{}:{}", u.host_str().unwrap_or("127.0.0.1"), u.port().unwrap_or(6379)).parse()?)
+        }
+        _ => None,
+    };
+
+    // 3. the gateway
+    let port = procs::free_port()?;
+    let gateway = Url::parse(&format!("http://127.0.0.1:{port}"))?;
+    let config = gateway_config(port, dir, &issuers, &store_url, &opts.redis_settings, &opts.alg)?;
+    let config_path = dir.join("gateway.toml");
+    std::fs::write(&config_path, config)?;
+    let log = dir.join("gateway.log");
+    let env = [("RUST_LOG", opts.gateway_log_level.as_str())];
+    let mut gateway_proc = match &opts.gateway_bin {
+        Some(bin) => procs::spawn(
+            "gateway",
+            bin,
+            &["serve".into(), "--config".into(), config_path.display().to_string()],
+            &log,
+            &env,
+        )?,
+        None => procs::spawn_self(
+            "gateway",
+            &["__gateway".into(), config_path.display().to_string()],
+            &log,
+            &env,
+        )?,
+    };
+    wait_ready(&mut gateway_proc, &gateway, Duration::from_secs(60))
+        .await
+        .with_context(|| format!("gateway did not become ready; log: {}", log.display()))?;
+    Ok(System { gateway, gateway_proc, idps, redis, redis_addr, users })
+}
+
+async fn wait_for_tcp(addr: SocketAddr, within: Duration) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("nothing listens on {addr} after {within:?}")
+}
+
+async fn wait_ready(proc: &mut Proc, gateway: &Url, within: Duration) -> Result<()> {
+    let start = Instant::now();
+    let readyz = gateway.join("/readyz")?;
+    let mut agent = Agent::default();
+    while start.elapsed() < within {
+        proc.check_running()?;
+        if let Ok(r) = agent.get(&readyz).await
+            && r.status.is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(anyhow!("not ready after {within:?}"))
+}
+
+/// The gateway configuration: the demo's three upstreams (with their claim mappings) at the
+/// running simulated systems, and two benchmark clients.
+pub fn gateway_config(
+    port: u16,
+    dir: &Path,
+    issuers: &[(String, String)],
+    store: &str,
+    redis_settings: &[String],
+    alg: &str,
+) -> Result<String> {
+    let demo = include_str!("../../../config/demo.toml");
+    let start = demo.find("[[upstreams]]").ok_or_else(|| anyhow!("demo.toml has no upstreams"))?;
+    let end = demo.find("[[clients]]").unwrap_or(demo.len());
+    let mut upstreams = demo[start..end].to_string();
+    for (id, issuer) in issuers {
+        let placeholder = match id.as_str() {
+            "hcm" => "http://127.0.0.1:{hcm_port}/realms/hcm-dichvucong",
+            "bd" => "http://127.0.0.1:{bd_port}/oidc",
+            _ => "http://127.0.0.1:{brvt_port}/sso",
+        };
+        upstreams = upstreams.replace(placeholder, issuer);
+    }
+    let dir = dir.display();
+    let sessions_extra = redis_settings.join("\n");
+    Ok(format!(
+        r#"# Generated by sso-bench.
+issuer = "http://127.0.0.1:{port}"
+listen = "127.0.0.1:{port}"
+
+[keys]
+dir = "{dir}/keys"
+generate_missing = true
+
+[accounts]
+url = "sqlite://{dir}/accounts.db?mode=rwc"
+
+[sessions]
+store = "{store}"
+{sessions_extra}
+
+[lifetimes]
+authorization_code = "10m"
+
+{upstreams}
+[[clients]]
+client_id = "{RP_CLIENT}"
+name = "Benchmark RP"
+client_secret = "{RP_SECRET}"
+redirect_uris = ["{RP_CALLBACK}"]
+scopes = ["openid", "profile", "email", "phone", "national_id", "official"]
+id_token_signed_response_alg = "{alg}"
+access_token_lifetime = "1h"
+
+[[clients]]
+client_id = "{M2M_CLIENT}"
+client_secret = "{M2M_SECRET}"
+redirect_uris = []
+scopes = ["{M2M_SCOPE}"]
+grant_types = ["client_credentials"]
+id_token_signed_response_alg = "{alg}"
+"#
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_configuration_is_valid() {
+        let issuers = vec![
+            ("hcm".to_string(), "http://127.0.0.1:1/realms/hcm-dichvucong".to_string()),
+            ("bd".to_string(), "http://127.0.0.1:2/oidc".to_string()),
+            ("brvt".to_string(), "http://127.0.0.1:3/sso".to_string()),
+        ];
+        let text = gateway_config(4, Path::new("/tmp/x"), &issuers, "memory", &[], "ES256").unwrap();
+        let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
+        assert_eq!(settings.upstreams.len(), 3);
+        assert_eq!(settings.clients.len(), 2);
+        assert!(!text.contains("{hcm_port}"));
+    }
+}

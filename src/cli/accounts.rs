@@ -1,0 +1,537 @@
+//! `sso-gateway accounts …` and `sso-gateway units …`: account administration from the command
+//! line. Every operation that changes or reads a person's account is written to the account
+//! store's append-only audit log with who (`--actor`, default `$USER`), when, what and why
+//! (`--reason`, required for changes).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use crate::accounts::import::{ImportKind, parse_csv};
+use crate::accounts::units::UnitData;
+use crate::accounts::{AccountSelector, AccountStore, LinkPolicy};
+use crate::clock::Clock;
+use crate::config::Settings;
+
+#[derive(Debug, Args)]
+pub struct Common {
+    #[arg(long, short, env = "SSO_GATEWAY_CONFIG")]
+    config: PathBuf,
+    /// Who performs the operation (recorded in the audit log).
+    #[arg(long, env = "USER", default_value = "unknown")]
+    actor: String,
+}
+
+/// Names one account.
+#[derive(Debug, Args)]
+pub struct Select {
+    /// The account's public `sub`.
+    #[arg(long, group = "account")]
+    sub: Option<String>,
+    /// Its 12-digit national ID number (current or a former one).
+    #[arg(long, group = "account")]
+    national_id: Option<String>,
+    /// An upstream identity linked to it (with --subject).
+    #[arg(long, group = "account", requires = "subject")]
+    upstream: Option<String>,
+    #[arg(long, requires = "upstream")]
+    subject: Option<String>,
+    /// Its internal id.
+    #[arg(long, group = "account")]
+    id: Option<String>,
+}
+
+impl Select {
+    fn selector(&self) -> Result<AccountSelector, String> {
+        match (&self.sub, &self.national_id, &self.upstream, &self.subject, &self.id) {
+            (Some(s), ..) => Ok(AccountSelector::Sub(s.clone())),
+            (_, Some(n), ..) => Ok(AccountSelector::NationalId(n.clone())),
+            (_, _, Some(u), Some(s), _) => {
+                Ok(AccountSelector::Upstream { upstream: u.clone(), subject: s.clone() })
+            }
+            (.., Some(id)) => Ok(AccountSelector::Id(id.clone())),
+            _ => Err("name the account with --sub, --national-id, --upstream/--subject or --id".into()),
+        }
+    }
+}
+
+/// Parses `sub:…`, `national-id:…`, `upstream:ID/SUBJECT` or `id:…`.
+fn parse_selector(s: &str) -> Result<AccountSelector, String> {
+    let (kind, value) = s.split_once(':').ok_or_else(|| format!("{s:?}: expected KIND:VALUE"))?;
+    match kind {
+        "sub" => Ok(AccountSelector::Sub(value.into())),
+        "national-id" | "nid" => Ok(AccountSelector::NationalId(value.into())),
+        "id" => Ok(AccountSelector::Id(value.into())),
+        "upstream" => {
+            let (u, subject) =
+                value.split_once('/').ok_or_else(|| format!("{s:?}: expected upstream:ID/SUBJECT"))?;
+            Ok(AccountSelector::Upstream { upstream: u.into(), subject: subject.into() })
+        }
+        other => Err(format!("unknown selector kind {other:?} (sub, national-id, upstream, id)")),
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    Citizen,
+    Official,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Bulk-import a former province's accounts from CSV (idempotent; see README "Accounts").
+    Import {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_enum)]
+        kind: Kind,
+        #[arg(long)]
+        file: PathBuf,
+        /// Former province = the upstream id whose identities the rows are (hcm, bd, brvt).
+        #[arg(long)]
+        province: String,
+        /// Reject the whole file if any row is invalid.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print an account with its links, number history, aliases, warnings and audit trail.
+    Show {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        select: Select,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Link an upstream identity to an account (moves it if linked elsewhere).
+    Link {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        upstream: String,
+        #[arg(long)]
+        subject: String,
+        /// Target account: sub:…, national-id:…, upstream:ID/SUBJECT or id:….
+        #[arg(long, value_parser = parse_selector)]
+        to: AccountSelector,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Remove an upstream identity's link.
+    Unlink {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        upstream: String,
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Merge one account into another; the merged one stays as merged-into (its sub resolves).
+    Merge {
+        #[command(flatten)]
+        common: Common,
+        /// The account that disappears: sub:…, national-id:…, upstream:ID/SUBJECT or id:….
+        #[arg(long, value_parser = parse_selector)]
+        from: AccountSelector,
+        /// The surviving account.
+        #[arg(long, value_parser = parse_selector)]
+        into: AccountSelector,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lock an account: no login, no new tokens, no userinfo.
+    Lock {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        select: Select,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Unlock a locked account.
+    Unlock {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        select: Select,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Re-key an account to a new national ID number (the old one stays in its history), or
+    /// record a checked number on an account that has none.
+    Rekey {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        select: Select,
+        #[arg(long)]
+        new_national_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Decide an official's unit in the new structure (e.g. a split former unit).
+    SetUnit {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        select: Select,
+        /// Code of a unit of the new structure.
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// List structural warnings about asserted national ID numbers.
+    Warnings {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        code: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// List linking conflicts waiting for review, and pending accounts whose number another
+    /// account now holds verified (merge candidates).
+    Conflicts {
+        #[command(flatten)]
+        common: Common,
+        /// Include resolved ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Close a conflict without merging (e.g. two different people).
+    ResolveConflict {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        id: i64,
+        #[arg(long, default_value = "kept-separate")]
+        resolution: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Print the audit log, newest first.
+    Audit {
+        #[command(flatten)]
+        common: Common,
+        /// Only lines about this account id.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UnitsCommand {
+    /// Import the administrative units and the former → new mapping (idempotent). Without
+    /// --dir, the copy compiled into the binary (config/units/).
+    Import {
+        #[command(flatten)]
+        common: Common,
+        /// Directory laid out like config/units/.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Version name of this unit set (the latest imported is active).
+        #[arg(long)]
+        version: Option<String>,
+    },
+}
+
+/// An admin command's failure, printed as `error: …`.
+struct Failure(String, ExitCode);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string(), ExitCode::FAILURE)
+    }
+}
+
+async fn open(common: &Common) -> Result<(Settings, AccountStore), Failure> {
+    let settings = Settings::load(&common.config)
+        .map_err(|e| Failure(format!("{}: {e}", common.config.display()), ExitCode::from(2)))?;
+    let store = AccountStore::connect(settings.accounts.url.expose(), 2).await?;
+    Ok((settings, store))
+}
+
+fn require_reason(reason: &str) -> Result<&str, Failure> {
+    if reason.trim().is_empty() {
+        Err(Failure("--reason must not be empty".into(), ExitCode::from(2)))
+    } else {
+        Ok(reason)
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub async fn run_units(command: UnitsCommand) -> ExitCode {
+    let UnitsCommand::Import { common, dir, version } = command;
+    let result = async {
+        let data = match &dir {
+            Some(d) => UnitData::from_dir(d, version.as_deref().unwrap_or("imported"))?,
+            None => {
+                let mut d = UnitData::embedded()?;
+                if let Some(v) = &version {
+                    d.version = v.clone();
+                }
+                d
+            }
+        };
+        let (_, store) = open(&common).await?;
+        let now = Clock::system().now();
+        let summary = store.import_units(&data, now).await?;
+        store
+            .audit(
+                &common.actor,
+                "units-import",
+                &format!("units:{}", summary.version),
+                None,
+                &json!(summary),
+                now,
+            )
+            .await?;
+        println!(
+            "unit set {}: {} new units, {} former units, {} mappings ({} split former units){}",
+            summary.version,
+            summary.new_units,
+            summary.former_units,
+            summary.mappings,
+            summary.split_former_units,
+            if summary.changed { "; imported and active" } else { "; already imported, nothing changed" }
+        );
+        Ok::<_, Failure>(ExitCode::SUCCESS)
+    }
+    .await;
+    finish(result)
+}
+
+fn finish(result: Result<ExitCode, Failure>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(Failure(message, code)) => {
+            eprintln!("error: {message}");
+            code
+        }
+    }
+}
+
+pub async fn run_accounts(command: AccountsCommand) -> ExitCode {
+    finish(accounts(command).await)
+}
+
+async fn accounts(command: AccountsCommand) -> Result<ExitCode, Failure> {
+    let now = Clock::system().now();
+    match command {
+        AccountsCommand::Import { common, kind, file, province, strict } => {
+            import(&common, kind, &file, &province, strict).await
+        }
+        AccountsCommand::Show { common, select, reason } => {
+            let (_, store) = open(&common).await?;
+            let selector = select.selector()?;
+            let account = store
+                .find(&selector)
+                .await?
+                .ok_or_else(|| Failure(format!("no account with {selector}"), ExitCode::FAILURE))?;
+            store
+                .audit(
+                    &common.actor,
+                    "show",
+                    &account.id,
+                    reason.as_deref(),
+                    &json!({ "by": selector.to_string() }),
+                    now,
+                )
+                .await?;
+            let conflicts: Vec<_> = store
+                .conflicts(true)
+                .await?
+                .into_iter()
+                .filter(|c| c.existing_account_id == account.id || c.new_account_id == account.id)
+                .collect();
+            print_json(&json!({
+                "account": account,
+                "links": store.links_of(&account.id).await?,
+                "national_id_history": store.number_history(&account.id).await?,
+                "aliases": store.aliases_of(&account.id).await?,
+                "warnings": store.warnings_of(&account.id).await?,
+                "conflicts": conflicts,
+                "audit": store.audit_log(Some(&account.id), 20).await?,
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::Link { common, upstream, subject, to, reason } => {
+            let (_, store) = open(&common).await?;
+            store.link(&upstream, &subject, &to, &common.actor, require_reason(&reason)?, now).await?;
+            println!("linked {upstream}/{subject} to {to}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::Unlink { common, upstream, subject, reason } => {
+            let (_, store) = open(&common).await?;
+            store.unlink(&upstream, &subject, &common.actor, require_reason(&reason)?, now).await?;
+            println!("unlinked {upstream}/{subject}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::Merge { common, from, into, reason } => {
+            let (_, store) = open(&common).await?;
+            let survivor = store.merge(&from, &into, &common.actor, require_reason(&reason)?, now).await?;
+            println!("merged {from} into account {} (sub {})", survivor.id, survivor.sub);
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::Lock { common, select, reason } => {
+            let (_, store) = open(&common).await?;
+            let a = store
+                .set_locked(&select.selector()?, true, &common.actor, Some(require_reason(&reason)?), now)
+                .await?;
+            println!("locked account {}", a.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::Unlock { common, select, reason } => {
+            let (_, store) = open(&common).await?;
+            let a =
+                store.set_locked(&select.selector()?, false, &common.actor, reason.as_deref(), now).await?;
+            println!("unlocked account {}", a.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::Rekey { common, select, new_national_id, reason } => {
+            let (_, store) = open(&common).await?;
+            let a = store
+                .rekey(&select.selector()?, &new_national_id, &common.actor, require_reason(&reason)?, now)
+                .await?;
+            println!("account {} now holds the new number; the old one stays in its history", a.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::SetUnit { common, select, unit, reason } => {
+            let (_, store) = open(&common).await?;
+            let a = store
+                .decide_unit(&select.selector()?, &unit, &common.actor, require_reason(&reason)?, now)
+                .await?;
+            let name = a.official.and_then(|o| o.org_unit).map(|u| u.name).unwrap_or_default();
+            println!("account {}: unit {unit} {name}", a.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::Warnings { common, code, limit } => {
+            let (_, store) = open(&common).await?;
+            let list = store.warnings(code.as_deref(), limit).await?;
+            store
+                .audit(
+                    &common.actor,
+                    "list-warnings",
+                    "warnings",
+                    None,
+                    &json!({ "code": code, "count": list.len() }),
+                    now,
+                )
+                .await?;
+            for w in &list {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    w.account_id,
+                    w.source,
+                    w.code,
+                    w.national_id.as_deref().unwrap_or("-"),
+                    w.detail
+                );
+            }
+            eprintln!("{} warning(s)", list.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::Conflicts { common, all } => {
+            let (_, store) = open(&common).await?;
+            let list = store.conflicts(all).await?;
+            let pending: Vec<_> = store
+                .pending_link_candidates(1000)
+                .await?
+                .into_iter()
+                .map(|(p, v, n)| json!({ "pending_account_id": p, "verified_account_id": v, "national_id": n }))
+                .collect();
+            let count = json!({ "count": list.len(), "pending": pending.len() });
+            store.audit(&common.actor, "list-conflicts", "conflicts", None, &count, now).await?;
+            print_json(&json!({ "conflicts": list, "pending_link_candidates": pending }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::ResolveConflict { common, id, resolution, reason } => {
+            let (_, store) = open(&common).await?;
+            store.resolve_conflict(id, &resolution, &common.actor, require_reason(&reason)?, now).await?;
+            println!("conflict {id} resolved: {resolution}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::Audit { common, target, limit } => {
+            let (_, store) = open(&common).await?;
+            print_json(&store.audit_log(target.as_deref(), limit).await?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Exit code of an import that completed with row errors (valid rows went in).
+const EXIT_ROW_ERRORS: u8 = 3;
+
+async fn import(
+    common: &Common,
+    kind: Kind,
+    file: &PathBuf,
+    province: &str,
+    strict: bool,
+) -> Result<ExitCode, Failure> {
+    let (settings, store) = open(common).await?;
+    let Some(upstream) = settings.upstreams.iter().find(|u| u.id == province) else {
+        let known: Vec<&str> = settings.upstreams.iter().map(|u| u.id.as_str()).collect();
+        return Err(Failure(
+            format!(
+                "--province {province} is not an upstream in the configuration (known: {})",
+                known.join(", ")
+            ),
+            ExitCode::from(2),
+        ));
+    };
+    let policy = LinkPolicy { trust_national_id: upstream.linking.trust_national_id };
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let kind = match kind {
+        Kind::Citizen => ImportKind::Citizen,
+        Kind::Official => ImportKind::Official,
+    };
+    let (rows, errors) =
+        parse_csv(&text, kind).map_err(|e| format!("{} line {}: {}", file.display(), e.line, e.reason))?;
+    let bar = indicatif::ProgressBar::new(rows.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let now = Clock::system().now();
+    let summary =
+        store.import_rows(province, policy, &rows, errors, strict, now, |n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    let detail = json!({
+        "file": file.display().to_string(), "kind": kind, "strict": strict, "rows": summary.rows,
+        "created": summary.created, "linked_by_national_id": summary.linked_by_national_id,
+        "pending": summary.pending, "conflicts": summary.conflicts, "already_imported": summary.already_imported,
+        "errors": summary.errors.len(), "rejected": summary.rejected,
+    });
+    store.audit(&common.actor, "import", &format!("import:{province}"), None, &detail, now).await?;
+    for e in &summary.errors {
+        eprintln!("{} line {}: {}", file.display(), e.line, e.reason);
+    }
+    if summary.rejected {
+        eprintln!("--strict: {} invalid row(s); nothing was imported", summary.errors.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "{} rows: {} created, {} linked by national ID, {} pending (untrusted number), {} conflicts for review, \
+         {} already imported, {} rejected",
+        summary.rows,
+        summary.created,
+        summary.linked_by_national_id,
+        summary.pending,
+        summary.conflicts,
+        summary.already_imported,
+        summary.errors.len()
+    );
+    Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_ROW_ERRORS) })
+}
