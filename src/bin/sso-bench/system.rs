@@ -212,7 +212,8 @@ pub fn gateway_config(
         let placeholder = match id.as_str() {
             "hcm" => "http://127.0.0.1:{hcm_port}/realms/hcm-dichvucong",
             "bd" => "http://127.0.0.1:{bd_port}/oidc",
-            _ => "http://127.0.0.1:{brvt_port}/sso",
+            "brvt" => "http://127.0.0.1:{brvt_port}/cas",
+            _ => "http://127.0.0.1:{vneid_port}/sso/realms/vneid",
         };
         upstreams = upstreams.replace(placeholder, issuer);
     }
@@ -267,12 +268,15 @@ mod tests {
         let issuers = vec![
             ("hcm".to_string(), "http://127.0.0.1:1/realms/hcm-dichvucong".to_string()),
             ("bd".to_string(), "http://127.0.0.1:2/oidc".to_string()),
-            ("brvt".to_string(), "http://127.0.0.1:3/sso".to_string()),
+            ("brvt".to_string(), "http://127.0.0.1:3/cas".to_string()),
+            ("vneid".to_string(), "http://127.0.0.1:5/sso/realms/vneid".to_string()),
         ];
         let text = gateway_config(4, Path::new("/tmp/x"), &issuers, "memory", &[], "ES256").unwrap();
         let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
-        assert_eq!(settings.upstreams.len(), 3);
+        assert_eq!(settings.upstreams.len(), 4);
         assert_eq!(settings.clients.len(), 2);
-        assert!(!text.contains("{hcm_port}"));
+        assert!(
+            !text.contains("{hcm_port}") && !text.contains("{brvt_port}") && !text.contains("{vneid_port}")
+        );
     }
 }
