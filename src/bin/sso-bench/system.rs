@@ -207,7 +207,13 @@ pub fn gateway_config(
     let demo = include_str!("../../../config/demo.toml");
     let start = demo.find("[[upstreams]]").ok_or_else(|| anyhow!("demo.toml has no upstreams"))?;
     let end = demo.find("[[clients]]").unwrap_or(demo.len());
-    let mut upstreams = demo[start..end].to_string();
+    // The benchmark drives the OIDC systems (hcm, bd); the demo's CAS and VNeID upstreams
+    // need other simulated systems and are left out.
+    let mut upstreams: String = demo[start..end]
+        .split("[[upstreams]]")
+        .filter(|block| block.contains("id = \"hcm\"") || block.contains("id = \"bd\""))
+        .map(|block| format!("[[upstreams]]{block}"))
+        .collect();
     for (id, issuer) in issuers {
         let placeholder = match id.as_str() {
             "hcm" => "http://127.0.0.1:{hcm_port}/realms/hcm-dichvucong",
@@ -271,7 +277,7 @@ mod tests {
         ];
         let text = gateway_config(4, Path::new("/tmp/x"), &issuers, "memory", &[], "ES256").unwrap();
         let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
-        assert_eq!(settings.upstreams.len(), 3);
+        assert_eq!(settings.upstreams.len(), 2);
         assert_eq!(settings.clients.len(), 2);
         assert!(!text.contains("{hcm_port}"));
     }
