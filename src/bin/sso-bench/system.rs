@@ -207,6 +207,8 @@ pub fn gateway_config(
     let demo = include_str!("../../../config/demo.toml");
     let start = demo.find("[[upstreams]]").ok_or_else(|| anyhow!("demo.toml has no upstreams"))?;
     let end = demo.find("[[clients]]").unwrap_or(demo.len());
+    // Every simulated system the benchmark starts (LEGACY_CONFIGS: hcm, bd, brvt speaking
+    // CAS, vneid) is one of the demo's upstreams; its login form is driven the same way.
     let mut upstreams = demo[start..end].to_string();
     for (id, issuer) in issuers {
         let placeholder = match id.as_str() {
