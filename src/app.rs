@@ -25,6 +25,12 @@ use crate::provider::discovery;
 use crate::session::Sessions;
 use crate::state::StateStore;
 
+/// Account records a replica keeps for minting (about 1 KB each).
+const ACCOUNT_CACHE_CAPACITY: u64 = 100_000;
+
+/// Verified access tokens a replica remembers (about 0.5 KB each).
+const VERIFIED_TOKEN_CAPACITY: u64 = 100_000;
+
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -48,9 +54,20 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
-/// Cheap handles to every part; cloned into each request.
+/// Every part of the running gateway, behind one `Arc`: handlers receive a clone per
+/// request, which is one reference-count increment however many parts there are.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts themselves (reached through [`AppState`]).
+pub struct AppParts {
     pub settings: Arc<Settings>,
     pub keys: KeySet,
     pub store: StateStore,
@@ -59,18 +76,23 @@ pub struct AppState {
     pub clients: ClientRegistry,
     pub broker: Broker,
     pub clock: Clock,
-    pub discovery: Arc<str>,
+    /// Access tokens already verified (for introspection and userinfo).
+    pub verified_tokens: crate::provider::verified::VerifiedTokens,
+    /// The discovery document, serialised once at start-up (served as is).
+    pub discovery: bytes::Bytes,
     /// Shared outbound HTTP client (keep-alive pool): upstreams, RP back-channel logout,
     /// client key sets.
     pub http: reqwest::Client,
     issuer: Arc<str>,
 }
 
-impl AppState {
+impl AppParts {
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
+}
 
+impl AppState {
     /// Builds every part from validated settings.
     pub async fn build(settings: Settings, clock: Clock) -> Result<AppState, StartError> {
         let issuer: Arc<str> = Arc::from(settings.issuer());
@@ -89,7 +111,9 @@ impl AppState {
         }
         let store = StateStore::open(&settings.sessions).await?;
         let accounts =
-            AccountStore::connect(settings.accounts.url.expose(), settings.accounts.max_connections).await?;
+            AccountStore::connect(settings.accounts.url.expose(), settings.accounts.max_connections)
+                .await?
+                .with_cache(settings.accounts.cache_ttl, ACCOUNT_CACHE_CAPACITY);
         let https = issuer.starts_with("https://");
         let sessions = Sessions::new(store.clone(), clock.clone(), &settings.sessions, https);
         let http =
@@ -102,8 +126,8 @@ impl AppState {
         let broker = Broker::new(&settings, http.clone(), store.clone())?;
         let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
         let discovery =
-            Arc::from(discovery::document(&issuer, &keys.algorithms(), &settings.assurance.levels));
-        Ok(AppState {
+            bytes::Bytes::from(discovery::document(&issuer, &keys.algorithms(), &settings.assurance.levels));
+        Ok(AppState(Arc::new(AppParts {
             settings: Arc::new(settings),
             keys,
             store,
@@ -113,9 +137,10 @@ impl AppState {
             broker,
             clock,
             discovery,
+            verified_tokens: crate::provider::verified::VerifiedTokens::new(VERIFIED_TOKEN_CAPACITY),
             http,
             issuer,
-        })
+        })))
     }
 }
 
@@ -142,14 +167,10 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             // Name spans by the matched route, never the raw URI (it carries codes).
-            let route = req
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| "unmatched".into());
-            let id =
-                req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
-            tracing::info_span!("http", method = %req.method(), route = %route, request_id = %id)
+            let route =
+                req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str());
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), route, request_id = id)
         }))
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,

@@ -35,7 +35,11 @@ pub fn handle() -> Option<PrometheusHandle> {
 }
 
 /// Counts requests and their latency by matched route, method and status class.
+/// Without a recorder (no management listener) it only passes the request on.
 pub async fn track(req: Request, next: Next) -> Response {
+    if !matches!(HANDLE.get(), Some(Some(_))) {
+        return next.run(req).await;
+    }
     let started = Instant::now();
     let route = req
         .extensions()
@@ -44,8 +48,14 @@ pub async fn track(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_string();
     let res = next.run(req).await;
-    let status = format!("{}xx", res.status().as_u16() / 100);
-    let labels = [("route", route), ("method", method), ("status", status)];
+    let status = match res.status().as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    };
+    let labels = [("route", route), ("method", method), ("status", status.to_string())];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
     res

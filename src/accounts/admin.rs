@@ -88,7 +88,7 @@ impl AccountStore {
         merge_in(&mut tx, &l.id, &w.id, None, now).await?;
         audit_in(&mut tx, actor, "merge", &w.id, Some(reason), &json!({ "merged": l.id, "into": w.id }), now)
             .await?;
-        tx.commit().await?;
+        self.commit_write(tx).await?;
         self.require(&AccountSelector::Id(w.id)).await
     }
 
@@ -140,7 +140,7 @@ impl AccountStore {
         }
         let detail = json!({ "upstream": upstream, "subject": subject, "previous_account": previous });
         audit_in(&mut tx, actor, "link", &target.id, Some(reason), &detail, now).await?;
-        tx.commit().await?;
+        self.commit_write(tx).await?;
         Ok(())
     }
 
@@ -172,7 +172,7 @@ impl AccountStore {
             now,
         )
         .await?;
-        tx.commit().await?;
+        self.commit_write(tx).await?;
         Ok(())
     }
 
@@ -201,7 +201,7 @@ impl AccountStore {
         }
         audit_in(&mut tx, actor, if locked { "lock" } else { "unlock" }, &a.id, reason, &json!({}), now)
             .await?;
-        tx.commit().await?;
+        self.commit_write(tx).await?;
         self.require(&AccountSelector::Id(a.id)).await
     }
 
@@ -268,7 +268,7 @@ impl AccountStore {
         .await?;
         let detail = json!({ "from": a.national_id.as_deref().and_then(|n| NationalId::parse(n).ok()).map(|n| n.masked()), "to": new.masked() });
         audit_in(&mut tx, actor, "rekey", &a.id, Some(reason), &detail, now).await?;
-        tx.commit().await?;
+        self.commit_write(tx).await?;
         self.require(&AccountSelector::Id(a.id)).await
     }
 
@@ -308,7 +308,7 @@ impl AccountStore {
             now,
         )
         .await?;
-        tx.commit().await?;
+        self.commit_write(tx).await?;
         self.require(&AccountSelector::Id(a.id)).await
     }
 
@@ -343,7 +343,7 @@ impl AccountStore {
             now,
         )
         .await?;
-        tx.commit().await?;
+        self.commit_write(tx).await?;
         Ok(())
     }
 

@@ -273,7 +273,7 @@ impl AccountStore {
                     }
                 }
             }
-            tx.commit().await?;
+            self.commit_write(tx).await?;
             progress(done);
         }
         errors.sort_by_key(|e| e.line);

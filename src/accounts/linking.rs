@@ -103,6 +103,7 @@ impl AccountStore {
                         .find_by_id(&id)
                         .await?
                         .ok_or_else(|| AccountError::Corrupt("account vanished after linking".into()))?;
+                    self.remember(&account);
                     return Ok(Resolution { account, outcome });
                 }
                 Err(e) if is_unique_violation(&e) && attempt < RACE_RETRIES => {
@@ -160,7 +161,7 @@ impl AccountStore {
                 .await?;
             record_conflict(&mut tx, &number, &verified.id, &pending.id, "-", "-", reason, &detail, now)
                 .await?;
-            tx.commit().await?;
+            self.commit_write(tx).await?;
             return Ok(None);
         }
         super::admin::merge_in(&mut tx, &pending.id, &verified.id, Some(LinkMethod::Proof), now).await?;
@@ -174,7 +175,7 @@ impl AccountStore {
             now,
         )
         .await?;
-        tx.commit().await?;
+        self.commit_write(tx).await?;
         self.find_by_id(&verified.id).await
     }
 }

@@ -8,6 +8,9 @@
 //! failing on lock upgrade); on PostgreSQL uniqueness (identity link primary key, unique
 //! verified national ID) settles races and the loser retries.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use sqlx::AnyConnection;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -32,6 +35,9 @@ pub enum Dialect {
 pub struct AccountStore {
     pub(super) pool: AnyPool,
     dialect: Dialect,
+    /// Recently read account records for the token endpoints (`find_for_tokens`); `None`
+    /// unless the gateway enables it with [`AccountStore::with_cache`].
+    cache: Option<moka::sync::Cache<String, Arc<Account>>>,
 }
 
 /// How many times a write that lost a uniqueness race is retried.
@@ -81,12 +87,22 @@ impl AccountStore {
             })
             .connect(url)
             .await?;
-        let store = AccountStore { pool, dialect };
+        let store = AccountStore { pool, dialect, cache: None };
         store.migrate().await?;
         // A store that never had units gets the compiled-in set (imported "at time 0", so any
         // set an admin imports later is newer and becomes the active one).
         store.seed_units_if_empty(0).await?;
         Ok(store)
+    }
+
+    /// Keeps account records read by [`find_for_tokens`](Self::find_for_tokens) for up to
+    /// `ttl` (at most `capacity` of them). Writes through this handle forget what they change at
+    /// once; writes by another process (admin CLI, another replica) are seen within `ttl`.
+    /// A zero `ttl` leaves the cache off.
+    pub fn with_cache(mut self, ttl: Duration, capacity: u64) -> Self {
+        self.cache = (!ttl.is_zero())
+            .then(|| moka::sync::Cache::builder().max_capacity(capacity).time_to_live(ttl).build());
+        self
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -119,6 +135,42 @@ impl AccountStore {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.pool.begin().await?,
         })
+    }
+
+    /// The account with this id for minting tokens: from the cache when it was read within the
+    /// cache's time-to-live, else from the database (see [`with_cache`](Self::with_cache)).
+    /// Everything that decides about an account (linking, admin commands) reads
+    /// [`find_by_id`](Self::find_by_id) instead.
+    pub async fn find_for_tokens(&self, id: &str) -> Result<Option<Account>, AccountError> {
+        let Some(cache) = &self.cache else { return self.find_by_id(id).await };
+        if let Some(account) = cache.get(id) {
+            return Ok(Some(Account::clone(&account)));
+        }
+        let account = self.find_by_id(id).await?;
+        if let Some(a) = &account {
+            cache.insert(a.id.clone(), Arc::new(a.clone()));
+        }
+        Ok(account)
+    }
+
+    /// Puts a record just read after a write into the cache (if there is one).
+    pub(super) fn remember(&self, account: &Account) {
+        if let Some(cache) = &self.cache {
+            cache.insert(account.id.clone(), Arc::new(account.clone()));
+        }
+    }
+
+    /// Commits a write that may change any account (admin commands, imports, merges) and
+    /// forgets every cached record.
+    pub(super) async fn commit_write(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), AccountError> {
+        tx.commit().await?;
+        if let Some(cache) = &self.cache {
+            cache.invalidate_all();
+        }
+        Ok(())
     }
 
     /// The account with this internal id, as stored (a merged account is returned as merged).

@@ -291,7 +291,7 @@ impl AccountStore {
             }
             q.execute(&mut *tx).await?;
         }
-        tx.commit().await?;
+        self.commit_write(tx).await?;
         summary.changed = true;
         Ok(summary)
     }

@@ -163,6 +163,11 @@ pub struct AccountSettings {
     /// (linking a pending account to the verified one).
     #[serde(default = "defaults::proof_window", with = "humantime_serde")]
     pub proof_window: Duration,
+    /// How long a replica may reuse an account record it read for minting tokens (code
+    /// exchange, refresh, userinfo, introspection). A lock, merge or attribute change made by
+    /// another process is seen within this time; `0s` reads the database every time.
+    #[serde(default = "defaults::account_cache_ttl", with = "humantime_serde")]
+    pub cache_ttl: Duration,
 }
 
 impl Default for AccountSettings {
@@ -172,6 +177,7 @@ impl Default for AccountSettings {
             max_connections: defaults::max_connections(),
             pairwise_salt: None,
             proof_window: defaults::proof_window(),
+            cache_ttl: defaults::account_cache_ttl(),
         }
     }
 }
@@ -684,6 +690,9 @@ mod defaults {
     }
     pub fn proof_window() -> Duration {
         Duration::from_secs(10 * 60)
+    }
+    pub fn account_cache_ttl() -> Duration {
+        Duration::from_secs(10)
     }
     pub fn session_store() -> SecretString {
         SecretString::from("memory")

@@ -502,6 +502,12 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
     if s.accounts.proof_window.is_zero() || s.accounts.proof_window > std::time::Duration::from_secs(3600) {
         p.push(Problem::new("accounts.proof_window", "out of range").expecting("between 1s and 1h"));
     }
+    if s.accounts.cache_ttl > std::time::Duration::from_secs(300) {
+        p.push(
+            Problem::new("accounts.cache_ttl", "too long: a locked account could keep getting tokens")
+                .expecting("at most 5m (0s turns the cache off)"),
+        );
+    }
     p
 }
 

@@ -43,7 +43,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 mod tests;
 
 /// Leeway for `exp` (and `nbf`, if present) when verifying.
-const LEEWAY_SECS: u64 = 30;
+pub const LEEWAY_SECS: u64 = 30;
 
 /// A JWS algorithm we can sign with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -148,7 +148,7 @@ struct Inner {
     by_kid: HashMap<String, usize>,
     /// Index into `keys` of the active key, per `SigningAlg::index()`.
     active: [Option<usize>; 3],
-    jwks: Arc<str>,
+    jwks: bytes::Bytes,
 }
 
 /// All our signing keys. Cheap to clone.
@@ -259,7 +259,7 @@ impl KeySet {
     }
 
     /// The JWKS document `{"keys":[...]}` with the public parts of all loaded keys.
-    pub fn jwks_json(&self) -> Arc<str> {
+    pub fn jwks_json(&self) -> bytes::Bytes {
         self.inner.jwks.clone()
     }
 

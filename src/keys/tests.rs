@@ -201,7 +201,7 @@ fn typ_checks() {
 #[test]
 fn jwks_has_public_parts_only() {
     let (_dir, set) = dir_with(&SigningAlg::all());
-    let jwks: Value = serde_json::from_str(&set.jwks_json()).unwrap();
+    let jwks: Value = serde_json::from_slice(&set.jwks_json()).unwrap();
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 3);
     for (alg, kty, crv) in [
@@ -262,7 +262,7 @@ fn newest_kid_is_active_and_old_still_verifies() {
     assert!(after.verify::<Value>(&old_token, ISS, None, None).is_ok());
     assert!(after.verify::<Value>(&new_token, ISS, None, None).is_ok());
     assert_eq!(after.algorithms(), vec![SigningAlg::ES256]);
-    let jwks: Value = serde_json::from_str(&after.jwks_json()).unwrap();
+    let jwks: Value = serde_json::from_slice(&after.jwks_json()).unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
 }
 

@@ -15,6 +15,7 @@ pub mod records;
 pub mod token;
 pub mod tokens;
 pub mod userinfo;
+pub mod verified;
 
 use axum::Router;
 use axum::extract::State;
@@ -35,8 +36,9 @@ pub fn router() -> Router<AppState> {
         .route("/revoke", post(introspect::revoke))
 }
 
-fn json_document(body: std::sync::Arc<str>, cache: &'static str) -> Response {
-    let mut res = body.to_string().into_response();
+/// A document serialised once (discovery, JWKS): each response shares its bytes.
+fn json_document(body: bytes::Bytes, cache: &'static str) -> Response {
+    let mut res = axum::body::Body::from(body).into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));

@@ -155,7 +155,7 @@ async fn authorization_code(
     }
     let account = app
         .accounts
-        .find_by_id(&grant.account_id)
+        .find_for_tokens(&grant.account_id)
         .await?
         .ok_or_else(|| TokenError::InvalidGrant("the account no longer exists".into()))?;
     // offline_access (only for clients allowed to request it, checked at /authorize) gives a
@@ -233,7 +233,7 @@ async fn rotate(
     }
     let account = app
         .accounts
-        .find_by_id(&grant.account_id)
+        .find_for_tokens(&grant.account_id)
         .await?
         .ok_or_else(|| TokenError::InvalidGrant("the account no longer exists".into()))?;
     issue_user_tokens(app, client, &grant, &account, None, Some(record.family_expires_at)).await

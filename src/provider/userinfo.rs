@@ -1,5 +1,7 @@
 //! `GET/POST /userinfo`: the claims that the access token's scopes release.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -26,11 +28,14 @@ fn bearer(headers: &HeaderMap) -> Result<&str, BearerError> {
 }
 
 /// Verifies one of our access tokens and checks it was not revoked.
-pub async fn verify_access_token(app: &AppState, token: &str) -> Result<AccessClaims, BearerError> {
-    let claims: AccessClaims = app
-        .keys
-        .verify(token, app.issuer(), Some(app.issuer()), Some("at+jwt"))
-        .map_err(|e| BearerError::InvalidToken(e.to_string()))?;
+pub async fn verify_access_token(app: &AppState, token: &str) -> Result<Arc<AccessClaims>, BearerError> {
+    let claims = app
+        .verified_tokens
+        .check(&app.keys, app.issuer(), token, app.clock.now())
+        .ok_or_else(|| BearerError::InvalidToken("not a valid access token of this provider".into()))?;
+    if !claims.aud.contains(app.issuer()) {
+        return Err(BearerError::InvalidToken("the token is not meant for userinfo".into()));
+    }
     if let Some(gid) = &claims.gid
         && app.store.get(&grant_revoked_key(gid)).await?.is_some()
     {
@@ -80,6 +85,6 @@ async fn handle(app: &AppState, headers: &HeaderMap) -> Result<Value, BearerErro
         let current = super::claims::subject_for(app, client, &account).await?;
         body.insert("merged_into_sub".into(), Value::String(current));
     }
-    body.insert("sub".into(), Value::String(claims.sub));
+    body.insert("sub".into(), Value::String(claims.sub.clone()));
     Ok(Value::Object(body))
 }

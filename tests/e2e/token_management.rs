@@ -128,7 +128,7 @@ async fn private_key_jwt_authenticates_once_per_assertion() {
     let keydir = tempfile::tempdir().unwrap();
     sso_gateway::keys::KeySet::generate(keydir.path(), sso_gateway::keys::SigningAlg::ES256).unwrap();
     let client_keys = sso_gateway::keys::KeySet::load_dir(keydir.path()).unwrap();
-    let jwks: Value = serde_json::from_str(&client_keys.jwks_json()).unwrap();
+    let jwks: Value = serde_json::from_slice(&client_keys.jwks_json()).unwrap();
     let options = Options {
         extra_config: format!(
             r#"
