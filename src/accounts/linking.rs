@@ -28,7 +28,7 @@ use super::names::{match_key, normalize_full_name};
 use super::national_id::{Gender, LegacyIdentifier, NationalId, classify_legacy_identifier};
 use super::store::{
     ACCOUNT_COLUMNS, ACCOUNT_FROM, AccountStore, RACE_RETRIES, account_from_row, follow_merges, holder_of,
-    is_unique_violation, linked_account_id,
+    is_unique_violation,
 };
 
 /// How far one upstream (or import source) is trusted.
@@ -186,6 +186,21 @@ fn profile_of(a: &Account) -> Profile {
 }
 
 /// Loads an account row without describing its units (cheaper, for decisions).
+/// The account an upstream identity is linked to, read with the link in one query (a merged
+/// account is returned as merged).
+async fn linked_account(
+    conn: &mut AnyConnection,
+    upstream: &str,
+    subject: &str,
+) -> Result<Option<Account>, AccountError> {
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM identity_links l JOIN accounts a ON a.id = l.account_id \
+         LEFT JOIN official_profiles o ON o.account_id = a.id WHERE l.upstream = $1 AND l.subject = $2"
+    );
+    let row = sqlx::query(&sql).bind(upstream).bind(subject).fetch_optional(&mut *conn).await?;
+    row.map(|r| account_from_row(&r)).transpose()
+}
+
 pub(super) async fn load_raw(conn: &mut AnyConnection, id: &str) -> Result<Option<Account>, AccountError> {
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM {ACCOUNT_FROM} WHERE a.id = $1");
     let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *conn).await?;
@@ -219,8 +234,16 @@ pub(super) async fn resolve_in(
     a: &Assertion<'_>,
     now: i64,
 ) -> Result<(String, LinkOutcome), AccountError> {
-    if let Some(id) = linked_account_id(conn, a.upstream, a.subject).await? {
-        let id = follow_merges(conn, &id).await?;
+    if let Some(linked) = linked_account(conn, a.upstream, a.subject).await? {
+        // One query finds the link and its account; only a merged account needs more.
+        let account = match linked.status {
+            super::AccountStatus::MergedInto(_) => {
+                let id = follow_merges(conn, &linked.id).await?;
+                load_raw(conn, &id).await?.ok_or_else(|| AccountError::Corrupt("account vanished".into()))?
+            }
+            _ => linked,
+        };
+        let id = account.id.clone();
         if a.login {
             sqlx::query("UPDATE identity_links SET last_login_at = $1 WHERE upstream = $2 AND subject = $3")
                 .bind(now)
@@ -229,7 +252,7 @@ pub(super) async fn resolve_in(
                 .execute(&mut *conn)
                 .await?;
         }
-        apply_profile(conn, &id, a, now).await?;
+        apply_profile_to(conn, account, a, now).await?;
         return Ok((id, LinkOutcome::Existing));
     }
     let number = match a.profile.national_id.as_deref().map(classify_legacy_identifier) {
@@ -422,6 +445,17 @@ async fn apply_profile(
 ) -> Result<(), AccountError> {
     let account =
         load_raw(conn, id).await?.ok_or_else(|| AccountError::Corrupt("account vanished".into()))?;
+    apply_profile_to(conn, account, a, now).await
+}
+
+/// [`apply_profile`] for an account already read in this transaction.
+async fn apply_profile_to(
+    conn: &mut AnyConnection,
+    account: Account,
+    a: &Assertion<'_>,
+    now: i64,
+) -> Result<(), AccountError> {
+    let id = account.id.as_str();
     let p = a.profile;
     apply_number(conn, &account, a, now).await?;
 

@@ -15,6 +15,7 @@ mod http_client;
 mod ldap;
 mod oidc;
 mod throttle;
+mod upstream_key;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

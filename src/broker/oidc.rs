@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType, CoreGenderClaim,
-    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreRevocableToken,
-    CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
+    CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreRevocableToken, CoreRevocationErrorResponse, CoreSubjectIdentifierType,
+    CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
     AccessToken, AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
@@ -22,6 +24,7 @@ use tokio::sync::RwLock;
 use super::connector::{Answer, AttemptData, Connector, LogoutMessage, StartContext, Started, VerifiedLogin};
 use super::error::BrokerError;
 use super::http_client::UpstreamHttp;
+use super::upstream_key::UpstreamKey;
 use crate::config::UpstreamSettings;
 
 /// Every claim an upstream sends, kept so the claim mapping can read any of them.
@@ -43,12 +46,28 @@ type UpstreamTokenResponse = StandardTokenResponse<
     CoreTokenType,
 >;
 
+/// Discovery metadata with RP-Initiated Logout, keys parsed once (see `upstream_key`).
+type UpstreamMetadata = openidconnect::ProviderMetadata<
+    openidconnect::LogoutProviderMetadata<openidconnect::EmptyAdditionalProviderMetadata>,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    UpstreamKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
 type UpstreamClient = openidconnect::Client<
     AllClaims,
     CoreAuthDisplay,
     CoreGenderClaim,
     CoreJweContentEncryptionAlgorithm,
-    CoreJsonWebKey,
+    UpstreamKey,
     CoreAuthPrompt,
     StandardErrorResponse<CoreErrorResponseType>,
     UpstreamTokenResponse,
@@ -182,7 +201,7 @@ impl OidcConnector {
         let err = |detail: String| BrokerError::Discovery { upstream: self.id().into(), detail };
         let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| err(e.to_string()))?;
         let http = self.http.as_client();
-        let metadata = openidconnect::ProviderMetadataWithLogout::discover_async(issuer, &http)
+        let metadata = UpstreamMetadata::discover_async(issuer, &http)
             .await
             .map_err(|e| err(error_chain(&e)))?;
         let end_session =

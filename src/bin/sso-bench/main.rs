@@ -26,6 +26,11 @@ use crate::load::Outcome;
 use crate::scenarios::{Ctx, Kind, ScenarioWorker};
 use crate::system::{Options, Store, System};
 
+/// The same allocator as the `sso-gateway` executable: this executable also runs the gateway
+/// (`__gateway`) and must measure what operators run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "sso-bench", about = "Benchmark suite of sso-gateway (loopback only, bounded runs)")]
 struct Args {
