@@ -492,6 +492,30 @@ async fn officials_get_units_of_the_new_structure(b: Backend) {
     db.finish().await;
 }
 
+async fn token_reads_see_own_writes_at_once_and_other_writers_within_the_cache_ttl(b: Backend) {
+    let db = TestDb::open(b).await;
+    // `db.store` has no cache: it plays the admin CLI or another replica.
+    let other = &db.store;
+    let ttl = std::time::Duration::from_millis(300);
+    let replica = db.store.clone().with_cache(ttl, 100);
+    let a = replica.resolve_login("hcm", "a", &lan(), TRUSTED, 1).await.unwrap().account;
+    let sel = AccountSelector::Upstream { upstream: "hcm".into(), subject: "a".into() };
+    let status = |acc: Option<Account>| acc.unwrap().status;
+    assert_eq!(status(replica.find_for_tokens(&a.id).await.unwrap()), AccountStatus::Active);
+    // A lock written elsewhere reaches the replica's token path once its copy has expired.
+    other.set_locked(&sel, true, "admin", Some("reported stolen"), 2).await.unwrap();
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(200)).await;
+    assert_eq!(status(replica.find_for_tokens(&a.id).await.unwrap()), AccountStatus::Locked);
+    // A write through the replica itself applies at once.
+    replica.set_locked(&sel, false, "admin", None, 3).await.unwrap();
+    assert_eq!(status(replica.find_for_tokens(&a.id).await.unwrap()), AccountStatus::Active);
+    // Without a cache, every read is fresh.
+    let uncached = db.store.clone().with_cache(std::time::Duration::ZERO, 100);
+    other.set_locked(&sel, true, "admin", Some("again"), 4).await.unwrap();
+    assert_eq!(status(uncached.find_for_tokens(&a.id).await.unwrap()), AccountStatus::Locked);
+    db.finish().await;
+}
+
 async fn locks_and_the_audit_log_is_append_only(b: Backend) {
     let db = TestDb::open(b).await;
     let s = &db.store;
@@ -618,6 +642,7 @@ on_both_backends!(
     concurrent_imports_of_two_provinces_make_one_account_per_person,
     officials_get_units_of_the_new_structure,
     locks_and_the_audit_log_is_append_only,
+    token_reads_see_own_writes_at_once_and_other_writers_within_the_cache_ttl,
     pairwise_subjects_resolve_per_sector,
     login_path_lookups_use_indexes,
 );

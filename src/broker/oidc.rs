@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use openidconnect::core::{
-    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType, CoreGenderClaim,
-    CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType, CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
-    CoreRevocableToken, CoreRevocationErrorResponse, CoreSubjectIdentifierType,
-    CoreTokenIntrospectionResponse, CoreTokenType,
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
+    CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim, CoreGrantType,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse,
+    CoreSubjectIdentifierType, CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
     AccessToken, AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
@@ -201,9 +201,8 @@ impl OidcConnector {
         let err = |detail: String| BrokerError::Discovery { upstream: self.id().into(), detail };
         let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| err(e.to_string()))?;
         let http = self.http.as_client();
-        let metadata = UpstreamMetadata::discover_async(issuer, &http)
-            .await
-            .map_err(|e| err(error_chain(&e)))?;
+        let metadata =
+            UpstreamMetadata::discover_async(issuer, &http).await.map_err(|e| err(error_chain(&e)))?;
         let end_session =
             metadata.additional_metadata().end_session_endpoint.as_ref().map(|u| u.url().to_string());
         let jwks = serde_json::to_value(metadata.jwks())

@@ -47,7 +47,15 @@ impl Parsed {
         let mut parsed = Parsed::default();
         match (text("kty"), text("crv")) {
             (Some("RSA"), _) => {
-                if let (Some(n), Some(e)) = (field("n"), field("e")) {
+                // aws-lc-rs verifies 2048–8192-bit moduli; smaller keys (some legacy systems
+                // still have 1024-bit ones) stay with `openidconnect`'s own check.
+                let modulus_bits = |n: &[u8]| {
+                    let n = &n[n.iter().take_while(|b| **b == 0).count()..];
+                    (n.len() * 8).saturating_sub(n.first().map_or(0, |b| b.leading_zeros() as usize))
+                };
+                if let (Some(n), Some(e)) = (field("n"), field("e"))
+                    && (2048..=8192).contains(&modulus_bits(&n))
+                {
                     let components = RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() };
                     parsed.rs256 = components.to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256).ok();
                 }
@@ -212,7 +220,7 @@ mod tests {
 
     #[test]
     fn a_key_that_cannot_be_parsed_falls_back_to_openidconnect() {
-        // An RSA key below 2048 bits: aws-lc-rs refuses it, `openidconnect` decides.
+        // An RSA key below 2048 bits is left to `openidconnect`.
         let jwk = serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "small"});
         let key: UpstreamKey = serde_json::from_value(jwk).unwrap();
         assert!(key.parsed.for_alg(&CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256).is_none());

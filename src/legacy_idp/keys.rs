@@ -2,13 +2,18 @@
 
 use anyhow::Context;
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::RSA_PKCS1_SHA256;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 pub(crate) struct SigningKey {
     pub kid: String,
-    pub encoding_key: EncodingKey,
+    /// The private key, parsed once (an RSA key is costly to parse and check).
+    pair: KeyPair,
     /// The public half, as published at the JWKS endpoint.
     pub jwk: Jwk,
 }
@@ -26,7 +31,22 @@ impl SigningKey {
             .context("building JWK from generated key")?;
         jwk.common.key_id = Some(kid.clone());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        Ok(Self { kid, encoding_key, jwk })
+        Ok(Self { kid, pair, jwk })
+    }
+
+    /// Signs `claims` as an RS256 compact JWS with `header` (whose `alg` must be RS256).
+    pub fn sign(&self, header: &Header, claims: &impl serde::Serialize) -> anyhow::Result<String> {
+        anyhow::ensure!(header.alg == Algorithm::RS256, "the simulated system signs with RS256 only");
+        let mut jws = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?);
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims)?, &mut jws);
+        let mut signature = vec![0; self.pair.public_modulus_len()];
+        self.pair
+            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), jws.as_bytes(), &mut signature)
+            .map_err(|e| anyhow::anyhow!("RSA signing failed: {e}"))?;
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
+        Ok(jws)
     }
 
     pub fn jwks(&self) -> JwkSet {

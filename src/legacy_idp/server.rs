@@ -265,12 +265,8 @@ impl Shared {
         let mut header = Header::new(Algorithm::RS256);
         header.typ = Some("logout+jwt".to_owned());
         header.kid = Some(self.key.kid.clone());
-        let key = if kind == LogoutTokenKind::BadSignature {
-            &self.rogue_key.encoding_key
-        } else {
-            &self.key.encoding_key
-        };
-        Ok(jsonwebtoken::encode(&header, &claims, key)?)
+        let key = if kind == LogoutTokenKind::BadSignature { &self.rogue_key } else { &self.key };
+        key.sign(&header, &claims)
     }
 }
 
@@ -722,8 +718,8 @@ fn sign_id_token(
     let mut header = Header::new(Algorithm::RS256);
     header.typ = Some("JWT".to_owned());
     header.kid = Some(s.key.kid.clone());
-    let key = if s.fault(|f| &f.bad_signature) { &s.rogue_key.encoding_key } else { &s.key.encoding_key };
-    Ok(jsonwebtoken::encode(&header, &claims, key)?)
+    let key = if s.fault(|f| &f.bad_signature) { &s.rogue_key } else { &s.key };
+    key.sign(&header, &claims)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -114,10 +114,15 @@ async fn revoking_a_refresh_token_ends_its_family_and_revoking_an_access_token_e
     // An access token alone.
     let fresh = sso_login(&browser, &rp, PORTAL_CB).await;
     assert_eq!(userinfo(&sys, &fresh.access_token).await.0, StatusCode::OK);
+    let introspect =
+        || post(&sys, "/introspect", Some((PORTAL, PORTAL_SECRET)), &[("token", &fresh.access_token)]);
+    assert_eq!(introspect().await.1["active"], true);
     let (status, _) =
         post(&sys, "/revoke", Some((PORTAL, PORTAL_SECRET)), &[("token", &fresh.access_token)]).await;
     assert_eq!(status, StatusCode::OK);
+    // The token was verified (and remembered as verified) before: revocation still counts.
     assert_eq!(userinfo(&sys, &fresh.access_token).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(introspect().await.1["active"], false);
     // Unknown tokens are fine (RFC 7009 §2.2).
     let (status, _) = post(&sys, "/revoke", Some((PORTAL, PORTAL_SECRET)), &[("token", "nope")]).await;
     assert_eq!(status, StatusCode::OK);
