@@ -114,8 +114,8 @@ async fn revoking_a_refresh_token_ends_its_family_and_revoking_an_access_token_e
     // An access token alone.
     let fresh = sso_login(&browser, &rp, PORTAL_CB).await;
     assert_eq!(userinfo(&sys, &fresh.access_token).await.0, StatusCode::OK);
-    let introspect =
-        || post(&sys, "/introspect", Some((PORTAL, PORTAL_SECRET)), &[("token", &fresh.access_token)]);
+    let token = [("token", fresh.access_token.as_str())];
+    let introspect = || post(&sys, "/introspect", Some((PORTAL, PORTAL_SECRET)), &token);
     assert_eq!(introspect().await.1["active"], true);
     let (status, _) =
         post(&sys, "/revoke", Some((PORTAL, PORTAL_SECRET)), &[("token", &fresh.access_token)]).await;
