@@ -18,12 +18,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, header};
+use base64::Engine;
 use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use crate::clock::Clock;
 use crate::config::SessionSettings;
-use crate::state::{StateStore, StoreError, hashed_key, random_handle};
+use crate::state::{StateStore, StoreError, random_handle};
 
 /// What the gateway remembers about a logged-in person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +75,26 @@ fn account_key(account_id: &str) -> String {
     format!("account-sessions:{account_id}")
 }
 
+/// Names the index by a 128-bit digest of the upstream's session id (not the id itself:
+/// CAS tickets are credentials until validated). A collision could only add sessions to a
+/// lookup, and lookups keep only sessions whose record names this upstream session.
 fn upstream_session_key(upstream: &str, upstream_sid: &str) -> String {
-    hashed_key(&format!("upstream-session:{upstream}"), upstream_sid)
+    let digest = sha2::Sha256::digest(upstream_sid.as_bytes());
+    format!("upstream-session:{upstream}:{}", base64url(&digest[..16]))
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A fresh 128-bit random id, base64url (22 characters): unguessable, and shorter than a
+/// secret handle because it is stored several times per session (the sid) or need not be
+/// longer (the CSRF token).
+fn random_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64url(&bytes)
 }
 
 fn secret_digest(secret: &str) -> [u8; 32] {
@@ -169,8 +188,8 @@ impl Sessions {
     /// Starts a new session (always a new id) and returns it with its `Set-Cookie` value.
     pub async fn create(&self, mut session: SsoSession) -> Result<(SsoSession, HeaderValue), StoreError> {
         let secret = random_handle();
-        session.sid = random_handle();
-        session.csrf = random_handle();
+        session.sid = random_id();
+        session.csrf = random_id();
         session.created_at = self.clock.now();
         let digest = secret_digest(&secret);
         let record = encode(&session)?;
@@ -256,7 +275,13 @@ impl Sessions {
         let mut sessions = Vec::new();
         for sid in self.store.hash_keys(&index).await? {
             match self.by_sid(&sid).await? {
-                Some(s) if upstream_subject.is_none_or(|sub| s.upstream_subject == sub) => sessions.push(s),
+                Some(s)
+                    if s.upstream == upstream
+                        && s.upstream_sid.as_deref() == Some(upstream_sid)
+                        && upstream_subject.is_none_or(|sub| s.upstream_subject == sub) =>
+                {
+                    sessions.push(s)
+                }
                 Some(_) => {}
                 None => self.store.hash_remove(&index, &sid).await?,
             }
@@ -451,6 +476,7 @@ mod tests {
         assert_eq!(sid, created.sid);
         assert_ne!(secret, sid);
         assert_eq!(secret.len(), 43, "256 random bits");
+        assert_eq!(sid.len(), 22, "128 random bits");
         let stored = s.store.hash_get_all(&session_key(sid)).await.unwrap();
         assert!(!stored.is_empty());
         for (field, v) in &stored {
@@ -521,6 +547,20 @@ mod tests {
         assert!(s.from_upstream_subject("acc", "bd", "u1").await.unwrap().is_empty());
         s.end(&a).await.unwrap();
         assert!(s.from_upstream_session("hcm", "up-sid-1", None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_upstream_session_index_only_yields_sessions_made_from_that_upstream_session() {
+        let s = sessions(false);
+        let (a, _) =
+            s.create(SsoSession { upstream_sid: Some("up-sid-1".into()), ..sample() }).await.unwrap();
+        let (stray, _) =
+            s.create(SsoSession { upstream_sid: Some("up-sid-2".into()), ..sample() }).await.unwrap();
+        // As if two upstream session ids had the same digest.
+        let index = upstream_session_key("hcm", "up-sid-1");
+        s.store.hash_set(&index, &[(stray.sid.as_str(), &b""[..])], Duration::from_secs(60)).await.unwrap();
+        assert_eq!(s.from_upstream_session("hcm", "up-sid-1", None).await.unwrap(), vec![a]);
+        assert_eq!(s.from_upstream_session("hcm", "up-sid-2", None).await.unwrap(), vec![stray]);
     }
 
     #[tokio::test]
