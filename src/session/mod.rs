@@ -9,7 +9,7 @@
 //! every key: `session:<sid>` is one hash holding the record (one short field per value), the
 //! SHA-256 of the cookie secret, a `c:<client_id>` field per client and a `g:<grant_id>` field
 //! per grant; its time to live slides with use (idle timeout) but never past the absolute
-//! lifetime. `account-sessions:<account_id>` and `upstream-session:<upstream>:<hash>` are
+//! lifetime. `account-sids:<account_id>` and `upstream-session:<upstream>:<hash>` are
 //! hashes whose field names are sids, living for the absolute lifetime. The cookie carries
 //! `<sid>.<secret>`: the sid is public (the `sid` claim), the secret is random on its own and
 //! only its digest is stored.
@@ -71,8 +71,10 @@ fn session_key(sid: &str) -> String {
     format!("session:{sid}")
 }
 
+/// Not the older layout's `account-sessions:` name: that was a set, and a hash command on a
+/// set left over from before an upgrade would fail.
 fn account_key(account_id: &str) -> String {
-    format!("account-sessions:{account_id}")
+    format!("account-sids:{account_id}")
 }
 
 /// Names the index by a 128-bit digest of the upstream's session id (not the id itself:
@@ -591,5 +593,26 @@ mod tests {
         s.create(sample()).await.unwrap();
         let old = random_handle();
         assert!(s.current(&cookie_header("sso_session", &old)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn keys_left_in_redis_by_the_older_layout_do_not_break_logins() {
+        let url = std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("test-{}:", random_handle());
+        let topology = crate::state::RedisTopology::Single(url);
+        let store = StateStore::redis(&topology, &prefix, Duration::from_secs(2)).await.unwrap();
+        // What a session of the older layout left behind: sets and strings.
+        let ttl = Duration::from_secs(60);
+        let old_sid = random_handle();
+        store.put("session:oldcookiehash", b"{}".to_vec(), ttl).await.unwrap();
+        store.put(&format!("sid:{old_sid}"), b"session:oldcookiehash".to_vec(), ttl).await.unwrap();
+        store.set_add("account-sessions:acc", &old_sid, ttl).await.unwrap();
+        store.set_add(&format!("session-clients:{old_sid}"), "portal", ttl).await.unwrap();
+        let s = Sessions::new(store, Clock::system(), &SessionSettings::default(), false);
+        let (created, cookie) = s.create(sample()).await.unwrap();
+        assert!(s.current(&headers_with(&cookie)).await.unwrap().is_some());
+        assert_eq!(s.list_for_account("acc").await.unwrap(), vec![created.clone()]);
+        assert!(!s.is_alive(&old_sid).await.unwrap());
+        s.end(&created).await.unwrap();
     }
 }
