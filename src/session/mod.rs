@@ -64,6 +64,20 @@ const F_ACR: &str = "acr";
 const F_AMR: &str = "amr";
 const F_CREATED: &str = "ct";
 const F_CSRF: &str = "x";
+/// Every field of the record (what `current` and `by_sid` read, however many clients and
+/// grants the session collected).
+const RECORD_FIELDS: [&str; 10] = [
+    F_SECRET,
+    F_ACCOUNT,
+    F_UPSTREAM,
+    F_SUBJECT,
+    F_UPSTREAM_SID,
+    F_AUTH_TIME,
+    F_ACR,
+    F_AMR,
+    F_CREATED,
+    F_CSRF,
+];
 const CLIENT_PREFIX: &str = "c:";
 const GRANT_PREFIX: &str = "g:";
 
@@ -214,7 +228,7 @@ impl Sessions {
         let Some(cookie) = read_cookie(headers, &self.cookie_name) else { return Ok(None) };
         let Some((sid, secret)) = split_cookie(&cookie) else { return Ok(None) };
         let key = session_key(sid);
-        let fields = self.store.hash_get_all(&key).await?;
+        let fields = self.store.hash_get(&key, &RECORD_FIELDS).await?;
         let Some(stored) = fields.get(F_SECRET) else { return Ok(None) };
         if !bool::from(secret_digest(secret).as_slice().ct_eq(stored.as_slice())) {
             return Ok(None);
@@ -258,7 +272,7 @@ impl Sessions {
 
     /// The live session with this public id.
     pub async fn by_sid(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
-        let fields = self.store.hash_get_all(&session_key(sid)).await?;
+        let fields = self.store.hash_get(&session_key(sid), &RECORD_FIELDS).await?;
         if !fields.contains_key(F_SECRET) {
             return Ok(None);
         }
@@ -479,7 +493,7 @@ mod tests {
         assert_ne!(secret, sid);
         assert_eq!(secret.len(), 43, "256 random bits");
         assert_eq!(sid.len(), 22, "128 random bits");
-        let stored = s.store.hash_get_all(&session_key(sid)).await.unwrap();
+        let stored = s.store.hash_take(&session_key(sid)).await.unwrap();
         assert!(!stored.is_empty());
         for (field, v) in &stored {
             assert!(!field.contains(secret));

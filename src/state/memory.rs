@@ -172,9 +172,11 @@ impl MemoryStore {
         }
     }
 
-    pub fn hash_get_all(&self, key: &str) -> HashMap<String, Vec<u8>> {
+    pub fn hash_get(&self, key: &str, fields: &[&str]) -> HashMap<String, Vec<u8>> {
         match self.lock().live(key, Instant::now()) {
-            Some(Entry { value: Value::Hash(h), .. }) => h.clone(),
+            Some(Entry { value: Value::Hash(h), .. }) => {
+                fields.iter().filter_map(|f| h.get(*f).map(|v| ((*f).to_string(), v.clone()))).collect()
+            }
             _ => HashMap::new(),
         }
     }

@@ -215,11 +215,15 @@ impl StateStore {
         }
     }
 
-    /// Every field of a hash; empty if there is no such hash.
-    pub async fn hash_get_all(&self, key: &str) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+    /// The named fields of a hash that exist (none if there is no such hash); the other
+    /// fields, however many, are not read.
+    pub async fn hash_get(&self, key: &str, fields: &[&str]) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+        if fields.is_empty() {
+            return Ok(HashMap::new());
+        }
         match &self.backend {
-            Backend::Memory(m) => Ok(m.hash_get_all(key)),
-            Backend::Redis(r) => note(r.hash_get_all(key).await),
+            Backend::Memory(m) => Ok(m.hash_get(key, fields)),
+            Backend::Redis(r) => note(r.hash_get(key, fields).await),
         }
     }
 
@@ -352,16 +356,20 @@ mod tests {
     /// The hash contract every backend must keep (the session layout relies on it).
     async fn hashes_behave_alike(store: StateStore) {
         let ttl = Duration::from_secs(60);
-        assert!(store.hash_get_all("h").await.unwrap().is_empty());
+        let every = ["a", "b", "c:portal", "late"];
+        assert!(store.hash_get("h", &every).await.unwrap().is_empty());
         assert!(!store.hash_set_existing("h", "late", b"x").await.unwrap(), "no hash, nothing set");
-        assert!(store.hash_get_all("h").await.unwrap().is_empty(), "a missing hash is not created");
+        assert!(store.hash_keys("h").await.unwrap().is_empty(), "a missing hash is not created");
 
         store.hash_set("h", &[("a", b"1"), ("b", b"")], ttl).await.unwrap();
         assert!(store.hash_set_existing("h", "c:portal", b"").await.unwrap());
-        let all = store.hash_get_all("h").await.unwrap();
+        let all = store.hash_get("h", &every).await.unwrap();
         assert_eq!(all.len(), 3);
         assert_eq!(all.get("a").map(Vec::as_slice), Some(&b"1"[..]));
         assert_eq!(all.get("b").map(Vec::as_slice), Some(&b""[..]));
+        let some = store.hash_get("h", &["b", "zz"]).await.unwrap();
+        assert_eq!(some.len(), 1, "only the fields asked for, and only those that exist");
+        assert!(some.contains_key("b"));
         let mut keys = store.hash_keys("h").await.unwrap();
         keys.sort();
         assert_eq!(keys, ["a", "b", "c:portal"]);
@@ -386,9 +394,9 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(store.touch("e", short).await.unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(store.hash_get_all("e").await.unwrap().len(), 2, "touch extended the hash");
+        assert_eq!(store.hash_get("e", &["a", "b"]).await.unwrap().len(), 2, "touch extended the hash");
         tokio::time::sleep(Duration::from_millis(120)).await;
-        assert!(store.hash_get_all("e").await.unwrap().is_empty());
+        assert!(store.hash_get("e", &["a", "b"]).await.unwrap().is_empty());
         assert!(!store.hash_set_existing("e", "c", b"").await.unwrap(), "an expired hash is not revived");
     }
 

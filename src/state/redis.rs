@@ -318,8 +318,10 @@ impl RedisStore {
         Ok(self.query::<i64>(&cmd).await? == 1)
     }
 
-    pub async fn hash_get_all(&self, key: &str) -> Result<HashMap<String, Vec<u8>>, StoreError> {
-        self.query(redis::cmd("HGETALL").arg(self.key(key))).await
+    pub async fn hash_get(&self, key: &str, fields: &[&str]) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+        let values: Vec<Option<Vec<u8>>> =
+            self.query(redis::cmd("HMGET").arg(self.key(key)).arg(fields)).await?;
+        Ok(fields.iter().zip(values).filter_map(|(f, v)| Some(((*f).to_string(), v?))).collect())
     }
 
     pub async fn hash_keys(&self, key: &str) -> Result<Vec<String>, StoreError> {
