@@ -596,7 +596,7 @@ mod tests {
         assert_eq!(s.clients(&used.sid).await.unwrap(), ["portal"], "what it collected slides with it");
         let listed: Vec<String> =
             s.list_for_account("acc").await.unwrap().into_iter().map(|x| x.sid).collect();
-        assert_eq!(listed, [used.sid.clone()]);
+        assert_eq!(listed, vec![used.sid.clone()]);
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(s.current(&headers_with(&used_cookie)).await.unwrap().is_none());
     }
