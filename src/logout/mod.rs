@@ -35,11 +35,6 @@ pub fn router() -> Router<AppState> {
         .route("/sessions/end", post(self_service::end))
 }
 
-/// Index of grants (token families) issued in a session that end with it.
-pub fn session_grants_key(sid: &str) -> String {
-    format!("session-grants:{sid}")
-}
-
 /// Why a logout could not be completed.
 #[derive(Debug, thiserror::Error)]
 pub enum LogoutError {
@@ -61,16 +56,14 @@ pub struct Ended {
 
 /// Ends one SSO session everywhere. Back-channel deliveries run in the background.
 pub async fn end_session(app: &AppState, session: &SsoSession, reason: &str) -> Result<Ended, StoreError> {
-    let client_ids = app.sessions.clients(&session.sid).await?;
-    let grants = app.store.set_members(&session_grants_key(&session.sid)).await?;
-    app.sessions.end(session).await?;
+    let collected = app.sessions.end(session).await?;
     let revoke_for = app.settings.lifetimes.refresh_token.max(app.settings.lifetimes.access_token);
-    for grant in &grants {
+    for grant in &collected.grants {
         app.store.put(&grant_revoked_key(grant), Vec::new(), revoke_for).await?;
     }
-    app.store.delete(&session_grants_key(&session.sid)).await?;
-    let clients: Vec<Arc<Client>> = client_ids.iter().filter_map(|id| app.clients.get(id)).collect();
-    tracing::info!(sid = %session.sid, reason, clients = clients.len(), grants = grants.len(), "session ended");
+    let clients: Vec<Arc<Client>> = collected.clients.iter().filter_map(|id| app.clients.get(id)).collect();
+    let grants = collected.grants.len();
+    tracing::info!(sid = %session.sid, reason, clients = clients.len(), grants, "session ended");
     let deliveries = backchannel::notify(app, session, &clients).await;
     Ok(Ended { clients, deliveries })
 }
@@ -94,14 +87,23 @@ pub async fn revoke_account_sessions(app: &AppState, sub: &str, actor: &str) -> 
 }
 
 /// Ends every gateway session created from an upstream session (upstream-initiated logout:
-/// OIDC back-channel logout, CAS single logout). Returns how many ended.
+/// OIDC back-channel logout, CAS single logout), or — when the upstream names only a
+/// subject — every session of that upstream subject. Returns how many ended.
 pub async fn end_upstream_sessions(
     app: &AppState,
     upstream: &str,
     upstream_sid: Option<&str>,
     upstream_subject: Option<&str>,
-) -> Result<usize, StoreError> {
-    let sessions = app.sessions.from_upstream(upstream, upstream_sid, upstream_subject).await?;
+) -> Result<usize, LogoutError> {
+    let sessions = match (upstream_sid, upstream_subject) {
+        (Some(sid), subject) => app.sessions.from_upstream_session(upstream, sid, subject).await?,
+        // The account store knows which account the upstream identity is linked to.
+        (None, Some(subject)) => match app.accounts.find_by_link(upstream, subject).await? {
+            Some(account) => app.sessions.from_upstream_subject(&account.id, upstream, subject).await?,
+            None => Vec::new(),
+        },
+        (None, None) => Vec::new(),
+    };
     for s in &sessions {
         end_session(app, s, &format!("logged out at upstream {upstream}")).await?;
     }

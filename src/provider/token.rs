@@ -163,14 +163,8 @@ async fn authorization_code(
     let offline = grant.scopes.iter().any(|s| s == "offline_access");
     let family =
         if offline { app.settings.lifetimes.offline_refresh_token } else { client.refresh_token_lifetime };
-    if !offline {
-        app.store
-            .set_add(
-                &crate::logout::session_grants_key(&grant.sid),
-                &grant.grant_id,
-                app.settings.sessions.absolute_timeout,
-            )
-            .await?;
+    if !offline && !app.sessions.record_grant(&grant.sid, &grant.grant_id).await? {
+        return Err(TokenError::InvalidGrant("the login session has ended".into()));
     }
     let family_end = app.clock.now() + family.as_secs() as i64;
     issue_user_tokens(app, client, grant, &account, record.nonce.as_deref(), Some(family_end)).await

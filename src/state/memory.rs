@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 enum Value {
     Bytes(Vec<u8>),
     Set(HashSet<String>),
+    Hash(HashMap<String, Vec<u8>>),
 }
 
 struct Entry {
@@ -142,6 +143,83 @@ impl MemoryStore {
         match self.lock().live(key, Instant::now()) {
             Some(Entry { value: Value::Set(s), .. }) => s.iter().cloned().collect(),
             _ => Vec::new(),
+        }
+    }
+
+    /// Sets the fields (creating the hash if needed) and sets its time to live to `ttl`.
+    pub fn hash_set(&self, key: &str, fields: &[(&str, &[u8])], ttl: Duration) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if let Some(Entry { value: Value::Hash(h), expires_at }) = inner.live(key, now) {
+            for (f, v) in fields {
+                h.insert((*f).to_string(), v.to_vec());
+            }
+            *expires_at = now + ttl;
+            return;
+        }
+        let hash = fields.iter().map(|(f, v)| ((*f).to_string(), v.to_vec())).collect();
+        inner.insert(key, Entry { value: Value::Hash(hash), expires_at: now + ttl });
+    }
+
+    /// Sets one field of an existing hash, keeping its time to live; false if there is none.
+    pub fn hash_set_existing(&self, key: &str, field: &str, value: &[u8]) -> bool {
+        match self.lock().live(key, Instant::now()) {
+            Some(Entry { value: Value::Hash(h), .. }) => {
+                h.insert(field.to_string(), value.to_vec());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn hash_get(&self, key: &str, fields: &[&str]) -> HashMap<String, Vec<u8>> {
+        match self.lock().live(key, Instant::now()) {
+            Some(Entry { value: Value::Hash(h), .. }) => {
+                fields.iter().filter_map(|f| h.get(*f).map(|v| ((*f).to_string(), v.clone()))).collect()
+            }
+            _ => HashMap::new(),
+        }
+    }
+
+    pub fn hash_keys(&self, key: &str) -> Vec<String> {
+        match self.lock().live(key, Instant::now()) {
+            Some(Entry { value: Value::Hash(h), .. }) => h.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn hash_contains(&self, key: &str, field: &str) -> bool {
+        match self.lock().live(key, Instant::now()) {
+            Some(Entry { value: Value::Hash(h), .. }) => h.contains_key(field),
+            _ => false,
+        }
+    }
+
+    /// Removes one field; a hash left without fields is deleted (as Redis does).
+    pub fn hash_remove(&self, key: &str, field: &str) {
+        let mut inner = self.lock();
+        let now_empty = match inner.live(key, Instant::now()) {
+            Some(Entry { value: Value::Hash(h), .. }) => {
+                h.remove(field);
+                h.is_empty()
+            }
+            _ => false,
+        };
+        if now_empty {
+            inner.entries.remove(key);
+        }
+    }
+
+    /// Atomically reads every field and deletes the hash.
+    pub fn hash_take(&self, key: &str) -> HashMap<String, Vec<u8>> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if !matches!(inner.live(key, now), Some(Entry { value: Value::Hash(_), .. })) {
+            return HashMap::new();
+        }
+        match inner.entries.remove(key) {
+            Some(Entry { value: Value::Hash(h), .. }) => h,
+            _ => HashMap::new(),
         }
     }
 }

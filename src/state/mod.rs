@@ -1,13 +1,14 @@
 //! The state store: everything short-lived (sessions, parked authorization requests,
 //! upstream login attempts, codes, refresh-token families, revocation and replay records).
 //!
-//! Owns: one key/value + set interface with TTLs and atomic single-use `take`, and its
-//! backends (in-memory now; Redis shares the same interface). Must not: know what the
+//! Owns: one key/value + set + hash interface with TTLs and atomic single-use `take`, and its
+//! backends (in-memory for one process; Redis, shared by replicas, behind the same interface). Must not: know what the
 //! records mean — typed records live with their owners (`provider`, `broker`, `session`).
 
 mod memory;
 mod redis;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored record is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("stored record is malformed: {0}")]
+    Malformed(String),
 }
 
 #[derive(Clone)]
@@ -183,6 +186,81 @@ impl StateStore {
         }
     }
 
+    /// Sets fields of a hash (creating it if needed) and sets the hash's time to live to
+    /// `ttl`. Small hashes are the compact encoding in Redis (listpack) where sets are not.
+    pub async fn hash_set(
+        &self,
+        key: &str,
+        fields: &[(&str, &[u8])],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.hash_set(key, fields, ttl);
+                Ok(())
+            }
+            Backend::Redis(r) => note(r.hash_set(key, fields, ttl).await),
+        }
+    }
+
+    /// Sets one field of a hash only if the hash exists, keeping its time to live; false if
+    /// it does not (an expired or deleted hash is never brought back).
+    pub async fn hash_set_existing(&self, key: &str, field: &str, value: &[u8]) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.hash_set_existing(key, field, value)),
+            Backend::Redis(r) => note(r.hash_set_existing(key, field, value).await),
+        }
+    }
+
+    /// The named fields of a hash that exist (none if there is no such hash); the other
+    /// fields, however many, are not read.
+    pub async fn hash_get(&self, key: &str, fields: &[&str]) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+        if fields.is_empty() {
+            return Ok(HashMap::new());
+        }
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.hash_get(key, fields)),
+            Backend::Redis(r) => note(r.hash_get(key, fields).await),
+        }
+    }
+
+    /// The field names of a hash.
+    pub async fn hash_keys(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.hash_keys(key)),
+            Backend::Redis(r) => note(r.hash_keys(key).await),
+        }
+    }
+
+    pub async fn hash_contains(&self, key: &str, field: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.hash_contains(key, field)),
+            Backend::Redis(r) => note(r.hash_contains(key, field).await),
+        }
+    }
+
+    /// Removes one field; a hash left empty disappears.
+    pub async fn hash_remove(&self, key: &str, field: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.hash_remove(key, field);
+                Ok(())
+            }
+            Backend::Redis(r) => note(r.hash_remove(key, field).await),
+        }
+    }
+
+    /// Atomically reads every field of a hash and deletes it: at most one caller gets them.
+    pub async fn hash_take(&self, key: &str) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.hash_take(key)),
+            Backend::Redis(r) => note(r.hash_take(key).await),
+        }
+    }
+
     pub async fn put_json<T: Serialize>(
         &self,
         key: &str,
@@ -273,6 +351,85 @@ mod tests {
         assert_eq!(store.incr("fail:b", Duration::from_millis(40)).await.unwrap(), 1);
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(store.incr("fail:a", Duration::from_millis(40)).await.unwrap(), 1);
+    }
+
+    /// The hash contract every backend must keep (the session layout relies on it).
+    async fn hashes_behave_alike(store: StateStore) {
+        let ttl = Duration::from_secs(60);
+        let every = ["a", "b", "c:portal", "late"];
+        assert!(store.hash_get("h", &every).await.unwrap().is_empty());
+        assert!(!store.hash_set_existing("h", "late", b"x").await.unwrap(), "no hash, nothing set");
+        assert!(store.hash_keys("h").await.unwrap().is_empty(), "a missing hash is not created");
+
+        store.hash_set("h", &[("a", b"1"), ("b", b"")], ttl).await.unwrap();
+        assert!(store.hash_set_existing("h", "c:portal", b"").await.unwrap());
+        let all = store.hash_get("h", &every).await.unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all.get("a").map(Vec::as_slice), Some(&b"1"[..]));
+        assert_eq!(all.get("b").map(Vec::as_slice), Some(&b""[..]));
+        let some = store.hash_get("h", &["b", "zz"]).await.unwrap();
+        assert_eq!(some.len(), 1, "only the fields asked for, and only those that exist");
+        assert!(some.contains_key("b"));
+        let mut keys = store.hash_keys("h").await.unwrap();
+        keys.sort();
+        assert_eq!(keys, ["a", "b", "c:portal"]);
+        assert!(store.hash_contains("h", "a").await.unwrap());
+        assert!(!store.hash_contains("h", "zz").await.unwrap());
+
+        store.hash_remove("h", "a").await.unwrap();
+        assert!(!store.hash_contains("h", "a").await.unwrap());
+        let taken = store.hash_take("h").await.unwrap();
+        assert_eq!(taken.len(), 2);
+        assert!(store.hash_take("h").await.unwrap().is_empty(), "taken once");
+        assert!(!store.hash_set_existing("h", "c:late", b"").await.unwrap(), "a taken hash stays gone");
+
+        store.hash_set("idx", &[("only", b"")], ttl).await.unwrap();
+        store.hash_remove("idx", "only").await.unwrap();
+        assert!(!store.hash_set_existing("idx", "x", b"").await.unwrap(), "an emptied hash is gone");
+
+        // Time to live: hash_set (re)sets it, touch slides it, expiry removes every field.
+        let short = Duration::from_millis(150);
+        store.hash_set("e", &[("a", b"1")], short).await.unwrap();
+        assert!(store.hash_set_existing("e", "b", b"2").await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(store.touch("e", short).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.hash_get("e", &["a", "b"]).await.unwrap().len(), 2, "touch extended the hash");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(store.hash_get("e", &["a", "b"]).await.unwrap().is_empty());
+        assert!(!store.hash_set_existing("e", "c", b"").await.unwrap(), "an expired hash is not revived");
+    }
+
+    #[tokio::test]
+    async fn memory_hashes_keep_the_hash_contract() {
+        hashes_behave_alike(StateStore::memory()).await;
+    }
+
+    #[tokio::test]
+    async fn redis_hashes_keep_the_hash_contract() {
+        let url = std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("test-{}:", random_handle());
+        let topology = RedisTopology::Single(url);
+        let store = StateStore::redis(&topology, &prefix, Duration::from_secs(2)).await.unwrap();
+        hashes_behave_alike(store).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_hash_takes_get_the_fields_once() {
+        let store = StateStore::memory();
+        store.hash_set("s", &[("g:1", b"")], Duration::from_secs(60)).await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move { !s.hash_take("s").await.unwrap().is_empty() }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            if t.await.unwrap() {
+                wins += 1;
+            }
+        }
+        assert_eq!(wins, 1);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! shared by every gateway replica. Every operation is bounded by a timeout; a dead Redis
 //! gives `StoreError::Unavailable` (→ 503) and service resumes when it returns.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -291,7 +292,63 @@ impl RedisStore {
     pub async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
         self.query(redis::cmd("SMEMBERS").arg(self.key(key))).await
     }
+
+    /// `HSET` and `PEXPIRE` in one transaction on one key (one cluster slot).
+    pub async fn hash_set(
+        &self,
+        key: &str,
+        fields: &[(&str, &[u8])],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = self.key(key);
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("HSET").arg(&key);
+        for (f, v) in fields {
+            pipe.arg(*f).arg(*v);
+        }
+        pipe.ignore().cmd("PEXPIRE").arg(&key).arg(ttl_ms(ttl)).ignore();
+        self.query_pipe::<()>(&pipe).await
+    }
+
+    /// A server-side script, so that a hash that expired or was deleted concurrently is not
+    /// brought back (without a time to live) by a late `HSET`.
+    pub async fn hash_set_existing(&self, key: &str, field: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(HSET_IF_EXISTS).arg(1).arg(self.key(key)).arg(field).arg(value);
+        Ok(self.query::<i64>(&cmd).await? == 1)
+    }
+
+    pub async fn hash_get(&self, key: &str, fields: &[&str]) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+        let values: Vec<Option<Vec<u8>>> =
+            self.query(redis::cmd("HMGET").arg(self.key(key)).arg(fields)).await?;
+        Ok(fields.iter().zip(values).filter_map(|(f, v)| Some(((*f).to_string(), v?))).collect())
+    }
+
+    pub async fn hash_keys(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        self.query(redis::cmd("HKEYS").arg(self.key(key))).await
+    }
+
+    pub async fn hash_contains(&self, key: &str, field: &str) -> Result<bool, StoreError> {
+        Ok(self.query::<i64>(redis::cmd("HEXISTS").arg(self.key(key)).arg(field)).await? == 1)
+    }
+
+    pub async fn hash_remove(&self, key: &str, field: &str) -> Result<(), StoreError> {
+        self.query::<i64>(redis::cmd("HDEL").arg(self.key(key)).arg(field)).await.map(|_| ())
+    }
+
+    /// `HGETALL` and `DEL` in one transaction: concurrent callers get the fields at most once.
+    pub async fn hash_take(&self, key: &str) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+        let key = self.key(key);
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("HGETALL").arg(&key).cmd("DEL").arg(&key).ignore();
+        let (fields,): (HashMap<String, Vec<u8>>,) = self.query_pipe(&pipe).await?;
+        Ok(fields)
+    }
 }
+
+/// `HSET KEYS[1] ARGV[1] ARGV[2]` only if the key exists (its time to live is kept).
+const HSET_IF_EXISTS: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then \
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 else return 0 end";
 
 fn ttl_ms(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)

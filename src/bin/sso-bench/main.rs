@@ -382,7 +382,7 @@ async fn measure(
             let after = r.used_memory().await?;
             let _ = writeln!(
                 redis_notes,
-                "- Redis `used_memory` grew by {:.0} bytes per completed full login (everything a login leaves: session, sid index, code-used marker, refresh family…)",
+                "- Redis `used_memory` grew by {:.0} bytes per completed full login (everything a login leaves: session hash, index entries, code-used marker, refresh family…)",
                 (after - before) as f64 / outcome.ok.max(1) as f64
             );
         }
@@ -437,6 +437,28 @@ async fn measure(
         let _ = writeln!(redis_notes, "- keys by namespace at the end (count, mean `MEMORY USAGE` bytes):");
         for (ns, (count, mean)) in &groups {
             let _ = writeln!(redis_notes, "  - `{ns}`: {count} keys, {mean:.0} B");
+        }
+        // Deleting keys is only done to the bench's own redis-server, never to --redis-url.
+        let private = system.redis.is_some();
+        let cost = r.session_cost(400_000, private).await?;
+        if cost.typical > 0 {
+            let _ = writeln!(
+                redis_notes,
+                "- SSO sessions: {} session hashes, {} with one RP and one grant; such a session costs **{:.0} B** by `MEMORY USAGE` ({:.0} B its hash + {:.0} B its share of the per-account and per-upstream-session indexes)",
+                cost.sessions,
+                cost.typical,
+                cost.usage_per_session(),
+                cost.typical_hash,
+                cost.index_share
+            );
+            if let (Some(total), Some(hash), Some(index)) =
+                (cost.freed_per_session(), cost.freed_per_typical_hash, cost.freed_index_per_session)
+            {
+                let _ = writeln!(
+                    redis_notes,
+                    "- deleting them freed **{total:.0} B** of `used_memory` per session ({hash:.0} B per session hash, {index:.0} B of indexes per session; INFO deltas)"
+                );
+            }
         }
     }
     let end = procs::mem(gw_pid)?;

@@ -1,22 +1,61 @@
-//! Just enough of the Redis protocol (RESP2) to measure what the gateway keeps there:
-//! `INFO memory`, `DBSIZE`, `SCAN`, `MEMORY USAGE`, `PING`. Measurement only.
+//! What the gateway keeps in Redis, read through the `redis` crate: `INFO memory`, `DBSIZE`,
+//! `SCAN`, `MEMORY USAGE`, and the cost of one SSO session. Measurement only.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, anyhow, bail};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    Status(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Vec<Reply>),
-}
+use redis::aio::MultiplexedConnection;
 
 pub struct Redis {
-    stream: BufReader<TcpStream>,
+    conn: MultiplexedConnection,
+}
+
+/// Namespace → (keys seen, mean `MEMORY USAGE` bytes of the sampled ones).
+pub type Groups = BTreeMap<String, (u64, f64)>;
+
+/// What the SSO sessions in Redis cost (see [`Redis::session_cost`]).
+#[derive(Debug, Default)]
+pub struct SessionCost {
+    /// Session hashes (`…session:<sid>`), and how many of them hold one RP and one grant.
+    pub sessions: u64,
+    pub typical: u64,
+    /// Mean `MEMORY USAGE` of a typical session hash.
+    pub typical_hash: f64,
+    /// `MEMORY USAGE` of the index keys (per-account, per-upstream-session), per session.
+    pub index_share: f64,
+    /// `used_memory` freed by deleting the typical session hashes, per hash; and by deleting
+    /// every index key, per session (only measured on the bench's private Redis).
+    pub freed_per_typical_hash: Option<f64>,
+    pub freed_index_per_session: Option<f64>,
+}
+
+impl SessionCost {
+    /// One session with one RP and one grant, its share of the indexes included.
+    pub fn usage_per_session(&self) -> f64 {
+        self.typical_hash + self.index_share
+    }
+
+    pub fn freed_per_session(&self) -> Option<f64> {
+        Some(self.freed_per_typical_hash? + self.freed_index_per_session?)
+    }
+}
+
+/// Which part of the session layout a key is, if any.
+#[derive(Debug, PartialEq, Eq)]
+enum SessionKey {
+    Session,
+    Index,
+}
+
+fn session_key_kind(key: &str) -> Option<SessionKey> {
+    let ns = namespace(key);
+    if ns.ends_with(":session") || ns == "session" {
+        Some(SessionKey::Session)
+    } else if ns.ends_with("account-sids") || ns.contains("upstream-session:") {
+        Some(SessionKey::Index)
+    } else {
+        None
+    }
 }
 
 impl Redis {
@@ -24,69 +63,61 @@ impl Redis {
         if !addr.ip().is_loopback() {
             bail!("Redis for the benchmark must be on loopback, not {addr}");
         }
-        let stream =
-            TcpStream::connect(addr).await.with_context(|| format!("connecting to Redis at {addr}"))?;
-        Ok(Redis { stream: BufReader::new(stream) })
-    }
-
-    pub async fn cmd(&mut self, args: &[&str]) -> Result<Reply> {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        self.stream.get_mut().write_all(&out).await?;
-        Box::pin(read_reply(&mut self.stream)).await
+        let client = redis::Client::open(format!("redis://{addr}"))?;
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .with_context(|| format!("connecting to Redis at {addr}"))?;
+        Ok(Redis { conn })
     }
 
     pub async fn used_memory(&mut self) -> Result<i64> {
-        let info = match self.cmd(&["INFO", "memory"]).await? {
-            Reply::Bulk(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
-            other => bail!("unexpected INFO reply {other:?}"),
-        };
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| anyhow!("no used_memory in INFO"))
+        let info: redis::InfoDict = redis::cmd("INFO").arg("memory").query_async(&mut self.conn).await?;
+        info.get("used_memory").ok_or_else(|| anyhow!("no used_memory in INFO"))
     }
 
     pub async fn dbsize(&mut self) -> Result<i64> {
-        match self.cmd(&["DBSIZE"]).await? {
-            Reply::Int(n) => Ok(n),
-            other => bail!("unexpected DBSIZE reply {other:?}"),
-        }
+        Ok(redis::cmd("DBSIZE").query_async(&mut self.conn).await?)
     }
 
-    /// Samples up to `per_group` keys of each namespace (the key up to its last `:`) and
-    /// returns namespace → (keys seen, mean `MEMORY USAGE` bytes of the sampled ones).
+    async fn memory_usage(&mut self, key: &str) -> Result<Option<i64>> {
+        Ok(redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .arg("SAMPLES")
+            .arg(0)
+            .query_async(&mut self.conn)
+            .await?)
+    }
+
+    /// Up to `max_keys` key names, by `SCAN`.
+    async fn keys(&mut self, max_keys: usize) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) =
+                redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000).query_async(&mut self.conn).await?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 || keys.len() >= max_keys {
+                break;
+            }
+        }
+        keys.truncate(max_keys);
+        Ok(keys)
+    }
+
+    /// Samples up to `per_group` keys of each namespace (the key up to its last `:`).
     pub async fn usage_by_namespace(&mut self, max_keys: usize, per_group: usize) -> Result<Groups> {
         let mut groups: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
-        let mut cursor = "0".to_string();
-        let mut seen = 0usize;
-        loop {
-            let reply = self.cmd(&["SCAN", &cursor, "COUNT", "1000"]).await?;
-            let Reply::Array(parts) = reply else { bail!("unexpected SCAN reply") };
-            let [Reply::Bulk(Some(next)), Reply::Array(keys)] = parts.as_slice() else {
-                bail!("unexpected SCAN reply shape")
-            };
-            for k in keys {
-                let Reply::Bulk(Some(k)) = k else { continue };
-                let key = String::from_utf8_lossy(k).into_owned();
-                let ns = namespace(&key);
-                let entry = groups.entry(ns).or_default();
-                entry.0 += 1;
-                if entry.1 < per_group as u64
-                    && let Reply::Int(bytes) = self.cmd(&["MEMORY", "USAGE", &key, "SAMPLES", "0"]).await?
-                {
-                    entry.1 += 1;
-                    entry.2 += bytes.max(0) as u64;
-                }
-                seen += 1;
-            }
-            cursor = String::from_utf8_lossy(next).into_owned();
-            if cursor == "0" || seen >= max_keys {
-                break;
+        for key in self.keys(max_keys).await? {
+            let entry = groups.entry(namespace(&key)).or_default();
+            entry.0 += 1;
+            if entry.1 < per_group as u64
+                && let Some(bytes) = self.memory_usage(&key).await?
+            {
+                entry.1 += 1;
+                entry.2 += bytes.max(0) as u64;
             }
         }
         Ok(groups
@@ -96,9 +127,62 @@ impl Redis {
             })
             .collect())
     }
-}
 
-pub type Groups = BTreeMap<String, (u64, f64)>;
+    /// What the SSO sessions cost: every session hash and index key is read (`HKEYS`,
+    /// `MEMORY USAGE`). A typical session is one with one RP (`c:` field) and one grant
+    /// (`g:` field). With `delete`, the session keys are then deleted — typical session
+    /// hashes first, then the indexes — and the `used_memory` each step frees is reported
+    /// (the dictionaries' bucket arrays shrink later, so this is a slight under-count).
+    pub async fn session_cost(&mut self, max_keys: usize, delete: bool) -> Result<SessionCost> {
+        let mut cost = SessionCost::default();
+        let (mut typical, mut other, mut index) = (Vec::new(), Vec::new(), Vec::new());
+        let mut typical_bytes = 0u64;
+        let mut index_bytes = 0u64;
+        for key in self.keys(max_keys).await? {
+            match session_key_kind(&key) {
+                Some(SessionKey::Session) => {
+                    let fields: Vec<String> =
+                        redis::cmd("HKEYS").arg(&key).query_async(&mut self.conn).await?;
+                    let clients = fields.iter().filter(|f| f.starts_with("c:")).count();
+                    let grants = fields.iter().filter(|f| f.starts_with("g:")).count();
+                    if clients == 1 && grants == 1 {
+                        typical_bytes += self.memory_usage(&key).await?.unwrap_or(0).max(0) as u64;
+                        typical.push(key);
+                    } else {
+                        other.push(key);
+                    }
+                }
+                Some(SessionKey::Index) => {
+                    index_bytes += self.memory_usage(&key).await?.unwrap_or(0).max(0) as u64;
+                    index.push(key);
+                }
+                None => {}
+            }
+        }
+        cost.typical = typical.len() as u64;
+        cost.sessions = (typical.len() + other.len()) as u64;
+        cost.typical_hash = typical_bytes as f64 / cost.typical.max(1) as f64;
+        cost.index_share = index_bytes as f64 / cost.sessions.max(1) as f64;
+        if delete && cost.typical > 0 {
+            self.delete(&other).await?;
+            let before = self.used_memory().await?;
+            self.delete(&typical).await?;
+            let after_sessions = self.used_memory().await?;
+            self.delete(&index).await?;
+            let after_index = self.used_memory().await?;
+            cost.freed_per_typical_hash = Some((before - after_sessions) as f64 / cost.typical as f64);
+            cost.freed_index_per_session = Some((after_sessions - after_index) as f64 / cost.sessions as f64);
+        }
+        Ok(cost)
+    }
+
+    async fn delete(&mut self, keys: &[String]) -> Result<()> {
+        for chunk in keys.chunks(500) {
+            let _: i64 = redis::cmd("DEL").arg(chunk).query_async(&mut self.conn).await?;
+        }
+        Ok(())
+    }
+}
 
 /// The key without its last `:`-separated part (the hash or id), e.g. `gw:session:AbC` →
 /// `gw:session`.
@@ -107,40 +191,6 @@ pub fn namespace(key: &str) -> String {
         Some((ns, _)) => ns.to_string(),
         None => key.to_string(),
     }
-}
-
-async fn read_reply(r: &mut BufReader<TcpStream>) -> Result<Reply> {
-    let mut line = String::new();
-    if r.read_line(&mut line).await? == 0 {
-        bail!("Redis closed the connection");
-    }
-    let line = line.trim_end_matches(['\r', '\n']);
-    let (kind, rest) = line.split_at(1.min(line.len()));
-    Ok(match kind {
-        "+" => Reply::Status(rest.to_string()),
-        "-" => bail!("Redis error: {rest}"),
-        ":" => Reply::Int(rest.parse()?),
-        "$" => {
-            let n: i64 = rest.parse()?;
-            if n < 0 {
-                Reply::Bulk(None)
-            } else {
-                let mut buf = vec![0u8; n as usize + 2];
-                r.read_exact(&mut buf).await?;
-                buf.truncate(n as usize);
-                Reply::Bulk(Some(buf))
-            }
-        }
-        "*" => {
-            let n: i64 = rest.parse()?;
-            let mut items = Vec::with_capacity(n.max(0) as usize);
-            for _ in 0..n.max(0) {
-                items.push(Box::pin(read_reply(r)).await?);
-            }
-            Reply::Array(items)
-        }
-        other => bail!("unexpected Redis reply type {other:?}"),
-    })
 }
 
 #[cfg(test)]
@@ -152,5 +202,16 @@ mod tests {
         assert_eq!(namespace("session:abc"), "session");
         assert_eq!(namespace("bench:sid:xyz"), "bench:sid");
         assert_eq!(namespace("plain"), "plain");
+    }
+
+    #[test]
+    fn session_layout_keys_are_told_apart_from_other_state() {
+        assert_eq!(session_key_kind("sso:session:abc"), Some(SessionKey::Session));
+        assert_eq!(session_key_kind("session:abc"), Some(SessionKey::Session));
+        assert_eq!(session_key_kind("sso:account-sids:0193-acc"), Some(SessionKey::Index));
+        assert_eq!(session_key_kind("sso:upstream-session:hcm:AbC"), Some(SessionKey::Index));
+        assert_eq!(session_key_kind("sso:code:AbC"), None);
+        assert_eq!(session_key_kind("sso:logout-continue:AbC"), None);
+        assert_eq!(session_key_kind("sso:refresh:AbC"), None);
     }
 }
