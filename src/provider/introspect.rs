@@ -94,12 +94,7 @@ async fn live_access_token(app: &AppState, token: &str) -> Result<Option<Arc<Acc
     let Some(claims) = app.verified_tokens.check(&app.keys, app.issuer(), token, app.clock.now()) else {
         return Ok(None);
     };
-    if let Some(gid) = &claims.gid
-        && app.store.get(&grant_revoked_key(gid)).await?.is_some()
-    {
-        return Ok(None);
-    }
-    if app.store.get(&revoked_jti_key(&claims.jti)).await?.is_some() {
+    if super::userinfo::is_revoked(app, &claims).await? {
         return Ok(None);
     }
     Ok(Some(claims))

@@ -36,15 +36,20 @@ pub async fn verify_access_token(app: &AppState, token: &str) -> Result<Arc<Acce
     if !claims.aud.contains(app.issuer()) {
         return Err(BearerError::InvalidToken("the token is not meant for userinfo".into()));
     }
-    if let Some(gid) = &claims.gid
-        && app.store.get(&grant_revoked_key(gid)).await?.is_some()
-    {
-        return Err(BearerError::InvalidToken("the token was revoked".into()));
-    }
-    if app.store.get(&super::records::revoked_jti_key(&claims.jti)).await?.is_some() {
+    if is_revoked(app, &claims).await? {
         return Err(BearerError::InvalidToken("the token was revoked".into()));
     }
     Ok(claims)
+}
+
+/// Whether the access token, or the grant it was issued under, was revoked (one store round
+/// trip for both markers).
+pub async fn is_revoked(app: &AppState, claims: &AccessClaims) -> Result<bool, crate::state::StoreError> {
+    let jti = super::records::revoked_jti_key(&claims.jti);
+    match &claims.gid {
+        Some(gid) => app.store.exists_any(&[&grant_revoked_key(gid), &jti]).await,
+        None => app.store.exists_any(&[&jti]).await,
+    }
 }
 
 pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {

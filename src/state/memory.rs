@@ -4,10 +4,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Values are stored exactly sized (`Box<[u8]>`, not a `Vec` with spare capacity) and the
+/// collections boxed, so that an entry of the map stays small: with hundreds of thousands of
+/// codes and refresh tokens alive, the map itself is most of the gateway's memory.
 enum Value {
-    Bytes(Vec<u8>),
-    Set(HashSet<String>),
-    Hash(HashMap<String, Vec<u8>>),
+    Bytes(Box<[u8]>),
+    Set(Box<HashSet<String>>),
+    Hash(Box<HashMap<String, Vec<u8>>>),
 }
 
 struct Entry {
@@ -23,7 +26,7 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Box<str>, Entry>,
     writes_since_sweep: usize,
 }
 
@@ -43,7 +46,7 @@ impl Inner {
             self.entries.retain(|_, e| e.expires_at > now);
             self.writes_since_sweep = 0;
         }
-        self.entries.insert(key.to_string(), entry);
+        self.entries.insert(key.into(), entry);
     }
 }
 
@@ -54,7 +57,7 @@ impl MemoryStore {
     }
 
     pub fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) {
-        let entry = Entry { value: Value::Bytes(value), expires_at: Instant::now() + ttl };
+        let entry = Entry { value: Value::Bytes(value.into_boxed_slice()), expires_at: Instant::now() + ttl };
         self.lock().insert(key, entry);
     }
 
@@ -64,13 +67,19 @@ impl MemoryStore {
         if inner.live(key, now).is_some() {
             return false;
         }
-        inner.insert(key, Entry { value: Value::Bytes(value), expires_at: now + ttl });
+        inner.insert(key, Entry { value: Value::Bytes(value.into_boxed_slice()), expires_at: now + ttl });
         true
+    }
+
+    pub fn exists_any(&self, keys: &[&str]) -> bool {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        keys.iter().any(|k| inner.live(k, now).is_some())
     }
 
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         match self.lock().live(key, Instant::now()) {
-            Some(Entry { value: Value::Bytes(b), .. }) => Some(b.clone()),
+            Some(Entry { value: Value::Bytes(b), .. }) => Some(b.to_vec()),
             _ => None,
         }
     }
@@ -80,7 +89,7 @@ impl MemoryStore {
         let mut inner = self.lock();
         inner.live(key, now)?;
         match inner.entries.remove(key) {
-            Some(Entry { value: Value::Bytes(b), .. }) => Some(b),
+            Some(Entry { value: Value::Bytes(b), .. }) => Some(b.into_vec()),
             _ => None,
         }
     }
@@ -108,7 +117,7 @@ impl MemoryStore {
             *expires_at = (*expires_at).max(now + ttl);
             return;
         }
-        let set = HashSet::from([member.to_string()]);
+        let set = Box::new(HashSet::from([member.to_string()]));
         inner.insert(key, Entry { value: Value::Set(set), expires_at: now + ttl });
     }
 
@@ -124,10 +133,10 @@ impl MemoryStore {
         };
         let next = current.saturating_add(1);
         match inner.live(key, now) {
-            Some(e) if current > 0 => e.value = Value::Bytes(next.to_string().into_bytes()),
+            Some(e) if current > 0 => e.value = Value::Bytes(next.to_string().into_bytes().into()),
             _ => inner.insert(
                 key,
-                Entry { value: Value::Bytes(next.to_string().into_bytes()), expires_at: now + ttl },
+                Entry { value: Value::Bytes(next.to_string().into_bytes().into()), expires_at: now + ttl },
             ),
         }
         next
@@ -157,7 +166,7 @@ impl MemoryStore {
             *expires_at = now + ttl;
             return;
         }
-        let hash = fields.iter().map(|(f, v)| ((*f).to_string(), v.to_vec())).collect();
+        let hash = Box::new(fields.iter().map(|(f, v)| ((*f).to_string(), v.to_vec())).collect());
         inner.insert(key, Entry { value: Value::Hash(hash), expires_at: now + ttl });
     }
 
@@ -218,7 +227,7 @@ impl MemoryStore {
             return HashMap::new();
         }
         match inner.entries.remove(key) {
-            Some(Entry { value: Value::Hash(h), .. }) => h,
+            Some(Entry { value: Value::Hash(h), .. }) => *h,
             _ => HashMap::new(),
         }
     }

@@ -115,6 +115,15 @@ impl StateStore {
         }
     }
 
+    /// Whether any of `keys` is present (one round trip on Redis): e.g. the revocation
+    /// markers of a token and of its grant.
+    pub async fn exists_any(&self, keys: &[&str]) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.exists_any(keys)),
+            Backend::Redis(r) => note(r.exists_any(keys).await),
+        }
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.get(key)),
@@ -412,6 +421,30 @@ mod tests {
         let topology = RedisTopology::Single(url);
         let store = StateStore::redis(&topology, &prefix, Duration::from_secs(2)).await.unwrap();
         hashes_behave_alike(store).await;
+    }
+
+    /// Revocation checks ask for two markers at once; either one present counts.
+    async fn exists_any_finds_any_live_key(store: StateStore) {
+        assert!(!store.exists_any(&["revoked:a", "revoked:b"]).await.unwrap());
+        store.put("revoked:b", Vec::new(), Duration::from_millis(150)).await.unwrap();
+        assert!(store.exists_any(&["revoked:a", "revoked:b"]).await.unwrap());
+        assert!(!store.exists_any(&["revoked:a"]).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!store.exists_any(&["revoked:a", "revoked:b"]).await.unwrap(), "expired keys do not count");
+    }
+
+    #[tokio::test]
+    async fn memory_exists_any_finds_any_live_key() {
+        exists_any_finds_any_live_key(StateStore::memory()).await;
+    }
+
+    #[tokio::test]
+    async fn redis_exists_any_finds_any_live_key() {
+        let url = std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("test-{}:", random_handle());
+        let store =
+            StateStore::redis(&RedisTopology::Single(url), &prefix, Duration::from_secs(2)).await.unwrap();
+        exists_any_finds_any_live_key(store).await;
     }
 
     #[tokio::test]

@@ -235,6 +235,17 @@ impl RedisStore {
         self.query(redis::cmd("GET").arg(self.key(key))).await
     }
 
+    /// Whether any of `keys` exists, in one round trip (a pipeline of single-key `EXISTS`, so
+    /// it also works when the keys live in different Cluster slots).
+    pub async fn exists_any(&self, keys: &[&str]) -> Result<bool, StoreError> {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("EXISTS").arg(self.key(key));
+        }
+        let found: Vec<i64> = self.query_pipe(&pipe).await?;
+        Ok(found.iter().any(|n| *n > 0))
+    }
+
     /// `GETDEL` is atomic on the server: concurrent callers on any replica get the value at
     /// most once.
     pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
