@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 /// Values are stored exactly sized (`Box<[u8]>`, not a `Vec` with spare capacity) and the
 /// collections boxed, so that an entry of the map stays small: with hundreds of thousands of
 /// codes and refresh tokens alive, the map itself is most of the gateway's memory.
+#[allow(clippy::box_collection, reason = "a boxed collection keeps every map entry small")]
 enum Value {
     Bytes(Box<[u8]>),
     Set(Box<HashSet<String>>),

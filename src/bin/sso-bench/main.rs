@@ -63,6 +63,10 @@ struct Args {
     /// `key_prefix = "bench:"` (repeatable).
     #[arg(long)]
     redis_setting: Vec<String>,
+    /// `[accounts] cache_ttl` of the gateway: `0s` measures the token path with an account
+    /// read from the database on every code exchange and refresh.
+    #[arg(long, default_value = "10s")]
+    account_cache_ttl: String,
     /// Signing algorithm of the benchmark clients' tokens.
     #[arg(long, default_value = "ES256")]
     alg: String,
@@ -238,6 +242,8 @@ async fn bench(args: Args) -> Result<()> {
         store: store.clone(),
         alg: args.alg.clone(),
         redis_settings: args.redis_setting.clone(),
+        account_cache_ttl: humantime::parse_duration(&args.account_cache_ttl)
+            .map_err(|e| anyhow!("--account-cache-ttl: {e}"))?,
         gateway_bin: args.gateway_bin.clone(),
         gateway_log_level: args.gateway_log.clone(),
     };
