@@ -414,13 +414,17 @@ mod tests {
         hashes_behave_alike(StateStore::memory()).await;
     }
 
-    #[tokio::test]
-    async fn redis_hashes_keep_the_hash_contract() {
+    /// The test Redis (`SSO_TEST_REDIS_URL`, default the local one) under a key prefix of
+    /// this test's own.
+    async fn test_redis() -> StateStore {
         let url = std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let prefix = format!("test-{}:", random_handle());
-        let topology = RedisTopology::Single(url);
-        let store = StateStore::redis(&topology, &prefix, Duration::from_secs(2)).await.unwrap();
-        hashes_behave_alike(store).await;
+        StateStore::redis(&RedisTopology::Single(url), &prefix, Duration::from_secs(2)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn redis_hashes_keep_the_hash_contract() {
+        hashes_behave_alike(test_redis().await).await;
     }
 
     /// Revocation checks ask for two markers at once; either one present counts.
@@ -440,11 +444,7 @@ mod tests {
 
     #[tokio::test]
     async fn redis_exists_any_finds_any_live_key() {
-        let url = std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let prefix = format!("test-{}:", random_handle());
-        let store =
-            StateStore::redis(&RedisTopology::Single(url), &prefix, Duration::from_secs(2)).await.unwrap();
-        exists_any_finds_any_live_key(store).await;
+        exists_any_finds_any_live_key(test_redis().await).await;
     }
 
     #[tokio::test]
