@@ -357,19 +357,7 @@ impl AccountStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(WarningRecord {
-                    account_id: r.try_get("account_id")?,
-                    source: r.try_get("source")?,
-                    code: r.try_get("code")?,
-                    national_id: r.try_get("national_id")?,
-                    detail: r.try_get("detail")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(AccountError::from)
+        rows.iter().map(warning_from_row).collect::<Result<_, sqlx::Error>>().map_err(AccountError::from)
     }
 
     /// Warnings recorded for one account.
@@ -381,19 +369,7 @@ impl AccountStore {
         .bind(account_id)
         .fetch_all(&self.pool)
         .await?;
-        all.iter()
-            .map(|r| {
-                Ok(WarningRecord {
-                    account_id: r.try_get("account_id")?,
-                    source: r.try_get("source")?,
-                    code: r.try_get("code")?,
-                    national_id: r.try_get("national_id")?,
-                    detail: r.try_get("detail")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(AccountError::from)
+        all.iter().map(warning_from_row).collect::<Result<_, sqlx::Error>>().map_err(AccountError::from)
     }
 
     /// Linking conflicts, oldest first (open ones only unless `include_resolved`).
@@ -643,4 +619,16 @@ pub(super) async fn merge_in(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// One row of `national_id_warnings`.
+fn warning_from_row(r: &sqlx::any::AnyRow) -> Result<WarningRecord, sqlx::Error> {
+    Ok(WarningRecord {
+        account_id: r.try_get("account_id")?,
+        source: r.try_get("source")?,
+        code: r.try_get("code")?,
+        national_id: r.try_get("national_id")?,
+        detail: r.try_get("detail")?,
+        created_at: r.try_get("created_at")?,
+    })
 }
