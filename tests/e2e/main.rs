@@ -11,6 +11,7 @@ mod authorize_errors;
 mod cas;
 mod discovery;
 mod ldap;
+mod link_confirm;
 mod login_flows;
 mod logout;
 mod operations;
