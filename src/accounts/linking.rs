@@ -9,8 +9,9 @@
 //!    review and the person gets a fresh account carrying the number as `conflict`.
 //! 3. Otherwise a new account is created. A number from an untrusted upstream is recorded
 //!    unverified (`pending`): it never links by itself; the person can prove they own the
-//!    verified account (two logins in one browser session, see [`AccountStore::link_by_proof`])
-//!    or an admin links it.
+//!    verified account (two logins in one browser session, then an explicit confirmation while
+//!    logged in to the verified one: [`AccountStore::proof_candidate`] and
+//!    [`AccountStore::link_by_proof`]) or an admin links it.
 //!
 //! Anything that is not 12 digits never links: a 9-digit ID-card number (CMND) or a passport
 //! number is kept as an alias attribute, anything else as a warning. Structural oddities of a
@@ -116,68 +117,143 @@ impl AccountStore {
         }
     }
 
-    /// Proof of ownership: the browser's session is a recent login of `previous_account_id`,
-    /// an account carrying a number as `pending` (asserted by an untrusted upstream), and the
-    /// person has just logged in afresh to `current_account_id`, the account holding that number
-    /// verified (through one of its already-linked upstreams). Having authenticated as both, the
-    /// person owns both: unless their person data conflict, the pending account is merged into
-    /// the verified one. Returns the surviving account when a merge happened.
+    /// Proof of ownership, the question: the browser's session is a recent login of
+    /// `previous_account_id`, an account carrying a number as `pending` (asserted by an untrusted
+    /// upstream), and the person has just logged in afresh to `current_account_id`, the account
+    /// holding that number verified. Returns the pair when the person may link them by
+    /// confirming ([`link_by_proof`](Self::link_by_proof)); nothing is linked here. When their
+    /// person data conflict, a conflict is recorded for review instead and nothing is offered.
     ///
     /// Only this order counts: the verified account must be the fresh login, so a verified
     /// session left open in a shared browser can never pull someone else's pending identity in.
-    pub async fn link_by_proof(
+    pub async fn proof_candidate(
         &self,
         previous_account_id: &str,
         current_account_id: &str,
         now: i64,
-    ) -> Result<Option<Account>, AccountError> {
+    ) -> Result<Option<ProofCandidate>, AccountError> {
         let mut tx = self.begin_write().await?;
         let prev = follow_merges(&mut tx, previous_account_id).await?;
         let cur = follow_merges(&mut tx, current_account_id).await?;
-        if prev == cur {
-            return Ok(None);
+        match check_proof(&mut tx, &prev, &cur).await? {
+            ProofCheck::NoProof => Ok(None),
+            ProofCheck::Mergeable(candidate) => Ok(Some(*candidate)),
+            ProofCheck::Conflict { pending, verified, reason, detail } => {
+                record_proof_conflict(&mut tx, &pending, &verified, reason, &detail, now).await?;
+                self.commit_write(tx).await?;
+                Ok(None)
+            }
         }
-        let (Some(pending), Some(verified)) =
-            (load_raw(&mut tx, &prev).await?, load_raw(&mut tx, &cur).await?)
-        else {
-            return Ok(None);
+    }
+
+    /// Proof of ownership, the answer: the person, logged in to `verified_account_id`, confirmed
+    /// that the login of `pending_account_id` in the same browser was theirs (see
+    /// [`proof_candidate`](Self::proof_candidate)). Re-checks the pair as it is now — exactly
+    /// these two accounts, both active, the number still pending on one and verified on the
+    /// other, no conflicting person data — then merges the pending account into the verified
+    /// one and writes the audit line (`proof-link`, with `context` in its detail: who confirmed,
+    /// from which login). Returns the surviving account when the merge happened.
+    pub async fn link_by_proof(
+        &self,
+        pending_account_id: &str,
+        verified_account_id: &str,
+        context: &serde_json::Value,
+        now: i64,
+    ) -> Result<Option<Account>, AccountError> {
+        let mut tx = self.begin_write().await?;
+        let candidate = match check_proof(&mut tx, pending_account_id, verified_account_id).await? {
+            ProofCheck::NoProof => return Ok(None),
+            ProofCheck::Conflict { pending, verified, reason, detail } => {
+                record_proof_conflict(&mut tx, &pending, &verified, reason, &detail, now).await?;
+                self.commit_write(tx).await?;
+                return Ok(None);
+            }
+            ProofCheck::Mergeable(candidate) => candidate,
         };
-        let proves = verified.national_id.is_some()
-            && pending.national_id.is_none()
-            && pending.claim_state == Some(ClaimState::Pending)
-            && pending.claimed_national_id == verified.national_id;
-        if !proves {
-            return Ok(None);
-        }
-        if verified.status != super::AccountStatus::Active || pending.status != super::AccountStatus::Active {
-            return Ok(None);
-        }
-        let number = verified.national_id.clone().unwrap_or_default();
-        if let Err((reason, detail)) = compatibility(&verified, &profile_of(&pending)) {
-            sqlx::query("UPDATE accounts SET national_id_state = 'conflict', updated_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(&pending.id)
-                .execute(&mut *tx)
-                .await?;
-            record_conflict(&mut tx, &number, &verified.id, &pending.id, "-", "-", reason, &detail, now)
-                .await?;
-            self.commit_write(tx).await?;
-            return Ok(None);
-        }
+        let (pending, verified) = (&candidate.pending, &candidate.verified);
         super::admin::merge_in(&mut tx, &pending.id, &verified.id, Some(LinkMethod::Proof), now).await?;
+        let mut detail = json!({ "merged": pending.id, "into": verified.id });
+        if let (Some(d), Some(extra)) = (detail.as_object_mut(), context.as_object()) {
+            for (k, v) in extra {
+                d.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
         super::admin::audit_in(
             &mut tx,
             "self-service",
             "proof-link",
             &verified.id,
-            Some("the person logged in to both accounts in one browser session"),
-            &json!({ "merged": pending.id, "into": verified.id }),
+            Some("the person, logged in to the verified account, confirmed that the other login in this browser was theirs"),
+            &detail,
             now,
         )
         .await?;
         self.commit_write(tx).await?;
         self.find_by_id(&verified.id).await
     }
+}
+
+/// Two accounts that logins in one browser suggest are one person's: `pending` carries as
+/// `pending` the number `verified` holds verified, and their person data agree.
+#[derive(Debug, Clone)]
+pub struct ProofCandidate {
+    pub pending: Account,
+    pub verified: Account,
+}
+
+enum ProofCheck {
+    NoProof,
+    Conflict { pending: String, verified: String, reason: &'static str, detail: String },
+    Mergeable(Box<ProofCandidate>),
+}
+
+/// Whether `pending_id` (as stored, not followed through merges) may be merged into
+/// `verified_id` by proof of ownership.
+async fn check_proof(
+    conn: &mut AnyConnection,
+    pending_id: &str,
+    verified_id: &str,
+) -> Result<ProofCheck, AccountError> {
+    if pending_id == verified_id {
+        return Ok(ProofCheck::NoProof);
+    }
+    let (Some(pending), Some(verified)) =
+        (load_raw(conn, pending_id).await?, load_raw(conn, verified_id).await?)
+    else {
+        return Ok(ProofCheck::NoProof);
+    };
+    let proves = verified.national_id.is_some()
+        && pending.national_id.is_none()
+        && pending.claim_state == Some(ClaimState::Pending)
+        && pending.claimed_national_id == verified.national_id;
+    if !proves {
+        return Ok(ProofCheck::NoProof);
+    }
+    if verified.status != super::AccountStatus::Active || pending.status != super::AccountStatus::Active {
+        return Ok(ProofCheck::NoProof);
+    }
+    if let Err((reason, detail)) = compatibility(&verified, &profile_of(&pending)) {
+        return Ok(ProofCheck::Conflict { pending: pending.id, verified: verified.id, reason, detail });
+    }
+    Ok(ProofCheck::Mergeable(Box::new(ProofCandidate { pending, verified })))
+}
+
+/// The pending account's number now conflicts with its verified holder: kept apart, for review.
+async fn record_proof_conflict(
+    conn: &mut AnyConnection,
+    pending: &str,
+    verified: &str,
+    reason: &str,
+    detail: &str,
+    now: i64,
+) -> Result<(), AccountError> {
+    let number = load_raw(conn, verified).await?.and_then(|a| a.national_id).unwrap_or_default();
+    sqlx::query("UPDATE accounts SET national_id_state = 'conflict', updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(pending)
+        .execute(&mut *conn)
+        .await?;
+    record_conflict(conn, &number, verified, pending, "-", "-", reason, detail, now).await
 }
 
 /// The profile an account's own data would assert (for conflict checks between accounts).

@@ -22,7 +22,7 @@ pub mod units;
 mod tests;
 
 pub use admin::AccountSelector;
-pub use linking::{LinkOutcome, LinkPolicy, Resolution};
+pub use linking::{LinkOutcome, LinkPolicy, ProofCandidate, Resolution};
 pub use model::{
     Account, AccountKind, AccountStatus, AuditRecord, ClaimState, ConflictRecord, IdentityLink, LinkMethod,
     OfficialProfile, OrgUnitState, Profile, UnitRef, WarningRecord,

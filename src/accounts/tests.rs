@@ -137,16 +137,35 @@ async fn untrusted_upstream_stays_pending_until_proof(b: Backend) {
     assert_eq!(again.account.id, pending.account.id);
     // A verified session followed by the pending login proves nothing (a session left open
     // in a shared browser must not pull someone else's identity in).
-    assert!(s.link_by_proof(&verified.id, &pending.account.id, 4).await.unwrap().is_none());
-    // Proof: logged in as the pending account, then afresh as the verified one.
-    let survivor = s.link_by_proof(&pending.account.id, &verified.id, 4).await.unwrap().unwrap();
+    assert!(s.proof_candidate(&verified.id, &pending.account.id, 4).await.unwrap().is_none());
+    assert!(s.link_by_proof(&verified.id, &pending.account.id, &json!({}), 4).await.unwrap().is_none());
+    // Logged in as the pending account, then afresh as the verified one: a candidate, but
+    // asking links nothing.
+    let candidate = s.proof_candidate(&pending.account.id, &verified.id, 4).await.unwrap().unwrap();
+    assert_eq!(
+        (candidate.pending.id.as_str(), candidate.verified.id.as_str()),
+        (pending.account.id.as_str(), verified.id.as_str())
+    );
+    assert_eq!(s.find_by_link("brvt", "1004").await.unwrap().unwrap().id, pending.account.id);
+    // The person confirms: merged, and the audit line says who confirmed.
+    let context = json!({ "confirmed_by": { "upstream": "hcm" }, "merged": "not overridable" });
+    let survivor = s.link_by_proof(&pending.account.id, &verified.id, &context, 4).await.unwrap().unwrap();
     assert_eq!(survivor.id, verified.id);
+    // Once merged, the same pair is no longer a candidate, and confirming again does nothing.
+    assert!(s.proof_candidate(&pending.account.id, &verified.id, 5).await.unwrap().is_none());
+    assert!(s.link_by_proof(&pending.account.id, &verified.id, &context, 5).await.unwrap().is_none());
     let via_brvt = s.find_by_link("brvt", "1004").await.unwrap().unwrap();
     assert_eq!(via_brvt.id, verified.id);
     let old = s.resolve_subject(&pending.account.sub, None).await.unwrap().unwrap();
     assert_eq!(old.account.id, verified.id);
     assert_eq!(old.merged_from.as_deref(), Some(pending.account.id.as_str()));
-    assert_eq!(s.audit_log(Some(&verified.id), 10).await.unwrap()[0].action, "proof-link");
+    let audit = s.audit_log(Some(&verified.id), 10).await.unwrap();
+    assert_eq!((audit[0].action.as_str(), audit[0].actor.as_str()), ("proof-link", "self-service"));
+    assert!(audit[0].reason.as_deref().unwrap_or("").contains("confirmed"), "{:?}", audit[0].reason);
+    let detail: serde_json::Value = serde_json::from_str(&audit[0].detail).unwrap();
+    assert_eq!(detail["merged"], pending.account.id.as_str(), "the context cannot rewrite what was merged");
+    assert_eq!(detail["into"], verified.id.as_str());
+    assert_eq!(detail["confirmed_by"]["upstream"], "hcm");
     // Two unrelated accounts never link by "proof".
     let other = s
         .resolve_login(
@@ -158,7 +177,27 @@ async fn untrusted_upstream_stays_pending_until_proof(b: Backend) {
         )
         .await
         .unwrap();
-    assert!(s.link_by_proof(&other.account.id, &verified.id, 6).await.unwrap().is_none());
+    assert!(s.proof_candidate(&other.account.id, &verified.id, 6).await.unwrap().is_none());
+    assert!(s.link_by_proof(&other.account.id, &verified.id, &json!({}), 6).await.unwrap().is_none());
+    db.finish().await;
+}
+
+async fn a_proof_candidate_with_conflicting_person_data_is_not_offered(b: Backend) {
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let verified = s.resolve_login("hcm", "3f6d", &lan(), TRUSTED, 1).await.unwrap().account;
+    let other_birthdate = Profile { birthdate: Some("1991-03-14".into()), ..lan() };
+    let pending = s.resolve_login("brvt", "1004", &other_birthdate, UNTRUSTED, 2).await.unwrap().account;
+    assert!(s.proof_candidate(&pending.id, &verified.id, 3).await.unwrap().is_none());
+    let conflicts = s.conflicts(false).await.unwrap();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].reason, "birthdate_mismatch");
+    assert_eq!(
+        (conflicts[0].existing_account_id.as_str(), conflicts[0].new_account_id.as_str()),
+        (verified.id.as_str(), pending.id.as_str())
+    );
+    assert!(s.link_by_proof(&pending.id, &verified.id, &json!({}), 4).await.unwrap().is_none());
+    assert_eq!(s.find_by_link("brvt", "1004").await.unwrap().unwrap().id, pending.id);
     db.finish().await;
 }
 
@@ -188,7 +227,8 @@ async fn conflicting_birthdate_records_a_conflict(b: Backend) {
     s.resolve_login("bd", "bd-u-100587", &other, TRUSTED, 3).await.unwrap();
     assert_eq!(s.conflicts(false).await.unwrap().len(), 1);
     // Proof of ownership does not override a conflict: only an admin merges.
-    assert!(s.link_by_proof(&second.account.id, &first.id, 4).await.unwrap().is_none());
+    assert!(s.proof_candidate(&second.account.id, &first.id, 4).await.unwrap().is_none());
+    assert!(s.link_by_proof(&second.account.id, &first.id, &json!({}), 4).await.unwrap().is_none());
     s.resolve_conflict(conflicts[0].id, "different-people", "admin", "checked the paper records", 5)
         .await
         .unwrap();
@@ -631,6 +671,7 @@ on_both_backends!(
     first_login_creates_an_account_and_second_login_finds_it,
     trusted_upstream_links_by_national_id,
     untrusted_upstream_stays_pending_until_proof,
+    a_proof_candidate_with_conflicting_person_data_is_not_offered,
     conflicting_birthdate_records_a_conflict,
     names_decide_only_when_a_birthdate_is_missing,
     numbers_that_are_not_12_digits_never_link,

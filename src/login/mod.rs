@@ -1,10 +1,13 @@
 //! Login: the one place that knows the whole sequence. It takes the broker's verified
 //! upstream identity, resolves it to a unified account, starts the SSO session and resumes
-//! the parked authorization request in the provider.
+//! the parked authorization request in the provider — after asking the person to confirm a
+//! proof-of-ownership link when the login suggests one (`link_confirm`).
 //!
 //! Must not: hold protocol details of either side (they live in `broker` and `provider`).
 
 mod client_ip;
+mod error;
+mod link_confirm;
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -26,6 +29,8 @@ pub fn router() -> Router<AppState> {
         // The gateway's own login form of password upstreams (LDAP); the broker shows it at
         // GET on the same path.
         .route("/upstream/{id}/login", post(password_login))
+        // Proof-of-ownership linking, confirmed by the person (see `link_confirm`).
+        .route(link_confirm::PATH, get(link_confirm::show).post(link_confirm::decide))
 }
 
 /// A redirect upstream (OIDC, CAS) sent the browser back.
@@ -93,24 +98,8 @@ async fn complete(
             return ErrorPage::unavailable().into_response();
         }
     };
-    let mut account = resolution.account;
+    let account = resolution.account;
     let previous = app.sessions.current(&headers).await.ok().flatten();
-    // Proof of ownership: this browser's session is a recent login of an account whose number
-    // is pending (from an untrusted upstream), and the person has just logged in afresh to the
-    // account holding that number verified: they own both, so the pending one is merged in.
-    if let Some(previous) = &previous
-        && previous.account_id != account.id
-        && now - previous.auth_time <= app.settings.accounts.proof_window.as_secs() as i64
-    {
-        match app.accounts.link_by_proof(&previous.account_id, &account.id, now).await {
-            Ok(Some(survivor)) => {
-                tracing::info!(upstream = %identity.upstream, "accounts linked by proof of ownership");
-                account = survivor;
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not link accounts by proof of ownership"),
-        }
-    }
     if account.status != crate::accounts::AccountStatus::Active {
         return ErrorPage::new(StatusCode::FORBIDDEN, "Tài khoản đang bị khoá", "The account is locked")
             .detail(
@@ -118,6 +107,21 @@ async fn complete(
                 "Your account cannot log in at the moment. Please call the 1022 hotline.",
             )
             .into_response();
+    }
+    // Proof of ownership: this browser's session is a recent login of an account whose number
+    // is pending (from an untrusted upstream), and the person has just logged in afresh to the
+    // account holding that number verified. Nothing is merged here: the person is asked first
+    // (a kiosk's previous user may have declared someone else's number), see `link_confirm`.
+    let mut candidate = None;
+    if let Some(previous) = &previous
+        && previous.account_id != account.id
+        && now - previous.auth_time <= app.settings.accounts.proof_window.as_secs() as i64
+    {
+        match app.accounts.proof_candidate(&previous.account_id, &account.id, now).await {
+            Ok(Some(c)) => candidate = Some((c, previous.upstream.clone(), previous.auth_time)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not check for a proof-of-ownership link"),
+        }
     }
     // A login always starts a fresh session; any previous one in this browser ends.
     if let Some(previous) = previous
@@ -146,20 +150,40 @@ async fn complete(
     };
     tracing::info!(upstream = %identity.upstream, sid = %session.sid, "login completed");
     metrics::counter!("sso_logins_total", "upstream" => identity.upstream.clone()).increment(1);
-    // Step-up: a login below the assurance the application requires does not answer it; the
-    // request stays parked and the person may choose a system that reaches it.
-    if let Ok(Some(req)) = records::parked(&app.store, &request_id).await
-        && !authorize::acr_satisfied(&req, &session)
+    // A possible link is offered before the application's request is answered; both answers
+    // of the confirmation page continue to it.
+    if let Some((candidate, other_upstream, other_auth_time)) = candidate
+        && let Some(mut response) = link_confirm::offer(
+            &app,
+            &session,
+            &candidate,
+            link_confirm::OtherLogin { upstream: other_upstream, auth_time: other_auth_time },
+            &request_id,
+        )
+        .await
     {
-        tracing::info!(upstream = %identity.upstream, acr = %session.acr, "login below the required assurance");
-        let mut response = BrokerError::InsufficientAssurance
-            .page(Some(format!("/login?request={request_id}")))
-            .into_response();
         response.headers_mut().append(header::SET_COOKIE, cookie);
         return response;
     }
-    let mut response = match records::take_parked(&app.store, &request_id).await {
-        Ok(Some(req)) => match authorize::issue_code(&app, &req, &session).await {
+    let mut response = resume(&app, &request_id, &session).await;
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
+}
+
+/// Answers the parked authorization request `request_id` from `session`: a code for the RP,
+/// unless the login is below the assurance the request requires (then it stays parked and the
+/// person may choose a system that reaches it).
+async fn resume(app: &AppState, request_id: &str, session: &SsoSession) -> Response {
+    if let Ok(Some(req)) = records::parked(&app.store, request_id).await
+        && !authorize::acr_satisfied(&req, session)
+    {
+        tracing::info!(upstream = %session.upstream, acr = %session.acr, "login below the required assurance");
+        return BrokerError::InsufficientAssurance
+            .page(Some(format!("/login?request={request_id}")))
+            .into_response();
+    }
+    match records::take_parked(&app.store, request_id).await {
+        Ok(Some(req)) => match authorize::issue_code(app, &req, session).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "state store failure issuing a code");
@@ -177,7 +201,5 @@ async fn complete(
             tracing::error!(error = %e, "state store failure resuming a request");
             ErrorPage::unavailable().into_response()
         }
-    };
-    response.headers_mut().append(header::SET_COOKIE, cookie);
-    response
+    }
 }

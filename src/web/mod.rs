@@ -23,6 +23,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("logout_confirm.html", include_str!("templates/logout_confirm.html")),
         ("logged_out.html", include_str!("templates/logged_out.html")),
         ("sessions.html", include_str!("templates/sessions.html")),
+        ("link_confirm.html", include_str!("templates/link_confirm.html")),
         ("password_login.html", include_str!("templates/password_login.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {

@@ -46,10 +46,28 @@ async fn an_untrusted_system_links_by_proof_and_its_old_sub_still_resolves() {
         verified.claims.subject(),
         "an untrusted number never links by itself"
     );
-    // Then, in the same browser, through Ho Chi Minh City's system: proof of owning both.
+    // Then, in the same browser, through Ho Chi Minh City's system: proof of owning both,
+    // which the person confirms.
     let req = rp.authorize(&[("prompt", "login"), ("idp_hint", "hcm")]);
     let (url, _, body) = browser.navigate(&req.url, PORTAL_CB).await.page();
-    let cb = browser.login_form(&url, &body, "lan", "demo123", PORTAL_CB).await.callback();
+    let (url, status, page) = browser.login_form(&url, &body, "lan", "demo123", PORTAL_CB).await.page();
+    assert!(url.ends_with("/account/link/confirm") && status == StatusCode::OK, "{url} {status}: {page}");
+    let account = sys.app.accounts.find_by_link("brvt", "1008801").await.unwrap().unwrap();
+    assert_eq!(account.sub, pending.claims.subject().as_str(), "asking links nothing");
+    let csrf = {
+        let doc = scraper::Html::parse_document(&page);
+        let sel = scraper::Selector::parse("input[name=csrf]").unwrap();
+        doc.select(&sel).next().and_then(|i| i.value().attr("value")).unwrap().to_string()
+    };
+    let res = browser
+        .http
+        .post(sys.url("/account/link/confirm"))
+        .form(&[("csrf", csrf.as_str()), ("decision", "link")])
+        .send()
+        .await
+        .unwrap();
+    let location = res.headers()[reqwest::header::LOCATION].to_str().unwrap().to_string();
+    let cb = browser.navigate(&location, PORTAL_CB).await.callback();
     let after = rp.exchange(&req, &param(&cb, "code").unwrap()).await.unwrap();
     assert_eq!(after.claims.subject(), verified.claims.subject());
     // The RP's old token for the merged account still works, and says where it went.
