@@ -232,3 +232,29 @@ async fn an_unanswered_offer_expires() {
     let victim = verified_holder(&sys).await;
     assert_ne!(account_of(&sys, "brvt", BRVT_LAN).await, victim, "nothing linked");
 }
+
+#[tokio::test]
+async fn with_redis_any_replica_answers_and_two_concurrent_confirmations_link_once() {
+    let sys = TestSystem::start_with(Options::redis_replicas(2)).await;
+    let browser = Browser::new();
+    sys.route_to(0);
+    let (rp, req, landing) = untrusted_then_verified(&sys, &browser).await;
+    let token = csrf_of(&confirmation_page(landing));
+    // The answer reaches the other replica, twice at once (a double click, or a replay race).
+    sys.route_to(1);
+    let (a, b) = tokio::join!(answer(&sys, &browser, &token, "link"), answer(&sys, &browser, &token, "link"));
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [reqwest::StatusCode::SEE_OTHER, reqwest::StatusCode::NOT_FOUND],
+        "one answer counts"
+    );
+    let winner = if a.status().is_redirection() { a } else { b };
+    let cb = to_rp(&browser, winner).await;
+    rp.exchange(&req, &param(&cb, "code").unwrap()).await.unwrap();
+    let verified = verified_holder(&sys).await;
+    assert_eq!(account_of(&sys, "brvt", BRVT_LAN).await, verified, "linked");
+    let links = audit_actions(&sys, &verified).await.into_iter().filter(|a| a == "proof-link").count();
+    assert_eq!(links, 1, "linked once");
+}
