@@ -10,7 +10,7 @@
 //! token; answering takes the offer (single use), so a replayed form links nothing. Declining,
 //! or never answering, links nothing. Both answers continue to the application's parked
 //! request. The offer, the link and the refusal are written to the accounts' audit log and
-//! as a tracing line with target `audit`.
+//! as a tracing line with target `sso_gateway::audit`.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -172,7 +172,7 @@ async fn answer(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Resp
         match app.accounts.link_by_proof(&offer.pending, &offer.verified, &context, now).await? {
             Some(_) => {
                 tracing::info!(
-                    target: "audit",
+                    target: "sso_gateway::audit",
                     actor = "self-service",
                     action = "proof-link",
                     merged = %offer.pending,
@@ -186,7 +186,7 @@ async fn answer(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Resp
             None => {
                 // The pair changed since the offer (merged, locked, conflicting data).
                 tracing::warn!(
-                    target: "audit",
+                    target: "sso_gateway::audit",
                     actor = "self-service",
                     action = "proof-link",
                     pending = %offer.pending,
@@ -223,7 +223,7 @@ async fn audit(
     now: i64,
 ) {
     tracing::info!(
-        target: "audit",
+        target: "sso_gateway::audit",
         actor = "self-service",
         action,
         pending = %offer.pending,
