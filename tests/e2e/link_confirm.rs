@@ -223,8 +223,12 @@ async fn an_unanswered_offer_expires() {
     let kiosk = Browser::new();
     let (_, _, landing) = untrusted_then_verified(&sys, &kiosk).await;
     let token = csrf_of(&confirmation_page(landing));
-    // lifetimes.login_attempt (10 min) later.
-    sys.clock.advance(10 * 60 + 1);
+    // Just under lifetimes.login_attempt later, it still waits; then it is gone.
+    let ttl = sys.app.settings.lifetimes.login_attempt.as_secs() as i64;
+    sys.clock.advance(ttl - 5);
+    let (_, status, _) = kiosk.navigate(&sys.url(CONFIRM), PORTAL_CB).await.page();
+    assert_eq!(status, reqwest::StatusCode::OK);
+    sys.clock.advance(5);
     let (_, status, body) = kiosk.navigate(&sys.url(CONFIRM), PORTAL_CB).await.page();
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
     let res = answer(&sys, &kiosk, &token, "link").await;
