@@ -262,3 +262,25 @@ async fn with_redis_any_replica_answers_and_two_concurrent_confirmations_link_on
     let links = audit_actions(&sys, &verified).await.into_iter().filter(|a| a == "proof-link").count();
     assert_eq!(links, 1, "linked once");
 }
+
+#[tokio::test]
+async fn logging_out_ends_the_offer() {
+    let sys = TestSystem::start().await;
+    let kiosk = Browser::new();
+    let (_, _, landing) = untrusted_then_verified(&sys, &kiosk).await;
+    let token = csrf_of(&confirmation_page(landing));
+    // The victim logs out everywhere instead of answering (the session's token serves both forms).
+    let res = kiosk
+        .http
+        .post(sys.url("/sessions/end"))
+        .form(&[("sid", "all"), ("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success() || res.status().is_redirection(), "{}", res.status());
+    // Whoever comes next finds nothing to confirm.
+    let res = answer(&sys, &kiosk, &token, "link").await;
+    assert_eq!(res.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let victim = verified_holder(&sys).await;
+    assert_ne!(account_of(&sys, "brvt", BRVT_LAN).await, victim, "nothing linked");
+}
