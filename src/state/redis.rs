@@ -364,3 +364,57 @@ const HSET_IF_EXISTS: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then \
 fn ttl_ms(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    const PASSWORD: &str = "s3cr3t-redis-pw";
+
+    fn settings(mode: &str) -> Settings {
+        Settings::from_toml(&format!(
+            r#"
+            issuer = "http://127.0.0.1:1"
+            [sessions]
+            store = "redis://gateway:{PASSWORD}@10.0.0.1:26379"
+            [sessions.redis]
+            mode = "{mode}"
+            nodes = ["redis://gateway:{PASSWORD}@10.0.0.2:26379"]
+            sentinel_master = "sso"
+            master_username = "gateway"
+            master_password = "{PASSWORD}"
+            "#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn redis_credentials_never_show_in_debug_output() {
+        for mode in ["single", "cluster", "sentinel"] {
+            let s = settings(mode);
+            for text in [
+                format!("{:?}", s.sessions),
+                format!("{:?}", s.sessions.redis),
+                format!("{s:?}"),
+                format!("{:?}", s.sessions.topology().unwrap()),
+            ] {
+                assert!(!text.contains(PASSWORD), "{mode}: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_topology_still_shows_where_redis_is() {
+        let text = format!("{:?}", settings("sentinel").sessions.topology().unwrap());
+        assert!(text.contains("10.0.0.1:26379") && text.contains("10.0.0.2:26379"), "{text}");
+        assert!(text.contains("sso") && text.contains("gateway"), "{text}");
+        // The connection itself still gets the real URL and password.
+        let Some(RedisTopology::Sentinel { sentinels, auth, .. }) = settings("sentinel").sessions.topology()
+        else {
+            panic!("sentinel topology")
+        };
+        assert!(sentinels[0].contains(PASSWORD));
+        assert_eq!(auth.password.as_deref(), Some(PASSWORD));
+    }
+}
