@@ -247,10 +247,13 @@ async fn bare_gateway(issuer: Option<&str>, dir: &std::path::Path) -> String {
         d = dir.display()
     );
     let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
-    let app =
-        sso_gateway::app::Application::build_with_listener(settings, sso_gateway::clock::Clock::system(), listener)
-            .await
-            .unwrap();
+    let app = sso_gateway::app::Application::build_with_listener(
+        settings,
+        sso_gateway::clock::Clock::system(),
+        listener,
+    )
+    .await
+    .unwrap();
     tokio::spawn(app.run_until(std::future::pending()));
     base
 }
@@ -263,7 +266,8 @@ async fn hsts_is_on_every_response_under_an_https_issuer_and_never_under_http() 
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     for (base, expected) in [(&https, Some("max-age=31536000")), (&http, None)] {
         let mut responses = Vec::new();
-        for path in ["/.well-known/openid-configuration", "/jwks", "/healthz", "/no-such-page", "/authorize"] {
+        for path in ["/.well-known/openid-configuration", "/jwks", "/healthz", "/no-such-page", "/authorize"]
+        {
             responses.push((path, client.get(format!("{base}{path}")).send().await.unwrap()));
         }
         responses.push((
@@ -289,7 +293,9 @@ async fn a_form_post_page_may_post_only_to_the_registered_redirect_uri_and_other
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(form_action(res.headers()), vec![PORTAL_CB.to_string()]);
     let body = res.text().await.unwrap();
-    assert!(body.contains(&format!("action=\"{PORTAL_CB}\"")), "{body}");
+    let doc = scraper::Html::parse_document(&body);
+    let form = doc.select(&scraper::Selector::parse("form").unwrap()).next().expect("the form");
+    assert_eq!(form.value().attr("action"), Some(PORTAL_CB), "{body}");
 
     // A page of the gateway that posts nowhere else: the chooser, an error page.
     let (url, status, headers, _) = page_with_headers(&Browser::new(), &rp.authorize(&[]).url).await;
@@ -348,7 +354,7 @@ async fn the_directory_password_form_may_post_here_and_lead_only_to_the_redirect
     // form-action on that redirect too).
     let mut sources = form_action(&headers);
     sources.sort();
-    assert_eq!(sources, vec![PORTAL_CB.to_string(), "'self'".to_string()]);
+    assert_eq!(sources, vec!["'self'".to_string(), PORTAL_CB.to_string()]);
 }
 
 // --- 7. A client's jwks_uri is read with a cap -----------------------------------------------
@@ -373,7 +379,8 @@ async fn endless_body_server(limit: usize) -> (String, Arc<AtomicUsize>) {
                         Ok(n) => request.extend_from_slice(&buf[..n]),
                     }
                 }
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                let head =
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
                 if socket.write_all(head.as_bytes()).await.is_err() {
                     return;
                 }
@@ -409,7 +416,9 @@ async fn an_endless_jwks_uri_body_is_cut_off_while_streaming_and_the_client_refu
     let assertion = format!(
         "{}.{}.c2lnbmF0dXJl",
         b64(json!({"alg": "ES256", "typ": "JWT", "kid": "k1"})),
-        b64(json!({"iss": "streamer", "sub": "streamer", "aud": sys.url("/token"), "exp": now + 60, "jti": "j1"}))
+        b64(
+            json!({"iss": "streamer", "sub": "streamer", "aud": sys.url("/token"), "exp": now + 60, "jti": "j1"})
+        )
     );
     let started = Instant::now();
     let res = reqwest::Client::new()
