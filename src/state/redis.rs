@@ -14,8 +14,8 @@ use tokio::sync::{Mutex, RwLock};
 
 use super::StoreError;
 
-/// How to reach Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to reach Redis. `Debug` redacts the passwords in URLs and of the master.
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTopology {
     /// One server (or a proxy in front of a replicated pair): `redis://` or `rediss://`.
     Single(String),
@@ -26,12 +26,52 @@ pub enum RedisTopology {
 }
 
 /// Credentials and transport for the master that Sentinel names.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct MasterAuth {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: i64,
     pub tls: bool,
+}
+
+/// A Redis URL fit for logs: its password (if any) replaced.
+fn redacted_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("redacted"));
+            }
+            u.to_string()
+        }
+        Err(_) => "[unparsable Redis URL]".to_string(),
+    }
+}
+
+impl std::fmt::Debug for RedisTopology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let all = |urls: &[String]| urls.iter().map(|u| redacted_url(u)).collect::<Vec<_>>();
+        match self {
+            RedisTopology::Single(url) => f.debug_tuple("Single").field(&redacted_url(url)).finish(),
+            RedisTopology::Cluster(nodes) => f.debug_tuple("Cluster").field(&all(nodes)).finish(),
+            RedisTopology::Sentinel { sentinels, master, auth } => f
+                .debug_struct("Sentinel")
+                .field("sentinels", &all(sentinels))
+                .field("master", master)
+                .field("auth", auth)
+                .finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MasterAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("db", &self.db)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 enum Conn {
