@@ -13,6 +13,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::accounts::AccountStore;
@@ -146,9 +147,11 @@ impl AppState {
 
 /// The whole HTTP surface. Layers run outside-in in the order listed at the bottom:
 /// request id first (so every log line has it), then sensitive-header marking (before
-/// tracing sees headers), then tracing, then a body-size limit and a request timeout.
+/// tracing sees headers), then tracing, then a body-size limit and a request timeout. HSTS
+/// (https issuers only) wraps everything, so every response carries it.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let hsts = crate::web::hsts(state.issuer());
     Router::new()
         .merge(crate::provider::router())
         .merge(crate::broker::router())
@@ -178,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         ]))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetResponseHeaderLayer::overriding(axum::http::header::STRICT_TRANSPORT_SECURITY, hsts))
 }
 
 async fn healthz() -> &'static str {

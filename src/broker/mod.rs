@@ -322,7 +322,7 @@ impl Broker {
                     return PasswordOutcome::Failed(e.into(), None);
                 }
                 let status = e.status();
-                PasswordOutcome::Retry(self.password_page(
+                let mut page = self.password_page(
                     connector.as_ref(),
                     &id,
                     &again.request_id,
@@ -330,7 +330,11 @@ impl Broker {
                     &username,
                     e.form_message(),
                     status,
-                ))
+                );
+                if let Ok(Some(req)) = parked::parked(&self.store, &again.request_id).await {
+                    web::allow_form_targets(&mut page, &[&req.redirect_uri]);
+                }
+                PasswordOutcome::Retry(page)
             }
             Err(e) => PasswordOutcome::Failed(e, retry),
         }
@@ -491,15 +495,20 @@ async fn start(
     }
     let mut res = match url {
         Some(url) => Redirect::to(&url).into_response(),
-        None => broker.password_page(
-            connector.as_ref(),
-            &attempt_id,
-            &q.request,
-            lang,
-            req.login_hint.as_deref().unwrap_or(""),
-            None,
-            StatusCode::OK,
-        ),
+        None => {
+            let mut page = broker.password_page(
+                connector.as_ref(),
+                &attempt_id,
+                &q.request,
+                lang,
+                req.login_hint.as_deref().unwrap_or(""),
+                None,
+                StatusCode::OK,
+            );
+            // A right password is answered by a redirect to the RP (form-action applies).
+            web::allow_form_targets(&mut page, &[&req.redirect_uri]);
+            page
+        }
     };
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(value) = new_cookie {

@@ -138,6 +138,10 @@ async fn run(cli: Cli) -> ExitCode {
         },
         Command::CheckConfig { config } => match Settings::load(&config) {
             Ok(s) => {
+                // Allowed but weakening: reported, without failing the check.
+                for w in s.warnings() {
+                    eprintln!("{}: warning: {w}", config.display());
+                }
                 println!(
                     "{}: OK ({} upstream(s), {} client(s), issuer {})",
                     config.display(),
@@ -196,6 +200,9 @@ fn config_failure(path: &std::path::Path, e: ConfigError) -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> ExitCode {
+    for w in settings.warnings() {
+        tracing::warn!(warning = %w, "configuration weakens security");
+    }
     let app = match Application::build(settings, Clock::system()).await {
         Ok(app) => app,
         Err(e) => {

@@ -596,6 +596,10 @@ pub struct ClientSettings {
     /// Absent = public client (PKCE S256 mandatory).
     #[serde(default)]
     pub client_secret: Option<SecretValue>,
+    /// Every authorization request must carry a PKCE challenge (RFC 9700 §2.1.1). `false` is
+    /// an opt-out for legacy confidential clients only (`check-config` warns about it).
+    #[serde(default = "defaults::yes")]
+    pub require_pkce: bool,
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
@@ -823,6 +827,11 @@ impl Settings {
     /// Parses and validates a TOML document with no environment overrides.
     pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
         Self::from_toml_with_env(text, &BTreeMap::new())
+    }
+
+    /// What is allowed but weakens security (printed by `check-config`, logged by `serve`).
+    pub fn warnings(&self) -> Vec<Problem> {
+        validate::warnings(self)
     }
 
     /// The issuer without a trailing slash.

@@ -410,6 +410,12 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
         }
         let confidential = c.client_secret.is_some()
             || c.token_endpoint_auth_method == Some(super::ClientAuthMethod::PrivateKeyJwt);
+        if !c.require_pkce && !confidential {
+            p.push(
+                Problem::new(at("require_pkce"), "a public client cannot go without PKCE")
+                    .expecting("require_pkce = true (the default) for a client without a secret"),
+            );
+        }
         if c.grant_types.contains(&GrantType::ClientCredentials) && !confidential {
             p.push(
                 Problem::new(at("grant_types"), "client_credentials needs a confidential client")
@@ -509,6 +515,24 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
         );
     }
     p
+}
+
+/// Settings that are valid but weaken security: `check-config` prints them without failing,
+/// `serve` logs them at start-up.
+pub fn warnings(s: &Settings) -> Vec<Problem> {
+    let mut w = Vec::new();
+    for (i, c) in s.clients.iter().enumerate() {
+        if !c.require_pkce && c.grant_types.contains(&GrantType::AuthorizationCode) {
+            w.push(
+                Problem::new(
+                    format!("clients[{i}].require_pkce"),
+                    format!("is false: codes of {:?} are not bound to PKCE (RFC 9700 §2.1.1)", c.client_id),
+                )
+                .expecting("true, unless this legacy confidential client cannot send code_challenge"),
+            );
+        }
+    }
+    w
 }
 
 #[cfg(test)]
@@ -679,5 +703,38 @@ mod tests {
         assert_eq!(s.clients[0].sector().as_deref(), Some("a.example"));
         let typo = one_host.replace("subject_type = \"pairwise\"", "subject_type = \"pairwyse\"");
         assert!(!problems(&typo).is_empty());
+    }
+
+    #[test]
+    fn pkce_is_required_by_default_and_only_a_confidential_client_may_opt_out_with_a_warning() {
+        let confidential = r#"
+            issuer = "https://sso.example"
+            [[clients]]
+            client_id = "legacy"
+            client_secret = "legacy-secret-0123456789"
+            redirect_uris = ["https://legacy.example/cb"]
+        "#;
+        let s = Settings::from_toml(confidential).unwrap();
+        assert!(s.clients[0].require_pkce, "the default");
+        assert!(s.warnings().is_empty());
+
+        let opted_out = format!("{confidential}require_pkce = false\n");
+        let s = Settings::from_toml(&opted_out).unwrap();
+        let w = s.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].path, "clients[0].require_pkce");
+        assert!(w[0].to_string().contains("legacy"), "{}", w[0]);
+
+        let public = r#"
+            issuer = "https://sso.example"
+            [[clients]]
+            client_id = "spa"
+            redirect_uris = ["https://spa.example/cb"]
+            require_pkce = false
+        "#;
+        let paths: Vec<String> = problems(public).into_iter().map(|p| p.path).collect();
+        assert_eq!(paths, vec!["clients[0].require_pkce".to_string()]);
+        let none_method = format!("{public}token_endpoint_auth_method = \"none\"\n");
+        assert!(!problems(&none_method).is_empty());
     }
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
+use crate::keys::KeySet;
 use crate::provider::clients::Client;
 use crate::session::SsoSession;
 use crate::state::{hashed_key, random_handle};
@@ -33,6 +34,30 @@ pub struct LogoutParams {
 struct HintClaims {
     aud: Audience,
     sid: Option<String>,
+}
+
+/// Verifies an `id_token_hint`: an ID token this gateway signed, expired or not (OIDC
+/// RP-Initiated Logout §2). Our keys sign access tokens (`at+jwt`) and logout tokens
+/// (`logout+jwt`) too; neither is a hint, whoever presents it.
+fn verify_hint(keys: &KeySet, issuer: &str, token: &str) -> Result<HintClaims, String> {
+    let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+    if let Some(typ) = header.typ.as_deref()
+        && !typ.eq_ignore_ascii_case("JWT")
+        && !typ.eq_ignore_ascii_case("application/jwt")
+    {
+        return Err(format!("typ {typ:?} is not an ID token's"));
+    }
+    let claims: serde_json::Map<String, serde_json::Value> =
+        keys.verify_ignoring_expiry(token, issuer).map_err(|e| e.to_string())?;
+    // Every ID token has these (OIDC Core §2) …
+    if let Some(missing) = ["sub", "aud", "iat", "exp"].into_iter().find(|c| !claims.contains_key(*c)) {
+        return Err(format!("no {missing} claim"));
+    }
+    // … and none of ours has the marks of a logout token or an access token (RFC 9068).
+    if let Some(foreign) = ["events", "scope", "client_id"].into_iter().find(|c| claims.contains_key(*c)) {
+        return Err(format!("has a {foreign} claim: not an ID token"));
+    }
+    serde_json::from_value(serde_json::Value::Object(claims)).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,7 +98,7 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::b
 async fn logout(app: AppState, headers: HeaderMap, p: LogoutParams, is_post: bool) -> Response {
     let lang = Lang::from_ui_locales(p.ui_locales.as_deref());
     let hint: Option<HintClaims> =
-        p.id_token_hint.as_deref().and_then(|t| match app.keys.verify_ignoring_expiry(t, app.issuer()) {
+        p.id_token_hint.as_deref().and_then(|t| match verify_hint(&app.keys, app.issuer(), t) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::info!(error = %e, "id_token_hint at logout is not valid; asking the user");
@@ -116,8 +141,15 @@ async fn logout(app: AppState, headers: HeaderMap, p: LogoutParams, is_post: boo
     let confirmed = is_post
         && p.confirm.as_deref() == Some("yes")
         && p.csrf.as_deref().is_some_and(|c| bool::from(c.as_bytes().ct_eq(session.csrf.as_bytes())));
+    let back = format!("{}/upstream/{}/logged-out", app.issuer(), session.upstream);
     if !hint_matches && !confirmed {
-        return confirm_page(&session, &p, client.as_deref(), lang);
+        let mut page = confirm_page(&session, &p, client.as_deref(), lang);
+        // Confirming leads on (by redirects the browser checks against form-action) to the
+        // upstream's logout and then the registered post-logout page.
+        let upstream_logout = app.broker.logout_url(&session.upstream, &back, "").await;
+        let targets: Vec<&str> = target.iter().chain(upstream_logout.iter()).map(String::as_str).collect();
+        web::allow_form_targets(&mut page, &targets);
+        return page;
     }
     let clients = match super::end_session(&app, &session, "RP-initiated logout").await {
         Ok(ended) => ended.clients,
@@ -134,7 +166,6 @@ async fn logout(app: AppState, headers: HeaderMap, p: LogoutParams, is_post: boo
     };
     // End the upstream session too, where the upstream supports RP-initiated logout.
     let handle = random_handle();
-    let back = format!("{}/upstream/{}/logged-out", app.issuer(), session.upstream);
     if let Some(url) = app.broker.logout_url(&session.upstream, &back, &handle).await {
         let key = hashed_key("logout-continue", &handle);
         if app.store.put_json(&key, &cont, app.settings.lifetimes.login_attempt).await.is_ok() {
@@ -201,10 +232,75 @@ pub fn finish(_app: &AppState, cont: Continuation) -> Response {
     );
     let mut res = web::html_response(StatusCode::OK, html, web::CSP_PAGE);
     let csp = format!(
-        "default-src 'none'; style-src 'unsafe-inline'; frame-src http: https:; script-src 'nonce-{nonce}'; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; style-src 'unsafe-inline'; frame-src http: https:; script-src 'nonce-{nonce}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     );
     if let Ok(v) = HeaderValue::from_str(&csp) {
         res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SigningAlg;
+    use serde_json::{Value, json};
+
+    const ISSUER: &str = "https://sso.example";
+
+    fn keys() -> (tempfile::TempDir, KeySet) {
+        let dir = tempfile::tempdir().unwrap();
+        KeySet::generate(dir.path(), SigningAlg::ES256).unwrap();
+        let keys = KeySet::load_dir(dir.path()).unwrap();
+        (dir, keys)
+    }
+
+    fn id_claims() -> Value {
+        json!({ "iss": ISSUER, "sub": "s1", "aud": "portal", "iat": 1_000, "exp": 1_300,
+                "sid": "sid-1", "azp": "portal", "auth_time": 1_000 })
+    }
+
+    fn with(mut v: Value, k: &str, x: Value) -> Value {
+        v[k] = x;
+        v
+    }
+
+    fn without(mut v: Value, k: &str) -> Value {
+        v.as_object_mut().unwrap().remove(k);
+        v
+    }
+
+    #[test]
+    fn only_our_id_tokens_are_hints_even_expired_ones() {
+        let (_dir, keys) = keys();
+        let sign = |typ: &str, claims: &Value| keys.sign(SigningAlg::ES256, typ, claims).unwrap();
+        let hint = verify_hint(&keys, ISSUER, &sign("JWT", &id_claims())).expect("an expired ID token");
+        assert_eq!(hint.aud.first(), Some("portal"));
+        assert_eq!(hint.sid.as_deref(), Some("sid-1"));
+
+        let access = json!({ "iss": ISSUER, "sub": "s1", "aud": ISSUER, "iat": 1_000, "exp": 1_300,
+                             "jti": "j", "client_id": "portal", "scope": "openid", "sid": "sid-1" });
+        let logout = json!({ "iss": ISSUER, "sub": "s1", "aud": "portal", "iat": 1_000, "exp": 1_300,
+                             "jti": "j", "sid": "sid-1",
+                             "events": { "http://schemas.openid.net/event/backchannel-logout": {} } });
+        let refused = [
+            ("an access token", sign("at+jwt", &access)),
+            ("an access token typed JWT", sign("JWT", &access)),
+            ("a logout token", sign("logout+jwt", &logout)),
+            ("a logout token typed JWT", sign("JWT", &logout)),
+            ("an ID token typed otherwise", sign("application/at+jwt", &id_claims())),
+            ("without sub", sign("JWT", &without(id_claims(), "sub"))),
+            ("without aud", sign("JWT", &without(id_claims(), "aud"))),
+            ("without iat", sign("JWT", &without(id_claims(), "iat"))),
+            ("another issuer", sign("JWT", &with(id_claims(), "iss", json!("https://other.example")))),
+            ("another key", {
+                let (_d, other) = super::tests::keys();
+                other.sign(SigningAlg::ES256, "JWT", &id_claims()).unwrap()
+            }),
+            ("not a JWT", "eyJhbGciOiJub25lIn0.e30.".to_string()),
+        ];
+        for (what, token) in refused {
+            assert!(verify_hint(&keys, ISSUER, &token).is_err(), "{what} was taken as a hint");
+        }
+    }
 }

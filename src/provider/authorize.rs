@@ -69,8 +69,10 @@ pub fn respond(issuer: &str, to: &ReturnTo, mut params: Vec<(&'static str, Strin
                 json!({ "action": to.redirect_uri, "fields": params, "nonce": nonce }),
             );
             let mut res = web::html_response(StatusCode::OK, html, "");
+            // The page's one form posts to the registered redirect URI, and nowhere else.
+            let form_action = web::form_action(false, &[&to.redirect_uri]);
             let csp = format!(
-                "default-src 'none'; script-src 'nonce-{nonce}'; form-action *; frame-ancestors 'none'; base-uri 'none'"
+                "default-src 'none'; script-src 'nonce-{nonce}'; {form_action}; frame-ancestors 'none'; base-uri 'none'"
             );
             if let Ok(v) = HeaderValue::from_str(&csp) {
                 res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
@@ -237,7 +239,7 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
             Some(c.to_string())
         }
     };
-    if client.is_public() && code_challenge.is_none() {
+    if client.requires_pkce() && code_challenge.is_none() {
         return Err(AuthorizeError::to_rp(
             &to,
             "invalid_request",

@@ -16,6 +16,11 @@ use crate::config::ClientAuthMethod;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
+/// Most of a client's `jwks_uri` answer read: a JWK set of a few keys is a few KiB.
+const MAX_CLIENT_JWKS_BYTES: usize = 64 * 1024;
+/// Longest a `jwks_uri` fetch may take, body included.
+const CLIENT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Deserialize)]
 struct Assertion {
     iss: String,
@@ -142,21 +147,94 @@ async fn client_keys(app: &AppState, client: &Client) -> Result<JwkSet, TokenErr
         return Ok(keys);
     }
     let fetch = async {
-        let res = app.http.get(uri).send().await.ok()?;
+        let mut res = app.http.get(uri).send().await.map_err(|e| e.to_string())?;
         if !res.status().is_success() {
-            return None;
+            return Err(format!("HTTP {}", res.status()));
         }
-        let bytes = res.bytes().await.ok()?;
-        if bytes.len() > 64 * 1024 {
-            return None;
-        }
-        serde_json::from_slice::<JwkSet>(&bytes).ok().map(|k| (k, bytes))
+        let body = read_capped(&mut res, MAX_CLIENT_JWKS_BYTES).await?;
+        let keys = serde_json::from_slice::<JwkSet>(&body).map_err(|e| e.to_string())?;
+        Ok((keys, body))
     };
-    let (keys, bytes) = tokio::time::timeout(Duration::from_secs(5), fetch)
-        .await
-        .ok()
-        .flatten()
-        .ok_or(TokenError::InvalidClient { basic: false })?;
-    app.store.put(&cache_key, bytes.to_vec(), Duration::from_secs(300)).await?;
+    let (keys, body) = match tokio::time::timeout(CLIENT_JWKS_TIMEOUT, fetch).await {
+        Ok(Ok(fetched)) => fetched,
+        Ok(Err(e)) => {
+            tracing::warn!(client = %client.client_id, error = %e, "cannot use the client's jwks_uri");
+            return Err(TokenError::InvalidClient { basic: false });
+        }
+        Err(_) => {
+            tracing::warn!(client = %client.client_id, "the client's jwks_uri did not answer in time");
+            return Err(TokenError::InvalidClient { basic: false });
+        }
+    };
+    app.store.put(&cache_key, body, Duration::from_secs(300)).await?;
     Ok(keys)
+}
+
+/// Reads a response body chunk by chunk, giving up as soon as it passes `cap` bytes: what is
+/// held never exceeds `cap` plus one chunk, however much the server would send.
+async fn read_capped(res: &mut reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+    let too_large = || format!("the body exceeds {cap} bytes");
+    if res.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > cap {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves one canned head, then `body` forever (or once), on a loopback port.
+    async fn server(head: &'static str, body: &'static [u8], endless: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    let _ = socket.read(&mut buf).await;
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    loop {
+                        if socket.write_all(body).await.is_err() || !endless {
+                            break;
+                        }
+                    }
+                    let _ = socket.read(&mut buf).await;
+                });
+            }
+        });
+        url
+    }
+
+    /// An HTTP/1.0-style body that ends only when the connection does.
+    const UNTIL_CLOSE: &str = "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n";
+    const CHUNK: &[u8] = &[b' '; 1024];
+
+    #[tokio::test]
+    async fn an_endless_body_is_abandoned_at_the_cap() {
+        let url = server(UNTIL_CLOSE, CHUNK, true).await;
+        let mut res = reqwest::get(&url).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(5), read_capped(&mut res, 64 * 1024)).await;
+        assert!(read.expect("gave up without waiting for the end").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_declared_oversized_body_is_refused_unread_and_a_small_one_read_whole() {
+        let url = server("HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n", b"{}", false).await;
+        let mut res = reqwest::get(&url).await.unwrap();
+        assert!(read_capped(&mut res, 64 * 1024).await.is_err());
+        let url = server("HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n", b"{\"keys\":[]}", false).await;
+        let mut res = reqwest::get(&url).await.unwrap();
+        assert_eq!(read_capped(&mut res, 64 * 1024).await.unwrap(), b"{\"keys\":[]}");
+    }
 }

@@ -31,6 +31,8 @@ pub struct Client {
     pub access_token_lifetime: Duration,
     pub refresh_token_lifetime: Duration,
     pub auth_method: ClientAuthMethod,
+    /// Authorization requests must carry a PKCE challenge (always for public clients).
+    pub require_pkce: bool,
     /// Inline keys for `private_key_jwt`.
     pub jwks: Option<jsonwebtoken::jwk::JwkSet>,
     pub jwks_uri: Option<String>,
@@ -67,6 +69,7 @@ impl Client {
             } else {
                 ClientAuthMethod::None
             }),
+            require_pkce: s.require_pkce,
             jwks: s.jwks.clone().and_then(|v| serde_json::from_value(v).ok()),
             jwks_uri: s.jwks_uri.clone(),
             audiences: s.audiences.clone(),
@@ -85,6 +88,12 @@ impl Client {
     /// Public clients cannot authenticate and must use PKCE.
     pub fn is_public(&self) -> bool {
         self.auth_method == ClientAuthMethod::None
+    }
+
+    /// Whether an authorization request of this client must carry a PKCE challenge: always,
+    /// unless a confidential client was registered with `require_pkce = false`.
+    pub fn requires_pkce(&self) -> bool {
+        self.require_pkce || self.is_public()
     }
 
     pub fn allows_grant(&self, grant: GrantType) -> bool {
@@ -207,6 +216,11 @@ mod tests {
             [[clients]]
             client_id = "spa"
             redirect_uris = ["https://spa.example/cb"]
+            [[clients]]
+            client_id = "legacy"
+            client_secret = "legacy-secret-0123456789"
+            redirect_uris = ["https://legacy.example/cb"]
+            require_pkce = false
             "#,
         )
         .unwrap();
@@ -249,6 +263,14 @@ mod tests {
         // '-' needs no escaping, but an escaped form of the same secret must still match.
         let h = basic("portal", "portal%2Dsecret%2D0123456789");
         assert!(r.authenticate_secret(&h, None, None).is_ok());
+    }
+
+    #[test]
+    fn pkce_is_required_unless_a_confidential_client_opted_out() {
+        let r = registry();
+        assert!(r.get("portal").unwrap().requires_pkce());
+        assert!(r.get("spa").unwrap().requires_pkce());
+        assert!(!r.get("legacy").unwrap().requires_pkce());
     }
 
     #[test]

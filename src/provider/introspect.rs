@@ -38,6 +38,11 @@ pub async fn introspect(
 async fn introspect_inner(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, TokenError> {
     let params = form(headers, body)?;
     let client = authenticate(app, headers, &params).await?;
+    // RFC 7662 §2.1: introspection is for clients that authenticate; a public client's
+    // `client_id` proves nothing, so it learns nothing about any token.
+    if client.is_public() {
+        return Err(TokenError::InvalidClient { basic: false });
+    }
     let token = params
         .get("token")
         .filter(|t| !t.is_empty())

@@ -14,8 +14,8 @@ use tokio::sync::{Mutex, RwLock};
 
 use super::StoreError;
 
-/// How to reach Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to reach Redis. `Debug` redacts the passwords in URLs and of the master.
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTopology {
     /// One server (or a proxy in front of a replicated pair): `redis://` or `rediss://`.
     Single(String),
@@ -26,12 +26,52 @@ pub enum RedisTopology {
 }
 
 /// Credentials and transport for the master that Sentinel names.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct MasterAuth {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: i64,
     pub tls: bool,
+}
+
+/// A Redis URL fit for logs: its password (if any) replaced.
+fn redacted_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("redacted"));
+            }
+            u.to_string()
+        }
+        Err(_) => "[unparsable Redis URL]".to_string(),
+    }
+}
+
+impl std::fmt::Debug for RedisTopology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let all = |urls: &[String]| urls.iter().map(|u| redacted_url(u)).collect::<Vec<_>>();
+        match self {
+            RedisTopology::Single(url) => f.debug_tuple("Single").field(&redacted_url(url)).finish(),
+            RedisTopology::Cluster(nodes) => f.debug_tuple("Cluster").field(&all(nodes)).finish(),
+            RedisTopology::Sentinel { sentinels, master, auth } => f
+                .debug_struct("Sentinel")
+                .field("sentinels", &all(sentinels))
+                .field("master", master)
+                .field("auth", auth)
+                .finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MasterAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("db", &self.db)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 enum Conn {
@@ -363,4 +403,58 @@ const HSET_IF_EXISTS: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then \
 
 fn ttl_ms(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    const PASSWORD: &str = "s3cr3t-redis-pw";
+
+    fn settings(mode: &str) -> Settings {
+        Settings::from_toml(&format!(
+            r#"
+            issuer = "http://127.0.0.1:1"
+            [sessions]
+            store = "redis://gateway:{PASSWORD}@10.0.0.1:26379"
+            [sessions.redis]
+            mode = "{mode}"
+            nodes = ["redis://gateway:{PASSWORD}@10.0.0.2:26379"]
+            sentinel_master = "sso"
+            master_username = "gateway"
+            master_password = "{PASSWORD}"
+            "#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn redis_credentials_never_show_in_debug_output() {
+        for mode in ["single", "cluster", "sentinel"] {
+            let s = settings(mode);
+            for text in [
+                format!("{:?}", s.sessions),
+                format!("{:?}", s.sessions.redis),
+                format!("{s:?}"),
+                format!("{:?}", s.sessions.topology().unwrap()),
+            ] {
+                assert!(!text.contains(PASSWORD), "{mode}: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_topology_still_shows_where_redis_is() {
+        let text = format!("{:?}", settings("sentinel").sessions.topology().unwrap());
+        assert!(text.contains("10.0.0.1:26379") && text.contains("10.0.0.2:26379"), "{text}");
+        assert!(text.contains("sso") && text.contains("gateway"), "{text}");
+        // The connection itself still gets the real URL and password.
+        let Some(RedisTopology::Sentinel { sentinels, auth, .. }) = settings("sentinel").sessions.topology()
+        else {
+            panic!("sentinel topology")
+        };
+        assert!(sentinels[0].contains(PASSWORD));
+        assert_eq!(auth.password.as_deref(), Some(PASSWORD));
+    }
 }

@@ -85,8 +85,77 @@ pub fn html_response(status: StatusCode, html: Html<String>, csp: &'static str) 
     res
 }
 
-/// Content-Security-Policy for ordinary pages: no scripts at all.
-pub const CSP_PAGE: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action *; frame-ancestors 'none'; base-uri 'none'";
+/// Content-Security-Policy for ordinary pages: no scripts at all; forms post only to the
+/// gateway (see [`allow_form_targets`] for pages whose forms lead on to an RP).
+pub const CSP_PAGE: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// `Strict-Transport-Security` for every response of a gateway whose issuer is https (set
+/// even when TLS ends at a proxy in front: the browser saw https). None under http.
+pub fn hsts(issuer: &str) -> Option<HeaderValue> {
+    issuer.starts_with("https://").then(|| HeaderValue::from_static("max-age=31536000"))
+}
+
+/// A CSP source expression naming `url` as exactly as CSP can: scheme, host, port and path
+/// (a query cannot be expressed, and CSP ignores it when matching). Private-use schemes of
+/// native apps and IPv6 literals, which a host-source cannot hold, are named by scheme.
+pub fn csp_source(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let scheme = u.scheme();
+    let host = match u.host() {
+        Some(url::Host::Domain(d)) => d.to_string(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(_)) | None => return Some(format!("{scheme}:")),
+    };
+    if !matches!(scheme, "http" | "https")
+        || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Some(format!("{scheme}:"));
+    }
+    let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+    // The URL parser percent-encodes what a path may not hold, except the two characters
+    // that delimit CSP itself (CSP 3 §2.3.1 asks for them encoded).
+    let path = u.path().replace(';', "%3B").replace(',', "%2C");
+    Some(format!("{scheme}://{host}{port}{path}"))
+}
+
+/// A `form-action` directive: the gateway itself if `include_self`, and each of `targets`.
+pub fn form_action(include_self: bool, targets: &[&str]) -> String {
+    let mut sources: Vec<String> = Vec::new();
+    if include_self {
+        sources.push("'self'".into());
+    }
+    for source in targets.iter().filter_map(|t| csp_source(t)) {
+        if !sources.contains(&source) {
+            sources.push(source);
+        }
+    }
+    if sources.is_empty() {
+        sources.push("'none'".into());
+    }
+    format!("form-action {}", sources.join(" "))
+}
+
+/// Lets a page's forms, which post to the gateway, lead on to `targets` (registered URLs the
+/// gateway's answer redirects to): browsers check `form-action` on those redirects too.
+pub fn allow_form_targets(res: &mut Response, targets: &[&str]) {
+    let current = res
+        .headers()
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(CSP_PAGE)
+        .to_string();
+    let directive = form_action(true, targets);
+    let mut directives: Vec<String> = current
+        .split(';')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.starts_with("form-action"))
+        .map(str::to_string)
+        .collect();
+    directives.push(directive);
+    if let Ok(v) = HeaderValue::from_str(&directives.join("; ")) {
+        res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+}
 
 /// A link or button offered on an error page.
 #[derive(Debug, Clone, Serialize)]
@@ -145,5 +214,57 @@ impl IntoResponse for ErrorPage {
     fn into_response(self) -> Response {
         let status = self.status;
         html_response(status, render("error.html", &self), CSP_PAGE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hsts_only_under_an_https_issuer() {
+        assert_eq!(hsts("https://sso.example").unwrap(), "max-age=31536000");
+        assert!(hsts("http://127.0.0.1:8080").is_none());
+    }
+
+    #[test]
+    fn csp_sources_name_the_target_exactly_where_csp_can() {
+        let cases = [
+            ("https://rp.example/cb", "https://rp.example/cb"),
+            ("https://rp.example:8443/a/cb?x=1", "https://rp.example:8443/a/cb"),
+            ("http://127.0.0.1:9/portal/cb", "http://127.0.0.1:9/portal/cb"),
+            ("https://rp.example/a;b,c", "https://rp.example/a%3Bb%2Cc"),
+            ("https://rp.example/a b'", "https://rp.example/a%20b'"),
+            ("https://bücher.example/cb", "https://xn--bcher-kva.example/cb"),
+            ("vn.gov.tphcm.vanban:/oauth/callback", "vn.gov.tphcm.vanban:"),
+            ("http://[::1]:53682/cb", "http:"),
+        ];
+        for (url, source) in cases {
+            assert_eq!(csp_source(url).as_deref(), Some(source), "{url}");
+        }
+        assert_eq!(csp_source("not a url"), None);
+    }
+
+    #[test]
+    fn form_action_lists_self_and_the_targets_once() {
+        assert_eq!(form_action(true, &[]), "form-action 'self'");
+        assert_eq!(form_action(false, &["https://rp.example/cb"]), "form-action https://rp.example/cb");
+        assert_eq!(
+            form_action(true, &["https://rp.example/cb", "https://rp.example/cb?again"]),
+            "form-action 'self' https://rp.example/cb"
+        );
+        assert_eq!(form_action(false, &["not a url"]), "form-action 'none'");
+    }
+
+    #[test]
+    fn ordinary_pages_post_only_here_and_targets_can_be_added() {
+        assert!(CSP_PAGE.contains("form-action 'self';"));
+        assert!(!CSP_PAGE.contains('*'));
+        let mut res = ErrorPage::new(StatusCode::BAD_REQUEST, "x", "x").into_response();
+        allow_form_targets(&mut res, &["https://rp.example/cb"]);
+        let csp = res.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_string();
+        assert!(csp.ends_with("form-action 'self' https://rp.example/cb"), "{csp}");
+        assert_eq!(csp.matches("form-action").count(), 1, "{csp}");
+        assert!(csp.starts_with("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
     }
 }

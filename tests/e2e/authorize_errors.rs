@@ -153,6 +153,8 @@ async fn authorize_accepts_post() {
             ("response_type", "code"),
             ("scope", "openid"),
             ("prompt", "none"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
         ])
         .send()
         .await

@@ -10,6 +10,7 @@ mod admin_cli;
 mod authorize_errors;
 mod cas;
 mod discovery;
+mod hardening;
 mod ldap;
 mod link_confirm;
 mod login_flows;
