@@ -22,9 +22,25 @@ pub struct Throttle {
     lockout: Duration,
 }
 
-/// The key under which an account name is counted: trimmed, NFC, lower case.
+/// The key under which an account name is counted: the name as the directory compares it.
+/// `uid` and `sAMAccountName` use caseIgnoreMatch, whose string preparation (RFC 4518)
+/// applies compatibility normalisation (NFKC) and case folding and treats leading, trailing
+/// and repeated spaces as insignificant; so `Lan`, ` lan `, `LAN` and the full-width `ｌａｎ`
+/// are one account and share one count.
 fn account_key(username: &str) -> String {
-    username.trim().nfc().collect::<String>().to_lowercase()
+    let folded: String = username.nfkc().collect::<String>().to_lowercase().nfkc().collect();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The answer to [`Throttle::reserve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The attempt may go to the directory; it is the `n`th counted for the account in the
+    /// current window.
+    Granted(u64),
+    /// The account name or the address is locked out, or the account's attempts in this
+    /// window are used up: nothing may reach the directory.
+    Refused,
 }
 
 impl Throttle {
@@ -54,7 +70,7 @@ impl Throttle {
     }
 
     /// Whether the account name or the address is locked out now.
-    pub async fn locked(&self, username: &str, ip: Option<IpAddr>) -> Result<bool, StoreError> {
+    async fn locked(&self, username: &str, ip: Option<IpAddr>) -> Result<bool, StoreError> {
         let (_, account_lock) = self.keys("account", &account_key(username));
         if self.store.get(&account_lock).await?.is_some() {
             return Ok(true);
@@ -68,30 +84,62 @@ impl Throttle {
         Ok(false)
     }
 
-    /// Counts a failed login; locks out when a limit is reached.
-    pub async fn failed(&self, username: &str, ip: Option<IpAddr>) -> Result<(), StoreError> {
-        let mut counters = vec![("account", account_key(username), self.max_per_account)];
-        if let Some(ip) = ip {
-            counters.push(("ip", ip.to_string(), self.max_per_ip));
+    /// Reserves one attempt for the account before the password goes to the directory. The
+    /// account's count is raised first, atomically in the store (shared by replicas), and
+    /// only the first `max_failures` attempts of a window are granted: however many guesses
+    /// arrive at once, at most that many reach the directory. A success gives the count back
+    /// ([`Self::succeeded`]); a failure keeps it ([`Self::failed`]).
+    pub async fn reserve(&self, username: &str, ip: Option<IpAddr>) -> Result<Reservation, StoreError> {
+        if self.locked(username, ip).await? {
+            return Ok(Reservation::Refused);
         }
-        for (kind, value, max) in counters {
-            let (count_key, lock_key) = self.keys(kind, &value);
+        let (count_key, _) = self.keys("account", &account_key(username));
+        let n = self.store.incr(&count_key, self.window).await?;
+        if n > self.max_per_account {
+            return Ok(Reservation::Refused);
+        }
+        Ok(Reservation::Granted(n))
+    }
+
+    /// Counts a failed login whose attempt was granted as the `n`th of the account's window;
+    /// locks the account out when it was the last one, and the address when it reached its
+    /// limit. The account's count is left to run out with its window, so attempts racing
+    /// with the lockout stay refused.
+    pub async fn failed(&self, username: &str, n: u64, ip: Option<IpAddr>) -> Result<(), StoreError> {
+        if n >= self.max_per_account {
+            let (_, lock_key) = self.keys("account", &account_key(username));
+            self.store.put(&lock_key, Vec::new(), self.lockout).await?;
+            audit(
+                "login_lockout",
+                &self.upstream,
+                &format!("account locked out for {:?} after {n} failed logins", self.lockout),
+            );
+        }
+        if let Some(ip) = ip {
+            let (count_key, lock_key) = self.keys("ip", &ip.to_string());
             let n = self.store.incr(&count_key, self.window).await?;
-            if n >= max {
+            if n >= self.max_per_ip {
                 self.store.put(&lock_key, Vec::new(), self.lockout).await?;
                 self.store.delete(&count_key).await?;
                 audit(
                     "login_lockout",
                     &self.upstream,
-                    &format!("{kind} locked out for {:?} after {n} failed logins", self.lockout),
+                    &format!("address locked out for {:?} after {n} failed logins", self.lockout),
                 );
             }
         }
         Ok(())
     }
 
-    /// A successful login clears the account's failure count (not the address's: one good
-    /// password must not reset a password-guessing run from that address).
+    /// Gives back a granted attempt that proved nothing (the directory could not be asked),
+    /// so an outage does not lock people out.
+    pub async fn release(&self, username: &str) -> Result<(), StoreError> {
+        let (count_key, _) = self.keys("account", &account_key(username));
+        self.store.decr(&count_key).await
+    }
+
+    /// A successful login clears the account's count (not the address's: one good password
+    /// must not reset a password-guessing run from that address).
     pub async fn succeeded(&self, username: &str) -> Result<(), StoreError> {
         let (count_key, _) = self.keys("account", &account_key(username));
         self.store.delete(&count_key).await
@@ -102,45 +150,87 @@ impl Throttle {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn accounts_and_addresses_lock_out_separately() {
-        let t = Throttle::new(
+    fn throttle(max_per_account: u32, max_per_ip: u32) -> Throttle {
+        Throttle::new(
             StateStore::memory(),
             "dir",
-            3,
-            5,
+            max_per_account,
+            max_per_ip,
             Duration::from_secs(60),
             Duration::from_secs(60),
-        );
-        let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        for _ in 0..2 {
-            t.failed("Minh.NV", Some(ip)).await.unwrap();
+        )
+    }
+
+    /// A guess: reserve, then fail when granted. Returns whether it was granted.
+    async fn guess(t: &Throttle, name: &str, ip: Option<IpAddr>) -> bool {
+        match t.reserve(name, ip).await.unwrap() {
+            Reservation::Granted(n) => {
+                t.failed(name, n, ip).await.unwrap();
+                true
+            }
+            Reservation::Refused => false,
         }
-        assert!(!t.locked("minh.nv", Some(ip)).await.unwrap());
-        t.failed(" MINH.nv ", Some(ip)).await.unwrap();
-        assert!(t.locked("minh.nv", None).await.unwrap(), "the same name, however written");
-        assert!(!t.locked("other", None).await.unwrap());
+    }
+
+    #[test]
+    fn account_names_fold_the_way_the_directory_compares_them() {
+        let lan = account_key("lan");
+        for spelling in ["Lan", " lan ", "LAN", "ｌａｎ", "ＬＡＮ", "\tlan\n"] {
+            assert_eq!(account_key(spelling), lan, "{spelling:?}");
+        }
+        assert_eq!(account_key("nguyen  van\u{3000}a"), account_key("Nguyen Van A"), "inner spaces");
+        assert_eq!(account_key("Ngọc"), account_key("Ngo\u{323}c"), "composed and decomposed");
+        assert_ne!(account_key("lan"), account_key("lan2"));
+        assert_ne!(account_key("nguyen van"), account_key("nguyenvan"));
+    }
+
+    #[tokio::test]
+    async fn accounts_and_addresses_lock_out_separately() {
+        let t = throttle(3, 5);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(guess(&t, "Minh.NV", Some(ip)).await);
+        assert!(guess(&t, "minh.nv", Some(ip)).await);
+        assert!(guess(&t, " MINH.nv ", Some(ip)).await);
+        assert!(!guess(&t, "ｍｉｎｈ.ｎｖ", None).await, "the same name, however written");
+        assert!(guess(&t, "other", None).await);
         // Two more failures from the address (for other names) lock the address.
-        t.failed("a", Some(ip)).await.unwrap();
-        assert!(!t.locked("b", Some(ip)).await.unwrap());
-        t.failed("b", Some(ip)).await.unwrap();
-        assert!(t.locked("c", Some(ip)).await.unwrap());
-        assert!(!t.locked("c", Some("192.0.2.8".parse().unwrap())).await.unwrap());
+        assert!(guess(&t, "a", Some(ip)).await);
+        assert!(guess(&t, "b", Some(ip)).await);
+        assert_eq!(t.reserve("c", Some(ip)).await.unwrap(), Reservation::Refused);
+        assert!(matches!(
+            t.reserve("c", Some("192.0.2.8".parse().unwrap())).await.unwrap(),
+            Reservation::Granted(1)
+        ));
+    }
+
+    #[tokio::test]
+    async fn concurrent_reservations_grant_at_most_the_limit() {
+        let t = throttle(5, 1000);
+        let all = futures::future::join_all((0..50).map(|_| t.reserve("lan", None))).await;
+        let granted = all.iter().filter(|r| matches!(r, Ok(Reservation::Granted(_)))).count();
+        assert_eq!(granted, 5);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_the_directory_could_not_answer_is_given_back() {
+        let t = throttle(2, 50);
+        for _ in 0..5 {
+            let Reservation::Granted(n) = t.reserve("lan", None).await.unwrap() else { panic!("granted") };
+            assert_eq!(n, 1);
+            t.release("lan").await.unwrap();
+        }
+        assert!(guess(&t, "lan", None).await);
+        assert!(guess(&t, "lan", None).await);
+        assert_eq!(t.reserve("lan", None).await.unwrap(), Reservation::Refused);
     }
 
     #[tokio::test]
     async fn success_clears_the_account_count() {
-        let t = Throttle::new(
-            StateStore::memory(),
-            "dir",
-            2,
-            50,
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-        );
-        t.failed("lan", None).await.unwrap();
+        let t = throttle(2, 50);
+        assert!(guess(&t, "lan", None).await);
+        let Reservation::Granted(_) = t.reserve("lan", None).await.unwrap() else { panic!("granted") };
         t.succeeded("lan").await.unwrap();
-        t.failed("lan", None).await.unwrap();
-        assert!(!t.locked("lan", None).await.unwrap());
+        assert!(guess(&t, "lan", None).await);
+        assert!(matches!(t.reserve("lan", None).await.unwrap(), Reservation::Granted(2)));
     }
 }

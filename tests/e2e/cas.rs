@@ -217,7 +217,8 @@ async fn post_logout_request(sys: &TestSystem, ticket: &str, forwarded_for: Opti
     let doc = format!(
         r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="LR-1" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:NameID>hai.nt</saml:NameID><samlp:SessionIndex>{ticket}</samlp:SessionIndex></samlp:LogoutRequest>"#
     );
-    let mut post = reqwest::Client::new().post(sys.url("/upstream/brvt/callback")).form(&[("logoutRequest", doc)]);
+    let mut post =
+        reqwest::Client::new().post(sys.url("/upstream/brvt/callback")).form(&[("logoutRequest", doc)]);
     if let Some(xff) = forwarded_for {
         post = post.header("x-forwarded-for", xff);
     }
@@ -264,7 +265,7 @@ async fn by_default_only_the_cas_servers_own_addresses_may_end_sessions() {
         StatusCode::FORBIDDEN
     );
     session_still_works(&sys, &browser, &rp, &sid).await;
-    // The CAS server (its host name resolves to 127.0.0.1), through the proxy: accepted.
+    // The CAS server (its URL's host is 127.0.0.1), through the proxy: accepted.
     assert_eq!(post_logout_request(&sys, &ticket, Some("127.0.0.1")).await, StatusCode::OK);
     assert!(!sys.app.sessions.is_alive(&sid).await.unwrap(), "the session ended");
 }

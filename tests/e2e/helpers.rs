@@ -234,7 +234,8 @@ impl TestSystem {
             ));
         }
         if !options.cas_config.is_empty() {
-            text = text.replacen("[upstreams.cas]\n", &format!("[upstreams.cas]\n{}\n", options.cas_config), 1);
+            text =
+                text.replacen("[upstreams.cas]\n", &format!("[upstreams.cas]\n{}\n", options.cas_config), 1);
         }
         text.push_str(&options.extra_config);
         let clock = Clock::system();

@@ -160,8 +160,11 @@ async fn concurrent_guesses_cannot_outrun_the_lockout() {
 
 #[tokio::test]
 async fn concurrent_guesses_cannot_outrun_the_lockout_with_redis() {
-    concurrent_guesses_bind_at_most_max_failures_times(Options { redis: Some(redis_url()), ..Options::default() })
-        .await;
+    concurrent_guesses_bind_at_most_max_failures_times(Options {
+        redis: Some(redis_url()),
+        ..Options::default()
+    })
+    .await;
 }
 
 /// Failures in spellings the directory treats as the same name (`uid` is caseIgnoreMatch,
