@@ -136,8 +136,8 @@ impl LdapConnector {
         let invalid = || BrokerError::InvalidCredentials { upstream: self.id().into() };
         // The attempt is counted before the directory sees the password, so concurrent
         // guesses cannot outrun the lockout.
-        let n = match self.throttle.reserve(username, ip).await? {
-            Reservation::Granted(n) => n,
+        let grant = match self.throttle.reserve(username, ip).await? {
+            Reservation::Granted(grant) => grant,
             Reservation::Refused => {
                 audit("login_refused_locked_out", self.id(), "a login attempt during a lockout");
                 return Err(BrokerError::LockedOut { upstream: self.id().into() });
@@ -154,7 +154,7 @@ impl LdapConnector {
             match self.authenticate(username, pw).await {
                 Ok(v) => v,
                 Err(e) => {
-                    self.throttle.release(username).await?;
+                    self.throttle.release(username, ip).await?;
                     return Err(e);
                 }
             }
@@ -163,11 +163,11 @@ impl LdapConnector {
         };
         match verified {
             Some(login) => {
-                self.throttle.succeeded(username).await?;
+                self.throttle.succeeded(username, ip).await?;
                 Ok(login)
             }
             None => {
-                self.throttle.failed(username, n, ip).await?;
+                self.throttle.failed(username, grant, ip).await?;
                 audit("ldap_login_failed", self.id(), "wrong user name or password");
                 Err(invalid())
             }

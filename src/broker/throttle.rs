@@ -35,12 +35,19 @@ fn account_key(username: &str) -> String {
 /// The answer to [`Throttle::reserve`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
-    /// The attempt may go to the directory; it is the `n`th counted for the account in the
-    /// current window.
-    Granted(u64),
-    /// The account name or the address is locked out, or the account's attempts in this
-    /// window are used up: nothing may reach the directory.
+    /// The attempt may go to the directory.
+    Granted(Grant),
+    /// The account name or the address is locked out, or its attempts in this window are
+    /// used up: nothing may reach the directory.
     Refused,
+}
+
+/// A granted attempt: its place in the account's and in the address's count of the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub account: u64,
+    /// 0 when the client's address is unknown.
+    pub address: u64,
 }
 
 impl Throttle {
@@ -84,47 +91,51 @@ impl Throttle {
         Ok(false)
     }
 
-    /// Reserves one attempt for the account before the password goes to the directory. The
-    /// account's count is raised first, atomically in the store (shared by replicas), and
-    /// only the first `max_failures` attempts of a window are granted: however many guesses
-    /// arrive at once, at most that many reach the directory. A success gives the count back
-    /// ([`Self::succeeded`]); a failure keeps it ([`Self::failed`]).
+    /// Reserves one attempt for the account and the address before the password goes to the
+    /// directory. Both counts are raised first, atomically in the store (shared by
+    /// replicas), and only the first `max_failures` attempts of an account's window (the
+    /// first `max_failures_per_ip` of an address's) are granted: however many guesses arrive
+    /// at once, at most that many reach the directory. What happens next gives the counts
+    /// back or keeps them: [`Self::succeeded`], [`Self::release`], [`Self::failed`].
     pub async fn reserve(&self, username: &str, ip: Option<IpAddr>) -> Result<Reservation, StoreError> {
         if self.locked(username, ip).await? {
             return Ok(Reservation::Refused);
         }
-        let (count_key, _) = self.keys("account", &account_key(username));
-        let n = self.store.incr(&count_key, self.window).await?;
-        if n > self.max_per_account {
+        let (account_key, _) = self.keys("account", &account_key(username));
+        let account = self.store.incr(&account_key, self.window).await?;
+        if account > self.max_per_account {
             return Ok(Reservation::Refused);
         }
-        Ok(Reservation::Granted(n))
+        let mut address = 0;
+        if let Some(ip) = ip {
+            let (ip_key, _) = self.keys("ip", &ip.to_string());
+            address = self.store.incr(&ip_key, self.window).await?;
+            if address > self.max_per_ip {
+                // Nothing reaches the directory: the account's place is not used.
+                self.store.decr(&account_key).await?;
+                return Ok(Reservation::Refused);
+            }
+        }
+        Ok(Reservation::Granted(Grant { account, address }))
     }
 
-    /// Counts a failed login whose attempt was granted as the `n`th of the account's window;
-    /// locks the account out when it was the last one, and the address when it reached its
-    /// limit. The account's count is left to run out with its window, so attempts racing
-    /// with the lockout stay refused.
-    pub async fn failed(&self, username: &str, n: u64, ip: Option<IpAddr>) -> Result<(), StoreError> {
-        if n >= self.max_per_account {
-            let (_, lock_key) = self.keys("account", &account_key(username));
-            self.store.put(&lock_key, Vec::new(), self.lockout).await?;
-            audit(
-                "login_lockout",
-                &self.upstream,
-                &format!("account locked out for {:?} after {n} failed logins", self.lockout),
-            );
-        }
+    /// Counts a failed login (its counts stay taken); locks the account or the address out
+    /// when the attempt was its last one. The counts are left to run out with their window,
+    /// so attempts racing with the lockout stay refused.
+    pub async fn failed(&self, username: &str, grant: Grant, ip: Option<IpAddr>) -> Result<(), StoreError> {
+        let mut locks = vec![("account", account_key(username), grant.account, self.max_per_account)];
         if let Some(ip) = ip {
-            let (count_key, lock_key) = self.keys("ip", &ip.to_string());
-            let n = self.store.incr(&count_key, self.window).await?;
-            if n >= self.max_per_ip {
+            locks.push(("address", ip.to_string(), grant.address, self.max_per_ip));
+        }
+        for (kind, value, n, max) in locks {
+            if n >= max {
+                let kind_key = if kind == "address" { "ip" } else { kind };
+                let (_, lock_key) = self.keys(kind_key, &value);
                 self.store.put(&lock_key, Vec::new(), self.lockout).await?;
-                self.store.delete(&count_key).await?;
                 audit(
                     "login_lockout",
                     &self.upstream,
-                    &format!("address locked out for {:?} after {n} failed logins", self.lockout),
+                    &format!("{kind} locked out for {:?} after {n} failed logins", self.lockout),
                 );
             }
         }
@@ -133,16 +144,27 @@ impl Throttle {
 
     /// Gives back a granted attempt that proved nothing (the directory could not be asked),
     /// so an outage does not lock people out.
-    pub async fn release(&self, username: &str) -> Result<(), StoreError> {
-        let (count_key, _) = self.keys("account", &account_key(username));
-        self.store.decr(&count_key).await
+    pub async fn release(&self, username: &str, ip: Option<IpAddr>) -> Result<(), StoreError> {
+        let (account_key, _) = self.keys("account", &account_key(username));
+        self.store.decr(&account_key).await?;
+        self.give_back_address(ip).await
     }
 
-    /// A successful login clears the account's count (not the address's: one good password
-    /// must not reset a password-guessing run from that address).
-    pub async fn succeeded(&self, username: &str) -> Result<(), StoreError> {
-        let (count_key, _) = self.keys("account", &account_key(username));
-        self.store.delete(&count_key).await
+    /// A successful login clears the account's count and gives the address its place back
+    /// (without clearing it: one good password must not reset a password-guessing run from
+    /// that address, and a busy office behind one address is not locked out by its own
+    /// successful logins).
+    pub async fn succeeded(&self, username: &str, ip: Option<IpAddr>) -> Result<(), StoreError> {
+        let (account_key, _) = self.keys("account", &account_key(username));
+        self.store.delete(&account_key).await?;
+        self.give_back_address(ip).await
+    }
+
+    async fn give_back_address(&self, ip: Option<IpAddr>) -> Result<(), StoreError> {
+        match ip {
+            Some(ip) => self.store.decr(&self.keys("ip", &ip.to_string()).0).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -164,8 +186,8 @@ mod tests {
     /// A guess: reserve, then fail when granted. Returns whether it was granted.
     async fn guess(t: &Throttle, name: &str, ip: Option<IpAddr>) -> bool {
         match t.reserve(name, ip).await.unwrap() {
-            Reservation::Granted(n) => {
-                t.failed(name, n, ip).await.unwrap();
+            Reservation::Granted(grant) => {
+                t.failed(name, grant, ip).await.unwrap();
                 true
             }
             Reservation::Refused => false,
@@ -199,7 +221,7 @@ mod tests {
         assert_eq!(t.reserve("c", Some(ip)).await.unwrap(), Reservation::Refused);
         assert!(matches!(
             t.reserve("c", Some("192.0.2.8".parse().unwrap())).await.unwrap(),
-            Reservation::Granted(1)
+            Reservation::Granted(Grant { account: 1, address: 1 })
         ));
     }
 
@@ -209,19 +231,47 @@ mod tests {
         let all = futures::future::join_all((0..50).map(|_| t.reserve("lan", None))).await;
         let granted = all.iter().filter(|r| matches!(r, Ok(Reservation::Granted(_)))).count();
         assert_eq!(granted, 5);
+        // The same for one address guessing many names.
+        let t = throttle(1000, 7);
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        let names: Vec<String> = (0..50).map(|i| format!("user{i}")).collect();
+        let all = futures::future::join_all(names.iter().map(|n| t.reserve(n, Some(ip)))).await;
+        let granted = all.iter().filter(|r| matches!(r, Ok(Reservation::Granted(_)))).count();
+        assert_eq!(granted, 7);
     }
 
     #[tokio::test]
     async fn an_attempt_the_directory_could_not_answer_is_given_back() {
-        let t = throttle(2, 50);
+        let t = throttle(2, 3);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
         for _ in 0..5 {
-            let Reservation::Granted(n) = t.reserve("lan", None).await.unwrap() else { panic!("granted") };
-            assert_eq!(n, 1);
-            t.release("lan").await.unwrap();
+            let Reservation::Granted(grant) = t.reserve("lan", Some(ip)).await.unwrap() else {
+                panic!("granted")
+            };
+            assert_eq!(grant, Grant { account: 1, address: 1 });
+            t.release("lan", Some(ip)).await.unwrap();
         }
-        assert!(guess(&t, "lan", None).await);
-        assert!(guess(&t, "lan", None).await);
-        assert_eq!(t.reserve("lan", None).await.unwrap(), Reservation::Refused);
+        assert!(guess(&t, "lan", Some(ip)).await);
+        assert!(guess(&t, "lan", Some(ip)).await);
+        assert_eq!(t.reserve("lan", Some(ip)).await.unwrap(), Reservation::Refused);
+    }
+
+    #[tokio::test]
+    async fn successes_from_one_address_do_not_use_up_its_attempts() {
+        let t = throttle(5, 3);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        for i in 0..10 {
+            let name = format!("official{i}");
+            let Reservation::Granted(_) = t.reserve(&name, Some(ip)).await.unwrap() else {
+                panic!("a busy office behind one address keeps logging in")
+            };
+            t.succeeded(&name, Some(ip)).await.unwrap();
+        }
+        // Failures still count: the address locks after three.
+        for name in ["x", "y", "z"] {
+            assert!(guess(&t, name, Some(ip)).await);
+        }
+        assert_eq!(t.reserve("w", Some(ip)).await.unwrap(), Reservation::Refused);
     }
 
     #[tokio::test]
@@ -229,8 +279,11 @@ mod tests {
         let t = throttle(2, 50);
         assert!(guess(&t, "lan", None).await);
         let Reservation::Granted(_) = t.reserve("lan", None).await.unwrap() else { panic!("granted") };
-        t.succeeded("lan").await.unwrap();
+        t.succeeded("lan", None).await.unwrap();
         assert!(guess(&t, "lan", None).await);
-        assert!(matches!(t.reserve("lan", None).await.unwrap(), Reservation::Granted(2)));
+        assert!(matches!(
+            t.reserve("lan", None).await.unwrap(),
+            Reservation::Granted(Grant { account: 2, address: 0 })
+        ));
     }
 }
