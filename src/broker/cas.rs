@@ -9,7 +9,8 @@
 //!
 //! Single logout: the CAS server POSTs a SAML `LogoutRequest` whose session index is the
 //! service ticket; sessions created from a CAS login carry that ticket as their upstream
-//! session handle.
+//! session handle. Such requests are unsigned, so they are taken only from the CAS server's
+//! networks and at a bounded rate ([`super::cas_logout`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
+use super::cas_logout::LogoutGuard;
 use super::cas_xml::{self, ServiceResponse};
 use super::connector::{Answer, AttemptData, Connector, LogoutMessage, StartContext, Started, VerifiedLogin};
 use super::error::BrokerError;
@@ -48,6 +50,8 @@ pub struct CasConnector {
     callback: String,
     /// The server answered 404 at `/p3/serviceValidate`: it speaks CAS 2.0 only.
     cas2_only: AtomicBool,
+    /// Who may send single-logout requests, and how often.
+    logout_guard: LogoutGuard,
 }
 
 impl CasConnector {
@@ -63,7 +67,22 @@ impl CasConnector {
         })?;
         let callback = format!("{gateway_issuer}/upstream/{}/callback", settings.id);
         let http = UpstreamHttp::new(http, settings.timeout);
-        Ok(CasConnector { settings, cas, http, store, callback, cas2_only: AtomicBool::new(false) })
+        let logout_guard = LogoutGuard::new(
+            &settings.id,
+            &cas.server,
+            cas.logout_from.as_deref(),
+            store.clone(),
+            settings.timeout,
+        )?;
+        Ok(CasConnector {
+            settings,
+            cas,
+            http,
+            store,
+            callback,
+            cas2_only: AtomicBool::new(false),
+            logout_guard,
+        })
     }
 
     fn id(&self) -> &str {
@@ -204,7 +223,12 @@ impl CasConnector {
         })
     }
 
-    async fn single_logout(&self, document: &str, now: i64) -> Result<UpstreamLogout, BrokerError> {
+    async fn single_logout(
+        &self,
+        document: &str,
+        from: Option<std::net::IpAddr>,
+        now: i64,
+    ) -> Result<UpstreamLogout, BrokerError> {
         let bad = |detail: String| {
             audit("cas_logout_rejected", self.id(), &detail);
             BrokerError::InvalidLogoutToken { upstream: self.id().into(), detail }
@@ -212,6 +236,7 @@ impl CasConnector {
         if !self.cas.single_logout {
             return Err(bad("single logout is switched off for this upstream".into()));
         }
+        self.logout_guard.admit(from).await?;
         let ticket = cas_xml::parse_logout_request(document.as_bytes()).map_err(|e| bad(e.to_string()))?;
         Ok(UpstreamLogout { sid: Some(ticket), sub: None, jti: None, exp: now + 60 })
     }
@@ -257,7 +282,9 @@ impl Connector for CasConnector {
     ) -> BoxFuture<'a, Result<UpstreamLogout, BrokerError>> {
         Box::pin(async move {
             match message {
-                LogoutMessage::CasLogoutRequest(doc) => self.single_logout(doc, now).await,
+                LogoutMessage::CasLogoutRequest { document, from } => {
+                    self.single_logout(document, from, now).await
+                }
                 LogoutMessage::BackchannelToken(_) => Err(BrokerError::InvalidLogoutToken {
                     upstream: self.id().into(),
                     detail: "a CAS upstream sends logout requests, not logout tokens".into(),

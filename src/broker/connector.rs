@@ -70,8 +70,9 @@ pub enum Answer<'a> {
 pub enum LogoutMessage<'a> {
     /// OIDC Back-Channel Logout token.
     BackchannelToken(&'a str),
-    /// CAS single logout: the SAML `LogoutRequest` document.
-    CasLogoutRequest(&'a str),
+    /// CAS single logout: the SAML `LogoutRequest` document, and the address it came from
+    /// (the client address, behind `inbound.trusted_proxies`).
+    CasLogoutRequest { document: &'a str, from: Option<IpAddr> },
 }
 
 /// The verified result of an upstream login, before claim mapping.

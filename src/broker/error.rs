@@ -25,6 +25,12 @@ pub enum BrokerError {
     TokenExchange { upstream: String, detail: String },
     #[error("ID token from upstream {upstream} rejected: {detail}")]
     InvalidIdToken { upstream: String, detail: String },
+    #[error("upstream {upstream} did not log the person in afresh as asked: {detail}")]
+    StaleUpstreamLogin { upstream: String, detail: String },
+    #[error("CAS logout request for upstream {upstream} from {from}, outside cas.logout_from")]
+    LogoutSourceRefused { upstream: String, from: String },
+    #[error("too many CAS logout requests for upstream {upstream} from one address")]
+    LogoutRateLimited { upstream: String },
     #[error("logout token from upstream {upstream} rejected: {detail}")]
     InvalidLogoutToken { upstream: String, detail: String },
     #[error("callback without code or state")]
@@ -127,6 +133,22 @@ impl BrokerError {
                 "Ứng dụng yêu cầu mức độ xác thực cao hơn mức mà hệ thống này cung cấp, ví dụ tài khoản định danh điện tử VNeID mức 2. Vui lòng chọn hệ thống đăng nhập khác.",
                 "The application requires a higher level of assurance than this login system provides, for example a level-2 VNeID account. Please choose another login system.",
             ),
+            BrokerError::LogoutSourceRefused { .. } => ErrorPage::new(StatusCode::FORBIDDEN, "Không được phép", "Not allowed")
+                .detail(
+                    "Yêu cầu đăng xuất này không đến từ hệ thống đăng nhập cũ.",
+                    "This logout request does not come from the former login system.",
+                ),
+            BrokerError::LogoutRateLimited { .. } => ErrorPage::new(StatusCode::TOO_MANY_REQUESTS, "Quá nhiều yêu cầu", "Too many requests")
+                .detail("Vui lòng thử lại sau ít phút.", "Please try again in a few minutes."),
+            BrokerError::StaleUpstreamLogin { .. } => ErrorPage::new(
+                StatusCode::BAD_GATEWAY,
+                "Hệ thống đăng nhập cũ không yêu cầu đăng nhập lại",
+                "The former login system did not ask you to log in again",
+            )
+            .detail(
+                "Ứng dụng yêu cầu bạn vừa mới đăng nhập, nhưng hệ thống đăng nhập cũ đã dùng lại một phiên đăng nhập trước đó thay vì hỏi lại mật khẩu. Vì an toàn, lần đăng nhập này không được chấp nhận. Vui lòng đăng xuất khỏi hệ thống đó rồi thử lại, hoặc chọn hệ thống khác.",
+                "The application requires a fresh login, but the former login system reused an earlier login instead of asking for your password again. For your safety this login was not accepted. Please log out of that system and try again, or choose another system.",
+            ),
             BrokerError::Discovery { .. }
             | BrokerError::TicketValidation { .. }
             | BrokerError::TokenExchange { .. }
@@ -149,5 +171,40 @@ impl BrokerError {
             Some(href) => page.action(href, "Chọn hệ thống đăng nhập khác", "Choose another login system"),
             None => page,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_logout_request_from_a_foreign_address_is_forbidden() {
+        let e = BrokerError::LogoutSourceRefused { upstream: "brvt".into(), from: "203.0.113.7".into() };
+        assert_eq!(e.status(), StatusCode::FORBIDDEN);
+        assert!(e.form_message().is_none());
+        assert!(!format!("{:?}", e.page(None)).contains("203.0.113.7"), "details go to the log only");
+    }
+
+    #[test]
+    fn too_many_logout_requests_are_a_429() {
+        let e = BrokerError::LogoutRateLimited { upstream: "brvt".into() };
+        assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(e.form_message().is_none());
+    }
+
+    #[test]
+    fn a_stale_upstream_login_explains_itself_in_both_languages() {
+        let e =
+            BrokerError::StaleUpstreamLogin { upstream: "hcm".into(), detail: "auth_time 2 h old".into() };
+        assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+        assert!(e.form_message().is_none(), "ends the attempt, not a form retry");
+        let page = e.page(Some("/login?request=r".into()));
+        assert_eq!(page.status, StatusCode::BAD_GATEWAY);
+        let text = format!("{page:?}");
+        assert!(text.contains("không yêu cầu đăng nhập lại"), "{text}");
+        assert!(text.contains("did not ask you to log in again"), "{text}");
+        assert!(text.contains("/login?request=r"), "offers another system: {text}");
+        assert!(!text.contains("auth_time 2 h old"), "upstream details go to the log only");
     }
 }

@@ -9,7 +9,8 @@
 //! name costs the same round trips as a wrong password; every failure is also held until
 //! `min_failure_time` has passed since the form arrived, and both answer with the same form
 //! and words. Failures are throttled per account name and per client address
-//! ([`super::throttle`]).
+//! ([`super::throttle`]); each attempt is counted before the bind, so concurrent guesses
+//! cannot outrun the lockout.
 
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
@@ -24,7 +25,7 @@ use serde_json::{Map, Value};
 use super::audit;
 use super::connector::{Answer, AttemptData, Connector, StartContext, Started, VerifiedLogin};
 use super::error::BrokerError;
-use super::throttle::Throttle;
+use super::throttle::{Reservation, Throttle};
 use crate::config::{LdapSettings, SecretString, UpstreamSettings};
 use crate::state::{StateStore, random_handle};
 
@@ -133,10 +134,15 @@ impl LdapConnector {
         ip: Option<IpAddr>,
     ) -> Result<VerifiedLogin, BrokerError> {
         let invalid = || BrokerError::InvalidCredentials { upstream: self.id().into() };
-        if self.throttle.locked(username, ip).await? {
-            audit("login_refused_locked_out", self.id(), "a login attempt during a lockout");
-            return Err(BrokerError::LockedOut { upstream: self.id().into() });
-        }
+        // The attempt is counted before the directory sees the password, so concurrent
+        // guesses cannot outrun the lockout.
+        let grant = match self.throttle.reserve(username, ip).await? {
+            Reservation::Granted(grant) => grant,
+            Reservation::Refused => {
+                audit("login_refused_locked_out", self.id(), "a login attempt during a lockout");
+                return Err(BrokerError::LockedOut { upstream: self.id().into() });
+            }
+        };
         let pw = password.expose();
         // An empty password would be an unauthenticated bind, which many directories accept.
         let usable = !username.is_empty()
@@ -144,14 +150,24 @@ impl LdapConnector {
             && !username.chars().any(char::is_control)
             && !pw.is_empty()
             && pw.len() <= MAX_PASSWORD;
-        let verified = if usable { self.authenticate(username, pw).await? } else { None };
+        let verified = if usable {
+            match self.authenticate(username, pw).await {
+                Ok(v) => v,
+                Err(e) => {
+                    self.throttle.release(username, ip).await?;
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         match verified {
             Some(login) => {
-                self.throttle.succeeded(username).await?;
+                self.throttle.succeeded(username, ip).await?;
                 Ok(login)
             }
             None => {
-                self.throttle.failed(username, ip).await?;
+                self.throttle.failed(username, grant, ip).await?;
                 audit("ldap_login_failed", self.id(), "wrong user name or password");
                 Err(invalid())
             }

@@ -7,6 +7,7 @@
 //! Must not: touch accounts or sessions (that is `login`'s job) or answer RPs (`provider`).
 
 mod cas;
+mod cas_logout;
 pub mod cas_xml;
 mod claims;
 mod connector;
@@ -204,16 +205,18 @@ impl Broker {
         Ok(logout)
     }
 
-    /// Verifies a CAS single-logout request (SAML `LogoutRequest`); its `sid` is the service
-    /// ticket of the login that ended. A repeated request ends nothing more, so no replay
-    /// record is kept.
+    /// Verifies a CAS single-logout request (SAML `LogoutRequest`) that came from `from`
+    /// (only the CAS server's networks may send them, at a bounded rate); its `sid` is the
+    /// service ticket of the login that ended. A repeated request ends nothing more, so no
+    /// replay record is kept.
     pub async fn verify_cas_logout(
         &self,
         upstream: &str,
         document: &str,
+        from: Option<IpAddr>,
         now: i64,
     ) -> Result<UpstreamLogout, BrokerError> {
-        self.connector(upstream)?.verify_logout(LogoutMessage::CasLogoutRequest(document), now).await
+        self.connector(upstream)?.verify_logout(LogoutMessage::CasLogoutRequest { document, from }, now).await
     }
 
     fn connector(&self, id: &str) -> Result<&Arc<dyn Connector>, BrokerError> {

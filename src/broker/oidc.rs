@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
 
+use super::audit;
 use super::connector::{Answer, AttemptData, Connector, LogoutMessage, StartContext, Started, VerifiedLogin};
 use super::error::BrokerError;
 use super::http_client::UpstreamHttp;
@@ -120,6 +121,53 @@ pub struct UpstreamLogout {
 pub struct OidcAttempt {
     pub nonce: String,
     pub pkce_verifier: String,
+    /// The login must be fresh (`prompt=login` was sent upstream).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_login: bool,
+    /// The `max_age` sent upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<i64>,
+    /// When the attempt started (Unix seconds, wall clock: the time base of the upstream's
+    /// `auth_time`, `iat` and `exp`).
+    #[serde(default)]
+    pub started: i64,
+}
+
+/// Tolerated difference between the gateway's and an upstream's clock, for `auth_time`.
+const AUTH_TIME_SKEW: i64 = 60;
+
+/// Checks that the upstream's `auth_time` honours the freshness the gateway asked for
+/// (OIDC Core §3.1.2.1, §3.1.3.7 item 13): after the attempt started for `prompt=login`,
+/// within `max_age` of `now` for `max_age`. Without a requirement anything goes; with one, a
+/// missing `auth_time` proves nothing and is refused. `Err` carries the reason for the log.
+pub(crate) fn check_auth_time(attempt: &OidcAttempt, auth_time: Option<i64>, now: i64) -> Result<(), String> {
+    if !attempt.force_login && attempt.max_age.is_none() {
+        return Ok(());
+    }
+    let Some(auth_time) = auth_time else {
+        return Err("no auth_time although a fresh login was requested".into());
+    };
+    if attempt.force_login && auth_time < attempt.started - AUTH_TIME_SKEW {
+        return Err(format!(
+            "prompt=login, but auth_time {auth_time} is {} s before the attempt started",
+            attempt.started - auth_time
+        ));
+    }
+    if let Some(max_age) = attempt.max_age
+        && now.saturating_sub(auth_time) > max_age.saturating_add(AUTH_TIME_SKEW)
+    {
+        return Err(format!("max_age={max_age}, but the login is {} s old", now - auth_time));
+    }
+    Ok(())
+}
+
+/// Seconds since the Unix epoch by the wall clock (the upstream's time base; the gateway's
+/// injectable [`crate::clock::Clock`] may be moved by tests, the upstream's clock is not).
+fn wall_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Signature algorithms accepted from upstreams: asymmetric only.
@@ -326,7 +374,13 @@ impl OidcConnector {
             request = request.add_extra_param("login_hint", hint.to_string());
         }
         let (url, _state, nonce) = request.url();
-        let attempt = OidcAttempt { nonce: nonce.secret().clone(), pkce_verifier: verifier.secret().clone() };
+        let attempt = OidcAttempt {
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier.secret().clone(),
+            force_login: ctx.force_login,
+            max_age: ctx.max_age,
+            started: wall_clock(),
+        };
         Ok(Started::Redirect {
             url: url.to_string(),
             data: AttemptData { oidc: Some(attempt), ..AttemptData::default() },
@@ -400,6 +454,11 @@ impl OidcConnector {
                 });
             }
         };
+        let auth_time = claims.auth_time().map(|t| t.timestamp());
+        if let Err(detail) = check_auth_time(attempt, auth_time, wall_clock()) {
+            audit("upstream_login_not_fresh", self.id(), &detail);
+            return Err(BrokerError::StaleUpstreamLogin { upstream: self.id().into(), detail });
+        }
         let mut all = match serde_json::to_value(&claims) {
             Ok(Value::Object(m)) => m,
             _ => Map::new(),
@@ -468,7 +527,7 @@ impl Connector for OidcConnector {
         Box::pin(async move {
             match message {
                 LogoutMessage::BackchannelToken(token) => self.verify_logout_token(token, now).await,
-                LogoutMessage::CasLogoutRequest(_) => Err(BrokerError::InvalidLogoutToken {
+                LogoutMessage::CasLogoutRequest { .. } => Err(BrokerError::InvalidLogoutToken {
                     upstream: self.id().into(),
                     detail: "an OIDC upstream sends logout tokens, not CAS logout requests".into(),
                 }),
@@ -487,4 +546,47 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(force_login: bool, max_age: Option<i64>, started: i64) -> OidcAttempt {
+        OidcAttempt { nonce: "n".into(), pkce_verifier: "v".into(), force_login, max_age, started }
+    }
+
+    #[test]
+    fn without_a_freshness_requirement_any_auth_time_is_accepted() {
+        let a = attempt(false, None, 10_000);
+        assert!(check_auth_time(&a, None, 10_000).is_ok());
+        assert!(check_auth_time(&a, Some(1), 10_000).is_ok());
+    }
+
+    #[test]
+    fn prompt_login_needs_an_auth_time_after_the_attempt_started() {
+        let a = attempt(true, None, 10_000);
+        assert!(check_auth_time(&a, Some(10_030), 10_040).is_ok());
+        assert!(check_auth_time(&a, Some(10_000 - AUTH_TIME_SKEW), 10_040).is_ok(), "clock skew");
+        assert!(check_auth_time(&a, Some(10_000 - AUTH_TIME_SKEW - 1), 10_040).is_err());
+        assert!(check_auth_time(&a, Some(10_000 - 7200), 10_040).is_err(), "an old session");
+        assert!(check_auth_time(&a, None, 10_040).is_err(), "no auth_time proves nothing");
+    }
+
+    #[test]
+    fn max_age_bounds_the_age_of_the_upstream_login() {
+        let a = attempt(false, Some(300), 10_000);
+        assert!(check_auth_time(&a, Some(9_800), 10_040).is_ok(), "a recent single sign-on is fine");
+        assert!(check_auth_time(&a, Some(10_040 - 300 - AUTH_TIME_SKEW), 10_040).is_ok());
+        assert!(check_auth_time(&a, Some(10_040 - 300 - AUTH_TIME_SKEW - 1), 10_040).is_err());
+        assert!(check_auth_time(&a, None, 10_040).is_err());
+        let zero = attempt(false, Some(0), 10_000);
+        assert!(check_auth_time(&zero, Some(10_000 - 3600), 10_040).is_err());
+    }
+
+    #[test]
+    fn attempts_stored_before_the_fields_existed_still_read() {
+        let old: OidcAttempt = serde_json::from_str(r#"{"nonce":"n","pkce_verifier":"v"}"#).unwrap();
+        assert!(!old.force_login && old.max_age.is_none());
+    }
 }

@@ -22,9 +22,32 @@ pub struct Throttle {
     lockout: Duration,
 }
 
-/// The key under which an account name is counted: trimmed, NFC, lower case.
+/// The key under which an account name is counted: the name as the directory compares it.
+/// `uid` and `sAMAccountName` use caseIgnoreMatch, whose string preparation (RFC 4518)
+/// applies compatibility normalisation (NFKC) and case folding and treats leading, trailing
+/// and repeated spaces as insignificant; so `Lan`, ` lan `, `LAN` and the full-width `ｌａｎ`
+/// are one account and share one count.
 fn account_key(username: &str) -> String {
-    username.trim().nfc().collect::<String>().to_lowercase()
+    let folded: String = username.nfkc().collect::<String>().to_lowercase().nfkc().collect();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The answer to [`Throttle::reserve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The attempt may go to the directory.
+    Granted(Grant),
+    /// The account name or the address is locked out, or its attempts in this window are
+    /// used up: nothing may reach the directory.
+    Refused,
+}
+
+/// A granted attempt: its place in the account's and in the address's count of the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub account: u64,
+    /// 0 when the client's address is unknown.
+    pub address: u64,
 }
 
 impl Throttle {
@@ -54,7 +77,7 @@ impl Throttle {
     }
 
     /// Whether the account name or the address is locked out now.
-    pub async fn locked(&self, username: &str, ip: Option<IpAddr>) -> Result<bool, StoreError> {
+    async fn locked(&self, username: &str, ip: Option<IpAddr>) -> Result<bool, StoreError> {
         let (_, account_lock) = self.keys("account", &account_key(username));
         if self.store.get(&account_lock).await?.is_some() {
             return Ok(true);
@@ -68,18 +91,47 @@ impl Throttle {
         Ok(false)
     }
 
-    /// Counts a failed login; locks out when a limit is reached.
-    pub async fn failed(&self, username: &str, ip: Option<IpAddr>) -> Result<(), StoreError> {
-        let mut counters = vec![("account", account_key(username), self.max_per_account)];
-        if let Some(ip) = ip {
-            counters.push(("ip", ip.to_string(), self.max_per_ip));
+    /// Reserves one attempt for the account and the address before the password goes to the
+    /// directory. Both counts are raised first, atomically in the store (shared by
+    /// replicas), and only the first `max_failures` attempts of an account's window (the
+    /// first `max_failures_per_ip` of an address's) are granted: however many guesses arrive
+    /// at once, at most that many reach the directory. What happens next gives the counts
+    /// back or keeps them: [`Self::succeeded`], [`Self::release`], [`Self::failed`].
+    pub async fn reserve(&self, username: &str, ip: Option<IpAddr>) -> Result<Reservation, StoreError> {
+        if self.locked(username, ip).await? {
+            return Ok(Reservation::Refused);
         }
-        for (kind, value, max) in counters {
-            let (count_key, lock_key) = self.keys(kind, &value);
-            let n = self.store.incr(&count_key, self.window).await?;
+        let (account_key, _) = self.keys("account", &account_key(username));
+        let account = self.store.incr(&account_key, self.window).await?;
+        if account > self.max_per_account {
+            return Ok(Reservation::Refused);
+        }
+        let mut address = 0;
+        if let Some(ip) = ip {
+            let (ip_key, _) = self.keys("ip", &ip.to_string());
+            address = self.store.incr(&ip_key, self.window).await?;
+            if address > self.max_per_ip {
+                // Nothing reaches the directory: the account's place is not used.
+                self.store.decr(&account_key).await?;
+                return Ok(Reservation::Refused);
+            }
+        }
+        Ok(Reservation::Granted(Grant { account, address }))
+    }
+
+    /// Counts a failed login (its counts stay taken); locks the account or the address out
+    /// when the attempt was its last one. The counts are left to run out with their window,
+    /// so attempts racing with the lockout stay refused.
+    pub async fn failed(&self, username: &str, grant: Grant, ip: Option<IpAddr>) -> Result<(), StoreError> {
+        let mut locks = vec![("account", account_key(username), grant.account, self.max_per_account)];
+        if let Some(ip) = ip {
+            locks.push(("address", ip.to_string(), grant.address, self.max_per_ip));
+        }
+        for (kind, value, n, max) in locks {
             if n >= max {
+                let kind_key = if kind == "address" { "ip" } else { kind };
+                let (_, lock_key) = self.keys(kind_key, &value);
                 self.store.put(&lock_key, Vec::new(), self.lockout).await?;
-                self.store.delete(&count_key).await?;
                 audit(
                     "login_lockout",
                     &self.upstream,
@@ -90,11 +142,29 @@ impl Throttle {
         Ok(())
     }
 
-    /// A successful login clears the account's failure count (not the address's: one good
-    /// password must not reset a password-guessing run from that address).
-    pub async fn succeeded(&self, username: &str) -> Result<(), StoreError> {
-        let (count_key, _) = self.keys("account", &account_key(username));
-        self.store.delete(&count_key).await
+    /// Gives back a granted attempt that proved nothing (the directory could not be asked),
+    /// so an outage does not lock people out.
+    pub async fn release(&self, username: &str, ip: Option<IpAddr>) -> Result<(), StoreError> {
+        let (account_key, _) = self.keys("account", &account_key(username));
+        self.store.decr(&account_key).await?;
+        self.give_back_address(ip).await
+    }
+
+    /// A successful login clears the account's count and gives the address its place back
+    /// (without clearing it: one good password must not reset a password-guessing run from
+    /// that address, and a busy office behind one address is not locked out by its own
+    /// successful logins).
+    pub async fn succeeded(&self, username: &str, ip: Option<IpAddr>) -> Result<(), StoreError> {
+        let (account_key, _) = self.keys("account", &account_key(username));
+        self.store.delete(&account_key).await?;
+        self.give_back_address(ip).await
+    }
+
+    async fn give_back_address(&self, ip: Option<IpAddr>) -> Result<(), StoreError> {
+        match ip {
+            Some(ip) => self.store.decr(&self.keys("ip", &ip.to_string()).0).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -102,45 +172,118 @@ impl Throttle {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn accounts_and_addresses_lock_out_separately() {
-        let t = Throttle::new(
+    fn throttle(max_per_account: u32, max_per_ip: u32) -> Throttle {
+        Throttle::new(
             StateStore::memory(),
             "dir",
-            3,
-            5,
+            max_per_account,
+            max_per_ip,
             Duration::from_secs(60),
             Duration::from_secs(60),
-        );
-        let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        for _ in 0..2 {
-            t.failed("Minh.NV", Some(ip)).await.unwrap();
+        )
+    }
+
+    /// A guess: reserve, then fail when granted. Returns whether it was granted.
+    async fn guess(t: &Throttle, name: &str, ip: Option<IpAddr>) -> bool {
+        match t.reserve(name, ip).await.unwrap() {
+            Reservation::Granted(grant) => {
+                t.failed(name, grant, ip).await.unwrap();
+                true
+            }
+            Reservation::Refused => false,
         }
-        assert!(!t.locked("minh.nv", Some(ip)).await.unwrap());
-        t.failed(" MINH.nv ", Some(ip)).await.unwrap();
-        assert!(t.locked("minh.nv", None).await.unwrap(), "the same name, however written");
-        assert!(!t.locked("other", None).await.unwrap());
+    }
+
+    #[test]
+    fn account_names_fold_the_way_the_directory_compares_them() {
+        let lan = account_key("lan");
+        for spelling in ["Lan", " lan ", "LAN", "ｌａｎ", "ＬＡＮ", "\tlan\n"] {
+            assert_eq!(account_key(spelling), lan, "{spelling:?}");
+        }
+        assert_eq!(account_key("nguyen  van\u{3000}a"), account_key("Nguyen Van A"), "inner spaces");
+        assert_eq!(account_key("Ngọc"), account_key("Ngo\u{323}c"), "composed and decomposed");
+        assert_ne!(account_key("lan"), account_key("lan2"));
+        assert_ne!(account_key("nguyen van"), account_key("nguyenvan"));
+    }
+
+    #[tokio::test]
+    async fn accounts_and_addresses_lock_out_separately() {
+        let t = throttle(3, 5);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(guess(&t, "Minh.NV", Some(ip)).await);
+        assert!(guess(&t, "minh.nv", Some(ip)).await);
+        assert!(guess(&t, " MINH.nv ", Some(ip)).await);
+        assert!(!guess(&t, "ｍｉｎｈ.ｎｖ", None).await, "the same name, however written");
+        assert!(guess(&t, "other", None).await);
         // Two more failures from the address (for other names) lock the address.
-        t.failed("a", Some(ip)).await.unwrap();
-        assert!(!t.locked("b", Some(ip)).await.unwrap());
-        t.failed("b", Some(ip)).await.unwrap();
-        assert!(t.locked("c", Some(ip)).await.unwrap());
-        assert!(!t.locked("c", Some("192.0.2.8".parse().unwrap())).await.unwrap());
+        assert!(guess(&t, "a", Some(ip)).await);
+        assert!(guess(&t, "b", Some(ip)).await);
+        assert_eq!(t.reserve("c", Some(ip)).await.unwrap(), Reservation::Refused);
+        assert!(matches!(
+            t.reserve("c", Some("192.0.2.8".parse().unwrap())).await.unwrap(),
+            Reservation::Granted(Grant { account: 1, address: 1 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn concurrent_reservations_grant_at_most_the_limit() {
+        let t = throttle(5, 1000);
+        let all = futures::future::join_all((0..50).map(|_| t.reserve("lan", None))).await;
+        let granted = all.iter().filter(|r| matches!(r, Ok(Reservation::Granted(_)))).count();
+        assert_eq!(granted, 5);
+        // The same for one address guessing many names.
+        let t = throttle(1000, 7);
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        let names: Vec<String> = (0..50).map(|i| format!("user{i}")).collect();
+        let all = futures::future::join_all(names.iter().map(|n| t.reserve(n, Some(ip)))).await;
+        let granted = all.iter().filter(|r| matches!(r, Ok(Reservation::Granted(_)))).count();
+        assert_eq!(granted, 7);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_the_directory_could_not_answer_is_given_back() {
+        let t = throttle(2, 3);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        for _ in 0..5 {
+            let Reservation::Granted(grant) = t.reserve("lan", Some(ip)).await.unwrap() else {
+                panic!("granted")
+            };
+            assert_eq!(grant, Grant { account: 1, address: 1 });
+            t.release("lan", Some(ip)).await.unwrap();
+        }
+        assert!(guess(&t, "lan", Some(ip)).await);
+        assert!(guess(&t, "lan", Some(ip)).await);
+        assert_eq!(t.reserve("lan", Some(ip)).await.unwrap(), Reservation::Refused);
+    }
+
+    #[tokio::test]
+    async fn successes_from_one_address_do_not_use_up_its_attempts() {
+        let t = throttle(5, 3);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        for i in 0..10 {
+            let name = format!("official{i}");
+            let Reservation::Granted(_) = t.reserve(&name, Some(ip)).await.unwrap() else {
+                panic!("a busy office behind one address keeps logging in")
+            };
+            t.succeeded(&name, Some(ip)).await.unwrap();
+        }
+        // Failures still count: the address locks after three.
+        for name in ["x", "y", "z"] {
+            assert!(guess(&t, name, Some(ip)).await);
+        }
+        assert_eq!(t.reserve("w", Some(ip)).await.unwrap(), Reservation::Refused);
     }
 
     #[tokio::test]
     async fn success_clears_the_account_count() {
-        let t = Throttle::new(
-            StateStore::memory(),
-            "dir",
-            2,
-            50,
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-        );
-        t.failed("lan", None).await.unwrap();
-        t.succeeded("lan").await.unwrap();
-        t.failed("lan", None).await.unwrap();
-        assert!(!t.locked("lan", None).await.unwrap());
+        let t = throttle(2, 50);
+        assert!(guess(&t, "lan", None).await);
+        let Reservation::Granted(_) = t.reserve("lan", None).await.unwrap() else { panic!("granted") };
+        t.succeeded("lan", None).await.unwrap();
+        assert!(guess(&t, "lan", None).await);
+        assert!(matches!(
+            t.reserve("lan", None).await.unwrap(),
+            Reservation::Granted(Grant { account: 2, address: 0 })
+        ));
     }
 }

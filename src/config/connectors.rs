@@ -57,27 +57,38 @@ pub(super) fn check_upstream(
                 );
             }
         }
-        UpstreamKind::Cas => match &u.cas {
-            None => p.push(
-                Problem::new(at("cas"), "is missing for kind = \"cas\"")
-                    .expecting("[upstreams.cas] with server = \"https://…/cas\""),
-            ),
-            Some(cas) => {
-                if let Some(url) = check_web_url(&at("cas.server"), &cas.server, p)
-                    && (url.query().is_some() || url.fragment().is_some())
-                {
-                    p.push(
-                        Problem::new(at("cas.server"), "has a query or fragment")
-                            .expecting("the CAS base URL, e.g. https://cas.example/cas"),
+        UpstreamKind::Cas => {
+            match &u.cas {
+                None => p.push(
+                    Problem::new(at("cas"), "is missing for kind = \"cas\"")
+                        .expecting("[upstreams.cas] with server = \"https://…/cas\""),
+                ),
+                Some(cas) => {
+                    if let Some(url) = check_web_url(&at("cas.server"), &cas.server, p)
+                        && (url.query().is_some() || url.fragment().is_some())
+                    {
+                        p.push(
+                            Problem::new(at("cas.server"), "has a query or fragment")
+                                .expecting("the CAS base URL, e.g. https://cas.example/cas"),
+                        );
+                    }
+                    if cas.single_logout && cas.logout_from.as_ref().is_some_and(Vec::is_empty) {
+                        p.push(
+                        Problem::new(at("cas.logout_from"), "is empty: no single-logout request would be accepted")
+                            .expecting(
+                                "the CAS server's networks, e.g. [\"10.20.0.0/24\"], or single_logout = false",
+                            ),
                     );
-                }
-                if cas.subject_attribute.as_ref().is_some_and(|a| a.trim().is_empty()) {
-                    p.push(
-                        Problem::new(at("cas.subject_attribute"), "is empty").expecting("an attribute name"),
-                    );
+                    }
+                    if cas.subject_attribute.as_ref().is_some_and(|a| a.trim().is_empty()) {
+                        p.push(
+                            Problem::new(at("cas.subject_attribute"), "is empty")
+                                .expecting("an attribute name"),
+                        );
+                    }
                 }
             }
-        },
+        }
         UpstreamKind::Ldap => match &u.ldap {
             None => p.push(
                 Problem::new(at("ldap"), "is missing for kind = \"ldap\"")
@@ -299,6 +310,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.upstreams[0].kind, crate::config::UpstreamKind::Oidc);
+    }
+
+    #[test]
+    fn cas_logout_from_takes_networks_and_refuses_an_empty_list() {
+        let cas = |extra: &str| {
+            format!(
+                "issuer = \"http://127.0.0.1:1\"\n[[upstreams]]\nid = \"c\"\nkind = \"cas\"\nname_vi = \"x\"\nname_en = \"x\"\n[upstreams.cas]\nserver = \"https://cas.example/cas\"\n{extra}\n[[clients]]\nclient_id = \"portal\"\nclient_secret = \"portal-secret-0123456789\"\nredirect_uris = [\"https://portal.example/cb\"]\n"
+            )
+        };
+        let s = Settings::from_toml(&cas("logout_from = [\"10.20.0.0/24\", \"2001:db8::1/128\"]")).unwrap();
+        let from = s.upstreams[0].cas.as_ref().unwrap().logout_from.clone().unwrap();
+        assert_eq!(from.len(), 2);
+        let default = Settings::from_toml(&cas("")).unwrap();
+        assert!(
+            default.upstreams[0].cas.as_ref().unwrap().logout_from.is_none(),
+            "default: the server's addresses"
+        );
+        let text = problems(&cas("logout_from = []")).join("\n");
+        assert!(text.contains("upstreams[0].cas.logout_from: is empty"), "{text}");
+        assert!(
+            problems(&cas("logout_from = []\nsingle_logout = false")).is_empty(),
+            "off: nothing to accept"
+        );
+        let text = problems(&cas("logout_from = [\"cas.example\"]")).join("\n");
+        assert!(text.contains("logout_from"), "not a network: {text}");
     }
 
     #[test]

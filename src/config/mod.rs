@@ -433,6 +433,10 @@ pub struct CasSettings {
     /// Accept the server's single-logout requests (SAML `LogoutRequest` POSTs).
     #[serde(default = "defaults::yes")]
     pub single_logout: bool,
+    /// Networks (CIDR) single-logout requests may come from (the client address, read behind
+    /// `inbound.trusted_proxies`). Unset: the addresses the host of `server` resolves to.
+    #[serde(default)]
+    pub logout_from: Option<Vec<ipnet::IpNet>>,
     /// Take the upstream subject from this attribute instead of `<cas:user>` (which is the
     /// login name and may change).
     #[serde(default)]

@@ -54,6 +54,9 @@ pub struct Faults {
     pub wrong_issuer: AtomicBool,
     /// ID token `exp` lies an hour in the past.
     pub expired_id_token: AtomicBool,
+    /// ID token `auth_time` lies two hours in the past: the system ignored `prompt=login` /
+    /// `max_age` and reused an old single sign-on session.
+    pub stale_auth_time: AtomicBool,
     /// The token endpoint answers 200 `text/html` `<html>oops</html>`.
     pub garbage_token_response: AtomicBool,
     /// The token endpoint sleeps 30 s before answering.

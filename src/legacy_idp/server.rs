@@ -706,7 +706,14 @@ fn sign_id_token(
     set("aud", json!(aud));
     set("exp", json!(exp));
     set("iat", json!(iat));
-    set("auth_time", json!(issued.auth_time));
+    // `stale_auth_time`: as if an old single sign-on session had been reused although the
+    // client asked for a fresh login (prompt=login, max_age).
+    let auth_time = if s.fault(|f| &f.stale_auth_time) {
+        issued.auth_time.saturating_sub(7200)
+    } else {
+        issued.auth_time
+    };
+    set("auth_time", json!(auth_time));
     if let Some(nonce) = nonce {
         set("nonce", json!(nonce));
     }

@@ -21,7 +21,7 @@ use crate::broker::{BrokerError, CallbackQuery, PasswordForm, PasswordOutcome, U
 use crate::provider::{authorize, records};
 use crate::session::SsoSession;
 use crate::web::ErrorPage;
-use client_ip::ClientIp;
+pub use client_ip::ClientIp;
 
 pub fn router() -> Router<AppState> {
     Router::new()

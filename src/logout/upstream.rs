@@ -11,6 +11,8 @@ use serde_json::json;
 
 use super::rp_initiated::{Continuation, finish};
 use crate::app::AppState;
+use crate::broker::BrokerError;
+use crate::login::ClientIp;
 use crate::state::hashed_key;
 
 #[derive(Debug, Deserialize)]
@@ -60,7 +62,7 @@ pub async fn backchannel(
     }
     let logout = match app.broker.verify_logout_token(&id, &token, app.clock.now()).await {
         Ok(l) => l,
-        Err(crate::broker::BrokerError::Store(e)) => {
+        Err(BrokerError::Store(e)) => {
             tracing::error!(error = %e, "state store failure at upstream logout");
             return error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
         }
@@ -91,9 +93,12 @@ pub struct CasLogoutForm {
 
 /// A CAS server says the CAS session behind one service ticket ended: end every gateway
 /// session made from that ticket, with the same propagation as any other logout.
+/// Only the CAS server's networks may send these, at a bounded rate (checked by the
+/// connector); others get 403 and nothing ends.
 pub async fn cas_single_logout(
     State(app): State<AppState>,
     Path(id): Path<String>,
+    ClientIp(from): ClientIp,
     axum::extract::Form(form): axum::extract::Form<CasLogoutForm>,
 ) -> Response {
     let Some(document) = form.logout_request.filter(|d| !d.is_empty() && d.len() <= 16 * 1024) else {
@@ -102,8 +107,22 @@ pub async fn cas_single_logout(
     if !app.broker.has_upstream(&id) {
         return error(StatusCode::NOT_FOUND, "unknown upstream");
     }
-    let logout = match app.broker.verify_cas_logout(&id, &document, app.clock.now()).await {
+    let logout = match app.broker.verify_cas_logout(&id, &document, from, app.clock.now()).await {
         Ok(l) => l,
+        Err(e @ BrokerError::LogoutSourceRefused { .. }) => {
+            tracing::warn!(upstream = %id, error = %e, "CAS logout request refused");
+            return error(e.status(), "logout requests are accepted only from the CAS server");
+        }
+        Err(e @ BrokerError::LogoutRateLimited { .. }) => {
+            tracing::warn!(upstream = %id, error = %e, "CAS logout request refused");
+            let mut res = error(e.status(), "too many logout requests");
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            return res;
+        }
+        Err(BrokerError::Store(e)) => {
+            tracing::error!(error = %e, "state store failure at CAS single logout");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
+        }
         Err(e) => {
             tracing::warn!(upstream = %id, error = %e, "CAS logout request rejected");
             return error(StatusCode::BAD_REQUEST, "invalid logout request");

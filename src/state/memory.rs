@@ -143,6 +143,16 @@ impl MemoryStore {
         next
     }
 
+    pub fn decr(&self, key: &str) {
+        let mut inner = self.lock();
+        if let Some(Entry { value: Value::Bytes(b), .. }) = inner.live(key, Instant::now()) {
+            let current = std::str::from_utf8(b).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+            if current > 0 {
+                *b = (current - 1).to_string().into_bytes().into();
+            }
+        }
+    }
+
     pub fn set_remove(&self, key: &str, member: &str) {
         if let Some(Entry { value: Value::Set(s), .. }) = self.lock().live(key, Instant::now()) {
             s.remove(member);

@@ -178,6 +178,19 @@ impl StateStore {
         }
     }
 
+    /// Atomically takes one back from a counter made by [`Self::incr`] (e.g. a reservation
+    /// that turned out not to count). Never goes below zero, never creates the counter and
+    /// keeps its time to live.
+    pub async fn decr(&self, key: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.decr(key);
+                Ok(())
+            }
+            Backend::Redis(r) => note(r.decr(key).await),
+        }
+    }
+
     pub async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Memory(m) => {
@@ -360,6 +373,35 @@ mod tests {
         assert_eq!(store.incr("fail:b", Duration::from_millis(40)).await.unwrap(), 1);
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(store.incr("fail:a", Duration::from_millis(40)).await.unwrap(), 1);
+    }
+
+    /// `decr` gives back what `incr` counted; it never creates a counter, never goes below
+    /// zero and leaves the window alone.
+    async fn decr_gives_a_count_back(store: StateStore) {
+        let window = Duration::from_millis(300);
+        store.decr("n:none").await.unwrap();
+        assert_eq!(store.get("n:none").await.unwrap(), None, "no counter is created");
+        assert_eq!(store.incr("n:a", window).await.unwrap(), 1);
+        assert_eq!(store.incr("n:a", window).await.unwrap(), 2);
+        store.decr("n:a").await.unwrap();
+        assert_eq!(store.incr("n:a", window).await.unwrap(), 2);
+        for _ in 0..3 {
+            store.decr("n:a").await.unwrap();
+        }
+        assert_eq!(store.incr("n:a", window).await.unwrap(), 1, "never below zero");
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        store.decr("n:a").await.unwrap();
+        assert_eq!(store.get("n:a").await.unwrap(), None, "the window still ends: not revived");
+    }
+
+    #[tokio::test]
+    async fn memory_decr_gives_a_count_back() {
+        decr_gives_a_count_back(StateStore::memory()).await;
+    }
+
+    #[tokio::test]
+    async fn redis_decr_gives_a_count_back() {
+        decr_gives_a_count_back(test_redis().await).await;
     }
 
     /// The hash contract every backend must keep (the session layout relies on it).

@@ -336,6 +336,14 @@ impl RedisStore {
         Ok(count)
     }
 
+    /// A server-side script, so that a counter that expired is not brought back without a
+    /// time to live.
+    pub async fn decr(&self, key: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(DECR_IF_POSITIVE).arg(1).arg(self.key(key));
+        self.query::<i64>(&cmd).await.map(|_| ())
+    }
+
     pub async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
         self.query::<i64>(redis::cmd("SREM").arg(self.key(key)).arg(member)).await.map(|_| ())
     }
@@ -396,6 +404,10 @@ impl RedisStore {
         Ok(fields)
     }
 }
+
+/// `DECR` of a counter that exists and is above zero (`DECR` keeps the time to live).
+const DECR_IF_POSITIVE: &str = "local v = tonumber(redis.call('GET', KEYS[1])) \
+if v and v > 0 then return redis.call('DECR', KEYS[1]) end return 0";
 
 /// `HSET KEYS[1] ARGV[1] ARGV[2]` only if the key exists (its time to live is kept).
 const HSET_IF_EXISTS: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then \

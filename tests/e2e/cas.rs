@@ -198,3 +198,74 @@ async fn hostile_logout_requests_are_refused() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }
+
+/// Logs in through the CAS upstream; returns the RP, the gateway session id and the service
+/// ticket the session was made from (the SessionIndex of its single-logout request).
+async fn cas_session(sys: &TestSystem, browser: &Browser) -> (Rp, String, String) {
+    let rp = sys.rp(PORTAL, Some(PORTAL_SECRET), PORTAL_CB).await;
+    let req = rp.authorize(&[("idp_hint", CAS)]);
+    let cb = browser.login(&req.url, CAS, BRVT_USER, PORTAL_CB).await.callback();
+    let tokens = rp.exchange(&req, &param(&cb, "code").unwrap()).await.unwrap();
+    let sid = tokens.raw["sid"].as_str().unwrap().to_string();
+    let session = sys.app.sessions.by_sid(&sid).await.unwrap().unwrap();
+    let ticket = session.upstream_sid.clone().unwrap();
+    (rp, sid, ticket)
+}
+
+/// POSTs a single-logout request for `ticket`, with optional `X-Forwarded-For`.
+async fn post_logout_request(sys: &TestSystem, ticket: &str, forwarded_for: Option<&str>) -> StatusCode {
+    let doc = format!(
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="LR-1" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:NameID>hai.nt</saml:NameID><samlp:SessionIndex>{ticket}</samlp:SessionIndex></samlp:LogoutRequest>"#
+    );
+    let mut post =
+        reqwest::Client::new().post(sys.url("/upstream/brvt/callback")).form(&[("logoutRequest", doc)]);
+    if let Some(xff) = forwarded_for {
+        post = post.header("x-forwarded-for", xff);
+    }
+    post.send().await.unwrap().status()
+}
+
+/// The session is alive and usable: prompt=none at the RP gives a code.
+async fn session_still_works(sys: &TestSystem, browser: &Browser, rp: &Rp, sid: &str) {
+    assert!(sys.app.sessions.is_alive(sid).await.unwrap(), "the session survives");
+    let req = rp.authorize(&[("prompt", "none")]);
+    let cb = browser.navigate(&req.url, PORTAL_CB).await.callback();
+    assert!(param(&cb, "code").is_some(), "prompt=none still gives a code: {cb}");
+}
+
+#[tokio::test]
+async fn a_logout_request_from_outside_logout_from_is_refused_and_the_session_survives() {
+    let sys = TestSystem::start_with(Options {
+        cas_config: "logout_from = [\"192.0.2.0/24\", \"2001:db8::/32\"]".into(),
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let (rp, sid, ticket) = cas_session(&sys, &browser).await;
+    // The test client posts from 127.0.0.1, which is not among the CAS server's networks.
+    assert_eq!(post_logout_request(&sys, &ticket, None).await, StatusCode::FORBIDDEN);
+    session_still_works(&sys, &browser, &rp, &sid).await;
+}
+
+#[tokio::test]
+async fn by_default_only_the_cas_servers_own_addresses_may_end_sessions() {
+    // Behind a trusted proxy (127.0.0.1), the client is the address the proxy reports.
+    let sys = TestSystem::start_with(Options {
+        extra_config: "[inbound]\ntrusted_proxies = [\"127.0.0.1/32\"]\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let (rp, sid, ticket) = cas_session(&sys, &browser).await;
+    // Anyone on the internet who learned a ticket: refused.
+    assert_eq!(post_logout_request(&sys, &ticket, Some("203.0.113.7")).await, StatusCode::FORBIDDEN);
+    // A spoofed hop to the left of the proxy's own entry changes nothing.
+    assert_eq!(
+        post_logout_request(&sys, &ticket, Some("127.0.0.1, 203.0.113.7")).await,
+        StatusCode::FORBIDDEN
+    );
+    session_still_works(&sys, &browser, &rp, &sid).await;
+    // The CAS server (its URL's host is 127.0.0.1), through the proxy: accepted.
+    assert_eq!(post_logout_request(&sys, &ticket, Some("127.0.0.1")).await, StatusCode::OK);
+    assert!(!sys.app.sessions.is_alive(&sid).await.unwrap(), "the session ended");
+}

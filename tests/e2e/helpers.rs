@@ -87,11 +87,13 @@ pub struct Options {
     pub redis: Option<String>,
     pub replicas: usize,
     pub extra_config: String,
+    /// Extra keys for the CAS upstream's `[upstreams.cas]` table.
+    pub cas_config: String,
 }
 
 impl Options {
     pub fn redis_replicas(n: usize) -> Self {
-        Options { redis: Some(redis_url()), replicas: n, extra_config: String::new() }
+        Options { redis: Some(redis_url()), replicas: n, ..Options::default() }
     }
 }
 
@@ -230,6 +232,10 @@ impl TestSystem {
                 "\n[sessions]\nstore = \"{redis}\"\n[sessions.redis]\nkey_prefix = \"{}\"\ntimeout = \"2s\"\n",
                 unique_prefix()
             ));
+        }
+        if !options.cas_config.is_empty() {
+            text =
+                text.replacen("[upstreams.cas]\n", &format!("[upstreams.cas]\n{}\n", options.cas_config), 1);
         }
         text.push_str(&options.extra_config);
         let clock = Clock::system();

@@ -120,6 +120,70 @@ async fn repeated_failures_lock_the_account_out_but_not_other_accounts() {
     rp.exchange(&req, &param(&cb, "code").unwrap()).await.unwrap();
 }
 
+const NAM_DN: &str = "uid=nam.tv,ou=people,dc=tphcm,dc=gov,dc=vn";
+
+/// 50 wrong passwords for one official, posted at the same moment in every spelling the
+/// directory matches to the same entry (case, surrounding spaces, full-width forms): with
+/// `max_failures = 5` the directory sees at most 5 binds as that official, and then even the
+/// right password is refused for the lockout.
+async fn concurrent_guesses_bind_at_most_max_failures_times(options: Options) {
+    let slapd = Slapd::start(false).await;
+    let extra = "min_failure_time = \"50ms\"\nmax_failures = 5\nmax_failures_per_ip = 1000";
+    let sys =
+        TestSystem::start_with(Options { extra_config: slapd.upstream_config(DIR, extra), ..options }).await;
+    let spellings = ["nam.tv", " NAM.TV ", "Nam.Tv", "ｎａｍ.ｔｖ", "ｎａｍ.TV"];
+    let mut forms = Vec::new();
+    for i in 0..50 {
+        let browser = Browser::new();
+        let (_, _, url, body) = open_form(&sys, &browser).await;
+        forms.push((browser, url, body, spellings[i % spellings.len()]));
+    }
+    let posts = forms.iter().map(|(browser, url, body, user)| async move {
+        browser.login_form(url, body, user, "wrong-guess", PORTAL_CB).await.page().1
+    });
+    let statuses = futures::future::join_all(posts).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    let binds = slapd.binds_as(NAM_DN);
+    assert!(binds <= 5, "{binds} binds as the official for 50 concurrent guesses (limit 5)");
+    let (_, status, _) = timed_attempt(&sys, "nam.tv", "demo123").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "locked out after the guesses");
+    assert!(slapd.binds_as(NAM_DN) <= 5, "no bind during the lockout");
+}
+
+#[tokio::test]
+async fn concurrent_guesses_cannot_outrun_the_lockout() {
+    concurrent_guesses_bind_at_most_max_failures_times(Options::default()).await;
+}
+
+#[tokio::test]
+async fn concurrent_guesses_cannot_outrun_the_lockout_with_redis() {
+    concurrent_guesses_bind_at_most_max_failures_times(Options {
+        redis: Some(redis_url()),
+        ..Options::default()
+    })
+    .await;
+}
+
+/// Failures in spellings the directory treats as the same name (`uid` is caseIgnoreMatch,
+/// prepared with NFKC and case folding, RFC 4518) count against one account.
+#[tokio::test]
+async fn every_spelling_the_directory_matches_shares_one_failure_count() {
+    let slapd = Slapd::start(false).await;
+    let sys =
+        system(&slapd, "min_failure_time = \"10ms\"\nmax_failures = 3\nmax_failures_per_ip = 100").await;
+    for user in ["ｎａｍ.ｔｖ", " NAM.TV ", "Ｎａｍ.Ｔｖ"] {
+        let (_, status, _) = timed_attempt(&sys, user, "guess").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{user}");
+    }
+    assert_eq!(slapd.binds_as(NAM_DN), 3, "the directory matched every spelling to the official");
+    let (_, status, page) = timed_attempt(&sys, "nam.tv", "demo123").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
+    assert_eq!(slapd.binds_as(NAM_DN), 3);
+}
+
 #[tokio::test]
 async fn repeated_failures_from_one_address_lock_that_address_out() {
     let slapd = Slapd::start(false).await;

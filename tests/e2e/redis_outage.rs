@@ -83,7 +83,7 @@ impl Drop for OwnRedis {
 #[tokio::test]
 async fn a_redis_outage_gives_clear_503s_and_service_resumes_without_losing_sessions() {
     let mut redis = OwnRedis::start();
-    let options = Options { redis: Some(redis.url()), replicas: 1, extra_config: String::new() };
+    let options = Options { redis: Some(redis.url()), replicas: 1, ..Options::default() };
     let sys = TestSystem::start_with(options).await;
     let browser = Browser::new();
     let (rp, tokens) = portal_login(&sys, &browser, "hcm", HCM_USER).await;

@@ -12,6 +12,8 @@ pub const SERVICE_PASSWORD: &str = "gateway-dir-secret";
 
 pub struct Slapd {
     pub port: u16,
+    /// slapd's `stats` log (connections, operations, results), one line per event.
+    log: PathBuf,
     /// PEM of the CA that signed the server certificate (TLS mode).
     pub ca_file: Option<PathBuf>,
     child: Child,
@@ -138,6 +140,7 @@ access to *
         std::fs::write(&conf_path, conf).unwrap();
         let ldif = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples/officials.ldif");
         run(Command::new(binary("slapadd")).arg("-f").arg(&conf_path).arg("-l").arg(&ldif).arg("-q"));
+        let log = dir.path().join("slapd.log");
         for _ in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let mut child = Command::new(binary("slapd"))
@@ -145,16 +148,17 @@ access to *
                 .arg(&conf_path)
                 .arg("-h")
                 .arg(format!("ldap://127.0.0.1:{port}/"))
+                // Debug level 256 (`stats`) logs every operation to stderr, kept in a file.
                 .arg("-d")
-                .arg("0")
+                .arg("256")
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .unwrap();
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                    return Slapd { port, ca_file, child, _dir: dir };
+                    return Slapd { port, log, ca_file, child, _dir: dir };
                 }
                 if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
                     let _ = child.kill();
@@ -165,6 +169,14 @@ access to *
             }
         }
         panic!("slapd did not start");
+    }
+
+    /// How many simple binds the directory received for `dn` so far (its `stats` log lines
+    /// `BIND dn="…" method=128`; DNs compared case-insensitively, as the directory does).
+    pub fn binds_as(&self, dn: &str) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let wanted = format!("bind dn=\"{}\" method=128", dn.to_lowercase());
+        log.lines().filter(|l| l.to_lowercase().contains(&wanted)).count()
     }
 
     /// An `[[upstreams]]` block for this directory (`extra` goes into `[upstreams.ldap]`).

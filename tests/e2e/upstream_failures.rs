@@ -124,3 +124,29 @@ async fn an_upstream_error_response_is_shown_not_swallowed() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body.contains("Đăng nhập đã bị huỷ"));
 }
+
+/// The upstream ignores `prompt=login` / `max_age` and answers from an old single sign-on
+/// session (its ID token's `auth_time` is two hours old): the gateway must not pass that off
+/// as a fresh login. It refuses with a page that says why and creates no session.
+#[tokio::test]
+async fn an_upstream_that_ignores_prompt_login_or_max_age_is_refused() {
+    let sys = TestSystem::start().await;
+    sys.set_fault("hcm", |f| &f.stale_auth_time);
+    let rp = sys.rp(PORTAL, Some(PORTAL_SECRET), PORTAL_CB).await;
+    for extra in [("prompt", "login"), ("max_age", "300")] {
+        let browser = Browser::new();
+        let req = rp.authorize(&[extra, ("idp_hint", "hcm")]);
+        let landing = browser.login(&req.url, "hcm", HCM_USER, PORTAL_CB).await;
+        let Landing::Page { status, body, .. } = landing else {
+            panic!("{extra:?}: a stale upstream login was accepted: {landing:?}");
+        };
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert!(body.contains("không yêu cầu đăng nhập lại"), "Vietnamese reason: {body}");
+        assert!(body.contains("did not ask you to log in again"), "English reason: {body}");
+        let cb = browser.navigate(&rp.authorize(&[("prompt", "none")]).url, PORTAL_CB).await.callback();
+        assert_eq!(param(&cb, "error").as_deref(), Some("login_required"), "{extra:?}: no session");
+    }
+    // Without a freshness requirement the same answer is fine: the person just logged in there.
+    let (_, tokens) = portal_login(&sys, &Browser::new(), "hcm", HCM_USER).await;
+    assert_eq!(tokens.raw["idp"], "hcm");
+}
