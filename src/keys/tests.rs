@@ -316,3 +316,40 @@ fn generated_files_are_private() {
     // No temp files left behind.
     assert_eq!(fs::read_dir(&keys_dir).unwrap().count(), 3);
 }
+
+fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn jwks_kids(set: &KeySet) -> Vec<String> {
+    let jwks: Value = serde_json::from_slice(&set.jwks_json()).unwrap();
+    let mut kids: Vec<String> =
+        jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
+    kids.sort();
+    kids
+}
+
+/// A key whose sidecar says it may sign only from a later time is published at once but
+/// does not sign until then: RPs that cache the JWKS must see a kid before tokens carry it.
+#[test]
+fn a_scheduled_key_is_published_before_it_signs() {
+    let dir = TempDir::new().unwrap();
+    let first = KeySet::generate(dir.path(), SigningAlg::ES256).unwrap();
+    let old = "es256-20000101000000-0000";
+    fs::rename(dir.path().join(format!("{first}.pem")), dir.path().join(format!("{old}.pem"))).unwrap();
+    let new = KeySet::generate(dir.path(), SigningAlg::ES256).unwrap();
+    let in_an_hour = now() as i64 + 3600;
+    fs::write(dir.path().join(format!("{new}.json")), json!({ "not_before": rfc3339(in_an_hour) }).to_string())
+        .unwrap();
+
+    let set = KeySet::load_dir(dir.path()).unwrap();
+    assert_eq!(set.active_kid(SigningAlg::ES256).as_deref(), Some(old), "the new key must not sign yet");
+    let token = set.sign(SigningAlg::ES256, "JWT", &claims(300)).unwrap();
+    assert_eq!(jsonwebtoken::decode_header(&token).unwrap().kid.as_deref(), Some(old));
+    let mut both = vec![old.to_owned(), new.clone()];
+    both.sort();
+    assert_eq!(jwks_kids(&set), both, "the new key is published ahead of use");
+}
