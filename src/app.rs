@@ -79,8 +79,8 @@ pub struct AppParts {
     pub clock: Clock,
     /// Access tokens already verified (for introspection and userinfo).
     pub verified_tokens: crate::provider::verified::VerifiedTokens,
-    /// The discovery document, serialised once at start-up (served as is).
-    pub discovery: bytes::Bytes,
+    /// The discovery document, serialised again only when the signing algorithms change.
+    pub discovery: discovery::Discovery,
     /// Shared outbound HTTP client (keep-alive pool): upstreams, RP back-channel logout,
     /// client key sets.
     pub http: reqwest::Client,
@@ -101,11 +101,12 @@ impl AppState {
         let keys = if settings.keys.generate_missing {
             let dir = settings.keys.dir.clone();
             let algs = algs.clone();
-            tokio::task::spawn_blocking(move || KeySet::load_or_generate(&dir, &algs))
+            let clock = clock.clone();
+            tokio::task::spawn_blocking(move || KeySet::open_or_generate(&dir, &algs, clock))
                 .await
                 .map_err(|e| StartError::Tls(format!("key generation task failed: {e}")))??
         } else {
-            KeySet::load_dir(&settings.keys.dir)?
+            KeySet::open(&settings.keys.dir, clock.clone())?
         };
         if let Some(missing) = algs.iter().find(|a| !keys.has(**a)) {
             return Err(StartError::MissingKey(*missing));
@@ -126,8 +127,7 @@ impl AppState {
             })?;
         let broker = Broker::new(&settings, http.clone(), store.clone())?;
         let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
-        let discovery =
-            bytes::Bytes::from(discovery::document(&issuer, &keys.algorithms(), &settings.assurance.levels));
+        let discovery = discovery::Discovery::new(&issuer, &settings.assurance.levels, &keys);
         Ok(AppState(Arc::new(AppParts {
             settings: Arc::new(settings),
             keys,
@@ -288,6 +288,19 @@ impl Application {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
+        // Signing keys: new files and schedules in the key directory are picked up while running.
+        let reload = self
+            .state
+            .keys
+            .clone()
+            .watch_dir(self.state.settings.keys.reload_interval, self.state.settings.algorithms_in_use());
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = reload => {}
+                () = stop => {}
+            }
+        });
         if let Some(listener) = self.management {
             let router = management_router(self.state.clone());
             let stop = stopped(stop_rx.clone());

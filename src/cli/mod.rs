@@ -1,4 +1,4 @@
-//! Command line: `serve`, `check-config`, `keys generate`, `migrate`, `healthcheck`, `demo`,
+//! Command line: `serve`, `check-config`, `keys generate|rotate|list|prune`, `migrate`, `healthcheck`, `demo`,
 //! `accounts …` and `units …` (account administration, see `accounts.rs`).
 //!
 //! Owns: argument parsing and exit codes. Everything it runs lives in the library parts.
@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use crate::app::Application;
 use crate::clock::Clock;
 use crate::config::{ConfigError, Settings};
-use crate::keys::{KeySet, SigningAlg};
+use crate::keys::{KeySet, SigningAlg, format_time};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -106,11 +106,40 @@ enum SessionsCommand {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// Write a new signing key `{kid}.pem` (mode 0600) into DIR; the newest key of an
-    /// algorithm signs, older ones stay published until removed.
+    /// Write a new signing key `{kid}.pem` (mode 0600) into DIR that signs at once (for a
+    /// first key; to replace a key in service use `rotate`).
     Generate {
         #[arg(long, value_enum)]
         alg: SigningAlg,
+        #[arg(long, default_value = "keys")]
+        dir: PathBuf,
+    },
+    /// Replace the signing key of ALG safely: the new key is published now and signs only
+    /// after PUBLISH_BEFORE; the keys it replaces leave the JWKS once every token they
+    /// signed has expired (TOKEN_LIFETIME + 5 minutes after the switch).
+    Rotate {
+        #[arg(long, value_enum)]
+        alg: SigningAlg,
+        #[arg(long, default_value = "keys")]
+        dir: PathBuf,
+        /// How long the new key is published before it signs: at least as long as relying
+        /// parties cache the JWKS (/jwks says max-age=300; many libraries keep it longer).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        publish_before: std::time::Duration,
+        /// The longest lifetime of a token the old key may have signed: the greatest of
+        /// `lifetimes.id_token`, `lifetimes.access_token` and every client's
+        /// `access_token_lifetime` (logout tokens live 2 minutes).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        token_lifetime: std::time::Duration,
+    },
+    /// Show each key's state now: published (waiting to sign), signing, retiring, retired.
+    #[command(alias = "status")]
+    List {
+        #[arg(long, default_value = "keys")]
+        dir: PathBuf,
+    },
+    /// Delete the retired keys (and their schedules) from DIR.
+    Prune {
         #[arg(long, default_value = "keys")]
         dir: PathBuf,
     },
@@ -153,23 +182,17 @@ async fn run(cli: Cli) -> ExitCode {
             }
             Err(e) => config_failure(&config, e),
         },
-        Command::Keys { command: KeysCommand::Generate { alg, dir } } => {
-            match tokio::task::spawn_blocking(move || KeySet::generate(&dir, alg).map(|kid| (kid, dir))).await
-            {
-                Ok(Ok((kid, dir))) => {
-                    println!("wrote {}", dir.join(format!("{kid}.pem")).display());
-                    ExitCode::SUCCESS
-                }
-                Ok(Err(e)) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
+        Command::Keys { command } => match tokio::task::spawn_blocking(move || keys(command)).await {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
             }
-        }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Migrate { config } => match Settings::load(&config) {
             Ok(s) => match crate::accounts::AccountStore::connect(s.accounts.url.expose(), 1).await {
                 Ok(_) => {
@@ -192,6 +215,72 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Units { command } => accounts::run_units(command).await,
         Command::Demo { port, data_dir } => crate::demo::run(port, data_dir).await,
     }
+}
+
+/// `keys …` (blocking: file I/O and key generation).
+fn keys(command: KeysCommand) -> Result<(), crate::keys::KeyError> {
+    let clock = Clock::system();
+    match command {
+        KeysCommand::Generate { alg, dir } => {
+            let kid = KeySet::generate(&dir, alg)?;
+            println!("wrote {}", dir.join(format!("{kid}.pem")).display());
+        }
+        KeysCommand::Rotate { alg, dir, publish_before, token_lifetime } => {
+            let r = crate::keys::rotate(&dir, alg, publish_before, token_lifetime, &clock)?;
+            match r.not_before {
+                None => println!(
+                    "wrote {}: the first {alg} key, it signs at once",
+                    dir.join(format!("{}.pem", r.kid)).display()
+                ),
+                Some(at) => println!(
+                    "wrote {} and {}.json: published now, signs from {}",
+                    dir.join(format!("{}.pem", r.kid)).display(),
+                    r.kid,
+                    format_time(at)
+                ),
+            }
+            for (kid, at) in &r.retiring {
+                println!("{kid}: signs until then, removed from /jwks after {}", format_time(*at));
+            }
+            println!(
+                "Copy the whole directory (.pem and .json files) to every replica now; they pick it \
+                 up within keys.reload_interval or on SIGHUP. Run `keys prune` after the last retirement."
+            );
+        }
+        KeysCommand::List { dir } => {
+            let set = KeySet::open(&dir, clock.clone())?;
+            println!("now {}", format_time(clock.now()));
+            let when = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), format_time);
+            println!(
+                "{:<32} {:<6} {:<10} {:<21} {:<21}",
+                "kid", "alg", "state", "not_before", "retire_after"
+            );
+            for s in set.status() {
+                println!(
+                    "{:<32} {:<6} {:<10} {:<21} {:<21}",
+                    s.kid,
+                    s.alg.as_str(),
+                    s.state.to_string(),
+                    when(s.not_before),
+                    when(s.retire_after)
+                );
+            }
+            for alg in SigningAlg::all() {
+                let of_alg = set.status().into_iter().filter(|s| s.alg == alg).count();
+                if of_alg > 0 && !set.has(alg) {
+                    println!("warning: no {alg} key signs now");
+                }
+            }
+        }
+        KeysCommand::Prune { dir } => {
+            let removed = crate::keys::prune(&dir, &clock)?;
+            println!("removed {} retired key(s)", removed.len());
+            for kid in removed {
+                println!("  {kid}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn config_failure(path: &std::path::Path, e: ConfigError) -> ExitCode {

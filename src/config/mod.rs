@@ -139,11 +139,19 @@ pub struct KeySettings {
     /// Generate a key for every algorithm in use that has none (development and demo only).
     #[serde(default)]
     pub generate_missing: bool,
+    /// How often a running gateway re-reads `dir` (new keys, schedules, removed keys); also
+    /// on SIGHUP. `0s` = only on SIGHUP.
+    #[serde(default = "defaults::key_reload_interval", with = "humantime_serde")]
+    pub reload_interval: Duration,
 }
 
 impl Default for KeySettings {
     fn default() -> Self {
-        Self { dir: defaults::key_dir(), generate_missing: false }
+        Self {
+            dir: defaults::key_dir(),
+            generate_missing: false,
+            reload_interval: defaults::key_reload_interval(),
+        }
     }
 }
 
@@ -689,6 +697,9 @@ mod defaults {
     }
     pub fn key_dir() -> PathBuf {
         PathBuf::from("keys")
+    }
+    pub fn key_reload_interval() -> Duration {
+        Duration::from_secs(60)
     }
     pub fn accounts_url() -> SecretString {
         SecretString::from("sqlite://data/accounts.db?mode=rwc")

@@ -2,18 +2,24 @@
 //! and verifying our own JWTs (ID tokens, JWT access tokens, logout tokens).
 //!
 //! This module owns:
-//! - loading PKCS#8 PEM private keys (`{kid}.pem`) from one directory, and
-//!   generating new ones there (mode 0600);
-//! - choosing the active key per algorithm (the greatest kid of that algorithm);
-//! - the JWKS document (public parts of every loaded key), built once at load;
+//! - loading PKCS#8 PEM private keys (`{kid}.pem`) from one directory, each with an optional
+//!   schedule `{kid}.json` (`not_before`, `retire_after`; see `schedule.rs`), and generating
+//!   new ones there (mode 0600);
+//! - evaluating the schedules against the injected clock: which keys are published (JWKS,
+//!   verification) and which one signs per algorithm. Replicas reading the same directory
+//!   at the same time choose the same keys;
+//! - reloading the directory while running (`reload`, `watch_dir`);
+//! - rotation (`rotate`: publish first, sign later, retire after the last token expired)
+//!   and pruning retired keys;
+//! - the JWKS document, rebuilt only when the key set or the schedule stretch changes;
 //! - compact JWS signing, and verification of tokens signed by our own keys
 //!   (signature, `exp`, `iss`, optional `aud`, optional `typ`).
 //!
 //! It must not touch HTTP, config loading or what goes into a token: callers
 //! pass a directory, an algorithm and a serializable claims value.
 //!
-//! Keys are parsed once at load (RSA parsing is expensive): signing uses the
-//! parsed aws-lc-rs key pairs directly, verification uses prebuilt
+//! Keys are parsed once per change of the directory (RSA parsing is expensive): signing uses
+//! the parsed aws-lc-rs key pairs directly, verification uses prebuilt
 //! `jsonwebtoken::DecodingKey`s made from the same public parts as the JWKS.
 
 use std::collections::HashMap;
@@ -22,7 +28,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
@@ -38,6 +44,15 @@ use jsonwebtoken::jwk::{
     RSAKeyType,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+
+use crate::clock::Clock;
+
+mod rotate;
+mod schedule;
+
+pub use rotate::{RETIRE_MARGIN, Rotation, prune, rotate};
+pub use schedule::{KeyState, KeyStatus, Schedule, format_time};
+use schedule::{parse_material, read_files, read_material};
 
 #[cfg(test)]
 mod tests;
@@ -124,6 +139,10 @@ pub enum KeyError {
     InvalidToken(String),
     #[error("unknown key id {0:?}")]
     UnknownKid(String),
+    #[error("bad key schedule {}: {reason}", path.display())]
+    BadSchedule { path: PathBuf, reason: String },
+    #[error("cannot rotate: {0}")]
+    Rotation(String),
 }
 
 /// Parsed private key, kept for the lifetime of the set.
@@ -141,52 +160,88 @@ struct Key {
     jwk: Jwk,
     /// `{"alg":"..","kid":"..",` — the JWS header minus `typ`.
     header_prefix: String,
+    /// From the sidecar `{kid}.json`; none = the whole past and future.
+    schedule: Schedule,
 }
 
-struct Inner {
+/// The keys read from the directory, with their schedules. Replaced as a whole on reload.
+struct Material {
     keys: Vec<Key>,
     by_kid: HashMap<String, usize>,
-    /// Index into `keys` of the active key, per `SigningAlg::index()`.
+    /// Digest of every file the keys were read from: a reload that finds the same digest
+    /// keeps the parsed keys (RSA parsing is expensive).
+    fingerprint: [u8; 32],
+}
+
+/// What the material means at one stretch of time `[from, until)`: which keys are published
+/// (JWKS, verification) and which one signs per algorithm. Between two schedule boundaries
+/// nothing changes, so a view is computed once per stretch and shared by every request.
+struct View {
+    material: Arc<Material>,
+    from: i64,
+    until: i64,
+    published: Vec<bool>,
+    /// Index into `material.keys` of the signing key, per `SigningAlg::index()`.
     active: [Option<usize>; 3],
     jwks: bytes::Bytes,
 }
 
-/// All our signing keys. Cheap to clone.
+struct Shared {
+    /// Where the keys came from (`None` for sets built in memory).
+    dir: Option<PathBuf>,
+    clock: Clock,
+    view: RwLock<Arc<View>>,
+    /// Counts material replacements (a reload that found changed files).
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+/// All our signing keys and their schedules. Cheap to clone; clones share reloads.
 #[derive(Clone)]
 pub struct KeySet {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
 impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.inner.keys.iter().map(|k| (&k.kid, k.alg))).finish()
+        let view = self.view();
+        f.debug_map().entries(view.material.keys.iter().map(|k| (&k.kid, k.alg))).finish()
     }
 }
 
 impl KeySet {
-    /// Loads every `*.pem` file (PKCS#8 "PRIVATE KEY" PEM) in `dir`; kid = file stem.
+    /// Loads every `*.pem` file (PKCS#8 "PRIVATE KEY" PEM) in `dir` with its optional
+    /// schedule `{kid}.json`; kid = file stem. Schedules are evaluated against the system clock.
     /// Other files and dot-files (e.g. Kubernetes `..data`) are ignored.
     pub fn load_dir(dir: &Path) -> Result<KeySet, KeyError> {
+        Self::open(dir, Clock::system())
+    }
+
+    /// Like [`load_dir`](Self::load_dir), with schedules evaluated against `clock`.
+    pub fn open(dir: &Path, clock: Clock) -> Result<KeySet, KeyError> {
         install_crypto_provider();
-        let io = |source| KeyError::Io { path: dir.to_path_buf(), source };
-        let mut paths = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io)? {
-            let path = entry.map_err(io)?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(".");
-            if !name.starts_with('.') && name.ends_with(".pem") && path.is_file() {
-                paths.push(path);
-            }
-        }
-        paths.sort();
-        let keys = paths.iter().map(|p| load_key(p)).collect::<Result<Vec<_>, _>>()?;
-        Self::from_keys(keys)
+        let material = read_material(dir)?;
+        let now = clock.now();
+        let view = View::at(Arc::new(material), now);
+        Ok(KeySet {
+            inner: Arc::new(Shared {
+                dir: Some(dir.to_path_buf()),
+                clock,
+                view: RwLock::new(Arc::new(view)),
+                generation: tokio::sync::watch::Sender::new(0),
+            }),
+        })
     }
 
     /// Like `load_dir`, but first generates a key for every alg in `required`
     /// that has none in `dir` (creating `dir`).
     pub fn load_or_generate(dir: &Path, required: &[SigningAlg]) -> Result<KeySet, KeyError> {
+        Self::open_or_generate(dir, required, Clock::system())
+    }
+
+    /// Like [`load_or_generate`](Self::load_or_generate), evaluated against `clock`.
+    pub fn open_or_generate(dir: &Path, required: &[SigningAlg], clock: Clock) -> Result<KeySet, KeyError> {
         create_dir(dir)?;
-        let set = Self::load_dir(dir)?;
+        let set = Self::open(dir, clock.clone())?;
         let missing: Vec<_> =
             SigningAlg::all().into_iter().filter(|a| required.contains(a) && !set.has(*a)).collect();
         if missing.is_empty() {
@@ -195,82 +250,79 @@ impl KeySet {
         for alg in missing {
             Self::generate(dir, alg)?;
         }
-        Self::load_dir(dir)
+        Self::open(dir, clock)
     }
 
     /// Generates a new key for `alg` into `dir` as `{kid}.pem` (mode 0600) and returns the kid,
     /// `{alg lowercase}-{UTC yyyymmddHHMMSS}-{4 hex}`, so that kid order = age within one alg.
+    /// The key has no schedule: it signs from the next load (see `rotate` for the safe way).
     pub fn generate(dir: &Path, alg: SigningAlg) -> Result<String, KeyError> {
-        let failed = |_| KeyError::Generate(alg);
-        let der: Vec<u8> = match alg {
-            SigningAlg::RS256 => RsaKeyPair::generate(KeySize::Rsa2048)
-                .and_then(|k| k.as_der())
-                .map_err(failed)?
-                .as_ref()
-                .to_vec(),
-            SigningAlg::ES256 => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-                .and_then(|k| k.to_pkcs8v1())
-                .map_err(failed)?
-                .as_ref()
-                .to_vec(),
-            SigningAlg::EdDSA => {
-                Ed25519KeyPair::generate().and_then(|k| k.to_pkcs8v1()).map_err(failed)?.as_ref().to_vec()
-            }
-        };
-        let pem_text = pem::encode(&pem::Pem::new("PRIVATE KEY", der));
-
-        create_dir(dir)?;
-        let fmt = time::macros::format_description!("[year][month][day][hour][minute][second]");
-        let stamp = time::OffsetDateTime::now_utc().format(fmt).map_err(|_| KeyError::Generate(alg))?;
-        let (kid, path) = loop {
-            let kid = format!("{}-{stamp}-{:04x}", alg.as_str().to_ascii_lowercase(), rand::random::<u16>());
-            let path = dir.join(format!("{kid}.pem"));
-            if !path.exists() {
-                break (kid, path);
-            }
-        };
-        // Write to a name the loader ignores, then rename: no half-written keys.
-        let tmp = dir.join(format!(".{kid}.pem.tmp"));
-        write_private(&tmp, pem_text.as_bytes()).and_then(|()| fs::rename(&tmp, &path)).map_err(
-            |source| {
-                let _ = fs::remove_file(&tmp);
-                KeyError::Io { path, source }
-            },
-        )?;
-        Ok(kid)
+        generate_key(dir, alg, None)
     }
 
+    /// Whether some key signs for `alg` now.
     pub fn has(&self, alg: SigningAlg) -> bool {
-        self.inner.active[alg.index()].is_some()
+        self.view().active[alg.index()].is_some()
     }
 
-    /// Algorithms that have a signing key, in RS256, ES256, EdDSA order.
+    /// Algorithms that have a signing key now, in RS256, ES256, EdDSA order.
     pub fn algorithms(&self) -> Vec<SigningAlg> {
-        SigningAlg::all().into_iter().filter(|a| self.has(*a)).collect()
+        let view = self.view();
+        SigningAlg::all().into_iter().filter(|a| view.active[a.index()].is_some()).collect()
     }
 
+    /// No key is published now.
     pub fn is_empty(&self) -> bool {
-        self.inner.keys.is_empty()
+        !self.view().published.contains(&true)
     }
 
-    /// The kid that `sign` uses for `alg` (the greatest kid of that alg).
-    pub fn active_kid(&self, alg: SigningAlg) -> Option<&str> {
-        self.inner.active[alg.index()].map(|i| self.inner.keys[i].kid.as_str())
+    /// The kid that `sign` uses for `alg` now.
+    pub fn active_kid(&self, alg: SigningAlg) -> Option<String> {
+        let view = self.view();
+        view.active[alg.index()].map(|i| view.material.keys[i].kid.clone())
     }
 
-    /// The JWKS document `{"keys":[...]}` with the public parts of all loaded keys.
+    /// The JWKS document `{"keys":[...]}` with the public parts of the keys published now
+    /// (signing, scheduled to sign, or retiring), built once per schedule stretch.
     pub fn jwks_json(&self) -> bytes::Bytes {
-        self.inner.jwks.clone()
+        self.view().jwks.clone()
     }
 
-    /// Signs `claims` as a compact JWS with the active key for `alg`; header `{alg, kid, typ}`.
+    /// Every key and its state now (for `keys list` and logs), in alg then kid order.
+    pub fn status(&self) -> Vec<KeyStatus> {
+        let now = self.inner.clock.now();
+        let view = self.view();
+        view.material
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| KeyStatus {
+                kid: k.kid.clone(),
+                alg: k.alg,
+                not_before: k.schedule.not_before,
+                retire_after: k.schedule.retire_after,
+                state: if view.active[k.alg.index()] == Some(i) {
+                    KeyState::Signing
+                } else if !view.published[i] {
+                    KeyState::Retired
+                } else if k.schedule.not_before.is_some_and(|t| t > now) {
+                    KeyState::Published
+                } else {
+                    KeyState::Retiring
+                },
+            })
+            .collect()
+    }
+
+    /// Signs `claims` as a compact JWS with the key that signs for `alg` now; header `{alg, kid, typ}`.
     pub fn sign<T: serde::Serialize>(
         &self,
         alg: SigningAlg,
         typ: &str,
         claims: &T,
     ) -> Result<String, KeyError> {
-        let key = self.inner.active[alg.index()].map(|i| &self.inner.keys[i]).ok_or(KeyError::NoKey(alg))?;
+        let view = self.view();
+        let key = view.active[alg.index()].map(|i| &view.material.keys[i]).ok_or(KeyError::NoKey(alg))?;
         let typ = serde_json::to_string(typ).map_err(|e| KeyError::Signing(e.to_string()))?;
         let header = format!("{}\"typ\":{typ}}}", key.header_prefix);
         let payload = serde_json::to_vec(claims).map_err(|e| KeyError::Signing(format!("claims: {e}")))?;
@@ -283,9 +335,9 @@ impl KeySet {
         Ok(jws)
     }
 
-    /// Verifies a token signed by one of our keys and returns its claims: known kid, header alg
-    /// equal to that key's alg, signature, `exp` (required, 30 s leeway), `iss == issuer`,
-    /// `aud` only if `audience` is Some, `typ` only if `expected_typ` is Some.
+    /// Verifies a token signed by one of our keys published now and returns its claims: known
+    /// kid, header alg equal to that key's alg, signature, `exp` (required, 30 s leeway),
+    /// `iss == issuer`, `aud` only if `audience` is Some, `typ` only if `expected_typ` is Some.
     pub fn verify<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
@@ -306,6 +358,99 @@ impl KeySet {
         self.verify_inner(token, issuer, None, None, false)
     }
 
+    /// Re-reads the key directory; if any file changed, replaces the keys and schedules at
+    /// once and returns `Ok(true)`. Refused (the loaded keys stay) when the directory cannot
+    /// be read, a file is broken, or an algorithm in `required` would have no signing key now.
+    /// Blocking: file I/O and key parsing.
+    pub fn reload(&self, required: &[SigningAlg]) -> Result<bool, KeyError> {
+        let Some(dir) = &self.inner.dir else { return Ok(false) };
+        let files = read_files(dir)?;
+        if files.fingerprint == self.view().material.fingerprint {
+            return Ok(false);
+        }
+        let material = Arc::new(parse_material(files)?);
+        let view = View::at(material, self.inner.clock.now());
+        if let Some(missing) = required.iter().find(|a| view.active[a.index()].is_none()) {
+            return Err(KeyError::NoKey(*missing));
+        }
+        *self.inner.view.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
+        self.inner.generation.send_modify(|g| *g += 1);
+        Ok(true)
+    }
+
+    /// A receiver that sees every successful reload that changed the keys.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.generation.subscribe()
+    }
+
+    /// Reloads the key directory every `every` (none if zero) and on SIGHUP, forever; run it
+    /// as a task and abort it on shutdown. Failures are logged and the loaded keys kept.
+    pub async fn watch_dir(self, every: std::time::Duration, required: Vec<SigningAlg>) {
+        #[cfg(unix)]
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut ticks = (!every.is_zero()).then(|| {
+            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        loop {
+            let tick = async {
+                match ticks.as_mut() {
+                    Some(t) => {
+                        t.tick().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(unix)]
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hup = std::future::pending::<()>();
+            tokio::select! {
+                () = tick => {}
+                () = hup => tracing::info!("SIGHUP: reloading the signing key directory"),
+            }
+            let set = self.clone();
+            let required = required.clone();
+            match tokio::task::spawn_blocking(move || set.reload(&required)).await {
+                Ok(Ok(true)) => {
+                    let keys: Vec<String> =
+                        self.status().iter().map(|s| format!("{} {}", s.kid, s.state)).collect();
+                    tracing::info!(keys = ?keys, "signing keys reloaded");
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::error!(
+                    error = %e,
+                    "signing key directory not reloaded; the keys loaded before stay in use"
+                ),
+                Err(e) => tracing::error!(error = %e, "signing key reload task failed"),
+            }
+        }
+    }
+
+    /// The view for the clock's current time, recomputed when a schedule boundary passed.
+    fn view(&self) -> Arc<View> {
+        let now = self.inner.clock.now();
+        {
+            let view = self.inner.view.read().unwrap_or_else(PoisonError::into_inner);
+            if view.covers(now) {
+                return view.clone();
+            }
+        }
+        let mut view = self.inner.view.write().unwrap_or_else(PoisonError::into_inner);
+        if !view.covers(now) {
+            *view = Arc::new(View::at(view.material.clone(), now));
+        }
+        view.clone()
+    }
+
     fn verify_inner<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
@@ -317,8 +462,11 @@ impl KeySet {
         let invalid = |reason: &str| KeyError::InvalidToken(reason.to_owned());
         let header = jsonwebtoken::decode_header(token).map_err(|e| token_error(&e))?;
         let kid = header.kid.ok_or_else(|| invalid("missing kid"))?;
-        let key =
-            self.inner.by_kid.get(&kid).map(|&i| &self.inner.keys[i]).ok_or(KeyError::UnknownKid(kid))?;
+        let view = self.view();
+        let key = match view.material.by_kid.get(&kid) {
+            Some(&i) if view.published[i] => &view.material.keys[i],
+            _ => return Err(KeyError::UnknownKid(kid)),
+        };
         if header.alg != key.alg.jwt_alg() {
             return Err(invalid("alg does not match the key"));
         }
@@ -351,18 +499,72 @@ impl KeySet {
             .map(|data| data.claims)
             .map_err(|e| token_error(&e))
     }
+}
 
-    fn from_keys(mut keys: Vec<Key>) -> Result<KeySet, KeyError> {
-        keys.sort_by(|a, b| (a.alg.index(), &a.kid).cmp(&(b.alg.index(), &b.kid)));
-        let mut active = [None; 3];
-        let mut by_kid = HashMap::with_capacity(keys.len());
+impl View {
+    /// Evaluates the schedules at `now`. A key is published from when its file appears until
+    /// `retire_after` (inclusive). Per algorithm the published key with the latest
+    /// `not_before <= now` signs (a key without one counts as the earliest; ties: the greatest
+    /// kid). If every published key of an algorithm is still waiting, the one due first signs
+    /// (the schedule has a gap; logged).
+    fn at(material: Arc<Material>, now: i64) -> View {
+        let keys = &material.keys;
+        let mut published = vec![false; keys.len()];
+        let mut active: [Option<usize>; 3] = [None; 3];
+        let mut due_first: [Option<usize>; 3] = [None; 3];
+        let (mut from, mut until) = (i64::MIN, i64::MAX);
         for (i, key) in keys.iter().enumerate() {
-            active[key.alg.index()] = Some(i); // sorted: the last one per alg is the greatest kid
-            by_kid.insert(key.kid.clone(), i);
+            let s = key.schedule;
+            // Boundaries where this key's role changes: at not_before, and one second after retire_after.
+            for edge in [s.not_before, s.retire_after.map(|t| t.saturating_add(1))].into_iter().flatten() {
+                if edge <= now {
+                    from = from.max(edge);
+                } else {
+                    until = until.min(edge);
+                }
+            }
+            if s.retire_after.is_some_and(|t| now > t) {
+                continue;
+            }
+            published[i] = true;
+            let slot = key.alg.index();
+            let since = s.not_before.unwrap_or(i64::MIN);
+            if since <= now {
+                // Sorted by kid: on equal not_before a later key wins.
+                if active[slot].is_none_or(|j| since >= keys[j].schedule.not_before.unwrap_or(i64::MIN)) {
+                    active[slot] = Some(i);
+                }
+            } else if due_first[slot].is_none_or(|j| since < keys[j].schedule.not_before.unwrap_or(i64::MIN))
+            {
+                due_first[slot] = Some(i);
+            }
         }
-        let jwks = JwkSet { keys: keys.iter().map(|k| k.jwk.clone()).collect() };
-        let jwks = serde_json::to_string(&jwks).map_err(|e| KeyError::Signing(e.to_string()))?;
-        Ok(KeySet { inner: Arc::new(Inner { keys, by_kid, active, jwks: jwks.into() }) })
+        for alg in SigningAlg::all() {
+            let slot = alg.index();
+            if active[slot].is_none()
+                && let Some(i) = due_first[slot]
+            {
+                tracing::error!(
+                    kid = %keys[i].kid,
+                    %alg,
+                    "no {alg} key is due to sign now; signing early with the next scheduled one \
+                     (check the key schedules: `sso-gateway keys list`)"
+                );
+                active[slot] = Some(i);
+            }
+        }
+        let jwks = JwkSet {
+            keys: keys.iter().zip(&published).filter(|(_, p)| **p).map(|(k, _)| k.jwk.clone()).collect(),
+        };
+        let jwks = serde_json::to_string(&jwks).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot serialise the JWKS");
+            r#"{"keys":[]}"#.to_owned()
+        });
+        View { material, from, until, published, active, jwks: jwks.into() }
+    }
+
+    fn covers(&self, now: i64) -> bool {
+        self.from <= now && now < self.until
     }
 }
 
@@ -387,10 +589,59 @@ fn install_crypto_provider() {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
 }
 
-fn load_key(path: &Path) -> Result<Key, KeyError> {
+/// Writes a new key for `alg` into `dir`: first its schedule `{kid}.json` (if any), then
+/// `{kid}.pem`, each under a name the loader ignores and renamed into place, so a replica
+/// reading the directory meanwhile never sees the key without its schedule (it would sign
+/// at once) nor a half-written file.
+fn generate_key(dir: &Path, alg: SigningAlg, schedule: Option<Schedule>) -> Result<String, KeyError> {
+    let failed = |_| KeyError::Generate(alg);
+    let der: Vec<u8> = match alg {
+        SigningAlg::RS256 => {
+            RsaKeyPair::generate(KeySize::Rsa2048).and_then(|k| k.as_der()).map_err(failed)?.as_ref().to_vec()
+        }
+        SigningAlg::ES256 => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .and_then(|k| k.to_pkcs8v1())
+            .map_err(failed)?
+            .as_ref()
+            .to_vec(),
+        SigningAlg::EdDSA => {
+            Ed25519KeyPair::generate().and_then(|k| k.to_pkcs8v1()).map_err(failed)?.as_ref().to_vec()
+        }
+    };
+    let pem_text = pem::encode(&pem::Pem::new("PRIVATE KEY", der));
+
+    create_dir(dir)?;
+    let fmt = time::macros::format_description!("[year][month][day][hour][minute][second]");
+    let stamp = time::OffsetDateTime::now_utc().format(fmt).map_err(|_| KeyError::Generate(alg))?;
+    let (kid, path) = loop {
+        let kid = format!("{}-{stamp}-{:04x}", alg.as_str().to_ascii_lowercase(), rand::random::<u16>());
+        let path = dir.join(format!("{kid}.pem"));
+        // A left-over schedule of a deleted key must not attach itself to a new one.
+        if !path.exists() && !dir.join(format!("{kid}.json")).exists() {
+            break (kid, path);
+        }
+    };
+    if let Some(schedule) = schedule {
+        schedule::write_schedule(dir, &kid, &schedule)?;
+    }
+    write_atomically(dir, &path, pem_text.as_bytes())?;
+    Ok(kid)
+}
+
+/// Writes `contents` to `path` (mode 0600) through a dot-file renamed into place.
+fn write_atomically(dir: &Path, path: &Path, contents: &[u8]) -> Result<(), KeyError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let _ = fs::remove_file(&tmp); // a left-over of an interrupted run
+    write_private(&tmp, contents).and_then(|()| fs::rename(&tmp, path)).map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        KeyError::Io { path: path.to_path_buf(), source }
+    })
+}
+
+fn load_key(path: &Path, bytes: &[u8], schedule: Schedule) -> Result<Key, KeyError> {
     let unreadable = |reason: String| KeyError::Unreadable { path: path.to_path_buf(), reason };
-    let bytes = fs::read(path).map_err(|source| KeyError::Io { path: path.to_path_buf(), source })?;
-    let block = pem::parse(&bytes).map_err(|e| unreadable(format!("not PEM: {e}")))?;
+    let block = pem::parse(bytes).map_err(|e| unreadable(format!("not PEM: {e}")))?;
     if block.tag() != "PRIVATE KEY" {
         return Err(unreadable(format!(
             "expected a PKCS#8 \"PRIVATE KEY\" PEM block, found {:?} \
@@ -455,7 +706,7 @@ fn load_key(path: &Path) -> Result<Key, KeyError> {
     let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| unreadable(e.to_string()))?;
     let kid_json = serde_json::to_string(&kid).map_err(|e| unreadable(e.to_string()))?;
     let header_prefix = format!("{{\"alg\":\"{alg}\",\"kid\":{kid_json},");
-    Ok(Key { kid, alg, signer, decoding, jwk, header_prefix })
+    Ok(Key { kid, alg, signer, decoding, jwk, header_prefix, schedule })
 }
 
 /// `application/at+jwt` and `at+jwt` are the same media type (RFC 7515 §4.1.9).

@@ -2,6 +2,7 @@
 
 use super::*;
 use serde_json::{Value, json};
+use std::time::Duration;
 use tempfile::TempDir;
 
 const ISS: &str = "https://sso.example.test";
@@ -62,7 +63,7 @@ fn generate_and_load_each_alg() {
 
         let set = KeySet::load_dir(dir.path()).unwrap();
         assert!(set.has(alg));
-        assert_eq!(set.active_kid(alg), Some(kid.as_str()));
+        assert_eq!(set.active_kid(alg).as_deref(), Some(kid.as_str()));
     }
     let set = KeySet::load_dir(dir.path()).unwrap();
     assert_eq!(set.algorithms(), SigningAlg::all().to_vec());
@@ -75,10 +76,10 @@ fn load_or_generate_only_fills_gaps() {
     let keys_dir = dir.path().join("nested/keys");
     let set = KeySet::load_or_generate(&keys_dir, &[SigningAlg::ES256]).unwrap();
     assert_eq!(set.algorithms(), vec![SigningAlg::ES256]);
-    let es = set.active_kid(SigningAlg::ES256).map(str::to_owned);
+    let es = set.active_kid(SigningAlg::ES256);
     let set = KeySet::load_or_generate(&keys_dir, &[SigningAlg::ES256, SigningAlg::EdDSA]).unwrap();
     assert_eq!(set.algorithms(), vec![SigningAlg::ES256, SigningAlg::EdDSA]);
-    assert_eq!(set.active_kid(SigningAlg::ES256).map(str::to_owned), es);
+    assert_eq!(set.active_kid(SigningAlg::ES256), es);
     assert_eq!(fs::read_dir(&keys_dir).unwrap().count(), 2);
 }
 
@@ -89,7 +90,7 @@ fn sign_verify_round_trip_each_alg() {
         let token = set.sign(alg, "JWT", &claims(300)).unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.alg, alg.jwt_alg());
-        assert_eq!(header.kid.as_deref(), set.active_kid(alg));
+        assert_eq!(header.kid.as_deref(), set.active_kid(alg).as_deref());
         assert_eq!(header.typ.as_deref(), Some("JWT"));
 
         let got: Value = set.verify(&token, ISS, Some("client-1"), Some("JWT")).unwrap();
@@ -254,7 +255,7 @@ fn newest_kid_is_active_and_old_still_verifies() {
 
     let new = KeySet::generate(dir.path(), SigningAlg::ES256).unwrap();
     let after = KeySet::load_dir(dir.path()).unwrap();
-    assert_eq!(after.active_kid(SigningAlg::ES256), Some(new.as_str()));
+    assert_eq!(after.active_kid(SigningAlg::ES256).as_deref(), Some(new.as_str()));
     let new_token = after.sign(SigningAlg::ES256, "JWT", &claims(300)).unwrap();
     let header = jsonwebtoken::decode_header(&new_token).unwrap();
     assert_eq!(header.kid.as_deref(), Some(new.as_str()));
@@ -315,4 +316,268 @@ fn generated_files_are_private() {
     assert_eq!(dir_mode, 0o700);
     // No temp files left behind.
     assert_eq!(fs::read_dir(&keys_dir).unwrap().count(), 3);
+}
+
+fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn jwks_kids(set: &KeySet) -> Vec<String> {
+    let jwks: Value = serde_json::from_slice(&set.jwks_json()).unwrap();
+    let mut kids: Vec<String> =
+        jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
+    kids.sort();
+    kids
+}
+
+/// A key whose sidecar says it may sign only from a later time is published at once but
+/// does not sign until then: RPs that cache the JWKS must see a kid before tokens carry it.
+#[test]
+fn a_scheduled_key_is_published_before_it_signs() {
+    let dir = TempDir::new().unwrap();
+    let first = KeySet::generate(dir.path(), SigningAlg::ES256).unwrap();
+    let old = "es256-20000101000000-0000";
+    fs::rename(dir.path().join(format!("{first}.pem")), dir.path().join(format!("{old}.pem"))).unwrap();
+    let new = KeySet::generate(dir.path(), SigningAlg::ES256).unwrap();
+    let in_an_hour = now() as i64 + 3600;
+    fs::write(
+        dir.path().join(format!("{new}.json")),
+        json!({ "not_before": rfc3339(in_an_hour) }).to_string(),
+    )
+    .unwrap();
+
+    let set = KeySet::load_dir(dir.path()).unwrap();
+    assert_eq!(set.active_kid(SigningAlg::ES256).as_deref(), Some(old), "the new key must not sign yet");
+    let token = set.sign(SigningAlg::ES256, "JWT", &claims(300)).unwrap();
+    assert_eq!(jsonwebtoken::decode_header(&token).unwrap().kid.as_deref(), Some(old));
+    let mut both = vec![old.to_owned(), new.clone()];
+    both.sort();
+    assert_eq!(jwks_kids(&set), both, "the new key is published ahead of use");
+}
+
+const HOUR: i64 = 3600;
+
+fn es256_token(set: &KeySet) -> String {
+    // Valid for three days of real time: `verify` checks `exp` against the system time.
+    set.sign(SigningAlg::ES256, "JWT", &claims(3 * 24 * HOUR)).unwrap()
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+fn sorted(mut kids: Vec<String>) -> Vec<String> {
+    kids.sort();
+    kids
+}
+
+/// A directory with one plain (unscheduled) ES256 key, opened on a clock tests can move.
+fn plain_dir() -> (TempDir, Clock, KeySet, String) {
+    let dir = TempDir::new().unwrap();
+    let kid = KeySet::generate(dir.path(), SigningAlg::ES256).unwrap();
+    let clock = Clock::system();
+    let set = KeySet::open(dir.path(), clock.clone()).unwrap();
+    (dir, clock, set, kid)
+}
+
+#[test]
+fn rotation_publishes_first_switches_later_and_retires_after_the_last_token() {
+    let (dir, clock, set, old) = plain_dir();
+    let before = es256_token(&set);
+    assert_eq!(kid_of(&before), old);
+
+    let publish = Duration::from_secs(HOUR as u64);
+    let lifetime = Duration::from_secs(600);
+    let r = rotate(dir.path(), SigningAlg::ES256, publish, lifetime, &clock).unwrap();
+    let start = clock.now();
+    let switch = r.not_before.unwrap();
+    assert!((switch - start - HOUR).abs() <= 1, "{switch} vs {start}");
+    let retire = switch + 600 + RETIRE_MARGIN.as_secs() as i64;
+    assert_eq!(r.retiring, vec![(old.clone(), retire)]);
+    assert!(set.reload(&[SigningAlg::ES256]).unwrap(), "the running set picks up the new files");
+
+    // Published, not signing.
+    assert_eq!(jwks_kids(&set), sorted(vec![old.clone(), r.kid.clone()]));
+    assert_eq!(kid_of(&es256_token(&set)), old);
+    let states: Vec<_> = set.status().into_iter().map(|s| (s.kid, s.state)).collect();
+    assert!(states.contains(&(r.kid.clone(), KeyState::Published)), "{states:?}");
+    assert!(states.contains(&(old.clone(), KeyState::Signing)), "{states:?}");
+
+    // One second before the switch: still the old key.
+    clock.advance(switch - clock.now() - 1);
+    assert_eq!(set.active_kid(SigningAlg::ES256).as_deref(), Some(old.as_str()));
+    // At the switch: the new key signs, the old one still verifies and is published.
+    clock.advance(1);
+    let after = es256_token(&set);
+    assert_eq!(kid_of(&after), r.kid);
+    assert_eq!(jwks_kids(&set), sorted(vec![old.clone(), r.kid.clone()]));
+    assert!(set.verify::<Value>(&before, ISS, None, None).is_ok());
+    let states: Vec<_> = set.status().into_iter().map(|s| (s.kid, s.state)).collect();
+    assert!(states.contains(&(old.clone(), KeyState::Retiring)), "{states:?}");
+
+    // Up to and including retire_after the old key stays; one second later it is gone.
+    clock.advance(retire - clock.now());
+    assert!(set.verify::<Value>(&before, ISS, None, None).is_ok());
+    assert_eq!(jwks_kids(&set).len(), 2);
+    clock.advance(1);
+    assert_eq!(jwks_kids(&set), vec![r.kid.clone()]);
+    assert!(
+        matches!(set.verify::<Value>(&before, ISS, None, None), Err(KeyError::UnknownKid(k)) if k == old)
+    );
+    assert!(set.verify::<Value>(&after, ISS, None, None).is_ok());
+    assert_eq!(set.algorithms(), vec![SigningAlg::ES256]);
+
+    // Prune deletes exactly the retired key (both files).
+    assert_eq!(prune(dir.path(), &clock).unwrap(), vec![old.clone()]);
+    assert!(!dir.path().join(format!("{old}.pem")).exists());
+    assert!(!dir.path().join(format!("{old}.json")).exists());
+    let reopened = KeySet::open(dir.path(), clock.clone()).unwrap();
+    assert_eq!(reopened.active_kid(SigningAlg::ES256), Some(r.kid));
+}
+
+#[test]
+fn two_replicas_reading_one_directory_agree_at_every_moment() {
+    let (dir, clock, a, _) = plain_dir();
+    // A second plain key (ties on "no not_before": the greatest kid signs).
+    KeySet::generate(dir.path(), SigningAlg::ES256).unwrap();
+    let b = KeySet::open(dir.path(), clock.clone()).unwrap();
+    a.reload(&[]).unwrap();
+    assert_eq!(a.active_kid(SigningAlg::ES256), b.active_kid(SigningAlg::ES256));
+
+    let first =
+        rotate(dir.path(), SigningAlg::ES256, Duration::from_secs(60), Duration::from_secs(60), &clock)
+            .unwrap();
+    // A second rotation while the first is pending is accepted if it starts later.
+    let second =
+        rotate(dir.path(), SigningAlg::ES256, Duration::from_secs(120), Duration::from_secs(60), &clock)
+            .unwrap();
+    a.reload(&[]).unwrap();
+    b.reload(&[]).unwrap();
+    let c = KeySet::open(dir.path(), clock.clone()).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let kid = a.active_kid(SigningAlg::ES256);
+        assert_eq!(kid, b.active_kid(SigningAlg::ES256));
+        assert_eq!(kid, c.active_kid(SigningAlg::ES256));
+        assert_eq!(a.jwks_json(), c.jwks_json());
+        assert_eq!(kid_of(&es256_token(&a)), kid_of(&es256_token(&c)));
+        if seen.last() != kid.as_ref() {
+            seen.push(kid.clone().unwrap());
+        }
+        clock.advance(30);
+    }
+    // Old → first (at +60 s) → second (at +120 s).
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[1], first.kid);
+    assert_eq!(seen[2], second.kid);
+}
+
+#[test]
+fn rotation_refuses_to_undercut_a_pending_one_and_starts_an_empty_directory() {
+    let dir = TempDir::new().unwrap();
+    let clock = Clock::system();
+    let first =
+        rotate(dir.path(), SigningAlg::EdDSA, Duration::from_secs(3600), Duration::ZERO, &clock).unwrap();
+    assert_eq!(first.not_before, None, "the first key of an algorithm signs at once");
+    assert!(!dir.path().join(format!("{}.json", first.kid)).exists());
+    rotate(dir.path(), SigningAlg::EdDSA, Duration::from_secs(3600), Duration::ZERO, &clock).unwrap();
+    let err =
+        rotate(dir.path(), SigningAlg::EdDSA, Duration::from_secs(60), Duration::ZERO, &clock).unwrap_err();
+    assert!(matches!(err, KeyError::Rotation(_)), "{err}");
+    // Nothing was written by the refused rotation.
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 4, "two keys, two schedules");
+}
+
+#[test]
+fn reload_keeps_the_loaded_keys_when_the_directory_is_broken() {
+    let (dir, _clock, set, old) = plain_dir();
+    assert!(!set.reload(&[SigningAlg::ES256]).unwrap(), "nothing changed");
+    let changes = set.changes();
+
+    // A broken sidecar: refused, the old key keeps signing.
+    let new = KeySet::generate(dir.path(), SigningAlg::ES256).unwrap();
+    fs::write(dir.path().join(format!("{new}.json")), r#"{"not_befor": "2030-01-01T00:00:00Z"}"#).unwrap();
+    let err = set.reload(&[SigningAlg::ES256]).unwrap_err();
+    assert!(
+        matches!(&err, KeyError::BadSchedule { path, .. } if path.ends_with(format!("{new}.json"))),
+        "{err}"
+    );
+    assert_eq!(set.active_kid(SigningAlg::ES256), Some(old.clone()));
+    assert!(!changes.has_changed().unwrap());
+
+    // Removing every key of a required algorithm is refused too.
+    fs::remove_dir_all(dir.path()).unwrap();
+    fs::create_dir(dir.path()).unwrap();
+    assert!(matches!(set.reload(&[SigningAlg::ES256]), Err(KeyError::NoKey(SigningAlg::ES256))));
+    assert_eq!(set.active_kid(SigningAlg::ES256), Some(old));
+    assert!(!changes.has_changed().unwrap());
+    // Not required: accepted.
+    assert!(set.reload(&[]).unwrap());
+    assert!(set.is_empty());
+    assert!(changes.has_changed().unwrap());
+}
+
+#[test]
+fn bad_schedules_name_the_file() {
+    for (text, expect) in [
+        ("not json", "expected"),
+        (r#"{"not_before": "tomorrow"}"#, "RFC 3339"),
+        (r#"{"not_before": 1764720000}"#, "invalid type"),
+        (r#"{"retire_after": "2030-01-01T00:00:00Z", "extra": 1}"#, "unknown field"),
+        (r#"{"not_before": "2030-01-02T00:00:00Z", "retire_after": "2030-01-01T00:00:00Z"}"#, "never sign"),
+    ] {
+        let dir = TempDir::new().unwrap();
+        let kid = KeySet::generate(dir.path(), SigningAlg::EdDSA).unwrap();
+        fs::write(dir.path().join(format!("{kid}.json")), text).unwrap();
+        let err = KeySet::load_dir(dir.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, KeyError::BadSchedule { .. }), "{msg}");
+        assert!(msg.contains(&format!("{kid}.json")) && msg.contains(expect), "{text}: {msg}");
+    }
+    // A schedule whose key is gone is ignored; one with times in the past is fine.
+    let dir = TempDir::new().unwrap();
+    fs::write(dir.path().join("gone.json"), "not json").unwrap();
+    let kid = KeySet::generate(dir.path(), SigningAlg::EdDSA).unwrap();
+    fs::write(
+        dir.path().join(format!("{kid}.json")),
+        r#"{"not_before": "2001-01-01T00:00:00Z", "retire_after": "2999-01-01T00:00:00+07:00"}"#,
+    )
+    .unwrap();
+    let set = KeySet::load_dir(dir.path()).unwrap();
+    assert_eq!(set.active_kid(SigningAlg::EdDSA), Some(kid));
+}
+
+#[test]
+fn a_key_due_later_signs_if_nothing_else_can() {
+    // Only a scheduled key (the operator copied the new key but not the old one): signing
+    // early is better than not signing at all; both replicas do the same.
+    let dir = TempDir::new().unwrap();
+    let kid = KeySet::generate(dir.path(), SigningAlg::ES256).unwrap();
+    fs::write(
+        dir.path().join(format!("{kid}.json")),
+        json!({"not_before": rfc3339(now() as i64 + 60)}).to_string(),
+    )
+    .unwrap();
+    let set = KeySet::load_dir(dir.path()).unwrap();
+    assert_eq!(set.active_kid(SigningAlg::ES256), Some(kid.clone()));
+    let states: Vec<_> = set.status().into_iter().map(|s| s.state).collect();
+    assert_eq!(states, vec![KeyState::Signing]);
+}
+
+#[tokio::test]
+async fn a_running_set_picks_up_a_rotation_without_restart() {
+    let (dir, clock, set, old) = plain_dir();
+    let mut changes = set.changes();
+    let watcher = tokio::spawn(set.clone().watch_dir(Duration::from_millis(20), vec![SigningAlg::ES256]));
+    let r = rotate(dir.path(), SigningAlg::ES256, Duration::from_secs(60), Duration::from_secs(60), &clock)
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.unwrap().unwrap();
+    watcher.abort();
+    assert_eq!(jwks_kids(&set), sorted(vec![old.clone(), r.kid.clone()]));
+    assert_eq!(set.active_kid(SigningAlg::ES256), Some(old));
+    clock.advance(60);
+    assert_eq!(set.active_kid(SigningAlg::ES256), Some(r.kid));
 }

@@ -1,9 +1,45 @@
-//! The discovery document (OpenID Connect Discovery 1.0), built once at start-up.
+//! The discovery document (OpenID Connect Discovery 1.0), serialised once and again only
+//! when the set of signing algorithms changes (a key directory reload or a key retiring).
+
+use std::sync::{PoisonError, RwLock};
 
 use serde_json::json;
 
 use super::claims::{SUPPORTED_CLAIMS, SUPPORTED_SCOPES};
-use crate::keys::SigningAlg;
+use crate::keys::{KeySet, SigningAlg};
+
+/// The serialised document for the algorithms it was last built with.
+pub struct Discovery {
+    issuer: String,
+    acr_values: Vec<String>,
+    cached: RwLock<(Vec<SigningAlg>, bytes::Bytes)>,
+}
+
+impl Discovery {
+    pub fn new(issuer: &str, acr_values: &[String], keys: &KeySet) -> Discovery {
+        let algs = keys.algorithms();
+        let doc = bytes::Bytes::from(document(issuer, &algs, acr_values));
+        Discovery {
+            issuer: issuer.to_owned(),
+            acr_values: acr_values.to_vec(),
+            cached: RwLock::new((algs, doc)),
+        }
+    }
+
+    /// The document for the keys signing now (rebuilt if their algorithms changed).
+    pub fn bytes(&self, keys: &KeySet) -> bytes::Bytes {
+        let algs = keys.algorithms();
+        {
+            let cached = self.cached.read().unwrap_or_else(PoisonError::into_inner);
+            if cached.0 == algs {
+                return cached.1.clone();
+            }
+        }
+        let doc = bytes::Bytes::from(document(&self.issuer, &algs, &self.acr_values));
+        *self.cached.write().unwrap_or_else(PoisonError::into_inner) = (algs, doc.clone());
+        doc
+    }
+}
 
 /// Serialises the provider metadata for `issuer`, the algorithms that have keys and the
 /// assurance levels (`acr` values, lowest first).

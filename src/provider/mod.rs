@@ -47,7 +47,7 @@ fn json_document(body: bytes::Bytes, cache: &'static str) -> Response {
 }
 
 async fn discovery_handler(State(app): State<AppState>) -> Response {
-    json_document(app.discovery.clone(), "public, max-age=300")
+    json_document(app.discovery.bytes(&app.keys), "public, max-age=300")
 }
 
 async fn jwks_handler(State(app): State<AppState>) -> Response {
