@@ -217,10 +217,14 @@ async fn refresh(
     };
     let now = app.clock.now();
     let remaining = Duration::from_secs((record.family_expires_at - now).max(1) as u64);
-    // Claim the token (see `authorization_code`): of concurrent presentations exactly one
-    // rotates and every other revokes the family, the winner's new tokens included.
     let marker =
         UsedMarker { grant_id: record.grant.grant_id.clone(), family_end: Some(record.family_expires_at) };
+    // Everything that refuses a family is checked before the token is claimed: a concurrent
+    // replay revokes the family after the winner's checks, so the winner still gets its
+    // answer (exactly one success) but its new tokens are refused from then on.
+    may_use_family(app, client, &record).await?;
+    // Claim the token (see `authorization_code`): of concurrent presentations exactly one
+    // rotates and every other revokes the family, the winner's new tokens included.
     if !app.store.put_new(&refresh_used_key(token), marker.encode(), remaining).await? {
         return Err(replayed(app, &marker, "refresh token").await?);
     }
@@ -240,6 +244,32 @@ async fn refresh(
     result
 }
 
+/// Refuses a family presented by another client (and revokes it: its token leaked), a
+/// revoked family, and one without `offline_access` whose SSO session ended (revoking it as
+/// logout would have: a session that idled out or reached its absolute lifetime may just have
+/// vanished from the store, with no event to revoke its families, so this is checked at every
+/// rotation).
+async fn may_use_family(app: &AppState, client: &Client, record: &RefreshRecord) -> Result<(), TokenError> {
+    let grant = &record.grant;
+    let family_end = Some(record.family_expires_at);
+    if grant.client_id != client.client_id {
+        revoke_grant(app, &grant.grant_id, family_end).await?;
+        return Err(TokenError::InvalidGrant("the refresh token was issued to another client".into()));
+    }
+    let offline = record.is_offline();
+    let revoked = is_revoked(app, &grant.grant_id).await?;
+    let session_alive = revoked || offline || app.sessions.is_alive(&grant.sid).await?;
+    match may_rotate(offline, revoked, session_alive) {
+        Ok(()) => Ok(()),
+        Err(FamilyEnded::Revoked) => Err(TokenError::InvalidGrant("the grant was revoked".into())),
+        Err(FamilyEnded::SessionEnded) => {
+            revoke_grant(app, &grant.grant_id, family_end).await?;
+            Err(TokenError::InvalidGrant("the login session has ended".into()))
+        }
+    }
+}
+
+/// Mints the next tokens of a claimed family (already checked by `may_use_family`).
 async fn rotate(
     app: &AppState,
     client: &Client,
@@ -248,24 +278,6 @@ async fn rotate(
 ) -> Result<TokenResponse, TokenError> {
     let offline = record.is_offline();
     let mut grant = record.grant;
-    let family_end = Some(record.family_expires_at);
-    if grant.client_id != client.client_id {
-        revoke_grant(app, &grant.grant_id, family_end).await?;
-        return Err(TokenError::InvalidGrant("the refresh token was issued to another client".into()));
-    }
-    let revoked = is_revoked(app, &grant.grant_id).await?;
-    // A session that idled out or reached its absolute lifetime may just have vanished from
-    // the store, with no event to revoke its families: check it here, every time.
-    let session_alive = revoked || offline || app.sessions.is_alive(&grant.sid).await?;
-    match may_rotate(offline, revoked, session_alive) {
-        Ok(()) => {}
-        Err(FamilyEnded::Revoked) => return Err(TokenError::InvalidGrant("the grant was revoked".into())),
-        Err(FamilyEnded::SessionEnded) => {
-            // As logout would have: its access tokens die too.
-            revoke_grant(app, &grant.grant_id, family_end).await?;
-            return Err(TokenError::InvalidGrant("the login session has ended".into()));
-        }
-    }
     if let Some(scope) = scope {
         let narrowed: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
         if let Some(s) = narrowed.iter().find(|s| !grant.scopes.contains(s)) {
