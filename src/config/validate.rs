@@ -247,7 +247,13 @@ pub const MAX_ACCESS_TOKEN: std::time::Duration = std::time::Duration::from_secs
 /// The longest a refresh-token family may live, offline or not (and so a revocation marker).
 pub const MAX_REFRESH_FAMILY: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
 
-fn check_at_most(path: &str, d: std::time::Duration, max: std::time::Duration, text: &str, p: &mut Vec<Problem>) {
+fn check_at_most(
+    path: &str,
+    d: std::time::Duration,
+    max: std::time::Duration,
+    text: &str,
+    p: &mut Vec<Problem>,
+) {
     if d > max {
         p.push(Problem::new(path, format!("is longer than {text}")).expecting(format!("at most {text}")));
     }

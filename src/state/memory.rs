@@ -87,7 +87,11 @@ impl MemoryStore {
         if inner.live(key, now).is_some() {
             return false;
         }
-        inner.insert(key, Entry { value: Value::Bytes(value.into_boxed_slice()), expires_at: now + ttl }, now);
+        inner.insert(
+            key,
+            Entry { value: Value::Bytes(value.into_boxed_slice()), expires_at: now + ttl },
+            now,
+        );
         true
     }
 

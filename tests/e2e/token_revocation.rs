@@ -14,7 +14,8 @@ const CB: &str = "http://127.0.0.1:9/lifecycle/cb";
 /// A client whose families outlive the session (24 h), allowed `offline_access`; on the
 /// embedded store, sessions idle out after 2 h and end after 3 h at the latest.
 fn config(sessions: bool) -> String {
-    let sessions = if sessions { "[sessions]\nidle_timeout = \"2h\"\nabsolute_timeout = \"3h\"\n" } else { "" };
+    let sessions =
+        if sessions { "[sessions]\nidle_timeout = \"2h\"\nabsolute_timeout = \"3h\"\n" } else { "" };
     format!(
         r#"
 {sessions}
