@@ -42,35 +42,14 @@ pub async fn verify_access_token(app: &AppState, token: &str) -> Result<Arc<Acce
     Ok(claims)
 }
 
-/// Whether the access token, or the grant it was issued under, was revoked, or — for a
-/// token without `offline_access` — the SSO session it was issued in ended (logout, idle or
-/// absolute timeout: a session that expired just vanishes from the store). One store round
-/// trip for all of them.
+/// Whether the access token, or the grant it was issued under, was revoked (one store round
+/// trip for both markers).
 pub async fn is_revoked(app: &AppState, claims: &AccessClaims) -> Result<bool, crate::state::StoreError> {
     let jti = super::records::revoked_jti_key(&claims.jti);
-    let Some(gid) = &claims.gid else { return app.store.exists_any(&[&jti]).await };
-    let grant = grant_revoked_key(gid);
-    match claims.sid.as_deref().filter(|_| ends_with_session(&claims.scope)) {
-        Some(sid) => {
-            let session = crate::session::record_key(sid);
-            let found = app.store.exists_each(&[&grant, &jti, &session]).await?;
-            let [grant_revoked, token_revoked, session_alive] = found[..] else {
-                return Err(crate::state::StoreError::Malformed("EXISTS answered the wrong count".into()));
-            };
-            Ok(revoked(grant_revoked, token_revoked, Some(session_alive)))
-        }
-        None => app.store.exists_any(&[&grant, &jti]).await,
+    match &claims.gid {
+        Some(gid) => app.store.exists_any(&[&grant_revoked_key(gid), &jti]).await,
+        None => app.store.exists_any(&[&jti]).await,
     }
-}
-
-/// A user token ends with its session unless `offline_access` was granted.
-fn ends_with_session(scope: &str) -> bool {
-    !scope.split_whitespace().any(|s| s == "offline_access")
-}
-
-/// The decision: `session_alive` is None for tokens that do not end with a session.
-fn revoked(grant_revoked: bool, token_revoked: bool, session_alive: Option<bool>) -> bool {
-    grant_revoked || token_revoked || session_alive == Some(false)
 }
 
 pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
@@ -113,20 +92,4 @@ async fn handle(app: &AppState, headers: &HeaderMap) -> Result<Value, BearerErro
     }
     body.insert("sub".into(), Value::String(claims.sub.clone()));
     Ok(Value::Object(body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_access_token_ends_with_its_grant_itself_or_its_session_unless_offline() {
-        assert!(!revoked(false, false, Some(true)));
-        assert!(!revoked(false, false, None), "offline: no session to outlive");
-        assert!(revoked(false, false, Some(false)), "the session ended");
-        assert!(revoked(true, false, None) && revoked(false, true, None) && revoked(true, true, Some(true)));
-        assert!(ends_with_session("openid profile"));
-        assert!(!ends_with_session("openid offline_access profile"));
-        assert!(ends_with_session("openid offline_accessx"));
-    }
 }

@@ -91,13 +91,6 @@ fn session_key(sid: &str) -> String {
     format!("session:{sid}")
 }
 
-/// The store key of a session's record: present exactly while the session lives (its time to
-/// live never passes the absolute lifetime), so a token check can ask for it together with
-/// other keys in one round trip.
-pub fn record_key(sid: &str) -> String {
-    session_key(sid)
-}
-
 /// Not the older layout's `account-sessions:` name: that was a set, and a hash command on a
 /// set left over from before an upgrade would fail.
 fn account_key(account_id: &str) -> String {

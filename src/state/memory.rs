@@ -101,12 +101,6 @@ impl MemoryStore {
         keys.iter().any(|k| inner.live(k, now).is_some())
     }
 
-    pub fn exists_each(&self, keys: &[&str]) -> Vec<bool> {
-        let now = self.now();
-        let mut inner = self.lock();
-        keys.iter().map(|k| inner.live(k, now).is_some()).collect()
-    }
-
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         match self.lock().live(key, self.now()) {
             Some(Entry { value: Value::Bytes(b), .. }) => Some(b.to_vec()),

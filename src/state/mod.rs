@@ -133,15 +133,6 @@ impl StateStore {
         }
     }
 
-    /// Which of `keys` are present, in order (one round trip on Redis): e.g. the revocation
-    /// markers of a token and its grant, and the record of the session it ends with.
-    pub async fn exists_each(&self, keys: &[&str]) -> Result<Vec<bool>, StoreError> {
-        match &self.backend {
-            Backend::Memory(m) => Ok(m.exists_each(keys)),
-            Backend::Redis(r) => note(r.exists_each(keys).await),
-        }
-    }
-
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.get(key)),
@@ -453,23 +444,6 @@ mod tests {
         assert!(!store.exists_any(&["revoked:a"]).await.unwrap());
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!store.exists_any(&["revoked:a", "revoked:b"]).await.unwrap(), "expired keys do not count");
-    }
-
-    async fn exists_each_reports_every_key_in_order(store: StateStore) {
-        store.put("a", Vec::new(), Duration::from_secs(60)).await.unwrap();
-        store.hash_set("h", &[("f", b"1")], Duration::from_secs(60)).await.unwrap();
-        assert_eq!(store.exists_each(&["a", "missing", "h"]).await.unwrap(), [true, false, true]);
-        assert!(store.exists_each(&[]).await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn memory_exists_each_reports_every_key_in_order() {
-        exists_each_reports_every_key_in_order(StateStore::memory()).await;
-    }
-
-    #[tokio::test]
-    async fn redis_exists_each_reports_every_key_in_order() {
-        exists_each_reports_every_key_in_order(test_redis().await).await;
     }
 
     #[tokio::test]

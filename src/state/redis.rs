@@ -246,16 +246,6 @@ impl RedisStore {
         Ok(found.iter().any(|n| *n > 0))
     }
 
-    /// Which of `keys` exist, in one round trip (as `exists_any`).
-    pub async fn exists_each(&self, keys: &[&str]) -> Result<Vec<bool>, StoreError> {
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("EXISTS").arg(self.key(key));
-        }
-        let found: Vec<i64> = self.query_pipe(&pipe).await?;
-        Ok(found.iter().map(|n| *n > 0).collect())
-    }
-
     /// `GETDEL` is atomic on the server: concurrent callers on any replica get the value at
     /// most once.
     pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
