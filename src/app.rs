@@ -111,7 +111,7 @@ impl AppState {
         if let Some(missing) = algs.iter().find(|a| !keys.has(**a)) {
             return Err(StartError::MissingKey(*missing));
         }
-        let store = StateStore::open(&settings.sessions).await?;
+        let store = StateStore::open(&settings.sessions, &clock).await?;
         let accounts =
             AccountStore::connect(settings.accounts.url.expose(), settings.accounts.max_connections)
                 .await?

@@ -23,6 +23,11 @@ impl Clock {
         wall + self.offset_secs.load(Ordering::Relaxed)
     }
 
+    /// How far this clock was moved from the wall clock, in seconds.
+    pub fn offset_secs(&self) -> i64 {
+        self.offset_secs.load(Ordering::Relaxed)
+    }
+
     /// Moves this clock (and every clone of it) forward; used by tests of expiry.
     pub fn advance(&self, secs: i64) {
         self.offset_secs.fetch_add(secs, Ordering::Relaxed);

@@ -242,6 +242,29 @@ fn is_upstream_id(id: &str) -> bool {
 }
 
 /// Semantic checks of a parsed configuration; returns every problem found.
+/// The longest an access token may live (`lifetimes.access_token`, per-client overrides).
+pub const MAX_ACCESS_TOKEN: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The longest a refresh-token family may live, offline or not (and so a revocation marker).
+pub const MAX_REFRESH_FAMILY: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+
+fn check_at_most(
+    path: &str,
+    d: std::time::Duration,
+    max: std::time::Duration,
+    text: &str,
+    p: &mut Vec<Problem>,
+) {
+    if d > max {
+        p.push(Problem::new(path, format!("is longer than {text}")).expecting(format!("at most {text}")));
+    }
+}
+
+fn check_positive(path: &str, d: std::time::Duration, p: &mut Vec<Problem>) {
+    if d.is_zero() {
+        p.push(Problem::new(path, "is zero").expecting("a positive duration such as \"10m\""));
+    }
+}
+
 pub fn validate(s: &Settings) -> Vec<Problem> {
     let mut p = Vec::new();
     if let Some(u) = check_web_url("issuer", &s.issuer, &mut p)
@@ -338,6 +361,16 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
             p.push(Problem::new(key, "is zero").expecting("a positive duration such as \"10m\""));
         }
     }
+    // Revocation must outlast every token of a revoked grant: bounded lifetimes keep what it
+    // stores bounded too (see config/README.md).
+    let bounded = [
+        ("lifetimes.access_token", s.lifetimes.access_token, MAX_ACCESS_TOKEN, "\"1d\""),
+        ("lifetimes.refresh_token", s.lifetimes.refresh_token, MAX_REFRESH_FAMILY, "\"90d\""),
+        ("lifetimes.offline_refresh_token", s.lifetimes.offline_refresh_token, MAX_REFRESH_FAMILY, "\"90d\""),
+    ];
+    for (key, d, max, text) in bounded {
+        check_at_most(key, d, max, text, &mut p);
+    }
     if s.lifetimes.authorization_code > std::time::Duration::from_secs(600) {
         p.push(
             Problem::new("lifetimes.authorization_code", "is longer than 10 minutes")
@@ -394,6 +427,14 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
                 Problem::new(at("grant_types"), "is empty")
                     .expecting("authorization_code, refresh_token and/or client_credentials"),
             );
+        }
+        if let Some(d) = c.access_token_lifetime {
+            check_positive(&at("access_token_lifetime"), d, &mut p);
+            check_at_most(&at("access_token_lifetime"), d, MAX_ACCESS_TOKEN, "\"1d\"", &mut p);
+        }
+        if let Some(d) = c.refresh_token_lifetime {
+            check_positive(&at("refresh_token_lifetime"), d, &mut p);
+            check_at_most(&at("refresh_token_lifetime"), d, MAX_REFRESH_FAMILY, "\"90d\"", &mut p);
         }
         let code_flow = c.grant_types.contains(&GrantType::AuthorizationCode);
         if code_flow && c.redirect_uris.is_empty() {
@@ -601,6 +642,50 @@ mod tests {
         {
             assert!(paths.contains(&expected), "missing {expected} in {p:?}");
         }
+    }
+
+    #[test]
+    fn token_lifetimes_are_bounded_so_revocations_can_outlast_them() {
+        let p = problems(
+            r#"issuer = "https://sso.example"
+[lifetimes]
+access_token = "2d"
+refresh_token = "91d"
+offline_refresh_token = "1y"
+[[clients]]
+client_id = "a"
+client_secret = "0123456789abcdef0123"
+redirect_uris = ["https://a.example/cb"]
+access_token_lifetime = "25h"
+refresh_token_lifetime = "100d"
+[[clients]]
+client_id = "b"
+client_secret = "0123456789abcdef0123"
+redirect_uris = ["https://b.example/cb"]
+access_token_lifetime = "1d"
+refresh_token_lifetime = "90d"
+[[clients]]
+client_id = "c"
+client_secret = "0123456789abcdef0123"
+redirect_uris = ["https://c.example/cb"]
+refresh_token_lifetime = "0s"
+"#,
+        );
+        let mut paths: Vec<&str> = p.iter().map(|x| x.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "clients[0].access_token_lifetime",
+                "clients[0].refresh_token_lifetime",
+                "clients[2].refresh_token_lifetime",
+                "lifetimes.access_token",
+                "lifetimes.offline_refresh_token",
+                "lifetimes.refresh_token",
+            ],
+            "{p:?}"
+        );
+        assert!(p.iter().any(|x| x.to_string().contains("at most \"90d\"")), "{p:?}");
     }
 
     #[test]

@@ -20,7 +20,6 @@ pub use backchannel::{FailedDelivery, failures};
 
 use crate::app::AppState;
 use crate::provider::clients::Client;
-use crate::provider::records::grant_revoked_key;
 use crate::session::SsoSession;
 use crate::state::StoreError;
 
@@ -57,9 +56,8 @@ pub struct Ended {
 /// Ends one SSO session everywhere. Back-channel deliveries run in the background.
 pub async fn end_session(app: &AppState, session: &SsoSession, reason: &str) -> Result<Ended, StoreError> {
     let collected = app.sessions.end(session).await?;
-    let revoke_for = app.settings.lifetimes.refresh_token.max(app.settings.lifetimes.access_token);
-    for grant in &collected.grants {
-        app.store.put(&grant_revoked_key(grant), Vec::new(), revoke_for).await?;
+    for (grant, family_end) in &collected.grants {
+        crate::provider::token::revoke_grant(app, grant, *family_end).await?;
     }
     let clients: Vec<Arc<Client>> = collected.clients.iter().filter_map(|id| app.clients.get(id)).collect();
     let grants = collected.grants.len();

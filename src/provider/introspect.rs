@@ -72,6 +72,7 @@ async fn introspect_inner(app: &AppState, headers: &HeaderMap, body: &[u8]) -> R
         let grant = &record.grant;
         if grant.client_id != client.client_id
             || app.store.get(&grant_revoked_key(&grant.grant_id)).await?.is_some()
+            || (!record.is_offline() && !app.sessions.is_alive(&grant.sid).await?)
         {
             return Ok(inactive);
         }
@@ -147,8 +148,7 @@ async fn revoke_refresh(app: &AppState, client: &Client, token: &str) -> Result<
         return Err(TokenError::UnauthorizedClient("the token was issued to another client".into()));
     }
     app.store.delete(&refresh_key(token)).await?;
-    let ttl = app.settings.lifetimes.offline_refresh_token.max(app.settings.lifetimes.refresh_token);
-    app.store.put(&grant_revoked_key(&record.grant.grant_id), Vec::new(), ttl).await?;
+    super::token::revoke_grant(app, &record.grant.grant_id, Some(record.family_expires_at)).await?;
     tracing::info!(client = %client.client_id, "refresh token family revoked");
     Ok(true)
 }

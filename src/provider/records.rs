@@ -82,6 +82,41 @@ pub struct UserGrant {
     pub idp: String,
 }
 
+impl UserGrant {
+    /// `offline_access` was granted: the family survives the SSO session (not revocation).
+    pub fn is_offline(&self) -> bool {
+        self.scopes.iter().any(|s| s == "offline_access")
+    }
+}
+
+/// How long a refresh family started under `grant` lives: `offline` (the configured offline
+/// lifetime) when `offline_access` was granted, else the client's refresh-token lifetime.
+pub fn family_lifetime(grant: &UserGrant, client_refresh: Duration, offline: Duration) -> Duration {
+    if grant.is_offline() { offline } else { client_refresh }
+}
+
+/// Why a refresh family may not rotate any more, if it may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyEnded {
+    /// Revoked: replayed, logged out, revoked by the client, or its session expired.
+    Revoked,
+    /// Not offline and its SSO session ended (logout, idle or absolute timeout); the session
+    /// may have simply vanished from the store, so this is checked at every rotation.
+    SessionEnded,
+}
+
+/// Whether a family may rotate: never once revoked; a family without `offline_access` only
+/// while the SSO session it was issued in is alive.
+pub fn may_rotate(offline: bool, revoked: bool, session_alive: bool) -> Result<(), FamilyEnded> {
+    if revoked {
+        Err(FamilyEnded::Revoked)
+    } else if !offline && !session_alive {
+        Err(FamilyEnded::SessionEnded)
+    } else {
+        Ok(())
+    }
+}
+
 /// An issued authorization code.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CodeRecord {
@@ -112,8 +147,50 @@ pub fn revoked_jti_key(jti: &str) -> String {
     format!("revoked-jti:{jti}")
 }
 
+/// A revoked grant: every refresh token of its family and every access token issued under it
+/// is refused while this marker lives, so it must live as long as the longest of them (see
+/// [`revocation_ttl`]).
 pub fn grant_revoked_key(grant_id: &str) -> String {
     format!("grant-revoked:{grant_id}")
+}
+
+/// How long the marker of a grant revoked at `now` must live: until its refresh family ends
+/// (`family_end`), and at least as long as an access token issued just before the revocation
+/// (`longest_access`); plus a minute for requests in flight when it was written.
+pub fn revocation_ttl(now: i64, family_end: i64, longest_access: Duration) -> Duration {
+    let family = Duration::from_secs(family_end.saturating_sub(now).max(0) as u64);
+    family.max(longest_access) + Duration::from_secs(60)
+}
+
+/// What a redeemed code or a rotated refresh token leaves behind (`code-used:`,
+/// `refresh-used:`): the grant to revoke when it is presented again, and when the grant's
+/// family ends (how long that revocation must last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedMarker {
+    pub grant_id: String,
+    /// None in markers written before the family end was recorded.
+    pub family_end: Option<i64>,
+}
+
+impl UsedMarker {
+    /// `<grant_id> <family_end>` (grant ids are base64url, without spaces).
+    pub fn encode(&self) -> Vec<u8> {
+        match self.family_end {
+            Some(end) => format!("{} {end}", self.grant_id).into_bytes(),
+            None => self.grant_id.clone().into_bytes(),
+        }
+    }
+
+    /// Reads a marker; one holding only a grant id (the older form) has no family end.
+    pub fn decode(bytes: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(bytes);
+        match text.split_once(' ') {
+            Some((grant_id, end)) => {
+                UsedMarker { grant_id: grant_id.to_string(), family_end: end.trim().parse().ok() }
+            }
+            None => UsedMarker { grant_id: text.into_owned(), family_end: None },
+        }
+    }
 }
 
 /// A live refresh token.
@@ -122,4 +199,88 @@ pub struct RefreshRecord {
     pub grant: UserGrant,
     /// Absolute end of the family, unaffected by rotation.
     pub family_expires_at: i64,
+    /// The family was started with `offline_access` (kept when a refresh narrows the scope;
+    /// stored only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub offline: bool,
+}
+
+impl RefreshRecord {
+    /// Whether the family survives its SSO session.
+    pub fn is_offline(&self) -> bool {
+        self.offline || self.grant.is_offline()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(scopes: &[&str]) -> UserGrant {
+        UserGrant {
+            grant_id: "g1".into(),
+            client_id: "portal".into(),
+            account_id: "a".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            sid: "s".into(),
+            auth_time: 0,
+            acr: "1".into(),
+            amr: vec![],
+            idp: "hcm".into(),
+        }
+    }
+
+    #[test]
+    fn a_revocation_marker_outlives_the_family_and_its_access_tokens() {
+        let access = Duration::from_secs(300);
+        let thirty_days = 30 * 24 * 3600;
+        // An offline family revoked at once lives 30 days: so does its marker (not 8 h).
+        assert_eq!(revocation_ttl(1_000, 1_000 + thirty_days, access).as_secs(), thirty_days as u64 + 60);
+        // A family about to end still has access tokens out: the marker covers them.
+        assert_eq!(revocation_ttl(1_000, 1_010, access).as_secs(), 360);
+        assert_eq!(revocation_ttl(1_000, 500, access).as_secs(), 360, "an ended family");
+    }
+
+    #[test]
+    fn used_markers_carry_the_family_end_and_read_the_older_form() {
+        let m = UsedMarker { grant_id: "abc-_1".into(), family_end: Some(1_700_000_000) };
+        assert_eq!(m.encode(), b"abc-_1 1700000000");
+        assert_eq!(UsedMarker::decode(&m.encode()), m);
+        assert_eq!(UsedMarker::decode(b"abc-_1"), UsedMarker { grant_id: "abc-_1".into(), family_end: None });
+    }
+
+    #[test]
+    fn offline_families_live_the_offline_lifetime_and_survive_the_session_only() {
+        let (client, offline) = (Duration::from_secs(8 * 3600), Duration::from_secs(30 * 86400));
+        let online = grant(&["openid"]);
+        let off = grant(&["openid", "offline_access"]);
+        assert_eq!(family_lifetime(&online, client, offline), client);
+        assert_eq!(family_lifetime(&off, client, offline), offline);
+        assert_eq!(may_rotate(false, false, true), Ok(()));
+        assert_eq!(may_rotate(false, false, false), Err(FamilyEnded::SessionEnded));
+        assert_eq!(may_rotate(true, false, false), Ok(()), "offline survives the session");
+        assert_eq!(may_rotate(true, true, true), Err(FamilyEnded::Revoked), "but not revocation");
+        assert_eq!(may_rotate(false, true, true), Err(FamilyEnded::Revoked));
+    }
+
+    #[test]
+    fn a_family_stays_offline_when_a_refresh_narrows_its_scope() {
+        let narrowed = RefreshRecord { grant: grant(&["openid"]), family_expires_at: 1, offline: true };
+        assert!(narrowed.is_offline());
+        let json = serde_json::to_string(&narrowed).unwrap();
+        let back: RefreshRecord = serde_json::from_str(&json).unwrap();
+        assert!(back.is_offline());
+        // Records written before the flag existed: the scope says it.
+        let mut older = serde_json::to_value(&narrowed).unwrap();
+        older.as_object_mut().unwrap().remove("offline");
+        let older: RefreshRecord = serde_json::from_value(older).unwrap();
+        assert!(!older.is_offline());
+        let online = RefreshRecord { grant: grant(&["openid"]), family_expires_at: 1, offline: false };
+        assert!(!serde_json::to_string(&online).unwrap().contains("offline"), "stored only when true");
+        let old_offline: RefreshRecord = serde_json::from_value(serde_json::json!({
+            "grant": grant(&["openid", "offline_access"]), "family_expires_at": 1
+        }))
+        .unwrap();
+        assert!(old_offline.is_offline());
+    }
 }

@@ -14,11 +14,13 @@ use subtle::ConstantTimeEq;
 use super::clients::Client;
 use super::error::TokenError;
 use super::records::{
-    CodeRecord, RefreshRecord, code_key, code_used_key, grant_revoked_key, refresh_key, refresh_used_key,
+    CodeRecord, FamilyEnded, RefreshRecord, UsedMarker, code_key, code_used_key, family_lifetime,
+    grant_revoked_key, may_rotate, refresh_key, refresh_used_key, revocation_ttl,
 };
 use super::tokens::{TokenResponse, issue_client_token, issue_user_tokens};
 use crate::app::AppState;
 use crate::config::GrantType;
+use crate::state::StoreError;
 
 pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     match token(&app, &headers, &body).await {
@@ -96,16 +98,39 @@ async fn token(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Token
     }
 }
 
-/// Revokes every token issued under a grant (code or refresh-token reuse).
-async fn revoke_grant(app: &AppState, grant_id: &str) -> Result<(), TokenError> {
-    let longest = app.settings.lifetimes.refresh_token.max(app.settings.lifetimes.access_token);
-    app.store.put(&grant_revoked_key(grant_id), Vec::new(), longest).await?;
-    tracing::warn!(grant_id, "grant revoked after a replayed code or refresh token");
-    Ok(())
+/// The longest access-token lifetime any client has (how long a revocation must at least last).
+fn longest_access_lifetime(app: &AppState) -> Duration {
+    let l = &app.settings.lifetimes;
+    app.settings.clients.iter().filter_map(|c| c.access_token_lifetime).fold(l.access_token, Duration::max)
+}
+
+/// The longest a refresh family may live (when a revoked grant's own end is not known).
+fn longest_family_lifetime(app: &AppState) -> Duration {
+    let l = &app.settings.lifetimes;
+    let client = app.settings.clients.iter().filter_map(|c| c.refresh_token_lifetime);
+    client.fold(l.refresh_token.max(l.offline_refresh_token), Duration::max)
+}
+
+/// Revokes every token issued under a grant — replay, client mismatch, end of its session,
+/// `/revoke` — for as long as any of them could be presented: until the family ends
+/// (`family_end`; None = not known, the longest a family may live) and at least as long as
+/// an access token.
+pub async fn revoke_grant(app: &AppState, grant_id: &str, family_end: Option<i64>) -> Result<(), StoreError> {
+    let now = app.clock.now();
+    let end = family_end.unwrap_or_else(|| now.saturating_add(longest_family_lifetime(app).as_secs() as i64));
+    let ttl = revocation_ttl(now, end, longest_access_lifetime(app));
+    app.store.put(&grant_revoked_key(grant_id), Vec::new(), ttl).await
 }
 
 async fn is_revoked(app: &AppState, grant_id: &str) -> Result<bool, TokenError> {
     Ok(app.store.get(&grant_revoked_key(grant_id)).await?.is_some())
+}
+
+/// A replayed code or refresh token: revoke its grant (someone holds a copy).
+async fn replayed(app: &AppState, marker: &UsedMarker, what: &str) -> Result<TokenError, TokenError> {
+    revoke_grant(app, &marker.grant_id, marker.family_end).await?;
+    tracing::warn!(grant_id = %marker.grant_id, "grant revoked after a replayed {what}");
+    Ok(TokenError::InvalidGrant(format!("the {what} was already used")))
 }
 
 async fn authorization_code(
@@ -115,20 +140,30 @@ async fn authorization_code(
     redirect_uri: Option<&str>,
     verifier: Option<&str>,
 ) -> Result<TokenResponse, TokenError> {
-    let Some(record) = app.store.take_json::<CodeRecord>(&code_key(code)).await? else {
+    let Some(record) = app.store.get_json::<CodeRecord>(&code_key(code)).await? else {
         // A second use of a redeemed code revokes what the first redemption issued.
-        if let Some(grant_id) = app.store.get(&code_used_key(code)).await? {
-            revoke_grant(app, &String::from_utf8_lossy(&grant_id)).await?;
-            return Err(TokenError::InvalidGrant("the authorization code was already used".into()));
+        if let Some(used) = app.store.get(&code_used_key(code)).await? {
+            return Err(replayed(app, &UsedMarker::decode(&used), "authorization code").await?);
         }
         return Err(TokenError::InvalidGrant("the authorization code is invalid or expired".into()));
     };
     let grant = &record.grant;
-    // Remember the redemption long enough to catch a replay while its tokens live.
-    let remember = app.settings.lifetimes.refresh_token.max(Duration::from_secs(600));
-    app.store.put(&code_used_key(code), grant.grant_id.clone().into_bytes(), remember).await?;
+    let now = app.clock.now();
+    let client_refresh =
+        app.clients.get(&grant.client_id).map_or(client.refresh_token_lifetime, |c| c.refresh_token_lifetime);
+    let family = family_lifetime(grant, client_refresh, app.settings.lifetimes.offline_refresh_token);
+    let family_end = now + family.as_secs() as i64;
+    // Claim the code: exactly one presentation gets past this (the marker is written only if
+    // absent), and it is written before the code is deleted, so any other presentation — at
+    // the same moment or later, while the family may live — finds it and revokes the grant.
+    let marker = UsedMarker { grant_id: grant.grant_id.clone(), family_end: Some(family_end) };
+    let remember = family.max(Duration::from_secs(600));
+    if !app.store.put_new(&code_used_key(code), marker.encode(), remember).await? {
+        return Err(replayed(app, &marker, "authorization code").await?);
+    }
+    app.store.delete(&code_key(code)).await?;
     if grant.client_id != client.client_id {
-        revoke_grant(app, &grant.grant_id).await?;
+        revoke_grant(app, &grant.grant_id, Some(family_end)).await?;
         return Err(TokenError::InvalidGrant("the code was issued to another client".into()));
     }
     if redirect_uri != Some(record.redirect_uri.as_str()) {
@@ -160,14 +195,11 @@ async fn authorization_code(
         .ok_or_else(|| TokenError::InvalidGrant("the account no longer exists".into()))?;
     // offline_access (only for clients allowed to request it, checked at /authorize) gives a
     // long-lived family that survives the SSO session; anything else ends with the session.
-    let offline = grant.scopes.iter().any(|s| s == "offline_access");
-    let family =
-        if offline { app.settings.lifetimes.offline_refresh_token } else { client.refresh_token_lifetime };
-    if !offline && !app.sessions.record_grant(&grant.sid, &grant.grant_id).await? {
+    if !grant.is_offline() && !app.sessions.record_grant(&grant.sid, &grant.grant_id, family_end).await? {
         return Err(TokenError::InvalidGrant("the login session has ended".into()));
     }
-    let family_end = app.clock.now() + family.as_secs() as i64;
-    issue_user_tokens(app, client, grant, &account, record.nonce.as_deref(), Some(family_end)).await
+    let offline = grant.is_offline();
+    issue_user_tokens(app, client, grant, &account, record.nonce.as_deref(), Some(family_end), offline).await
 }
 
 async fn refresh(
@@ -176,17 +208,28 @@ async fn refresh(
     token: &str,
     scope: Option<&str>,
 ) -> Result<TokenResponse, TokenError> {
-    let Some(record) = app.store.take_json::<RefreshRecord>(&refresh_key(token)).await? else {
+    let Some(record) = app.store.get_json::<RefreshRecord>(&refresh_key(token)).await? else {
         // A rotated token presented again: someone holds a copy. Revoke the whole family.
-        if let Some(grant_id) = app.store.get(&refresh_used_key(token)).await? {
-            revoke_grant(app, &String::from_utf8_lossy(&grant_id)).await?;
-            return Err(TokenError::InvalidGrant("the refresh token was already used".into()));
+        if let Some(used) = app.store.get(&refresh_used_key(token)).await? {
+            return Err(replayed(app, &UsedMarker::decode(&used), "refresh token").await?);
         }
         return Err(TokenError::InvalidGrant("the refresh token is invalid or expired".into()));
     };
     let now = app.clock.now();
     let remaining = Duration::from_secs((record.family_expires_at - now).max(1) as u64);
-    let result = rotate(app, client, token, record.clone(), scope, remaining).await;
+    let marker =
+        UsedMarker { grant_id: record.grant.grant_id.clone(), family_end: Some(record.family_expires_at) };
+    // Everything that refuses a family is checked before the token is claimed: a concurrent
+    // replay revokes the family after the winner's checks, so the winner still gets its
+    // answer (exactly one success) but its new tokens are refused from then on.
+    may_use_family(app, client, &record).await?;
+    // Claim the token (see `authorization_code`): of concurrent presentations exactly one
+    // rotates and every other revokes the family, the winner's new tokens included.
+    if !app.store.put_new(&refresh_used_key(token), marker.encode(), remaining).await? {
+        return Err(replayed(app, &marker, "refresh token").await?);
+    }
+    app.store.delete(&refresh_key(token)).await?;
+    let result = rotate(app, client, record.clone(), scope).await;
     if matches!(result, Err(TokenError::TemporarilyUnavailable | TokenError::ServerError)) {
         // The token was consumed but nothing new was issued: put it back so a transient
         // failure does not log the person out (best effort; the store may still be down).
@@ -201,23 +244,40 @@ async fn refresh(
     result
 }
 
+/// Refuses a family presented by another client (and revokes it: its token leaked), a
+/// revoked family, and one without `offline_access` whose SSO session ended (revoking it as
+/// logout would have: a session that idled out or reached its absolute lifetime may just have
+/// vanished from the store, with no event to revoke its families, so this is checked at every
+/// rotation).
+async fn may_use_family(app: &AppState, client: &Client, record: &RefreshRecord) -> Result<(), TokenError> {
+    let grant = &record.grant;
+    let family_end = Some(record.family_expires_at);
+    if grant.client_id != client.client_id {
+        revoke_grant(app, &grant.grant_id, family_end).await?;
+        return Err(TokenError::InvalidGrant("the refresh token was issued to another client".into()));
+    }
+    let offline = record.is_offline();
+    let revoked = is_revoked(app, &grant.grant_id).await?;
+    let session_alive = revoked || offline || app.sessions.is_alive(&grant.sid).await?;
+    match may_rotate(offline, revoked, session_alive) {
+        Ok(()) => Ok(()),
+        Err(FamilyEnded::Revoked) => Err(TokenError::InvalidGrant("the grant was revoked".into())),
+        Err(FamilyEnded::SessionEnded) => {
+            revoke_grant(app, &grant.grant_id, family_end).await?;
+            Err(TokenError::InvalidGrant("the login session has ended".into()))
+        }
+    }
+}
+
+/// Mints the next tokens of a claimed family (already checked by `may_use_family`).
 async fn rotate(
     app: &AppState,
     client: &Client,
-    token: &str,
     record: RefreshRecord,
     scope: Option<&str>,
-    remaining: Duration,
 ) -> Result<TokenResponse, TokenError> {
-    app.store.put(&refresh_used_key(token), record.grant.grant_id.clone().into_bytes(), remaining).await?;
+    let offline = record.is_offline();
     let mut grant = record.grant;
-    if grant.client_id != client.client_id {
-        revoke_grant(app, &grant.grant_id).await?;
-        return Err(TokenError::InvalidGrant("the refresh token was issued to another client".into()));
-    }
-    if is_revoked(app, &grant.grant_id).await? {
-        return Err(TokenError::InvalidGrant("the grant was revoked".into()));
-    }
     if let Some(scope) = scope {
         let narrowed: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
         if let Some(s) = narrowed.iter().find(|s| !grant.scopes.contains(s)) {
@@ -230,5 +290,5 @@ async fn rotate(
         .find_for_tokens(&grant.account_id)
         .await?
         .ok_or_else(|| TokenError::InvalidGrant("the account no longer exists".into()))?;
-    issue_user_tokens(app, client, &grant, &account, None, Some(record.family_expires_at)).await
+    issue_user_tokens(app, client, &grant, &account, None, Some(record.family_expires_at), offline).await
 }

@@ -128,6 +128,7 @@ pub async fn issue_user_tokens(
     account: &Account,
     nonce: Option<&str>,
     family_expires_at: Option<i64>,
+    offline: bool,
 ) -> Result<TokenResponse, TokenError> {
     ensure_usable(account)?;
     let subject = super::claims::subject_for(app, client, account).await?;
@@ -173,7 +174,7 @@ pub async fn issue_user_tokens(
         let ttl = family_end - now;
         if ttl > 0 {
             let token = random_handle();
-            let record = RefreshRecord { grant: grant.clone(), family_expires_at: family_end };
+            let record = RefreshRecord { grant: grant.clone(), family_expires_at: family_end, offline };
             app.store.put_json(&refresh_key(&token), &record, Duration::from_secs(ttl as u64)).await?;
             Some(token)
         } else {

@@ -49,8 +49,14 @@ pub struct SsoSession {
 pub struct Collected {
     /// Clients that received tokens in the session.
     pub clients: Vec<String>,
-    /// Grants (token families) issued in the session that end with it.
-    pub grants: Vec<String>,
+    /// Grants (token families) issued in the session that end with it, with the end of each
+    /// family (None for grants recorded before family ends were).
+    pub grants: Vec<(String, Option<i64>)>,
+}
+
+/// Whether a session created at `created_at` is within its absolute lifetime at `now`.
+pub fn within_absolute_lifetime(created_at: i64, now: i64, absolute: Duration) -> bool {
+    now.saturating_sub(created_at) < absolute.as_secs() as i64
 }
 
 // Field names in the session hash. Short on purpose: they are stored once per session.
@@ -236,7 +242,7 @@ impl Sessions {
         let session = decode(sid, &fields)?;
         let now = self.clock.now();
         let age = now.saturating_sub(session.created_at).max(0) as u64;
-        if age >= self.absolute.as_secs() {
+        if !within_absolute_lifetime(session.created_at, now, self.absolute) {
             self.end(&session).await?;
             return Ok(None);
         }
@@ -252,11 +258,12 @@ impl Sessions {
         self.store.hash_set_existing(&session_key(&session.sid), &field, b"").await.map(|_| ())
     }
 
-    /// Remembers a grant that must be revoked when the session ends; false (and nothing
-    /// recorded) if the session is no longer alive.
-    pub async fn record_grant(&self, sid: &str, grant_id: &str) -> Result<bool, StoreError> {
+    /// Remembers a grant that must be revoked when the session ends, and when its family
+    /// ends (how long that revocation must last); false (and nothing recorded) if the session
+    /// is no longer alive.
+    pub async fn record_grant(&self, sid: &str, grant_id: &str, family_end: i64) -> Result<bool, StoreError> {
         let field = format!("{GRANT_PREFIX}{grant_id}");
-        self.store.hash_set_existing(&session_key(sid), &field, b"").await
+        self.store.hash_set_existing(&session_key(sid), &field, family_end.to_string().as_bytes()).await
     }
 
     /// Clients that received tokens in the session.
@@ -265,9 +272,16 @@ impl Sessions {
         Ok(fields.into_iter().filter_map(|f| f.strip_prefix(CLIENT_PREFIX).map(str::to_string)).collect())
     }
 
-    /// Whether the session with this public id is still alive.
+    /// Whether the session with this public id is still alive: in the store (not ended, not
+    /// idled out) and within its absolute lifetime (checked here too, not only by the store's
+    /// time to live). Does not count as use (the idle timer is the browser's).
     pub async fn is_alive(&self, sid: &str) -> Result<bool, StoreError> {
-        self.store.hash_contains(&session_key(sid), F_SECRET).await
+        let fields = self.store.hash_get(&session_key(sid), &[F_SECRET, F_CREATED]).await?;
+        if !fields.contains_key(F_SECRET) {
+            return Ok(false);
+        }
+        let created = fields.get(F_CREATED).and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok());
+        Ok(created.is_some_and(|c| within_absolute_lifetime(c, self.clock.now(), self.absolute)))
     }
 
     /// The live session with this public id.
@@ -343,11 +357,12 @@ impl Sessions {
                 .await?;
         }
         let mut collected = Collected::default();
-        for field in fields.into_keys() {
+        for (field, value) in fields {
             if let Some(client) = field.strip_prefix(CLIENT_PREFIX) {
                 collected.clients.push(client.to_string());
             } else if let Some(grant) = field.strip_prefix(GRANT_PREFIX) {
-                collected.grants.push(grant.to_string());
+                let end = std::str::from_utf8(&value).ok().and_then(|v| v.parse().ok());
+                collected.grants.push((grant.to_string(), end));
             }
         }
         Ok(collected)
@@ -521,7 +536,7 @@ mod tests {
         s.record_client(&created, "portal").await.unwrap();
         s.record_client(&created, "portal").await.unwrap();
         s.record_client(&created, "tax").await.unwrap();
-        assert!(s.record_grant(&created.sid, "g1").await.unwrap());
+        assert!(s.record_grant(&created.sid, "g1", 1_700_000_000).await.unwrap());
         let mut clients = s.clients(&created.sid).await.unwrap();
         clients.sort();
         assert_eq!(clients, ["portal", "tax"]);
@@ -529,7 +544,10 @@ mod tests {
         collected.clients.sort();
         assert_eq!(
             collected,
-            Collected { clients: vec!["portal".into(), "tax".into()], grants: vec!["g1".into()] }
+            Collected {
+                clients: vec!["portal".into(), "tax".into()],
+                grants: vec![("g1".into(), Some(1_700_000_000))]
+            }
         );
         assert_eq!(s.end(&created).await.unwrap(), Collected::default(), "a second end gets nothing");
     }
@@ -539,7 +557,7 @@ mod tests {
         let s = sessions(false);
         let (created, _) = s.create(sample()).await.unwrap();
         s.end(&created).await.unwrap();
-        assert!(!s.record_grant(&created.sid, "g1").await.unwrap());
+        assert!(!s.record_grant(&created.sid, "g1", 1_700_000_000).await.unwrap());
         s.record_client(&created, "portal").await.unwrap();
         assert!(!s.is_alive(&created.sid).await.unwrap(), "recording did not revive the session");
         assert!(s.clients(&created.sid).await.unwrap().is_empty());
@@ -599,6 +617,39 @@ mod tests {
         assert_eq!(listed, vec![used.sid.clone()]);
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(s.current(&headers_with(&used_cookie)).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn the_absolute_lifetime_ends_exactly_at_its_length() {
+        let twelve_hours = Duration::from_secs(12 * 3600);
+        assert!(within_absolute_lifetime(1_000, 1_000, twelve_hours));
+        assert!(within_absolute_lifetime(1_000, 1_000 + 12 * 3600 - 1, twelve_hours));
+        assert!(!within_absolute_lifetime(1_000, 1_000 + 12 * 3600, twelve_hours));
+    }
+
+    #[tokio::test]
+    async fn a_session_past_its_absolute_lifetime_is_not_alive_even_if_the_store_still_holds_it() {
+        // The store keeps real time; only the sessions' clock moves.
+        let s = sessions(false);
+        let (created, _) = s.create(sample()).await.unwrap();
+        s.clock.advance(12 * 3600 - 10);
+        assert!(s.is_alive(&created.sid).await.unwrap());
+        s.clock.advance(10);
+        assert!(s.store.hash_contains(&session_key(&created.sid), F_SECRET).await.unwrap());
+        assert!(!s.is_alive(&created.sid).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_session_unused_past_the_idle_timeout_is_not_alive() {
+        let clock = Clock::system();
+        let settings = SessionSettings::default();
+        let s = Sessions::new(StateStore::memory_with_clock(clock.clone()), clock.clone(), &settings, false);
+        let (created, cookie) = s.create(sample()).await.unwrap();
+        clock.advance(settings.idle_timeout.as_secs() as i64 - 10);
+        assert!(s.is_alive(&created.sid).await.unwrap(), "is_alive is not use");
+        clock.advance(20);
+        assert!(!s.is_alive(&created.sid).await.unwrap());
+        assert!(s.current(&headers_with(&cookie)).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -64,6 +64,11 @@ impl StateStore {
         StateStore { backend: Backend::Memory(Arc::new(MemoryStore::default())) }
     }
 
+    /// In-process store whose expiry follows `clock` (tests move time instead of sleeping).
+    pub fn memory_with_clock(clock: crate::clock::Clock) -> Self {
+        StateStore { backend: Backend::Memory(Arc::new(MemoryStore::with_clock(clock))) }
+    }
+
     /// Connects to Redis; see [`RedisStore::connect`].
     pub async fn redis(
         topology: &RedisTopology,
@@ -75,9 +80,13 @@ impl StateStore {
     }
 
     /// Opens the store named in configuration.
-    pub async fn open(settings: &crate::config::SessionSettings) -> Result<Self, StoreError> {
+    /// The embedded store's expiry follows `clock`; Redis keeps its own time.
+    pub async fn open(
+        settings: &crate::config::SessionSettings,
+        clock: &crate::clock::Clock,
+    ) -> Result<Self, StoreError> {
         match settings.topology() {
-            None => Ok(Self::memory()),
+            None => Ok(Self::memory_with_clock(clock.clone())),
             Some(topology) => {
                 Self::redis(&topology, &settings.redis.key_prefix, settings.redis.timeout).await
             }
@@ -487,6 +496,20 @@ mod tests {
     #[tokio::test]
     async fn redis_exists_any_finds_any_live_key() {
         exists_any_finds_any_live_key(test_redis().await).await;
+    }
+
+    #[tokio::test]
+    async fn the_embedded_store_expires_entries_by_the_injected_clock() {
+        let clock = crate::clock::Clock::system();
+        let store = StateStore::memory_with_clock(clock.clone());
+        store.put("k", b"v".to_vec(), Duration::from_secs(3600)).await.unwrap();
+        store.hash_set("h", &[("a", b"1")], Duration::from_secs(3600)).await.unwrap();
+        clock.advance(3599);
+        assert!(store.get("k").await.unwrap().is_some());
+        assert!(store.hash_contains("h", "a").await.unwrap());
+        clock.advance(2);
+        assert!(store.get("k").await.unwrap().is_none());
+        assert!(!store.hash_contains("h", "a").await.unwrap());
     }
 
     #[tokio::test]

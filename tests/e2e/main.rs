@@ -23,4 +23,5 @@ mod replicas;
 mod step_up;
 mod token_lifecycle;
 mod token_management;
+mod token_revocation;
 mod upstream_failures;
