@@ -14,6 +14,7 @@ mod ldap;
 mod login_flows;
 mod logout;
 mod operations;
+mod rate_limits;
 mod redis_outage;
 mod redis_topologies;
 mod replicas;
