@@ -76,6 +76,8 @@ pub struct AppParts {
     pub clients: ClientRegistry,
     pub broker: Broker,
     pub clock: Clock,
+    /// Request rate limits (`[limits]`).
+    pub limits: crate::limits::RateLimiter,
     /// Access tokens already verified (for introspection and userinfo).
     pub verified_tokens: crate::provider::verified::VerifiedTokens,
     /// The discovery document, serialised once at start-up (served as is).
@@ -125,6 +127,7 @@ impl AppState {
             })?;
         let broker = Broker::new(&settings, http.clone(), store.clone())?;
         let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
+        let limits = crate::limits::RateLimiter::new(&settings.limits, &store, clock.clone());
         let discovery =
             bytes::Bytes::from(discovery::document(&issuer, &keys.algorithms(), &settings.assurance.levels));
         Ok(AppState(Arc::new(AppParts {
@@ -134,6 +137,7 @@ impl AppState {
             sessions,
             accounts,
             clients,
+            limits,
             broker,
             clock,
             discovery,
@@ -146,7 +150,9 @@ impl AppState {
 
 /// The whole HTTP surface. Layers run outside-in in the order listed at the bottom:
 /// request id first (so every log line has it), then sensitive-header marking (before
-/// tracing sees headers), then tracing, then a body-size limit and a request timeout.
+/// tracing sees headers), then tracing, then a body-size limit and a request timeout. After
+/// routing: the metrics layer, then the rate limits of browser routes (so refusals are counted
+/// by route too).
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
@@ -156,7 +162,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::logout::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        // Runs after routing, so requests are counted by their matched route.
+        // Both run after routing, so they see the matched route; metrics outermost.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::enforce))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .fallback(not_found)
         .with_state(state)

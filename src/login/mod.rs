@@ -4,7 +4,7 @@
 //!
 //! Must not: hold protocol details of either side (they live in `broker` and `provider`).
 
-mod client_ip;
+pub mod client_ip;
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};

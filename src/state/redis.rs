@@ -296,6 +296,22 @@ impl RedisStore {
         Ok(count)
     }
 
+    /// One pipeline (not a transaction, so the keys may be in different Cluster slots) of
+    /// `SET NX PX` + `INCR` per key. A key could only lose its expiry if it expired between
+    /// its two commands; callers give counters a lifetime well past their last use.
+    pub async fn incr_each(&self, keys: &[&str], ttl: Duration) -> Result<Vec<u64>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            let key = self.key(key);
+            pipe.cmd("SET").arg(&key).arg(0).arg("NX").arg("PX").arg(ttl_ms(ttl)).ignore();
+            pipe.cmd("INCR").arg(&key);
+        }
+        self.query_pipe(&pipe).await
+    }
+
     pub async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
         self.query::<i64>(redis::cmd("SREM").arg(self.key(key)).arg(member)).await.map(|_| ())
     }

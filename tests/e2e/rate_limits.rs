@@ -79,10 +79,8 @@ async fn a_flood_of_authorize_requests_from_one_address_is_refused_with_429() {
 
 #[tokio::test]
 async fn a_forwarded_for_from_an_untrusted_peer_does_not_give_a_fresh_count() {
-    let options = Options {
-        extra_config: "\n[limits]\nbrowser_per_address = 5\n".into(),
-        ..Options::default()
-    };
+    let options =
+        Options { extra_config: "\n[limits]\nbrowser_per_address = 5\n".into(), ..Options::default() };
     let sys = TestSystem::start_with(options).await;
     at_window_start(&sys);
     let http = client();
@@ -116,7 +114,11 @@ async fn a_forwarded_for_from_a_trusted_proxy_names_the_counted_address() {
     assert_ne!(other.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
-async fn client_credentials(sys: &TestSystem, secret: &str, xff: &str) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+async fn client_credentials(
+    sys: &TestSystem,
+    secret: &str,
+    xff: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
     let res = reqwest::Client::new()
         .post(sys.url("/token"))
         .basic_auth(M2M, Some(secret))
@@ -133,7 +135,8 @@ async fn client_credentials(sys: &TestSystem, secret: &str, xff: &str) -> (Statu
 #[tokio::test]
 async fn one_client_is_limited_at_the_token_endpoints_whatever_its_address() {
     let options = Options {
-        extra_config: "\n[inbound]\ntrusted_proxies = [\"127.0.0.0/8\"]\n[limits]\ntoken_per_client = 6\n".into(),
+        extra_config: "\n[inbound]\ntrusted_proxies = [\"127.0.0.0/8\"]\n[limits]\ntoken_per_client = 6\n"
+            .into(),
         ..Options::default()
     };
     let sys = TestSystem::start_with(options).await;
@@ -175,7 +178,8 @@ async fn one_client_is_limited_at_the_token_endpoints_whatever_its_address() {
     .await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
     for _ in 0..8 {
-        let (status, _, _) = token_request(&sys, Some(("nobody", "x")), &[("grant_type", "client_credentials")]).await;
+        let (status, _, _) =
+            token_request(&sys, Some(("nobody", "x")), &[("grant_type", "client_credentials")]).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     // A new window, a new allowance.
@@ -258,4 +262,38 @@ async fn during_a_redis_outage_the_limiter_fails_open_to_per_replica_counts() {
         assert_ne!(res.status(), StatusCode::TOO_MANY_REQUESTS, "request {n}");
     }
     assert_browser_429(authorize(&http, &sys.gateway, 5, None).await).await;
+}
+
+#[tokio::test]
+async fn refusals_are_counted_by_route_and_bucket_never_by_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "issuer = \"http://127.0.0.1:1\"\nlisten = \"127.0.0.1:0\"\n[keys]\ndir = \"{}/keys\"\ngenerate_missing = true\n[accounts]\nurl = \"sqlite::memory:\"\n[management]\nlisten = \"127.0.0.1:0\"\n[limits]\nbrowser_per_address = 1\ntoken_per_address = 1\n",
+        dir.path().display()
+    );
+    let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
+    let clock = sso_gateway::clock::Clock::system();
+    clock.advance(60 - clock.now().rem_euclid(60));
+    let app = sso_gateway::app::Application::build(settings, clock).await.unwrap();
+    let public = format!("http://{}", app.addr());
+    let management = format!("http://{}", app.management_addr().unwrap());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let http = client();
+    let mut last = StatusCode::OK;
+    for _ in 0..2 {
+        last = http.get(format!("{public}/authorize")).send().await.unwrap().status();
+        http.post(format!("{public}/token")).form(&[("grant_type", "x")]).send().await.unwrap();
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    let metrics = reqwest::get(format!("{management}/metrics")).await.unwrap().text().await.unwrap();
+    let refusals: Vec<&str> = metrics.lines().filter(|l| l.starts_with("sso_rate_limited_total")).collect();
+    assert!(
+        refusals.iter().any(|l| l.contains("route=\"/authorize\"") && l.contains("bucket=\"browser\"")),
+        "{metrics}"
+    );
+    assert!(
+        refusals.iter().any(|l| l.contains("route=\"/token\"") && l.contains("bucket=\"token\"")),
+        "{metrics}"
+    );
+    assert!(refusals.iter().all(|l| !l.contains("127.0.0.1")), "{refusals:?}");
 }
