@@ -7,14 +7,19 @@
 //! page is `web::ErrorPage::rate_limited`, the OAuth body `provider::error::TokenError::SlowDown`)
 //! or know addresses beyond [`ClientIp`] (which honours `inbound.trusted_proxies`).
 //!
-//! Where the counts live: with Redis as the state store, in Redis (one pipelined round trip per
-//! request, so every replica sees the same counts; keys hold SHA-256 of addresses and client
-//! ids and expire two windows after they were made). Otherwise, and whenever Redis does not
-//! answer, in a bounded in-process cache. The limiter fails open to that per-replica count when
-//! Redis is down: the request is neither refused nor delayed because of the limiter, and goes
-//! on to meet the store outage itself (a 503). After a Redis failure the limiter counts locally
-//! for [`SHARED_RETRY`] before it asks Redis again, so an outage does not add a Redis timeout to
-//! every request.
+//! Where the counts live: always in a bounded in-process cache; with Redis as the state store
+//! also in Redis, so that every replica sees the same counts (keys hold SHA-256 of addresses
+//! and client ids and expire two windows after they were made). A replica reports its counts
+//! to Redis with at most one pipelined round trip per request, and only every [`batch`]
+//! requests of a key (1 % of the limit, at most [`MAX_BATCH`]): small limits are exact, large
+//! ones may be exceeded by that 1 % per replica, and a request to a key already known to be
+//! over its limit is refused without a round trip (a flood costs Redis nothing).
+//!
+//! Redis down: the limiter fails open to the replica's own count (the last count Redis gave
+//! plus what the replica has seen since). It never refuses or delays a request because Redis
+//! is down; the request goes on to meet the outage itself (a 503). After a failure it counts
+//! locally for [`SHARED_RETRY`] seconds before asking Redis again, so an outage does not add
+//! a Redis timeout to every request.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -92,8 +97,27 @@ impl Key {
     }
 }
 
-/// Counts of the current window per key, in this process (window number, count).
-type LocalCounts = moka::sync::Cache<Key, Arc<Mutex<(i64, u64)>>>;
+/// One key's count in this process.
+#[derive(Debug)]
+struct Cell {
+    /// The window counted.
+    window: i64,
+    /// The count the shared store last reported (always 0 without one).
+    seen: u64,
+    /// Requests counted here and not yet reported to the shared store.
+    pending: u64,
+}
+
+impl Cell {
+    fn new(window: i64) -> Self {
+        Cell { window, seen: 0, pending: 0 }
+    }
+}
+
+type LocalCounts = moka::sync::Cache<Key, Arc<Mutex<Cell>>>;
+
+/// Most requests a replica counts before reporting them to the shared store (see [`batch`]).
+pub const MAX_BATCH: u64 = 64;
 
 /// The rate limiter of one gateway process.
 pub struct RateLimiter {
@@ -162,52 +186,97 @@ impl RateLimiter {
         let now = self.clock.now();
         let window = now.div_euclid(self.window_secs);
         let retry_after = ((window + 1) * self.window_secs - now).max(1).unsigned_abs();
-        let counts = match self.shared_counts(&keys, window).await {
-            Some(counts) => counts,
-            None => keys.iter().map(|k| self.local_count(k, window)).collect(),
-        };
-        for (key, count) in keys.iter().zip(counts) {
-            if count > self.limit(key.bucket()) {
-                return Err(Limited { bucket: key.bucket(), retry_after });
+        let limited = |key: &Key| Limited { bucket: key.bucket(), retry_after };
+        let cells: Vec<Arc<Mutex<Cell>>> = keys
+            .iter()
+            .map(|k| self.local.get_with_by_ref(k, || Arc::new(Mutex::new(Cell::new(window)))))
+            .collect();
+        let shared = self.shared_store();
+        let mut report = false;
+        let mut over = None;
+        for (key, cell) in keys.iter().zip(&cells) {
+            let mut c = lock(cell);
+            if c.window != window {
+                *c = Cell::new(window);
+            }
+            c.pending = c.pending.saturating_add(1);
+            let limit = self.limit(key.bucket());
+            if c.seen.saturating_add(c.pending) > limit {
+                // Known to be over without asking anyone: other replicas only add to it.
+                over.get_or_insert(limited(key));
+            } else if shared.is_some() && c.pending >= batch(limit) {
+                report = true;
             }
         }
-        Ok(())
-    }
-
-    /// Counts in Redis; None when there is no Redis or it did not answer (count locally).
-    async fn shared_counts(&self, keys: &[Key], window: i64) -> Option<Vec<u64>> {
-        let store = self.shared.as_ref()?;
-        if self.clock.now() < self.shared_down_until.load(Ordering::Relaxed) {
-            return None;
+        if let Some(l) = over {
+            return Err(l);
         }
+        let Some(store) = shared.filter(|_| report) else { return Ok(()) };
+        // Report every pending count of this request in one round trip.
+        let amounts: Vec<u64> = cells
+            .iter()
+            .map(|cell| {
+                let mut c = lock(cell);
+                if c.window == window { std::mem::take(&mut c.pending) } else { 0 }
+            })
+            .collect();
         let names: Vec<String> = keys.iter().map(|k| k.store_key(window)).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let counters: Vec<(&str, u64)> =
+            names.iter().map(String::as_str).zip(amounts.iter().copied()).collect();
         // Two windows: a replica whose clock runs a little behind still finds the counter.
         let ttl = Duration::from_secs(2 * self.window_secs.unsigned_abs());
-        match store.incr_each(&names, ttl).await {
-            Ok(counts) if counts.len() == keys.len() => Some(counts),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(
-                    error = %e,
-                    retry_in_secs = SHARED_RETRY,
-                    "rate limits counted per replica: the state store did not answer"
-                );
-                self.shared_down_until.store(self.clock.now() + SHARED_RETRY, Ordering::Relaxed);
-                None
+        match store.incr_each(&counters, ttl).await {
+            Ok(totals) if totals.len() == keys.len() => {
+                let mut result = Ok(());
+                for ((key, cell), total) in keys.iter().zip(&cells).zip(totals) {
+                    let mut c = lock(cell);
+                    if c.window == window {
+                        c.seen = c.seen.max(total);
+                    }
+                    if total > self.limit(key.bucket()) && result.is_ok() {
+                        result = Err(limited(key));
+                    }
+                }
+                result
+            }
+            outcome => {
+                if let Err(e) = outcome {
+                    tracing::warn!(
+                        error = %e,
+                        retry_in_secs = SHARED_RETRY,
+                        "rate limits counted per replica: the state store did not answer"
+                    );
+                    self.shared_down_until.store(self.clock.now() + SHARED_RETRY, Ordering::Relaxed);
+                }
+                // Fail open to this replica's own count: the requests stay counted here.
+                for (cell, amount) in cells.iter().zip(amounts) {
+                    let mut c = lock(cell);
+                    if c.window == window {
+                        c.pending = c.pending.saturating_add(amount);
+                    }
+                }
+                Ok(())
             }
         }
     }
 
-    fn local_count(&self, key: &Key, window: i64) -> u64 {
-        let cell = self.local.get_with_by_ref(key, || Arc::new(Mutex::new((window, 0))));
-        let mut c = cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if c.0 != window {
-            *c = (window, 0);
-        }
-        c.1 = c.1.saturating_add(1);
-        c.1
+    /// The shared store, unless there is none or it failed a moment ago.
+    fn shared_store(&self) -> Option<&StateStore> {
+        let store = self.shared.as_ref()?;
+        (self.clock.now() >= self.shared_down_until.load(Ordering::Relaxed)).then_some(store)
     }
+}
+
+/// How many requests a replica counts before it reports them to the shared store: 1 % of the
+/// limit, at least 1, at most [`MAX_BATCH`]. Replicas together may let a shared limit be
+/// exceeded by that much each; small limits (below 200) are counted exactly.
+fn batch(limit: u64) -> u64 {
+    (limit / 100).clamp(1, MAX_BATCH)
+}
+
+fn lock(cell: &Mutex<Cell>) -> std::sync::MutexGuard<'_, Cell> {
+    // A panic while holding the lock cannot leave two integers half-written; keep counting.
+    cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Counts one rejection (labels: the matched route and the bucket, never who was refused).
@@ -325,11 +394,8 @@ mod tests {
 
     #[tokio::test]
     async fn replicas_on_one_redis_share_counts() {
-        let url = std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let prefix = format!("test-{}:", crate::state::random_handle());
-        let topology = crate::state::RedisTopology::Single(url);
-        let store_a = StateStore::redis(&topology, &prefix, Duration::from_secs(2)).await.unwrap();
-        let store_b = StateStore::redis(&topology, &prefix, Duration::from_secs(2)).await.unwrap();
+        let store_a = test_redis().await;
+        let store_b = store_a.clone();
         let clock = Clock::system();
         let a = RateLimiter::new(&settings(3, 100, 100), &store_a, clock.clone());
         let b = RateLimiter::new(&settings(3, 100, 100), &store_b, clock.clone());
@@ -337,6 +403,39 @@ mod tests {
         b.check_browser(ip("192.0.2.1")).await.unwrap();
         a.check_browser(ip("192.0.2.1")).await.unwrap();
         assert!(b.check_browser(ip("192.0.2.1")).await.is_err(), "the fourth request, on either replica");
+    }
+
+    async fn test_redis() -> StateStore {
+        let url = std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("test-{}:", crate::state::random_handle());
+        let topology = crate::state::RedisTopology::Single(url);
+        StateStore::redis(&topology, &prefix, Duration::from_secs(2)).await.unwrap()
+    }
+
+    #[test]
+    fn reports_are_batched_by_one_percent_of_the_limit() {
+        assert_eq!(batch(5), 1);
+        assert_eq!(batch(199), 1);
+        assert_eq!(batch(1_200), 12);
+        assert_eq!(batch(6_000), 60);
+        assert_eq!(batch(1_000_000_000), MAX_BATCH);
+    }
+
+    #[tokio::test]
+    async fn large_shared_limits_hold_within_a_batch_per_replica() {
+        let store = test_redis().await;
+        let clock = Clock::system();
+        clock.advance(60 - clock.now().rem_euclid(60));
+        // 1 000 per window: replicas report every 10 requests.
+        let replicas: Vec<RateLimiter> =
+            (0..2).map(|_| RateLimiter::new(&settings(1_000, 100, 100), &store, clock.clone())).collect();
+        let mut accepted = 0;
+        for i in 0..1_200 {
+            if replicas[i % 2].check_browser(ip("192.0.2.1")).await.is_ok() {
+                accepted += 1;
+            }
+        }
+        assert!((1_000..=1_000 + 2 * batch(1_000)).contains(&accepted), "{accepted} accepted");
     }
 
     #[test]
