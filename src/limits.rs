@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -304,19 +304,22 @@ fn is_browser_route(method: &Method, route: &str) -> bool {
 
 /// The layer on browser routes: a request over its address's limit gets the bilingual 429
 /// page with `Retry-After` and goes no further.
-pub async fn enforce(State(app): State<AppState>, ip: ClientIp, req: Request, next: Next) -> Response {
-    if !app.limits.enabled() {
+pub async fn enforce(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or("");
+    if !app.limits.enabled() || !is_browser_route(req.method(), route) {
         return next.run(req).await;
     }
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or("");
-    let Some(ip) = ip.0.filter(|_| is_browser_route(req.method(), route)) else {
-        return next.run(req).await;
-    };
+    let route = route.to_string();
+    // The address only for limited routes: discovery and JWKS stay as cheap as they were.
+    let (mut parts, body) = req.into_parts();
+    let Ok(ClientIp(ip)) = ClientIp::from_request_parts(&mut parts, &app).await;
+    let req = Request::from_parts(parts, body);
+    let Some(ip) = ip else { return next.run(req).await };
     match app.limits.check_browser(ip).await {
         Ok(()) => next.run(req).await,
         Err(limited) => {
-            record(route, limited);
-            tracing::info!(route, retry_after = limited.retry_after, "browser request over the rate limit");
+            record(&route, limited);
+            tracing::debug!(route, retry_after = limited.retry_after, "browser request over the rate limit");
             crate::web::ErrorPage::rate_limited(limited.retry_after).into_response()
         }
     }

@@ -68,7 +68,7 @@ pub async fn authenticate_form(
             .filter(|id| app.clients.get(id).is_some());
         if let Err(limited) = app.limits.check_back_channel(ip, claimed.as_deref()).await {
             crate::limits::record(endpoint, limited);
-            tracing::info!(
+            tracing::debug!(
                 endpoint,
                 bucket = limited.bucket.name(),
                 "back-channel request over the rate limit"
