@@ -77,6 +77,8 @@ pub struct AppParts {
     pub clients: ClientRegistry,
     pub broker: Broker,
     pub clock: Clock,
+    /// Request rate limits (`[limits]`).
+    pub limits: crate::limits::RateLimiter,
     /// Access tokens already verified (for introspection and userinfo).
     pub verified_tokens: crate::provider::verified::VerifiedTokens,
     /// The discovery document, serialised again only when the signing algorithms change.
@@ -127,6 +129,7 @@ impl AppState {
             })?;
         let broker = Broker::new(&settings, http.clone(), store.clone())?;
         let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
+        let limits = crate::limits::RateLimiter::new(&settings.limits, &store, clock.clone());
         let discovery = discovery::Discovery::new(&issuer, &settings.assurance.levels, &keys);
         Ok(AppState(Arc::new(AppParts {
             settings: Arc::new(settings),
@@ -135,6 +138,7 @@ impl AppState {
             sessions,
             accounts,
             clients,
+            limits,
             broker,
             clock,
             discovery,
@@ -147,8 +151,9 @@ impl AppState {
 
 /// The whole HTTP surface. Layers run outside-in in the order listed at the bottom:
 /// request id first (so every log line has it), then sensitive-header marking (before
-/// tracing sees headers), then tracing, then a body-size limit and a request timeout. HSTS
-/// (https issuers only) wraps everything, so every response carries it.
+/// tracing sees headers), then tracing, then a body-size limit and a request timeout. After
+/// routing: the metrics layer, then the rate limits of browser routes (so refusals are counted
+/// by route too). HSTS (https issuers only) wraps everything, so every response carries it.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let hsts = crate::web::hsts(state.issuer());
@@ -159,7 +164,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::logout::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        // Runs after routing, so requests are counted by their matched route.
+        // Both run after routing, so they see the matched route; metrics outermost.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::enforce))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .fallback(not_found)
         .with_state(state)

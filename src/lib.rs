@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod keys;
 pub mod legacy_idp;
+pub mod limits;
 pub mod login;
 pub mod logout;
 pub mod metrics;

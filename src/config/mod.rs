@@ -55,6 +55,9 @@ pub struct Settings {
     pub inbound: InboundSettings,
     #[serde(default)]
     pub management: ManagementSettings,
+    /// Request rate limits per client address and per client (see `crate::limits`).
+    #[serde(default)]
+    pub limits: LimitSettings,
 }
 
 /// The acr ladder: every `acr` the gateway puts in ID tokens, from the lowest assurance to the
@@ -99,6 +102,43 @@ pub struct InboundSettings {
     /// Networks of reverse proxies / load balancers (CIDR, e.g. `"10.0.0.0/8"`).
     #[serde(default)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// Request rate limits: fixed windows of `window`, counted per client address (as
+/// `inbound.trusted_proxies` determines it) and per registered client. Counted in Redis when
+/// Redis is the state store (shared by every replica), in the process otherwise.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// `false` turns every rate limit off (e.g. when a proxy in front already limits).
+    #[serde(default = "defaults::limits_enabled")]
+    pub enabled: bool,
+    /// Length of one counting window (whole seconds, 1s to 1h).
+    #[serde(default = "defaults::limits_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// Browser requests per address and window: `/authorize`, `/upstream/{id}/login`,
+    /// `/upstream/{id}/callback`, and the form POSTs (`/logout`, `/sessions/end`).
+    #[serde(default = "defaults::limits_browser_per_address")]
+    pub browser_per_address: u32,
+    /// Back-channel requests per address and window: `/token`, `/introspect`, `/revoke`.
+    #[serde(default = "defaults::limits_token_per_address")]
+    pub token_per_address: u32,
+    /// Back-channel requests per registered client and window (counted whether or not the
+    /// client then authenticates).
+    #[serde(default = "defaults::limits_token_per_client")]
+    pub token_per_client: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: defaults::limits_enabled(),
+            window: defaults::limits_window(),
+            browser_per_address: defaults::limits_browser_per_address(),
+            token_per_address: defaults::limits_token_per_address(),
+            token_per_client: defaults::limits_token_per_client(),
+        }
+    }
 }
 
 /// The management listener: `/metrics` (Prometheus), `/healthz`, `/readyz`. Keep it on an
@@ -692,6 +732,21 @@ pub enum ClientAuthMethod {
 
 mod defaults {
     use super::*;
+    pub fn limits_enabled() -> bool {
+        true
+    }
+    pub fn limits_window() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn limits_browser_per_address() -> u32 {
+        1_200
+    }
+    pub fn limits_token_per_address() -> u32 {
+        6_000
+    }
+    pub fn limits_token_per_client() -> u32 {
+        6_000
+    }
     pub fn listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8080))
     }

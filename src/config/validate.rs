@@ -378,6 +378,8 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
         );
     }
 
+    check_limits(&s.limits, &mut p);
+
     let mut ids = HashSet::new();
     for (i, u) in s.upstreams.iter().enumerate() {
         let at = |k: &str| format!("upstreams[{i}].{k}");
@@ -574,6 +576,30 @@ pub fn warnings(s: &Settings) -> Vec<Problem> {
         }
     }
     w
+}
+
+/// `[limits]`: a window of whole seconds the counters can align to, and counts that let
+/// at least one request through.
+fn check_limits(l: &super::LimitSettings, p: &mut Vec<Problem>) {
+    let w = l.window;
+    if w < std::time::Duration::from_secs(1)
+        || w > std::time::Duration::from_secs(3600)
+        || w.subsec_nanos() != 0
+    {
+        p.push(Problem::new("limits.window", "out of range").expecting("whole seconds between 1s and 1h"));
+    }
+    for (key, n) in [
+        ("limits.browser_per_address", l.browser_per_address),
+        ("limits.token_per_address", l.token_per_address),
+        ("limits.token_per_client", l.token_per_client),
+    ] {
+        if n == 0 {
+            p.push(
+                Problem::new(key, "is zero (no request would pass)")
+                    .expecting("a positive count, or limits.enabled = false"),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -821,5 +847,25 @@ refresh_token_lifetime = "0s"
         assert_eq!(paths, vec!["clients[0].require_pkce".to_string()]);
         let none_method = format!("{public}token_endpoint_auth_method = \"none\"\n");
         assert!(!problems(&none_method).is_empty());
+    }
+
+    #[test]
+    fn limits_have_production_defaults_and_checked_ranges() {
+        let s = Settings::from_toml("issuer = \"http://127.0.0.1:8080\"").unwrap();
+        assert!(s.limits.enabled);
+        assert_eq!(s.limits.window.as_secs(), 60);
+        assert!(s.limits.browser_per_address >= 600, "generous for many people behind one NAT");
+        let base = "issuer = \"http://127.0.0.1:8080\"\n[limits]\n";
+        assert!(problems(&format!("{base}window = \"30s\"\ntoken_per_client = 10")).is_empty());
+        let paths = |extra: &str| -> Vec<String> {
+            problems(&format!("{base}{extra}")).into_iter().map(|p| p.path).collect()
+        };
+        assert_eq!(paths("window = \"1500ms\""), ["limits.window"]);
+        assert_eq!(paths("window = \"2h\""), ["limits.window"]);
+        assert_eq!(paths("window = \"0s\""), ["limits.window"]);
+        assert_eq!(paths("browser_per_address = 0"), ["limits.browser_per_address"]);
+        assert_eq!(paths("token_per_address = 0"), ["limits.token_per_address"]);
+        assert_eq!(paths("token_per_client = 0"), ["limits.token_per_client"]);
+        assert!(!paths("per_address = 5").is_empty(), "unknown keys are refused");
     }
 }

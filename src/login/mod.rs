@@ -5,7 +5,7 @@
 //!
 //! Must not: hold protocol details of either side (they live in `broker` and `provider`).
 
-mod client_ip;
+pub mod client_ip;
 mod error;
 mod link_confirm;
 

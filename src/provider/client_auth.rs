@@ -2,6 +2,7 @@
 //! `none` for public clients, and `private_key_jwt` (RFC 7523) with replay protection.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,54 @@ impl Audience {
             Audience::None => false,
         }
     }
+}
+
+/// Reads the form of a request to a back-channel endpoint (`/token`, `/introspect`,
+/// `/revoke`) and authenticates its client. The request is first counted against `[limits]`
+/// for its address and, when it names a registered client, for that client: whether or not
+/// the client then authenticates, and also when the form is malformed. Over a limit it is
+/// refused with `slow_down` before any credential is checked.
+pub async fn authenticate_form(
+    app: &AppState,
+    endpoint: &'static str,
+    ip: Option<IpAddr>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(HashMap<String, String>, Arc<Client>), TokenError> {
+    let params = super::token::form(headers, body);
+    if app.limits.enabled() {
+        // Only registered clients get a count: made-up ids cannot grow the counters.
+        let claimed = params
+            .as_ref()
+            .ok()
+            .and_then(|p| claimed_client(headers, p))
+            .filter(|id| app.clients.get(id).is_some());
+        if let Err(limited) = app.limits.check_back_channel(ip, claimed.as_deref()).await {
+            crate::limits::record(endpoint, limited);
+            tracing::debug!(
+                endpoint,
+                bucket = limited.bucket.name(),
+                "back-channel request over the rate limit"
+            );
+            return Err(TokenError::SlowDown { retry_after: limited.retry_after });
+        }
+    }
+    let params = params?;
+    let client = authenticate(app, headers, &params).await?;
+    Ok((params, client))
+}
+
+/// The client a request names, before it is authenticated: the HTTP Basic user, else
+/// `client_id`, else the issuer of a client assertion.
+fn claimed_client(headers: &HeaderMap, params: &HashMap<String, String>) -> Option<String> {
+    if let Ok(Some((id, _))) = super::clients::basic_credentials(headers) {
+        return Some(id);
+    }
+    if let Some(id) = params.get("client_id").filter(|v| !v.is_empty()) {
+        return Some(id.clone());
+    }
+    let assertion = params.get("client_assertion")?;
+    jsonwebtoken::dangerous::insecure_decode::<Assertion>(assertion).ok().map(|a| a.claims.iss)
 }
 
 /// Authenticates the client of a request to one of the back-channel endpoints.

@@ -180,7 +180,7 @@ impl ClientRegistry {
 }
 
 /// Decodes `Authorization: Basic` credentials; both parts are form-urlencoded (RFC 6749 §2.3.1).
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, TokenError> {
+pub(super) fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, TokenError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
     let bad = || TokenError::InvalidClient { basic: true };
     let value = value.to_str().map_err(|_| bad())?;

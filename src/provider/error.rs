@@ -29,6 +29,11 @@ pub enum TokenError {
     InvalidScope(String),
     #[error("temporarily_unavailable")]
     TemporarilyUnavailable,
+    /// Over a `[limits]` rate limit (per address or per client): 429 with `Retry-After`.
+    /// `slow_down` is the token-endpoint code registered for "too fast, wait" (RFC 8628
+    /// §3.5), kept apart from `temporarily_unavailable` (503, the gateway's own outage).
+    #[error("slow_down: rate limit reached, retry after {retry_after}s")]
+    SlowDown { retry_after: u64 },
     #[error("server_error")]
     ServerError,
 }
@@ -43,6 +48,7 @@ impl TokenError {
             TokenError::UnsupportedGrantType => "unsupported_grant_type",
             TokenError::InvalidScope(_) => "invalid_scope",
             TokenError::TemporarilyUnavailable => "temporarily_unavailable",
+            TokenError::SlowDown { .. } => "slow_down",
             TokenError::ServerError => "server_error",
         }
     }
@@ -51,6 +57,7 @@ impl TokenError {
         match self {
             TokenError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
             TokenError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            TokenError::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
             TokenError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -65,6 +72,7 @@ impl TokenError {
             TokenError::InvalidClient { .. } => Some("client authentication failed"),
             TokenError::UnsupportedGrantType => Some("grant_type not supported"),
             TokenError::TemporarilyUnavailable => Some("the service is temporarily unavailable, retry later"),
+            TokenError::SlowDown { .. } => Some("too many requests, retry after the time in Retry-After"),
             TokenError::ServerError => None,
         }
     }
@@ -88,8 +96,14 @@ impl IntoResponse for TokenError {
             };
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
-        if matches!(self, TokenError::TemporarilyUnavailable) {
-            h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        match self {
+            TokenError::TemporarilyUnavailable => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            TokenError::SlowDown { retry_after } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+            }
+            _ => {}
         }
         res
     }
@@ -193,6 +207,7 @@ mod tests {
             (TokenError::UnsupportedGrantType, 400, "unsupported_grant_type"),
             (TokenError::InvalidScope("x".into()), 400, "invalid_scope"),
             (TokenError::TemporarilyUnavailable, 503, "temporarily_unavailable"),
+            (TokenError::SlowDown { retry_after: 7 }, 429, "slow_down"),
         ];
         for (err, status, code) in cases {
             assert_eq!(err.code(), code);
@@ -200,6 +215,18 @@ mod tests {
             assert_eq!(res.status().as_u16(), status);
             assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
         }
+    }
+
+    #[tokio::test]
+    async fn slow_down_is_429_json_with_retry_after() {
+        let res = TokenError::SlowDown { retry_after: 17 }.into_response();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "17");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"], "slow_down");
+        assert!(json["error_description"].is_string());
     }
 
     #[test]

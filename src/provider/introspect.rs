@@ -2,6 +2,7 @@
 //! a client sees and revokes only its own tokens, or — for resource servers named in a
 //! client's `audiences` — access tokens meant for it.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,13 +12,13 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::client_auth::authenticate;
+use super::client_auth::authenticate_form;
 use super::clients::Client;
 use super::error::TokenError;
 use super::records::{RefreshRecord, grant_revoked_key, refresh_key, revoked_jti_key};
-use super::token::form;
 use super::tokens::AccessClaims;
 use crate::app::AppState;
+use crate::login::client_ip::ClientIp;
 
 fn no_store(mut res: Response) -> Response {
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -26,18 +27,23 @@ fn no_store(mut res: Response) -> Response {
 
 pub async fn introspect(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    match introspect_inner(&app, &headers, &body).await {
+    match introspect_inner(&app, ip, &headers, &body).await {
         Ok(v) => no_store(Json(v).into_response()),
         Err(e) => e.into_response(),
     }
 }
 
-async fn introspect_inner(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, TokenError> {
-    let params = form(headers, body)?;
-    let client = authenticate(app, headers, &params).await?;
+async fn introspect_inner(
+    app: &AppState,
+    ip: Option<IpAddr>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, TokenError> {
+    let (params, client) = authenticate_form(app, "/introspect", ip, headers, body).await?;
     // RFC 7662 §2.1: introspection is for clients that authenticate; a public client's
     // `client_id` proves nothing, so it learns nothing about any token.
     if client.is_public() {
@@ -106,16 +112,25 @@ async fn live_access_token(app: &AppState, token: &str) -> Result<Option<Arc<Acc
     Ok(Some(claims))
 }
 
-pub async fn revoke(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    match revoke_inner(&app, &headers, &body).await {
+pub async fn revoke(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match revoke_inner(&app, ip, &headers, &body).await {
         Ok(()) => no_store(axum::http::StatusCode::OK.into_response()),
         Err(e) => e.into_response(),
     }
 }
 
-async fn revoke_inner(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), TokenError> {
-    let params = form(headers, body)?;
-    let client = authenticate(app, headers, &params).await?;
+async fn revoke_inner(
+    app: &AppState,
+    ip: Option<IpAddr>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), TokenError> {
+    let (params, client) = authenticate_form(app, "/revoke", ip, headers, body).await?;
     let token = params
         .get("token")
         .filter(|t| !t.is_empty())

@@ -20,10 +20,16 @@ use super::records::{
 use super::tokens::{TokenResponse, issue_client_token, issue_user_tokens};
 use crate::app::AppState;
 use crate::config::GrantType;
+use crate::login::client_ip::ClientIp;
 use crate::state::StoreError;
 
-pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    match token(&app, &headers, &body).await {
+pub async fn post(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match token(&app, ip, &headers, &body).await {
         Ok(tokens) => {
             let mut res = Json(tokens).into_response();
             res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -58,10 +64,14 @@ pub fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>,
     Ok(map)
 }
 
-async fn token(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<TokenResponse, TokenError> {
-    let params = form(headers, body)?;
+async fn token(
+    app: &AppState,
+    ip: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TokenResponse, TokenError> {
+    let (params, client) = super::client_auth::authenticate_form(app, "/token", ip, headers, body).await?;
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let client = super::client_auth::authenticate(app, headers, &params).await?;
     let grant_type = match get("grant_type") {
         None => return Err(TokenError::InvalidRequest("grant_type is required".into())),
         Some("authorization_code") => GrantType::AuthorizationCode,

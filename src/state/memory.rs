@@ -147,6 +147,11 @@ impl MemoryStore {
 
     /// Adds one to a counter; a new counter lives for `ttl` (a fixed window).
     pub fn incr(&self, key: &str, ttl: Duration) -> u64 {
+        self.incr_by(key, 1, ttl)
+    }
+
+    /// Adds `by` to a counter; a new counter lives for `ttl` (a fixed window).
+    pub fn incr_by(&self, key: &str, by: u64, ttl: Duration) -> u64 {
         let now = self.now();
         let mut inner = self.lock();
         let current = match inner.live(key, now) {
@@ -155,7 +160,7 @@ impl MemoryStore {
             }
             _ => 0,
         };
-        let next = current.saturating_add(1);
+        let next = current.saturating_add(by);
         match inner.live(key, now) {
             Some(e) if current > 0 => e.value = Value::Bytes(next.to_string().into_bytes().into()),
             _ => inner.insert(

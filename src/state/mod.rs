@@ -200,6 +200,16 @@ impl StateStore {
         }
     }
 
+    /// Adds to each counter (key, amount), in one round trip on Redis, and returns the new
+    /// counts in order. Each counter behaves as with [`StateStore::incr`]; the counters are
+    /// not changed together atomically (they may live in different Cluster slots).
+    pub async fn incr_each(&self, counters: &[(&str, u64)], ttl: Duration) -> Result<Vec<u64>, StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(counters.iter().map(|(k, by)| m.incr_by(k, *by, ttl)).collect()),
+            Backend::Redis(r) => note(r.incr_each(counters, ttl).await),
+        }
+    }
+
     pub async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Memory(m) => {
@@ -486,6 +496,32 @@ mod tests {
         assert!(!store.exists_any(&["revoked:a"]).await.unwrap());
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!store.exists_any(&["revoked:a", "revoked:b"]).await.unwrap(), "expired keys do not count");
+    }
+
+    /// Rate limits count several keys at once; each behaves as its own counter.
+    async fn incr_each_counts_every_key(store: StateStore) {
+        let ttl = Duration::from_millis(300);
+        assert_eq!(store.incr_each(&[("rl:a", 1), ("rl:b", 1)], ttl).await.unwrap(), [1, 1]);
+        assert_eq!(store.incr_each(&[("rl:a", 1)], ttl).await.unwrap(), [2]);
+        assert_eq!(store.incr_each(&[("rl:b", 5), ("rl:a", 1)], ttl).await.unwrap(), [6, 3]);
+        assert_eq!(store.incr("rl:a", ttl).await.unwrap(), 4, "the same counters as incr");
+        assert!(store.incr_each(&[], ttl).await.unwrap().is_empty());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            store.incr_each(&[("rl:a", 2), ("rl:b", 1)], ttl).await.unwrap(),
+            [2, 1],
+            "counters expire"
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_incr_each_counts_every_key() {
+        incr_each_counts_every_key(StateStore::memory()).await;
+    }
+
+    #[tokio::test]
+    async fn redis_incr_each_counts_every_key() {
+        incr_each_counts_every_key(test_redis().await).await;
     }
 
     #[tokio::test]

@@ -344,6 +344,22 @@ impl RedisStore {
         self.query::<i64>(&cmd).await.map(|_| ())
     }
 
+    /// One pipeline (not a transaction, so the keys may be in different Cluster slots) of
+    /// `SET NX PX` + `INCRBY` per key. A key could only lose its expiry if it expired between
+    /// its two commands; callers give counters a lifetime well past their last use.
+    pub async fn incr_each(&self, counters: &[(&str, u64)], ttl: Duration) -> Result<Vec<u64>, StoreError> {
+        if counters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (key, by) in counters {
+            let key = self.key(key);
+            pipe.cmd("SET").arg(&key).arg(0).arg("NX").arg("PX").arg(ttl_ms(ttl)).ignore();
+            pipe.cmd("INCRBY").arg(&key).arg(*by);
+        }
+        self.query_pipe(&pipe).await
+    }
+
     pub async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
         self.query::<i64>(redis::cmd("SREM").arg(self.key(key)).arg(member)).await.map(|_| ())
     }

@@ -176,6 +176,9 @@ pub struct ErrorPage {
     pub detail_vi: String,
     pub detail_en: String,
     pub actions: Vec<Action>,
+    /// Seconds to send in `Retry-After` (pages that ask the person to come back later).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl ErrorPage {
@@ -187,6 +190,7 @@ impl ErrorPage {
             detail_vi: String::new(),
             detail_en: String::new(),
             actions: Vec::new(),
+            retry_after: None,
         }
     }
     pub fn detail(mut self, vi: impl Into<String>, en: impl Into<String>) -> Self {
@@ -208,12 +212,57 @@ impl ErrorPage {
         )
         .detail("Vui lòng thử lại sau ít phút.", "Please try again in a few minutes.")
     }
+
+    /// The page shown when an address sends more requests than `[limits]` allow (429 with
+    /// `Retry-After`).
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let minutes = retry_after_secs.div_ceil(60).max(1);
+        let mut page = ErrorPage::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Quá nhiều yêu cầu",
+            "Too many requests",
+        )
+        .detail(
+            format!(
+                "Có quá nhiều yêu cầu đăng nhập từ địa chỉ mạng của bạn. Vui lòng thử lại sau khoảng {minutes} phút."
+            ),
+            format!(
+                "Too many login requests came from your network address. Please try again in about {minutes} minute(s)."
+            ),
+        );
+        page.retry_after = Some(retry_after_secs.max(1));
+        page
+    }
 }
 
 impl IntoResponse for ErrorPage {
     fn into_response(self) -> Response {
         let status = self.status;
-        html_response(status, render("error.html", &self), CSP_PAGE)
+        let retry_after = self.retry_after;
+        let mut res = html_response(status, render("error.html", &self), CSP_PAGE);
+        if let Some(secs) = retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rate_limited_page_is_429_bilingual_with_retry_after() {
+        let res = ErrorPage::rate_limited(42).into_response();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "42");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(html.contains("Quá nhiều yêu cầu") && html.contains("Too many requests"), "{html}");
+        assert!(html.contains("1 phút") && html.contains("1 minute"), "42 s rounds up to a minute: {html}");
+        // Other pages carry no Retry-After.
+        assert!(!ErrorPage::unavailable().into_response().headers().contains_key(header::RETRY_AFTER));
     }
 }
 

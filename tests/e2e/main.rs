@@ -17,6 +17,7 @@ mod link_confirm;
 mod login_flows;
 mod logout;
 mod operations;
+mod rate_limits;
 mod redis_outage;
 mod redis_topologies;
 mod replicas;

@@ -62,7 +62,7 @@ impl OwnRedis {
     }
 
     /// SIGKILL: no graceful save; only what AOF already has survives.
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

@@ -79,6 +79,11 @@ struct Args {
     /// `RUST_LOG` of the gateway (production default: info).
     #[arg(long, default_value = "info,sqlx=warn")]
     gateway_log: String,
+    /// `[limits]` of the gateway: `high` (enabled, every request counted, ceilings no single
+    /// load generator reaches: the limiter's cost), `default` (the shipped limits: the one
+    /// load-generator address is refused beyond them) or `off`.
+    #[arg(long, default_value = "high")]
+    limits: String,
     /// Also print the results as a Markdown table.
     #[arg(long)]
     markdown: bool,
@@ -237,8 +242,11 @@ async fn bench(args: Args) -> Result<()> {
         "redis" => Store::Redis(args.redis_url.clone()),
         other => bail!("--store must be memory or redis, not {other:?}"),
     };
+    let limits = system::Limits::parse(&args.limits)
+        .ok_or_else(|| anyhow!("--limits must be high, default or off, not {:?}", args.limits))?;
     let scratch = procs::Scratch::new()?;
     let opts = Options {
+        limits,
         store: store.clone(),
         alg: args.alg.clone(),
         redis_settings: args.redis_setting.clone(),

@@ -38,6 +38,42 @@ pub struct Options {
     /// Run this binary instead of re-running sso-bench as the gateway.
     pub gateway_bin: Option<PathBuf>,
     pub gateway_log_level: String,
+    /// The gateway's `[limits]`.
+    pub limits: Limits,
+}
+
+/// What `[limits]` the benchmarked gateway runs with (`--limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limits {
+    /// Enabled, every request counted, ceilings too high to refuse the single load-generator
+    /// address: measures what the limiter costs.
+    High,
+    /// The shipped defaults: the load generator's one address is refused beyond them.
+    Default,
+    /// `enabled = false`.
+    Off,
+}
+
+impl Limits {
+    pub fn parse(s: &str) -> Option<Limits> {
+        match s {
+            "high" | "on" => Some(Limits::High),
+            "default" => Some(Limits::Default),
+            "off" => Some(Limits::Off),
+            _ => None,
+        }
+    }
+
+    /// The `[limits]` table appended to the gateway configuration.
+    pub fn toml(self) -> &'static str {
+        match self {
+            Limits::High => {
+                "\n[limits]\nenabled = true\nbrowser_per_address = 1000000000\ntoken_per_address = 1000000000\ntoken_per_client = 1000000000\n"
+            }
+            Limits::Default => "\n[limits]\nenabled = true\n",
+            Limits::Off => "\n[limits]\nenabled = false\n",
+        }
+    }
 }
 
 /// A demo user of one simulated system.
@@ -143,7 +179,7 @@ pub async fn start(opts: &Options, dir: &Path) -> Result<System> {
     // 3. the gateway
     let port = procs::free_port()?;
     let gateway = Url::parse(&format!("http://127.0.0.1:{port}"))?;
-    let config = gateway_config(
+    let mut config = gateway_config(
         port,
         dir,
         &issuers,
@@ -152,6 +188,7 @@ pub async fn start(opts: &Options, dir: &Path) -> Result<System> {
         opts.account_cache_ttl,
         &opts.alg,
     )?;
+    config.push_str(opts.limits.toml());
     let config_path = dir.join("gateway.toml");
     std::fs::write(&config_path, config)?;
     let log = dir.join("gateway.log");
@@ -293,6 +330,10 @@ mod tests {
         let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
         assert_eq!(settings.upstreams.len(), 4);
         assert_eq!(settings.clients.len(), 2);
+        for limits in [Limits::High, Limits::Default, Limits::Off] {
+            let with = sso_gateway::config::Settings::from_toml(&format!("{text}{}", limits.toml())).unwrap();
+            assert_eq!(with.limits.enabled, limits != Limits::Off);
+        }
         assert!(
             !text.contains("{hcm_port}") && !text.contains("{brvt_port}") && !text.contains("{vneid_port}")
         );

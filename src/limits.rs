@@ -1,0 +1,470 @@
+//! Request rate limits (`[limits]`): how many requests one client address, and one registered
+//! client, may send per window.
+//!
+//! Owns: the counting (fixed windows aligned to the injected clock), the layer that limits the
+//! browser routes by address, the check that limits the back-channel endpoints by address and
+//! by client, and the rejection metric. Must not: decide what a 429 looks like (the browser
+//! page is `web::ErrorPage::rate_limited`, the OAuth body `provider::error::TokenError::SlowDown`)
+//! or know addresses beyond [`ClientIp`] (which honours `inbound.trusted_proxies`).
+//!
+//! Where the counts live: always in a bounded in-process cache; with Redis as the state store
+//! also in Redis, so that every replica sees the same counts (keys hold SHA-256 of addresses
+//! and client ids and expire two windows after they were made). A replica reports its counts
+//! to Redis with at most one pipelined round trip per request, and only every [`batch`]
+//! requests of a key (1 % of the limit, at most [`MAX_BATCH`]): small limits are exact, large
+//! ones may be exceeded by that 1 % per replica, and a request to a key already known to be
+//! over its limit is refused without a round trip (a flood costs Redis nothing).
+//!
+//! Redis down: the limiter fails open to the replica's own count (the last count Redis gave
+//! plus what the replica has seen since). It never refuses or delays a request because Redis
+//! is down; the request goes on to meet the outage itself (a 503). After a failure it counts
+//! locally for [`SHARED_RETRY`] seconds before asking Redis again, so an outage does not add
+//! a Redis timeout to every request.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::clock::Clock;
+use crate::config::LimitSettings;
+use crate::login::client_ip::ClientIp;
+use crate::state::{StateStore, hashed_key};
+
+/// Distinct (bucket, address or client) counters one process keeps (about 200 B each).
+/// Beyond it the least useful counters are dropped: a flood from more addresses than this per
+/// window is not something per-address counting can stop anyway.
+const LOCAL_CAPACITY: u64 = 100_000;
+
+/// How long the limiter counts locally after Redis failed to answer, seconds.
+pub const SHARED_RETRY: i64 = 10;
+
+/// What a counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    /// Browser routes, per address.
+    Browser,
+    /// `/token`, `/introspect`, `/revoke`, per address.
+    Token,
+    /// `/token`, `/introspect`, `/revoke`, per registered client.
+    Client,
+}
+
+impl Bucket {
+    /// The metric label and key part.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::Browser => "browser",
+            Bucket::Token => "token",
+            Bucket::Client => "client",
+        }
+    }
+}
+
+/// A request over a limit: which one, and how many seconds until its window ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub bucket: Bucket,
+    pub retry_after: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Address(Bucket, IpAddr),
+    Client(String),
+}
+
+impl Key {
+    fn bucket(&self) -> Bucket {
+        match self {
+            Key::Address(b, _) => *b,
+            Key::Client(_) => Bucket::Client,
+        }
+    }
+
+    /// The state-store key of this counter in window number `window`.
+    fn store_key(&self, window: i64) -> String {
+        match self {
+            Key::Address(b, ip) => hashed_key(&format!("ratelimit:{}:{window}", b.name()), &ip.to_string()),
+            Key::Client(id) => hashed_key(&format!("ratelimit:client:{window}"), id),
+        }
+    }
+}
+
+/// One key's count in this process.
+#[derive(Debug)]
+struct Cell {
+    /// The window counted.
+    window: i64,
+    /// The count the shared store last reported (always 0 without one).
+    seen: u64,
+    /// Requests counted here and not yet reported to the shared store.
+    pending: u64,
+}
+
+impl Cell {
+    fn new(window: i64) -> Self {
+        Cell { window, seen: 0, pending: 0 }
+    }
+}
+
+type LocalCounts = moka::sync::Cache<Key, Arc<Mutex<Cell>>>;
+
+/// Most requests a replica counts before reporting them to the shared store (see [`batch`]).
+pub const MAX_BATCH: u64 = 64;
+
+/// The rate limiter of one gateway process.
+pub struct RateLimiter {
+    settings: LimitSettings,
+    window_secs: i64,
+    clock: Clock,
+    local: LocalCounts,
+    shared: Option<StateStore>,
+    /// Clock second until which Redis is not asked (after a failure).
+    shared_down_until: AtomicI64,
+}
+
+impl RateLimiter {
+    /// Counts in `store` when it is shared by replicas (Redis), in the process otherwise.
+    pub fn new(settings: &LimitSettings, store: &StateStore, clock: Clock) -> Self {
+        let window_secs = i64::try_from(settings.window.as_secs()).unwrap_or(i64::MAX).max(1);
+        let local = moka::sync::Cache::builder()
+            .max_capacity(LOCAL_CAPACITY)
+            // A counter unused for a whole window would start from zero anyway.
+            .time_to_idle(Duration::from_secs(window_secs.unsigned_abs()))
+            .build();
+        RateLimiter {
+            settings: settings.clone(),
+            window_secs,
+            clock,
+            local,
+            shared: store.is_shared().then(|| store.clone()),
+            shared_down_until: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    fn limit(&self, bucket: Bucket) -> u64 {
+        u64::from(match bucket {
+            Bucket::Browser => self.settings.browser_per_address,
+            Bucket::Token => self.settings.token_per_address,
+            Bucket::Client => self.settings.token_per_client,
+        })
+    }
+
+    /// Counts a browser request from `ip`.
+    pub async fn check_browser(&self, ip: IpAddr) -> Result<(), Limited> {
+        self.check(vec![Key::Address(Bucket::Browser, ip)]).await
+    }
+
+    /// Counts a back-channel request from `ip` (when known) naming `client` (a registered
+    /// client id, when one is named), in one round trip.
+    pub async fn check_back_channel(&self, ip: Option<IpAddr>, client: Option<&str>) -> Result<(), Limited> {
+        let mut keys = Vec::with_capacity(2);
+        if let Some(ip) = ip {
+            keys.push(Key::Address(Bucket::Token, ip));
+        }
+        if let Some(id) = client {
+            keys.push(Key::Client(id.to_string()));
+        }
+        self.check(keys).await
+    }
+
+    async fn check(&self, keys: Vec<Key>) -> Result<(), Limited> {
+        if !self.settings.enabled || keys.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let window = now.div_euclid(self.window_secs);
+        let retry_after = ((window + 1) * self.window_secs - now).max(1).unsigned_abs();
+        let limited = |key: &Key| Limited { bucket: key.bucket(), retry_after };
+        let cells: Vec<Arc<Mutex<Cell>>> = keys
+            .iter()
+            .map(|k| self.local.get_with_by_ref(k, || Arc::new(Mutex::new(Cell::new(window)))))
+            .collect();
+        let shared = self.shared_store();
+        let mut report = false;
+        let mut over = None;
+        for (key, cell) in keys.iter().zip(&cells) {
+            let mut c = lock(cell);
+            if c.window != window {
+                *c = Cell::new(window);
+            }
+            c.pending = c.pending.saturating_add(1);
+            let limit = self.limit(key.bucket());
+            if c.seen.saturating_add(c.pending) > limit {
+                // Known to be over without asking anyone: other replicas only add to it.
+                over.get_or_insert(limited(key));
+            } else if shared.is_some() && c.pending >= batch(limit) {
+                report = true;
+            }
+        }
+        if let Some(l) = over {
+            return Err(l);
+        }
+        let Some(store) = shared.filter(|_| report) else { return Ok(()) };
+        // Report every pending count of this request in one round trip.
+        let amounts: Vec<u64> = cells
+            .iter()
+            .map(|cell| {
+                let mut c = lock(cell);
+                if c.window == window { std::mem::take(&mut c.pending) } else { 0 }
+            })
+            .collect();
+        let names: Vec<String> = keys.iter().map(|k| k.store_key(window)).collect();
+        let counters: Vec<(&str, u64)> =
+            names.iter().map(String::as_str).zip(amounts.iter().copied()).collect();
+        // Two windows: a replica whose clock runs a little behind still finds the counter.
+        let ttl = Duration::from_secs(2 * self.window_secs.unsigned_abs());
+        match store.incr_each(&counters, ttl).await {
+            Ok(totals) if totals.len() == keys.len() => {
+                let mut result = Ok(());
+                for ((key, cell), total) in keys.iter().zip(&cells).zip(totals) {
+                    let mut c = lock(cell);
+                    if c.window == window {
+                        c.seen = c.seen.max(total);
+                    }
+                    if total > self.limit(key.bucket()) && result.is_ok() {
+                        result = Err(limited(key));
+                    }
+                }
+                result
+            }
+            outcome => {
+                if let Err(e) = outcome {
+                    tracing::warn!(
+                        error = %e,
+                        retry_in_secs = SHARED_RETRY,
+                        "rate limits counted per replica: the state store did not answer"
+                    );
+                    self.shared_down_until.store(self.clock.now() + SHARED_RETRY, Ordering::Relaxed);
+                }
+                // Fail open to this replica's own count: the requests stay counted here.
+                for (cell, amount) in cells.iter().zip(amounts) {
+                    let mut c = lock(cell);
+                    if c.window == window {
+                        c.pending = c.pending.saturating_add(amount);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The shared store, unless there is none or it failed a moment ago.
+    fn shared_store(&self) -> Option<&StateStore> {
+        let store = self.shared.as_ref()?;
+        (self.clock.now() >= self.shared_down_until.load(Ordering::Relaxed)).then_some(store)
+    }
+}
+
+/// How many requests a replica counts before it reports them to the shared store: 1 % of the
+/// limit, at least 1, at most [`MAX_BATCH`]. Replicas together may let a shared limit be
+/// exceeded by that much each; small limits (below 200) are counted exactly.
+fn batch(limit: u64) -> u64 {
+    (limit / 100).clamp(1, MAX_BATCH)
+}
+
+fn lock(cell: &Mutex<Cell>) -> std::sync::MutexGuard<'_, Cell> {
+    // A panic while holding the lock cannot leave two integers half-written; keep counting.
+    cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Counts one rejection (labels: the matched route and the bucket, never who was refused).
+pub fn record(route: &str, limited: Limited) {
+    metrics::counter!(
+        "sso_rate_limited_total",
+        "route" => route.to_string(),
+        "bucket" => limited.bucket.name()
+    )
+    .increment(1);
+}
+
+/// Whether a matched route is a browser route limited per address. The back-channel
+/// endpoints are limited where the client is known (`provider::client_auth`), so that the
+/// form is read once and both counts cost one round trip.
+fn is_browser_route(method: &Method, route: &str) -> bool {
+    match route {
+        "/authorize" | "/upstream/{id}/login" | "/upstream/{id}/callback" => {
+            method == Method::GET || method == Method::POST
+        }
+        "/logout" | "/sessions/end" => method == Method::POST,
+        _ => false,
+    }
+}
+
+/// The layer on browser routes: a request over its address's limit gets the bilingual 429
+/// page with `Retry-After` and goes no further.
+pub async fn enforce(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or("");
+    if !app.limits.enabled() || !is_browser_route(req.method(), route) {
+        return next.run(req).await;
+    }
+    let route = route.to_string();
+    // The address only for limited routes: discovery and JWKS stay as cheap as they were.
+    let (mut parts, body) = req.into_parts();
+    let Ok(ClientIp(ip)) = ClientIp::from_request_parts(&mut parts, &app).await;
+    let req = Request::from_parts(parts, body);
+    let Some(ip) = ip else { return next.run(req).await };
+    match app.limits.check_browser(ip).await {
+        Ok(()) => next.run(req).await,
+        Err(limited) => {
+            record(&route, limited);
+            tracing::debug!(route, retry_after = limited.retry_after, "browser request over the rate limit");
+            crate::web::ErrorPage::rate_limited(limited.retry_after).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(browser: u32, token: u32, client: u32) -> LimitSettings {
+        LimitSettings {
+            enabled: true,
+            window: Duration::from_secs(60),
+            browser_per_address: browser,
+            token_per_address: token,
+            token_per_client: client,
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_address_is_limited_per_window_and_others_are_not() {
+        let clock = Clock::system();
+        let l = RateLimiter::new(&settings(3, 100, 100), &StateStore::memory(), clock.clone());
+        for _ in 0..3 {
+            l.check_browser(ip("192.0.2.1")).await.unwrap();
+        }
+        let limited = l.check_browser(ip("192.0.2.1")).await.unwrap_err();
+        assert_eq!(limited.bucket, Bucket::Browser);
+        assert!((1..=60).contains(&limited.retry_after), "{limited:?}");
+        l.check_browser(ip("192.0.2.2")).await.unwrap();
+        // The back-channel count of the same address is a separate bucket.
+        l.check_back_channel(Some(ip("192.0.2.1")), None).await.unwrap();
+        // The next window starts from zero.
+        clock.advance(60);
+        l.check_browser(ip("192.0.2.1")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_the_rest_of_the_window() {
+        let clock = Clock::system();
+        let l = RateLimiter::new(&settings(1, 1, 1), &StateStore::memory(), clock.clone());
+        l.check_browser(ip("192.0.2.1")).await.unwrap();
+        let now = clock.now();
+        let limited = l.check_browser(ip("192.0.2.1")).await.unwrap_err();
+        let rest = 60 - now.rem_euclid(60);
+        // (one second less if the clock ticked between the two readings)
+        assert!([rest, rest - 1].contains(&(limited.retry_after as i64)), "{limited:?} at {now}");
+    }
+
+    #[tokio::test]
+    async fn clients_are_limited_across_addresses() {
+        let l = RateLimiter::new(&settings(100, 100, 2), &StateStore::memory(), Clock::system());
+        l.check_back_channel(Some(ip("192.0.2.1")), Some("portal")).await.unwrap();
+        l.check_back_channel(Some(ip("192.0.2.2")), Some("portal")).await.unwrap();
+        let limited = l.check_back_channel(Some(ip("192.0.2.3")), Some("portal")).await.unwrap_err();
+        assert_eq!(limited.bucket, Bucket::Client);
+        l.check_back_channel(Some(ip("192.0.2.3")), Some("documents")).await.unwrap();
+        l.check_back_channel(None, None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn disabled_limits_count_nothing() {
+        let mut s = settings(1, 1, 1);
+        s.enabled = false;
+        let l = RateLimiter::new(&s, &StateStore::memory(), Clock::system());
+        for _ in 0..5 {
+            l.check_browser(ip("192.0.2.1")).await.unwrap();
+            l.check_back_channel(Some(ip("192.0.2.1")), Some("portal")).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn replicas_on_one_redis_share_counts() {
+        let store_a = test_redis().await;
+        let store_b = store_a.clone();
+        let clock = Clock::system();
+        let a = RateLimiter::new(&settings(3, 100, 100), &store_a, clock.clone());
+        let b = RateLimiter::new(&settings(3, 100, 100), &store_b, clock.clone());
+        a.check_browser(ip("192.0.2.1")).await.unwrap();
+        b.check_browser(ip("192.0.2.1")).await.unwrap();
+        a.check_browser(ip("192.0.2.1")).await.unwrap();
+        assert!(b.check_browser(ip("192.0.2.1")).await.is_err(), "the fourth request, on either replica");
+    }
+
+    async fn test_redis() -> StateStore {
+        let url = std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("test-{}:", crate::state::random_handle());
+        let topology = crate::state::RedisTopology::Single(url);
+        StateStore::redis(&topology, &prefix, Duration::from_secs(2)).await.unwrap()
+    }
+
+    #[test]
+    fn reports_are_batched_by_one_percent_of_the_limit() {
+        assert_eq!(batch(5), 1);
+        assert_eq!(batch(199), 1);
+        assert_eq!(batch(1_200), 12);
+        assert_eq!(batch(6_000), 60);
+        assert_eq!(batch(1_000_000_000), MAX_BATCH);
+    }
+
+    #[tokio::test]
+    async fn large_shared_limits_hold_within_a_batch_per_replica() {
+        let store = test_redis().await;
+        let clock = Clock::system();
+        clock.advance(60 - clock.now().rem_euclid(60));
+        // 1 000 per window: replicas report every 10 requests.
+        let replicas: Vec<RateLimiter> =
+            (0..2).map(|_| RateLimiter::new(&settings(1_000, 100, 100), &store, clock.clone())).collect();
+        let mut accepted = 0;
+        for i in 0..1_200 {
+            if replicas[i % 2].check_browser(ip("192.0.2.1")).await.is_ok() {
+                accepted += 1;
+            }
+        }
+        assert!((1_000..=1_000 + 2 * batch(1_000)).contains(&accepted), "{accepted} accepted");
+    }
+
+    #[test]
+    fn only_the_named_browser_routes_are_limited_by_the_layer() {
+        for (m, r) in [
+            (Method::GET, "/authorize"),
+            (Method::POST, "/authorize"),
+            (Method::GET, "/upstream/{id}/login"),
+            (Method::POST, "/upstream/{id}/login"),
+            (Method::GET, "/upstream/{id}/callback"),
+            (Method::POST, "/upstream/{id}/callback"),
+            (Method::POST, "/logout"),
+            (Method::POST, "/sessions/end"),
+        ] {
+            assert!(is_browser_route(&m, r), "{m} {r}");
+        }
+        for (m, r) in [
+            (Method::GET, "/.well-known/openid-configuration"),
+            (Method::GET, "/jwks"),
+            (Method::GET, "/healthz"),
+            (Method::GET, "/readyz"),
+            (Method::POST, "/token"),
+            (Method::GET, "/logout"),
+            (Method::GET, "/sessions"),
+        ] {
+            assert!(!is_browser_route(&m, r), "{m} {r}");
+        }
+    }
+}
