@@ -10,6 +10,7 @@ mod admin_cli;
 mod authorize_errors;
 mod cas;
 mod discovery;
+mod hostile;
 mod ldap;
 mod login_flows;
 mod logout;
