@@ -340,9 +340,15 @@ async fn hostile_parameters_on_every_endpoint_are_refused_clearly() {
     p.check("/userinfo with two Authorization headers", twice, Expect::Refused).await;
     for (what, header) in [
         ("a non-UTF-8 Basic header", b"Basic \xff\xfe".to_vec()),
-        ("Basic with a control character", format!("Basic {}", B64.encode("portal:sec\u{1}ret")).into_bytes()),
+        (
+            "Basic with a control character",
+            format!("Basic {}", B64.encode("portal:sec\u{1}ret")).into_bytes(),
+        ),
         ("Basic without a colon", format!("Basic {}", B64.encode("portal")).into_bytes()),
-        ("Basic with a 16 KiB secret", format!("Basic {}", B64.encode(format!("portal:{}", "s".repeat(16 * 1024)))).into_bytes()),
+        (
+            "Basic with a 16 KiB secret",
+            format!("Basic {}", B64.encode(format!("portal:{}", "s".repeat(16 * 1024)))).into_bytes(),
+        ),
     ] {
         let header = reqwest::header::HeaderValue::from_bytes(&header).unwrap();
         let req = p.post("/token", "grant_type=client_credentials".into()).header("authorization", header);
@@ -358,9 +364,12 @@ async fn hostile_parameters_on_every_endpoint_are_refused_clearly() {
         p.check(&format!("/sessions with {what}"), req, Expect::Refused).await;
     }
     // Bodies past the 64 KiB limit and URIs past what HTTP accepts: refused by the HTTP layer.
-    for path in ["/token", "/authorize", "/logout", "/upstream/brvt/callback", "/upstream/hcm/backchannel-logout"] {
+    for path in
+        ["/token", "/authorize", "/logout", "/upstream/brvt/callback", "/upstream/hcm/backchannel-logout"]
+    {
         let body = format!("x={}", "z".repeat(80 * 1024));
-        let (status, _) = p.check(&format!("{path} with an 80 KiB body"), p.post(path, body), Expect::NoServerError).await;
+        let (status, _) =
+            p.check(&format!("{path} with an 80 KiB body"), p.post(path, body), Expect::NoServerError).await;
         assert!(status.is_client_error(), "{path}: {status}");
     }
     // (Sent by hand: no HTTP client library builds a URI that long.)
@@ -526,12 +535,13 @@ jwks = {}
 
     // private_key_jwt client assertions at /token, /introspect and /revoke.
     let client_kid = client_jwk["kid"].as_str().unwrap().to_string();
-    let assertion = |jti: &str| {
-        json!({ "iss": "signer", "sub": "signer", "aud": sys.url("/token"), "iat": now(), "exp": now() + 60, "jti": jti })
-    };
+    let assertion = |jti: &str| json!({ "iss": "signer", "sub": "signer", "aud": sys.url("/token"), "iat": now(), "exp": now() + 60, "jti": jti });
     let assertion_form = |a: &str, extra: &[(&str, &str)]| {
         let mut pairs = vec![
-            ("client_assertion_type".to_string(), "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string()),
+            (
+                "client_assertion_type".to_string(),
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+            ),
             ("client_assertion".to_string(), a.to_string()),
         ];
         pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -548,7 +558,8 @@ jwks = {}
             ("/revoke", &[("token", "x")][..]),
         ] {
             let what = format!("client assertion {i} ({label}) at {path}");
-            let (status, body) = p.check(&what, p.post(path, assertion_form(&forged, extra)), Expect::Refused).await;
+            let (status, body) =
+                p.check(&what, p.post(path, assertion_form(&forged, extra)), Expect::Refused).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
         }
     }
@@ -559,7 +570,11 @@ jwks = {}
         let key = jsonwebtoken::EncodingKey::from_ec_pem(client_pem.as_bytes()).unwrap();
         jsonwebtoken::encode(&header, &assertion("genuine"), &key).unwrap()
     };
-    let res = p.post("/token", assertion_form(&genuine, &[("grant_type", "client_credentials")])).send().await.unwrap();
+    let res = p
+        .post("/token", assertion_form(&genuine, &[("grant_type", "client_credentials")]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK, "the genuine assertion is accepted");
 
     // A person logged in through the Ho Chi Minh City system: the session every forged
@@ -568,9 +583,11 @@ jwks = {}
     let (_rp, tokens) = portal_login(&sys, &browser, "hcm", HCM_USER).await;
     let sid = tokens.raw["sid"].as_str().unwrap().to_string();
     let gateway_jwks: Value = reqwest::get(sys.url("/jwks")).await.unwrap().json().await.unwrap();
-    let header: Value = serde_json::from_slice(&B64.decode(tokens.id_token.split('.').next().unwrap()).unwrap()).unwrap();
+    let header: Value =
+        serde_json::from_slice(&B64.decode(tokens.id_token.split('.').next().unwrap()).unwrap()).unwrap();
     let our_kid = header["kid"].as_str().unwrap();
-    let our_jwk = gateway_jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == our_kid).unwrap().clone();
+    let our_jwk =
+        gateway_jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == our_kid).unwrap().clone();
 
     // id_token_hint at /logout: a forged hint naming the live session is not a logout; the
     // person is asked instead (OIDC RP-Initiated Logout §2), and the session survives.
@@ -624,10 +641,13 @@ jwks = {}
         .unwrap();
     let logout_claims: Value =
         serde_json::from_slice(&B64.decode(genuine.split('.').nth(1).unwrap()).unwrap()).unwrap();
-    for (label, forged) in forgeries(idp_kid, &idp_jwk, &attacker, &attacker_keys.url, "logout+jwt", &logout_claims) {
+    for (label, forged) in
+        forgeries(idp_kid, &idp_jwk, &attacker, &attacker_keys.url, "logout+jwt", &logout_claims)
+    {
         let what = format!("upstream logout token: {label}");
         let body = serde_urlencoded::to_string([("logout_token", forged.as_str())]).unwrap();
-        let (status, _) = p.check(&what, p.post("/upstream/hcm/backchannel-logout", body), Expect::Refused).await;
+        let (status, _) =
+            p.check(&what, p.post("/upstream/hcm/backchannel-logout", body), Expect::Refused).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}");
         assert!(sys.app.sessions.is_alive(&sid).await.unwrap(), "{what}: the session was ended");
     }
@@ -655,7 +675,11 @@ jwks = {}
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{label}: {body}");
         assert!(clear("text/html", &body), "{label}: {body}");
         let (status, _) = p
-            .check(&format!("no session after {label}"), stranger.http.get(sys.url("/sessions")), Expect::Refused)
+            .check(
+                &format!("no session after {label}"),
+                stranger.http.get(sys.url("/sessions")),
+                Expect::Refused,
+            )
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{label}: a session was created");
         switch(sys.faults("hcm")).store(false, Ordering::SeqCst);
@@ -709,17 +733,29 @@ post_logout_redirect_uris = ["{LOOKALIKE_LOGGED_OUT}"]
         };
         let mut all = vec![
             ("upper-case path".into(), format!("{scheme}://{authority}{}", path.to_uppercase())),
-            ("upper-case scheme and host".into(), format!("{}://{}{path}", scheme.to_uppercase(), authority.to_uppercase())),
+            (
+                "upper-case scheme and host".into(),
+                format!("{}://{}{path}", scheme.to_uppercase(), authority.to_uppercase()),
+            ),
             ("trailing slash".into(), format!("{registered}/")),
-            ("trailing dot in host".into(), format!("{scheme}://{host}.{}{path}", u.port().map(|p| format!(":{p}")).unwrap_or_default())),
+            (
+                "trailing dot in host".into(),
+                format!("{scheme}://{host}.{}{path}", u.port().map(|p| format!(":{p}")).unwrap_or_default()),
+            ),
             ("userinfo before the host".into(), format!("{scheme}://evil.example@{authority}{path}")),
             ("host as userinfo".into(), format!("{scheme}://{authority}@evil.example{path}")),
             ("user and password".into(), format!("{scheme}://a:b@{authority}{path}")),
-            ("percent-encoded slash".into(), match path.rfind('/') {
-                Some(i) if i > 0 => format!("{scheme}://{authority}{}%2F{}", &path[..i], &path[i + 1..]),
-                _ => format!("{scheme}://{authority}/%2F{}", &path[1..]),
-            }),
-            ("percent-encoded letter".into(), format!("{scheme}://{authority}/%{:02X}{}", path.as_bytes()[1], &path[2..])),
+            (
+                "percent-encoded slash".into(),
+                match path.rfind('/') {
+                    Some(i) if i > 0 => format!("{scheme}://{authority}{}%2F{}", &path[..i], &path[i + 1..]),
+                    _ => format!("{scheme}://{authority}/%2F{}", &path[1..]),
+                },
+            ),
+            (
+                "percent-encoded letter".into(),
+                format!("{scheme}://{authority}/%{:02X}{}", path.as_bytes()[1], &path[2..]),
+            ),
             ("encoded NUL".into(), format!("{registered}%00")),
             ("encoded CR LF".into(), format!("{registered}%0D%0ALocation:%20https://evil.example")),
             ("dot segment".into(), format!("{scheme}://{authority}/x/..{path}")),
@@ -745,7 +781,8 @@ post_logout_redirect_uris = ["{LOOKALIKE_LOGGED_OUT}"]
                 let unicode = format!("{scheme}://{lookalike}{path}");
                 // IDNA may map a look-alike onto the registered host itself (the full-width
                 // dot): then only the Unicode form is a trick.
-                let puny = url::Url::parse(&unicode).map(|u| u.to_string()).unwrap_or_else(|_| unicode.clone());
+                let puny =
+                    url::Url::parse(&unicode).map(|u| u.to_string()).unwrap_or_else(|_| unicode.clone());
                 if puny != registered && puny != unicode {
                     all.push((format!("{label} (punycode)"), puny));
                 }
