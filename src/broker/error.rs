@@ -127,14 +127,25 @@ impl BrokerError {
                 "Ứng dụng yêu cầu mức độ xác thực cao hơn mức mà hệ thống này cung cấp, ví dụ tài khoản định danh điện tử VNeID mức 2. Vui lòng chọn hệ thống đăng nhập khác.",
                 "The application requires a higher level of assurance than this login system provides, for example a level-2 VNeID account. Please choose another login system.",
             ),
+            // What the browser brought back cannot be an answer to any attempt of ours (no
+            // attempt id or code, or an oversized one): the request is at fault, not the
+            // upstream.
+            BrokerError::MalformedCallback => ErrorPage::new(
+                StatusCode::BAD_REQUEST,
+                "Không thể hoàn tất đăng nhập",
+                "The login cannot be completed",
+            )
+            .detail(
+                "Địa chỉ quay về từ hệ thống đăng nhập không hợp lệ. Vui lòng quay lại ứng dụng và đăng nhập lại.",
+                "The address the login system sent you back to is not valid. Please go back to the application and log in again.",
+            ),
             BrokerError::Discovery { .. }
             | BrokerError::TicketValidation { .. }
             | BrokerError::TokenExchange { .. }
             | BrokerError::UpstreamDenied { .. }
             | BrokerError::InvalidIdToken { .. }
             | BrokerError::UpstreamMismatch { .. }
-            | BrokerError::InvalidLogoutToken { .. }
-            | BrokerError::MalformedCallback => ErrorPage::new(
+            | BrokerError::InvalidLogoutToken { .. } => ErrorPage::new(
                 StatusCode::BAD_GATEWAY,
                 "Hệ thống đăng nhập cũ đang gặp sự cố",
                 "The former login system is not working",
@@ -149,5 +160,21 @@ impl BrokerError {
             Some(href) => page.action(href, "Chọn hệ thống đăng nhập khác", "Choose another login system"),
             None => page,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_that_answers_no_attempt_is_the_request_fault_not_the_upstream() {
+        let page = BrokerError::MalformedCallback.page(None);
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+        assert!(!page.detail_vi.is_empty() && !page.detail_en.is_empty());
+        assert_eq!(BrokerError::MalformedCallback.status(), StatusCode::BAD_REQUEST);
+        // A broken answer from the upstream itself stays a Bad Gateway.
+        let forged = BrokerError::InvalidIdToken { upstream: "hcm".into(), detail: "alg none".into() };
+        assert_eq!(forged.status(), StatusCode::BAD_GATEWAY);
     }
 }

@@ -7,7 +7,7 @@
 mod client_ip;
 
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +18,7 @@ use crate::broker::{BrokerError, CallbackQuery, PasswordForm, PasswordOutcome, U
 use crate::provider::{authorize, records};
 use crate::session::SsoSession;
 use crate::web::ErrorPage;
+use crate::web::params::{Form, Query};
 use client_ip::ClientIp;
 
 pub fn router() -> Router<AppState> {
