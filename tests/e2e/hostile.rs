@@ -376,6 +376,24 @@ async fn hostile_parameters_on_every_endpoint_are_refused_clearly() {
     let request = format!("GET /authorize?state={} HTTP/1.1\r\nHost: x\r\n\r\n", "q".repeat(100 * 1024));
     let status = raw_status(&sys, request.as_bytes()).await;
     assert!((400..500).contains(&status), "a 100 KiB query: {status}");
+    // Strict is not narrow: any UTF-8 text without control characters still goes through and
+    // comes back to the RP exactly as sent.
+    let state = "Hồ Chí Minh – ✓ 100% a+b&c=d 🏙";
+    let query = serde_urlencoded::to_string([
+        ("client_id", PORTAL),
+        ("redirect_uri", PORTAL_CB),
+        ("response_type", "code"),
+        ("scope", "openid"),
+        ("prompt", "none"),
+        ("state", state),
+    ])
+    .unwrap();
+    for via in [Via::Query, Via::Form] {
+        let res = p.send(via, "/authorize", &query).send().await.unwrap();
+        let to = url::Url::parse(res.headers()[LOCATION].to_str().unwrap()).unwrap();
+        assert_eq!(param(&to, "error").as_deref(), Some("login_required"), "{via:?}");
+        assert_eq!(param(&to, "state").as_deref(), Some(state), "{via:?}");
+    }
     // Still serving after all of it.
     assert_eq!(reqwest::get(sys.url("/healthz")).await.unwrap().status(), StatusCode::OK);
     p.assert_all_refused();
@@ -824,6 +842,94 @@ post_logout_redirect_uris = ["{LOOKALIKE_LOGGED_OUT}"]
         assert_ne!(trick, LOOKALIKE_LOGGED_OUT, "{what}");
         let (status, _) = p.check(&what, p.get("/logout", &query), Expect::NoServerError).await;
         assert_eq!(status, StatusCode::OK, "{what}: the logged-out page, no redirect");
+    }
+    p.assert_all_refused();
+}
+
+// ---------------------------------------------------------------------------------------------
+// the directory form with a live attempt
+
+#[tokio::test]
+async fn hostile_directory_logins_never_log_anyone_in() {
+    let slapd = crate::slapd::Slapd::start(false).await;
+    let extra = "min_failure_time = \"10ms\"\nmax_failures = 1000\nmax_failures_per_ip = 1000";
+    let sys = TestSystem::start_with(Options {
+        extra_config: slapd.upstream_config("officials", extra),
+        ..Options::default()
+    })
+    .await;
+    let p = Probe::new(&sys);
+    let rp = sys.rp(PORTAL, Some(PORTAL_SECRET), PORTAL_CB).await;
+    let long = "u".repeat(8 * 1024);
+    // LDAP filter injection, wildcards, an unauthenticated bind (empty or blank password),
+    // case and space games around a real account, oversized names.
+    let cases: [(&str, &str); 12] = [
+        ("*", "demo123"),
+        ("*)(uid=*", "demo123"),
+        ("tuan.pa)(|(uid=*", "demo123"),
+        ("tuan.pa*", "demo123"),
+        ("*tuan.pa", "demo123"),
+        ("tuan.pa\\2a", "demo123"),
+        ("tuan.pa", ""),
+        ("tuan.pa", " "),
+        ("tuan.pa", "*"),
+        ("", "demo123"),
+        (&long, "demo123"),
+        ("tuan.pa", &long),
+    ];
+    for (user, password) in cases {
+        let browser = Browser::new();
+        let req = rp.authorize(&[("idp_hint", "officials"), ("scope", "official")]);
+        let (url, status, body) = browser.navigate(&req.url, PORTAL_CB).await.page();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let what = format!(
+            "directory login as {:?} / {:?}",
+            &user[..user.len().min(24)],
+            &password[..password.len().min(8)]
+        );
+        let landing = browser.login_form(&url, &body, user, password, PORTAL_CB).await;
+        match landing {
+            Landing::Callback(cb) => panic!("{what}: logged in ({cb})"),
+            Landing::Page { status, body, .. } => {
+                assert!(status.is_client_error(), "{what}: {status}");
+                assert!(clear("text/html", &body), "{what}: {body}");
+            }
+        }
+        let (status, _) = p
+            .check(
+                &format!("no session after {what}"),
+                browser.http.get(sys.url("/sessions")),
+                Expect::Refused,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: a session exists");
+    }
+    // Control characters and repeated fields in the posted form are refused before the
+    // directory is asked.
+    let browser = Browser::new();
+    let req = rp.authorize(&[("idp_hint", "officials"), ("scope", "official")]);
+    let (url, _, body) = browser.navigate(&req.url, PORTAL_CB).await.page();
+    let doc = scraper::Html::parse_document(&body);
+    let attempt = doc
+        .select(&scraper::Selector::parse("input[name=attempt]").unwrap())
+        .next()
+        .and_then(|i| i.value().attr("value"))
+        .unwrap()
+        .to_string();
+    let action = url::Url::parse(&url).unwrap().join("/upstream/officials/login").unwrap();
+    for form in [
+        format!("attempt={attempt}&username=tuan.pa%00&password=demo123"),
+        format!("attempt={attempt}&username=tuan.pa&username=admin&password=demo123"),
+        format!("attempt={attempt}&username=tuan.pa&password=demo123&password=x"),
+        format!("attempt={attempt}&username=%FFtuan.pa&password=demo123"),
+    ] {
+        let req = browser
+            .http
+            .post(action.clone())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form.clone());
+        let (status, _) = p.check(&format!("directory form {form}"), req, Expect::Refused).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form}");
     }
     p.assert_all_refused();
 }
