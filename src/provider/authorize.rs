@@ -35,9 +35,18 @@ pub enum AuthorizeError {
     Redirect { to: ReturnTo, error: &'static str, description: String },
 }
 
+/// Longest `error_description` sent back to an RP. Descriptions may quote what was sent; a
+/// quoted 48 KiB parameter would make a Location header that proxies in front of the RP refuse.
+const MAX_DESCRIPTION_CHARS: usize = 200;
+
 impl AuthorizeError {
     fn to_rp(to: &ReturnTo, error: &'static str, description: impl Into<String>) -> Self {
-        AuthorizeError::Redirect { to: to.clone(), error, description: description.into() }
+        let mut description: String = description.into();
+        if let Some((cut, _)) = description.char_indices().nth(MAX_DESCRIPTION_CHARS) {
+            description.truncate(cut);
+            description.push('…');
+        }
+        AuthorizeError::Redirect { to: to.clone(), error, description }
     }
 }
 
@@ -424,6 +433,32 @@ pub async fn issue_code(
         state: req.state.clone(),
     };
     Ok(respond(app.issuer(), &to, vec![("code", code)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_description_quoting_a_huge_parameter_is_cut() {
+        let to = ReturnTo {
+            redirect_uri: "https://rp.example/cb".into(),
+            response_mode: ResponseMode::Query,
+            state: None,
+        };
+        let quoted = format!("prompt {} is not supported", "p".repeat(48 * 1024));
+        let AuthorizeError::Redirect { description, .. } =
+            AuthorizeError::to_rp(&to, "invalid_request", quoted)
+        else {
+            unreachable!()
+        };
+        assert_eq!(description.chars().count(), MAX_DESCRIPTION_CHARS + 1);
+        assert!(description.starts_with("prompt ppp") && description.ends_with('…'));
+        let short = AuthorizeError::to_rp(&to, "invalid_request", "state is too long");
+        assert!(
+            matches!(short, AuthorizeError::Redirect { description, .. } if description == "state is too long")
+        );
+    }
 }
 
 #[cfg(test)]

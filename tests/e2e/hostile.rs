@@ -122,6 +122,15 @@ impl<'a> Probe<'a> {
         if status.is_server_error() {
             fail(format!("{status} {short}"));
         }
+        // What the gateway adds to a redirect stays small whatever was sent: a long Location
+        // header is refused by proxies in front of the RP (a 502 there).
+        let described = location
+            .as_deref()
+            .and_then(|to| url::Url::parse(to).ok())
+            .and_then(|u| param(&u, "error_description"));
+        if let Some(d) = described.filter(|d| d.chars().count() > 256) {
+            fail(format!("error_description of {} characters", d.chars().count()));
+        }
         if expect == Expect::Refused {
             if status.is_redirection() {
                 let to = location.unwrap_or_default();
@@ -130,7 +139,7 @@ impl<'a> Probe<'a> {
                     self.registered.iter().any(|r| r == base) && param(&url, "error").is_some()
                 });
                 if !error_to_rp {
-                    fail(format!("accepted: {status} to {to}"));
+                    fail(format!("accepted: {status} to {}", to.chars().take(200).collect::<String>()));
                 }
             } else if !status.is_client_error() {
                 fail(format!("accepted with {status}"));
