@@ -398,7 +398,7 @@ async fn every_endpoint(sys: &TestSystem) {
     }
     // (Sent by hand: no HTTP client library builds a URI that long.)
     let request = format!("GET /authorize?state={} HTTP/1.1\r\nHost: x\r\n\r\n", "q".repeat(100 * 1024));
-    let status = raw_status(&sys, request.as_bytes()).await;
+    let status = raw_status(sys, request.as_bytes()).await;
     assert!((400..500).contains(&status), "a 100 KiB query: {status}");
     // Strict is not narrow: any UTF-8 text without control characters still goes through and
     // comes back to the RP exactly as sent.
