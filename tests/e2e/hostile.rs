@@ -298,6 +298,12 @@ async fn every_endpoint(sys: &TestSystem) {
         p.attack_with(Via::Form, path, &base, &["token", "token_type_hint", "client_id"], basic).await;
     }
 
+    // /userinfo reads only the Authorization header (RFC 6750 §2.2/2.3 forms are not
+    // supported): parameters change nothing, whatever they hold.
+    for via in [Via::Query, Via::Form] {
+        p.attack(via, "/userinfo", &[("access_token", "x.y.z")], &["access_token", "scope"]).await;
+    }
+
     // Browser endpoints.
     let logout = [("client_id", PORTAL), ("state", "s"), ("ui_locales", "vi")];
     let logout_names =
