@@ -342,3 +342,76 @@ impl Application {
         }
     }
 }
+
+/// A whole gateway state for unit tests of request parsing: in-memory state store, SQLite
+/// accounts and generated keys in a temporary directory, four clients (`portal`
+/// confidential, `spa` public, `signer` with `private_key_jwt`, `m2m` for
+/// `client_credentials`) and no upstream. Returns the directory (keep it alive), the state
+/// and `signer`'s key set.
+#[cfg(test)]
+pub(crate) async fn test_state() -> (tempfile::TempDir, AppState, KeySet) {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    let dir = tempfile::tempdir().unwrap();
+    let signer = dir.path().join("signer");
+    KeySet::generate(&signer, crate::keys::SigningAlg::ES256).unwrap();
+    let signer = KeySet::load_dir(&signer).unwrap();
+    let jwks: serde_json::Value = serde_json::from_slice(&signer.jwks_json()).unwrap();
+    let text = format!(
+        r#"
+issuer = "http://127.0.0.1:1"
+[keys]
+dir = "{dir}/keys"
+generate_missing = true
+[accounts]
+url = "sqlite://{dir}/accounts.db?mode=rwc"
+[[clients]]
+client_id = "portal"
+client_secret = "portal-secret-0123456789"
+redirect_uris = ["https://portal.example/cb"]
+scopes = ["openid", "profile", "email", "offline_access"]
+[[clients]]
+client_id = "spa"
+redirect_uris = ["https://spa.example/cb"]
+[[clients]]
+client_id = "signer"
+redirect_uris = []
+scopes = ["api.read"]
+grant_types = ["client_credentials"]
+token_endpoint_auth_method = "private_key_jwt"
+jwks = {jwks}
+[[clients]]
+client_id = "m2m"
+client_secret = "m2m-secret-0123456789"
+redirect_uris = []
+scopes = ["api.read"]
+grant_types = ["client_credentials"]
+"#,
+        dir = dir.path().display(),
+        jwks = toml::Value::try_from(serde_json::json!({ "keys": jwks["keys"] })).unwrap()
+    );
+    let settings = Settings::from_toml(&text).unwrap();
+    let state = AppState::build(settings, Clock::system()).await.unwrap();
+    (dir, state, signer)
+}
+
+/// One [`test_state`] for every property test of the process, with the runtime it lives on
+/// (`block_on` it for async calls).
+#[cfg(test)]
+pub(crate) struct SharedTestState {
+    pub runtime: tokio::runtime::Runtime,
+    pub app: AppState,
+    pub signer: KeySet,
+    _dir: tempfile::TempDir,
+}
+
+#[cfg(test)]
+pub(crate) fn shared_test_state() -> &'static SharedTestState {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    static SHARED: std::sync::OnceLock<SharedTestState> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let (dir, app, signer) = runtime.block_on(test_state());
+        SharedTestState { runtime, app, signer, _dir: dir }
+    })
+}

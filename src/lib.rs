@@ -29,3 +29,14 @@ pub mod web;
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
+
+/// Shared settings of the property tests beside the code.
+#[cfg(test)]
+pub(crate) mod fuzzing {
+    /// `cases` per property in CI; `PROPTEST_CASES` overrides it for a longer local run
+    /// (`PROPTEST_CASES=100000 cargo test --lib ...`, see README "Hostile input").
+    pub fn config(cases: u32) -> proptest::test_runner::Config {
+        let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
+        proptest::test_runner::Config { cases, failure_persistence: None, ..Default::default() }
+    }
+}

@@ -281,3 +281,91 @@ impl AccountStore {
         Ok(summary)
     }
 }
+
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const COLUMNS: [&str; 14] = [
+        "account_id",
+        "full_name",
+        "national_id",
+        "birthdate",
+        "gender",
+        "email",
+        "phone",
+        "official_code",
+        "org_unit",
+        "new_org_unit",
+        "position",
+        "roles",
+        "unknown",
+        "",
+    ];
+
+    /// A cell an exported file might hold, or a hostile one: quotes, separators, line breaks,
+    /// a byte-order mark, control characters, long text.
+    fn cell() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9]{0,14}",
+            "[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,5}",
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}",
+            Just("Nữ".to_string()),
+            Just("\"quoted, with \"\"escapes\"\"\"".to_string()),
+            Just("\"unterminated".to_string()),
+            Just("a\r\nb".to_string()),
+            Just("\u{FEFF}".to_string()),
+            Just("\u{0}\u{1b}\u{7f}".to_string()),
+            Just("x".repeat(4096)),
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::config(256))]
+
+        #[test]
+        fn arbitrary_text_is_rows_and_row_errors_never_a_panic(text in any::<String>()) {
+            for kind in [ImportKind::Citizen, ImportKind::Official] {
+                let _ = parse_csv(&text, kind);
+            }
+        }
+
+        #[test]
+        fn hostile_rows_are_each_accepted_or_reported(
+            header in prop::collection::vec(prop::sample::select(COLUMNS.to_vec()), 0..8),
+            rows in prop::collection::vec(prop::collection::vec(cell(), 0..9), 0..12),
+            separator in prop::sample::select(vec![",", ";", "\t", ",,"]),
+        ) {
+            let mut text = header.join(separator);
+            for row in &rows {
+                text.push('\n');
+                text.push_str(&row.join(separator));
+            }
+            for kind in [ImportKind::Citizen, ImportKind::Official] {
+                let Ok((valid, errors)) = parse_csv(&text, kind) else { continue };
+                for row in &valid {
+                    prop_assert!(!row.subject.is_empty());
+                    prop_assert!(row.profile.name.as_deref().is_some_and(|n| !n.is_empty()));
+                    if let Some(date) = &row.profile.birthdate {
+                        let again = parse_date(date);
+                        prop_assert_eq!(again.as_deref(), Some(date.as_str()));
+                    }
+                }
+                prop_assert!(errors.iter().all(|e| !e.reason.is_empty()));
+            }
+        }
+
+        #[test]
+        fn dates_are_iso_or_refused(raw in prop_oneof!["[0-9/ -]{0,12}", any::<String>()]) {
+            if let Some(iso) = parse_date(&raw) {
+                prop_assert_eq!(iso.len(), 10);
+                prop_assert_eq!(parse_date(&iso), Some(iso.clone()));
+            }
+        }
+    }
+}

@@ -381,4 +381,93 @@ mod tests {
         let dtd = r#"<!DOCTYPE x [<!ENTITY a "b">]><samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"><samlp:SessionIndex>&a;</samlp:SessionIndex></samlp:LogoutRequest>"#;
         assert_eq!(parse_logout_request(dtd.as_bytes()), Err(XmlError::Doctype));
     }
+
+    mod properties {
+        #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Pieces hostile CAS answers are made of: the real tags, prefixes, entities, DTDs,
+        /// CDATA, comments, processing instructions and plain noise.
+        fn piece() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("<cas:serviceResponse xmlns:cas=\"http://www.yale.edu/tp/cas\">".to_string()),
+                Just("</cas:serviceResponse>".to_string()),
+                Just("<cas:authenticationSuccess>".to_string()),
+                Just("</cas:authenticationSuccess>".to_string()),
+                Just("<cas:authenticationFailure code=\"INVALID_TICKET\">".to_string()),
+                Just("</cas:authenticationFailure>".to_string()),
+                Just("<cas:user>".to_string()),
+                Just("</cas:user>".to_string()),
+                Just("<cas:attributes>".to_string()),
+                Just("</cas:attributes>".to_string()),
+                Just("<cas:attribute name=\"mail\" value=\"a@b\"/>".to_string()),
+                Just(
+                    "<samlp:LogoutRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\">".to_string()
+                ),
+                Just("</samlp:LogoutRequest>".to_string()),
+                Just("<samlp:SessionIndex>".to_string()),
+                Just("</samlp:SessionIndex>".to_string()),
+                Just("<!DOCTYPE x [<!ENTITY a \"&b;&b;\">]>".to_string()),
+                Just("<!ENTITY x SYSTEM \"file:///etc/passwd\">".to_string()),
+                Just("&a;".to_string()),
+                Just("&amp;&lt;&#x1EA2;&#0;&#xD800;&#99999999;".to_string()),
+                Just("<![CDATA[ ]]> <!-- c --> <?pi x?>".to_string()),
+                Just("<?xml version=\"1.0\" encoding=\"UTF-16\"?>".to_string()),
+                Just("<a:b xmlns:a=\"\">".to_string()),
+                "[a-zA-Z0-9 <>/=\"':&;#!?\\[\\]-]{0,24}",
+                any::<String>(),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config(256))]
+
+            #[test]
+            fn arbitrary_bytes_are_an_error_or_a_bounded_answer(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+                if let Ok(ServiceResponse::Success { user, .. }) = parse_service_response(&bytes) {
+                    prop_assert!(!user.is_empty() && user.len() <= MAX_ID_LEN);
+                }
+                if let Ok(index) = parse_logout_request(&bytes) {
+                    prop_assert!(!index.is_empty() && index.len() <= MAX_ID_LEN);
+                }
+            }
+
+            #[test]
+            fn documents_of_hostile_pieces_never_panic(pieces in prop::collection::vec(piece(), 0..48)) {
+                let doc = pieces.concat();
+                match parse_service_response(doc.as_bytes()) {
+                    Ok(ServiceResponse::Success { user, .. }) => {
+                        prop_assert!(!user.is_empty() && user.len() <= MAX_ID_LEN);
+                        prop_assert!(!doc.contains("<!DOCTYPE"), "a DTD got through: {doc}");
+                    }
+                    Ok(ServiceResponse::Failure { code, message }) => {
+                        prop_assert!(code.chars().count() <= 64 && message.chars().count() <= 256);
+                    }
+                    Err(_) => {}
+                }
+                if parse_logout_request(doc.as_bytes()).is_ok() {
+                    prop_assert!(!doc.contains("<!DOCTYPE"), "a DTD got through: {doc}");
+                }
+            }
+
+            #[test]
+            fn deep_or_wide_documents_are_refused_not_overflowed(depth in 0usize..4000, width in 0usize..4000) {
+                let open = "<cas:x>".repeat(depth);
+                let close = "</cas:x>".repeat(depth);
+                let wide = "<cas:y/>".repeat(width);
+                let doc = format!(
+                    "<cas:serviceResponse xmlns:cas=\"http://www.yale.edu/tp/cas\">{open}{wide}{close}</cas:serviceResponse>"
+                );
+                let result = parse_service_response(doc.as_bytes());
+                if depth + 1 > MAX_DEPTH {
+                    prop_assert_eq!(result.unwrap_err(), XmlError::TooDeep);
+                } else if width + depth + 1 > MAX_ELEMENTS {
+                    prop_assert_eq!(result.unwrap_err(), XmlError::TooLarge);
+                }
+            }
+        }
+    }
 }

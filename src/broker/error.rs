@@ -149,14 +149,25 @@ impl BrokerError {
                 "Ứng dụng yêu cầu bạn vừa mới đăng nhập, nhưng hệ thống đăng nhập cũ đã dùng lại một phiên đăng nhập trước đó thay vì hỏi lại mật khẩu. Vì an toàn, lần đăng nhập này không được chấp nhận. Vui lòng đăng xuất khỏi hệ thống đó rồi thử lại, hoặc chọn hệ thống khác.",
                 "The application requires a fresh login, but the former login system reused an earlier login instead of asking for your password again. For your safety this login was not accepted. Please log out of that system and try again, or choose another system.",
             ),
+            // What the browser brought back cannot be an answer to any attempt of ours (no
+            // attempt id or code, or an oversized one): the request is at fault, not the
+            // upstream.
+            BrokerError::MalformedCallback => ErrorPage::new(
+                StatusCode::BAD_REQUEST,
+                "Không thể hoàn tất đăng nhập",
+                "The login cannot be completed",
+            )
+            .detail(
+                "Địa chỉ quay về từ hệ thống đăng nhập không hợp lệ. Vui lòng quay lại ứng dụng và đăng nhập lại.",
+                "The address the login system sent you back to is not valid. Please go back to the application and log in again.",
+            ),
             BrokerError::Discovery { .. }
             | BrokerError::TicketValidation { .. }
             | BrokerError::TokenExchange { .. }
             | BrokerError::UpstreamDenied { .. }
             | BrokerError::InvalidIdToken { .. }
             | BrokerError::UpstreamMismatch { .. }
-            | BrokerError::InvalidLogoutToken { .. }
-            | BrokerError::MalformedCallback => ErrorPage::new(
+            | BrokerError::InvalidLogoutToken { .. } => ErrorPage::new(
                 StatusCode::BAD_GATEWAY,
                 "Hệ thống đăng nhập cũ đang gặp sự cố",
                 "The former login system is not working",
@@ -206,5 +217,16 @@ mod tests {
         assert!(text.contains("did not ask you to log in again"), "{text}");
         assert!(text.contains("/login?request=r"), "offers another system: {text}");
         assert!(!text.contains("auth_time 2 h old"), "upstream details go to the log only");
+    }
+
+    #[test]
+    fn a_callback_that_answers_no_attempt_is_the_request_fault_not_the_upstream() {
+        let page = BrokerError::MalformedCallback.page(None);
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+        assert!(!page.detail_vi.is_empty() && !page.detail_en.is_empty());
+        assert_eq!(BrokerError::MalformedCallback.status(), StatusCode::BAD_REQUEST);
+        // A broken answer from the upstream itself stays a Bad Gateway.
+        let forged = BrokerError::InvalidIdToken { upstream: "hcm".into(), detail: "alg none".into() };
+        assert_eq!(forged.status(), StatusCode::BAD_GATEWAY);
     }
 }

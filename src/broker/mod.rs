@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -391,7 +391,10 @@ pub struct ChooserQuery {
 }
 
 /// The chooser: which former system holds your account?
-async fn chooser(State(app): State<AppState>, Query(q): Query<ChooserQuery>) -> Response {
+async fn chooser(
+    State(app): State<AppState>,
+    web::params::Query(q): web::params::Query<ChooserQuery>,
+) -> Response {
     let req = match parked::parked(&app.store, &q.request).await {
         Ok(Some(req)) => req,
         Ok(None) => return BrokerError::RequestExpired.page(None).into_response(),
@@ -443,7 +446,7 @@ pub struct StartQuery {
 async fn start(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<StartQuery>,
+    web::params::Query(q): web::params::Query<StartQuery>,
     headers: HeaderMap,
 ) -> Response {
     let broker = &app.broker;

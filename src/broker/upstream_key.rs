@@ -226,4 +226,77 @@ mod tests {
         assert!(key.parsed.for_alg(&CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256).is_none());
         assert!(key.verify_signature(&CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256, b"m", b"s").is_err());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn b64_field() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..600)
+                    .prop_map(|b| Value::String(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))),
+                any::<String>().prop_map(Value::String),
+                any::<i64>().prop_map(Value::from),
+                Just(Value::Null),
+            ]
+        }
+
+        /// A JWK as a hostile or broken upstream might publish it.
+        fn jwk() -> impl Strategy<Value = Value> {
+            (
+                prop::sample::select(vec!["RSA", "EC", "OKP", "oct", "", "rsa"]),
+                prop::sample::select(vec!["P-256", "P-384", "Ed25519", "X25519", "secp256k1", ""]),
+                prop::option::of(prop::sample::select(vec!["sig", "enc", "other"])),
+                prop::option::of(prop::sample::select(vec![
+                    "RS256", "ES256", "EdDSA", "HS256", "none", "PS512",
+                ])),
+                (b64_field(), b64_field(), b64_field(), b64_field()),
+                prop::option::of(any::<String>()),
+            )
+                .prop_map(|(kty, crv, use_, alg, (n, e, x, y), kid)| {
+                    let mut k = serde_json::json!({ "kty": kty, "crv": crv, "n": n, "e": e, "x": x, "y": y });
+                    if let Some(u) = use_ {
+                        k["use"] = Value::from(u);
+                    }
+                    if let Some(a) = alg {
+                        k["alg"] = Value::from(a);
+                    }
+                    if let Some(id) = kid {
+                        k["kid"] = Value::from(id);
+                    }
+                    k
+                })
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config(256))]
+
+            #[test]
+            fn any_published_key_parses_or_is_refused_and_never_verifies_noise(
+                jwk in jwk(),
+                message in prop::collection::vec(any::<u8>(), 0..256),
+                signature in prop::collection::vec(any::<u8>(), 0..600),
+            ) {
+                if let Ok(key) = serde_json::from_value::<UpstreamKey>(jwk) {
+                    for alg in [
+                        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+                        CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+                        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+                        CoreJwsSigningAlgorithm::EdDsa,
+                        CoreJwsSigningAlgorithm::HmacSha256,
+                        CoreJwsSigningAlgorithm::None,
+                    ] {
+                        prop_assert!(key.verify_signature(&alg, &message, &signature).is_err());
+                    }
+                }
+            }
+
+            #[test]
+            fn arbitrary_json_as_a_key_set_never_panics(text in any::<String>()) {
+                let _ = serde_json::from_str::<UpstreamKey>(&text);
+                let _ = serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&text);
+            }
+        }
+    }
 }

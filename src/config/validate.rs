@@ -868,4 +868,141 @@ refresh_token_lifetime = "0s"
         assert_eq!(paths("token_per_client = 0"), ["limits.token_per_client"]);
         assert!(!paths("per_address = 5").is_empty(), "unknown keys are refused");
     }
+
+    mod properties {
+        #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const EXAMPLE: &str = include_str!("../../config/gateway.example.toml");
+
+        fn hostile_value() -> impl Strategy<Value = toml::Value> {
+            let leaf = prop_oneof![
+                prop::sample::select(vec![
+                    "",
+                    "0s",
+                    "-1s",
+                    "1ns",
+                    "18446744073709551616s",
+                    "999999999999d",
+                    "5 parsecs",
+                    "http://",
+                    "https://",
+                    "redis://:password@127.0.0.1:6379",
+                    "rediss://",
+                    "memory",
+                    "sqlite://",
+                    "postgres://u:p@h/db",
+                    "../../etc/passwd",
+                    "0.0.0.0:99999",
+                    "[::1]:0",
+                    "RS256",
+                    "HS256",
+                    "none",
+                    "private_key_jwt",
+                    "pairwise",
+                    "10.0.0.0/33",
+                    "oidc",
+                    "cas",
+                    "ldap",
+                ])
+                .prop_map(|s| toml::Value::String(s.to_string())),
+                any::<String>().prop_map(toml::Value::String),
+                any::<i64>().prop_map(toml::Value::Integer),
+                any::<bool>().prop_map(toml::Value::Boolean),
+                (-1e300f64..1e300).prop_map(toml::Value::Float),
+            ];
+            leaf.prop_recursive(2, 8, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(toml::Value::Array),
+                    prop::collection::btree_map("[a-z_]{1,12}", inner, 0..3)
+                        .prop_map(|m| toml::Value::Table(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Where `choices` lead from `v` (each picks a key or an element, modulo the count).
+        fn walk<'a>(v: &'a mut toml::Value, choices: &[usize]) -> &'a mut toml::Value {
+            let Some((&c, rest)) = choices.split_first() else { return v };
+            let has_child = match &*v {
+                toml::Value::Table(t) => !t.is_empty(),
+                toml::Value::Array(a) => !a.is_empty(),
+                _ => false,
+            };
+            if !has_child {
+                return v;
+            }
+            match v {
+                toml::Value::Table(t) => {
+                    let k = t.keys().nth(c % t.len()).unwrap().clone();
+                    walk(t.get_mut(&k).unwrap(), rest)
+                }
+                toml::Value::Array(a) => {
+                    let i = c % a.len();
+                    walk(&mut a[i], rest)
+                }
+                other => other,
+            }
+        }
+
+        /// Walks `choices` down from the root and replaces, adds beside or removes what it
+        /// reaches.
+        fn mutate(root: &mut toml::Value, choices: &[usize], op: u8, new: toml::Value) {
+            let cur = walk(root, choices);
+            match (op % 3, cur) {
+                (1, toml::Value::Table(t)) => {
+                    t.insert("fuzzed_key".into(), new);
+                }
+                (2, toml::Value::Table(t)) => {
+                    if let Some(k) = t.keys().next().cloned() {
+                        t.remove(&k);
+                    }
+                }
+                (_, cur) => *cur = new,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config(256))]
+
+            #[test]
+            fn arbitrary_text_is_settings_or_problems(text in any::<String>()) {
+                let _ = Settings::from_toml(&text);
+            }
+
+            #[test]
+            fn a_mutated_example_is_settings_or_problems(
+                mutations in prop::collection::vec(
+                    (prop::collection::vec(any::<usize>(), 0..5), any::<u8>(), hostile_value()),
+                    1..6,
+                ),
+                env in prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "SSO_GATEWAY_ISSUER", "SSO_GATEWAY_LISTEN", "SSO_GATEWAY_KEYS_DIR",
+                        "SSO_GATEWAY_ACCOUNTS_URL", "SSO_GATEWAY_SESSION_STORE", "PAIRWISE_SALT",
+                        "HCM_CLIENT_SECRET",
+                    ]).prop_map(str::to_string),
+                    any::<String>(),
+                    0..4,
+                ),
+            ) {
+                let mut doc: toml::Value = toml::from_str(EXAMPLE).unwrap();
+                for (choices, op, new) in mutations {
+                    mutate(&mut doc, &choices, op, new);
+                }
+                let text = toml::to_string(&doc).unwrap_or_default();
+                let _ = Settings::from_toml_with_env(&text, &env);
+            }
+
+            #[test]
+            fn a_garbled_example_is_settings_or_problems(at in any::<prop::sample::Index>(), bytes in prop::collection::vec(any::<u8>(), 1..16)) {
+                let mut raw = EXAMPLE.as_bytes().to_vec();
+                let i = at.index(raw.len());
+                raw.splice(i..i, bytes);
+                let _ = Settings::from_toml(&String::from_utf8_lossy(&raw));
+            }
+        }
+    }
 }

@@ -581,3 +581,110 @@ async fn a_running_set_picks_up_a_rotation_without_restart() {
     clock.advance(60);
     assert_eq!(set.active_kid(SigningAlg::ES256), Some(r.kid));
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One key set for every case (generating RSA keys per case would dominate the run).
+    fn keys() -> &'static (TempDir, KeySet) {
+        static KEYS: std::sync::OnceLock<(TempDir, KeySet)> = std::sync::OnceLock::new();
+        KEYS.get_or_init(|| dir_with(&SigningAlg::all()))
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        B64.encode(bytes)
+    }
+
+    /// A JWS header an attacker might send: any `alg` (including `none` and HMAC), our kid or
+    /// another, key-location headers that must never be followed.
+    fn header() -> impl Strategy<Value = Value> {
+        let kids: Vec<String> = keys().1.inner.keys.iter().map(|k| k.kid.clone()).collect();
+        (
+            prop::sample::select(vec![
+                "none", "None", "HS256", "HS512", "RS256", "ES256", "EdDSA", "PS256", "", "rs256",
+            ]),
+            prop_oneof![
+                prop::sample::select(kids),
+                any::<String>(),
+                Just("../../../../dev/null".to_string())
+            ],
+            prop::option::of(prop::sample::select(vec![
+                "JWT",
+                "at+jwt",
+                "logout+jwt",
+                "application/at+jwt",
+                "application/",
+            ])),
+            any::<bool>(),
+        )
+            .prop_map(|(alg, kid, typ, inject)| {
+                let mut h = json!({ "alg": alg, "kid": kid });
+                if let Some(t) = typ {
+                    h["typ"] = json!(t);
+                }
+                if inject {
+                    h["jku"] = json!("http://127.0.0.1:1/jwks");
+                    h["x5u"] = json!("http://127.0.0.1:1/cert");
+                    h["jwk"] = json!({ "kty": "oct", "k": "AAAA" });
+                }
+                h
+            })
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::config(256))]
+
+        #[test]
+        fn arbitrary_text_never_verifies(token in any::<String>()) {
+            let (_, set) = keys();
+            prop_assert!(set.verify::<Value>(&token, ISS, None, None).is_err());
+            prop_assert!(set.verify_ignoring_expiry::<Value>(&token, ISS).is_err());
+        }
+
+        #[test]
+        fn a_token_we_did_not_sign_never_verifies(
+            header in header(),
+            exp_offset in -1000i64..100_000,
+            signature in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..600),
+                Just(Vec::new()),
+            ],
+            hmac_with_our_public_key in any::<bool>(),
+        ) {
+            let (_, set) = keys();
+            let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims(exp_offset).to_string().as_bytes()));
+            let signature = if hmac_with_our_public_key {
+                use hmac::Mac;
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&set.jwks_json()).unwrap();
+                mac.update(input.as_bytes());
+                mac.finalize().into_bytes().to_vec()
+            } else {
+                signature
+            };
+            let token = format!("{input}.{}", b64(&signature));
+            prop_assert!(set.verify::<Value>(&token, ISS, None, None).is_err(), "{token}");
+            prop_assert!(set.verify::<Value>(&token, ISS, Some("client-1"), Some("JWT")).is_err());
+            prop_assert!(set.verify_ignoring_expiry::<Value>(&token, ISS).is_err());
+        }
+
+        #[test]
+        fn a_changed_token_verifies_only_as_what_we_signed(
+            alg in prop::sample::select(SigningAlg::all().to_vec()),
+            at in any::<prop::sample::Index>(),
+            to in any::<u8>(),
+        ) {
+            let (_, set) = keys();
+            let original = claims(600);
+            let token = set.sign(alg, "JWT", &original).unwrap();
+            let mut bytes = token.into_bytes();
+            let i = at.index(bytes.len());
+            bytes[i] = to;
+            let changed = String::from_utf8_lossy(&bytes).into_owned();
+            if let Ok(claims) = set.verify::<Value>(&changed, ISS, None, None) {
+                prop_assert_eq!(claims, original);
+            }
+        }
+    }
+}

@@ -69,6 +69,13 @@ pub struct Faults {
     pub cas_huge_body: AtomicBool,
     /// CAS: validation answers with a DOCTYPE defining nested entities ("billion laughs").
     pub cas_entity_expansion: AtomicBool,
+    /// ID token header says `alg: none`, with no signature.
+    pub id_token_alg_none: AtomicBool,
+    /// ID token is HS256-signed with the published public key (JWK JSON) as the HMAC secret.
+    pub id_token_hs256_public_key: AtomicBool,
+    /// ID token signed by a key of the attacker's, named in the header by an unknown `kid`,
+    /// a `jku` and an `x5u` pointing at `{issuer}/injected-jwks` and an embedded `jwk`.
+    pub id_token_injected_key: AtomicBool,
 }
 
 /// A provider serving in a background task. Stops when [`shutdown`](Self::shutdown) is
@@ -118,6 +125,11 @@ impl RunningLegacyIdp {
     /// CAS mode: the service tickets issued so far, oldest first (tests replay them).
     pub fn cas_tickets_issued(&self) -> Vec<String> {
         cas::issued(&self.shared)
+    }
+
+    /// How many times the attacker's key set named by `id_token_injected_key` was fetched.
+    pub fn injected_key_fetches(&self) -> usize {
+        self.shared.injected_key_fetches.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many RP-initiated logouts this system received.

@@ -31,6 +31,8 @@ const TOKEN_PATH: &str = "/protocol/openid-connect/token";
 const USERINFO_PATH: &str = "/protocol/openid-connect/userinfo";
 const CERTS_PATH: &str = "/protocol/openid-connect/certs";
 const LOGOUT_PATH: &str = "/protocol/openid-connect/logout";
+/// The attacker's key set that forged ID tokens point at (fault `id_token_injected_key`).
+const INJECTED_JWKS_PATH: &str = "/injected-jwks";
 /// The `events` member of a Back-Channel Logout token.
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
@@ -63,6 +65,8 @@ pub(crate) struct Shared {
     sessions: Mutex<HashMap<String, String>>,
     /// RP-initiated logouts received at the end-session endpoint.
     pub logouts: std::sync::atomic::AtomicUsize,
+    /// Fetches of the attacker's key set (fault `id_token_injected_key`).
+    pub injected_key_fetches: std::sync::atomic::AtomicUsize,
     /// CAS mode state.
     pub(crate) cas: super::cas::CasState,
 }
@@ -127,6 +131,7 @@ impl Shared {
             tokens: Mutex::default(),
             sessions: Mutex::default(),
             logouts: std::sync::atomic::AtomicUsize::new(0),
+            injected_key_fetches: std::sync::atomic::AtomicUsize::new(0),
             cas: super::cas::CasState::default(),
         })
     }
@@ -156,6 +161,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{base}{TOKEN_PATH}"), axum::routing::post(token))
         .route(&format!("{base}{USERINFO_PATH}"), get(userinfo).post(userinfo))
         .route(&format!("{base}{LOGOUT_PATH}"), get(end_session))
+        .route(&format!("{base}{INJECTED_JWKS_PATH}"), get(injected_jwks))
         .with_state(shared)
 }
 
@@ -272,6 +278,12 @@ impl Shared {
 
 async fn certs(State(s): State<Arc<Shared>>) -> Response {
     axum::Json(s.key.jwks()).into_response()
+}
+
+/// The rogue key's set, counted: a verifier that follows `jku`/`x5u` would come here.
+async fn injected_jwks(State(s): State<Arc<Shared>>) -> Response {
+    s.injected_key_fetches.fetch_add(1, Ordering::SeqCst);
+    axum::Json(s.rogue_key.jwks()).into_response()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -725,6 +737,36 @@ fn sign_id_token(
     let mut header = Header::new(Algorithm::RS256);
     header.typ = Some("JWT".to_owned());
     header.kid = Some(s.key.kid.clone());
+    if s.fault(|f| &f.id_token_alg_none) {
+        let header = json!({ "alg": "none", "typ": "JWT", "kid": s.key.kid });
+        return Ok(format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?)
+        ));
+    }
+    if s.fault(|f| &f.id_token_hs256_public_key) {
+        use hmac::Mac;
+        let header = json!({ "alg": "HS256", "typ": "JWT", "kid": s.key.kid });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?)
+        );
+        let secret = serde_json::to_vec(&s.key.jwk)?;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&secret).map_err(|e| anyhow::anyhow!("{e}"))?;
+        mac.update(signing_input.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        return Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(tag)));
+    }
+    if s.fault(|f| &f.id_token_injected_key) {
+        let fetch = format!("{}{INJECTED_JWKS_PATH}", s.issuer);
+        header.kid = Some("injected-kid/../../rogue".to_owned());
+        header.jku = Some(fetch.clone());
+        header.x5u = Some(fetch);
+        header.jwk = Some(s.rogue_key.jwk.clone());
+        return s.rogue_key.sign(&header, &claims);
+    }
     let key = if s.fault(|f| &f.bad_signature) { &s.rogue_key } else { &s.key };
     key.sign(&header, &claims)
 }

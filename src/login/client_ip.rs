@@ -69,4 +69,42 @@ mod tests {
         assert_eq!(client_ip(Some(ip("10.0.0.2")), &[], &trusted), Some(ip("10.0.0.2")));
         assert_eq!(client_ip(None, &["1.2.3.4"], &trusted), None);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn hop() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<[u8; 4]>().prop_map(|o| std::net::Ipv4Addr::from(o).to_string()),
+                any::<[u8; 16]>().prop_map(|o| std::net::Ipv6Addr::from(o).to_string()),
+                Just("10.0.0.9".to_string()),
+                Just(" 10.1.2.3 ".to_string()),
+                Just("unknown".to_string()),
+                any::<String>(),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(crate::fuzzing::config(256))]
+
+            /// The answer is the peer or an address a trusted proxy reported, never anything
+            /// else a client wrote.
+            #[test]
+            fn the_client_is_the_peer_or_a_forwarded_hop(
+                peer in prop::option::of(prop_oneof![Just(ip("10.0.0.2")), Just(ip("203.0.113.9"))]),
+                hops in prop::collection::vec(hop(), 0..8),
+            ) {
+                let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+                let forwarded: Vec<&str> = hops.iter().map(String::as_str).collect();
+                let found = client_ip(peer, &forwarded, &trusted);
+                prop_assert_eq!(found.is_some(), peer.is_some());
+                if let (Some(found), Some(peer)) = (found, peer) {
+                    let from_hops = hops.iter().any(|h| h.trim().parse::<IpAddr>().ok() == Some(found));
+                    prop_assert!(found == peer || (trusted[0].contains(&peer) && from_hops));
+                }
+            }
+        }
+    }
 }

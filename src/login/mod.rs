@@ -10,7 +10,7 @@ mod error;
 mod link_confirm;
 
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,6 +22,7 @@ use crate::provider::{authorize, records};
 use crate::session::SsoSession;
 use crate::web::ErrorPage;
 pub use client_ip::ClientIp;
+use crate::web::params::{Form, Query};
 
 pub fn router() -> Router<AppState> {
     Router::new()

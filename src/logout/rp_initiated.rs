@@ -16,6 +16,7 @@ use crate::keys::KeySet;
 use crate::provider::clients::Client;
 use crate::session::SsoSession;
 use crate::state::{hashed_key, random_handle};
+use crate::web::params::{self, Controls};
 use crate::web::{self, ErrorPage, Lang};
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,13 +87,29 @@ pub struct Continuation {
 }
 
 pub async fn get(State(app): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let params = serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
-    logout(app, headers, params, false).await
+    match params::deserialize(q.as_deref().unwrap_or("").as_bytes(), Controls::Refused) {
+        Ok(p) => logout(app, headers, p, false).await,
+        Err(e) => malformed(&e),
+    }
 }
 
 pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let params = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    logout(app, headers, params, true).await
+    match params::deserialize(&body, Controls::Refused) {
+        Ok(p) => logout(app, headers, p, true).await,
+        Err(e) => malformed(&e),
+    }
+}
+
+/// Repeated, non-UTF-8 or control-character parameters: nothing is logged out and nobody is
+/// redirected (which of two `post_logout_redirect_uri` was meant cannot be known).
+fn malformed(e: &params::ParamError) -> Response {
+    tracing::info!(error = %e, "logout request with malformed parameters");
+    ErrorPage::new(StatusCode::BAD_REQUEST, "Yêu cầu đăng xuất không hợp lệ", "Invalid logout request")
+        .detail(
+            "Yêu cầu chứa tham số không hợp lệ (lặp lại, sai mã hoá hoặc có ký tự điều khiển).",
+            format!("The request carries an invalid parameter: {e}."),
+        )
+        .into_response()
 }
 
 async fn logout(app: AppState, headers: HeaderMap, p: LogoutParams, is_post: bool) -> Response {

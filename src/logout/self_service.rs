@@ -64,7 +64,7 @@ pub struct EndForm {
 pub async fn end(
     State(app): State<AppState>,
     headers: HeaderMap,
-    axum::extract::Form(form): axum::extract::Form<EndForm>,
+    web::params::Form(form): web::params::Form<EndForm>,
 ) -> Response {
     let current = match app.sessions.current(&headers).await {
         Ok(Some(s)) => s,

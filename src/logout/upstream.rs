@@ -3,7 +3,7 @@
 //! POSTed to the service URL `/upstream/{id}/callback`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::broker::BrokerError;
 use crate::login::ClientIp;
 use crate::state::hashed_key;
+use crate::web::params::{self, Controls};
 
 #[derive(Debug, Deserialize)]
 pub struct Returned {
@@ -24,7 +25,7 @@ pub struct Returned {
 pub async fn returned(
     State(app): State<AppState>,
     Path(_id): Path<String>,
-    Query(q): Query<Returned>,
+    crate::web::params::Query(q): crate::web::params::Query<Returned>,
 ) -> Response {
     let cont = match q.state.as_deref().filter(|s| s.len() <= 128) {
         Some(state) => {
@@ -52,8 +53,12 @@ fn error(status: StatusCode, description: &str) -> Response {
 pub async fn backchannel(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    axum::extract::Form(form): axum::extract::Form<BackchannelForm>,
+    body: axum::body::Bytes,
 ) -> Response {
+    let form: BackchannelForm = match params::deserialize(&body, Controls::Refused) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
     let Some(token) = form.logout_token.filter(|t| !t.is_empty() && t.len() <= 16 * 1024) else {
         return error(StatusCode::BAD_REQUEST, "logout_token is required");
     };
@@ -99,8 +104,12 @@ pub async fn cas_single_logout(
     State(app): State<AppState>,
     Path(id): Path<String>,
     ClientIp(from): ClientIp,
-    axum::extract::Form(form): axum::extract::Form<CasLogoutForm>,
+    body: axum::body::Bytes,
 ) -> Response {
+    let form: CasLogoutForm = match params::deserialize(&body, Controls::LineBreaks) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
     let Some(document) = form.logout_request.filter(|d| !d.is_empty() && d.len() <= 16 * 1024) else {
         return error(StatusCode::BAD_REQUEST, "logoutRequest is required");
     };

@@ -15,6 +15,7 @@ use crate::app::AppState;
 use crate::config::GrantType;
 use crate::session::SsoSession;
 use crate::state::{StoreError, random_handle};
+use crate::web::params::{self, Controls};
 use crate::web::{self, ErrorPage, Lang};
 
 /// Where and how an error or code goes back to a trusted redirect URI.
@@ -34,9 +35,18 @@ pub enum AuthorizeError {
     Redirect { to: ReturnTo, error: &'static str, description: String },
 }
 
+/// Longest `error_description` sent back to an RP. Descriptions may quote what was sent; a
+/// quoted 48 KiB parameter would make a Location header that proxies in front of the RP refuse.
+const MAX_DESCRIPTION_CHARS: usize = 200;
+
 impl AuthorizeError {
     fn to_rp(to: &ReturnTo, error: &'static str, description: impl Into<String>) -> Self {
-        AuthorizeError::Redirect { to: to.clone(), error, description: description.into() }
+        let mut description: String = description.into();
+        if let Some((cut, _)) = description.char_indices().nth(MAX_DESCRIPTION_CHARS) {
+            description.truncate(cut);
+            description.push('…');
+        }
+        AuthorizeError::Redirect { to: to.clone(), error, description }
     }
 }
 
@@ -307,14 +317,28 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
 }
 
 pub async fn get(State(app): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let raw: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
-    authorize(app, headers, raw).await
+    match params::parse(query.as_deref().unwrap_or("").as_bytes(), Controls::Refused) {
+        Ok(raw) => authorize(app, headers, raw).await,
+        Err(e) => malformed(&e),
+    }
 }
 
 pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let raw: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    authorize(app, headers, raw).await
+    match params::parse(&body, Controls::Refused) {
+        Ok(raw) => authorize(app, headers, raw).await,
+        Err(e) => malformed(&e),
+    }
+}
+
+/// Parameters that are not UTF-8 or carry control characters: which redirect URI they name
+/// cannot be trusted either, so the answer is a page, never a redirect.
+fn malformed(e: &params::ParamError) -> Response {
+    tracing::info!(error = %e, "authorization request with malformed parameters");
+    bad_request_page(
+        "Yêu cầu chứa tham số không hợp lệ (sai mã hoá hoặc có ký tự điều khiển).",
+        &format!("The request carries an invalid parameter: {e}."),
+    )
+    .into_response_for("")
 }
 
 async fn authorize(app: AppState, headers: HeaderMap, raw: Vec<(String, String)>) -> Response {
@@ -411,4 +435,129 @@ pub async fn issue_code(
         state: req.state.clone(),
     };
     Ok(respond(app.issuer(), &to, vec![("code", code)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_description_quoting_a_huge_parameter_is_cut() {
+        let to = ReturnTo {
+            redirect_uri: "https://rp.example/cb".into(),
+            response_mode: ResponseMode::Query,
+            state: None,
+        };
+        let quoted = format!("prompt {} is not supported", "p".repeat(48 * 1024));
+        let AuthorizeError::Redirect { description, .. } =
+            AuthorizeError::to_rp(&to, "invalid_request", quoted)
+        else {
+            unreachable!()
+        };
+        assert_eq!(description.chars().count(), MAX_DESCRIPTION_CHARS + 1);
+        assert!(description.starts_with("prompt ppp") && description.ends_with('…'));
+        let short = AuthorizeError::to_rp(&to, "invalid_request", "state is too long");
+        assert!(
+            matches!(short, AuthorizeError::Redirect { description, .. } if description == "state is too long")
+        );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NAMES: [&str; 20] = [
+        "client_id",
+        "redirect_uri",
+        "response_type",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "response_mode",
+        "prompt",
+        "max_age",
+        "login_hint",
+        "ui_locales",
+        "acr_values",
+        "idp_hint",
+        "request",
+        "request_uri",
+        "id_token_hint",
+        "claims",
+        "",
+    ];
+
+    /// Values that get past some checks (registered clients and URIs, well-formed PKCE) mixed
+    /// with hostile ones, so deeper checks are reached too.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "portal",
+                "spa",
+                "signer",
+                "https://portal.example/cb",
+                "https://spa.example/cb",
+                "code",
+                "openid",
+                "openid profile offline_access",
+                "S256",
+                "plain",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                "none",
+                "login consent",
+                "none login",
+                "-1",
+                "99999999999999999999",
+                "form_post",
+                "query",
+                "fragment",
+                "vi en",
+            ])
+            .prop_map(str::to_string),
+            any::<String>(),
+            "[a-z0-9 ._~-]{0,64}",
+            (0usize..3000).prop_map(|n| "s".repeat(n)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::config(256))]
+
+        #[test]
+        fn any_parameters_are_a_valid_request_or_an_error(
+            pairs in prop::collection::vec((prop::sample::select(NAMES.to_vec()), value()), 0..24),
+        ) {
+            let shared = crate::app::shared_test_state();
+            let app = &shared.app;
+            let raw: Vec<(String, String)> = pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let Ok(req) = validate(app, raw.clone()) else { return Ok(()) };
+            let client = app.clients.get(&req.client_id).unwrap();
+            prop_assert!(client.has_redirect_uri(&req.redirect_uri));
+            prop_assert!(req.scopes.iter().any(|s| s == "openid"));
+            prop_assert!(req.scopes.iter().all(|s| client.scopes.contains(s)));
+            prop_assert!(req.state.as_ref().is_none_or(|s| s.len() <= 2048));
+            prop_assert!(req.nonce.as_ref().is_none_or(|n| n.len() <= 512));
+            prop_assert!(req.login_hint.as_ref().is_none_or(|h| h.chars().count() <= 256));
+            prop_assert!(req.code_challenge.as_ref().is_none_or(|c| c.len() == 43));
+            prop_assert!(!client.is_public() || req.code_challenge.is_some());
+            prop_assert!(req.max_age.is_none_or(|m| m >= 0));
+            let names: Vec<&str> = raw.iter().map(|(k, _)| k.as_str()).collect();
+            prop_assert!(params::first_repeated(&raw).is_none(), "repeated parameters accepted: {names:?}");
+        }
+
+        #[test]
+        fn any_query_string_is_decoded_and_validated_without_panic(raw in prop::collection::vec(any::<u8>(), 0..1024)) {
+            let shared = crate::app::shared_test_state();
+            if let Ok(pairs) = params::parse(&raw, Controls::Refused) {
+                let _ = validate(&shared.app, pairs);
+            }
+        }
+    }
 }

@@ -287,3 +287,77 @@ mod tests {
         assert_eq!(read_capped(&mut res, 64 * 1024).await.unwrap(), b"{\"keys\":[]}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    /// A client assertion for `signer` that `signer`'s key did not sign: `alg: none`, HMAC
+    /// keyed with its public key, another key named by `kid`/`jku`/`x5u`, or noise.
+    fn forged() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(vec!["none", "HS256", "ES256", "RS256", "EdDSA", "PS256", "ES384"]),
+            prop::option::of(any::<String>()),
+            any::<bool>(),
+            prop::collection::vec(any::<u8>(), 0..300),
+            any::<bool>(),
+            -100i64..1000,
+        )
+            .prop_map(|(alg, kid, inject, noise, hmac, exp)| {
+                let shared = crate::app::shared_test_state();
+                let kid = kid
+                    .or_else(|| shared.signer.active_kid(crate::keys::SigningAlg::ES256).map(str::to_string));
+                let mut header = json!({ "alg": alg, "kid": kid });
+                if inject {
+                    header["jku"] = json!("http://127.0.0.1:1/jwks");
+                    header["x5u"] = json!("http://127.0.0.1:1/x5u");
+                }
+                let now = shared.app.clock.now();
+                let claims = json!({
+                    "iss": "signer", "sub": "signer", "aud": "http://127.0.0.1:1/token",
+                    "exp": now + exp, "jti": uuid::Uuid::new_v4().to_string(),
+                });
+                let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+                let signature = if hmac {
+                    use hmac::Mac;
+                    let mut mac =
+                        hmac::Hmac::<sha2::Sha256>::new_from_slice(&shared.signer.jwks_json()).unwrap();
+                    mac.update(input.as_bytes());
+                    mac.finalize().into_bytes().to_vec()
+                } else {
+                    noise
+                };
+                format!("{input}.{}", B64.encode(signature))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::config(256))]
+
+        #[test]
+        fn a_forged_or_garbled_assertion_never_authenticates(
+            assertion in prop_oneof![forged(), any::<String>().prop_filter("an assertion", |s| !s.is_empty())],
+            client_id in prop::option::of(prop::sample::select(vec!["signer", "portal", "spa", "nobody"])),
+            assertion_type in prop::sample::select(vec![JWT_BEARER, "urn:other", ""]),
+        ) {
+            let shared = crate::app::shared_test_state();
+            let mut params = HashMap::new();
+            params.insert("client_assertion".to_string(), assertion);
+            params.insert("client_assertion_type".to_string(), assertion_type.to_string());
+            if let Some(id) = client_id {
+                params.insert("client_id".to_string(), id.to_string());
+            }
+            let before = shared.app.store.memory_entries();
+            let result = shared.runtime.block_on(authenticate(&shared.app, &HeaderMap::new(), &params));
+            prop_assert!(result.is_err(), "authenticated as {:?}", result.map(|c| c.client_id.clone()));
+            prop_assert!(shared.app.store.memory_entries() <= before, "a refused assertion stored a replay record");
+        }
+    }
+}

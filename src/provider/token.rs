@@ -53,8 +53,8 @@ pub fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>,
     if !is_form {
         return Err(TokenError::InvalidRequest("expected application/x-www-form-urlencoded".into()));
     }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-        .map_err(|_| TokenError::InvalidRequest("malformed form body".into()))?;
+    let pairs = crate::web::params::parse(body, crate::web::params::Controls::Refused)
+        .map_err(|e| TokenError::InvalidRequest(e.to_string()))?;
     let mut map = HashMap::new();
     for (k, v) in pairs {
         if map.insert(k.clone(), v).is_some() {
@@ -301,4 +301,113 @@ async fn rotate(
         .await?
         .ok_or_else(|| TokenError::InvalidGrant("the account no longer exists".into()))?;
     issue_user_tokens(app, client, &grant, &account, None, Some(record.family_expires_at), offline).await
+}
+
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NAMES: [&str; 14] = [
+        "grant_type",
+        "code",
+        "redirect_uri",
+        "code_verifier",
+        "refresh_token",
+        "scope",
+        "client_id",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+        "token",
+        "token_type_hint",
+        "x",
+        "",
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "authorization_code",
+                "refresh_token",
+                "client_credentials",
+                "password",
+                "portal",
+                "m2m",
+                "spa",
+                "signer",
+                "portal-secret-0123456789",
+                "m2m-secret-0123456789",
+                "api.read",
+                "openid",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "eyJhbGciOiJub25lIn0.eyJpc3MiOiJzaWduZXIifQ.",
+                "https://portal.example/cb",
+            ])
+            .prop_map(str::to_string),
+            any::<String>(),
+            (0usize..9000).prop_map(|n| "v".repeat(n)),
+        ]
+    }
+
+    fn authorization() -> impl Strategy<Value = Option<Vec<u8>>> {
+        prop::option::of(prop_oneof![
+            Just(b"Basic bTJtOm0ybS1zZWNyZXQtMDEyMzQ1Njc4OQ==".to_vec()),
+            Just(b"Basic cG9ydGFsOndyb25n".to_vec()),
+            Just(b"Basic ".to_vec()),
+            Just(b"Bearer x".to_vec()),
+            prop::collection::vec(any::<u8>(), 0..64),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::config(256))]
+
+        #[test]
+        fn any_body_is_a_form_or_invalid_request(
+            body in prop::collection::vec(any::<u8>(), 0..2048),
+            form_type in any::<bool>(),
+        ) {
+            let mut headers = HeaderMap::new();
+            if form_type {
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+            }
+            match form(&headers, &body) {
+                Ok(map) => {
+                    prop_assert!(form_type);
+                    prop_assert!(map.iter().all(|(k, v)| !k.chars().chain(v.chars()).any(char::is_control)));
+                }
+                Err(e) => prop_assert_eq!(e.code(), "invalid_request"),
+            }
+        }
+
+        /// Nothing but `client_credentials` for a client that proved itself can come out:
+        /// no code or refresh token exists, whatever is sent.
+        #[test]
+        fn any_token_request_is_an_oauth_answer(
+            pairs in prop::collection::vec((prop::sample::select(NAMES.to_vec()), value()), 0..12),
+            authorization in authorization(),
+        ) {
+            let shared = crate::app::shared_test_state();
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+            if let Some(v) = authorization.and_then(|a| HeaderValue::from_bytes(&a).ok()) {
+                headers.insert(header::AUTHORIZATION, v);
+            }
+            let body = serde_urlencoded::to_string(&pairs).unwrap();
+            let result = shared.runtime.block_on(token(&shared.app, &headers, body.as_bytes()));
+            match result {
+                Ok(_) => {
+                    let grant = pairs.iter().find(|(k, _)| *k == "grant_type").map(|(_, v)| v.as_str());
+                    prop_assert_eq!(grant, Some("client_credentials"));
+                }
+                Err(e) => {
+                    prop_assert!(e.status().is_client_error(), "{e:?} for {body}");
+                }
+            }
+        }
+    }
 }

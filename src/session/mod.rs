@@ -681,3 +681,46 @@ mod tests {
         s.end(&created).await.unwrap();
     }
 }
+
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn cookie_header() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..512),
+            ("[A-Za-z0-9_-]{0,140}", "[A-Za-z0-9_.-]{0,140}")
+                .prop_map(|(sid, secret)| format!("sso_session={sid}.{secret}").into_bytes()),
+            any::<String>().prop_map(|s| format!("a=b; sso_session={s}; sso_session=x.y").into_bytes()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::config(256))]
+
+        /// Whatever a browser sends as cookies finds no session and stores nothing.
+        #[test]
+        fn any_cookie_header_is_no_session(cookies in prop::collection::vec(cookie_header(), 0..3)) {
+            let mut headers = HeaderMap::new();
+            for c in &cookies {
+                if let Ok(v) = axum::http::HeaderValue::from_bytes(c) {
+                    headers.append(header::COOKIE, v);
+                }
+            }
+            if let Some(value) = read_cookie(&headers, "sso_session")
+                && let Some((sid, secret)) = split_cookie(&value)
+            {
+                prop_assert!(sid.len() <= 128 && secret.len() <= 128);
+            }
+            let store = StateStore::memory();
+            let sessions = Sessions::new(store.clone(), Clock::system(), &SessionSettings::default(), false);
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            prop_assert!(runtime.block_on(sessions.current(&headers)).unwrap().is_none());
+            prop_assert_eq!(store.memory_entries(), Some(0));
+        }
+    }
+}

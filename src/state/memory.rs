@@ -75,6 +75,12 @@ impl MemoryStore {
         self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// How many unexpired entries the store holds.
+    pub fn live_entries(&self) -> usize {
+        let now = Instant::now();
+        self.lock().entries.values().filter(|e| e.expires_at > now).count()
+    }
+
     pub fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) {
         let now = self.now();
         let entry = Entry { value: Value::Bytes(value.into_boxed_slice()), expires_at: now + ttl };

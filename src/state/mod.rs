@@ -98,6 +98,16 @@ impl StateStore {
         matches!(self.backend, Backend::Redis(_))
     }
 
+    /// How many unexpired records the in-process store holds (None on Redis, whose own
+    /// `DBSIZE` counts every tenant of the server). Lets tests show that a refused request
+    /// stored nothing.
+    pub fn memory_entries(&self) -> Option<usize> {
+        match &self.backend {
+            Backend::Memory(m) => Some(m.live_entries()),
+            Backend::Redis(_) => None,
+        }
+    }
+
     /// Whether the backend answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {

@@ -5,6 +5,8 @@
 //! pass plain values in. Templates are compiled into the binary and parsed once (constant
 //! data, not configuration, so a process-wide instance is safe).
 
+pub mod params;
+
 use std::sync::LazyLock;
 
 use axum::http::{HeaderValue, StatusCode, header};

@@ -12,6 +12,7 @@ mod authorize_errors;
 mod cas;
 mod discovery;
 mod hardening;
+mod hostile;
 mod ldap;
 mod link_confirm;
 mod login_flows;
