@@ -21,8 +21,8 @@ use crate::broker::{BrokerError, CallbackQuery, PasswordForm, PasswordOutcome, U
 use crate::provider::{authorize, records};
 use crate::session::SsoSession;
 use crate::web::ErrorPage;
-pub use client_ip::ClientIp;
 use crate::web::params::{Form, Query};
+pub use client_ip::ClientIp;
 
 pub fn router() -> Router<AppState> {
     Router::new()

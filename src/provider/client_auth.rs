@@ -312,8 +312,7 @@ mod properties {
         )
             .prop_map(|(alg, kid, inject, noise, hmac, exp)| {
                 let shared = crate::app::shared_test_state();
-                let kid = kid
-                    .or_else(|| shared.signer.active_kid(crate::keys::SigningAlg::ES256).map(str::to_string));
+                let kid = kid.or_else(|| shared.signer.active_kid(crate::keys::SigningAlg::ES256));
                 let mut header = json!({ "alg": alg, "kid": kid });
                 if inject {
                     header["jku"] = json!("http://127.0.0.1:1/jwks");

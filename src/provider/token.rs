@@ -398,7 +398,7 @@ mod properties {
                 headers.insert(header::AUTHORIZATION, v);
             }
             let body = serde_urlencoded::to_string(&pairs).unwrap();
-            let result = shared.runtime.block_on(token(&shared.app, &headers, body.as_bytes()));
+            let result = shared.runtime.block_on(token(&shared.app, None, &headers, body.as_bytes()));
             match result {
                 Ok(_) => {
                     let grant = pairs.iter().find(|(k, _)| *k == "grant_type").map(|(_, v)| v.as_str());

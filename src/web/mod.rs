@@ -269,7 +269,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod tests {
+mod csp_tests {
     use super::*;
 
     #[test]

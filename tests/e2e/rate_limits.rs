@@ -246,6 +246,7 @@ async fn during_a_redis_outage_the_limiter_fails_open_to_the_replicas_own_count(
         redis: Some(redis.url()),
         replicas: 1,
         extra_config: "\n[limits]\nbrowser_per_address = 3\n".into(),
+        ..Options::default()
     };
     let sys = TestSystem::start_with(options).await;
     at_window_start(&sys);
