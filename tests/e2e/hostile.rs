@@ -236,6 +236,16 @@ async fn hostile_parameters_with_state_in_redis_are_refused_clearly() {
 }
 
 async fn every_endpoint(sys: &TestSystem) {
+    // A CAS server's address has one bounded per-address counter for single-logout requests
+    // (`cas.logout_from` rate limit); make it exist first, so what follows measures only what
+    // hostile input would add.
+    let warm = reqwest::Client::new()
+        .post(sys.url("/upstream/brvt/callback"))
+        .form(&[("logoutRequest", "<not-a-logout-request/>")])
+        .send()
+        .await
+        .unwrap();
+    assert!(warm.status().is_client_error(), "{}", warm.status());
     let p = Probe::new(sys);
     let authorize = [
         ("client_id", PORTAL),
@@ -416,6 +426,9 @@ async fn every_endpoint(sys: &TestSystem) {
         ("scope", "openid"),
         ("prompt", "none"),
         ("state", state),
+        // PKCE is required of every client.
+        ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+        ("code_challenge_method", "S256"),
     ])
     .unwrap();
     for via in [Via::Query, Via::Form] {
