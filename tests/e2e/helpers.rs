@@ -1,5 +1,5 @@
-//! Test harness: starts three simulated provincial systems and the real gateway on ephemeral
-//! ports, and drives them as a browser (cookie jar, manual redirects, form submission) and as
+//! Test harness: starts four simulated upstream systems (three provinces and VNeID) and the
+//! real gateway on ephemeral ports, and drives them as a browser (cookie jar, manual redirects, form submission) and as
 //! an RP (the `openidconnect` crate).
 
 use std::collections::HashMap;
@@ -18,6 +18,7 @@ use sso_gateway::app::Application;
 use sso_gateway::broker::UpstreamHttp;
 use sso_gateway::clock::Clock;
 use sso_gateway::config::Settings;
+use sso_gateway::keys::{KeySet, SigningAlg};
 use sso_gateway::legacy_idp::{self, Faults, LegacyIdpConfig, RunningLegacyIdp};
 use tokio::net::TcpListener;
 use url::Url;
@@ -97,8 +98,9 @@ impl Options {
     }
 }
 
+/// The test binary's shared private Redis (or `SSO_TEST_REDIS_URL`'s).
 pub fn redis_url() -> String {
-    std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    sso_test_services::redis_url()
 }
 
 pub fn unique_prefix() -> String {
@@ -207,6 +209,40 @@ grant_types = ["client_credentials"]
     )
 }
 
+/// The gateway's signing keys (RS256, ES256, EdDSA; test-only, never leave the test process),
+/// generated once per test binary — an RSA key takes a while — and held in memory as the
+/// files `KeySet::generate` writes, so each test system gets the same keys in its own folder.
+fn gateway_key_files() -> &'static [(std::ffi::OsString, Vec<u8>)] {
+    static FILES: std::sync::OnceLock<Vec<(std::ffi::OsString, Vec<u8>)>> = std::sync::OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        for alg in SigningAlg::all() {
+            KeySet::generate(dir.path(), alg).unwrap();
+        }
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name(), std::fs::read(e.path()).unwrap()))
+            .collect()
+    })
+}
+
+/// Writes the shared test keys into `dir` (mode 0600, as the gateway writes its own).
+pub fn install_gateway_keys(dir: &std::path::Path) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, bytes) in gateway_key_files() {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join(name))
+            .unwrap();
+        file.write_all(bytes).unwrap();
+    }
+}
+
 impl TestSystem {
     pub async fn start() -> TestSystem {
         Self::start_with(Options::default()).await
@@ -214,6 +250,7 @@ impl TestSystem {
 
     pub async fn start_with(options: Options) -> TestSystem {
         let dir = tempfile::tempdir().unwrap();
+        install_gateway_keys(&dir.path().join("keys"));
         let mut idps = HashMap::new();
         let mut issuers = HashMap::new();
         for (id, text) in sso_gateway::demo::LEGACY_CONFIGS {
@@ -602,7 +639,8 @@ pub fn jwt_payload(jwt: &str) -> Value {
 /// A Back-Channel Logout receiver of a test RP: records every logout token it is sent.
 pub struct Receiver {
     pub url: String,
-    pub tokens: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Every logout token received so far, in order; watched by `wait_for_token`.
+    tokens: tokio::sync::watch::Receiver<Vec<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -610,16 +648,16 @@ impl Receiver {
     /// Starts a receiver that answers after `delay`.
     pub async fn start(delay: std::time::Duration) -> Receiver {
         use axum::routing::post;
-        let tokens = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let t = tokens.clone();
+        let (tx, tokens) = tokio::sync::watch::channel(Vec::new());
+        let tx = std::sync::Arc::new(tx);
         let app = axum::Router::new().route(
             "/backchannel",
             post(move |axum::extract::Form(form): axum::extract::Form<HashMap<String, String>>| {
-                let t = t.clone();
+                let tx = tx.clone();
                 async move {
                     tokio::time::sleep(delay).await;
                     if let Some(token) = form.get("logout_token") {
-                        t.lock().unwrap().push(token.clone());
+                        tx.send_modify(|t| t.push(token.clone()));
                     }
                     axum::http::StatusCode::OK
                 }
@@ -633,18 +671,11 @@ impl Receiver {
         Receiver { url, tokens, task }
     }
 
-    /// Waits up to `within` for a token to arrive.
+    /// The first token received, as soon as it arrives (None if none comes `within`).
     pub async fn wait_for_token(&self, within: std::time::Duration) -> Option<String> {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Some(t) = self.tokens.lock().unwrap().first().cloned() {
-                return Some(t);
-            }
-            if std::time::Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let mut tokens = self.tokens.clone();
+        let arrived = tokio::time::timeout(within, tokens.wait_for(|t| !t.is_empty())).await;
+        arrived.ok()?.ok()?.first().cloned()
     }
 }
 
