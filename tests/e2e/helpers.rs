@@ -19,7 +19,7 @@ use sso_gateway::broker::UpstreamHttp;
 use sso_gateway::clock::Clock;
 use sso_gateway::config::Settings;
 use sso_gateway::keys::{KeySet, SigningAlg};
-use sso_gateway::legacy_idp::{self, Faults, LegacyIdpConfig, RunningLegacyIdp};
+use sso_gateway::legacy_idp::{self, Faults, IdpKeys, LegacyIdpConfig, RunningLegacyIdp};
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -227,6 +227,19 @@ fn gateway_key_files() -> &'static [(std::ffi::OsString, Vec<u8>)] {
     })
 }
 
+/// The RSA keys of each simulated system (test-only), generated once per test binary: each
+/// system keeps keys of its own, every test system reuses them.
+pub fn simulator_keys(id: &str) -> &'static IdpKeys {
+    static KEYS: std::sync::OnceLock<HashMap<String, IdpKeys>> = std::sync::OnceLock::new();
+    &KEYS.get_or_init(|| {
+        std::thread::scope(|scope| {
+            let ids = sso_gateway::demo::LEGACY_CONFIGS.iter().map(|(id, _)| id.to_string());
+            let handles: Vec<_> = ids.map(|id| (id, scope.spawn(|| IdpKeys::generate().unwrap()))).collect();
+            handles.into_iter().map(|(id, h)| (id, h.join().unwrap())).collect()
+        })
+    })[id]
+}
+
 /// Writes the shared test keys into `dir` (mode 0600, as the gateway writes its own).
 pub fn install_gateway_keys(dir: &std::path::Path) {
     use std::io::Write;
@@ -256,7 +269,7 @@ impl TestSystem {
         for (id, text) in sso_gateway::demo::LEGACY_CONFIGS {
             let config = LegacyIdpConfig::from_toml_str(text).unwrap();
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let idp = legacy_idp::spawn(config, listener).await.unwrap();
+            let idp = legacy_idp::spawn_with_keys(config, listener, simulator_keys(id)).await.unwrap();
             issuers.insert(id.to_string(), idp.issuer.clone());
             idps.insert(id.to_string(), idp);
         }
