@@ -76,7 +76,10 @@ impl<T> OrExit<T> for Result<T, Error> {
         match self {
             Ok(v) => v,
             Err(e) => {
-                eprintln!("error: {e}");
+                // Straight to the stream: libtest captures `eprintln!` of a test, and the
+                // capture is lost when the process exits.
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "error: {e}");
                 std::process::exit(101)
             }
         }

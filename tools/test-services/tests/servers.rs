@@ -63,3 +63,27 @@ fn a_missing_binary_names_its_package() {
         "`no-such-server-binary` not found: the tests start their own server; install Debian's package `no-such-package` (apt-get install no-such-package)"
     );
 }
+
+/// A test binary whose server is missing ends with one line naming the package (run as a
+/// child: `or_exit` ends the process).
+#[test]
+fn a_missing_server_ends_the_test_run_with_one_line() {
+    if std::env::var_os("SSO_TEST_SERVICES_CHILD").is_some() {
+        use sso_test_services::OrExit;
+        sso_test_services::binary("no-such-server-binary", "no-such-package").or_exit();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_missing_server_ends_the_test_run_with_one_line", "-q"])
+        .env("SSO_TEST_SERVICES_CHILD", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(101));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            "error: `no-such-server-binary` not found: the tests start their own server; install Debian's package `no-such-package` (apt-get install no-such-package)"
+        ]
+    );
+}
