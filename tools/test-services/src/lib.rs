@@ -86,6 +86,15 @@ impl<T> OrExit<T> for Result<T, Error> {
     }
 }
 
+/// The server `env` names if set, else the URL of a private server `start` starts (a failure
+/// ends the process with one line).
+pub(crate) fn external_or(env: &str, start: impl FnOnce() -> Result<String, Error>) -> String {
+    match std::env::var(env) {
+        Ok(url) if !url.is_empty() => url,
+        _ => start().or_exit(),
+    }
+}
+
 /// Finds a server binary: `PATH`, the sbin folders, then Debian's versioned PostgreSQL folders
 /// (`/usr/lib/postgresql/<newest>/bin`), which are not on `PATH`.
 pub fn binary(program: &'static str, package: &'static str) -> Result<PathBuf, Error> {

@@ -5,24 +5,14 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::server::{Server, Spec, free_port, unprivileged_user};
-use crate::{Error, OrExit, binary, io};
+use crate::{Error, binary, external_or, io};
 
 /// The PostgreSQL for tests (they isolate themselves by schema): `SSO_TEST_POSTGRES_URL` if
 /// set, else a private cluster started on first use and shared by the whole test binary; it
 /// stops, and its folder goes, when the test process ends.
 pub fn postgres_url() -> String {
     static SHARED: OnceLock<String> = OnceLock::new();
-    SHARED
-        .get_or_init(|| match std::env::var("SSO_TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                let pg = Postgres::start().or_exit();
-                let url = pg.url();
-                std::mem::forget(pg);
-                url
-            }
-        })
-        .clone()
+    SHARED.get_or_init(|| external_or("SSO_TEST_POSTGRES_URL", || Ok(Postgres::start()?.leak()))).clone()
 }
 
 /// A private cluster: superuser `postgres` (trust authentication on loopback), database
@@ -88,6 +78,13 @@ impl Postgres {
 
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The URL of a cluster that runs until the process ends (the watchdog stops it then).
+    fn leak(self) -> String {
+        let url = self.url();
+        std::mem::forget(self);
+        url
     }
 }
 

@@ -5,25 +5,14 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use crate::server::{Server, Spec, free_port};
-use crate::{Error, OrExit, binary, io};
+use crate::{Error, binary, external_or, io};
 
 /// The Redis for tests that only need *a* Redis (they isolate themselves by key prefix):
 /// `SSO_TEST_REDIS_URL` if set, else a private server started on first use and shared by
 /// the whole test binary; it stops when the test process ends.
 pub fn redis_url() -> String {
     static SHARED: OnceLock<String> = OnceLock::new();
-    SHARED
-        .get_or_init(|| match std::env::var("SSO_TEST_REDIS_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                let redis = Redis::create(&[], true).or_exit();
-                let url = redis.url();
-                // Lives until the process ends; the watchdog stops it then.
-                std::mem::forget(redis);
-                url
-            }
-        })
-        .clone()
+    SHARED.get_or_init(|| external_or("SSO_TEST_REDIS_URL", || Ok(Redis::create(&[], true)?.leak()))).clone()
 }
 
 /// A private `redis-server` on a free loopback port, its data in a temporary folder of its own
@@ -99,6 +88,13 @@ impl Redis {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The URL of a server that runs until the process ends (the watchdog stops it then).
+    fn leak(self) -> String {
+        let url = self.url();
+        std::mem::forget(self);
+        url
     }
 
     /// SIGKILL: no clean shutdown; only what the append-only file already has survives.
