@@ -45,7 +45,11 @@ impl Redis {
             _dir: guard,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        redis.launch(shared)?;
+        if let Err(e) = redis.launch(shared) {
+            // A server that never ran leaves its folder to no watchdog.
+            let _ = std::fs::remove_dir_all(&redis.dir);
+            return Err(e);
+        }
         Ok(redis)
     }
 

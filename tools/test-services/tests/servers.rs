@@ -68,10 +68,17 @@ fn a_missing_binary_names_its_package() {
 /// child: `or_exit` ends the process).
 #[test]
 fn a_missing_server_ends_the_test_run_with_one_line() {
-    if std::env::var_os("SSO_TEST_SERVICES_CHILD").is_some() {
-        use sso_test_services::OrExit;
-        sso_test_services::binary("no-such-server-binary", "no-such-package").or_exit();
-        return;
+    match std::env::var("SSO_TEST_SERVICES_CHILD").as_deref() {
+        Ok("redis") => {
+            sso_test_services::redis_url();
+            return;
+        }
+        Ok(_) => {
+            use sso_test_services::OrExit;
+            sso_test_services::binary("no-such-server-binary", "no-such-package").or_exit();
+            return;
+        }
+        Err(_) => {}
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "a_missing_server_ends_the_test_run_with_one_line", "-q"])
