@@ -861,6 +861,39 @@ refresh_token_lifetime = "0s"
     }
 
     #[test]
+    fn check_config_bounds_par_and_dpop_and_refuses_par_for_public_clients() {
+        let base = r#"
+            issuer = "https://sso.example"
+            [[clients]]
+            client_id = "portal"
+            client_secret = "portal-secret-0123456789"
+            redirect_uris = ["https://portal.example/cb"]
+            require_pushed_authorization_requests = true
+            require_dpop = true
+            [[clients]]
+            client_id = "spa"
+            redirect_uris = ["https://spa.example/cb"]
+            require_dpop = true
+        "#;
+        let s = Settings::from_toml(base).unwrap();
+        assert_eq!((s.par.lifetime.as_secs(), s.par.required), (60, false), "defaults");
+        assert_eq!((s.dpop.proof_max_age.as_secs(), s.dpop.require_nonce), (60, false));
+        assert!(s.clients[0].require_pushed_authorization_requests && s.clients[1].require_dpop);
+
+        let out_of_range = format!(
+            "{base}\n[par]\nlifetime = \"1h\"\n[dpop]\nproof_max_age = \"1s\"\nnonce_lifetime = \"2h\"\n"
+        );
+        let paths: Vec<String> = problems(&out_of_range).into_iter().map(|p| p.path).collect();
+        assert_eq!(paths, ["par.lifetime", "dpop.proof_max_age", "dpop.nonce_lifetime"]);
+
+        let (head, _) = base.rsplit_once("require_dpop = true").unwrap();
+        let public_pusher = format!("{head}require_pushed_authorization_requests = true\n");
+        let found = problems(&public_pusher);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, "clients[1].require_pushed_authorization_requests");
+    }
+
+    #[test]
     fn pkce_is_required_by_default_and_only_a_confidential_client_may_opt_out_with_a_warning() {
         let confidential = r#"
             issuer = "https://sso.example"
