@@ -14,6 +14,7 @@ mod discovery;
 mod dpop;
 mod hardening;
 mod hostile;
+mod interop;
 mod ldap;
 mod link_confirm;
 mod login_flows;
