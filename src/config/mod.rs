@@ -175,7 +175,7 @@ pub struct LimitSettings {
     /// `/upstream/{id}/callback`, and the form POSTs (`/logout`, `/sessions/end`).
     #[serde(default = "defaults::limits_browser_per_address")]
     pub browser_per_address: u32,
-    /// Back-channel requests per address and window: `/token`, `/introspect`, `/revoke`.
+    /// Back-channel requests per address and window: `/token`, `/par`, `/introspect`, `/revoke`.
     #[serde(default = "defaults::limits_token_per_address")]
     pub token_per_address: u32,
     /// Back-channel requests per registered client and window (counted whether or not the
@@ -721,7 +721,7 @@ pub struct ClientSettings {
     pub access_token_lifetime: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub refresh_token_lifetime: Option<Duration>,
-    /// How the client authenticates at /token, /introspect and /revoke. Default:
+    /// How the client authenticates at /token, /par, /introspect and /revoke. Default:
     /// `client_secret_basic` (also accepting `client_secret_post`) with a secret, else `none`.
     #[serde(default)]
     pub token_endpoint_auth_method: Option<ClientAuthMethod>,

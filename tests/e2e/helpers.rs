@@ -748,10 +748,7 @@ pub async fn dpop_token_request(
     if let Some(proof) = proof {
         req = req.header("DPoP", proof);
     }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    (status, headers, res.json().await.unwrap_or(Value::Null))
+    send(req).await
 }
 
 /// Calls `/userinfo` with `Authorization: {scheme} {token}` and an optional DPoP proof.
@@ -767,6 +764,11 @@ pub async fn userinfo_with(
     if let Some(proof) = proof {
         req = req.header("DPoP", proof);
     }
+    send(req).await
+}
+
+/// Sends a request; its status, headers and JSON body (`Null` when it has none).
+pub async fn send(req: reqwest::RequestBuilder) -> (StatusCode, HeaderMap, Value) {
     let res = req.send().await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();

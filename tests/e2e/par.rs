@@ -46,10 +46,7 @@ pub async fn push(
     if let Some(proof) = proof {
         req = req.header("DPoP", proof);
     }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    (status, headers, res.json().await.unwrap_or(Value::Null))
+    send(req).await
 }
 
 /// The `/authorize` URL that uses a pushed request.
