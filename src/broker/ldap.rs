@@ -315,7 +315,7 @@ impl LdapConnector {
 
 /// TLS for the directory: the public web PKI (as for outbound HTTPS) plus the PEM roots in
 /// `outbound.ca_file` and `ldap.ca_file`.
-fn tls_config<'a>(
+pub(super) fn tls_config<'a>(
     upstream: &str,
     ca_files: impl IntoIterator<Item = Option<&'a std::path::Path>>,
 ) -> Result<Arc<rustls::ClientConfig>, BrokerError> {
