@@ -3,6 +3,7 @@
 //! a down one (a closed port) and a misconfigured one (wrong issuer or secret, wrong CAS
 //! base URL, wrong bind password) fail with a reason, and the exit status says so.
 
+use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
@@ -199,4 +200,59 @@ async fn directory_upstreams_pass_when_reachable_and_fail_when_down_or_the_bind_
     let (out, report) = probe(&upstreams, &["--id", "officials"]).await;
     assert!(out.status.success(), "{report}");
     assert_line(&report, "officials", "WARN test user", "--ldap-user");
+}
+
+/// The first ```toml block of a page in docs/upstreams/.
+fn documented_config(page: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/upstreams").join(page);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start =
+        text.find("```toml\n").unwrap_or_else(|| panic!("{page} has no toml block")) + "```toml\n".len();
+    let end = start + text[start..].find("```").unwrap();
+    text[start..end].to_string()
+}
+
+#[tokio::test]
+async fn the_configurations_in_docs_upstreams_probe_ok_against_the_simulators() {
+    let sys = TestSystem::start().await;
+    let slapd = Slapd::start(false).await;
+    let replace = |page: &str, from: &str, to: &str| {
+        let snippet = documented_config(page);
+        assert!(snippet.contains(from), "{page}: the snippet names {from}");
+        snippet.replace(from, to)
+    };
+    let upstreams = [
+        replace(
+            "keycloak-oidc.md",
+            "https://dichvucong.hochiminhcity.gov.vn/realms/hcm",
+            &sys.idps["hcm"].issuer,
+        ),
+        replace("apereo-cas.md", "https://sso.baria-vungtau.gov.vn/cas", &sys.idps["brvt"].issuer),
+        replace("vneid.md", "https://sso.vneid.gov.vn/realms/vneid", &sys.idps["vneid"].issuer),
+        replace(
+            "ldap-active-directory.md",
+            "ldaps://ldap.tphcm.gov.vn",
+            &format!("ldap://127.0.0.1:{}", slapd.port),
+        ),
+    ]
+    .concat();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, format!("issuer = \"http://127.0.0.1:8080\"\n{upstreams}")).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sso-gateway"))
+        .env_remove("SSO_GATEWAY_CONFIG")
+        .env("HCM_CLIENT_SECRET", "gateway-secret-hcm")
+        .env("VNEID_CLIENT_SECRET", "gateway-secret-vneid")
+        .env("LDAP_BIND_PASSWORD", crate::slapd::SERVICE_PASSWORD)
+        .args(["upstreams", "probe", "--ldap-user", "tuan.pa", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    for verdict in ["OK hcm (oidc)", "OK brvt (cas)", "OK vneid (oidc)", "OK officials (ldap)"] {
+        assert!(report.lines().any(|l| l == verdict), "{verdict} in\n{report}");
+    }
+    assert_line(&report, "officials", "OK   test user", "with one entryUUID");
 }
