@@ -1596,7 +1596,6 @@ fn helm_gateway_config_is_accepted_with_the_charts_environment_and_holds_no_secr
         &format!("[sessions.redis]\n{sentinel}"),
     );
     assert_ne!(with_sentinel, toml_text);
-    let mut env = env;
     for var in env_references(&with_sentinel) {
         env.entry(var.clone()).or_insert_with(|| format!("redis://:{DUMMY}@sentinel.sso-data:26379"));
     }

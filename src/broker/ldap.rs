@@ -66,28 +66,8 @@ impl LdapConnector {
             }
         };
         want(&ldap.subject_attribute);
-        let c = &settings.claims;
-        for name in [
-            &c.name,
-            &c.given_name,
-            &c.family_name,
-            &c.username,
-            &c.email,
-            &c.phone,
-            &c.gender,
-            &c.national_id,
-            &c.official_code,
-            &c.org_unit,
-            &c.position,
-            &c.roles,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for name in settings.claims.names() {
             want(name);
-        }
-        if let Some(b) = &c.birthdate {
-            want(b.claim());
         }
         for a in &ldap.attributes {
             want(a);

@@ -143,35 +143,13 @@ pub fn upstream_url(issuer: &str, id: &str, what: &str) -> String {
 /// Claim (or attribute) names the upstream must release, from the claim mapping and the
 /// assurance claim, in a stable order without repeats.
 pub fn released_claims(u: &UpstreamSettings) -> Vec<String> {
-    let c = &u.claims;
     let mut out: Vec<String> = Vec::new();
     let mut add = |name: &str| {
         if !name.is_empty() && !out.iter().any(|x| x == name) {
             out.push(name.to_string());
         }
     };
-    for name in [
-        &c.name,
-        &c.given_name,
-        &c.family_name,
-        &c.username,
-        &c.email,
-        &c.phone,
-        &c.gender,
-        &c.national_id,
-        &c.official_code,
-        &c.org_unit,
-        &c.position,
-        &c.roles,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        add(name);
-    }
-    if let Some(b) = &c.birthdate {
-        add(b.claim());
-    }
+    u.claims.names().for_each(&mut add);
     if let Some(acr) = &u.acr_claim {
         add(acr);
     }
