@@ -641,6 +641,30 @@ pub struct ClaimMapping {
     pub roles: Option<String>,
 }
 
+impl ClaimMapping {
+    /// Every upstream claim name the mapping reads, in a fixed order (the birthdate's last).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.name,
+            &self.given_name,
+            &self.family_name,
+            &self.username,
+            &self.email,
+            &self.phone,
+            &self.gender,
+            &self.national_id,
+            &self.official_code,
+            &self.org_unit,
+            &self.position,
+            &self.roles,
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .chain(self.birthdate.as_ref().map(DateClaim::claim))
+    }
+}
+
 /// A date claim: its name and, when not ISO `YYYY-MM-DD`, its format.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]

@@ -30,3 +30,4 @@ mod token_lifecycle;
 mod token_management;
 mod token_revocation;
 mod upstream_failures;
+mod upstream_probe;
