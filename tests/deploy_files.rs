@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_norway::Value;
-use sso_gateway::config::{ConfigError, ENV_OVERRIDES, RedisMode, Settings};
+use sso_gateway::config::{ConfigError, ENV_OVERRIDES, Protocol, RedisMode, Settings};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// A value for `${VAR}` and secret references: URL-safe and longer than 16 characters.
@@ -654,12 +654,16 @@ fn compose_legacy_systems_match_the_gateway_upstreams() {
         let upstream =
             settings.upstreams.iter().find(|u| u.id == id).unwrap_or_else(|| panic!("no upstream {id}"));
         if users.get("protocol").and_then(|v| v.as_str()) == Some("cas") {
-            let server = upstream.cas.as_ref().map(|c| c.server.clone());
+            let server = match &upstream.protocol {
+                Protocol::Cas(c) => Some(c.server.clone()),
+                _ => None,
+            };
             assert_eq!(server, Some(format!("http://127.0.0.1:{port}{issuer_path}")), "{name}: CAS server");
             ids.insert(id.to_string());
             continue;
         }
         let client = &users["clients"].as_array().unwrap()[0];
+        let Protocol::Oidc(upstream) = &upstream.protocol else { panic!("{name}: not an OIDC upstream") };
         assert_eq!(upstream.issuer, format!("http://127.0.0.1:{port}{issuer_path}"), "{name}: issuer");
         assert_eq!(upstream.client_id, client["client_id"].as_str().unwrap(), "{name}: client id");
         assert_eq!(

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::{ClientSettings, ConfigError, ENV_OVERRIDES, GrantType, Settings, SubjectType, UpstreamSettings};
+use super::{ClientSettings, ConfigError, ENV_OVERRIDES, GrantType, Protocol, Settings, SubjectType, UpstreamSettings};
 
 /// One thing wrong with a configuration: where, what, and what is expected instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub(super) fn parse_and_validate(
         .filter_map(|(i, v)| {
             // A profile may set the linking trust, but never over an explicit setting.
             let explicit_trust = v.get("linking").and_then(|l| l.get("trust_national_id")).is_some();
-            let mut u: UpstreamSettings = deserialize_at(&format!("upstreams[{i}]"), v, &mut problems)?;
+            let mut u = super::connectors::parse_upstream(&format!("upstreams[{i}]"), v, &mut problems)?;
             super::profiles::apply(&mut u, explicit_trust);
             Some(u)
         })
@@ -138,7 +138,7 @@ fn take_array(table: &mut toml::Table, key: &str, problems: &mut Vec<Problem>) -
     }
 }
 
-fn deserialize_at<T: DeserializeOwned>(
+pub(super) fn deserialize_at<T: DeserializeOwned>(
     prefix: &str,
     value: toml::Value,
     problems: &mut Vec<Problem>,
@@ -166,17 +166,20 @@ fn resolve_secrets(settings: &mut Settings, env: &BTreeMap<String, String>, prob
         }
     }
     for (i, u) in settings.upstreams.iter_mut().enumerate() {
-        if let Some(secret) = &u.client_secret {
-            match secret.resolve(env) {
-                Ok(v) => u.client_secret = Some(v),
-                Err(m) => problems.push(Problem::new(format!("upstreams[{i}].client_secret"), m)),
+        match &mut u.protocol {
+            Protocol::Oidc(oidc) => {
+                if let Some(secret) = &oidc.client_secret {
+                    match secret.resolve(env) {
+                        Ok(v) => oidc.client_secret = Some(v),
+                        Err(m) => problems.push(Problem::new(format!("upstreams[{i}].client_secret"), m)),
+                    }
+                }
             }
-        }
-        if let Some(ldap) = &mut u.ldap {
-            match ldap.bind_password.resolve(env) {
+            Protocol::Ldap(ldap) => match ldap.bind_password.resolve(env) {
                 Ok(v) => ldap.bind_password = v,
                 Err(m) => problems.push(Problem::new(format!("upstreams[{i}].ldap.bind_password"), m)),
-            }
+            },
+            Protocol::Cas(_) => {}
         }
     }
     for (i, c) in settings.clients.iter_mut().enumerate() {
