@@ -65,6 +65,8 @@ pub(super) fn parse_and_validate(
     let upstream_values = take_array(&mut table, "upstreams", &mut problems);
     let client_values = take_array(&mut table, "clients", &mut problems);
     let base: Option<Settings> = deserialize_at("", toml::Value::Table(table), &mut problems);
+    // Where each parsed upstream stands in the file (one that cannot be parsed is left out).
+    let mut positions = Vec::new();
     let upstreams: Vec<UpstreamSettings> = upstream_values
         .into_iter()
         .enumerate()
@@ -73,6 +75,7 @@ pub(super) fn parse_and_validate(
             let explicit_trust = v.get("linking").and_then(|l| l.get("trust_national_id")).is_some();
             let mut u = super::connectors::parse_upstream(&format!("upstreams[{i}]"), v, &mut problems)?;
             super::profiles::apply(&mut u, explicit_trust);
+            positions.push(i);
             Some(u)
         })
         .collect();
@@ -87,9 +90,24 @@ pub(super) fn parse_and_validate(
     };
     settings.upstreams = upstreams;
     settings.clients = clients;
+    let parsed = problems.len();
     resolve_secrets(&mut settings, env, &mut problems);
     problems.extend(validate(&settings));
+    renumber_upstreams(&mut problems[parsed..], &positions);
     if problems.is_empty() { Ok(settings) } else { Err(ConfigError::Invalid(problems)) }
+}
+
+/// Problems found after parsing name upstreams by their place among the parsed ones; this
+/// gives them their place in the file again (`positions[k]` is the file's index of the k-th).
+fn renumber_upstreams(problems: &mut [Problem], positions: &[usize]) {
+    for p in problems {
+        let Some((n, tail)) = p.path.strip_prefix("upstreams[").and_then(|rest| rest.split_once(']')) else {
+            continue;
+        };
+        if let Some(at) = n.parse::<usize>().ok().and_then(|k| positions.get(k)) {
+            p.path = format!("upstreams[{at}]{tail}");
+        }
+    }
 }
 
 fn apply_env_overrides(table: &mut toml::Table, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
