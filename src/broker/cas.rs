@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
+use super::audit;
 use super::cas_logout::LogoutGuard;
 use super::cas_xml::{self, ServiceResponse};
 use super::connector::{
@@ -28,7 +29,6 @@ use super::connector::{
 };
 use super::error::BrokerError;
 use super::http_client::{HttpError, UpstreamHttp};
-use super::audit;
 use crate::config::{CasSettings, UpstreamSettings};
 use crate::state::{StateStore, hashed_key};
 use crate::web::params::{self, Controls};
@@ -73,7 +73,8 @@ struct LogoutForm {
 /// since it is XML), or why there is none.
 pub(crate) fn logout_document(upstream: &str, body: &[u8]) -> Result<String, BrokerError> {
     let malformed = |detail: String| BrokerError::MalformedMessage { upstream: upstream.into(), detail };
-    let form: LogoutForm = params::deserialize(body, Controls::LineBreaks).map_err(|e| malformed(e.to_string()))?;
+    let form: LogoutForm =
+        params::deserialize(body, Controls::LineBreaks).map_err(|e| malformed(e.to_string()))?;
     form.logout_request
         .filter(|d| !d.is_empty() && d.len() <= 16 * 1024)
         .ok_or_else(|| malformed("logoutRequest is required".into()))
@@ -336,7 +337,10 @@ mod tests {
 
     #[test]
     fn only_a_bounded_printable_service_ticket_is_an_answer() {
-        assert_eq!(service_ticket(&callback(&[("ticket", "ST-1-abc"), ("attempt", "a")])).unwrap(), "ST-1-abc");
+        assert_eq!(
+            service_ticket(&callback(&[("ticket", "ST-1-abc"), ("attempt", "a")])).unwrap(),
+            "ST-1-abc"
+        );
         let long = format!("ST-{}", "x".repeat(254));
         for ticket in ["", "PT-1-proxy", "ST-1 space", "ST-1\u{e9}", long.as_str()] {
             let q = callback(&[("ticket", ticket)]);
@@ -347,7 +351,8 @@ mod tests {
 
     #[test]
     fn the_attempt_id_rides_in_the_service_url() {
-        let params: CallbackParams = [("attempt", "a1"), ("ticket", "ST-1"), ("state", "s")].into_iter().collect();
+        let params: CallbackParams =
+            [("attempt", "a1"), ("ticket", "ST-1"), ("state", "s")].into_iter().collect();
         let c = connector(true, "10.20.0.0/24");
         assert_eq!(c.callback_attempt(&params), Some("a1"), "not the OIDC state");
         assert_eq!(c.callback_attempt(&CallbackParams::default()), None);
@@ -358,8 +363,14 @@ mod tests {
         let doc = logout_document("brvt", b"logoutRequest=%3Cx%3E%0D%0A%09%3C%2Fx%3E").unwrap();
         assert_eq!(doc, "<x>\r\n\t</x>");
         let huge = format!("logoutRequest={}", "d".repeat(16 * 1024 + 1));
-        for body in [&b""[..], b"x=1", b"logoutRequest=", b"logoutRequest=a&logoutRequest=b", b"logoutRequest=%00", huge.as_bytes()]
-        {
+        for body in [
+            &b""[..],
+            b"x=1",
+            b"logoutRequest=",
+            b"logoutRequest=a&logoutRequest=b",
+            b"logoutRequest=%00",
+            huge.as_bytes(),
+        ] {
             let e = logout_document("brvt", body).unwrap_err();
             assert!(matches!(e, BrokerError::MalformedMessage { .. }), "{e:?}");
             assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);

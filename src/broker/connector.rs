@@ -92,7 +92,8 @@ impl CallbackParams {
 
     /// The parameters as a connector's own query type (unknown names are ignored).
     pub fn read<T: DeserializeOwned>(&self) -> Result<T, BrokerError> {
-        let object: Map<String, Value> = self.0.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        let object: Map<String, Value> =
+            self.0.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
         serde_json::from_value(Value::Object(object)).map_err(|_| BrokerError::MalformedCallback)
     }
 }

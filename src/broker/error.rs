@@ -129,7 +129,9 @@ impl BrokerError {
     pub fn message_response(&self) -> Response {
         let description = match self {
             BrokerError::UnknownUpstream(_) => "unknown upstream",
-            BrokerError::LogoutSourceRefused { .. } => "logout requests are accepted only from the CAS server",
+            BrokerError::LogoutSourceRefused { .. } => {
+                "logout requests are accepted only from the CAS server"
+            }
             BrokerError::LogoutRateLimited { .. } => "too many logout requests",
             BrokerError::InvalidLogoutToken { .. } => "invalid logout token",
             BrokerError::InvalidLogoutRequest { .. } => "invalid logout request",
@@ -138,11 +140,9 @@ impl BrokerError {
             BrokerError::Setup { .. } | BrokerError::Store(_) => "temporarily unavailable",
             _ => "invalid request",
         };
-        let mut res = (
-            self.status(),
-            Json(json!({ "error": "invalid_request", "error_description": description })),
-        )
-            .into_response();
+        let mut res =
+            (self.status(), Json(json!({ "error": "invalid_request", "error_description": description })))
+                .into_response();
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status() == StatusCode::TOO_MANY_REQUESTS {
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
@@ -291,7 +291,10 @@ mod tests {
             (E::AttemptNotFound, StatusCode::BAD_REQUEST),
             (E::BrowserMismatch, StatusCode::BAD_REQUEST),
             (E::UpstreamMismatch { path: s("bd"), attempt: s("hcm") }, StatusCode::BAD_REQUEST),
-            (E::IssuerMismatch { upstream: s("hcm"), iss: s("https://evil.example") }, StatusCode::BAD_REQUEST),
+            (
+                E::IssuerMismatch { upstream: s("hcm"), iss: s("https://evil.example") },
+                StatusCode::BAD_REQUEST,
+            ),
             (E::TokenExchange { upstream: s("hcm"), detail: s("500") }, StatusCode::BAD_GATEWAY),
             (E::InvalidIdToken { upstream: s("hcm"), detail: s("alg none") }, StatusCode::BAD_GATEWAY),
             (E::StaleUpstreamLogin { upstream: s("hcm"), detail: s("old") }, StatusCode::BAD_GATEWAY),
@@ -299,7 +302,10 @@ mod tests {
             (E::LogoutRateLimited { upstream: s("brvt") }, StatusCode::TOO_MANY_REQUESTS),
             (E::InvalidLogoutToken { upstream: s("hcm"), detail: s("bad sig") }, StatusCode::BAD_REQUEST),
             (E::InvalidLogoutRequest { upstream: s("brvt"), detail: s("DOCTYPE") }, StatusCode::BAD_REQUEST),
-            (E::MalformedMessage { upstream: s("brvt"), detail: s("logoutRequest is required") }, StatusCode::BAD_REQUEST),
+            (
+                E::MalformedMessage { upstream: s("brvt"), detail: s("logoutRequest is required") },
+                StatusCode::BAD_REQUEST,
+            ),
             (E::NotAccepted { upstream: s("hcm"), at: Endpoint::Callback }, StatusCode::BAD_REQUEST),
             (E::MalformedCallback, StatusCode::BAD_REQUEST),
             (E::TicketValidation { upstream: s("brvt"), detail: s("huge") }, StatusCode::BAD_GATEWAY),
@@ -357,7 +363,8 @@ mod tests {
     fn pages_and_json_never_show_upstream_details() {
         for (e, _) in every_variant() {
             let page = format!("{:?}", e.page(None));
-            for secret in ["203.0.113.7", "bad sig", "alg none", "https://evil.example", "DOCTYPE", "bad url"] {
+            for secret in ["203.0.113.7", "bad sig", "alg none", "https://evil.example", "DOCTYPE", "bad url"]
+            {
                 assert!(!page.contains(secret), "{e}: {page}");
             }
         }

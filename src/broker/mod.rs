@@ -275,7 +275,8 @@ impl Broker {
         let id = connector.callback_attempt(params);
         let attempt = self.take_attempt(upstream, id, headers).await?;
         let retry = Some(format!("/login?request={}", attempt.request_id));
-        let login = connector.finish(&attempt.data, Answer::Redirect(params)).await.map_err(|e| (e, retry))?;
+        let login =
+            connector.finish(&attempt.data, Answer::Redirect(params)).await.map_err(|e| (e, retry))?;
         Ok((self.identity(connector.as_ref(), login), attempt.request_id))
     }
 

@@ -141,7 +141,10 @@ pub(crate) fn read_callback<'q>(
     if let Some(iss) = &q.iss
         && iss.trim_end_matches('/') != issuer.trim_end_matches('/')
     {
-        return Err(BrokerError::IssuerMismatch { upstream: upstream.into(), iss: iss.chars().take(256).collect() });
+        return Err(BrokerError::IssuerMismatch {
+            upstream: upstream.into(),
+            iss: iss.chars().take(256).collect(),
+        });
     }
     q.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 4096).ok_or(BrokerError::MalformedCallback)
 }
@@ -155,7 +158,8 @@ struct BackchannelForm {
 /// The logout token of a Back-Channel Logout POST (bounded), or why there is none.
 fn read_backchannel(upstream: &str, body: &[u8]) -> Result<String, BrokerError> {
     let malformed = |detail: String| BrokerError::MalformedMessage { upstream: upstream.into(), detail };
-    let form: BackchannelForm = params::deserialize(body, Controls::Refused).map_err(|e| malformed(e.to_string()))?;
+    let form: BackchannelForm =
+        params::deserialize(body, Controls::Refused).map_err(|e| malformed(e.to_string()))?;
     form.logout_token
         .filter(|t| !t.is_empty() && t.len() <= 16 * 1024)
         .ok_or_else(|| malformed("logout_token is required".into()))
@@ -663,7 +667,13 @@ mod tests {
     fn a_backchannel_post_must_carry_one_bounded_logout_token() {
         assert_eq!(read_backchannel("hcm", b"logout_token=a.b.c").unwrap(), "a.b.c");
         let huge = format!("logout_token={}", "t".repeat(16 * 1024 + 1));
-        for body in [&b""[..], b"logout_token=", b"logout_token=a&logout_token=b", b"logout_token=%00", huge.as_bytes()] {
+        for body in [
+            &b""[..],
+            b"logout_token=",
+            b"logout_token=a&logout_token=b",
+            b"logout_token=%00",
+            huge.as_bytes(),
+        ] {
             let e = read_backchannel("hcm", body).unwrap_err();
             assert!(matches!(e, BrokerError::MalformedMessage { .. }), "{e:?}");
         }

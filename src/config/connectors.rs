@@ -17,7 +17,11 @@ const OIDC_KEYS: [&str; 7] =
 /// Parses one `[[upstreams]]` table at path `at` (`upstreams[2]`): `kind` chooses the
 /// protocol, which gets its own keys; keys of another kind are reported (a forgotten `kind`,
 /// a copied block), as is a missing section. Every problem goes to `problems`.
-pub(super) fn parse_upstream(at: &str, value: toml::Value, problems: &mut Vec<Problem>) -> Option<UpstreamSettings> {
+pub(super) fn parse_upstream(
+    at: &str,
+    value: toml::Value,
+    problems: &mut Vec<Problem>,
+) -> Option<UpstreamSettings> {
     let toml::Value::Table(mut table) = value else {
         return deserialize_at(at, value, problems);
     };
@@ -56,24 +60,31 @@ pub(super) fn parse_upstream(at: &str, value: toml::Value, problems: &mut Vec<Pr
         let found = table.remove(key);
         if found.is_none() {
             problems.push(
-                Problem::new(path(key), format!("is missing for kind = \"{}\"", kind.as_str())).expecting(expected),
+                Problem::new(path(key), format!("is missing for kind = \"{}\"", kind.as_str()))
+                    .expecting(expected),
             );
         }
         found
     };
     let protocol = match kind {
         UpstreamKind::Oidc => {
-            let own: toml::Table = OIDC_KEYS.iter().filter_map(|k| Some((k.to_string(), table.remove(*k)?))).collect();
+            let own: toml::Table =
+                OIDC_KEYS.iter().filter_map(|k| Some((k.to_string(), table.remove(*k)?))).collect();
             deserialize_at(at, toml::Value::Table(own), problems).map(Protocol::Oidc)
         }
-        UpstreamKind::Cas => section(&mut table, "cas", "[upstreams.cas] with server = \"https://…/cas\"", problems)
-            .and_then(|v| deserialize_at(&path("cas"), v, problems))
-            .map(Protocol::Cas),
-        UpstreamKind::Ldap => {
-            section(&mut table, "ldap", "[upstreams.ldap] with url, bind_dn, bind_password, user_base", problems)
-                .and_then(|v| deserialize_at(&path("ldap"), v, problems))
-                .map(Protocol::Ldap)
+        UpstreamKind::Cas => {
+            section(&mut table, "cas", "[upstreams.cas] with server = \"https://…/cas\"", problems)
+                .and_then(|v| deserialize_at(&path("cas"), v, problems))
+                .map(Protocol::Cas)
         }
+        UpstreamKind::Ldap => section(
+            &mut table,
+            "ldap",
+            "[upstreams.ldap] with url, bind_dn, bind_password, user_base",
+            problems,
+        )
+        .and_then(|v| deserialize_at(&path("ldap"), v, problems))
+        .map(Protocol::Ldap),
     };
     let shared: Option<UpstreamSettings> = deserialize_at(at, toml::Value::Table(table), problems);
     Some(UpstreamSettings { protocol: protocol?, ..shared? })
@@ -116,8 +127,13 @@ pub(super) fn check_upstream(
             }
             if cas.single_logout && cas.logout_from.as_ref().is_some_and(Vec::is_empty) {
                 p.push(
-                    Problem::new(at("cas.logout_from"), "is empty: no single-logout request would be accepted")
-                        .expecting("the CAS server's networks, e.g. [\"10.20.0.0/24\"], or single_logout = false"),
+                    Problem::new(
+                        at("cas.logout_from"),
+                        "is empty: no single-logout request would be accepted",
+                    )
+                    .expecting(
+                        "the CAS server's networks, e.g. [\"10.20.0.0/24\"], or single_logout = false",
+                    ),
                 );
             }
             if cas.subject_attribute.as_ref().is_some_and(|a| a.trim().is_empty()) {

@@ -5,7 +5,8 @@
 use serde::Deserialize;
 
 use super::{
-    ACR_PASSWORD, ACR_VNEID_LEVEL1, ACR_VNEID_LEVEL2, DateClaim, DateFormat, OidcSettings, Protocol, UpstreamSettings,
+    ACR_PASSWORD, ACR_VNEID_LEVEL1, ACR_VNEID_LEVEL2, DateClaim, DateFormat, OidcSettings, Protocol,
+    UpstreamSettings,
 };
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::{ClientSettings, ConfigError, ENV_OVERRIDES, GrantType, Protocol, Settings, SubjectType, UpstreamSettings};
+use super::{
+    ClientSettings, ConfigError, ENV_OVERRIDES, GrantType, Protocol, Settings, SubjectType, UpstreamSettings,
+};
 
 /// One thing wrong with a configuration: where, what, and what is expected instead.
 #[derive(Debug, Clone, PartialEq, Eq)]

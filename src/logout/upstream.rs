@@ -46,7 +46,9 @@ pub async fn received(app: &AppState, id: &str, at: Endpoint, from: Option<IpAdd
         Ok(Received::Logout(logout)) => logout,
         Err(e) => {
             match &e {
-                BrokerError::Store(_) => tracing::error!(upstream = %id, error = %e, "state store failure at upstream logout"),
+                BrokerError::Store(_) => {
+                    tracing::error!(upstream = %id, error = %e, "state store failure at upstream logout")
+                }
                 _ => tracing::warn!(upstream = %id, error = %e, "upstream logout message refused"),
             }
             return e.message_response();
