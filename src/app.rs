@@ -46,7 +46,9 @@ pub enum StartError {
     #[error("state store: {0}")]
     State(#[from] crate::state::StoreError),
     #[error("outbound HTTP client: {0}")]
-    Http(#[from] crate::broker::BrokerError),
+    Http(String),
+    #[error("upstream connector: {0}")]
+    Upstream(#[from] crate::broker::BrokerError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("TLS: {0}")]
@@ -122,13 +124,8 @@ impl AppState {
                 .with_cache(settings.accounts.cache_ttl, ACCOUNT_CACHE_CAPACITY);
         let https = issuer.starts_with("https://");
         let sessions = Sessions::new(store.clone(), clock.clone(), &settings.sessions, https);
-        let http =
-            UpstreamHttp::build_client_with_roots(settings.outbound.ca_file.as_deref()).map_err(|e| {
-                StartError::Http(crate::broker::BrokerError::Discovery {
-                    upstream: "-".into(),
-                    detail: e.to_string(),
-                })
-            })?;
+        let http = UpstreamHttp::build_client_with_roots(settings.outbound.ca_file.as_deref())
+            .map_err(|e| StartError::Http(e.to_string()))?;
         let broker = Broker::new(&settings, http.clone(), store.clone())?;
         let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
         let limits = crate::limits::RateLimiter::new(&settings.limits, &store, clock.clone());

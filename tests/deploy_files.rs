@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_norway::Value;
-use sso_gateway::config::{ConfigError, ENV_OVERRIDES, RedisMode, Settings};
+use sso_gateway::config::{ConfigError, ENV_OVERRIDES, Protocol, RedisMode, Settings};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// A value for `${VAR}` and secret references: URL-safe and longer than 16 characters.
@@ -659,12 +659,16 @@ fn compose_legacy_systems_match_the_gateway_upstreams() {
         let upstream =
             settings.upstreams.iter().find(|u| u.id == id).unwrap_or_else(|| panic!("no upstream {id}"));
         if users.get("protocol").and_then(|v| v.as_str()) == Some("cas") {
-            let server = upstream.cas.as_ref().map(|c| c.server.clone());
+            let server = match &upstream.protocol {
+                Protocol::Cas(c) => Some(c.server.clone()),
+                _ => None,
+            };
             assert_eq!(server, Some(format!("http://127.0.0.1:{port}{issuer_path}")), "{name}: CAS server");
             ids.insert(id.to_string());
             continue;
         }
         let client = &users["clients"].as_array().unwrap()[0];
+        let Protocol::Oidc(upstream) = &upstream.protocol else { panic!("{name}: not an OIDC upstream") };
         assert_eq!(upstream.issuer, format!("http://127.0.0.1:{port}{issuer_path}"), "{name}: issuer");
         assert_eq!(upstream.client_id, client["client_id"].as_str().unwrap(), "{name}: client id");
         assert_eq!(
@@ -1563,7 +1567,7 @@ fn helm_gateway_config_is_accepted_with_the_charts_environment_and_holds_no_secr
     let mode = format!("{:?}", settings.sessions.redis.mode).to_lowercase();
     assert_eq!(mode, text(at(&values, "redis.mode")), "values.redis.mode agrees with [sessions.redis] mode");
     assert_ne!(settings.sessions.redis.mode, RedisMode::Single, "Redis with its own HA by default");
-    let kinds: BTreeSet<&str> = settings.upstreams.iter().map(|u| u.kind.as_str()).collect();
+    let kinds: BTreeSet<&str> = settings.upstreams.iter().map(|u| u.kind().as_str()).collect();
     assert_eq!(kinds, BTreeSet::from(["cas", "ldap", "oidc"]), "an example of every upstream kind");
 
     let table: toml::Table = toml::from_str(&toml_text).unwrap();

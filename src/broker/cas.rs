@@ -20,14 +20,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
+use super::audit;
 use super::cas_logout::LogoutGuard;
 use super::cas_xml::{self, ServiceResponse};
-use super::connector::{Answer, AttemptData, Connector, LogoutMessage, StartContext, Started, VerifiedLogin};
+use super::connector::{
+    Answer, AttemptData, CallbackParams, Connector, Endpoint, Posted, Received, StartContext, Started,
+    UpstreamLogout, VerifiedLogin,
+};
 use super::error::BrokerError;
 use super::http_client::{HttpError, UpstreamHttp};
-use super::{UpstreamLogout, audit};
 use crate::config::{CasSettings, UpstreamSettings};
 use crate::state::{StateStore, hashed_key};
+use crate::web::params::{self, Controls};
 
 /// What the connector keeps between the redirect and the callback.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +40,44 @@ pub struct CasAttempt {
     pub service: String,
     /// `renew=true` was sent: the ticket must come from a fresh login.
     pub renew: bool,
+}
+
+/// Key of this connector's data in a login attempt.
+const ATTEMPT_KEY: &str = "cas";
+
+/// The parameters of the CAS server's redirect back to the service URL (CAS 3.0 §2.2.4),
+/// besides the attempt id the gateway put in it (`attempt`, see `callback_attempt`).
+#[derive(Debug, Default, Deserialize)]
+pub struct CasCallback {
+    /// The service ticket.
+    pub ticket: Option<String>,
+}
+
+/// The service ticket of a callback: `ST-…`, bounded, printable (proxy tickets are not for
+/// us); anything else cannot be an answer of the CAS server.
+pub(crate) fn service_ticket(q: &CasCallback) -> Result<&str, BrokerError> {
+    q.ticket
+        .as_deref()
+        .filter(|t| t.starts_with("ST-") && t.len() <= 256 && t.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or(BrokerError::MalformedCallback)
+}
+
+/// The form a CAS server POSTs to the service URL for single logout.
+#[derive(Debug, Deserialize)]
+struct LogoutForm {
+    #[serde(rename = "logoutRequest")]
+    logout_request: Option<String>,
+}
+
+/// The SAML `LogoutRequest` document of a single-logout POST (bounded; line breaks allowed,
+/// since it is XML), or why there is none.
+pub(crate) fn logout_document(upstream: &str, body: &[u8]) -> Result<String, BrokerError> {
+    let malformed = |detail: String| BrokerError::MalformedMessage { upstream: upstream.into(), detail };
+    let form: LogoutForm =
+        params::deserialize(body, Controls::LineBreaks).map_err(|e| malformed(e.to_string()))?;
+    form.logout_request
+        .filter(|d| !d.is_empty() && d.len() <= 16 * 1024)
+        .ok_or_else(|| malformed("logoutRequest is required".into()))
 }
 
 /// How long a redeemed ticket is remembered (tickets live seconds; this is generous).
@@ -57,14 +99,11 @@ pub struct CasConnector {
 impl CasConnector {
     pub fn new(
         settings: UpstreamSettings,
+        cas: CasSettings,
         http: reqwest::Client,
         gateway_issuer: &str,
         store: StateStore,
     ) -> Result<Self, BrokerError> {
-        let cas = settings.cas.clone().ok_or_else(|| BrokerError::Discovery {
-            upstream: settings.id.clone(),
-            detail: "kind = \"cas\" without [upstreams.cas]".into(),
-        })?;
         let callback = format!("{gateway_issuer}/upstream/{}/callback", settings.id);
         let http = UpstreamHttp::new(http, settings.timeout);
         let logout_guard = LogoutGuard::new(
@@ -118,21 +157,15 @@ impl CasConnector {
             q.append_pair("locale", ctx.lang.code());
         }
         let attempt = CasAttempt { service: service.to_string(), renew };
-        Ok(Started::Redirect {
-            url: login.to_string(),
-            data: AttemptData { cas: Some(attempt), ..AttemptData::default() },
-        })
+        Ok(Started::Redirect { url: login.to_string(), data: AttemptData::of(ATTEMPT_KEY, &attempt) })
     }
 
     async fn complete(&self, data: &AttemptData, answer: Answer<'_>) -> Result<VerifiedLogin, BrokerError> {
-        let Answer::Redirect(query) = answer else { return Err(BrokerError::MalformedCallback) };
-        let attempt = data.cas.as_ref().ok_or(BrokerError::AttemptNotFound)?;
-        // CAS 3.0 §2.2.4: service tickets begin with "ST-"; proxy tickets are not for us.
-        let ticket = query
-            .ticket
-            .as_deref()
-            .filter(|t| t.starts_with("ST-") && t.len() <= 256 && t.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or(BrokerError::MalformedCallback)?;
+        let Answer::Redirect(params) = answer else { return Err(BrokerError::MalformedCallback) };
+        let attempt: CasAttempt = data.read(ATTEMPT_KEY)?;
+        let attempt = &attempt;
+        let query: CasCallback = params.read()?;
+        let ticket = service_ticket(&query)?;
         // Single use on our side too, whatever the server does.
         if !self
             .store
@@ -231,7 +264,7 @@ impl CasConnector {
     ) -> Result<UpstreamLogout, BrokerError> {
         let bad = |detail: String| {
             audit("cas_logout_rejected", self.id(), &detail);
-            BrokerError::InvalidLogoutToken { upstream: self.id().into(), detail }
+            BrokerError::InvalidLogoutRequest { upstream: self.id().into(), detail }
         };
         if !self.cas.single_logout {
             return Err(bad("single logout is switched off for this upstream".into()));
@@ -249,6 +282,11 @@ impl Connector for CasConnector {
 
     fn start<'a>(&'a self, ctx: StartContext<'a>) -> BoxFuture<'a, Result<Started, BrokerError>> {
         Box::pin(self.begin(ctx))
+    }
+
+    /// CAS has no `state`: the attempt id rides in the service URL as `attempt`.
+    fn callback_attempt<'p>(&self, params: &'p CallbackParams) -> Option<&'p str> {
+        params.get("attempt")
     }
 
     fn finish<'a>(
@@ -275,21 +313,106 @@ impl Connector for CasConnector {
         })
     }
 
-    fn verify_logout<'a>(
-        &'a self,
-        message: LogoutMessage<'a>,
-        now: i64,
-    ) -> BoxFuture<'a, Result<UpstreamLogout, BrokerError>> {
+    /// Single logout: the CAS server POSTs a SAML `LogoutRequest` to the service URL, i.e.
+    /// the callback. Only its networks may, at a bounded rate; a repeated request ends
+    /// nothing more, so no replay record is kept.
+    fn receive<'a>(&'a self, posted: Posted<'a>) -> BoxFuture<'a, Result<Received, BrokerError>> {
         Box::pin(async move {
-            match message {
-                LogoutMessage::CasLogoutRequest { document, from } => {
-                    self.single_logout(document, from, now).await
-                }
-                LogoutMessage::BackchannelToken(_) => Err(BrokerError::InvalidLogoutToken {
-                    upstream: self.id().into(),
-                    detail: "a CAS upstream sends logout requests, not logout tokens".into(),
-                }),
+            if posted.at != Endpoint::Callback {
+                return Err(BrokerError::NotAccepted { upstream: self.id().into(), at: posted.at });
             }
+            let document = logout_document(self.id(), posted.body)?;
+            self.single_logout(&document, posted.from, posted.now).await.map(Received::Logout)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn callback(pairs: &[(&str, &str)]) -> CasCallback {
+        pairs.iter().copied().collect::<CallbackParams>().read().unwrap()
+    }
+
+    #[test]
+    fn only_a_bounded_printable_service_ticket_is_an_answer() {
+        assert_eq!(
+            service_ticket(&callback(&[("ticket", "ST-1-abc"), ("attempt", "a")])).unwrap(),
+            "ST-1-abc"
+        );
+        let long = format!("ST-{}", "x".repeat(254));
+        for ticket in ["", "PT-1-proxy", "ST-1 space", "ST-1\u{e9}", long.as_str()] {
+            let q = callback(&[("ticket", ticket)]);
+            assert!(matches!(service_ticket(&q), Err(BrokerError::MalformedCallback)), "{ticket:?}");
+        }
+        assert!(matches!(service_ticket(&callback(&[])), Err(BrokerError::MalformedCallback)));
+    }
+
+    #[test]
+    fn the_attempt_id_rides_in_the_service_url() {
+        let params: CallbackParams =
+            [("attempt", "a1"), ("ticket", "ST-1"), ("state", "s")].into_iter().collect();
+        let c = connector(true, "10.20.0.0/24");
+        assert_eq!(c.callback_attempt(&params), Some("a1"), "not the OIDC state");
+        assert_eq!(c.callback_attempt(&CallbackParams::default()), None);
+    }
+
+    #[test]
+    fn a_single_logout_post_carries_one_bounded_document_with_line_breaks_allowed() {
+        let doc = logout_document("brvt", b"logoutRequest=%3Cx%3E%0D%0A%09%3C%2Fx%3E").unwrap();
+        assert_eq!(doc, "<x>\r\n\t</x>");
+        let huge = format!("logoutRequest={}", "d".repeat(16 * 1024 + 1));
+        for body in [
+            &b""[..],
+            b"x=1",
+            b"logoutRequest=",
+            b"logoutRequest=a&logoutRequest=b",
+            b"logoutRequest=%00",
+            huge.as_bytes(),
+        ] {
+            let e = logout_document("brvt", body).unwrap_err();
+            assert!(matches!(e, BrokerError::MalformedMessage { .. }), "{e:?}");
+            assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+        }
+    }
+
+    fn connector(single_logout: bool, logout_from: &str) -> CasConnector {
+        let text = format!(
+            "issuer = \"http://127.0.0.1:1\"\n[[upstreams]]\nid = \"brvt\"\nkind = \"cas\"\nname_vi = \"x\"\nname_en = \"x\"\n[upstreams.cas]\nserver = \"https://cas.example/cas\"\nsingle_logout = {single_logout}\nlogout_from = [\"{logout_from}\"]\n"
+        );
+        let settings = crate::config::Settings::from_toml(&text).unwrap();
+        let u = settings.upstreams[0].clone();
+        let crate::config::Protocol::Cas(cas) = u.protocol.clone() else { panic!("not CAS") };
+        CasConnector::new(u, cas, reqwest::Client::new(), "http://127.0.0.1:1", StateStore::memory()).unwrap()
+    }
+
+    const LOGOUT: &[u8] = b"logoutRequest=%3Csamlp%3ALogoutRequest+xmlns%3Asamlp%3D%22urn%3Aoasis%3Anames%3Atc%3ASAML%3A2.0%3Aprotocol%22%3E%3Csamlp%3ASessionIndex%3EST-42%3C%2Fsamlp%3ASessionIndex%3E%3C%2Fsamlp%3ALogoutRequest%3E";
+
+    fn posted(at: Endpoint, from: &str) -> Posted<'static> {
+        Posted { at, body: LOGOUT, from: from.parse().ok(), now: 1_000 }
+    }
+
+    #[tokio::test]
+    async fn single_logout_at_the_callback_names_the_service_ticket() {
+        let c = connector(true, "10.20.0.0/24");
+        match c.receive(posted(Endpoint::Callback, "10.20.0.5")).await {
+            Ok(Received::Logout(l)) => {
+                assert_eq!(l.sid.as_deref(), Some("ST-42"));
+                assert!(l.sub.is_none() && l.jti.is_none(), "no replay record for CAS");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn single_logout_is_refused_from_elsewhere_when_off_and_at_the_wrong_endpoint() {
+        let c = connector(true, "10.20.0.0/24");
+        let refused = c.receive(posted(Endpoint::Callback, "192.0.2.1")).await;
+        assert!(matches!(refused, Err(BrokerError::LogoutSourceRefused { .. })), "{refused:?}");
+        let elsewhere = c.receive(posted(Endpoint::BackchannelLogout, "10.20.0.5")).await;
+        assert!(matches!(elsewhere, Err(BrokerError::NotAccepted { .. })), "{elsewhere:?}");
+        let off = connector(false, "10.20.0.0/24").receive(posted(Endpoint::Callback, "10.20.0.5")).await;
+        assert!(matches!(off, Err(BrokerError::InvalidLogoutRequest { .. })), "{off:?}");
     }
 }

@@ -54,7 +54,7 @@ impl LogoutGuard {
         let sources = match logout_from {
             Some(networks) => Sources::Networks(networks.to_vec()),
             None => {
-                let bad = |detail: String| BrokerError::Discovery { upstream: upstream.into(), detail };
+                let bad = |detail: String| BrokerError::Setup { upstream: upstream.into(), detail };
                 let url = url::Url::parse(server).map_err(|e| bad(format!("cas.server: {e}")))?;
                 let host = url.host().ok_or_else(|| bad("cas.server has no host".into()))?.to_owned();
                 Sources::Server { host, port: url.port_or_known_default().unwrap_or(443) }

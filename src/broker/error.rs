@@ -1,7 +1,16 @@
-//! Broker errors and the page each one shows. Upstream details go to the log only.
+//! The broker's one error type and the answer each error gives, in one place: the HTTP
+//! status ([`BrokerError::status`]), the bilingual page a person sees ([`BrokerError::page`])
+//! and the JSON answer to an upstream's own POSTs ([`BrokerError::message_response`]).
+//! Faults of the request (a broken or foreign callback, a message from the wrong sender) are
+//! 4xx; faults of the upstream are 502; the state store's are 503. Upstream details go to the
+//! log only.
 
-use axum::http::StatusCode;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
 
+use super::connector::Endpoint;
 use crate::state::StoreError;
 use crate::web::ErrorPage;
 
@@ -9,6 +18,8 @@ use crate::web::ErrorPage;
 pub enum BrokerError {
     #[error("unknown upstream {0:?}")]
     UnknownUpstream(String),
+    #[error("upstream {upstream} cannot be set up: {detail}")]
+    Setup { upstream: String, detail: String },
     #[error("the parked authorization request expired or is unknown")]
     RequestExpired,
     #[error("discovery of upstream {upstream} failed: {detail}")]
@@ -21,6 +32,8 @@ pub enum BrokerError {
     BrowserMismatch,
     #[error("callback for upstream {path} carries an attempt for upstream {attempt}")]
     UpstreamMismatch { path: String, attempt: String },
+    #[error("callback for upstream {upstream} names another issuer {iss:?} (RFC 9207)")]
+    IssuerMismatch { upstream: String, iss: String },
     #[error("token exchange with upstream {upstream} failed: {detail}")]
     TokenExchange { upstream: String, detail: String },
     #[error("ID token from upstream {upstream} rejected: {detail}")]
@@ -33,7 +46,13 @@ pub enum BrokerError {
     LogoutRateLimited { upstream: String },
     #[error("logout token from upstream {upstream} rejected: {detail}")]
     InvalidLogoutToken { upstream: String, detail: String },
-    #[error("callback without code or state")]
+    #[error("CAS logout request for upstream {upstream} rejected: {detail}")]
+    InvalidLogoutRequest { upstream: String, detail: String },
+    #[error("message posted for upstream {upstream} cannot be read: {detail}")]
+    MalformedMessage { upstream: String, detail: String },
+    #[error("upstream {upstream} sends no messages to {at:?}")]
+    NotAccepted { upstream: String, at: Endpoint },
+    #[error("callback without the protocol's answer or attempt id")]
     MalformedCallback,
     #[error("ticket validation at upstream {upstream} failed: {detail}")]
     TicketValidation { upstream: String, detail: String },
@@ -52,6 +71,43 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
+    /// The HTTP status of every answer to this error (page, form or JSON): the one mapping.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BrokerError::UnknownUpstream(_) => StatusCode::NOT_FOUND,
+            // What the browser or the sender brought cannot be an answer to anything of ours.
+            BrokerError::RequestExpired
+            | BrokerError::AttemptNotFound
+            | BrokerError::BrowserMismatch
+            | BrokerError::UpstreamMismatch { .. }
+            | BrokerError::IssuerMismatch { .. }
+            | BrokerError::MalformedCallback
+            | BrokerError::MalformedMessage { .. }
+            | BrokerError::NotAccepted { .. }
+            | BrokerError::InvalidLogoutToken { .. }
+            | BrokerError::InvalidLogoutRequest { .. } => StatusCode::BAD_REQUEST,
+            BrokerError::UpstreamDenied { error, .. } if error == "access_denied" => StatusCode::FORBIDDEN,
+            BrokerError::InvalidCredentials { .. } | BrokerError::TicketRejected { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
+            BrokerError::InsufficientAssurance | BrokerError::LogoutSourceRefused { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            BrokerError::LockedOut { .. } | BrokerError::LogoutRateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            // The upstream's answer or the upstream itself is at fault.
+            BrokerError::Discovery { .. }
+            | BrokerError::UpstreamDenied { .. }
+            | BrokerError::TokenExchange { .. }
+            | BrokerError::InvalidIdToken { .. }
+            | BrokerError::StaleUpstreamLogin { .. }
+            | BrokerError::TicketValidation { .. }
+            | BrokerError::Directory { .. } => StatusCode::BAD_GATEWAY,
+            BrokerError::Setup { .. } | BrokerError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
     /// The message shown on the login form (Vietnamese, English) for errors that send the
     /// person back to it; None for errors that end the attempt with a page. The same words
     /// for an unknown account and a wrong password, so the form tells nothing about which.
@@ -68,22 +124,40 @@ impl BrokerError {
         }
     }
 
-    /// The HTTP status of the page or form shown for this error.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            BrokerError::InvalidCredentials { .. } => StatusCode::UNAUTHORIZED,
-            BrokerError::LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
-            _ => self.page(None).status,
+    /// The JSON answer to a message an upstream POSTed (its logout messages): RFC 6749-style
+    /// `invalid_request` with a short description, never the upstream's details.
+    pub fn message_response(&self) -> Response {
+        let description = match self {
+            BrokerError::UnknownUpstream(_) => "unknown upstream",
+            BrokerError::LogoutSourceRefused { .. } => {
+                "logout requests are accepted only from the CAS server"
+            }
+            BrokerError::LogoutRateLimited { .. } => "too many logout requests",
+            BrokerError::InvalidLogoutToken { .. } => "invalid logout token",
+            BrokerError::InvalidLogoutRequest { .. } => "invalid logout request",
+            BrokerError::MalformedMessage { detail, .. } => detail.as_str(),
+            BrokerError::NotAccepted { .. } => "this upstream sends no such message",
+            BrokerError::Setup { .. } | BrokerError::Store(_) => "temporarily unavailable",
+            _ => "invalid request",
+        };
+        let mut res =
+            (self.status(), Json(json!({ "error": "invalid_request", "error_description": description })))
+                .into_response();
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.status() == StatusCode::TOO_MANY_REQUESTS {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         }
+        res
     }
 
     /// The page a person sees; `retry` links back to the chooser when the request is alive.
     pub fn page(&self, retry: Option<String>) -> ErrorPage {
+        let status = self.status();
         let page = match self {
-            BrokerError::UnknownUpstream(_) => ErrorPage::new(StatusCode::NOT_FOUND, "Không tìm thấy hệ thống đăng nhập", "Login system not found")
+            BrokerError::UnknownUpstream(_) => ErrorPage::new(status, "Không tìm thấy hệ thống đăng nhập", "Login system not found")
                 .detail("Hệ thống đăng nhập được chọn không tồn tại.", "The chosen login system does not exist."),
             BrokerError::RequestExpired | BrokerError::AttemptNotFound => ErrorPage::new(
-                StatusCode::BAD_REQUEST,
+                status,
                 "Phiên đăng nhập đã hết hạn",
                 "The login has expired",
             )
@@ -91,19 +165,19 @@ impl BrokerError {
                 "Yêu cầu đăng nhập đã hết hạn hoặc đã được sử dụng. Vui lòng quay lại ứng dụng và đăng nhập lại.",
                 "This login request has expired or was already used. Please go back to the application and log in again.",
             ),
-            BrokerError::BrowserMismatch => ErrorPage::new(StatusCode::BAD_REQUEST, "Không thể hoàn tất đăng nhập", "The login cannot be completed")
+            BrokerError::BrowserMismatch => ErrorPage::new(status, "Không thể hoàn tất đăng nhập", "The login cannot be completed")
                 .detail(
                     "Đăng nhập phải được hoàn tất trên cùng trình duyệt đã bắt đầu. Vui lòng đăng nhập lại.",
                     "A login must finish in the browser that started it. Please log in again.",
                 ),
             BrokerError::UpstreamDenied { error, .. } if error == "access_denied" => {
-                ErrorPage::new(StatusCode::FORBIDDEN, "Đăng nhập đã bị huỷ", "The login was cancelled").detail(
+                ErrorPage::new(status, "Đăng nhập đã bị huỷ", "The login was cancelled").detail(
                     "Hệ thống đăng nhập cũ đã không xác nhận danh tính của bạn.",
                     "The former login system did not confirm your identity.",
                 )
             }
             BrokerError::TicketRejected { .. } => ErrorPage::new(
-                StatusCode::UNAUTHORIZED,
+                status,
                 "Đăng nhập không được xác nhận",
                 "The login could not be confirmed",
             )
@@ -113,10 +187,10 @@ impl BrokerError {
             ),
             BrokerError::InvalidCredentials { .. } | BrokerError::LockedOut { .. } => {
                 let (vi, en) = self.form_message().unwrap_or_default();
-                ErrorPage::new(self.status(), "Không thể đăng nhập", "The login failed").detail(vi, en)
+                ErrorPage::new(status, "Không thể đăng nhập", "The login failed").detail(vi, en)
             }
             BrokerError::Directory { .. } => ErrorPage::new(
-                StatusCode::BAD_GATEWAY,
+                status,
                 "Danh bạ cán bộ tạm thời không truy cập được",
                 "The officials' directory cannot be reached",
             )
@@ -125,7 +199,7 @@ impl BrokerError {
                 "Your account cannot be checked right now. Please try again in a few minutes.",
             ),
             BrokerError::InsufficientAssurance => ErrorPage::new(
-                StatusCode::FORBIDDEN,
+                status,
                 "Cần đăng nhập với mức xác thực cao hơn",
                 "A stronger login is required",
             )
@@ -133,15 +207,15 @@ impl BrokerError {
                 "Ứng dụng yêu cầu mức độ xác thực cao hơn mức mà hệ thống này cung cấp, ví dụ tài khoản định danh điện tử VNeID mức 2. Vui lòng chọn hệ thống đăng nhập khác.",
                 "The application requires a higher level of assurance than this login system provides, for example a level-2 VNeID account. Please choose another login system.",
             ),
-            BrokerError::LogoutSourceRefused { .. } => ErrorPage::new(StatusCode::FORBIDDEN, "Không được phép", "Not allowed")
+            BrokerError::LogoutSourceRefused { .. } => ErrorPage::new(status, "Không được phép", "Not allowed")
                 .detail(
                     "Yêu cầu đăng xuất này không đến từ hệ thống đăng nhập cũ.",
                     "This logout request does not come from the former login system.",
                 ),
-            BrokerError::LogoutRateLimited { .. } => ErrorPage::new(StatusCode::TOO_MANY_REQUESTS, "Quá nhiều yêu cầu", "Too many requests")
+            BrokerError::LogoutRateLimited { .. } => ErrorPage::new(status, "Quá nhiều yêu cầu", "Too many requests")
                 .detail("Vui lòng thử lại sau ít phút.", "Please try again in a few minutes."),
             BrokerError::StaleUpstreamLogin { .. } => ErrorPage::new(
-                StatusCode::BAD_GATEWAY,
+                status,
                 "Hệ thống đăng nhập cũ không yêu cầu đăng nhập lại",
                 "The former login system did not ask you to log in again",
             )
@@ -149,11 +223,18 @@ impl BrokerError {
                 "Ứng dụng yêu cầu bạn vừa mới đăng nhập, nhưng hệ thống đăng nhập cũ đã dùng lại một phiên đăng nhập trước đó thay vì hỏi lại mật khẩu. Vì an toàn, lần đăng nhập này không được chấp nhận. Vui lòng đăng xuất khỏi hệ thống đó rồi thử lại, hoặc chọn hệ thống khác.",
                 "The application requires a fresh login, but the former login system reused an earlier login instead of asking for your password again. For your safety this login was not accepted. Please log out of that system and try again, or choose another system.",
             ),
-            // What the browser brought back cannot be an answer to any attempt of ours (no
-            // attempt id or code, or an oversized one): the request is at fault, not the
-            // upstream.
-            BrokerError::MalformedCallback => ErrorPage::new(
-                StatusCode::BAD_REQUEST,
+            // What the browser brought back cannot be an answer to this attempt (no attempt
+            // id or answer, an oversized one, an attempt of another upstream, an answer that
+            // names another issuer, a message no upstream of this kind sends): the request is
+            // at fault, not the upstream.
+            BrokerError::MalformedCallback
+            | BrokerError::UpstreamMismatch { .. }
+            | BrokerError::IssuerMismatch { .. }
+            | BrokerError::MalformedMessage { .. }
+            | BrokerError::NotAccepted { .. }
+            | BrokerError::InvalidLogoutToken { .. }
+            | BrokerError::InvalidLogoutRequest { .. } => ErrorPage::new(
+                status,
                 "Không thể hoàn tất đăng nhập",
                 "The login cannot be completed",
             )
@@ -165,10 +246,8 @@ impl BrokerError {
             | BrokerError::TicketValidation { .. }
             | BrokerError::TokenExchange { .. }
             | BrokerError::UpstreamDenied { .. }
-            | BrokerError::InvalidIdToken { .. }
-            | BrokerError::UpstreamMismatch { .. }
-            | BrokerError::InvalidLogoutToken { .. } => ErrorPage::new(
-                StatusCode::BAD_GATEWAY,
+            | BrokerError::InvalidIdToken { .. } => ErrorPage::new(
+                status,
                 "Hệ thống đăng nhập cũ đang gặp sự cố",
                 "The former login system is not working",
             )
@@ -176,7 +255,7 @@ impl BrokerError {
                 "Không thể xác nhận đăng nhập từ hệ thống này lúc này. Bạn có thể chọn hệ thống khác hoặc thử lại sau.",
                 "Your login through this system could not be confirmed right now. You can choose another system or try again later.",
             ),
-            BrokerError::Store(_) => ErrorPage::unavailable(),
+            BrokerError::Setup { .. } | BrokerError::Store(_) => ErrorPage::unavailable(),
         };
         match retry {
             Some(href) => page.action(href, "Chọn hệ thống đăng nhập khác", "Choose another login system"),
@@ -188,6 +267,129 @@ impl BrokerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn s(x: &str) -> String {
+        x.to_string()
+    }
+
+    /// One of every variant, with the status it must answer with.
+    fn every_variant() -> Vec<(BrokerError, StatusCode)> {
+        use BrokerError as E;
+        vec![
+            (E::UnknownUpstream(s("x")), StatusCode::NOT_FOUND),
+            (E::Setup { upstream: s("brvt"), detail: s("bad url") }, StatusCode::SERVICE_UNAVAILABLE),
+            (E::RequestExpired, StatusCode::BAD_REQUEST),
+            (E::Discovery { upstream: s("hcm"), detail: s("timeout") }, StatusCode::BAD_GATEWAY),
+            (
+                E::UpstreamDenied { upstream: s("hcm"), error: s("access_denied"), description: s("") },
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                E::UpstreamDenied { upstream: s("hcm"), error: s("server_error"), description: s("") },
+                StatusCode::BAD_GATEWAY,
+            ),
+            (E::AttemptNotFound, StatusCode::BAD_REQUEST),
+            (E::BrowserMismatch, StatusCode::BAD_REQUEST),
+            (E::UpstreamMismatch { path: s("bd"), attempt: s("hcm") }, StatusCode::BAD_REQUEST),
+            (
+                E::IssuerMismatch { upstream: s("hcm"), iss: s("https://evil.example") },
+                StatusCode::BAD_REQUEST,
+            ),
+            (E::TokenExchange { upstream: s("hcm"), detail: s("500") }, StatusCode::BAD_GATEWAY),
+            (E::InvalidIdToken { upstream: s("hcm"), detail: s("alg none") }, StatusCode::BAD_GATEWAY),
+            (E::StaleUpstreamLogin { upstream: s("hcm"), detail: s("old") }, StatusCode::BAD_GATEWAY),
+            (E::LogoutSourceRefused { upstream: s("brvt"), from: s("203.0.113.7") }, StatusCode::FORBIDDEN),
+            (E::LogoutRateLimited { upstream: s("brvt") }, StatusCode::TOO_MANY_REQUESTS),
+            (E::InvalidLogoutToken { upstream: s("hcm"), detail: s("bad sig") }, StatusCode::BAD_REQUEST),
+            (E::InvalidLogoutRequest { upstream: s("brvt"), detail: s("DOCTYPE") }, StatusCode::BAD_REQUEST),
+            (
+                E::MalformedMessage { upstream: s("brvt"), detail: s("logoutRequest is required") },
+                StatusCode::BAD_REQUEST,
+            ),
+            (E::NotAccepted { upstream: s("hcm"), at: Endpoint::Callback }, StatusCode::BAD_REQUEST),
+            (E::MalformedCallback, StatusCode::BAD_REQUEST),
+            (E::TicketValidation { upstream: s("brvt"), detail: s("huge") }, StatusCode::BAD_GATEWAY),
+            (
+                E::TicketRejected { upstream: s("brvt"), code: s("INVALID_TICKET"), message: s("") },
+                StatusCode::UNAUTHORIZED,
+            ),
+            (E::InvalidCredentials { upstream: s("officials") }, StatusCode::UNAUTHORIZED),
+            (E::LockedOut { upstream: s("officials") }, StatusCode::TOO_MANY_REQUESTS),
+            (E::Directory { upstream: s("officials"), detail: s("down") }, StatusCode::BAD_GATEWAY),
+            (E::InsufficientAssurance, StatusCode::FORBIDDEN),
+            (E::Store(StoreError::Unavailable(s("down"))), StatusCode::SERVICE_UNAVAILABLE),
+        ]
+    }
+
+    #[test]
+    fn every_variant_answers_with_its_status_on_the_page_and_in_json() {
+        for (e, status) in every_variant() {
+            assert_eq!(e.status(), status, "{e}");
+            let page = e.page(None);
+            assert_eq!(page.status, status, "{e}");
+            assert!(!page.detail_vi.is_empty() && !page.detail_en.is_empty(), "bilingual: {e}");
+            assert_eq!(e.message_response().status(), status, "{e}");
+        }
+    }
+
+    #[test]
+    fn client_faults_are_4xx_and_only_the_upstream_or_the_gateway_is_5xx() {
+        for (e, status) in every_variant() {
+            let upstreams_fault = matches!(
+                e,
+                BrokerError::Discovery { .. }
+                    | BrokerError::UpstreamDenied { .. }
+                    | BrokerError::TokenExchange { .. }
+                    | BrokerError::InvalidIdToken { .. }
+                    | BrokerError::StaleUpstreamLogin { .. }
+                    | BrokerError::TicketValidation { .. }
+                    | BrokerError::Directory { .. }
+            );
+            let gateways_fault = matches!(e, BrokerError::Setup { .. } | BrokerError::Store(_));
+            if status.is_server_error() {
+                assert!(upstreams_fault || gateways_fault, "{e} is a client fault but answers {status}");
+            }
+        }
+        for e in [
+            BrokerError::MalformedCallback,
+            BrokerError::UpstreamMismatch { path: s("bd"), attempt: s("hcm") },
+            BrokerError::IssuerMismatch { upstream: s("hcm"), iss: s("https://evil.example") },
+        ] {
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{e}");
+        }
+    }
+
+    #[test]
+    fn pages_and_json_never_show_upstream_details() {
+        for (e, _) in every_variant() {
+            let page = format!("{:?}", e.page(None));
+            for secret in ["203.0.113.7", "bad sig", "alg none", "https://evil.example", "DOCTYPE", "bad url"]
+            {
+                assert!(!page.contains(secret), "{e}: {page}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_retry_link_leads_back_to_the_chooser() {
+        let page = BrokerError::AttemptNotFound.page(Some(s("/login?request=r")));
+        assert!(format!("{page:?}").contains("/login?request=r"));
+    }
+
+    #[test]
+    fn rate_limited_messages_say_when_to_retry() {
+        let res = BrokerError::LogoutRateLimited { upstream: s("brvt") }.message_response();
+        assert_eq!(res.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("60"));
+        assert_eq!(res.headers().get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()), Some("no-store"));
+    }
+
+    #[test]
+    fn only_password_failures_return_to_the_form() {
+        for (e, _) in every_variant() {
+            let form = matches!(e, BrokerError::InvalidCredentials { .. } | BrokerError::LockedOut { .. });
+            assert_eq!(e.form_message().is_some(), form, "{e}");
+        }
+    }
 
     #[test]
     fn a_logout_request_from_a_foreign_address_is_forbidden() {

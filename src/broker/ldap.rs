@@ -46,13 +46,10 @@ pub struct LdapConnector {
 impl LdapConnector {
     pub fn new(
         settings: UpstreamSettings,
+        ldap: LdapSettings,
         outbound_ca: Option<&std::path::Path>,
         store: StateStore,
     ) -> Result<Self, BrokerError> {
-        let ldap = settings.ldap.clone().ok_or_else(|| BrokerError::Directory {
-            upstream: settings.id.clone(),
-            detail: "kind = \"ldap\" without [upstreams.ldap]".into(),
-        })?;
         let tls_needed = ldap.starttls || ldap.url.starts_with("ldaps:");
         let tls = if tls_needed {
             Some(tls_config(&settings.id, [outbound_ca, ldap.ca_file.as_deref()])?)
@@ -300,7 +297,7 @@ pub(super) fn tls_config<'a>(
     ca_files: impl IntoIterator<Item = Option<&'a std::path::Path>>,
 ) -> Result<Arc<rustls::ClientConfig>, BrokerError> {
     crate::install_crypto_provider();
-    let err = |detail: String| BrokerError::Directory { upstream: upstream.into(), detail };
+    let err = |detail: String| BrokerError::Setup { upstream: upstream.into(), detail };
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for path in ca_files.into_iter().flatten() {

@@ -38,13 +38,14 @@ pub use http_client::UpstreamHttp;
 
 use crate::accounts::Profile;
 use crate::app::AppState;
-use crate::config::{SecretString, Settings, UpstreamKind};
+use crate::config::{Protocol, SecretString, Settings};
 use crate::provider::records as parked;
 use crate::session::read_cookie;
 use crate::state::{StateStore, hashed_key, random_handle};
 use crate::web::{self, Lang};
-use connector::{Answer, AttemptData, Connector, LogoutMessage, StartContext, Started, VerifiedLogin};
-pub use oidc::{BACKCHANNEL_EVENT, UpstreamLogout};
+use connector::{Answer, AttemptData, Connector, StartContext, Started, VerifiedLogin};
+pub use connector::{CallbackParams, Endpoint, Posted, Received, UpstreamLogout};
+pub use oidc::BACKCHANNEL_EVENT;
 
 /// Writes a security-relevant upstream event to the audit log (tracing target
 /// `sso_gateway::audit`, so log pipelines can keep it apart).
@@ -127,13 +128,20 @@ impl Broker {
         let https = issuer.starts_with("https://");
         let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
         for u in &settings.upstreams {
-            let connector: Arc<dyn Connector> = match u.kind {
-                UpstreamKind::Oidc => Arc::new(oidc::OidcConnector::new(u.clone(), http.clone(), issuer)),
-                UpstreamKind::Cas => {
-                    Arc::new(cas::CasConnector::new(u.clone(), http.clone(), issuer, store.clone())?)
+            let connector: Arc<dyn Connector> = match &u.protocol {
+                Protocol::Oidc(oidc) => {
+                    Arc::new(oidc::OidcConnector::new(u.clone(), oidc.clone(), http.clone(), issuer))
                 }
-                UpstreamKind::Ldap => Arc::new(ldap::LdapConnector::new(
+                Protocol::Cas(cas) => Arc::new(cas::CasConnector::new(
                     u.clone(),
+                    cas.clone(),
+                    http.clone(),
+                    issuer,
+                    store.clone(),
+                )?),
+                Protocol::Ldap(ldap) => Arc::new(ldap::LdapConnector::new(
+                    u.clone(),
+                    ldap.clone(),
                     settings.outbound.ca_file.as_deref(),
                     store.clone(),
                 )?),
@@ -182,42 +190,22 @@ impl Broker {
         self.connectors.get(upstream)?.logout_url(post_logout_redirect, state).await
     }
 
-    /// Verifies an upstream's Back-Channel Logout token, including replay (`jti`).
-    pub async fn verify_logout_token(
-        &self,
-        upstream: &str,
-        token: &str,
-        now: i64,
-    ) -> Result<UpstreamLogout, BrokerError> {
-        let connector = self.connector(upstream)?;
-        let logout = connector.verify_logout(LogoutMessage::BackchannelToken(token), now).await?;
-        let jti = logout.jti.clone().ok_or_else(|| BrokerError::InvalidLogoutToken {
-            upstream: upstream.into(),
-            detail: "missing jti".into(),
-        })?;
-        let ttl = Duration::from_secs((logout.exp - now).clamp(60, 24 * 3600) as u64);
-        let key = hashed_key(&format!("upstream-logout-jti:{upstream}"), &jti);
-        if !self.store.put_new(&key, Vec::new(), ttl).await? {
-            return Err(BrokerError::InvalidLogoutToken {
-                upstream: upstream.into(),
-                detail: "replayed jti".into(),
-            });
+    /// Reads and verifies a message upstream `upstream` POSTed (its logout messages), through
+    /// its connector; a message with an id (`jti`) is accepted once.
+    pub async fn receive(&self, upstream: &str, posted: Posted<'_>) -> Result<Received, BrokerError> {
+        let received = self.connector(upstream)?.receive(posted).await?;
+        let Received::Logout(logout) = &received;
+        if let Some(jti) = &logout.jti {
+            let ttl = Duration::from_secs((logout.exp - posted.now).clamp(60, 24 * 3600) as u64);
+            let key = hashed_key(&format!("upstream-logout-jti:{upstream}"), jti);
+            if !self.store.put_new(&key, Vec::new(), ttl).await? {
+                return Err(BrokerError::InvalidLogoutToken {
+                    upstream: upstream.into(),
+                    detail: "replayed jti".into(),
+                });
+            }
         }
-        Ok(logout)
-    }
-
-    /// Verifies a CAS single-logout request (SAML `LogoutRequest`) that came from `from`
-    /// (only the CAS server's networks may send them, at a bounded rate); its `sid` is the
-    /// service ticket of the login that ended. A repeated request ends nothing more, so no
-    /// replay record is kept.
-    pub async fn verify_cas_logout(
-        &self,
-        upstream: &str,
-        document: &str,
-        from: Option<IpAddr>,
-        now: i64,
-    ) -> Result<UpstreamLogout, BrokerError> {
-        self.connector(upstream)?.verify_logout(LogoutMessage::CasLogoutRequest { document, from }, now).await
+        Ok(received)
     }
 
     fn connector(&self, id: &str) -> Result<&Arc<dyn Connector>, BrokerError> {
@@ -280,15 +268,16 @@ impl Broker {
     pub async fn finish(
         &self,
         upstream: &str,
-        query: &CallbackQuery,
+        params: &CallbackParams,
         headers: &HeaderMap,
     ) -> Result<(UpstreamIdentity, String), (BrokerError, Option<String>)> {
         let connector = self.connector(upstream).map_err(|e| (e, None))?;
-        // OIDC returns the attempt id as `state`, CAS inside the service URL as `attempt`.
-        let id = query.state.as_deref().or(query.attempt.as_deref());
+        // Each protocol carries the attempt id its own way (OIDC `state`, CAS `attempt`).
+        let id = connector.callback_attempt(params);
         let attempt = self.take_attempt(upstream, id, headers).await?;
         let retry = Some(format!("/login?request={}", attempt.request_id));
-        let login = connector.finish(&attempt.data, Answer::Redirect(query)).await.map_err(|e| (e, retry))?;
+        let login =
+            connector.finish(&attempt.data, Answer::Redirect(params)).await.map_err(|e| (e, retry))?;
         Ok((self.identity(connector.as_ref(), login), attempt.request_id))
     }
 
@@ -532,16 +521,20 @@ async fn start(
     res
 }
 
-/// Query parameters of an upstream's redirect back to `/upstream/{id}/callback`.
-#[derive(Debug, Default, Deserialize)]
-pub struct CallbackQuery {
-    pub code: Option<String>,
-    pub state: Option<String>,
-    /// CAS: the attempt id, carried in the service URL.
-    pub attempt: Option<String>,
-    /// CAS: the service ticket.
-    pub ticket: Option<String>,
-    pub error: Option<String>,
-    pub error_description: Option<String>,
-    pub iss: Option<String>,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_attempt_keeps_the_connectors_data_opaque_and_in_its_old_place() {
+        // As earlier releases stored it: the connector's data beside the broker's fields.
+        let stored = r#"{"upstream":"hcm","request_id":"r","browser":"b","lang":"vi","oidc":{"nonce":"n","pkce_verifier":"v"}}"#;
+        let attempt: LoginAttempt = serde_json::from_str(stored).unwrap();
+        assert_eq!(attempt.upstream, "hcm");
+        let oidc: oidc::OidcAttempt = attempt.data.read("oidc").unwrap();
+        assert_eq!(oidc.nonce, "n");
+        let again: serde_json::Value = serde_json::to_value(&attempt).unwrap();
+        assert_eq!(again["oidc"]["pkce_verifier"], "v");
+        assert!(again.get("data").is_none(), "flattened, not nested");
+    }
 }

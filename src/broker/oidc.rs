@@ -22,11 +22,15 @@ use serde_json::{Map, Value};
 use tokio::sync::RwLock;
 
 use super::audit;
-use super::connector::{Answer, AttemptData, Connector, LogoutMessage, StartContext, Started, VerifiedLogin};
+use super::connector::{
+    Answer, AttemptData, CallbackParams, Connector, Endpoint, Posted, Received, StartContext, Started,
+    UpstreamLogout, VerifiedLogin,
+};
 use super::error::BrokerError;
 use super::http_client::UpstreamHttp;
 use super::upstream_key::UpstreamKey;
-use crate::config::UpstreamSettings;
+use crate::config::{OidcSettings, UpstreamSettings};
+use crate::web::params::{self, Controls};
 
 /// Every claim an upstream sends, kept so the claim mapping can read any of them.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -106,14 +110,59 @@ struct LogoutClaims {
     events: Option<Map<String, Value>>,
 }
 
-/// A verified upstream logout: which upstream session or subject ended.
-#[derive(Debug, Clone)]
-pub struct UpstreamLogout {
-    pub sid: Option<String>,
-    pub sub: Option<String>,
-    /// Unique id of the message, for replay detection (OIDC logout tokens).
-    pub jti: Option<String>,
-    pub exp: i64,
+/// Key of this connector's data in a login attempt.
+const ATTEMPT_KEY: &str = "oidc";
+
+/// The parameters of the upstream's redirect back to the callback (RFC 6749 §4.1.2, RFC 9207),
+/// besides `state`, the attempt id (see `callback_attempt`).
+#[derive(Debug, Default, Deserialize)]
+pub struct OidcCallback {
+    pub code: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+    pub iss: Option<String>,
+}
+
+/// What the callback says, before anything is redeemed: the upstream's error, an answer from
+/// another issuer (RFC 9207 mix-up), no usable code, or the code to redeem.
+pub(crate) fn read_callback<'q>(
+    upstream: &str,
+    issuer: &str,
+    q: &'q OidcCallback,
+) -> Result<&'q str, BrokerError> {
+    if let Some(error) = &q.error {
+        return Err(BrokerError::UpstreamDenied {
+            upstream: upstream.into(),
+            error: error.chars().take(64).collect(),
+            description: q.error_description.clone().unwrap_or_default().chars().take(256).collect(),
+        });
+    }
+    // RFC 9207: when the upstream names itself, it must be the one we sent the user to.
+    if let Some(iss) = &q.iss
+        && iss.trim_end_matches('/') != issuer.trim_end_matches('/')
+    {
+        return Err(BrokerError::IssuerMismatch {
+            upstream: upstream.into(),
+            iss: iss.chars().take(256).collect(),
+        });
+    }
+    q.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 4096).ok_or(BrokerError::MalformedCallback)
+}
+
+/// The form an upstream POSTs to `/upstream/{id}/backchannel-logout`.
+#[derive(Debug, Deserialize)]
+struct BackchannelForm {
+    logout_token: Option<String>,
+}
+
+/// The logout token of a Back-Channel Logout POST (bounded), or why there is none.
+fn read_backchannel(upstream: &str, body: &[u8]) -> Result<String, BrokerError> {
+    let malformed = |detail: String| BrokerError::MalformedMessage { upstream: upstream.into(), detail };
+    let form: BackchannelForm =
+        params::deserialize(body, Controls::Refused).map_err(|e| malformed(e.to_string()))?;
+    form.logout_token
+        .filter(|t| !t.is_empty() && t.len() <= 16 * 1024)
+        .ok_or_else(|| malformed("logout_token is required".into()))
 }
 
 /// What the connector needs to remember between redirect and callback.
@@ -182,7 +231,8 @@ const ACCEPTED_ALGS: [CoreJwsSigningAlgorithm; 7] = [
 ];
 
 pub struct OidcConnector {
-    pub settings: UpstreamSettings,
+    settings: UpstreamSettings,
+    oidc: OidcSettings,
     http: UpstreamHttp,
     redirect_uri: String,
     discovered: RwLock<Option<Discovered>>,
@@ -192,10 +242,15 @@ pub struct OidcConnector {
 const STALE_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 impl OidcConnector {
-    pub fn new(settings: UpstreamSettings, http: reqwest::Client, gateway_issuer: &str) -> Self {
+    pub fn new(
+        settings: UpstreamSettings,
+        oidc: OidcSettings,
+        http: reqwest::Client,
+        gateway_issuer: &str,
+    ) -> Self {
         let redirect_uri = format!("{gateway_issuer}/upstream/{}/callback", settings.id);
         let http = UpstreamHttp::new(http, settings.timeout);
-        OidcConnector { settings, http, redirect_uri, discovered: RwLock::new(None) }
+        OidcConnector { settings, oidc, http, redirect_uri, discovered: RwLock::new(None) }
     }
 
     fn id(&self) -> &str {
@@ -218,7 +273,7 @@ impl OidcConnector {
     ) -> Result<tokio::sync::RwLockReadGuard<'_, Discovered>, BrokerError> {
         {
             let guard = self.discovered.read().await;
-            let fresh = guard.as_ref().is_some_and(|d| d.fetched.elapsed() < self.settings.discovery_ttl);
+            let fresh = guard.as_ref().is_some_and(|d| d.fetched.elapsed() < self.oidc.discovery_ttl);
             if fresh && !force_refresh {
                 return tokio::sync::RwLockReadGuard::try_map(guard, |d| d.as_ref()).map_err(|_| {
                     BrokerError::Discovery { upstream: self.id().into(), detail: "no metadata".into() }
@@ -247,7 +302,7 @@ impl OidcConnector {
 
     async fn discover(&self) -> Result<Discovered, BrokerError> {
         let err = |detail: String| BrokerError::Discovery { upstream: self.id().into(), detail };
-        let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| err(e.to_string()))?;
+        let issuer = IssuerUrl::new(self.oidc.issuer.clone()).map_err(|e| err(e.to_string()))?;
         let http = self.http.as_client();
         let metadata =
             UpstreamMetadata::discover_async(issuer, &http).await.map_err(|e| err(error_chain(&e)))?;
@@ -259,14 +314,14 @@ impl OidcConnector {
             .unwrap_or(jsonwebtoken::jwk::JwkSet { keys: Vec::new() });
         let redirect = RedirectUrl::new(self.redirect_uri.clone()).map_err(|e| err(e.to_string()))?;
         let secret = self
-            .settings
+            .oidc
             .client_secret
             .as_ref()
             .and_then(|s| s.value())
             .map(|s| ClientSecret::new(s.to_string()));
         let client = UpstreamClient::from_provider_metadata(
             metadata,
-            ClientId::new(self.settings.client_id.clone()),
+            ClientId::new(self.oidc.client_id.clone()),
             secret,
         )
         .set_redirect_uri(redirect);
@@ -279,7 +334,7 @@ impl OidcConnector {
         let d = self.metadata(false).await.ok()?;
         let mut url = url::Url::parse(d.end_session.as_ref()?).ok()?;
         url.query_pairs_mut()
-            .append_pair("client_id", &self.settings.client_id)
+            .append_pair("client_id", &self.oidc.client_id)
             .append_pair("post_logout_redirect_uri", post_logout_redirect)
             .append_pair("state", state);
         Some(url.to_string())
@@ -304,8 +359,8 @@ impl OidcConnector {
                 let jwk = keys.keys.iter().find(|k| header.kid.is_none() || k.common.key_id == header.kid)?;
                 let key = jsonwebtoken::DecodingKey::from_jwk(jwk).ok()?;
                 let mut validation = jsonwebtoken::Validation::new(header.alg);
-                validation.set_issuer(&[self.settings.issuer.trim_end_matches('/'), &self.settings.issuer]);
-                validation.set_audience(&[&self.settings.client_id]);
+                validation.set_issuer(&[self.oidc.issuer.trim_end_matches('/'), &self.oidc.issuer]);
+                validation.set_audience(&[&self.oidc.client_id]);
                 validation.set_required_spec_claims(&["iss", "aud", "exp", "iat"]);
                 validation.leeway = 30;
                 Some(jsonwebtoken::decode::<LogoutClaims>(token, &key, &validation).map(|d| d.claims))
@@ -361,7 +416,7 @@ impl OidcConnector {
             )
             .set_pkce_challenge(challenge)
             .add_ui_locale(LanguageTag::new(ctx.lang.code().to_string()));
-        for scope in self.settings.scopes.iter().filter(|s| *s != "openid") {
+        for scope in self.oidc.scopes.iter().filter(|s| *s != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
         }
         if ctx.force_login {
@@ -381,35 +436,16 @@ impl OidcConnector {
             max_age: ctx.max_age,
             started: wall_clock(),
         };
-        Ok(Started::Redirect {
-            url: url.to_string(),
-            data: AttemptData { oidc: Some(attempt), ..AttemptData::default() },
-        })
+        Ok(Started::Redirect { url: url.to_string(), data: AttemptData::of(ATTEMPT_KEY, &attempt) })
     }
 
     /// Checks the callback (error, RFC 9207 `iss`, code) and redeems the code.
     async fn complete(&self, data: &AttemptData, answer: Answer<'_>) -> Result<VerifiedLogin, BrokerError> {
-        let Answer::Redirect(query) = answer else { return Err(BrokerError::MalformedCallback) };
-        let attempt = data.oidc.as_ref().ok_or(BrokerError::AttemptNotFound)?;
-        if let Some(error) = &query.error {
-            return Err(BrokerError::UpstreamDenied {
-                upstream: self.id().into(),
-                error: error.chars().take(64).collect(),
-                description: query.error_description.clone().unwrap_or_default().chars().take(256).collect(),
-            });
-        }
-        // RFC 9207: when the upstream names itself, it must be the one we sent the user to.
-        if let Some(iss) = &query.iss
-            && iss.trim_end_matches('/') != self.settings.issuer.trim_end_matches('/')
-        {
-            return Err(BrokerError::UpstreamMismatch { path: self.id().into(), attempt: iss.clone() });
-        }
-        let code = query
-            .code
-            .as_deref()
-            .filter(|c| !c.is_empty() && c.len() <= 4096)
-            .ok_or(BrokerError::MalformedCallback)?;
-        self.redeem(code, attempt).await
+        let Answer::Redirect(params) = answer else { return Err(BrokerError::MalformedCallback) };
+        let attempt: OidcAttempt = data.read(ATTEMPT_KEY)?;
+        let query: OidcCallback = params.read()?;
+        let code = read_callback(self.id(), &self.oidc.issuer, &query)?;
+        self.redeem(code, &attempt).await
     }
 
     /// Redeems the upstream code and fully validates the ID token.
@@ -464,7 +500,7 @@ impl OidcConnector {
             _ => Map::new(),
         };
         all.extend(claims.additional_claims().rest.clone());
-        if self.settings.use_userinfo {
+        if self.oidc.use_userinfo {
             let client = self.client(false).await?;
             let request = client
                 .user_info(
@@ -503,6 +539,11 @@ impl Connector for OidcConnector {
         Box::pin(self.begin(ctx))
     }
 
+    /// The attempt id comes back as `state`.
+    fn callback_attempt<'p>(&self, params: &'p CallbackParams) -> Option<&'p str> {
+        params.get("state")
+    }
+
     fn finish<'a>(
         &'a self,
         data: &'a AttemptData,
@@ -519,19 +560,14 @@ impl Connector for OidcConnector {
         Box::pin(self.end_session_url(post_logout_redirect, state))
     }
 
-    fn verify_logout<'a>(
-        &'a self,
-        message: LogoutMessage<'a>,
-        now: i64,
-    ) -> BoxFuture<'a, Result<UpstreamLogout, BrokerError>> {
+    /// Back-Channel Logout tokens, at `/upstream/{id}/backchannel-logout`.
+    fn receive<'a>(&'a self, posted: Posted<'a>) -> BoxFuture<'a, Result<Received, BrokerError>> {
         Box::pin(async move {
-            match message {
-                LogoutMessage::BackchannelToken(token) => self.verify_logout_token(token, now).await,
-                LogoutMessage::CasLogoutRequest { .. } => Err(BrokerError::InvalidLogoutToken {
-                    upstream: self.id().into(),
-                    detail: "an OIDC upstream sends logout tokens, not CAS logout requests".into(),
-                }),
+            if posted.at != Endpoint::BackchannelLogout {
+                return Err(BrokerError::NotAccepted { upstream: self.id().into(), at: posted.at });
             }
+            let token = read_backchannel(self.id(), posted.body)?;
+            self.verify_logout_token(&token, posted.now).await.map(Received::Logout)
         })
     }
 }
@@ -582,6 +618,65 @@ mod tests {
         assert!(check_auth_time(&a, None, 10_040).is_err());
         let zero = attempt(false, Some(0), 10_000);
         assert!(check_auth_time(&zero, Some(10_000 - 3600), 10_040).is_err());
+    }
+
+    fn callback(pairs: &[(&str, &str)]) -> OidcCallback {
+        pairs.iter().copied().collect::<CallbackParams>().read().unwrap()
+    }
+
+    const ISSUER: &str = "https://idp.example/realms/hcm";
+
+    #[test]
+    fn a_callback_with_a_code_from_the_right_issuer_is_redeemed() {
+        let q = callback(&[("code", "c1"), ("state", "a1"), ("iss", "https://idp.example/realms/hcm/")]);
+        assert_eq!(read_callback("hcm", ISSUER, &q).unwrap(), "c1");
+        let q = callback(&[("code", "c1"), ("unknown", "ignored")]);
+        assert_eq!(read_callback("hcm", ISSUER, &q).unwrap(), "c1", "iss is optional (RFC 9207 §2.4)");
+    }
+
+    #[test]
+    fn the_upstreams_error_is_passed_on_bounded() {
+        let long = "d".repeat(1000);
+        let q = callback(&[("error", "access_denied"), ("error_description", &long), ("code", "c")]);
+        match read_callback("hcm", ISSUER, &q) {
+            Err(BrokerError::UpstreamDenied { error, description, .. }) => {
+                assert_eq!(error, "access_denied");
+                assert_eq!(description.len(), 256);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_answer_from_another_issuer_is_a_mix_up_and_the_requests_fault() {
+        let q = callback(&[("code", "c"), ("iss", "https://evil.example")]);
+        let e = read_callback("hcm", ISSUER, &q).unwrap_err();
+        assert!(matches!(e, BrokerError::IssuerMismatch { .. }), "{e:?}");
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn no_usable_code_is_a_malformed_callback() {
+        let huge = "c".repeat(4097);
+        for q in [callback(&[]), callback(&[("code", "")]), callback(&[("code", &huge)])] {
+            assert!(matches!(read_callback("hcm", ISSUER, &q), Err(BrokerError::MalformedCallback)));
+        }
+    }
+
+    #[test]
+    fn a_backchannel_post_must_carry_one_bounded_logout_token() {
+        assert_eq!(read_backchannel("hcm", b"logout_token=a.b.c").unwrap(), "a.b.c");
+        let huge = format!("logout_token={}", "t".repeat(16 * 1024 + 1));
+        for body in [
+            &b""[..],
+            b"logout_token=",
+            b"logout_token=a&logout_token=b",
+            b"logout_token=%00",
+            huge.as_bytes(),
+        ] {
+            let e = read_backchannel("hcm", body).unwrap_err();
+            assert!(matches!(e, BrokerError::MalformedMessage { .. }), "{e:?}");
+        }
     }
 
     #[test]

@@ -1,12 +1,94 @@
-//! `check-config` rules for each upstream kind (`oidc`, `cas`, `ldap`) and for the assurance
+//! Each upstream's configuration: parsing `kind` into its protocol's own section
+//! ([`super::Protocol`]), and the `check-config` rules for each protocol and for the assurance
 //! ladder. Every problem names its path, e.g. `upstreams[2].ldap.url`.
 
 use std::collections::HashSet;
 
 use url::Url;
 
-use super::validate::{Problem, check_web_url, is_loopback};
-use super::{Settings, UpstreamKind, UpstreamSettings};
+use super::validate::{Problem, check_web_url, deserialize_at, is_loopback};
+use super::{Protocol, Settings, UpstreamKind, UpstreamSettings};
+
+/// Keys of an upstream's own table that only OpenID Connect uses (CAS and LDAP keep theirs
+/// in `[upstreams.cas]` / `[upstreams.ldap]`).
+const OIDC_KEYS: [&str; 7] =
+    ["profile", "issuer", "client_id", "client_secret", "scopes", "use_userinfo", "discovery_ttl"];
+
+/// Parses one `[[upstreams]]` table at path `at` (`upstreams[2]`): `kind` chooses the
+/// protocol, which gets its own keys; keys of another kind are reported (a forgotten `kind`,
+/// a copied block), as is a missing section. Every problem goes to `problems`.
+pub(super) fn parse_upstream(
+    at: &str,
+    value: toml::Value,
+    problems: &mut Vec<Problem>,
+) -> Option<UpstreamSettings> {
+    let toml::Value::Table(mut table) = value else {
+        return deserialize_at(at, value, problems);
+    };
+    let path = |key: &str| format!("{at}.{key}");
+    let kind: UpstreamKind = match table.remove("kind") {
+        None => UpstreamKind::Oidc,
+        Some(v) => deserialize_at(&path("kind"), v, problems)?,
+    };
+    let mut foreign = |table: &mut toml::Table, key: &str, owner: UpstreamKind| {
+        let Some(value) = table.remove(key) else { return };
+        // Only a value that says something counts (as before kinds had sections of their own).
+        let set = match (key, &value) {
+            ("issuer" | "client_id", toml::Value::String(s)) => !s.is_empty(),
+            ("use_userinfo", toml::Value::Boolean(b)) => *b,
+            ("scopes" | "discovery_ttl", _) => false,
+            _ => true,
+        };
+        if set {
+            problems.push(
+                Problem::new(path(key), format!("is not used by kind = \"{}\"", kind.as_str()))
+                    .expecting(format!("{key} only with kind = \"{}\"", owner.as_str())),
+            );
+        }
+    };
+    if kind != UpstreamKind::Oidc {
+        for key in OIDC_KEYS {
+            foreign(&mut table, key, UpstreamKind::Oidc);
+        }
+    }
+    for (key, owner) in [("cas", UpstreamKind::Cas), ("ldap", UpstreamKind::Ldap)] {
+        if kind != owner {
+            foreign(&mut table, key, owner);
+        }
+    }
+    let section = |table: &mut toml::Table, key: &str, expected: &str, problems: &mut Vec<Problem>| {
+        let found = table.remove(key);
+        if found.is_none() {
+            problems.push(
+                Problem::new(path(key), format!("is missing for kind = \"{}\"", kind.as_str()))
+                    .expecting(expected),
+            );
+        }
+        found
+    };
+    let protocol = match kind {
+        UpstreamKind::Oidc => {
+            let own: toml::Table =
+                OIDC_KEYS.iter().filter_map(|k| Some((k.to_string(), table.remove(*k)?))).collect();
+            deserialize_at(at, toml::Value::Table(own), problems).map(Protocol::Oidc)
+        }
+        UpstreamKind::Cas => {
+            section(&mut table, "cas", "[upstreams.cas] with server = \"https://…/cas\"", problems)
+                .and_then(|v| deserialize_at(&path("cas"), v, problems))
+                .map(Protocol::Cas)
+        }
+        UpstreamKind::Ldap => section(
+            &mut table,
+            "ldap",
+            "[upstreams.ldap] with url, bind_dn, bind_password, user_base",
+            problems,
+        )
+        .and_then(|v| deserialize_at(&path("ldap"), v, problems))
+        .map(Protocol::Ldap),
+    };
+    let shared: Option<UpstreamSettings> = deserialize_at(at, toml::Value::Table(table), problems);
+    Some(UpstreamSettings { protocol: protocol?, ..shared? })
+}
 
 /// Kind-specific checks of one upstream; `at("key")` is the path of a key of this upstream.
 pub(super) fn check_upstream(
@@ -15,87 +97,50 @@ pub(super) fn check_upstream(
     at: &dyn Fn(&str) -> String,
     p: &mut Vec<Problem>,
 ) {
-    let kind = u.kind.as_str();
-    // Keys that belong to another kind are mistakes (a forgotten `kind`, a copied block).
-    let mut foreign = |key: &str, set: bool, owner: &str| {
-        if set {
-            p.push(
-                Problem::new(at(key), format!("is not used by kind = \"{kind}\""))
-                    .expecting(format!("{key} only with kind = \"{owner}\"")),
-            );
-        }
-    };
-    if u.kind != UpstreamKind::Oidc {
-        foreign("issuer", !u.issuer.is_empty(), "oidc");
-        foreign("client_id", !u.client_id.is_empty(), "oidc");
-        foreign("client_secret", u.client_secret.is_some(), "oidc");
-        foreign("use_userinfo", u.use_userinfo, "oidc");
-        foreign("profile", u.profile.is_some(), "oidc");
-    }
-    if u.kind != UpstreamKind::Cas {
-        foreign("cas", u.cas.is_some(), "cas");
-    }
-    if u.kind != UpstreamKind::Ldap {
-        foreign("ldap", u.ldap.is_some(), "ldap");
-    }
-    match u.kind {
-        UpstreamKind::Oidc => {
-            if u.issuer.is_empty() {
+    match &u.protocol {
+        Protocol::Oidc(oidc) => {
+            if oidc.issuer.is_empty() {
                 p.push(Problem::new(at("issuer"), "is missing").expecting("the upstream's OIDC issuer URL"));
             } else {
-                check_web_url(&at("issuer"), &u.issuer, p);
+                check_web_url(&at("issuer"), &oidc.issuer, p);
             }
-            if u.client_id.is_empty() {
+            if oidc.client_id.is_empty() {
                 p.push(
                     Problem::new(at("client_id"), "is empty")
                         .expecting("the client id registered at the upstream"),
                 );
             }
-            if !u.scopes.iter().any(|s| s == "openid") {
+            if !oidc.scopes.iter().any(|s| s == "openid") {
                 p.push(
                     Problem::new(at("scopes"), "does not contain \"openid\"").expecting("[\"openid\", …]"),
                 );
             }
         }
-        UpstreamKind::Cas => {
-            match &u.cas {
-                None => p.push(
-                    Problem::new(at("cas"), "is missing for kind = \"cas\"")
-                        .expecting("[upstreams.cas] with server = \"https://…/cas\""),
-                ),
-                Some(cas) => {
-                    if let Some(url) = check_web_url(&at("cas.server"), &cas.server, p)
-                        && (url.query().is_some() || url.fragment().is_some())
-                    {
-                        p.push(
-                            Problem::new(at("cas.server"), "has a query or fragment")
-                                .expecting("the CAS base URL, e.g. https://cas.example/cas"),
-                        );
-                    }
-                    if cas.single_logout && cas.logout_from.as_ref().is_some_and(Vec::is_empty) {
-                        p.push(
-                        Problem::new(at("cas.logout_from"), "is empty: no single-logout request would be accepted")
-                            .expecting(
-                                "the CAS server's networks, e.g. [\"10.20.0.0/24\"], or single_logout = false",
-                            ),
-                    );
-                    }
-                    if cas.subject_attribute.as_ref().is_some_and(|a| a.trim().is_empty()) {
-                        p.push(
-                            Problem::new(at("cas.subject_attribute"), "is empty")
-                                .expecting("an attribute name"),
-                        );
-                    }
-                }
+        Protocol::Cas(cas) => {
+            if let Some(url) = check_web_url(&at("cas.server"), &cas.server, p)
+                && (url.query().is_some() || url.fragment().is_some())
+            {
+                p.push(
+                    Problem::new(at("cas.server"), "has a query or fragment")
+                        .expecting("the CAS base URL, e.g. https://cas.example/cas"),
+                );
+            }
+            if cas.single_logout && cas.logout_from.as_ref().is_some_and(Vec::is_empty) {
+                p.push(
+                    Problem::new(
+                        at("cas.logout_from"),
+                        "is empty: no single-logout request would be accepted",
+                    )
+                    .expecting(
+                        "the CAS server's networks, e.g. [\"10.20.0.0/24\"], or single_logout = false",
+                    ),
+                );
+            }
+            if cas.subject_attribute.as_ref().is_some_and(|a| a.trim().is_empty()) {
+                p.push(Problem::new(at("cas.subject_attribute"), "is empty").expecting("an attribute name"));
             }
         }
-        UpstreamKind::Ldap => match &u.ldap {
-            None => p.push(
-                Problem::new(at("ldap"), "is missing for kind = \"ldap\"")
-                    .expecting("[upstreams.ldap] with url, bind_dn, bind_password, user_base"),
-            ),
-            Some(ldap) => check_ldap(ldap, at, p),
-        },
+        Protocol::Ldap(ldap) => check_ldap(ldap, at, p),
     }
     check_acr(s, &at("acr"), &u.acr, p);
     for (value, acr) in &u.acr_map {
@@ -285,7 +330,7 @@ pub(super) fn check_assurance(s: &Settings, p: &mut Vec<Problem>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{ConfigError, Settings};
+    use crate::config::{ConfigError, Protocol, Settings};
 
     fn problems(text: &str) -> Vec<String> {
         match Settings::from_toml(text) {
@@ -309,7 +354,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(s.upstreams[0].kind, crate::config::UpstreamKind::Oidc);
+        assert_eq!(s.upstreams[0].kind(), crate::config::UpstreamKind::Oidc);
     }
 
     #[test]
@@ -319,14 +364,14 @@ mod tests {
                 "issuer = \"http://127.0.0.1:1\"\n[[upstreams]]\nid = \"c\"\nkind = \"cas\"\nname_vi = \"x\"\nname_en = \"x\"\n[upstreams.cas]\nserver = \"https://cas.example/cas\"\n{extra}\n[[clients]]\nclient_id = \"portal\"\nclient_secret = \"portal-secret-0123456789\"\nredirect_uris = [\"https://portal.example/cb\"]\n"
             )
         };
+        let logout_from = |s: &Settings| match &s.upstreams[0].protocol {
+            Protocol::Cas(cas) => cas.logout_from.clone(),
+            other => panic!("not CAS: {other:?}"),
+        };
         let s = Settings::from_toml(&cas("logout_from = [\"10.20.0.0/24\", \"2001:db8::1/128\"]")).unwrap();
-        let from = s.upstreams[0].cas.as_ref().unwrap().logout_from.clone().unwrap();
-        assert_eq!(from.len(), 2);
+        assert_eq!(logout_from(&s).unwrap().len(), 2);
         let default = Settings::from_toml(&cas("")).unwrap();
-        assert!(
-            default.upstreams[0].cas.as_ref().unwrap().logout_from.is_none(),
-            "default: the server's addresses"
-        );
+        assert!(logout_from(&default).is_none(), "default: the server's addresses");
         let text = problems(&cas("logout_from = []")).join("\n");
         assert!(text.contains("upstreams[0].cas.logout_from: is empty"), "{text}");
         assert!(

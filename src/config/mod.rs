@@ -433,7 +433,7 @@ impl Default for Lifetimes {
     }
 }
 
-/// Which upstream protocol a connector speaks.
+/// Which upstream protocol a connector speaks: the upstream's `kind` key.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamKind {
@@ -456,38 +456,22 @@ impl UpstreamKind {
     }
 }
 
+/// One upstream: what every protocol shares (id, names, assurance, claim mapping, linking
+/// trust) and its protocol's own section. Parsed by `connectors::parse_upstream`, which reads
+/// `kind` and gives each protocol its keys.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSettings {
     /// `[a-z0-9-]+`; appears in `/upstream/{id}/callback` and the `idp` claim.
     pub id: String,
-    #[serde(default)]
-    pub kind: UpstreamKind,
     pub name_vi: String,
     pub name_en: String,
-    /// A ready-made set of claim names and assurance mapping (`"vneid"`); explicit keys win.
-    #[serde(default)]
-    pub profile: Option<UpstreamProfile>,
-    /// OIDC issuer; its `/.well-known/openid-configuration` is fetched and cached.
-    /// Required for `kind = "oidc"`, not used by the other kinds.
-    #[serde(default)]
-    pub issuer: String,
-    /// OIDC client id at the upstream (required for `kind = "oidc"`).
-    #[serde(default)]
-    pub client_id: String,
-    #[serde(default)]
-    pub client_secret: Option<SecretValue>,
-    #[serde(default = "defaults::upstream_scopes")]
-    pub scopes: Vec<String>,
-    /// Also call the upstream's userinfo endpoint and merge its claims.
-    #[serde(default)]
-    pub use_userinfo: bool,
+    /// The protocol and its settings, chosen by `kind` (not a key of its own).
+    #[serde(skip)]
+    pub protocol: Protocol,
     /// Bound on every HTTP call to this upstream.
     #[serde(default = "defaults::upstream_timeout", with = "humantime_serde")]
     pub timeout: Duration,
-    /// How long fetched discovery metadata and keys are reused.
-    #[serde(default = "defaults::discovery_ttl", with = "humantime_serde")]
-    pub discovery_ttl: Duration,
     /// `acr` the gateway asserts for logins through this upstream (one of
     /// `assurance.levels`); with `acr_claim`, the level when the claim says nothing known.
     #[serde(default = "defaults::upstream_acr")]
@@ -501,18 +485,16 @@ pub struct UpstreamSettings {
     /// Which upstream claim holds each gateway attribute.
     #[serde(default)]
     pub claims: ClaimMapping,
-    /// `kind = "cas"`: the CAS server.
-    #[serde(default)]
-    pub cas: Option<CasSettings>,
-    /// `kind = "ldap"`: the directory and the login form's protections.
-    #[serde(default)]
-    pub ldap: Option<LdapSettings>,
     /// How far the account linking rules trust this upstream.
     #[serde(default)]
     pub linking: LinkingSettings,
 }
 
 impl UpstreamSettings {
+    pub fn kind(&self) -> UpstreamKind {
+        self.protocol.kind()
+    }
+
     /// Every `acr` a login through this upstream can end with (for step-up).
     pub fn acr_values(&self) -> Vec<&str> {
         let mut all = vec![self.acr.as_str()];
@@ -522,6 +504,74 @@ impl UpstreamSettings {
             }
         }
         all
+    }
+}
+
+/// An upstream's protocol with the settings only that protocol uses, chosen by `kind`.
+/// OpenID Connect keys sit in the upstream's own table (the default kind, so existing files
+/// need no `kind`); CAS and LDAP have a table of their own (`[upstreams.cas]`,
+/// `[upstreams.ldap]`). A new protocol is a new variant here and its connector in `broker`.
+#[derive(Debug, Clone)]
+pub enum Protocol {
+    Oidc(OidcSettings),
+    Cas(CasSettings),
+    Ldap(LdapSettings),
+}
+
+impl Protocol {
+    pub fn kind(&self) -> UpstreamKind {
+        match self {
+            Protocol::Oidc(_) => UpstreamKind::Oidc,
+            Protocol::Cas(_) => UpstreamKind::Cas,
+            Protocol::Ldap(_) => UpstreamKind::Ldap,
+        }
+    }
+}
+
+/// An upstream table with no keys of its own: OpenID Connect with every default (which
+/// `check-config` then reports as missing its issuer and client id).
+impl Default for Protocol {
+    fn default() -> Self {
+        Protocol::Oidc(OidcSettings::default())
+    }
+}
+
+/// An OpenID Connect upstream (`kind = "oidc"`, the default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// A ready-made set of claim names and assurance mapping (`"vneid"`); explicit keys win.
+    #[serde(default)]
+    pub profile: Option<UpstreamProfile>,
+    /// The upstream's issuer; its `/.well-known/openid-configuration` is fetched and cached.
+    #[serde(default)]
+    pub issuer: String,
+    /// The gateway's client id at the upstream.
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<SecretValue>,
+    #[serde(default = "defaults::upstream_scopes")]
+    pub scopes: Vec<String>,
+    /// Also call the upstream's userinfo endpoint and merge its claims.
+    #[serde(default)]
+    pub use_userinfo: bool,
+    /// How long fetched discovery metadata and keys are reused.
+    #[serde(default = "defaults::discovery_ttl", with = "humantime_serde")]
+    pub discovery_ttl: Duration,
+}
+
+impl Default for OidcSettings {
+    fn default() -> Self {
+        OidcSettings {
+            profile: None,
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: None,
+            scopes: defaults::upstream_scopes(),
+            use_userinfo: false,
+            discovery_ttl: defaults::discovery_ttl(),
+        }
     }
 }
 

@@ -4,7 +4,10 @@
 
 use serde::Deserialize;
 
-use super::{ACR_PASSWORD, ACR_VNEID_LEVEL1, ACR_VNEID_LEVEL2, DateClaim, DateFormat, UpstreamSettings};
+use super::{
+    ACR_PASSWORD, ACR_VNEID_LEVEL1, ACR_VNEID_LEVEL2, DateClaim, DateFormat, OidcSettings, Protocol,
+    UpstreamSettings,
+};
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -28,7 +31,7 @@ impl UpstreamProfile {
 /// Fills what the profile knows into `u` where the configuration left it unset
 /// (`explicit_trust`: the table set `linking.trust_national_id` itself).
 pub(super) fn apply(u: &mut UpstreamSettings, explicit_trust: bool) {
-    let Some(profile) = u.profile else { return };
+    let Protocol::Oidc(OidcSettings { profile: Some(profile), .. }) = u.protocol else { return };
     match profile {
         UpstreamProfile::Vneid => {
             let c = &mut u.claims;

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::{ClientSettings, ConfigError, ENV_OVERRIDES, GrantType, Settings, SubjectType, UpstreamSettings};
+use super::{
+    ClientSettings, ConfigError, ENV_OVERRIDES, GrantType, Protocol, Settings, SubjectType, UpstreamSettings,
+};
 
 /// One thing wrong with a configuration: where, what, and what is expected instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,14 +67,17 @@ pub(super) fn parse_and_validate(
     let upstream_values = take_array(&mut table, "upstreams", &mut problems);
     let client_values = take_array(&mut table, "clients", &mut problems);
     let base: Option<Settings> = deserialize_at("", toml::Value::Table(table), &mut problems);
+    // Where each parsed upstream stands in the file (one that cannot be parsed is left out).
+    let mut positions = Vec::new();
     let upstreams: Vec<UpstreamSettings> = upstream_values
         .into_iter()
         .enumerate()
         .filter_map(|(i, v)| {
             // A profile may set the linking trust, but never over an explicit setting.
             let explicit_trust = v.get("linking").and_then(|l| l.get("trust_national_id")).is_some();
-            let mut u: UpstreamSettings = deserialize_at(&format!("upstreams[{i}]"), v, &mut problems)?;
+            let mut u = super::connectors::parse_upstream(&format!("upstreams[{i}]"), v, &mut problems)?;
             super::profiles::apply(&mut u, explicit_trust);
+            positions.push(i);
             Some(u)
         })
         .collect();
@@ -87,9 +92,24 @@ pub(super) fn parse_and_validate(
     };
     settings.upstreams = upstreams;
     settings.clients = clients;
+    let parsed = problems.len();
     resolve_secrets(&mut settings, env, &mut problems);
     problems.extend(validate(&settings));
+    renumber_upstreams(&mut problems[parsed..], &positions);
     if problems.is_empty() { Ok(settings) } else { Err(ConfigError::Invalid(problems)) }
+}
+
+/// Problems found after parsing name upstreams by their place among the parsed ones; this
+/// gives them their place in the file again (`positions[k]` is the file's index of the k-th).
+fn renumber_upstreams(problems: &mut [Problem], positions: &[usize]) {
+    for p in problems {
+        let Some((n, tail)) = p.path.strip_prefix("upstreams[").and_then(|rest| rest.split_once(']')) else {
+            continue;
+        };
+        if let Some(at) = n.parse::<usize>().ok().and_then(|k| positions.get(k)) {
+            p.path = format!("upstreams[{at}]{tail}");
+        }
+    }
 }
 
 fn apply_env_overrides(table: &mut toml::Table, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
@@ -138,7 +158,7 @@ fn take_array(table: &mut toml::Table, key: &str, problems: &mut Vec<Problem>) -
     }
 }
 
-fn deserialize_at<T: DeserializeOwned>(
+pub(super) fn deserialize_at<T: DeserializeOwned>(
     prefix: &str,
     value: toml::Value,
     problems: &mut Vec<Problem>,
@@ -166,17 +186,20 @@ fn resolve_secrets(settings: &mut Settings, env: &BTreeMap<String, String>, prob
         }
     }
     for (i, u) in settings.upstreams.iter_mut().enumerate() {
-        if let Some(secret) = &u.client_secret {
-            match secret.resolve(env) {
-                Ok(v) => u.client_secret = Some(v),
-                Err(m) => problems.push(Problem::new(format!("upstreams[{i}].client_secret"), m)),
+        match &mut u.protocol {
+            Protocol::Oidc(oidc) => {
+                if let Some(secret) = &oidc.client_secret {
+                    match secret.resolve(env) {
+                        Ok(v) => oidc.client_secret = Some(v),
+                        Err(m) => problems.push(Problem::new(format!("upstreams[{i}].client_secret"), m)),
+                    }
+                }
             }
-        }
-        if let Some(ldap) = &mut u.ldap {
-            match ldap.bind_password.resolve(env) {
+            Protocol::Ldap(ldap) => match ldap.bind_password.resolve(env) {
                 Ok(v) => ldap.bind_password = v,
                 Err(m) => problems.push(Problem::new(format!("upstreams[{i}].ldap.bind_password"), m)),
-            }
+            },
+            Protocol::Cas(_) => {}
         }
     }
     for (i, c) in settings.clients.iter_mut().enumerate() {

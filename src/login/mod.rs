@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 
 use crate::accounts::LinkPolicy;
 use crate::app::AppState;
-use crate::broker::{BrokerError, CallbackQuery, PasswordForm, PasswordOutcome, UpstreamIdentity};
+use crate::broker::{BrokerError, CallbackParams, Endpoint, PasswordForm, PasswordOutcome, UpstreamIdentity};
 use crate::provider::{authorize, records};
 use crate::session::SsoSession;
 use crate::web::ErrorPage;
@@ -26,7 +26,9 @@ pub use client_ip::ClientIp;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/upstream/{id}/callback", get(callback))
+        // The connector's callback: the browser's return (GET) and what the upstream POSTs
+        // there (CAS single logout).
+        .route("/upstream/{id}/callback", get(callback).post(callback_post))
         // The gateway's own login form of password upstreams (LDAP); the broker shows it at
         // GET on the same path.
         .route("/upstream/{id}/login", post(password_login))
@@ -38,11 +40,22 @@ pub fn router() -> Router<AppState> {
 async fn callback(
     State(app): State<AppState>,
     Path(upstream): Path<String>,
-    Query(query): Query<CallbackQuery>,
+    Query(params): Query<CallbackParams>,
     headers: HeaderMap,
 ) -> Response {
-    let finished = app.broker.finish(&upstream, &query, &headers).await;
+    let finished = app.broker.finish(&upstream, &params, &headers).await;
     complete(app, &upstream, finished, headers).await
+}
+
+/// An upstream POSTed to its callback (a CAS server's single-logout request, at the service
+/// URL): its connector reads it; a logout is `logout`'s to carry out.
+async fn callback_post(
+    State(app): State<AppState>,
+    Path(upstream): Path<String>,
+    ClientIp(from): ClientIp,
+    body: axum::body::Bytes,
+) -> Response {
+    crate::logout::upstream_message(&app, &upstream, Endpoint::Callback, from, &body).await
 }
 
 /// The password form of a directory upstream was posted.

@@ -3,8 +3,9 @@
 //! (Back-Channel Logout by signed logout token, Front-Channel Logout by iframes), and ends the
 //! upstream session where the upstream supports it. Also the person's own session list.
 //!
-//! Owns: the logout sequence and its pages. Must not: parse upstream protocols (the broker
-//! verifies upstream logout tokens) or mint RP tokens other than logout tokens.
+//! Owns: the logout sequence and its pages. Must not: parse upstream protocols (each
+//! connector reads and verifies its upstream's logout messages) or mint RP tokens other than
+//! logout tokens.
 
 mod backchannel;
 mod rp_initiated;
@@ -17,6 +18,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use backchannel::{FailedDelivery, failures};
+pub use upstream::received as upstream_message;
 
 use crate::app::AppState;
 use crate::provider::clients::Client;
@@ -28,8 +30,6 @@ pub fn router() -> Router<AppState> {
         .route("/logout", get(rp_initiated::get).post(rp_initiated::post))
         .route("/upstream/{id}/logged-out", get(upstream::returned))
         .route("/upstream/{id}/backchannel-logout", post(upstream::backchannel))
-        // CAS single logout arrives at the service URL, i.e. the callback (GET is `login`'s).
-        .route("/upstream/{id}/callback", post(upstream::cas_single_logout))
         .route("/sessions", get(self_service::list))
         .route("/sessions/end", post(self_service::end))
 }

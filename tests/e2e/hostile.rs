@@ -696,7 +696,9 @@ jwks = {}
         .unwrap();
     let idp_jwk = idp_jwks["keys"][0].clone();
     let idp_kid = idp_jwk["kid"].as_str().unwrap();
-    let gateway_at_hcm = &sys.app.settings.upstreams.iter().find(|u| u.id == "hcm").unwrap().client_id;
+    let hcm = &sys.app.settings.upstreams.iter().find(|u| u.id == "hcm").unwrap().protocol;
+    let sso_gateway::config::Protocol::Oidc(hcm) = hcm else { panic!("hcm is an OIDC upstream") };
+    let gateway_at_hcm = &hcm.client_id;
     let genuine = sys.idps["hcm"]
         .logout_token(HCM_USER, gateway_at_hcm, sso_gateway::legacy_idp::LogoutTokenKind::Valid)
         .unwrap();

@@ -7,15 +7,17 @@ use url::Url;
 
 use super::{Check, UpstreamHttp, chain, upstream_url};
 use crate::broker::cas_xml::{self, ServiceResponse};
-use crate::config::UpstreamSettings;
+use crate::config::{CasSettings, UpstreamSettings};
 
 /// A service ticket no CAS server issued.
 const PROBE_TICKET: &str = "ST-0-sso-gateway-probe";
 
-pub(super) async fn probe(u: &UpstreamSettings, http: &UpstreamHttp, issuer: &str) -> Vec<Check> {
-    let Some(cas) = &u.cas else {
-        return vec![Check::fail("configuration", "kind = \"cas\" without [upstreams.cas]")];
-    };
+pub(super) async fn probe(
+    u: &UpstreamSettings,
+    cas: &CasSettings,
+    http: &UpstreamHttp,
+    issuer: &str,
+) -> Vec<Check> {
     let base = cas.server.trim_end_matches('/');
     let service = format!("{}?attempt=sso-gateway-probe", upstream_url(issuer, &u.id, "callback"));
     let mut checks = Vec::new();

@@ -14,12 +14,10 @@ use crate::config::{LdapSettings, UpstreamSettings};
 
 pub(super) async fn probe(
     u: &UpstreamSettings,
+    ldap: &LdapSettings,
     outbound_ca: Option<&Path>,
     user: Option<&str>,
 ) -> Vec<Check> {
-    let Some(ldap) = &u.ldap else {
-        return vec![Check::fail("configuration", "kind = \"ldap\" without [upstreams.ldap]")];
-    };
     let mut checks = Vec::new();
     // Each operation is bounded by `timeout`; the whole exchange by a few of them.
     let limit = u.timeout * 6;

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::http_client::UpstreamHttp;
-use crate::config::{Settings, UpstreamKind, UpstreamSettings};
+use crate::config::{Protocol, Settings, UpstreamSettings};
 
 /// The verdict of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -117,16 +117,16 @@ pub async fn probe(
     let mut reports = Vec::with_capacity(chosen.len());
     for u in chosen {
         let http = UpstreamHttp::new(client.clone(), u.timeout);
-        let checks = match u.kind {
-            UpstreamKind::Oidc => oidc::probe(u, &http, issuer).await,
-            UpstreamKind::Cas => cas::probe(u, &http, issuer).await,
-            UpstreamKind::Ldap => {
-                ldap::probe(u, settings.outbound.ca_file.as_deref(), options.ldap_user.as_deref()).await
+        let checks = match &u.protocol {
+            Protocol::Oidc(o) => oidc::probe(u, o, &http, issuer).await,
+            Protocol::Cas(c) => cas::probe(u, c, &http, issuer).await,
+            Protocol::Ldap(l) => {
+                ldap::probe(u, l, settings.outbound.ca_file.as_deref(), options.ldap_user.as_deref()).await
             }
         };
         reports.push(UpstreamReport {
             id: u.id.clone(),
-            kind: u.kind.as_str(),
+            kind: u.kind().as_str(),
             ok: checks.iter().all(|c| c.status != Status::Fail),
             checks,
             register: registration(issuer, u),
@@ -173,38 +173,38 @@ pub fn registration(issuer: &str, u: &UpstreamSettings) -> Vec<Registration> {
         }
         list
     };
-    match u.kind {
-        UpstreamKind::Oidc => {
+    match &u.protocol {
+        Protocol::Oidc(o) => {
             let mut out = vec![
-                reg("client id", u.client_id.clone()),
+                reg("client id", o.client_id.clone()),
                 reg("redirect URI", url("callback")),
                 reg("post-logout redirect URI", url("logged-out")),
                 reg("back-channel logout URI (session required: sid)", url("backchannel-logout")),
                 reg(
                     "client authentication",
-                    if u.client_secret.is_some() {
+                    if o.client_secret.is_some() {
                         "client_secret_basic (confidential client)"
                     } else {
                         "none (public client)"
                     },
                 ),
                 reg("grant", "authorization_code with PKCE S256; ID tokens signed RS256, ES256 or EdDSA"),
-                reg("scopes", u.scopes.join(" ")),
+                reg("scopes", o.scopes.join(" ")),
             ];
             if !claims.is_empty() {
                 out.push(reg("claims to release", with_birthdate_format(claims).join(", ")));
             }
             out
         }
-        UpstreamKind::Cas => {
+        Protocol::Cas(cas) => {
             let pattern = format!(
                 "^{}/upstream/{}/(callback|logged-out)(\\?.*)?$",
                 regex_escape(issuer.trim_end_matches('/')),
                 regex_escape(&u.id)
             );
-            let single_logout = u.cas.as_ref().is_none_or(|c| c.single_logout);
+            let single_logout = cas.single_logout;
             let mut attributes = claims;
-            if let Some(subject) = u.cas.as_ref().and_then(|c| c.subject_attribute.clone()) {
+            if let Some(subject) = cas.subject_attribute.clone() {
                 attributes.retain(|a| *a != subject);
                 attributes.insert(0, format!("{subject} (the stable subject)"));
             }
@@ -231,8 +231,7 @@ pub fn registration(issuer: &str, u: &UpstreamSettings) -> Vec<Registration> {
             }
             out
         }
-        UpstreamKind::Ldap => {
-            let Some(l) = &u.ldap else { return Vec::new() };
+        Protocol::Ldap(l) => {
             let mut read = vec![l.subject_attribute.clone()];
             for a in claims.into_iter().chain(l.attributes.iter().cloned()) {
                 if a != "groups" && !read.contains(&a) {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::{Check, UpstreamHttp, chain, upstream_url};
-use crate::config::UpstreamSettings;
+use crate::config::{OidcSettings, UpstreamSettings};
 
 /// The fields `openidconnect` (the gateway's OIDC client) needs in a discovery document.
 const REQUIRED: [&str; 6] = [
@@ -29,9 +29,14 @@ const PROBE_CODE: &str = "sso-gateway-probe-not-a-code";
 /// A well-formed PKCE verifier (43 characters), sent with the made-up code.
 const PROBE_VERIFIER: &str = "sso-gateway-probe-verifier-0123456789abcdefgh";
 
-pub(super) async fn probe(u: &UpstreamSettings, http: &UpstreamHttp, issuer: &str) -> Vec<Check> {
+pub(super) async fn probe(
+    u: &UpstreamSettings,
+    o: &OidcSettings,
+    http: &UpstreamHttp,
+    issuer: &str,
+) -> Vec<Check> {
     let mut checks = Vec::new();
-    let discovery_url = format!("{}/.well-known/openid-configuration", u.issuer.trim_end_matches('/'));
+    let discovery_url = format!("{}/.well-known/openid-configuration", o.issuer.trim_end_matches('/'));
     let doc = match get_json(http, &discovery_url).await {
         Ok(doc) => {
             checks.push(Check::ok("discovery", format!("{discovery_url} answered")));
@@ -42,7 +47,7 @@ pub(super) async fn probe(u: &UpstreamSettings, http: &UpstreamHttp, issuer: &st
             return checks;
         }
     };
-    checks.extend(check_metadata(&u.issuer, u.use_userinfo, &doc));
+    checks.extend(check_metadata(&o.issuer, o.use_userinfo, &doc));
     if let Some(jwks_uri) = doc.get("jwks_uri").and_then(Value::as_str) {
         checks.push(match get_json(http, jwks_uri).await {
             Ok(jwks) => check_jwks(&jwks),
@@ -51,10 +56,10 @@ pub(super) async fn probe(u: &UpstreamSettings, http: &UpstreamHttp, issuer: &st
     }
     let redirect_uri = upstream_url(issuer, &u.id, "callback");
     if let Some(endpoint) = doc.get("authorization_endpoint").and_then(Value::as_str) {
-        checks.push(authorization_request(u, http, endpoint, &redirect_uri).await);
+        checks.push(authorization_request(o, http, endpoint, &redirect_uri).await);
     }
     if let Some(endpoint) = doc.get("token_endpoint").and_then(Value::as_str) {
-        checks.push(token_request(u, http, endpoint, &redirect_uri).await);
+        checks.push(token_request(o, http, endpoint, &redirect_uri).await);
     }
     checks
 }
@@ -188,7 +193,7 @@ pub(super) fn check_jwks(jwks: &Value) -> Check {
 /// Sends the browser's first step without a browser: the upstream must not refuse our
 /// client id or redirect URI.
 async fn authorization_request(
-    u: &UpstreamSettings,
+    o: &OidcSettings,
     http: &UpstreamHttp,
     endpoint: &str,
     redirect_uri: &str,
@@ -201,9 +206,9 @@ async fn authorization_request(
     };
     url.query_pairs_mut()
         .append_pair("response_type", "code")
-        .append_pair("client_id", &u.client_id)
+        .append_pair("client_id", &o.client_id)
         .append_pair("redirect_uri", redirect_uri)
-        .append_pair("scope", &u.scopes.join(" "))
+        .append_pair("scope", &o.scopes.join(" "))
         .append_pair("state", "sso-gateway-probe")
         .append_pair("nonce", "sso-gateway-probe")
         .append_pair("code_challenge", "Xo0kEp8qjoK5kzRoYrTxNMxPq3ZL3Kb8ZtzsLqNpmjQ")
@@ -273,12 +278,12 @@ pub(super) fn classify_authorization_answer(
 
 /// A token request with a made-up code, authenticated as the gateway authenticates.
 async fn token_request(
-    u: &UpstreamSettings,
+    o: &OidcSettings,
     http: &UpstreamHttp,
     endpoint: &str,
     redirect_uri: &str,
 ) -> Check {
-    let secret = u.client_secret.as_ref().and_then(|s| s.value());
+    let secret = o.client_secret.as_ref().and_then(|s| s.value());
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "authorization_code")
         .append_pair("code", PROBE_CODE)
@@ -294,13 +299,13 @@ async fn token_request(
             let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let basic = base64::engine::general_purpose::STANDARD.encode(format!(
                 "{}:{}",
-                enc(&u.client_id),
+                enc(&o.client_id),
                 enc(secret)
             ));
             request = request.header(http::header::AUTHORIZATION, format!("Basic {basic}"));
         }
         None => {
-            form.append_pair("client_id", &u.client_id);
+            form.append_pair("client_id", &o.client_id);
         }
     }
     let request = match request.body(form.finish().into_bytes()) {
