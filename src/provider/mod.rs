@@ -10,6 +10,7 @@ pub mod client_auth;
 pub mod clients;
 pub mod discovery;
 pub mod error;
+pub mod explain;
 pub mod introspect;
 pub mod records;
 pub mod token;

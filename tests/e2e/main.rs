@@ -13,6 +13,7 @@ mod cas;
 mod discovery;
 mod hardening;
 mod hostile;
+mod integration_kit;
 mod ldap;
 mod link_confirm;
 mod login_flows;
