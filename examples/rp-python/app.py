@@ -25,6 +25,7 @@ Run: .venv/bin/python app.py   (it prints "listening on URL" once it accepts con
 import hashlib
 import html
 import json
+import logging
 import os
 import secrets
 import sys
@@ -230,6 +231,7 @@ def backchannel_logout():
 
 
 def main():
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log on stderr
     port = urlparse(BASE_URL).port or 8000
     server = make_server("127.0.0.1", port, app, threaded=True)
     print(f"listening on {BASE_URL}", flush=True)

@@ -232,10 +232,12 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Healthcheck { url } => healthcheck(&url).await,
         Command::Accounts { command } => accounts::run_accounts(command).await,
         Command::Units { command } => accounts::run_units(command).await,
-        Command::Clients { command: ClientsCommand::Explain { config, client } } => match Settings::load(&config) {
-            Ok(s) => explain_clients(&s, client.as_deref()),
-            Err(e) => config_failure(&config, e),
-        },
+        Command::Clients { command: ClientsCommand::Explain { config, client } } => {
+            match Settings::load(&config) {
+                Ok(s) => explain_clients(&s, client.as_deref()),
+                Err(e) => config_failure(&config, e),
+            }
+        }
         Command::Demo { port, data_dir } => crate::demo::run(port, data_dir).await,
     }
 }
@@ -308,7 +310,8 @@ fn keys(command: KeysCommand) -> Result<(), crate::keys::KeyError> {
 
 /// `clients explain`: every registration (or one), each followed by its findings.
 fn explain_clients(settings: &Settings, only: Option<&str>) -> ExitCode {
-    let chosen: Vec<_> = settings.clients.iter().filter(|c| only.is_none_or(|id| c.client_id == id)).collect();
+    let chosen: Vec<_> =
+        settings.clients.iter().filter(|c| only.is_none_or(|id| c.client_id == id)).collect();
     if let Some(id) = only
         && chosen.is_empty()
     {

@@ -138,9 +138,11 @@ fn kind(client: &Client) -> String {
              introspect"
                 .into()
         }
-        ClientAuthMethod::ClientSecretBasic => "confidential; client_secret_basic at /token, /introspect and \
+        ClientAuthMethod::ClientSecretBasic => {
+            "confidential; client_secret_basic at /token, /introspect and \
                                                 /revoke (client_secret_post also accepted)"
-            .into(),
+                .into()
+        }
         ClientAuthMethod::ClientSecretPost => {
             "confidential; client_secret_post at /token, /introspect and /revoke".into()
         }
@@ -224,7 +226,9 @@ fn logout(client: &Client) -> Vec<String> {
             None => "back-channel: none".into(),
         },
         match &client.frontchannel_logout_uri {
-            Some(uri) => format!("front-channel: {uri}{}", with_sid(client.frontchannel_logout_session_required)),
+            Some(uri) => {
+                format!("front-channel: {uri}{}", with_sid(client.frontchannel_logout_session_required))
+            }
             None => "front-channel: none".into(),
         },
         format!(
@@ -366,7 +370,9 @@ fn uri_findings(key: &str, raw: &str) -> Vec<Finding> {
     if key == "redirect_uris" && url.path() == "/" {
         f.push(Finding::note(
             key,
-            format!("{raw}: the site root as callback; a dedicated path (e.g. /auth/callback) is clearer to audit"),
+            format!(
+                "{raw}: the site root as callback; a dedicated path (e.g. /auth/callback) is clearer to audit"
+            ),
         ));
     }
     f
@@ -554,10 +560,9 @@ mod tests {
 
     #[test]
     fn min_acr_lists_the_accepted_levels() {
-        let e = explain_first(&PORTAL.replace(
-            "scopes =",
-            "min_acr = \"urn:sso-gateway:acr:vneid-level2\"\nscopes =",
-        ));
+        let e = explain_first(
+            &PORTAL.replace("scopes =", "min_acr = \"urn:sso-gateway:acr:vneid-level2\"\nscopes ="),
+        );
         assert!(
             e.to_string().contains(
                 "min_acr urn:sso-gateway:acr:vneid-level2: sessions below it are stepped up whatever \

@@ -53,7 +53,9 @@ fn pages() -> Vec<(String, String)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "md") && !p.ends_with("README.md"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+        .map(|p| {
+            (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap())
+        })
         .collect();
     pages.sort();
     pages
@@ -92,10 +94,19 @@ fn config_around(dir: &Path, clients: &str) -> PathBuf {
 #[test]
 fn every_registration_in_the_integration_docs_is_accepted_without_warning_or_risk() {
     let pages = pages();
-    assert!(pages.len() >= 7, "one page per kind of city system: {:?}", pages.iter().map(|p| &p.0).collect::<Vec<_>>());
+    assert!(
+        pages.len() >= 7,
+        "one page per kind of city system: {:?}",
+        pages.iter().map(|p| &p.0).collect::<Vec<_>>()
+    );
     for (name, markdown) in &pages {
-        for section in ["## Scopes and claims", "## Client registration", "## Logout", "## Session length", "## Pitfalls"]
-        {
+        for section in [
+            "## Scopes and claims",
+            "## Client registration",
+            "## Logout",
+            "## Session length",
+            "## Pitfalls",
+        ] {
             assert!(markdown.contains(section), "{name} has no {section:?} section");
         }
         let blocks = toml_blocks(markdown);
@@ -115,7 +126,10 @@ fn every_registration_in_the_integration_docs_is_accepted_without_warning_or_ris
         assert!(explain.status.success(), "{name}: {}", text(&explain.stderr));
         assert!(!out.contains("RISK"), "{name}: a registration in the docs has a risky setting:\n{out}");
         for id in clients.lines().filter_map(|l| l.strip_prefix("client_id = ")) {
-            assert!(out.contains(&format!("client {}", id.trim_matches('"'))), "{name}: {id} not explained:\n{out}");
+            assert!(
+                out.contains(&format!("client {}", id.trim_matches('"'))),
+                "{name}: {id} not explained:\n{out}"
+            );
         }
     }
 }
@@ -188,7 +202,10 @@ scopes = ["openid", "offline_access"]
 
     let unknown = gateway_cli(&["clients", "explain", "--client", "nobody"], &config, &[]);
     assert_eq!(unknown.status.code(), Some(1));
-    assert!(text(&unknown.stderr).contains("no client \"nobody\" in the configuration (registered: tidy, legacy, spa)"));
+    assert!(
+        text(&unknown.stderr)
+            .contains("no client \"nobody\" in the configuration (registered: tidy, legacy, spa)")
+    );
 
     // A configuration the gateway would refuse is refused here too, with check-config's exit code.
     std::fs::write(&config, "issuer = \"https://sso.example\"\n[[clients]]\nclient_id = \"x\"\n").unwrap();
@@ -214,14 +231,13 @@ impl Stack {
 
     /// The command that runs the example, or a panic with one line saying how to install it.
     fn command(self) -> tokio::process::Command {
-        let install = "run examples/setup.sh (needs python3 ≥ 3.9, node ≥ 20 and npm; installs the pinned versions)";
+        let install =
+            "run examples/setup.sh (needs python3 ≥ 3.9, node ≥ 20 and npm; installs the pinned versions)";
         let dir = self.dir();
         let (program, args, probe): (PathBuf, Vec<&str>, Vec<&str>) = match self {
-            Stack::Python => (
-                dir.join(".venv/bin/python"),
-                vec!["app.py"],
-                vec!["-c", "import authlib, flask, joserfc"],
-            ),
+            Stack::Python => {
+                (dir.join(".venv/bin/python"), vec!["app.py"], vec!["-c", "import authlib, flask, joserfc"])
+            }
             Stack::Node => (
                 PathBuf::from("node"),
                 vec!["app.mjs"],
@@ -276,8 +292,9 @@ async fn start(stack: Stack, page: &str, host: &str, secret_env: &str) -> (TestS
         .unwrap()
         .trim_matches('"')
         .to_string();
-    let sys = TestSystem::start_with(Options { extra_config: format!("\n{registration}"), ..Options::default() })
-        .await;
+    let sys =
+        TestSystem::start_with(Options { extra_config: format!("\n{registration}"), ..Options::default() })
+            .await;
     let mut child = command
         .env("SSO_ISSUER", &sys.gateway)
         .env("SSO_CLIENT_ID", &client_id)
@@ -325,7 +342,12 @@ fn home(body: &str) -> Home {
             (e.value().attr("id").unwrap().to_string(), serde_json::from_str(&text).unwrap())
         })
         .collect();
-    Home { status: text_of("#status"), json, access_token: text_of("#access-token"), refreshed: text_of("#refreshed") }
+    Home {
+        status: text_of("#status"),
+        json,
+        access_token: text_of("#access-token"),
+        refreshed: text_of("#refreshed"),
+    }
 }
 
 async fn get_home(browser: &Browser, ex: &Example) -> Home {
@@ -353,7 +375,10 @@ async fn drive(stack: Stack, page: &str, host: &str, secret_env: &str, user: &st
 
     assert_eq!(get_home(&browser, &ex).await.status, "anonymous");
     let landed = browser.login(&format!("{}/login", ex.base), "hcm", user, &callback).await.callback();
-    assert_eq!(landed.query_pairs().find(|(k, _)| k == "iss").map(|(_, v)| v.into_owned()), Some(sys.gateway.clone()));
+    assert_eq!(
+        landed.query_pairs().find(|(k, _)| k == "iss").map(|(_, v)| v.into_owned()),
+        Some(sys.gateway.clone())
+    );
     let first = get_after(&browser, landed.as_str()).await;
     assert_eq!(first.status, "logged-in", "the example did not accept the login");
     let claims = &first.json["id-token-claims"];
@@ -391,11 +416,15 @@ async fn drive(stack: Stack, page: &str, host: &str, secret_env: &str, user: &st
     let again = get_after(&browser, landed.as_str()).await;
     assert_eq!(again.status, "logged-in");
     let sub = again.json["id-token-claims"]["sub"].as_str().unwrap().to_string();
-    let ended = sso_gateway::logout::revoke_account_sessions(&sys.app, &sub, "integration-kit").await.unwrap();
+    let ended =
+        sso_gateway::logout::revoke_account_sessions(&sys.app, &sub, "integration-kit").await.unwrap();
     assert_eq!(ended, 1);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while get_home(&browser, &ex).await.status != "anonymous" {
-        assert!(std::time::Instant::now() < deadline, "the back-channel logout did not end the example's session");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the back-channel logout did not end the example's session"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     (sys, first)
@@ -410,9 +439,14 @@ async fn get_after(browser: &Browser, url: &str) -> Home {
 
 #[tokio::test]
 async fn the_python_authlib_example_logs_in_refreshes_calls_userinfo_and_logs_out() {
-    let (_sys, first) =
-        drive(Stack::Python, "public-service-portal.md", "https://dichvucong.tphcm.gov.vn", "PORTAL_CLIENT_SECRET", HCM_USER)
-            .await;
+    let (_sys, first) = drive(
+        Stack::Python,
+        "public-service-portal.md",
+        "https://dichvucong.tphcm.gov.vn",
+        "PORTAL_CLIENT_SECRET",
+        HCM_USER,
+    )
+    .await;
     let claims = &first.json["id-token-claims"];
     assert_eq!(claims["aud"], "cong-dich-vu-cong");
     // The portal's scopes: the citizen's verified personal ID number and profile.
@@ -424,8 +458,14 @@ async fn the_python_authlib_example_logs_in_refreshes_calls_userinfo_and_logs_ou
 
 #[tokio::test]
 async fn the_node_openid_client_example_logs_in_calls_its_introspecting_api_refreshes_and_logs_out() {
-    let (_sys, first) =
-        drive(Stack::Node, "document-management.md", "https://vanban.tphcm.gov.vn", "VANBAN_CLIENT_SECRET", "tuan").await;
+    let (_sys, first) = drive(
+        Stack::Node,
+        "document-management.md",
+        "https://vanban.tphcm.gov.vn",
+        "VANBAN_CLIENT_SECRET",
+        "tuan",
+    )
+    .await;
     let claims = &first.json["id-token-claims"];
     assert_eq!(claims["aud"], "quan-ly-van-ban");
     assert_eq!(claims["account_type"], "official");
