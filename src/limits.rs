@@ -50,9 +50,9 @@ pub const SHARED_RETRY: i64 = 10;
 pub enum Bucket {
     /// Browser routes, per address.
     Browser,
-    /// `/token`, `/introspect`, `/revoke`, per address.
+    /// `/token`, `/par`, `/introspect`, `/revoke`, per address.
     Token,
-    /// `/token`, `/introspect`, `/revoke`, per registered client.
+    /// `/token`, `/par`, `/introspect`, `/revoke`, per registered client.
     Client,
 }
 
@@ -409,7 +409,7 @@ mod tests {
     }
 
     async fn test_redis() -> StateStore {
-        let url = std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let url = sso_test_services::redis_url();
         let prefix = format!("test-{}:", crate::state::random_handle());
         let topology = crate::state::RedisTopology::Single(url);
         StateStore::redis(&topology, &prefix, Duration::from_secs(2)).await.unwrap()

@@ -2,7 +2,9 @@
 //! document parses; the Compose stack and the Kubernetes manifests have the production
 //! topology and are consistent with themselves (labels, selectors, ports, names, secrets);
 //! every gateway configuration they ship is accepted by the gateway's own parser with the
-//! environment the manifests give it; the Dockerfile and the systemd unit are hardened.
+//! environment the manifests give it; the Dockerfile and the systemd unit are hardened; the Helm
+//! chart's templates read only values that exist and its configuration is accepted; the
+//! dashboard and the alert rules name only metrics the gateway exports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,12 +43,15 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// YAML files under deploy/, except Helm templates (Go templates that become YAML only when
+/// rendered; see the Helm section).
 fn yaml_files() -> Vec<PathBuf> {
     let mut all = Vec::new();
     files_under(&deploy(), &mut all);
     let mut yaml: Vec<PathBuf> = all
         .into_iter()
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+        .filter(|p| !p.components().any(|c| c.as_os_str() == "templates"))
         .collect();
     yaml.sort();
     yaml
@@ -1329,5 +1334,467 @@ fn readme_documents_production_deployment() {
         ["BENCHMARKS.md", "appendonly", "appendfsync", "noeviction", "/readyz", "/healthz", "deploy/"]
     {
         assert!(section.contains(needle), "the production section mentions {needle}");
+    }
+}
+
+// --- Helm chart -------------------------------------------------------------------------------
+//
+// `helm` is not packaged for Debian, so the chart is not rendered here. What is checked instead:
+// Chart.yaml and values.yaml parse; every template's actions are balanced and read only values
+// and helpers that exist; the templates declare the objects of the plain manifests with the
+// same probes, sizing and hardening; and values.gatewayToml (which the ConfigMap carries
+// verbatim) is accepted by the gateway with the environment the chart gives it.
+
+fn chart() -> PathBuf {
+    deploy().join("helm/sso-gateway")
+}
+
+fn chart_values() -> Value {
+    let docs = yaml_documents(&chart().join("values.yaml"));
+    assert_eq!(docs.len(), 1, "values.yaml is one document");
+    docs.into_iter().next().unwrap()
+}
+
+/// (file name, text) of every template, helpers and notes included.
+fn chart_templates() -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    files_under(&chart().join("templates"), &mut files);
+    files.sort();
+    files.iter().map(|f| (f.file_name().unwrap().to_string_lossy().into_owned(), read(f))).collect()
+}
+
+/// The inside of every `{{ … }}` action, without the trim markers and comments.
+fn template_actions(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").unwrap_or_else(|| panic!("unclosed {{{{ in {rest}"));
+        let action = after[..end].trim_start_matches('-').trim_end_matches('-').trim();
+        if !action.starts_with("/*") {
+            out.push(action.to_string());
+        }
+        rest = &after[end + 2..];
+    }
+    out
+}
+
+/// `.Values.a.b` paths an action reads (also through `$.Values`).
+fn values_paths(action: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut rest = action;
+    while let Some(i) = rest.find(".Values.") {
+        let tail = &rest[i + ".Values.".len()..];
+        let end =
+            tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '_')).unwrap_or(tail.len());
+        out.push(tail[..end].trim_end_matches('.').split('.').map(str::to_string).collect());
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[test]
+fn helm_chart_follows_the_gateway_version() {
+    let docs = yaml_documents(&chart().join("Chart.yaml"));
+    let meta = &docs[0];
+    assert_eq!(text(at(meta, "apiVersion")), "v2", "Helm 3 chart");
+    assert_eq!(text(at(meta, "name")), "sso-gateway");
+    assert_eq!(text(at(meta, "version")), VERSION, "chart version = crate version");
+    assert_eq!(text(at(meta, "appVersion")), VERSION, "appVersion = crate version (the default image tag)");
+    assert!(text(at(meta, "kubeVersion")).contains("1.30"), "preStop sleep needs Kubernetes 1.30+");
+}
+
+#[test]
+fn helm_templates_are_balanced_and_read_only_values_and_helpers_that_exist() {
+    let values = chart_values();
+    let templates = chart_templates();
+    assert!(templates.len() >= 9, "{:?}", templates.iter().map(|t| &t.0).collect::<Vec<_>>());
+    let mut defined = BTreeSet::new();
+    let mut included = BTreeSet::new();
+    let mut read_values = BTreeSet::new();
+    for (file, body) in &templates {
+        let mut depth = 0i32;
+        for action in template_actions(body) {
+            let word = action.split_whitespace().next().unwrap_or("");
+            match word {
+                "if" | "with" | "range" | "define" => depth += 1,
+                "end" => depth -= 1,
+                _ => {}
+            }
+            assert!(depth >= 0, "{file}: {{{{ end }}}} without a block");
+            if word == "define" {
+                defined.insert(action.split('"').nth(1).unwrap().to_string());
+            }
+            for part in action.split("include \"").skip(1) {
+                included.insert(part.split('"').next().unwrap().to_string());
+            }
+            for path in values_paths(&action) {
+                let found = path.iter().fold(&values, |v, key| v.get(key.as_str()).unwrap_or(&NULL));
+                assert!(
+                    !found.is_null() || is_declared_empty(&values, &path),
+                    "{file}: .Values.{} is not in values.yaml",
+                    path.join(".")
+                );
+                read_values.insert(path.join("."));
+            }
+        }
+        assert_eq!(depth, 0, "{file}: unbalanced if/with/range/define");
+    }
+    for name in &included {
+        assert!(defined.contains(name), "include {name:?} is not defined in _helpers.tpl");
+    }
+    // Every top-level value is read by some template (a value nothing reads misleads).
+    for key in values.as_mapping().unwrap().keys() {
+        let key = text(key);
+        assert!(
+            read_values.iter().any(|p| p == &key || p.starts_with(&format!("{key}."))),
+            "values.{key} is read by no template"
+        );
+    }
+}
+
+/// A key present in values.yaml with an empty value (`""`, `[]`, `{}`): declared, just empty.
+fn is_declared_empty(values: &Value, path: &[String]) -> bool {
+    let (last, parents) = path.split_last().unwrap();
+    let parent = parents.iter().fold(values, |v, key| v.get(key.as_str()).unwrap_or(&NULL));
+    parent.as_mapping().is_some_and(|m| m.contains_key(last.as_str()))
+}
+
+#[test]
+fn helm_chart_has_the_objects_probes_and_sizing_of_the_plain_manifests() {
+    let values = chart_values();
+    let templates = chart_templates();
+    let kinds: BTreeSet<String> = templates
+        .iter()
+        .flat_map(|(_, body)| {
+            body.lines().filter_map(|l| l.strip_prefix("kind: ")).map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect();
+    for kind in [
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "PodMonitor",
+    ] {
+        assert!(kinds.contains(kind), "the chart declares a {kind}");
+    }
+    for (file, body) in templates.iter().filter(|(f, _)| f.ends_with(".yaml")) {
+        assert!(body.contains("namespace: {{ .Release.Namespace }}"), "{file}: namespaced to the release");
+        assert!(body.contains("include \"sso-gateway.labels\""), "{file}: common labels");
+    }
+    let deployment = &templates.iter().find(|(f, _)| f == "deployment.yaml").unwrap().1;
+
+    // Health probes: the gateway's real endpoints, readiness on /readyz, the rest on /healthz.
+    let app = read(&repo().join("src/app.rs"));
+    for (probe, path) in [("startup", "/healthz"), ("readiness", "/readyz"), ("liveness", "/healthz")] {
+        assert_eq!(text(at(&values, &format!("probes.{probe}.path"))), path, "{probe} probe");
+        assert!(app.contains(&format!(".route(\"{path}\"")), "the gateway serves {path}");
+        assert!(
+            deployment.contains(&format!("path: {{{{ .Values.probes.{probe}.path }}}}")),
+            "{probe}Probe uses it"
+        );
+    }
+
+    // Sizing and capacity as in the plain manifests (which follow BENCHMARKS.md).
+    let k8s = K8s::load();
+    assert_eq!(at(&values, "resources"), at(k8s.container(), "resources"), "resources = deploy/k8s");
+    let hpa = k8s.one("HorizontalPodAutoscaler");
+    assert_eq!(at(&values, "autoscaling.minReplicas"), at(hpa, "spec.minReplicas"));
+    assert_eq!(at(&values, "autoscaling.maxReplicas"), at(hpa, "spec.maxReplicas"));
+    assert_eq!(
+        at(&values, "podDisruptionBudget.maxUnavailable"),
+        at(k8s.one("PodDisruptionBudget"), "spec.maxUnavailable")
+    );
+    let min = at(&values, "autoscaling.minReplicas").as_u64().unwrap();
+    assert!(at(&values, "podDisruptionBudget.maxUnavailable").as_u64().unwrap() < min);
+    let grace = at(&values, "terminationGracePeriodSeconds").as_u64().unwrap();
+    assert!(grace >= at(&values, "preStopSleepSeconds").as_u64().unwrap() + 30, "preStop + 30 s drain fit");
+
+    // Hardening copied from the plain Deployment.
+    for needle in [
+        "automountServiceAccountToken: false",
+        "runAsNonRoot: true",
+        "readOnlyRootFilesystem: true",
+        "allowPrivilegeEscalation: false",
+        "drop: [ALL]",
+        "type: RuntimeDefault",
+        "maxUnavailable: 0",
+        "checksum/config: {{ .Values.gatewayToml | sha256sum }}",
+    ] {
+        assert!(deployment.contains(needle), "deployment.yaml: {needle}");
+    }
+    assert!(
+        deployment.contains("{{- if not .Values.autoscaling.enabled }}\n  replicas:"),
+        "no spec.replicas next to the HPA"
+    );
+}
+
+#[test]
+fn helm_gateway_config_is_accepted_with_the_charts_environment_and_holds_no_secret() {
+    let values = chart_values();
+    let toml_text = text(at(&values, "gatewayToml"));
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for e in seq(at(&values, "secretEnv")) {
+        let name = text(at(e, "name"));
+        assert!(!text(at(e, "key")).is_empty(), "{name}: a Secret key");
+        let value = match name.as_str() {
+            "SSO_GATEWAY_ACCOUNTS_URL" => format!("postgres://sso:{DUMMY}@db.sso-data:5432/sso"),
+            "SSO_GATEWAY_SESSION_STORE" => format!("redis://:{DUMMY}@redis.sso-data:6379"),
+            _ => DUMMY.to_string(),
+        };
+        env.insert(name, value);
+    }
+    assert!(env.contains_key("SSO_GATEWAY_ACCOUNTS_URL") && env.contains_key("SSO_GATEWAY_SESSION_STORE"));
+    assert_known_variables("values.yaml secretEnv", env.keys().cloned());
+    for var in env_references(&toml_text) {
+        assert!(env.contains_key(&var), "gatewayToml reads {{ env = \"{var}\" }}, not in secretEnv");
+    }
+    let settings = gateway_accepts("values.yaml gatewayToml", &toml_text, &env);
+    assert!(settings.issuer().starts_with("https://"));
+    assert_eq!(settings.listen.port(), 8080, "the container port named http");
+    let management = settings.management.listen.expect("[management] listen: /metrics for the dashboard");
+    assert_eq!(Some(management.port() as u64), at(&values, "metrics.port").as_u64(), "metrics.port");
+    assert_eq!(settings.keys.dir, PathBuf::from("/etc/sso-gateway/keys"), "where the keys Secret is mounted");
+    assert!(!settings.keys.generate_missing);
+    let mode = format!("{:?}", settings.sessions.redis.mode).to_lowercase();
+    assert_eq!(mode, text(at(&values, "redis.mode")), "values.redis.mode agrees with [sessions.redis] mode");
+    assert_ne!(settings.sessions.redis.mode, RedisMode::Single, "Redis with its own HA by default");
+    let kinds: BTreeSet<&str> = settings.upstreams.iter().map(|u| u.kind.as_str()).collect();
+    assert_eq!(kinds, BTreeSet::from(["cas", "ldap", "oidc"]), "an example of every upstream kind");
+
+    let table: toml::Table = toml::from_str(&toml_text).unwrap();
+    assert!(table.get("accounts").and_then(|a| a.get("url")).is_none(), "accounts.url only from the Secret");
+    assert!(
+        table.get("sessions").and_then(|s| s.get("store")).is_none(),
+        "sessions.store only from the Secret"
+    );
+    for section in ["upstreams", "clients"] {
+        for item in table.get(section).and_then(|v| v.as_array()).into_iter().flatten() {
+            for key in ["client_secret", "bind_password"] {
+                let value = item.get(key).or_else(|| item.get("ldap").and_then(|l| l.get(key)));
+                if let Some(secret) = value {
+                    assert!(secret.is_table(), "{section}: {key} must be {{ env = … }} or {{ file = … }}");
+                }
+            }
+        }
+    }
+    // The documented Sentinel alternative is a configuration the gateway accepts.
+    let raw = read(&chart().join("values.yaml"));
+    let sentinel: String = raw
+        .lines()
+        .skip_while(|l| !l.contains("mode = \"sentinel\""))
+        .take_while(|l| l.trim_start().starts_with('#') && l.contains('='))
+        .map(|l| l.trim_start().trim_start_matches('#').split(" # ").next().unwrap().to_string() + "\n")
+        .collect();
+    assert!(sentinel.contains("sentinel_master"), "values.yaml documents Sentinel: {sentinel}");
+    let with_sentinel = toml_text.replace(
+        "[sessions.redis]\nmode = \"cluster\"\nnodes = []\n",
+        &format!("[sessions.redis]\n{sentinel}"),
+    );
+    assert_ne!(with_sentinel, toml_text);
+    for var in env_references(&with_sentinel) {
+        env.entry(var.clone()).or_insert_with(|| format!("redis://:{DUMMY}@sentinel.sso-data:26379"));
+    }
+    let s = gateway_accepts("values.yaml Sentinel example", &with_sentinel, &env);
+    assert_eq!(s.sessions.redis.mode, RedisMode::Sentinel);
+}
+
+// --- Grafana dashboard and Prometheus alert rules ---------------------------------------------
+
+/// Metric names the gateway records (`metrics::counter!("…"` and friends anywhere in src/),
+/// histograms also under their `_bucket`, `_sum` and `_count` series.
+fn exported_metrics() -> BTreeSet<String> {
+    let mut files = Vec::new();
+    files_under(&repo().join("src"), &mut files);
+    let mut names = BTreeSet::new();
+    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "rs")) {
+        let source = read(file);
+        for kind in ["counter", "gauge", "histogram"] {
+            for part in source.split(&format!("metrics::{kind}!(")).skip(1) {
+                let Some(name) = part.trim_start().strip_prefix('"').and_then(|p| p.split('"').next()) else {
+                    continue;
+                };
+                names.insert(name.to_string());
+                if kind == "histogram" {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        names.insert(format!("{name}{suffix}"));
+                    }
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Metric names in a PromQL expression: identifiers outside strings, label matchers, ranges
+/// and grouping clauses that are not functions, keywords or numbers.
+fn promql_metrics(expr: &str) -> BTreeSet<String> {
+    const WORDS: [&str; 28] = [
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "count",
+        "rate",
+        "irate",
+        "increase",
+        "histogram_quantile",
+        "clamp_min",
+        "clamp_max",
+        "by",
+        "without",
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "abs",
+        "topk",
+        "bottomk",
+        "label_values",
+        "vector",
+        "time",
+    ];
+    // Drop strings, {…} matchers, […] ranges and (…) after by/without/on/ignoring.
+    let mut cleaned = String::new();
+    let mut chars = expr.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                for d in chars.by_ref() {
+                    if d == '"' {
+                        break;
+                    }
+                }
+                cleaned.push(' ');
+            }
+            '{' | '[' => {
+                let close = if c == '{' { '}' } else { ']' };
+                for d in chars.by_ref() {
+                    if d == close {
+                        break;
+                    }
+                }
+                cleaned.push(' ');
+            }
+            _ => cleaned.push(c),
+        }
+    }
+    for clause in ["by", "without", "on", "ignoring", "group_left", "group_right"] {
+        let mut out = String::new();
+        let mut rest = cleaned.as_str();
+        while let Some(i) = rest.find(&format!("{clause} (")).or_else(|| rest.find(&format!("{clause}("))) {
+            let before_ok = i == 0 || !rest[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+            let open = i + rest[i..].find('(').unwrap();
+            if !before_ok {
+                out.push_str(&rest[..open + 1]);
+                rest = &rest[open + 1..];
+                continue;
+            }
+            out.push_str(&rest[..i]);
+            let close = open + rest[open..].find(')').unwrap();
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        cleaned = out;
+    }
+    cleaned
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '$'))
+        .filter(|w| !w.is_empty() && !w.starts_with(|c: char| c.is_ascii_digit() || c == '$'))
+        .filter(|w| !WORDS.contains(w) && !w.starts_with("__"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Series Prometheus makes itself for every target.
+const PROMETHEUS_OWN: [&str; 1] = ["up"];
+
+fn assert_exported(what: &str, expr: &str, exported: &BTreeSet<String>) {
+    let names = promql_metrics(expr);
+    assert!(!names.is_empty(), "{what}: no metric in {expr}");
+    for name in names {
+        assert!(
+            exported.contains(&name) || PROMETHEUS_OWN.contains(&name.as_str()),
+            "{what}: {name} is not a metric the gateway exports ({exported:?})\n{expr}"
+        );
+    }
+}
+
+#[test]
+fn promql_metric_names_are_read_past_functions_labels_and_ranges() {
+    let names = promql_metrics(
+        r#"sum by (upstream) (rate(sso_logins_total{job=~"$job", x="a b"}[5m])) / clamp_min(sum(rate(http_requests_total[$__rate_interval])) + on (job) up, 1e-9) > 0.25"#,
+    );
+    assert_eq!(
+        names,
+        BTreeSet::from(["http_requests_total".to_string(), "sso_logins_total".into(), "up".into()])
+    );
+    let exported = exported_metrics();
+    for name in ["http_requests_total", "http_request_duration_seconds_bucket", "sso_logins_total"] {
+        assert!(exported.contains(name), "{name} in {exported:?}");
+    }
+}
+
+#[test]
+fn grafana_dashboard_shows_only_metrics_the_gateway_exports() {
+    let path = deploy().join("grafana/sso-gateway-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&read(&path)).expect("dashboard JSON parses");
+    let exported = exported_metrics();
+    assert_eq!(dashboard["uid"], "sso-gateway");
+    let mut shown = BTreeSet::new();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        let title = panel["title"].as_str().unwrap_or("?");
+        let targets = panel["targets"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        assert!(!targets.is_empty(), "panel {title} has no query");
+        for t in targets {
+            let expr = t["expr"].as_str().unwrap_or_else(|| panic!("panel {title}: a target without expr"));
+            assert_exported(&format!("panel {title}"), expr, &exported);
+            assert!(expr.contains("job=~\"$job\""), "panel {title}: filtered by the job variable: {expr}");
+            shown.extend(promql_metrics(expr));
+        }
+    }
+    // Every metric the gateway exports is on the dashboard.
+    for name in exported.iter().filter(|n| !n.ends_with("_sum") && !n.ends_with("_count")) {
+        let histogram_base = exported.contains(&format!("{name}_bucket"));
+        assert!(shown.contains(name) || histogram_base, "the dashboard does not show {name}");
+    }
+}
+
+#[test]
+fn prometheus_alert_rules_cover_the_failure_signals_with_exported_metrics() {
+    let docs = yaml_documents(&deploy().join("prometheus/sso-gateway-alerts.yaml"));
+    let exported = exported_metrics();
+    let rules: Vec<&Value> =
+        seq(at(&docs[0], "groups")).iter().flat_map(|g| seq(at(g, "rules")).iter()).collect();
+    let mut alerted = BTreeSet::new();
+    for rule in &rules {
+        let name = text(at(rule, "alert"));
+        assert!(!name.is_empty(), "alerting rules only");
+        let expr = text(at(rule, "expr"));
+        assert_exported(&name, &expr, &exported);
+        assert!(
+            matches!(text(at(rule, "labels.severity")).as_str(), "warning" | "critical"),
+            "{name}: severity"
+        );
+        assert!(!text(at(rule, "annotations.summary")).is_empty(), "{name}: summary");
+        assert!(!text(at(rule, "annotations.description")).is_empty(), "{name}: description");
+        alerted.extend(promql_metrics(&expr));
+    }
+    for signal in [
+        "sso_upstream_login_failures_total",
+        "sso_backchannel_logout_failures_total",
+        "sso_state_store_errors_total",
+        "sso_rate_limited_total",
+    ] {
+        assert!(alerted.contains(signal), "no alert on {signal}");
     }
 }

@@ -1,8 +1,8 @@
 //! The account test suite, run once on SQLite and once on PostgreSQL (each test in its own
 //! database file or schema, so tests run in parallel and never collide).
 //!
-//! PostgreSQL comes from `SSO_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`); `.ci/run` makes sure it is running.
+//! PostgreSQL is a private cluster the test binary starts itself (`sso-test-services`), or the
+//! server `SSO_TEST_POSTGRES_URL` names.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::json;
@@ -25,8 +25,7 @@ pub(crate) struct TestDb {
 }
 
 pub(crate) fn postgres_url() -> String {
-    std::env::var("SSO_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    sso_test_services::postgres_url()
 }
 
 impl TestDb {
@@ -42,9 +41,9 @@ impl TestDb {
                 sqlx::any::install_default_drivers();
                 let base = postgres_url();
                 let schema = format!("sso_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::AnyConnection::connect(&base).await.unwrap_or_else(|e| {
-                    panic!("PostgreSQL at {base} is needed for the account tests (start it, or set SSO_TEST_POSTGRES_URL): {e}")
-                });
+                let mut conn = sqlx::AnyConnection::connect(&base)
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL at {base}: {e}"));
                 sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
                 conn.close().await.unwrap();
                 let sep = if base.contains('?') { '&' } else { '?' };

@@ -66,28 +66,8 @@ impl LdapConnector {
             }
         };
         want(&ldap.subject_attribute);
-        let c = &settings.claims;
-        for name in [
-            &c.name,
-            &c.given_name,
-            &c.family_name,
-            &c.username,
-            &c.email,
-            &c.phone,
-            &c.gender,
-            &c.national_id,
-            &c.official_code,
-            &c.org_unit,
-            &c.position,
-            &c.roles,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for name in settings.claims.names() {
             want(name);
-        }
-        if let Some(b) = &c.birthdate {
-            want(b.claim());
         }
         for a in &ldap.attributes {
             want(a);
@@ -315,7 +295,7 @@ impl LdapConnector {
 
 /// TLS for the directory: the public web PKI (as for outbound HTTPS) plus the PEM roots in
 /// `outbound.ca_file` and `ldap.ca_file`.
-fn tls_config<'a>(
+pub(super) fn tls_config<'a>(
     upstream: &str,
     ca_files: impl IntoIterator<Item = Option<&'a std::path::Path>>,
 ) -> Result<Arc<rustls::ClientConfig>, BrokerError> {

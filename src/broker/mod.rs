@@ -15,6 +15,7 @@ mod error;
 mod http_client;
 mod ldap;
 mod oidc;
+pub mod probe;
 mod throttle;
 mod upstream_key;
 

@@ -1,5 +1,6 @@
 //! Command line: `serve`, `check-config`, `keys generate|rotate|list|prune`, `migrate`, `healthcheck`, `demo`,
-//! `accounts …` and `units …` (account administration, see `accounts.rs`), `clients explain`.
+//! `upstreams probe`, `accounts …` and `units …` (account administration, see `accounts.rs`),
+//! `clients explain`.
 //!
 //! Owns: argument parsing and exit codes. Everything it runs lives in the library parts.
 
@@ -61,6 +62,12 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// The upstream login systems: check each from the gateway's side and print what its
+    /// operator must register.
+    Upstreams {
+        #[command(subcommand)]
+        command: UpstreamsCommand,
+    },
     /// Account administration: import, show, link, unlink, merge, lock, unlock, re-key, review.
     Accounts {
         #[command(subcommand)]
@@ -101,6 +108,31 @@ enum ClientsCommand {
         #[arg(long)]
         client: Option<String>,
     },
+}
+
+enum UpstreamsCommand {
+    /// Check what can be checked from here (OIDC/VNeID: discovery, issuer, endpoints, keys,
+    /// client id and redirect URI, client authentication; CAS: login page and ticket
+    /// validation; LDAP: service-account bind, bases, a test user) and print the exact URLs to
+    /// register at each upstream. Exit code 1 when a check failed, 2 for a configuration error.
+    Probe {
+        #[arg(long, short, env = "SSO_GATEWAY_CONFIG")]
+        config: PathBuf,
+        /// Probe only this upstream.
+        #[arg(long)]
+        id: Option<String>,
+        /// A login name the directory (LDAP) upstreams must find, as a login would.
+        #[arg(long)]
+        ldap_user: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,6 +262,12 @@ async fn run(cli: Cli) -> ExitCode {
             Err(e) => config_failure(&config, e),
         },
         Command::Healthcheck { url } => healthcheck(&url).await,
+        Command::Upstreams { command: UpstreamsCommand::Probe { config, id, ldap_user, format } } => {
+            match Settings::load(&config) {
+                Ok(s) => probe(&s, id.as_deref(), ldap_user, format).await,
+                Err(e) => config_failure(&config, e),
+            }
+        }
         Command::Accounts { command } => accounts::run_accounts(command).await,
         Command::Units { command } => accounts::run_units(command).await,
         Command::Clients { command: ClientsCommand::Explain { config, client } } => {
@@ -430,6 +468,29 @@ async fn sessions(settings: Settings, command: SessionsCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `upstreams probe`: exit 0 when every check passed (warnings allowed), 1 when one failed.
+async fn probe(
+    settings: &Settings,
+    id: Option<&str>,
+    ldap_user: Option<String>,
+    format: ReportFormat,
+) -> ExitCode {
+    use crate::broker::probe;
+    let options = probe::ProbeOptions { ldap_user };
+    let reports = match probe::probe(settings, id, &options).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match format {
+        ReportFormat::Text => print!("{}", probe::render_text(&reports)),
+        ReportFormat::Json => println!("{:#}", probe::render_json(&reports)),
+    }
+    if probe::all_ok(&reports) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 async fn healthcheck(url: &str) -> ExitCode {

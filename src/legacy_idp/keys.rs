@@ -1,5 +1,7 @@
 //! The provider's in-memory RS256 signing key (plus a rogue key for the `bad_signature` fault).
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
@@ -18,14 +20,49 @@ pub(crate) struct SigningKey {
     pub jwk: Jwk,
 }
 
+/// The RSA keys of one simulated system, as PKCS#8 DER: its signing key and the rogue key of
+/// the `bad_signature` fault. Generating them is the costly part of starting a simulator; a
+/// test suite makes one set per simulated system once and hands clones to every instance.
+#[derive(Clone)]
+pub struct IdpKeys {
+    signing: Arc<[u8]>,
+    rogue: Arc<[u8]>,
+}
+
+impl IdpKeys {
+    /// Two fresh RSA 2048 keys. CPU-bound: call from `spawn_blocking`.
+    pub fn generate() -> anyhow::Result<Self> {
+        // Both at once, on two threads.
+        let (signing, rogue) = std::thread::scope(|scope| {
+            let rogue = scope.spawn(generate_rsa);
+            (generate_rsa(), rogue.join())
+        });
+        let rogue = rogue.map_err(|_| anyhow::anyhow!("RSA key generation thread failed"))?;
+        Ok(Self { signing: signing?.into(), rogue: rogue?.into() })
+    }
+
+    /// The signing key and the rogue key, both named `kid`.
+    pub(crate) fn load(&self, kid: &str) -> anyhow::Result<(SigningKey, SigningKey)> {
+        Ok((
+            SigningKey::from_pkcs8(kid.to_owned(), &self.signing)?,
+            SigningKey::from_pkcs8(kid.to_owned(), &self.rogue)?,
+        ))
+    }
+}
+
+fn generate_rsa() -> anyhow::Result<Vec<u8>> {
+    let pair =
+        KeyPair::generate(KeySize::Rsa2048).map_err(|e| anyhow::anyhow!("RSA key generation failed: {e}"))?;
+    let pkcs8 = pair.as_der().map_err(|e| anyhow::anyhow!("PKCS#8 encoding failed: {e}"))?;
+    Ok(pkcs8.as_ref().to_vec())
+}
+
 impl SigningKey {
-    /// Generates a fresh RSA 2048 key. CPU-bound: call from `spawn_blocking`.
-    pub fn generate(kid: String) -> anyhow::Result<Self> {
-        let pair = KeyPair::generate(KeySize::Rsa2048)
-            .map_err(|e| anyhow::anyhow!("RSA key generation failed: {e}"))?;
-        let pkcs8 = pair.as_der().map_err(|e| anyhow::anyhow!("PKCS#8 encoding failed: {e}"))?;
+    /// Loads an RSA key from PKCS#8 DER.
+    fn from_pkcs8(kid: String, pkcs8: &[u8]) -> anyhow::Result<Self> {
+        let pair = KeyPair::from_pkcs8(pkcs8).map_err(|e| anyhow::anyhow!("RSA key rejected: {e}"))?;
         // jsonwebtoken's raw-DER constructor wants PKCS#1; its PEM reader takes PKCS#8.
-        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec()));
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.to_vec()));
         let encoding_key = EncodingKey::from_rsa_pem(pem.as_bytes()).context("loading generated RSA key")?;
         let mut jwk = Jwk::from_encoding_key(&encoding_key, Algorithm::RS256)
             .context("building JWK from generated key")?;

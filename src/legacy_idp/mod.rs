@@ -26,6 +26,8 @@ mod cas;
 mod config;
 mod keys;
 mod server;
+
+pub use keys::IdpKeys;
 #[cfg(test)]
 mod tests;
 
@@ -170,14 +172,22 @@ impl Drop for RunningLegacyIdp {
 /// returns immediately. Generating the RSA keys takes a moment (done off the async threads).
 pub async fn spawn(config: LegacyIdpConfig, listener: TcpListener) -> anyhow::Result<RunningLegacyIdp> {
     config.validate()?;
+    let keys =
+        tokio::task::spawn_blocking(IdpKeys::generate).await.context("key generation task failed")??;
+    spawn_with_keys(config, listener, &keys).await
+}
+
+/// As [`spawn`], with keys made beforehand (a test suite makes them once per simulated system).
+pub async fn spawn_with_keys(
+    config: LegacyIdpConfig,
+    listener: TcpListener,
+    keys: &IdpKeys,
+) -> anyhow::Result<RunningLegacyIdp> {
+    config.validate()?;
     let addr = listener.local_addr().context("listener has no local address")?;
     let issuer = format!("http://{}{}", public_addr(addr), config.issuer_path);
     let kid = format!("{}-{}", config.id, server::random_token(6));
-
-    let gen_key = |kid: String| tokio::task::spawn_blocking(move || keys::SigningKey::generate(kid));
-    let (key, rogue_key) =
-        tokio::try_join!(gen_key(kid.clone()), gen_key(kid)).context("key generation task failed")?;
-    let (key, rogue_key) = (key?, rogue_key?);
+    let (key, rogue_key) = keys.load(&kid)?;
 
     let faults = Arc::new(Faults::default());
     let shared = Arc::new(server::Shared::new(config, issuer.clone(), faults.clone(), key, rogue_key)?);

@@ -38,6 +38,9 @@ pub struct AuthorizationRequest {
     /// `acr_values` and the client's `min_acr`); empty = any.
     #[serde(default)]
     pub acr_accepted: Vec<String>,
+    /// DPoP (RFC 9449 §10): the thumbprint of the key the code must be redeemed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// Parks a request; returns its handle for the chooser/broker URLs.
@@ -124,6 +127,9 @@ pub struct CodeRecord {
     pub redirect_uri: String,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
+    /// The code is redeemed only with a DPoP proof of this key (`dpop_jkt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 pub fn code_key(code: &str) -> String {
@@ -203,6 +209,10 @@ pub struct RefreshRecord {
     /// stored only when true).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub offline: bool,
+    /// DPoP (RFC 9449 §5): the family is bound to this key (a public client's families
+    /// started with a proof); each refresh must prove possession of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 impl RefreshRecord {
@@ -265,7 +275,8 @@ mod tests {
 
     #[test]
     fn a_family_stays_offline_when_a_refresh_narrows_its_scope() {
-        let narrowed = RefreshRecord { grant: grant(&["openid"]), family_expires_at: 1, offline: true };
+        let narrowed =
+            RefreshRecord { grant: grant(&["openid"]), family_expires_at: 1, offline: true, jkt: None };
         assert!(narrowed.is_offline());
         let json = serde_json::to_string(&narrowed).unwrap();
         let back: RefreshRecord = serde_json::from_str(&json).unwrap();
@@ -275,7 +286,8 @@ mod tests {
         older.as_object_mut().unwrap().remove("offline");
         let older: RefreshRecord = serde_json::from_value(older).unwrap();
         assert!(!older.is_offline());
-        let online = RefreshRecord { grant: grant(&["openid"]), family_expires_at: 1, offline: false };
+        let online =
+            RefreshRecord { grant: grant(&["openid"]), family_expires_at: 1, offline: false, jkt: None };
         assert!(!serde_json::to_string(&online).unwrap().contains("offline"), "stored only when true");
         let old_offline: RefreshRecord = serde_json::from_value(serde_json::json!({
             "grant": grant(&["openid", "offline_access"]), "family_expires_at": 1

@@ -662,7 +662,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_left_in_redis_by_the_older_layout_do_not_break_logins() {
-        let url = std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let url = sso_test_services::redis_url();
         let prefix = format!("test-{}:", random_handle());
         let topology = crate::state::RedisTopology::Single(url);
         let store = StateStore::redis(&topology, &prefix, Duration::from_secs(2)).await.unwrap();

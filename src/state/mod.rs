@@ -485,10 +485,10 @@ mod tests {
         hashes_behave_alike(StateStore::memory()).await;
     }
 
-    /// The test Redis (`SSO_TEST_REDIS_URL`, default the local one) under a key prefix of
+    /// The test Redis (a private server, or `SSO_TEST_REDIS_URL`) under a key prefix of
     /// this test's own.
     async fn test_redis() -> StateStore {
-        let url = std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let url = sso_test_services::redis_url();
         let prefix = format!("test-{}:", random_handle());
         StateStore::redis(&RedisTopology::Single(url), &prefix, Duration::from_secs(2)).await.unwrap()
     }

@@ -1,5 +1,5 @@
-//! Test harness: starts three simulated provincial systems and the real gateway on ephemeral
-//! ports, and drives them as a browser (cookie jar, manual redirects, form submission) and as
+//! Test harness: starts four simulated upstream systems (three provinces and VNeID) and the
+//! real gateway on ephemeral ports, and drives them as a browser (cookie jar, manual redirects, form submission) and as
 //! an RP (the `openidconnect` crate).
 
 use std::collections::HashMap;
@@ -18,7 +18,8 @@ use sso_gateway::app::Application;
 use sso_gateway::broker::UpstreamHttp;
 use sso_gateway::clock::Clock;
 use sso_gateway::config::Settings;
-use sso_gateway::legacy_idp::{self, Faults, LegacyIdpConfig, RunningLegacyIdp};
+use sso_gateway::keys::{KeySet, SigningAlg};
+use sso_gateway::legacy_idp::{self, Faults, IdpKeys, LegacyIdpConfig, RunningLegacyIdp};
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -97,8 +98,9 @@ impl Options {
     }
 }
 
+/// The test binary's shared private Redis (or `SSO_TEST_REDIS_URL`'s).
 pub fn redis_url() -> String {
-    std::env::var("SSO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    sso_test_services::redis_url()
 }
 
 pub fn unique_prefix() -> String {
@@ -207,6 +209,53 @@ grant_types = ["client_credentials"]
     )
 }
 
+/// The gateway's signing keys (RS256, ES256, EdDSA; test-only, never leave the test process),
+/// generated once per test binary — an RSA key takes a while — and held in memory as the
+/// files `KeySet::generate` writes, so each test system gets the same keys in its own folder.
+fn gateway_key_files() -> &'static [(std::ffi::OsString, Vec<u8>)] {
+    static FILES: std::sync::OnceLock<Vec<(std::ffi::OsString, Vec<u8>)>> = std::sync::OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        for alg in SigningAlg::all() {
+            KeySet::generate(dir.path(), alg).unwrap();
+        }
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name(), std::fs::read(e.path()).unwrap()))
+            .collect()
+    })
+}
+
+/// The RSA keys of each simulated system (test-only), generated once per test binary: each
+/// system keeps keys of its own, every test system reuses them.
+pub fn simulator_keys(id: &str) -> &'static IdpKeys {
+    static KEYS: std::sync::OnceLock<HashMap<String, IdpKeys>> = std::sync::OnceLock::new();
+    &KEYS.get_or_init(|| {
+        std::thread::scope(|scope| {
+            let ids = sso_gateway::demo::LEGACY_CONFIGS.iter().map(|(id, _)| id.to_string());
+            let handles: Vec<_> = ids.map(|id| (id, scope.spawn(|| IdpKeys::generate().unwrap()))).collect();
+            handles.into_iter().map(|(id, h)| (id, h.join().unwrap())).collect()
+        })
+    })[id]
+}
+
+/// Writes the shared test keys into `dir` (mode 0600, as the gateway writes its own).
+pub fn install_gateway_keys(dir: &std::path::Path) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, bytes) in gateway_key_files() {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join(name))
+            .unwrap();
+        file.write_all(bytes).unwrap();
+    }
+}
+
 impl TestSystem {
     pub async fn start() -> TestSystem {
         Self::start_with(Options::default()).await
@@ -214,12 +263,13 @@ impl TestSystem {
 
     pub async fn start_with(options: Options) -> TestSystem {
         let dir = tempfile::tempdir().unwrap();
+        install_gateway_keys(&dir.path().join("keys"));
         let mut idps = HashMap::new();
         let mut issuers = HashMap::new();
         for (id, text) in sso_gateway::demo::LEGACY_CONFIGS {
             let config = LegacyIdpConfig::from_toml_str(text).unwrap();
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let idp = legacy_idp::spawn(config, listener).await.unwrap();
+            let idp = legacy_idp::spawn_with_keys(config, listener, simulator_keys(id)).await.unwrap();
             issuers.insert(id.to_string(), idp.issuer.clone());
             idps.insert(id.to_string(), idp);
         }
@@ -602,7 +652,8 @@ pub fn jwt_payload(jwt: &str) -> Value {
 /// A Back-Channel Logout receiver of a test RP: records every logout token it is sent.
 pub struct Receiver {
     pub url: String,
-    pub tokens: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Every logout token received so far, in order; watched by `wait_for_token`.
+    tokens: tokio::sync::watch::Receiver<Vec<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -610,16 +661,16 @@ impl Receiver {
     /// Starts a receiver that answers after `delay`.
     pub async fn start(delay: std::time::Duration) -> Receiver {
         use axum::routing::post;
-        let tokens = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let t = tokens.clone();
+        let (tx, tokens) = tokio::sync::watch::channel(Vec::new());
+        let tx = std::sync::Arc::new(tx);
         let app = axum::Router::new().route(
             "/backchannel",
             post(move |axum::extract::Form(form): axum::extract::Form<HashMap<String, String>>| {
-                let t = t.clone();
+                let tx = tx.clone();
                 async move {
                     tokio::time::sleep(delay).await;
                     if let Some(token) = form.get("logout_token") {
-                        t.lock().unwrap().push(token.clone());
+                        tx.send_modify(|t| t.push(token.clone()));
                     }
                     axum::http::StatusCode::OK
                 }
@@ -633,18 +684,11 @@ impl Receiver {
         Receiver { url, tokens, task }
     }
 
-    /// Waits up to `within` for a token to arrive.
+    /// The first token received, as soon as it arrives (None if none comes `within`).
     pub async fn wait_for_token(&self, within: std::time::Duration) -> Option<String> {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Some(t) = self.tokens.lock().unwrap().first().cloned() {
-                return Some(t);
-            }
-            if std::time::Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let mut tokens = self.tokens.clone();
+        let arrived = tokio::time::timeout(within, tokens.wait_for(|t| !t.is_empty())).await;
+        arrived.ok()?.ok()?.first().cloned()
     }
 }
 
@@ -671,4 +715,106 @@ pub async fn sso_login(browser: &Browser, rp: &Rp, redirect: &str) -> Tokens {
     let req = rp.authorize(&[("prompt", "none")]);
     let cb = browser.navigate(&req.url, redirect).await.callback();
     rp.exchange(&req, &param(&cb, "code").expect("code")).await.unwrap()
+}
+
+/// A client's DPoP key (P-256, generated with aws-lc-rs) that signs proofs (RFC 9449).
+pub struct DpopKey {
+    encoding: jsonwebtoken::EncodingKey,
+    pub jwk: Value,
+    /// The RFC 7638 thumbprint (what `cnf.jkt` and `dpop_jkt` carry).
+    pub jkt: String,
+}
+
+impl Default for DpopKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DpopKey {
+    pub fn new() -> Self {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let public = pair.public_key().as_ref();
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "x": b64.encode(&public[1..33]), "y": b64.encode(&public[33..65]),
+        });
+        let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).unwrap();
+        let jkt = parsed.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256);
+        DpopKey { encoding: jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()), jwk, jkt }
+    }
+
+    /// A fresh proof for `htm` `htu`, naming `access_token` (as `ath`) and `nonce` if given.
+    pub fn proof(&self, htm: &str, htu: &str, access_token: Option<&str>, nonce: Option<&str>) -> String {
+        let mut claims = serde_json::json!({
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "htm": htm,
+            "htu": htu,
+            "iat": jsonwebtoken::get_current_timestamp(),
+        });
+        if let Some(token) = access_token {
+            use base64::Engine;
+            use sha2::Digest;
+            claims["ath"] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(token.as_bytes()))
+                .into();
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = nonce.into();
+        }
+        self.sign(&claims)
+    }
+
+    /// Signs any claims as a DPoP proof (for proofs with a wrong or missing claim).
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.typ = Some("dpop+jwt".into());
+        header.jwk = Some(serde_json::from_value(self.jwk.clone()).unwrap());
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+}
+
+/// Posts a token request with a DPoP proof (and client authentication when given).
+pub async fn dpop_token_request(
+    sys: &TestSystem,
+    auth: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+    proof: Option<&str>,
+) -> (StatusCode, HeaderMap, Value) {
+    let mut req = reqwest::Client::new().post(sys.url("/token")).form(form);
+    if let Some((id, secret)) = auth {
+        req = req.basic_auth(id, Some(secret));
+    }
+    if let Some(proof) = proof {
+        req = req.header("DPoP", proof);
+    }
+    send(req).await
+}
+
+/// Calls `/userinfo` with `Authorization: {scheme} {token}` and an optional DPoP proof.
+pub async fn userinfo_with(
+    sys: &TestSystem,
+    scheme: &str,
+    access_token: &str,
+    proof: Option<&str>,
+) -> (StatusCode, HeaderMap, Value) {
+    let mut req = reqwest::Client::new()
+        .get(sys.url("/userinfo"))
+        .header("Authorization", format!("{scheme} {access_token}"));
+    if let Some(proof) = proof {
+        req = req.header("DPoP", proof);
+    }
+    send(req).await
+}
+
+/// Sends a request; its status, headers and JSON body (`Null` when it has none).
+pub async fn send(req: reqwest::RequestBuilder) -> (StatusCode, HeaderMap, Value) {
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    (status, headers, res.json().await.unwrap_or(Value::Null))
 }

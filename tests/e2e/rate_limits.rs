@@ -241,7 +241,7 @@ async fn limits_can_be_turned_off() {
 
 #[tokio::test]
 async fn during_a_redis_outage_the_limiter_fails_open_to_the_replicas_own_count() {
-    let mut redis = crate::redis_outage::OwnRedis::start();
+    let mut redis = crate::redis_outage::own_redis();
     let options = Options {
         redis: Some(redis.url()),
         replicas: 1,

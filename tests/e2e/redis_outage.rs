@@ -3,86 +3,18 @@
 
 use crate::helpers::*;
 use reqwest::StatusCode;
-use std::process::{Child, Command, Stdio};
+use sso_test_services::{OrExit, Redis};
 use std::time::{Duration, Instant};
 
-/// A private redis-server with AOF on, on a free port, so the test can kill it.
-pub struct OwnRedis {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    extra: Vec<String>,
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl OwnRedis {
-    pub fn start() -> OwnRedis {
-        Self::start_with(&[])
-    }
-
-    pub fn start_with(extra: &[&str]) -> OwnRedis {
-        let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut r = OwnRedis { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None, extra };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        let port = self.port.to_string();
-        let base = [
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-        ];
-        let child = Command::new("redis-server")
-            .args(base)
-            .args(&self.extra)
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (.ci/run installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL: no graceful save; only what AOF already has survives.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A private redis-server with AOF on (fsync at every write), on a free port, so the test can
+/// kill it and start it again with the data it had written.
+pub fn own_redis() -> Redis {
+    Redis::start(&["--appendonly", "yes", "--appendfsync", "always"]).or_exit()
 }
 
 #[tokio::test]
 async fn a_redis_outage_gives_clear_503s_and_service_resumes_without_losing_sessions() {
-    let mut redis = OwnRedis::start();
+    let mut redis = own_redis();
     let options = Options { redis: Some(redis.url()), replicas: 1, ..Options::default() };
     let sys = TestSystem::start_with(options).await;
     let browser = Browser::new();
@@ -115,7 +47,7 @@ async fn a_redis_outage_gives_clear_503s_and_service_resumes_without_losing_sess
         started.elapsed()
     );
 
-    redis.spawn();
+    redis.restart().or_exit();
     // Service resumes by itself; the session written before the crash is still there.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

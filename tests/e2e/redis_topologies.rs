@@ -2,26 +2,31 @@
 //! Cluster, each started privately by the test.
 
 use crate::helpers::*;
-use crate::redis_outage::{OwnRedis, free_port};
-use std::process::{Child, Command, Stdio};
+use sso_test_services::{OrExit, Redis, Server, Spec, binary, free_port};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Killed(Vec<Child>);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// A `redis-server` with these arguments, once it logged `ready`; stopped when dropped.
+fn redis_server(args: Vec<std::ffi::OsString>, ready: &'static str) -> Server {
+    Server::start(Spec {
+        program: binary("redis-server", "redis-server").or_exit(),
+        args,
+        ready,
+        stop: "TERM",
+        user: None,
+        remove: None,
+    })
+    .or_exit()
 }
 
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} did not open");
-        std::thread::sleep(Duration::from_millis(50));
+/// A free port for a cluster node: Redis Cluster also listens on the port + 10000, so the
+/// port must be at most 55535.
+fn cluster_port() -> u16 {
+    loop {
+        let port = free_port().or_exit();
+        if port <= 55535 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
     }
 }
 
@@ -36,9 +41,9 @@ async fn login_and_sso(options: Options) {
 
 #[tokio::test]
 async fn the_gateway_follows_the_master_that_sentinel_names() {
-    let master = OwnRedis::start_with(&["--requirepass", "master-pw"]);
+    let master = Redis::start(&["--requirepass", "master-pw"]).or_exit();
     let dir = tempfile::tempdir().unwrap();
-    let sentinel_port = free_port();
+    let sentinel_port = free_port().or_exit();
     let conf = dir.path().join("sentinel.conf");
     std::fs::write(
         &conf,
@@ -48,15 +53,8 @@ async fn the_gateway_follows_the_master_that_sentinel_names() {
         ),
     )
     .unwrap();
-    let sentinel = Command::new("redis-server")
-        .arg(&conf)
-        .arg("--sentinel")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _guard = Killed(vec![sentinel]);
-    wait_port(sentinel_port);
+    // Ready once it monitors the master.
+    let _sentinel = redis_server(vec![conf.into(), "--sentinel".into()], "+monitor master sso");
     let prefix = unique_prefix();
     let extra = format!(
         "\n[sessions]\nstore = \"redis://127.0.0.1:{sentinel_port}\"\n[sessions.redis]\nmode = \"sentinel\"\nsentinel_master = \"sso\"\nmaster_password = \"master-pw\"\nkey_prefix = \"{prefix}\"\n"
@@ -67,36 +65,29 @@ async fn the_gateway_follows_the_master_that_sentinel_names() {
 #[tokio::test]
 async fn the_gateway_runs_on_redis_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut children = Vec::new();
+    let ports: Vec<u16> = (0..3).map(|_| cluster_port()).collect();
+    let mut _nodes = Vec::new();
     for port in &ports {
         let node_dir = dir.path().join(port.to_string());
         std::fs::create_dir_all(&node_dir).unwrap();
-        children.push(
-            Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--cluster-enabled",
-                    "yes",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                ])
-                .arg(&node_dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-    }
-    let _guard = Killed(children);
-    for port in &ports {
-        wait_port(*port);
+        let args = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--cluster-enabled",
+            "yes",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--logfile",
+            "",
+        ];
+        let mut args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        args.push("--dir".into());
+        args.push(node_dir.into());
+        _nodes.push(redis_server(args, "Ready to accept connections"));
     }
     let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let created = Command::new("redis-cli")

@@ -3,8 +3,9 @@
 //! `config/samples/officials.ldif`. Never a system service; stopped when dropped.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use sso_test_services::{Error, OrExit, Server, Spec, free_port};
 
 pub const SUFFIX: &str = "dc=tphcm,dc=gov,dc=vn";
 pub const SERVICE_DN: &str = "cn=sso-gateway,ou=services,dc=tphcm,dc=gov,dc=vn";
@@ -16,25 +17,13 @@ pub struct Slapd {
     log: PathBuf,
     /// PEM of the CA that signed the server certificate (TLS mode).
     pub ca_file: Option<PathBuf>,
-    child: Child,
+    /// Stopped (dropped) before its folder goes.
+    _server: Server,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn binary(name: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin"] {
-        let p = Path::new(dir).join(name);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("{name} not found: install Debian's slapd and ldap-utils (.ci/run does)");
+fn binary(name: &'static str) -> PathBuf {
+    sso_test_services::binary(name, "slapd").or_exit()
 }
 
 fn run(cmd: &mut Command) {
@@ -119,6 +108,7 @@ include /etc/ldap/schema/inetorgperson.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
 pidfile {dir}/slapd.pid
+logfile {dir}/slapd.log
 {tls_conf}
 database mdb
 maxsize 33554432
@@ -141,34 +131,33 @@ access to *
         let ldif = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples/officials.ldif");
         run(Command::new(binary("slapadd")).arg("-f").arg(&conf_path).arg("-l").arg(&ldif).arg("-q"));
         let log = dir.path().join("slapd.log");
+        let mut last = None;
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let mut child = Command::new(binary("slapd"))
-                .arg("-f")
-                .arg(&conf_path)
-                .arg("-h")
-                .arg(format!("ldap://127.0.0.1:{port}/"))
-                // Debug level 256 (`stats`) logs every operation to stderr, kept in a file.
-                .arg("-d")
-                .arg("256")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                    return Slapd { port, log, ca_file, child, _dir: dir };
-                }
-                if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            let port = free_port().or_exit();
+            let spec = Spec {
+                program: binary("slapd"),
+                // Debug level 256 (`stats`) logs every operation, to stderr (where the start is
+                // awaited) and to `slapd.log` (written before slapd answers, so counts are exact).
+                args: vec![
+                    "-f".into(),
+                    conf_path.clone().into(),
+                    "-h".into(),
+                    format!("ldap://127.0.0.1:{port}/").into(),
+                    "-d".into(),
+                    "256".into(),
+                ],
+                ready: "slapd starting",
+                stop: "TERM",
+                user: None,
+                remove: None,
+            };
+            match Server::start(spec) {
+                Ok(server) => return Slapd { port, log, ca_file, _server: server, _dir: dir },
+                Err(e @ Error::NotReady { .. }) => last = Some(e),
+                Err(e) => Err::<(), _>(e).or_exit(),
             }
         }
-        panic!("slapd did not start");
+        panic!("slapd did not start: {}", last.map(|e| e.to_string()).unwrap_or_default());
     }
 
     /// How many simple binds the directory received for `dn` so far (its `stats` log lines
