@@ -1,5 +1,6 @@
 //! Command line: `serve`, `check-config`, `keys generate|rotate|list|prune`, `migrate`, `healthcheck`, `demo`,
-//! `upstreams probe`, `accounts …` and `units …` (account administration, see `accounts.rs`).
+//! `upstreams probe`, `accounts …` and `units …` (account administration, see `accounts.rs`),
+//! `clients explain`.
 //!
 //! Owns: argument parsing and exit codes. Everything it runs lives in the library parts.
 
@@ -72,6 +73,11 @@ enum Command {
         #[command(subcommand)]
         command: accounts::AccountsCommand,
     },
+    /// Client (relying party) registrations: what each allows and which settings are risky.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
     /// Administrative units of the new city and the former → new mapping.
     Units {
         #[command(subcommand)]
@@ -91,6 +97,19 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// What each client registration allows (flows, scopes, claims it will see, subject type,
+    /// authentication, PKCE, logout wiring, lifetimes, minimum acr) and which settings are
+    /// risky.
+    Explain {
+        #[arg(long, short, env = "SSO_GATEWAY_CONFIG")]
+        config: PathBuf,
+        /// Only this client.
+        #[arg(long)]
+        client: Option<String>,
+    },
+}
+
 enum UpstreamsCommand {
     /// Check what can be checked from here (OIDC/VNeID: discovery, issuer, endpoints, keys,
     /// client id and redirect URI, client authentication; CAS: login page and ticket
@@ -251,6 +270,12 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::Accounts { command } => accounts::run_accounts(command).await,
         Command::Units { command } => accounts::run_units(command).await,
+        Command::Clients { command: ClientsCommand::Explain { config, client } } => {
+            match Settings::load(&config) {
+                Ok(s) => explain_clients(&s, client.as_deref()),
+                Err(e) => config_failure(&config, e),
+            }
+        }
         Command::Demo { port, data_dir } => crate::demo::run(port, data_dir).await,
     }
 }
@@ -319,6 +344,35 @@ fn keys(command: KeysCommand) -> Result<(), crate::keys::KeyError> {
         }
     }
     Ok(())
+}
+
+/// `clients explain`: every registration (or one), each followed by its findings.
+fn explain_clients(settings: &Settings, only: Option<&str>) -> ExitCode {
+    let chosen: Vec<_> =
+        settings.clients.iter().filter(|c| only.is_none_or(|id| c.client_id == id)).collect();
+    if let Some(id) = only
+        && chosen.is_empty()
+    {
+        let known: Vec<&str> = settings.clients.iter().map(|c| c.client_id.as_str()).collect();
+        eprintln!("error: no client {id:?} in the configuration (registered: {})", known.join(", "));
+        return ExitCode::FAILURE;
+    }
+    if chosen.is_empty() {
+        println!("no clients registered");
+    }
+    let mut risky = 0;
+    for (i, c) in chosen.iter().enumerate() {
+        let e = crate::provider::explain::explain(settings, c);
+        risky += usize::from(e.risks().next().is_some());
+        if i > 0 {
+            println!();
+        }
+        print!("{e}");
+    }
+    if chosen.len() > 1 {
+        println!("\n{} client(s), {risky} with risky settings", chosen.len());
+    }
+    ExitCode::SUCCESS
 }
 
 fn config_failure(path: &std::path::Path, e: ConfigError) -> ExitCode {

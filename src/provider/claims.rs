@@ -35,6 +35,20 @@ pub const SUPPORTED_CLAIMS: &[&str] = &[
     "official",
 ];
 
+/// Claims of every ID token, whatever the scopes (`nonce` when the request had one).
+pub const ID_TOKEN_CLAIMS: &[&str] =
+    &["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "idp", "sid", "azp", "at_hash"];
+
+/// The account claims each scope releases (in ID tokens and at `/userinfo`), as
+/// `account_claims` releases them for an account that has every attribute.
+pub const SCOPE_CLAIMS: &[(&str, &[&str])] = &[
+    ("profile", &["name", "given_name", "family_name", "birthdate", "gender", "updated_at", "account_type"]),
+    ("email", &["email"]),
+    ("phone", &["phone_number"]),
+    ("national_id", &["national_id"]),
+    ("official", &["official"]),
+];
+
 /// The account claims released by `scopes` (never `sub`; the caller sets it).
 pub fn account_claims(account: &Account, scopes: &[String]) -> Map<String, Value> {
     let mut m = Map::new();
@@ -110,6 +124,66 @@ pub async fn subject_for(
                     crate::accounts::AccountError::Corrupt("accounts.pairwise_salt is not configured".into())
                 })?;
             app.accounts.pairwise_subject(account, sector, salt.as_bytes(), app.clock.now()).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{AccountStatus, OfficialProfile, OrgUnitState, UnitRef};
+
+    fn full_account() -> Account {
+        let some = |s: &str| Some(s.to_string());
+        Account {
+            id: "a1".into(),
+            sub: "s1".into(),
+            kind: AccountKind::Official,
+            status: AccountStatus::Active,
+            national_id: some("079190004512"),
+            claimed_national_id: None,
+            claim_state: None,
+            full_name: some("Nguyễn Thị Lan"),
+            given_name: some("Lan"),
+            family_name: some("Nguyễn"),
+            birthdate: some("1990-01-02"),
+            gender: some("female"),
+            email: some("lan@example.vn"),
+            phone: some("+84900000000"),
+            official: Some(OfficialProfile {
+                official_code: some("CB-1"),
+                former_province: some("hcm"),
+                legacy_org_unit: some("26734"),
+                org_unit: Some(UnitRef { code: "26734".into(), name: "Phường Bến Thành".into() }),
+                org_unit_state: OrgUnitState::Mapped,
+                org_unit_candidates: Vec::new(),
+                position: some("chuyên viên"),
+                roles: vec!["van-thu".into()],
+            }),
+            created_at: 1,
+            updated_at: 2,
+        }
+    }
+
+    /// `clients explain` and the integration docs promise claims per scope from this table:
+    /// it must say exactly what `account_claims` releases.
+    #[test]
+    fn the_scope_table_names_exactly_the_claims_each_scope_releases() {
+        let account = full_account();
+        for (scope, expected) in SCOPE_CLAIMS {
+            let released = account_claims(&account, &[scope.to_string()]);
+            let mut got: Vec<&str> = released.keys().map(String::as_str).collect();
+            let mut want = expected.to_vec();
+            got.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(got, want, "scope {scope}");
+        }
+        for scope in ["openid", "offline_access"] {
+            assert!(account_claims(&account, &[scope.to_string()]).is_empty(), "{scope}");
+        }
+        let listed: Vec<&str> = SCOPE_CLAIMS.iter().map(|(s, _)| *s).collect();
+        for scope in SUPPORTED_SCOPES {
+            assert!(listed.contains(scope) || ["openid", "offline_access"].contains(scope), "{scope}");
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod clients;
 pub mod discovery;
 pub mod dpop;
 pub mod error;
+pub mod explain;
 pub mod introspect;
 pub mod par;
 pub mod records;

@@ -14,6 +14,7 @@ mod discovery;
 mod dpop;
 mod hardening;
 mod hostile;
+mod integration_kit;
 mod interop;
 mod ldap;
 mod link_confirm;
