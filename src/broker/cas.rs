@@ -38,14 +38,15 @@ pub struct CasAttempt {
     pub renew: bool,
 }
 
-/// How long a redeemed ticket is remembered (tickets live seconds; this is generous).
-const TICKET_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 pub struct CasConnector {
     settings: UpstreamSettings,
     cas: CasSettings,
     http: UpstreamHttp,
     store: StateStore,
+    /// How long a redeemed ticket is remembered: as long as the login attempt it answers could
+    /// have waited (a ticket for an attempt that no longer exists is refused anyway).
+    ticket_memory: Duration,
     /// `{issuer}/upstream/{id}/callback`
     callback: String,
     /// The server answered 404 at `/p3/serviceValidate`: it speaks CAS 2.0 only.
@@ -60,6 +61,7 @@ impl CasConnector {
         http: reqwest::Client,
         gateway_issuer: &str,
         store: StateStore,
+        ticket_memory: Duration,
     ) -> Result<Self, BrokerError> {
         let cas = settings.cas.clone().ok_or_else(|| BrokerError::Discovery {
             upstream: settings.id.clone(),
@@ -79,6 +81,7 @@ impl CasConnector {
             cas,
             http,
             store,
+            ticket_memory,
             callback,
             cas2_only: AtomicBool::new(false),
             logout_guard,
@@ -133,10 +136,19 @@ impl CasConnector {
             .as_deref()
             .filter(|t| t.starts_with("ST-") && t.len() <= 256 && t.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or(BrokerError::MalformedCallback)?;
-        // Single use on our side too, whatever the server does.
+        let response = self.validate(ticket, attempt).await?;
+        let (user, mut attributes) = match response {
+            ServiceResponse::Success { user, attributes } => (user, attributes),
+            ServiceResponse::Failure { code, message } => {
+                audit("cas_authentication_failure", self.id(), &format!("{code}: {message}"));
+                return Err(BrokerError::TicketRejected { upstream: self.id().into(), code, message });
+            }
+        };
+        // Single use on our side too, whatever the server does. Remembered only once the
+        // server vouched for the ticket: made-up tickets store nothing.
         if !self
             .store
-            .put_new(&hashed_key(&format!("cas-ticket:{}", self.id()), ticket), Vec::new(), TICKET_MEMORY)
+            .put_new(&hashed_key(&format!("cas-ticket:{}", self.id()), ticket), Vec::new(), self.ticket_memory)
             .await?
         {
             audit("cas_ticket_replayed", self.id(), "a service ticket was presented twice");
@@ -146,14 +158,6 @@ impl CasConnector {
                 message: "ticket already used at the gateway".into(),
             });
         }
-        let response = self.validate(ticket, attempt).await?;
-        let (user, mut attributes) = match response {
-            ServiceResponse::Success { user, attributes } => (user, attributes),
-            ServiceResponse::Failure { code, message } => {
-                audit("cas_authentication_failure", self.id(), &format!("{code}: {message}"));
-                return Err(BrokerError::TicketRejected { upstream: self.id().into(), code, message });
-            }
-        };
         if attempt.renew && attributes.get("isFromNewLogin").and_then(Value::as_str) == Some("false") {
             return Err(self.rejected("renew was requested but the ticket is not from a new login".into()));
         }

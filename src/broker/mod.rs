@@ -40,7 +40,7 @@ use crate::app::AppState;
 use crate::config::{SecretString, Settings, UpstreamKind};
 use crate::provider::records as parked;
 use crate::session::read_cookie;
-use crate::state::{StateStore, hashed_key, random_handle};
+use crate::state::{Class, StateStore, hashed_key, random_handle};
 use crate::web::{self, Lang};
 use connector::{Answer, AttemptData, Connector, LogoutMessage, StartContext, Started, VerifiedLogin};
 pub use oidc::{BACKCHANNEL_EVENT, UpstreamLogout};
@@ -128,13 +128,19 @@ impl Broker {
         for u in &settings.upstreams {
             let connector: Arc<dyn Connector> = match u.kind {
                 UpstreamKind::Oidc => Arc::new(oidc::OidcConnector::new(u.clone(), http.clone(), issuer)),
-                UpstreamKind::Cas => {
-                    Arc::new(cas::CasConnector::new(u.clone(), http.clone(), issuer, store.clone())?)
-                }
+                // What connectors store (ticket markers, failure counters) is made for
+                // anonymous requests.
+                UpstreamKind::Cas => Arc::new(cas::CasConnector::new(
+                    u.clone(),
+                    http.clone(),
+                    issuer,
+                    store.with_class(Class::Anonymous),
+                    settings.lifetimes.login_attempt,
+                )?),
                 UpstreamKind::Ldap => Arc::new(ldap::LdapConnector::new(
                     u.clone(),
                     settings.outbound.ca_file.as_deref(),
-                    store.clone(),
+                    store.with_class(Class::Anonymous),
                 )?),
             };
             connectors.insert(u.id.clone(), connector);
@@ -221,6 +227,12 @@ impl Broker {
 
     fn connector(&self, id: &str) -> Result<&Arc<dyn Connector>, BrokerError> {
         self.connectors.get(id).ok_or_else(|| BrokerError::UnknownUpstream(id.to_string()))
+    }
+
+    /// Stores a login attempt under the hash of its id: an anonymous record (nobody has
+    /// logged in yet), alive for `lifetimes.login_attempt`.
+    async fn save_attempt(&self, id: &str, attempt: &LoginAttempt) -> Result<(), crate::state::StoreError> {
+        self.store.with_class(Class::Anonymous).put_json(&hashed_key("attempt", id), attempt, self.attempt_ttl).await
     }
 
     /// Takes the attempt `id` (single use) and checks it belongs to `upstream` and to this
@@ -319,9 +331,7 @@ impl Broker {
             Err(e) if e.form_message().is_some() => {
                 let id = random_handle();
                 let again = LoginAttempt { data: AttemptData::default(), ..attempt };
-                if let Err(e) =
-                    self.store.put_json(&hashed_key("attempt", &id), &again, self.attempt_ttl).await
-                {
+                if let Err(e) = self.save_attempt(&id, &again).await {
                     return PasswordOutcome::Failed(e.into(), None);
                 }
                 let status = e.status();
@@ -494,9 +504,7 @@ async fn start(
         lang,
         data,
     };
-    if let Err(e) =
-        broker.store.put_json(&hashed_key("attempt", &attempt_id), &attempt, broker.attempt_ttl).await
-    {
+    if let Err(e) = broker.save_attempt(&attempt_id, &attempt).await {
         return BrokerError::Store(e).page(None).into_response();
     }
     let mut res = match url {
