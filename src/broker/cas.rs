@@ -38,7 +38,6 @@ pub struct CasAttempt {
     pub renew: bool,
 }
 
-
 pub struct CasConnector {
     settings: UpstreamSettings,
     cas: CasSettings,
@@ -148,7 +147,11 @@ impl CasConnector {
         // server vouched for the ticket: made-up tickets store nothing.
         if !self
             .store
-            .put_new(&hashed_key(&format!("cas-ticket:{}", self.id()), ticket), Vec::new(), self.ticket_memory)
+            .put_new(
+                &hashed_key(&format!("cas-ticket:{}", self.id()), ticket),
+                Vec::new(),
+                self.ticket_memory,
+            )
             .await?
         {
             audit("cas_ticket_replayed", self.id(), "a service ticket was presented twice");

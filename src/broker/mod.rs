@@ -232,7 +232,10 @@ impl Broker {
     /// Stores a login attempt under the hash of its id: an anonymous record (nobody has
     /// logged in yet), alive for `lifetimes.login_attempt`.
     async fn save_attempt(&self, id: &str, attempt: &LoginAttempt) -> Result<(), crate::state::StoreError> {
-        self.store.with_class(Class::Anonymous).put_json(&hashed_key("attempt", id), attempt, self.attempt_ttl).await
+        self.store
+            .with_class(Class::Anonymous)
+            .put_json(&hashed_key("attempt", id), attempt, self.attempt_ttl)
+            .await
     }
 
     /// Takes the attempt `id` (single use) and checks it belongs to `upstream` and to this

@@ -885,7 +885,10 @@ refresh_token_lifetime = "0s"
         let paths = |extra: &str| -> Vec<String> {
             problems(&format!("{base}{extra}")).into_iter().map(|p| p.path).collect()
         };
-        assert!(paths("[sessions.memory]\nmax_entries = 5000\nmax_bytes = 8_388_608\nanonymous_percent = 50").is_empty());
+        assert!(
+            paths("[sessions.memory]\nmax_entries = 5000\nmax_bytes = 8_388_608\nanonymous_percent = 50")
+                .is_empty()
+        );
         assert_eq!(paths("[sessions.memory]\nmax_entries = 10"), ["sessions.memory.max_entries"]);
         assert_eq!(paths("[sessions.memory]\nmax_bytes = 1000"), ["sessions.memory.max_bytes"]);
         assert_eq!(paths("[sessions.memory]\nanonymous_percent = 0"), ["sessions.memory.anonymous_percent"]);

@@ -29,7 +29,11 @@ pub struct ReturnTo {
 impl ReturnTo {
     /// Where the answer to a validated request goes.
     pub fn of(req: &AuthorizationRequest) -> Self {
-        ReturnTo { redirect_uri: req.redirect_uri.clone(), response_mode: req.response_mode, state: req.state.clone() }
+        ReturnTo {
+            redirect_uri: req.redirect_uri.clone(),
+            response_mode: req.response_mode,
+            state: req.state.clone(),
+        }
     }
 }
 
@@ -564,13 +568,21 @@ mod caps {
             "acr_values" | "ui_locales" | "prompt" => "x".repeat(cap),
             _ => "a".repeat(cap),
         };
-        for (name, cap) in [("state", 1024), ("nonce", 256), ("login_hint", 256), ("acr_values", 512), ("ui_locales", 128), ("scope", 1024)] {
+        for (name, cap) in [
+            ("state", 1024),
+            ("nonce", 256),
+            ("login_hint", 256),
+            ("acr_values", 512),
+            ("ui_locales", 128),
+            ("scope", 1024),
+        ] {
             assert!(PARAMETER_CAPS.contains(&(name, cap)), "{name} ≤ {cap}");
             let fits = at_cap(name, cap);
             assert!(fits.len() <= cap);
             assert!(validate(app, request(&[(name, fits)])).is_ok(), "{name} at its cap is accepted");
             let over = format!("{}x", "a".repeat(cap));
-            let extra = if name == "state" { vec![(name, over)] } else { vec![(name, over), ("state", "st".into())] };
+            let extra =
+                if name == "state" { vec![(name, over)] } else { vec![(name, over), ("state", "st".into())] };
             let refused = validate(app, request(&extra));
             let Err(AuthorizeError::Redirect { to, error, description }) = refused else {
                 panic!("{name} over its cap: {refused:?}")
@@ -586,7 +598,10 @@ mod caps {
         }
         for code_param in ["code_challenge", "code_challenge_method", "prompt"] {
             let refused = validate(app, request(&[(code_param, "a".repeat(200))]));
-            assert!(matches!(refused, Err(AuthorizeError::Redirect { error: "invalid_request", .. })), "{code_param}");
+            assert!(
+                matches!(refused, Err(AuthorizeError::Redirect { error: "invalid_request", .. })),
+                "{code_param}"
+            );
         }
     }
 

@@ -409,10 +409,17 @@ mod tests {
     fn a_parked_request_costs_its_values_plus_a_little_framing() {
         let state = "\"".repeat(1024);
         let req = parked_request(&state);
-        let values: usize = [req.client_id.as_str(), &req.redirect_uri, &state, "n-1", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "hcm"]
-            .iter()
-            .map(|s| s.len())
-            .sum::<usize>()
+        let values: usize = [
+            req.client_id.as_str(),
+            &req.redirect_uri,
+            &state,
+            "n-1",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "hcm",
+        ]
+        .iter()
+        .map(|s| s.len())
+        .sum::<usize>()
             + req.scopes.iter().chain(&req.acr_accepted).map(String::len).sum::<usize>();
         let compact = encode(&req).len();
         assert!(compact <= values + 64, "{compact} bytes for {values} bytes of values");

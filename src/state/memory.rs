@@ -307,7 +307,13 @@ impl MemoryStore {
         self.lock().insert(&self.capacity, key, Value::bytes(value), class, now + ttl, now)
     }
 
-    pub fn put_new(&self, class: Class, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, StoreError> {
+    pub fn put_new(
+        &self,
+        class: Class,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         let now = self.now();
         let mut inner = self.lock();
         if inner.live(key, now).is_some() {

@@ -650,7 +650,9 @@ mod tests {
         let url = format!("redis://127.0.0.1:{port}");
         let mut store = None;
         for _ in 0..100 {
-            if let Ok(s) = StateStore::redis(&RedisTopology::Single(url.clone()), "oom:", Duration::from_secs(2)).await {
+            if let Ok(s) =
+                StateStore::redis(&RedisTopology::Single(url.clone()), "oom:", Duration::from_secs(2)).await
+            {
                 store = Some(s);
                 break;
             }

@@ -291,8 +291,9 @@ mod tests {
         let html = String::from_utf8(body.to_vec()).unwrap();
         assert!(html.contains("Quá nhiều yêu cầu") && html.contains("Too many requests"), "{html}");
         assert!(html.contains("1 phút") && html.contains("1 minute"), "42 s rounds up to a minute: {html}");
-        let busy = ErrorPage::for_store_error(&crate::state::StoreError::Full(crate::state::Class::Anonymous))
-            .into_response();
+        let busy =
+            ErrorPage::for_store_error(&crate::state::StoreError::Full(crate::state::Class::Anonymous))
+                .into_response();
         assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(busy.headers()[header::RETRY_AFTER], "30");
         let body = axum::body::to_bytes(busy.into_body(), 1 << 20).await.unwrap();

@@ -166,7 +166,8 @@ async fn refused_writes_are_counted_by_class() {
         dir.path().display()
     );
     let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
-    let app = sso_gateway::app::Application::build(settings, sso_gateway::clock::Clock::system()).await.unwrap();
+    let app =
+        sso_gateway::app::Application::build(settings, sso_gateway::clock::Clock::system()).await.unwrap();
     let public = format!("http://{}", app.addr());
     let management = format!("http://{}", app.management_addr().unwrap());
     tokio::spawn(app.run_until(std::future::pending()));

@@ -137,7 +137,8 @@ async fn phase(
     let sampler = procs::RssSampler::start(gw_pid, Duration::from_millis(100), flood.within);
     let mut tasks = Vec::new();
     for _ in 0..flood.connections.max(1) {
-        let (answers, next, filler, gateway) = (answers.clone(), next.clone(), filler.clone(), gateway.clone());
+        let (answers, next, filler, gateway) =
+            (answers.clone(), next.clone(), filler.clone(), gateway.clone());
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::new(addr)?;
             loop {
@@ -251,10 +252,18 @@ pub async fn run(
         }
         match &p.login {
             Ok(t) => {
-                let _ = writeln!(out, "  - the real login during the flood succeeded in {:.0} ms", t.as_secs_f64() * 1e3);
+                let _ = writeln!(
+                    out,
+                    "  - the real login during the flood succeeded in {:.0} ms",
+                    t.as_secs_f64() * 1e3
+                );
             }
             Err(e) => {
-                let _ = writeln!(out, "  - the real login during the flood FAILED: {}", e.chars().take(300).collect::<String>());
+                let _ = writeln!(
+                    out,
+                    "  - the real login during the flood FAILED: {}",
+                    e.chars().take(300).collect::<String>()
+                );
             }
         }
     }
@@ -278,10 +287,16 @@ mod tests {
         classify(&a, hyper::StatusCode::SEE_OTHER, Some("/login?request=x"));
         classify(&a, hyper::StatusCode::TOO_MANY_REQUESTS, None);
         classify(&a, hyper::StatusCode::SEE_OTHER, Some("http://127.0.0.1:9/bench/cb?error=invalid_request"));
-        classify(&a, hyper::StatusCode::SEE_OTHER, Some("http://127.0.0.1:9/bench/cb?error=temporarily_unavailable"));
+        classify(
+            &a,
+            hyper::StatusCode::SEE_OTHER,
+            Some("http://127.0.0.1:9/bench/cb?error=temporarily_unavailable"),
+        );
         classify(&a, hyper::StatusCode::INTERNAL_SERVER_ERROR, None);
-        let counts: Vec<u64> =
-            [&a.parked, &a.rate_limited, &a.invalid, &a.busy, &a.other].iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let counts: Vec<u64> = [&a.parked, &a.rate_limited, &a.invalid, &a.busy, &a.other]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
         assert_eq!(counts, [1, 1, 1, 1, 1]);
     }
 }

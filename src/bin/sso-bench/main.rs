@@ -471,7 +471,8 @@ async fn measure(
             connections,
             within: Duration::from_secs_f64(args.flood_within),
         };
-        let notes = flood::run(flood, &system.gateway, ctx.clone(), &users[0], gw_pid, redis.as_mut()).await?;
+        let notes =
+            flood::run(flood, &system.gateway, ctx.clone(), &users[0], gw_pid, redis.as_mut()).await?;
         redis_notes.push_str(&notes);
     }
     if let Some(r) = redis.as_mut() {
