@@ -131,7 +131,7 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 /// `-OOM command not allowed when used memory > 'maxmemory'`, alone or as the reason a
 /// transaction was discarded.
 fn is_out_of_memory(e: &redis::RedisError) -> bool {
-    e.code() == Some("OOM") || e.to_string().contains("OOM command not allowed")
+    e.code() == Some("OOM") || e.to_string().contains("command not allowed when used memory")
 }
 
 /// The Redis state backend.
