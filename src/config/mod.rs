@@ -816,13 +816,13 @@ mod defaults {
         SecretString::from("memory")
     }
     pub fn memory_max_entries() -> usize {
-        1_000_000
+        2_000_000
     }
     pub fn memory_max_bytes() -> usize {
-        256 * 1024 * 1024
+        1024 * 1024 * 1024
     }
     pub fn memory_anonymous_percent() -> u8 {
-        20
+        5
     }
     pub fn key_prefix() -> String {
         "sso:".into()

@@ -878,9 +878,9 @@ refresh_token_lifetime = "0s"
     #[test]
     fn the_embedded_store_is_bounded_and_login_attempts_short() {
         let s = Settings::from_toml("issuer = \"http://127.0.0.1:8080\"").unwrap();
-        assert_eq!(s.sessions.memory.max_entries, 1_000_000);
-        assert_eq!(s.sessions.memory.max_bytes, 256 << 20);
-        assert_eq!(s.sessions.memory.anonymous_percent, 20);
+        assert_eq!(s.sessions.memory.max_entries, 2_000_000);
+        assert_eq!(s.sessions.memory.max_bytes, 1 << 30);
+        assert_eq!(s.sessions.memory.anonymous_percent, 5);
         let base = "issuer = \"http://127.0.0.1:8080\"\n";
         let paths = |extra: &str| -> Vec<String> {
             problems(&format!("{base}{extra}")).into_iter().map(|p| p.path).collect()
