@@ -108,6 +108,7 @@ fn run() -> Result<()> {
             acr: Some("urn:sso-gateway:acr:password".into()),
             sid: Some("Zk9sT2xkU2Vzc2lvbklkRm9yQmVuY2htYXJrMDAwMQ".into()),
             gid: Some("R3JhbnRJZEZvckJlbmNobWFya1B1cnBvc2VzMDAwMQ".into()),
+            cnf: None,
         };
         let mut group = c.benchmark_group(alg.as_str());
         if alg == SigningAlg::RS256 {

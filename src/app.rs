@@ -83,6 +83,8 @@ pub struct AppParts {
     pub verified_tokens: crate::provider::verified::VerifiedTokens,
     /// The discovery document, serialised again only when the signing algorithms change.
     pub discovery: discovery::Discovery,
+    /// DPoP server nonces (`[dpop]`).
+    pub dpop_nonces: crate::provider::dpop::Nonces,
     /// Shared outbound HTTP client (keep-alive pool): upstreams, RP back-channel logout,
     /// client key sets.
     pub http: reqwest::Client,
@@ -130,7 +132,9 @@ impl AppState {
         let broker = Broker::new(&settings, http.clone(), store.clone())?;
         let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
         let limits = crate::limits::RateLimiter::new(&settings.limits, &store, clock.clone());
-        let discovery = discovery::Discovery::new(&issuer, &settings.assurance.levels, &keys);
+        let discovery =
+            discovery::Discovery::new(&issuer, &settings.assurance.levels, settings.par.required, &keys);
+        let dpop_nonces = crate::provider::dpop::Nonces::new(settings.dpop.nonce_lifetime);
         Ok(AppState(Arc::new(AppParts {
             settings: Arc::new(settings),
             keys,
@@ -142,6 +146,7 @@ impl AppState {
             broker,
             clock,
             discovery,
+            dpop_nonces,
             verified_tokens: crate::provider::verified::VerifiedTokens::new(VERIFIED_TOKEN_CAPACITY),
             http,
             issuer,

@@ -50,9 +50,9 @@ pub const SHARED_RETRY: i64 = 10;
 pub enum Bucket {
     /// Browser routes, per address.
     Browser,
-    /// `/token`, `/introspect`, `/revoke`, per address.
+    /// `/token`, `/par`, `/introspect`, `/revoke`, per address.
     Token,
-    /// `/token`, `/introspect`, `/revoke`, per registered client.
+    /// `/token`, `/par`, `/introspect`, `/revoke`, per registered client.
     Client,
 }
 

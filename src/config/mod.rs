@@ -58,6 +58,61 @@ pub struct Settings {
     /// Request rate limits per client address and per client (see `crate::limits`).
     #[serde(default)]
     pub limits: LimitSettings,
+    /// Pushed authorization requests (RFC 9126, `POST /par`).
+    #[serde(default)]
+    pub par: ParSettings,
+    /// DPoP proofs and sender-constrained tokens (RFC 9449).
+    #[serde(default)]
+    pub dpop: DpopSettings,
+}
+
+/// Pushed authorization requests (RFC 9126): a confidential client posts its authorization
+/// request to `/par` and sends the browser to `/authorize` with the `request_uri` it got.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParSettings {
+    /// Every confidential client must push its authorization requests
+    /// (`require_pushed_authorization_requests` in discovery). Public clients cannot
+    /// authenticate at `/par` and keep sending theirs to `/authorize`.
+    #[serde(default)]
+    pub required: bool,
+    /// How long a `request_uri` may be used (once), 10 s to 10 min.
+    #[serde(default = "defaults::par_lifetime", with = "humantime_serde")]
+    pub lifetime: Duration,
+}
+
+impl Default for ParSettings {
+    fn default() -> Self {
+        Self { required: false, lifetime: defaults::par_lifetime() }
+    }
+}
+
+/// DPoP (RFC 9449): how proofs are checked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpopSettings {
+    /// Demand a nonce issued by the gateway in every proof (`use_dpop_nonce`), so a proof
+    /// cannot be made in advance.
+    #[serde(default)]
+    pub require_nonce: bool,
+    /// How old a proof's `iat` may be (5 s to 5 min); a proof from the future is accepted
+    /// within the same clock leeway as other tokens.
+    #[serde(default = "defaults::dpop_proof_max_age", with = "humantime_serde")]
+    pub proof_max_age: Duration,
+    /// How long one server nonce is handed out (the previous one stays valid as long again),
+    /// 10 s to 1 h.
+    #[serde(default = "defaults::dpop_nonce_lifetime", with = "humantime_serde")]
+    pub nonce_lifetime: Duration,
+}
+
+impl Default for DpopSettings {
+    fn default() -> Self {
+        Self {
+            require_nonce: false,
+            proof_max_age: defaults::dpop_proof_max_age(),
+            nonce_lifetime: defaults::dpop_nonce_lifetime(),
+        }
+    }
 }
 
 /// The acr ladder: every `acr` the gateway puts in ID tokens, from the lowest assurance to the
@@ -120,7 +175,7 @@ pub struct LimitSettings {
     /// `/upstream/{id}/callback`, and the form POSTs (`/logout`, `/sessions/end`).
     #[serde(default = "defaults::limits_browser_per_address")]
     pub browser_per_address: u32,
-    /// Back-channel requests per address and window: `/token`, `/introspect`, `/revoke`.
+    /// Back-channel requests per address and window: `/token`, `/par`, `/introspect`, `/revoke`.
     #[serde(default = "defaults::limits_token_per_address")]
     pub token_per_address: u32,
     /// Back-channel requests per registered client and window (counted whether or not the
@@ -710,7 +765,7 @@ pub struct ClientSettings {
     pub access_token_lifetime: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub refresh_token_lifetime: Option<Duration>,
-    /// How the client authenticates at /token, /introspect and /revoke. Default:
+    /// How the client authenticates at /token, /par, /introspect and /revoke. Default:
     /// `client_secret_basic` (also accepting `client_secret_post`) with a secret, else `none`.
     #[serde(default)]
     pub token_endpoint_auth_method: Option<ClientAuthMethod>,
@@ -745,6 +800,14 @@ pub struct ClientSettings {
     /// host of the redirect URIs (which must then all share one host).
     #[serde(default)]
     pub sector_identifier: Option<String>,
+    /// Authorization requests must be pushed to `/par` first (RFC 9126); a confidential
+    /// client only.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
+    /// Token requests must carry a DPoP proof (RFC 9449): every access token of this client
+    /// is bound to a key the client holds.
+    #[serde(default)]
+    pub require_dpop: bool,
 }
 
 impl ClientSettings {
@@ -856,6 +919,15 @@ mod defaults {
     }
     pub fn yes() -> bool {
         true
+    }
+    pub fn par_lifetime() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn dpop_proof_max_age() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn dpop_nonce_lifetime() -> Duration {
+        Duration::from_secs(300)
     }
     pub fn login_attempt() -> Duration {
         Duration::from_secs(10 * 60)

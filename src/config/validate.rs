@@ -405,6 +405,7 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
     }
 
     check_limits(&s.limits, &mut p);
+    check_par_and_dpop(s, &mut p);
 
     let mut ids = HashSet::new();
     for (i, u) in s.upstreams.iter().enumerate() {
@@ -606,6 +607,49 @@ pub fn warnings(s: &Settings) -> Vec<Problem> {
 
 /// `[limits]`: a window of whole seconds the counters can align to, and counts that let
 /// at least one request through.
+/// `[par]`, `[dpop]` and the clients' `require_pushed_authorization_requests`.
+fn check_par_and_dpop(s: &Settings, p: &mut Vec<Problem>) {
+    use std::time::Duration as D;
+    let ranges = [
+        ("par.lifetime", s.par.lifetime, D::from_secs(10), D::from_secs(600), "between 10s and 10m"),
+        ("dpop.proof_max_age", s.dpop.proof_max_age, D::from_secs(5), D::from_secs(300), "between 5s and 5m"),
+        (
+            "dpop.nonce_lifetime",
+            s.dpop.nonce_lifetime,
+            D::from_secs(10),
+            D::from_secs(3600),
+            "between 10s and 1h",
+        ),
+    ];
+    for (key, d, min, max, text) in ranges {
+        if d < min || d > max || d.subsec_nanos() != 0 {
+            p.push(Problem::new(key, "out of range").expecting(format!("whole seconds {text}")));
+        }
+    }
+    for (i, c) in s.clients.iter().enumerate() {
+        let confidential = c.client_secret.is_some()
+            || c.token_endpoint_auth_method == Some(super::ClientAuthMethod::PrivateKeyJwt);
+        if c.require_pushed_authorization_requests && !confidential {
+            p.push(
+                Problem::new(
+                    format!("clients[{i}].require_pushed_authorization_requests"),
+                    "a public client cannot authenticate at /par",
+                )
+                .expecting("a client_secret or private_key_jwt, or no PAR requirement"),
+            );
+        }
+        if c.require_pushed_authorization_requests && !c.grant_types.contains(&GrantType::AuthorizationCode) {
+            p.push(
+                Problem::new(
+                    format!("clients[{i}].require_pushed_authorization_requests"),
+                    "set for a client without authorization_code",
+                )
+                .expecting("authorization_code among grant_types"),
+            );
+        }
+    }
+}
+
 fn check_limits(l: &super::LimitSettings, p: &mut Vec<Problem>) {
     let w = l.window;
     if w < std::time::Duration::from_secs(1)
@@ -840,6 +884,39 @@ refresh_token_lifetime = "0s"
         assert_eq!(s.clients[0].sector().as_deref(), Some("a.example"));
         let typo = one_host.replace("subject_type = \"pairwise\"", "subject_type = \"pairwyse\"");
         assert!(!problems(&typo).is_empty());
+    }
+
+    #[test]
+    fn check_config_bounds_par_and_dpop_and_refuses_par_for_public_clients() {
+        let base = r#"
+            issuer = "https://sso.example"
+            [[clients]]
+            client_id = "portal"
+            client_secret = "portal-secret-0123456789"
+            redirect_uris = ["https://portal.example/cb"]
+            require_pushed_authorization_requests = true
+            require_dpop = true
+            [[clients]]
+            client_id = "spa"
+            redirect_uris = ["https://spa.example/cb"]
+            require_dpop = true
+        "#;
+        let s = Settings::from_toml(base).unwrap();
+        assert_eq!((s.par.lifetime.as_secs(), s.par.required), (60, false), "defaults");
+        assert_eq!((s.dpop.proof_max_age.as_secs(), s.dpop.require_nonce), (60, false));
+        assert!(s.clients[0].require_pushed_authorization_requests && s.clients[1].require_dpop);
+
+        let out_of_range = format!(
+            "{base}\n[par]\nlifetime = \"1h\"\n[dpop]\nproof_max_age = \"1s\"\nnonce_lifetime = \"2h\"\n"
+        );
+        let paths: Vec<String> = problems(&out_of_range).into_iter().map(|p| p.path).collect();
+        assert_eq!(paths, ["par.lifetime", "dpop.proof_max_age", "dpop.nonce_lifetime"]);
+
+        let (head, _) = base.rsplit_once("require_dpop = true").unwrap();
+        let public_pusher = format!("{head}require_pushed_authorization_requests = true\n");
+        let found = problems(&public_pusher);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, "clients[1].require_pushed_authorization_requests");
     }
 
     #[test]

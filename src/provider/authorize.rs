@@ -122,7 +122,7 @@ impl AuthorizeError {
 pub const PARAMETER_CAPS: [(&str, usize); 9] = [
     // Opaque to us; RPs put a random value or a short signed blob in it.
     ("state", 1024),
-    // Opaque, compared by the RP; printable ASCII only (see `NONCE_CHARS`).
+    // Opaque, compared by the RP; printable ASCII only (checked in `oversized`).
     ("nonce", 256),
     // An e-mail address, user name or ID number.
     ("login_hint", 256),
@@ -165,7 +165,7 @@ pub fn oversized<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Option<Oversized
     })
 }
 
-fn bad_request_page(vi: &str, en: &str) -> AuthorizeError {
+pub(super) fn bad_request_page(vi: &str, en: &str) -> AuthorizeError {
     AuthorizeError::Page(Box::new(
         ErrorPage::new(StatusCode::BAD_REQUEST, "Yêu cầu đăng nhập không hợp lệ", "Invalid login request")
             .detail(vi, en),
@@ -357,6 +357,15 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
             "no login system reaches the requested assurance level",
         ));
     }
+    // DPoP (RFC 9449 §10): the code will only be redeemed with a proof of this key.
+    let dpop_jkt = get("dpop_jkt").map(str::to_string);
+    if dpop_jkt.as_deref().is_some_and(|j| !super::dpop::is_thumbprint(j)) {
+        return Err(AuthorizeError::to_rp(
+            &to,
+            "invalid_request",
+            "dpop_jkt is not a SHA-256 JWK thumbprint",
+        ));
+    }
     let idp_hint = get("idp_hint")
         .filter(|id| app.broker.has_upstream(id) && app.broker.upstream_can_satisfy(id, &acr_accepted))
         .map(str::to_string);
@@ -375,6 +384,7 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
         lang: Lang::from_ui_locales(get("ui_locales")),
         idp_hint,
         acr_accepted,
+        dpop_jkt,
     })
 }
 
@@ -404,6 +414,11 @@ fn malformed(e: &params::ParamError) -> Response {
 }
 
 async fn authorize(app: AppState, headers: HeaderMap, raw: Vec<(String, String)>) -> Response {
+    // A pushed request (RFC 9126) stands in for the parameters sent.
+    let (raw, pushed) = match super::par::resolve(&app, raw).await {
+        Ok(resolved) => resolved,
+        Err(e) => return e.into_response_for(app.issuer()),
+    };
     let prompt_none = raw.iter().any(|(k, v)| k == "prompt" && v.split_whitespace().any(|p| p == "none"));
     let req = match validate(&app, raw) {
         Ok(req) => req,
@@ -414,6 +429,14 @@ async fn authorize(app: AppState, headers: HeaderMap, raw: Vec<(String, String)>
         response_mode: req.response_mode,
         state: req.state.clone(),
     };
+    if !pushed && app.clients.get(&req.client_id).is_some_and(|c| super::par::required(&app, &c)) {
+        return AuthorizeError::to_rp(
+            &to,
+            "invalid_request",
+            "this client must push its authorization requests to /par",
+        )
+        .into_response_for(app.issuer());
+    }
     let result = async {
         let session = app.sessions.current(&headers).await?;
         if let Some(session) = session
@@ -498,6 +521,7 @@ pub async fn issue_code(
         redirect_uri: req.redirect_uri.clone(),
         nonce: req.nonce.clone(),
         code_challenge: req.code_challenge.clone(),
+        dpop_jkt: req.dpop_jkt.clone(),
     };
     app.store.put_json(&code_key(&code), &record, app.settings.lifetimes.authorization_code).await?;
     app.sessions.record_client(session, &req.client_id).await?;
@@ -636,7 +660,7 @@ mod properties {
 
     use super::*;
 
-    const NAMES: [&str; 20] = [
+    const NAMES: [&str; 21] = [
         "client_id",
         "redirect_uri",
         "response_type",
@@ -654,6 +678,7 @@ mod properties {
         "idp_hint",
         "request",
         "request_uri",
+        "dpop_jkt",
         "id_token_hint",
         "claims",
         "",

@@ -44,6 +44,10 @@ pub struct Client {
     pub frontchannel_logout_session_required: bool,
     /// `None`: public `sub`; `Some(sector)`: pairwise `sub` for that sector.
     pub pairwise_sector: Option<String>,
+    /// Authorization requests must come through `/par` (RFC 9126).
+    pub require_par: bool,
+    /// Token requests must carry a DPoP proof (RFC 9449).
+    pub require_dpop: bool,
 }
 
 impl Client {
@@ -82,6 +86,8 @@ impl Client {
                 // Validation guarantees a sector for pairwise clients.
                 SubjectType::Pairwise => Some(s.sector().unwrap_or_else(|| s.client_id.clone())),
             },
+            require_par: s.require_pushed_authorization_requests,
+            require_dpop: s.require_dpop,
         }
     }
 

@@ -12,16 +12,18 @@ use crate::keys::{KeySet, SigningAlg};
 pub struct Discovery {
     issuer: String,
     acr_values: Vec<String>,
+    require_par: bool,
     cached: RwLock<(Vec<SigningAlg>, bytes::Bytes)>,
 }
 
 impl Discovery {
-    pub fn new(issuer: &str, acr_values: &[String], keys: &KeySet) -> Discovery {
+    pub fn new(issuer: &str, acr_values: &[String], require_par: bool, keys: &KeySet) -> Discovery {
         let algs = keys.algorithms();
-        let doc = bytes::Bytes::from(document(issuer, &algs, acr_values));
+        let doc = bytes::Bytes::from(document(issuer, &algs, acr_values, require_par));
         Discovery {
             issuer: issuer.to_owned(),
             acr_values: acr_values.to_vec(),
+            require_par,
             cached: RwLock::new((algs, doc)),
         }
     }
@@ -35,15 +37,15 @@ impl Discovery {
                 return cached.1.clone();
             }
         }
-        let doc = bytes::Bytes::from(document(&self.issuer, &algs, &self.acr_values));
+        let doc = bytes::Bytes::from(document(&self.issuer, &algs, &self.acr_values, self.require_par));
         *self.cached.write().unwrap_or_else(PoisonError::into_inner) = (algs, doc.clone());
         doc
     }
 }
 
-/// Serialises the provider metadata for `issuer`, the algorithms that have keys and the
-/// assurance levels (`acr` values, lowest first).
-pub fn document(issuer: &str, algs: &[SigningAlg], acr_values: &[String]) -> String {
+/// Serialises the provider metadata for `issuer`, the algorithms that have keys, the
+/// assurance levels (`acr` values, lowest first) and whether every request must be pushed.
+pub fn document(issuer: &str, algs: &[SigningAlg], acr_values: &[String], require_par: bool) -> String {
     let algs: Vec<&str> = algs.iter().map(|a| a.as_str()).collect();
     json!({
         "issuer": issuer,
@@ -78,6 +80,9 @@ pub fn document(issuer: &str, algs: &[SigningAlg], acr_values: &[String]) -> Str
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
+        "pushed_authorization_request_endpoint": format!("{issuer}/par"),
+        "require_pushed_authorization_requests": require_par,
+        "dpop_signing_alg_values_supported": super::dpop::ALGORITHMS,
     })
     .to_string()
 }

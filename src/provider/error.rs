@@ -36,6 +36,16 @@ pub enum TokenError {
     SlowDown { retry_after: u64 },
     #[error("server_error")]
     ServerError,
+    /// A pushed authorization request (`/par`) that `/authorize` would refuse: the same
+    /// error code it would send to the redirect URI (RFC 9126 §2.3).
+    #[error("{error}: {description}")]
+    AuthorizationRequest { error: &'static str, description: String },
+    /// A missing, malformed, replayed or mismatched DPoP proof (RFC 9449 §5).
+    #[error("invalid_dpop_proof: {0}")]
+    InvalidDpopProof(String),
+    /// The proof must carry this server nonce (RFC 9449 §8): 400 with `DPoP-Nonce`.
+    #[error("use_dpop_nonce")]
+    UseDpopNonce { nonce: String },
 }
 
 impl TokenError {
@@ -50,6 +60,9 @@ impl TokenError {
             TokenError::TemporarilyUnavailable => "temporarily_unavailable",
             TokenError::SlowDown { .. } => "slow_down",
             TokenError::ServerError => "server_error",
+            TokenError::AuthorizationRequest { error, .. } => error,
+            TokenError::InvalidDpopProof(_) => "invalid_dpop_proof",
+            TokenError::UseDpopNonce { .. } => "use_dpop_nonce",
         }
     }
 
@@ -68,7 +81,10 @@ impl TokenError {
             TokenError::InvalidRequest(d)
             | TokenError::InvalidGrant(d)
             | TokenError::UnauthorizedClient(d)
-            | TokenError::InvalidScope(d) => Some(d),
+            | TokenError::InvalidScope(d)
+            | TokenError::InvalidDpopProof(d)
+            | TokenError::AuthorizationRequest { description: d, .. } => Some(d),
+            TokenError::UseDpopNonce { .. } => Some("the DPoP proof must carry the nonce in DPoP-Nonce"),
             TokenError::InvalidClient { .. } => Some("client authentication failed"),
             TokenError::UnsupportedGrantType => Some("grant_type not supported"),
             TokenError::TemporarilyUnavailable => Some("the service is temporarily unavailable, retry later"),
@@ -103,10 +119,27 @@ impl IntoResponse for TokenError {
             TokenError::SlowDown { retry_after } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
             }
+            TokenError::UseDpopNonce { nonce } => {
+                if let Ok(v) = HeaderValue::from_str(&nonce) {
+                    h.insert(DPOP_NONCE, v);
+                }
+            }
             _ => {}
         }
         res
     }
+}
+
+/// The response header carrying a server nonce for DPoP proofs (RFC 9449 §8).
+pub const DPOP_NONCE: header::HeaderName = header::HeaderName::from_static("dpop-nonce");
+
+/// The `WWW-Authenticate` challenge of the DPoP scheme (RFC 9449 §7.1).
+fn dpop_challenge(error: &str, description: &str) -> String {
+    format!(
+        "DPoP algs=\"{}\", error=\"{error}\", error_description=\"{}\"",
+        super::dpop::ALGORITHMS.join(" "),
+        description.replace(['"', '\\'], "'")
+    )
 }
 
 impl From<StoreError> for TokenError {
@@ -141,6 +174,12 @@ pub enum BearerError {
     InsufficientScope,
     #[error("temporarily unavailable")]
     Unavailable,
+    /// A DPoP-bound token without a valid proof, or with a proof of another key (RFC 9449 §7).
+    #[error("invalid_dpop_proof: {0}")]
+    InvalidDpopProof(String),
+    /// The proof must carry this server nonce (RFC 9449 §9): 401 with `DPoP-Nonce`.
+    #[error("use_dpop_nonce")]
+    UseDpopNonce { nonce: String },
 }
 
 impl IntoResponse for BearerError {
@@ -167,12 +206,27 @@ impl IntoResponse for BearerError {
             BearerError::Unavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, String::new(), json!({"error": "temporarily_unavailable"}))
             }
+            BearerError::InvalidDpopProof(d) => (
+                StatusCode::UNAUTHORIZED,
+                dpop_challenge("invalid_dpop_proof", d),
+                json!({"error": "invalid_dpop_proof", "error_description": d}),
+            ),
+            BearerError::UseDpopNonce { .. } => (
+                StatusCode::UNAUTHORIZED,
+                dpop_challenge("use_dpop_nonce", "the DPoP proof must carry the nonce in DPoP-Nonce"),
+                json!({"error": "use_dpop_nonce"}),
+            ),
         };
         let mut res = (status, Json(body)).into_response();
         if let Ok(v) = HeaderValue::from_str(&challenge)
             && !challenge.is_empty()
         {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        if let BearerError::UseDpopNonce { nonce } = &self
+            && let Ok(v) = HeaderValue::from_str(nonce)
+        {
+            res.headers_mut().insert(DPOP_NONCE, v);
         }
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res
@@ -208,6 +262,16 @@ mod tests {
             (TokenError::InvalidScope("x".into()), 400, "invalid_scope"),
             (TokenError::TemporarilyUnavailable, 503, "temporarily_unavailable"),
             (TokenError::SlowDown { retry_after: 7 }, 429, "slow_down"),
+            (
+                TokenError::AuthorizationRequest {
+                    error: "unsupported_response_type",
+                    description: "x".into(),
+                },
+                400,
+                "unsupported_response_type",
+            ),
+            (TokenError::InvalidDpopProof("x".into()), 400, "invalid_dpop_proof"),
+            (TokenError::UseDpopNonce { nonce: "n".into() }, 400, "use_dpop_nonce"),
         ];
         for (err, status, code) in cases {
             assert_eq!(err.code(), code);
@@ -244,5 +308,25 @@ mod tests {
         );
         assert_eq!(BearerError::InsufficientScope.into_response().status(), StatusCode::FORBIDDEN);
         assert_eq!(BearerError::Unavailable.into_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn dpop_errors_carry_the_dpop_challenge_and_the_nonce() {
+        let res = TokenError::UseDpopNonce { nonce: "n-1".into() }.into_response();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(res.headers()[DPOP_NONCE], "n-1");
+        for (err, code) in [
+            (BearerError::InvalidDpopProof("wrong \"key\"".into()), "invalid_dpop_proof"),
+            (BearerError::UseDpopNonce { nonce: "n-2".into() }, "use_dpop_nonce"),
+        ] {
+            let nonce = matches!(err, BearerError::UseDpopNonce { .. });
+            let res = err.into_response();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+            let challenge = res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+            assert!(
+                challenge.starts_with("DPoP algs=\"") && challenge.contains(&format!("error=\"{code}\""))
+            );
+            assert_eq!(res.headers().contains_key(DPOP_NONCE), nonce);
+        }
     }
 }

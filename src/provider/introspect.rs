@@ -58,9 +58,9 @@ async fn introspect_inner(
         if claims.client_id != client.client_id && !claims.aud.contains(&client.client_id) {
             return Ok(inactive);
         }
-        return Ok(json!({
+        let mut answer = json!({
             "active": true,
-            "token_type": "Bearer",
+            "token_type": if claims.cnf.is_some() { "DPoP" } else { "Bearer" },
             "scope": claims.scope,
             "client_id": claims.client_id,
             "sub": claims.sub,
@@ -72,7 +72,12 @@ async fn introspect_inner(
             "sid": claims.sid,
             "auth_time": claims.auth_time,
             "acr": claims.acr,
-        }));
+        });
+        // A DPoP-bound token's key (RFC 9449 §6.2): the resource server checks the proof.
+        if let Some(cnf) = &claims.cnf {
+            answer["cnf"] = json!({ "jkt": cnf.jkt });
+        }
+        return Ok(answer);
     }
     if let Some(record) = app.store.get_json::<RefreshRecord>(&refresh_key(token)).await? {
         let grant = &record.grant;
@@ -87,7 +92,7 @@ async fn introspect_inner(
             Some(account) => Some(super::claims::subject_for(app, &client, &account).await?),
             None => None,
         };
-        return Ok(json!({
+        let mut answer = json!({
             "active": true,
             "token_type": "refresh_token",
             "scope": grant.scopes.join(" "),
@@ -96,7 +101,11 @@ async fn introspect_inner(
             "iss": app.issuer(),
             "exp": record.family_expires_at,
             "sid": grant.sid,
-        }));
+        });
+        if let Some(jkt) = &record.jkt {
+            answer["cnf"] = json!({ "jkt": jkt });
+        }
+        return Ok(answer);
     }
     Ok(inactive)
 }

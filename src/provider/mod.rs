@@ -9,8 +9,10 @@ pub mod claims;
 pub mod client_auth;
 pub mod clients;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod introspect;
+pub mod par;
 pub mod records;
 pub mod token;
 pub mod tokens;
@@ -30,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/openid-configuration", get(discovery_handler))
         .route("/jwks", get(jwks_handler))
         .route("/authorize", get(authorize::get).post(authorize::post))
+        .route("/par", post(par::post))
         .route("/token", post(token::post))
         .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .route("/introspect", post(introspect::introspect))

@@ -38,6 +38,9 @@ pub struct AuthorizationRequest {
     /// `acr_values` and the client's `min_acr`); empty = any.
     #[serde(default)]
     pub acr_accepted: Vec<String>,
+    /// DPoP (RFC 9449 §10): the thumbprint of the key the code must be redeemed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// Parks a request; returns its handle for the chooser/broker URLs. The record is anonymous
@@ -96,7 +99,7 @@ pub fn encode(req: &AuthorizationRequest) -> Vec<u8> {
         | u8::from(req.max_age.is_some()) << 3;
     let mut out = Vec::with_capacity(
         64 + [&req.client_id, &req.redirect_uri].iter().map(|s| s.len()).sum::<usize>()
-            + [&req.state, &req.nonce, &req.code_challenge, &req.login_hint, &req.idp_hint]
+            + [&req.state, &req.nonce, &req.code_challenge, &req.login_hint, &req.idp_hint, &req.dpop_jkt]
                 .iter()
                 .map(|s| s.as_ref().map_or(0, String::len))
                 .sum::<usize>()
@@ -109,7 +112,7 @@ pub fn encode(req: &AuthorizationRequest) -> Vec<u8> {
     for s in [Some(&req.client_id), Some(&req.redirect_uri)] {
         text(&mut out, s.map(String::as_str));
     }
-    for s in [&req.state, &req.nonce, &req.code_challenge, &req.login_hint, &req.idp_hint] {
+    for s in [&req.state, &req.nonce, &req.code_challenge, &req.login_hint, &req.idp_hint, &req.dpop_jkt] {
         text(&mut out, s.as_deref());
     }
     list(&mut out, &req.scopes);
@@ -135,6 +138,7 @@ pub fn decode(bytes: &[u8]) -> Result<AuthorizationRequest, StoreError> {
     let code_challenge = r.text()?;
     let login_hint = r.text()?;
     let idp_hint = r.text()?;
+    let dpop_jkt = r.text()?;
     let scopes = r.list()?;
     let acr_accepted = r.list()?;
     Ok(AuthorizationRequest {
@@ -151,6 +155,7 @@ pub fn decode(bytes: &[u8]) -> Result<AuthorizationRequest, StoreError> {
         lang: if flags & 4 != 0 { Lang::En } else { Lang::Vi },
         idp_hint,
         acr_accepted,
+        dpop_jkt,
     })
 }
 
@@ -254,6 +259,9 @@ pub struct CodeRecord {
     pub redirect_uri: String,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
+    /// The code is redeemed only with a DPoP proof of this key (`dpop_jkt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 pub fn code_key(code: &str) -> String {
@@ -333,6 +341,10 @@ pub struct RefreshRecord {
     /// stored only when true).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub offline: bool,
+    /// DPoP (RFC 9449 §5): the family is bound to this key (a public client's families
+    /// started with a proof); each refresh must prove possession of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 impl RefreshRecord {
@@ -375,6 +387,7 @@ mod tests {
             lang: Lang::En,
             idp_hint: Some("hcm".into()),
             acr_accepted: vec!["urn:a".into(), "urn:b c".into()],
+            dpop_jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
         }
     }
 
@@ -387,6 +400,7 @@ mod tests {
             nonce: None,
             code_challenge: None,
             idp_hint: None,
+            dpop_jkt: None,
             max_age: None,
             force_login: false,
             lang: Lang::Vi,
@@ -422,7 +436,7 @@ mod tests {
         .sum::<usize>()
             + req.scopes.iter().chain(&req.acr_accepted).map(String::len).sum::<usize>();
         let compact = encode(&req).len();
-        assert!(compact <= values + 64, "{compact} bytes for {values} bytes of values");
+        assert!(compact <= values + 68, "{compact} bytes for {values} bytes of values");
         assert!(serde_json::to_vec(&req).unwrap().len() > values + 1024, "JSON escaped every quote");
     }
 
@@ -461,7 +475,8 @@ mod tests {
 
     #[test]
     fn a_family_stays_offline_when_a_refresh_narrows_its_scope() {
-        let narrowed = RefreshRecord { grant: grant(&["openid"]), family_expires_at: 1, offline: true };
+        let narrowed =
+            RefreshRecord { grant: grant(&["openid"]), family_expires_at: 1, offline: true, jkt: None };
         assert!(narrowed.is_offline());
         let json = serde_json::to_string(&narrowed).unwrap();
         let back: RefreshRecord = serde_json::from_str(&json).unwrap();
@@ -471,7 +486,8 @@ mod tests {
         older.as_object_mut().unwrap().remove("offline");
         let older: RefreshRecord = serde_json::from_value(older).unwrap();
         assert!(!older.is_offline());
-        let online = RefreshRecord { grant: grant(&["openid"]), family_expires_at: 1, offline: false };
+        let online =
+            RefreshRecord { grant: grant(&["openid"]), family_expires_at: 1, offline: false, jkt: None };
         assert!(!serde_json::to_string(&online).unwrap().contains("offline"), "stored only when true");
         let old_offline: RefreshRecord = serde_json::from_value(serde_json::json!({
             "grant": grant(&["openid", "offline_access"]), "family_expires_at": 1

@@ -17,7 +17,7 @@ use super::records::{
     CodeRecord, FamilyEnded, RefreshRecord, UsedMarker, code_key, code_used_key, family_lifetime,
     grant_revoked_key, may_rotate, refresh_key, refresh_used_key, revocation_ttl,
 };
-use super::tokens::{TokenResponse, issue_client_token, issue_user_tokens};
+use super::tokens::{Issue, TokenResponse, issue_bound_client_token, issue_user_tokens};
 use crate::app::AppState;
 use crate::config::GrantType;
 use crate::login::client_ip::ClientIp;
@@ -34,6 +34,7 @@ pub async fn post(
             let mut res = Json(tokens).into_response();
             res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            super::dpop::offer_nonce(&app, &mut res).await;
             res
         }
         Err(e) => {
@@ -72,6 +73,14 @@ async fn token(
 ) -> Result<TokenResponse, TokenError> {
     let (params, client) = super::client_auth::authenticate_form(app, "/token", ip, headers, body).await?;
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    // DPoP (RFC 9449): a proof binds the access token (and a public client's refresh token).
+    let url = format!("{}/token", app.issuer());
+    let target = super::dpop::Target { method: "POST", url: &url, access_token: None, jkt: None };
+    let proof = super::dpop::verify(app, headers, target).await?;
+    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+    if client.require_dpop && jkt.is_none() {
+        return Err(TokenError::InvalidDpopProof("this client must send a DPoP proof".into()));
+    }
     let grant_type = match get("grant_type") {
         None => return Err(TokenError::InvalidRequest("grant_type is required".into())),
         Some("authorization_code") => GrantType::AuthorizationCode,
@@ -88,12 +97,13 @@ async fn token(
     match grant_type {
         GrantType::AuthorizationCode => {
             let code = get("code").ok_or_else(|| TokenError::InvalidRequest("code is required".into()))?;
-            authorization_code(app, &client, code, get("redirect_uri"), get("code_verifier")).await
+            let pkce = (get("redirect_uri"), get("code_verifier"));
+            authorization_code(app, &client, code, pkce, jkt).await
         }
         GrantType::RefreshToken => {
             let token = get("refresh_token")
                 .ok_or_else(|| TokenError::InvalidRequest("refresh_token is required".into()))?;
-            refresh(app, &client, token, get("scope")).await
+            refresh(app, &client, token, get("scope"), jkt).await
         }
         GrantType::ClientCredentials => {
             let requested: Vec<String> =
@@ -103,7 +113,7 @@ async fn token(
                     "scope {s} is not allowed for client_credentials"
                 )));
             }
-            issue_client_token(app, &client, &requested)
+            issue_bound_client_token(app, &client, &requested, jkt)
         }
     }
 }
@@ -147,8 +157,8 @@ async fn authorization_code(
     app: &AppState,
     client: &Client,
     code: &str,
-    redirect_uri: Option<&str>,
-    verifier: Option<&str>,
+    (redirect_uri, verifier): (Option<&str>, Option<&str>),
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, TokenError> {
     let Some(record) = app.store.get_json::<CodeRecord>(&code_key(code)).await? else {
         // A second use of a redeemed code revokes what the first redemption issued.
@@ -195,6 +205,11 @@ async fn authorization_code(
         }
         (None, None) => {}
     }
+    if let Some(bound) = &record.dpop_jkt
+        && jkt != Some(bound.as_str())
+    {
+        return Err(TokenError::InvalidGrant("the code is bound to another DPoP key (dpop_jkt)".into()));
+    }
     if !app.sessions.is_alive(&grant.sid).await? {
         return Err(TokenError::InvalidGrant("the login session has ended".into()));
     }
@@ -208,8 +223,13 @@ async fn authorization_code(
     if !grant.is_offline() && !app.sessions.record_grant(&grant.sid, &grant.grant_id, family_end).await? {
         return Err(TokenError::InvalidGrant("the login session has ended".into()));
     }
-    let offline = grant.is_offline();
-    issue_user_tokens(app, client, grant, &account, record.nonce.as_deref(), Some(family_end), offline).await
+    let issue = Issue {
+        nonce: record.nonce.as_deref(),
+        family_expires_at: Some(family_end),
+        offline: grant.is_offline(),
+        jkt,
+    };
+    issue_user_tokens(app, client, grant, &account, issue).await
 }
 
 async fn refresh(
@@ -217,6 +237,7 @@ async fn refresh(
     client: &Client,
     token: &str,
     scope: Option<&str>,
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, TokenError> {
     let Some(record) = app.store.get_json::<RefreshRecord>(&refresh_key(token)).await? else {
         // A rotated token presented again: someone holds a copy. Revoke the whole family.
@@ -233,13 +254,20 @@ async fn refresh(
     // replay revokes the family after the winner's checks, so the winner still gets its
     // answer (exactly one success) but its new tokens are refused from then on.
     may_use_family(app, client, &record).await?;
+    // A bound family (RFC 9449 §5) rotates only for the holder of its key; a presentation
+    // without it claims nothing, so the key holder's next refresh still works.
+    if let Some(bound) = &record.jkt
+        && jkt != Some(bound.as_str())
+    {
+        return Err(TokenError::InvalidGrant("the refresh token is bound to another DPoP key".into()));
+    }
     // Claim the token (see `authorization_code`): of concurrent presentations exactly one
     // rotates and every other revokes the family, the winner's new tokens included.
     if !app.store.put_new(&refresh_used_key(token), marker.encode(), remaining).await? {
         return Err(replayed(app, &marker, "refresh token").await?);
     }
     app.store.delete(&refresh_key(token)).await?;
-    let result = rotate(app, client, record.clone(), scope).await;
+    let result = rotate(app, client, record.clone(), scope, jkt).await;
     if matches!(result, Err(TokenError::TemporarilyUnavailable | TokenError::ServerError)) {
         // The token was consumed but nothing new was issued: put it back so a transient
         // failure does not log the person out (best effort; the store may still be down).
@@ -285,6 +313,7 @@ async fn rotate(
     client: &Client,
     record: RefreshRecord,
     scope: Option<&str>,
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, TokenError> {
     let offline = record.is_offline();
     let mut grant = record.grant;
@@ -300,7 +329,8 @@ async fn rotate(
         .find_for_tokens(&grant.account_id)
         .await?
         .ok_or_else(|| TokenError::InvalidGrant("the account no longer exists".into()))?;
-    issue_user_tokens(app, client, &grant, &account, None, Some(record.family_expires_at), offline).await
+    let issue = Issue { nonce: None, family_expires_at: Some(record.family_expires_at), offline, jkt };
+    issue_user_tokens(app, client, &grant, &account, issue).await
 }
 
 #[cfg(test)]

@@ -65,6 +65,32 @@ pub struct AccessClaims {
     /// Grant id: revoking a grant (code or refresh-token reuse) invalidates its tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gid: Option<String>,
+    /// DPoP: the key the token is bound to (RFC 9449 §6.1); presented as `Bearer` it is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// `cnf` of a sender-constrained access token: the SHA-256 thumbprint of the client's DPoP key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirmation {
+    pub jkt: String,
+}
+
+/// How one token response is issued, besides the grant: the ID token's `nonce`, the refresh
+/// family's end and whether it is offline, and the DPoP key (if any) the tokens bind to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Issue<'a> {
+    pub nonce: Option<&'a str>,
+    pub family_expires_at: Option<i64>,
+    pub offline: bool,
+    /// Thumbprint of the DPoP proof's key: the access token is bound to it, and so is a
+    /// public client's refresh token (a confidential client's is bound to its authentication).
+    pub jkt: Option<&'a str>,
+}
+
+/// `token_type` of a response: `DPoP` for a bound access token (RFC 9449 §5).
+fn token_type(jkt: Option<&str>) -> &'static str {
+    if jkt.is_some() { "DPoP" } else { "Bearer" }
 }
 
 #[derive(Debug, Serialize)]
@@ -126,10 +152,9 @@ pub async fn issue_user_tokens(
     client: &Client,
     grant: &UserGrant,
     account: &Account,
-    nonce: Option<&str>,
-    family_expires_at: Option<i64>,
-    offline: bool,
+    issue: Issue<'_>,
 ) -> Result<TokenResponse, TokenError> {
+    let Issue { nonce, family_expires_at, offline, jkt } = issue;
     ensure_usable(account)?;
     let subject = super::claims::subject_for(app, client, account).await?;
     let now = app.clock.now();
@@ -149,6 +174,7 @@ pub async fn issue_user_tokens(
         acr: Some(grant.acr.clone()),
         sid: Some(grant.sid.clone()),
         gid: Some(grant.grant_id.clone()),
+        cnf: jkt.map(|jkt| Confirmation { jkt: jkt.to_string() }),
     };
     let access_token = app.keys.sign(client.alg, "at+jwt", &access)?;
     let id_claims = IdClaims {
@@ -174,7 +200,8 @@ pub async fn issue_user_tokens(
         let ttl = family_end - now;
         if ttl > 0 {
             let token = random_handle();
-            let record = RefreshRecord { grant: grant.clone(), family_expires_at: family_end, offline };
+            let jkt = jkt.filter(|_| client.is_public()).map(str::to_string);
+            let record = RefreshRecord { grant: grant.clone(), family_expires_at: family_end, offline, jkt };
             app.store.put_json(&refresh_key(&token), &record, Duration::from_secs(ttl as u64)).await?;
             Some(token)
         } else {
@@ -185,7 +212,7 @@ pub async fn issue_user_tokens(
     };
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: token_type(jkt),
         expires_in: access_lifetime as u64,
         id_token: Some(id_token),
         refresh_token,
@@ -198,6 +225,16 @@ pub fn issue_client_token(
     app: &AppState,
     client: &Client,
     scopes: &[String],
+) -> Result<TokenResponse, TokenError> {
+    issue_bound_client_token(app, client, scopes, None)
+}
+
+/// [`issue_client_token`], bound to a DPoP key when `jkt` is given.
+pub fn issue_bound_client_token(
+    app: &AppState,
+    client: &Client,
+    scopes: &[String],
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, TokenError> {
     let now = app.clock.now();
     let lifetime = client.access_token_lifetime.as_secs() as i64;
@@ -215,10 +252,11 @@ pub fn issue_client_token(
         acr: None,
         sid: None,
         gid: None,
+        cnf: jkt.map(|jkt| Confirmation { jkt: jkt.to_string() }),
     };
     Ok(TokenResponse {
         access_token: app.keys.sign(client.alg, "at+jwt", &claims)?,
-        token_type: "Bearer",
+        token_type: token_type(jkt),
         expires_in: lifetime as u64,
         id_token: None,
         refresh_token: None,

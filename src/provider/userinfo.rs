@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -15,15 +15,58 @@ use super::tokens::AccessClaims;
 use crate::accounts::AccountStatus;
 use crate::app::AppState;
 
-fn bearer(headers: &HeaderMap) -> Result<&str, BearerError> {
+/// The access token of a request and whether it came with the `DPoP` scheme (RFC 9449 §7.1)
+/// rather than `Bearer`.
+fn presented(headers: &HeaderMap) -> Result<(&str, bool), BearerError> {
     let value = headers.get(header::AUTHORIZATION).ok_or(BearerError::MissingToken)?;
     let value =
         value.to_str().map_err(|_| BearerError::InvalidToken("malformed Authorization header".into()))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
-            Ok(token.trim())
+        Some((scheme, token)) if !token.trim().is_empty() => {
+            if scheme.eq_ignore_ascii_case("bearer") {
+                Ok((token.trim(), false))
+            } else if scheme.eq_ignore_ascii_case("dpop") {
+                Ok((token.trim(), true))
+            } else {
+                Err(BearerError::MissingToken)
+            }
         }
         _ => Err(BearerError::MissingToken),
+    }
+}
+
+/// A DPoP-bound token is used only with a proof of its key (`Authorization: DPoP` and a
+/// `DPoP` proof naming this request and token); as `Bearer` it is refused, so a stolen copy
+/// is worthless without the key. An unbound token is used as `Bearer` only.
+async fn check_binding(
+    app: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    token: &str,
+    dpop: bool,
+    claims: &AccessClaims,
+) -> Result<(), BearerError> {
+    match (&claims.cnf, dpop) {
+        (None, false) => Ok(()),
+        (Some(_), false) => Err(BearerError::InvalidToken(
+            "the token is bound to a DPoP key: present it with Authorization: DPoP and a proof".into(),
+        )),
+        (None, true) => {
+            Err(BearerError::InvalidToken("the token is not DPoP-bound: present it as Bearer".into()))
+        }
+        (Some(cnf), true) => {
+            let url = format!("{}/userinfo", app.issuer());
+            let target = super::dpop::Target {
+                method: method.as_str(),
+                url: &url,
+                access_token: Some(token),
+                jkt: Some(&cnf.jkt),
+            };
+            match super::dpop::verify(app, headers, target).await? {
+                Some(_) => Ok(()),
+                None => Err(BearerError::InvalidDpopProof("a DPoP proof is required".into())),
+            }
+        }
     }
 }
 
@@ -52,20 +95,22 @@ pub async fn is_revoked(app: &AppState, claims: &AccessClaims) -> Result<bool, c
     }
 }
 
-pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    match handle(&app, &headers).await {
+pub async fn userinfo(State(app): State<AppState>, method: Method, headers: HeaderMap) -> Response {
+    match handle(&app, &method, &headers).await {
         Ok(body) => {
             let mut res = Json(body).into_response();
             res.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+            super::dpop::offer_nonce(&app, &mut res).await;
             res
         }
         Err(e) => e.into_response(),
     }
 }
 
-async fn handle(app: &AppState, headers: &HeaderMap) -> Result<Value, BearerError> {
-    let token = bearer(headers)?;
+async fn handle(app: &AppState, method: &Method, headers: &HeaderMap) -> Result<Value, BearerError> {
+    let (token, dpop) = presented(headers)?;
     let claims = verify_access_token(app, token).await?;
+    check_binding(app, headers, method, token, dpop, &claims).await?;
     let scopes: Vec<String> = claims.scope.split_whitespace().map(str::to_string).collect();
     if !scopes.iter().any(|s| s == "openid") || claims.sid.is_none() {
         return Err(BearerError::InsufficientScope);

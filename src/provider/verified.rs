@@ -79,6 +79,7 @@ mod tests {
             acr: None,
             sid: None,
             gid: None,
+            cnf: None,
         }
     }
 

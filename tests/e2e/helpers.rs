@@ -672,3 +672,105 @@ pub async fn sso_login(browser: &Browser, rp: &Rp, redirect: &str) -> Tokens {
     let cb = browser.navigate(&req.url, redirect).await.callback();
     rp.exchange(&req, &param(&cb, "code").expect("code")).await.unwrap()
 }
+
+/// A client's DPoP key (P-256, generated with aws-lc-rs) that signs proofs (RFC 9449).
+pub struct DpopKey {
+    encoding: jsonwebtoken::EncodingKey,
+    pub jwk: Value,
+    /// The RFC 7638 thumbprint (what `cnf.jkt` and `dpop_jkt` carry).
+    pub jkt: String,
+}
+
+impl Default for DpopKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DpopKey {
+    pub fn new() -> Self {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let public = pair.public_key().as_ref();
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "x": b64.encode(&public[1..33]), "y": b64.encode(&public[33..65]),
+        });
+        let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).unwrap();
+        let jkt = parsed.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256);
+        DpopKey { encoding: jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()), jwk, jkt }
+    }
+
+    /// A fresh proof for `htm` `htu`, naming `access_token` (as `ath`) and `nonce` if given.
+    pub fn proof(&self, htm: &str, htu: &str, access_token: Option<&str>, nonce: Option<&str>) -> String {
+        let mut claims = serde_json::json!({
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "htm": htm,
+            "htu": htu,
+            "iat": jsonwebtoken::get_current_timestamp(),
+        });
+        if let Some(token) = access_token {
+            use base64::Engine;
+            use sha2::Digest;
+            claims["ath"] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(token.as_bytes()))
+                .into();
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = nonce.into();
+        }
+        self.sign(&claims)
+    }
+
+    /// Signs any claims as a DPoP proof (for proofs with a wrong or missing claim).
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.typ = Some("dpop+jwt".into());
+        header.jwk = Some(serde_json::from_value(self.jwk.clone()).unwrap());
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+}
+
+/// Posts a token request with a DPoP proof (and client authentication when given).
+pub async fn dpop_token_request(
+    sys: &TestSystem,
+    auth: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+    proof: Option<&str>,
+) -> (StatusCode, HeaderMap, Value) {
+    let mut req = reqwest::Client::new().post(sys.url("/token")).form(form);
+    if let Some((id, secret)) = auth {
+        req = req.basic_auth(id, Some(secret));
+    }
+    if let Some(proof) = proof {
+        req = req.header("DPoP", proof);
+    }
+    send(req).await
+}
+
+/// Calls `/userinfo` with `Authorization: {scheme} {token}` and an optional DPoP proof.
+pub async fn userinfo_with(
+    sys: &TestSystem,
+    scheme: &str,
+    access_token: &str,
+    proof: Option<&str>,
+) -> (StatusCode, HeaderMap, Value) {
+    let mut req = reqwest::Client::new()
+        .get(sys.url("/userinfo"))
+        .header("Authorization", format!("{scheme} {access_token}"));
+    if let Some(proof) = proof {
+        req = req.header("DPoP", proof);
+    }
+    send(req).await
+}
+
+/// Sends a request; its status, headers and JSON body (`Null` when it has none).
+pub async fn send(req: reqwest::RequestBuilder) -> (StatusCode, HeaderMap, Value) {
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    (status, headers, res.json().await.unwrap_or(Value::Null))
+}
