@@ -80,14 +80,14 @@ pub(crate) fn logout_document(upstream: &str, body: &[u8]) -> Result<String, Bro
         .ok_or_else(|| malformed("logoutRequest is required".into()))
 }
 
-/// How long a redeemed ticket is remembered (tickets live seconds; this is generous).
-const TICKET_MEMORY: Duration = Duration::from_secs(24 * 3600);
-
 pub struct CasConnector {
     settings: UpstreamSettings,
     cas: CasSettings,
     http: UpstreamHttp,
     store: StateStore,
+    /// How long a redeemed ticket is remembered: as long as the login attempt it answers could
+    /// have waited (a ticket for an attempt that no longer exists is refused anyway).
+    ticket_memory: Duration,
     /// `{issuer}/upstream/{id}/callback`
     callback: String,
     /// The server answered 404 at `/p3/serviceValidate`: it speaks CAS 2.0 only.
@@ -103,6 +103,7 @@ impl CasConnector {
         http: reqwest::Client,
         gateway_issuer: &str,
         store: StateStore,
+        ticket_memory: Duration,
     ) -> Result<Self, BrokerError> {
         let callback = format!("{gateway_issuer}/upstream/{}/callback", settings.id);
         let http = UpstreamHttp::new(http, settings.timeout);
@@ -118,6 +119,7 @@ impl CasConnector {
             cas,
             http,
             store,
+            ticket_memory,
             callback,
             cas2_only: AtomicBool::new(false),
             logout_guard,
@@ -166,10 +168,23 @@ impl CasConnector {
         let attempt = &attempt;
         let query: CasCallback = params.read()?;
         let ticket = service_ticket(&query)?;
-        // Single use on our side too, whatever the server does.
+        let response = self.validate(ticket, attempt).await?;
+        let (user, mut attributes) = match response {
+            ServiceResponse::Success { user, attributes } => (user, attributes),
+            ServiceResponse::Failure { code, message } => {
+                audit("cas_authentication_failure", self.id(), &format!("{code}: {message}"));
+                return Err(BrokerError::TicketRejected { upstream: self.id().into(), code, message });
+            }
+        };
+        // Single use on our side too, whatever the server does. Remembered only once the
+        // server vouched for the ticket: made-up tickets store nothing.
         if !self
             .store
-            .put_new(&hashed_key(&format!("cas-ticket:{}", self.id()), ticket), Vec::new(), TICKET_MEMORY)
+            .put_new(
+                &hashed_key(&format!("cas-ticket:{}", self.id()), ticket),
+                Vec::new(),
+                self.ticket_memory,
+            )
             .await?
         {
             audit("cas_ticket_replayed", self.id(), "a service ticket was presented twice");
@@ -179,14 +194,6 @@ impl CasConnector {
                 message: "ticket already used at the gateway".into(),
             });
         }
-        let response = self.validate(ticket, attempt).await?;
-        let (user, mut attributes) = match response {
-            ServiceResponse::Success { user, attributes } => (user, attributes),
-            ServiceResponse::Failure { code, message } => {
-                audit("cas_authentication_failure", self.id(), &format!("{code}: {message}"));
-                return Err(BrokerError::TicketRejected { upstream: self.id().into(), code, message });
-            }
-        };
         if attempt.renew && attributes.get("isFromNewLogin").and_then(Value::as_str) == Some("false") {
             return Err(self.rejected("renew was requested but the ticket is not from a new login".into()));
         }
@@ -384,7 +391,15 @@ mod tests {
         let settings = crate::config::Settings::from_toml(&text).unwrap();
         let u = settings.upstreams[0].clone();
         let crate::config::Protocol::Cas(cas) = u.protocol.clone() else { panic!("not CAS") };
-        CasConnector::new(u, cas, reqwest::Client::new(), "http://127.0.0.1:1", StateStore::memory()).unwrap()
+        CasConnector::new(
+            u,
+            cas,
+            reqwest::Client::new(),
+            "http://127.0.0.1:1",
+            StateStore::memory(),
+            Duration::from_secs(600),
+        )
+        .unwrap()
     }
 
     const LOGOUT: &[u8] = b"logoutRequest=%3Csamlp%3ALogoutRequest+xmlns%3Asamlp%3D%22urn%3Aoasis%3Anames%3Atc%3ASAML%3A2.0%3Aprotocol%22%3E%3Csamlp%3ASessionIndex%3EST-42%3C%2Fsamlp%3ASessionIndex%3E%3C%2Fsamlp%3ALogoutRequest%3E";

@@ -255,7 +255,8 @@ impl BrokerError {
                 "Không thể xác nhận đăng nhập từ hệ thống này lúc này. Bạn có thể chọn hệ thống khác hoặc thử lại sau.",
                 "Your login through this system could not be confirmed right now. You can choose another system or try again later.",
             ),
-            BrokerError::Setup { .. } | BrokerError::Store(_) => ErrorPage::unavailable(),
+            BrokerError::Setup { .. } => ErrorPage::unavailable(),
+            BrokerError::Store(e) => ErrorPage::for_store_error(e),
         };
         match retry {
             Some(href) => page.action(href, "Chọn hệ thống đăng nhập khác", "Choose another login system"),

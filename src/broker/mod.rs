@@ -41,7 +41,7 @@ use crate::app::AppState;
 use crate::config::{Protocol, SecretString, Settings};
 use crate::provider::records as parked;
 use crate::session::read_cookie;
-use crate::state::{StateStore, hashed_key, random_handle};
+use crate::state::{Class, StateStore, hashed_key, random_handle};
 use crate::web::{self, Lang};
 use connector::{Answer, AttemptData, Connector, StartContext, Started, VerifiedLogin};
 pub use connector::{CallbackParams, Endpoint, Posted, Received, UpstreamLogout};
@@ -137,13 +137,16 @@ impl Broker {
                     cas.clone(),
                     http.clone(),
                     issuer,
-                    store.clone(),
+                    // What connectors store (ticket markers, failure counters) is made for
+                    // anonymous requests.
+                    store.with_class(Class::Anonymous),
+                    settings.lifetimes.login_attempt,
                 )?),
                 Protocol::Ldap(ldap) => Arc::new(ldap::LdapConnector::new(
                     u.clone(),
                     ldap.clone(),
                     settings.outbound.ca_file.as_deref(),
-                    store.clone(),
+                    store.with_class(Class::Anonymous),
                 )?),
             };
             connectors.insert(u.id.clone(), connector);
@@ -210,6 +213,15 @@ impl Broker {
 
     fn connector(&self, id: &str) -> Result<&Arc<dyn Connector>, BrokerError> {
         self.connectors.get(id).ok_or_else(|| BrokerError::UnknownUpstream(id.to_string()))
+    }
+
+    /// Stores a login attempt under the hash of its id: an anonymous record (nobody has
+    /// logged in yet), alive for `lifetimes.login_attempt`.
+    async fn save_attempt(&self, id: &str, attempt: &LoginAttempt) -> Result<(), crate::state::StoreError> {
+        self.store
+            .with_class(Class::Anonymous)
+            .put_json(&hashed_key("attempt", id), attempt, self.attempt_ttl)
+            .await
     }
 
     /// Takes the attempt `id` (single use) and checks it belongs to `upstream` and to this
@@ -309,9 +321,7 @@ impl Broker {
             Err(e) if e.form_message().is_some() => {
                 let id = random_handle();
                 let again = LoginAttempt { data: AttemptData::default(), ..attempt };
-                if let Err(e) =
-                    self.store.put_json(&hashed_key("attempt", &id), &again, self.attempt_ttl).await
-                {
+                if let Err(e) = self.save_attempt(&id, &again).await {
                     return PasswordOutcome::Failed(e.into(), None);
                 }
                 let status = e.status();
@@ -484,9 +494,7 @@ async fn start(
         lang,
         data,
     };
-    if let Err(e) =
-        broker.store.put_json(&hashed_key("attempt", &attempt_id), &attempt, broker.attempt_ttl).await
-    {
+    if let Err(e) = broker.save_attempt(&attempt_id, &attempt).await {
         return BrokerError::Store(e).page(None).into_response();
     }
     let mut res = match url {

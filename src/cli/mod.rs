@@ -110,6 +110,7 @@ enum ClientsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
 enum UpstreamsCommand {
     /// Check what can be checked from here (OIDC/VNeID: discovery, issuer, endpoints, keys,
     /// client id and redirect URI, client authentication; CAS: login page and ticket

@@ -303,6 +303,49 @@ pub struct SessionSettings {
     /// A session ends this long after login whatever its use.
     #[serde(default = "defaults::absolute_timeout", with = "humantime_serde")]
     pub absolute_timeout: Duration,
+    /// Capacity of the embedded store (`store = "memory"`).
+    #[serde(default)]
+    pub memory: MemoryStoreSettings,
+}
+
+/// How much the embedded state store may hold. When it is full, new records are refused (a
+/// "busy" page, `temporarily_unavailable`), never made room for by evicting live sessions,
+/// codes or refresh tokens. Records made for anonymous requests (parked authorization
+/// requests, login attempts, replay markers, failure counters) may use only
+/// `anonymous_percent` of it, so a flood of them cannot crowd out people who logged in.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryStoreSettings {
+    /// Most records, of every kind together.
+    #[serde(default = "defaults::memory_max_entries")]
+    pub max_entries: usize,
+    /// Most bytes (keys, values and an estimate of the bookkeeping per record), every kind
+    /// together.
+    #[serde(default = "defaults::memory_max_bytes")]
+    pub max_bytes: usize,
+    /// Share (percent, 1 to 90) of both limits that anonymous records may use.
+    #[serde(default = "defaults::memory_anonymous_percent")]
+    pub anonymous_percent: u8,
+}
+
+impl Default for MemoryStoreSettings {
+    fn default() -> Self {
+        Self {
+            max_entries: defaults::memory_max_entries(),
+            max_bytes: defaults::memory_max_bytes(),
+            anonymous_percent: defaults::memory_anonymous_percent(),
+        }
+    }
+}
+
+impl MemoryStoreSettings {
+    pub fn capacity(&self) -> crate::state::Capacity {
+        crate::state::Capacity {
+            max_entries: self.max_entries,
+            max_bytes: self.max_bytes,
+            anonymous_percent: self.anonymous_percent,
+        }
+    }
 }
 
 impl Default for SessionSettings {
@@ -313,6 +356,7 @@ impl Default for SessionSettings {
             cookie_name: defaults::cookie_name(),
             idle_timeout: defaults::idle_timeout(),
             absolute_timeout: defaults::absolute_timeout(),
+            memory: MemoryStoreSettings::default(),
         }
     }
 }
@@ -907,6 +951,15 @@ mod defaults {
     }
     pub fn session_store() -> SecretString {
         SecretString::from("memory")
+    }
+    pub fn memory_max_entries() -> usize {
+        2_000_000
+    }
+    pub fn memory_max_bytes() -> usize {
+        1024 * 1024 * 1024
+    }
+    pub fn memory_anonymous_percent() -> u8 {
+        5
     }
     pub fn key_prefix() -> String {
         "sso:".into()

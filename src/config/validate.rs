@@ -270,6 +270,29 @@ pub const MAX_ACCESS_TOKEN: std::time::Duration = std::time::Duration::from_secs
 /// The longest a refresh-token family may live, offline or not (and so a revocation marker).
 pub const MAX_REFRESH_FAMILY: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
 
+/// The longest a parked authorization request or upstream login attempt may wait.
+pub const MAX_LOGIN_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// `[sessions.memory]`: room for a working gateway, and a share for anonymous records that
+/// leaves most of it to people who logged in.
+fn check_memory_store(m: &super::MemoryStoreSettings, p: &mut Vec<Problem>) {
+    if m.max_entries < 1_000 {
+        p.push(Problem::new("sessions.memory.max_entries", "is below 1000").expecting("at least 1000"));
+    }
+    if m.max_bytes < 1 << 20 {
+        p.push(
+            Problem::new("sessions.memory.max_bytes", "is below 1 MiB")
+                .expecting("at least 1048576 (bytes), e.g. 268_435_456 for 256 MiB"),
+        );
+    }
+    if !(1..=90).contains(&m.anonymous_percent) {
+        p.push(
+            Problem::new("sessions.memory.anonymous_percent", "out of range")
+                .expecting("a percentage between 1 and 90"),
+        );
+    }
+}
+
 fn check_at_most(
     path: &str,
     d: std::time::Duration,
@@ -394,6 +417,9 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
     for (key, d, max, text) in bounded {
         check_at_most(key, d, max, text, &mut p);
     }
+    // Parked requests and login attempts are made for anonymous requests: short-lived.
+    check_at_most("lifetimes.login_attempt", s.lifetimes.login_attempt, MAX_LOGIN_ATTEMPT, "\"30m\"", &mut p);
+    check_memory_store(&s.sessions.memory, &mut p);
     if s.lifetimes.authorization_code > std::time::Duration::from_secs(600) {
         p.push(
             Problem::new("lifetimes.authorization_code", "is longer than 10 minutes")
@@ -947,6 +973,29 @@ refresh_token_lifetime = "0s"
         assert_eq!(paths, vec!["clients[0].require_pkce".to_string()]);
         let none_method = format!("{public}token_endpoint_auth_method = \"none\"\n");
         assert!(!problems(&none_method).is_empty());
+    }
+
+    #[test]
+    fn the_embedded_store_is_bounded_and_login_attempts_short() {
+        let s = Settings::from_toml("issuer = \"http://127.0.0.1:8080\"").unwrap();
+        assert_eq!(s.sessions.memory.max_entries, 2_000_000);
+        assert_eq!(s.sessions.memory.max_bytes, 1 << 30);
+        assert_eq!(s.sessions.memory.anonymous_percent, 5);
+        let base = "issuer = \"http://127.0.0.1:8080\"\n";
+        let paths = |extra: &str| -> Vec<String> {
+            problems(&format!("{base}{extra}")).into_iter().map(|p| p.path).collect()
+        };
+        assert!(
+            paths("[sessions.memory]\nmax_entries = 5000\nmax_bytes = 8_388_608\nanonymous_percent = 50")
+                .is_empty()
+        );
+        assert_eq!(paths("[sessions.memory]\nmax_entries = 10"), ["sessions.memory.max_entries"]);
+        assert_eq!(paths("[sessions.memory]\nmax_bytes = 1000"), ["sessions.memory.max_bytes"]);
+        assert_eq!(paths("[sessions.memory]\nanonymous_percent = 0"), ["sessions.memory.anonymous_percent"]);
+        assert_eq!(paths("[sessions.memory]\nanonymous_percent = 95"), ["sessions.memory.anonymous_percent"]);
+        assert!(!paths("[sessions.memory]\nmax_records = 5").is_empty(), "unknown keys are refused");
+        assert!(paths("[lifetimes]\nlogin_attempt = \"30m\"").is_empty());
+        assert_eq!(paths("[lifetimes]\nlogin_attempt = \"31m\""), ["lifetimes.login_attempt"]);
     }
 
     #[test]

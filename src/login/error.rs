@@ -55,7 +55,8 @@ impl LinkConfirmError {
                 "Yêu cầu liên kết tài khoản đã được trả lời hoặc đã hết hạn. Không có gì thay đổi. Hãy quay lại ứng dụng.",
                 "The account link was already answered or has expired. Nothing changed. Go back to the application.",
             ),
-            LinkConfirmError::Store(_) | LinkConfirmError::Accounts(_) => ErrorPage::unavailable(),
+            LinkConfirmError::Store(e) => ErrorPage::for_store_error(e),
+            LinkConfirmError::Accounts(_) => ErrorPage::unavailable(),
         }
     }
 }

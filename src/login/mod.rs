@@ -159,7 +159,7 @@ async fn complete(
         Ok(v) => v,
         Err(e) => {
             tracing::error!(error = %e, "state store failure creating a session");
-            return ErrorPage::unavailable().into_response();
+            return ErrorPage::for_store_error(&e).into_response();
         }
     };
     tracing::info!(upstream = %identity.upstream, sid = %session.sid, "login completed");
@@ -197,12 +197,10 @@ async fn resume(app: &AppState, request_id: &str, session: &SsoSession) -> Respo
             .into_response();
     }
     match records::take_parked(&app.store, request_id).await {
+        // The request is trusted (validated when parked): a failure goes back to the RP.
         Ok(Some(req)) => match authorize::issue_code(app, &req, session).await {
             Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "state store failure issuing a code");
-                ErrorPage::unavailable().into_response()
-            }
+            Err(e) => authorize::store_failure(app, &authorize::ReturnTo::of(&req), e),
         },
         // Logged in, but the application's request is gone: say so instead of guessing.
         Ok(None) => ErrorPage::new(StatusCode::OK, "Bạn đã đăng nhập", "You are logged in")
@@ -213,7 +211,7 @@ async fn resume(app: &AppState, request_id: &str, session: &SsoSession) -> Respo
             .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "state store failure resuming a request");
-            ErrorPage::unavailable().into_response()
+            ErrorPage::for_store_error(&e).into_response()
         }
     }
 }

@@ -26,6 +26,17 @@ pub struct ReturnTo {
     pub state: Option<String>,
 }
 
+impl ReturnTo {
+    /// Where the answer to a validated request goes.
+    pub fn of(req: &AuthorizationRequest) -> Self {
+        ReturnTo {
+            redirect_uri: req.redirect_uri.clone(),
+            response_mode: req.response_mode,
+            state: req.state.clone(),
+        }
+    }
+}
+
 /// Why an authorization request did not produce a code.
 #[derive(Debug)]
 pub enum AuthorizeError {
@@ -104,6 +115,56 @@ impl AuthorizeError {
     }
 }
 
+/// Longest value, in bytes, of each authorization parameter that may be parked with the
+/// request or is parsed before it is parked: what the specifications and the RPs we serve need,
+/// so that what an anonymous request can make the gateway store stays small (a parked request
+/// is at most about 2 KiB with every limit reached).
+pub const PARAMETER_CAPS: [(&str, usize); 9] = [
+    // Opaque to us; RPs put a random value or a short signed blob in it.
+    ("state", 1024),
+    // Opaque, compared by the RP; printable ASCII only (checked in `oversized`).
+    ("nonce", 256),
+    // An e-mail address, user name or ID number.
+    ("login_hint", 256),
+    // A few acr URIs.
+    ("acr_values", 512),
+    // A few BCP 47 tags.
+    ("ui_locales", 128),
+    // Registered scope names, space-separated.
+    ("scope", 1024),
+    // base64url of a SHA-256 is 43 characters (RFC 7636 §4.2).
+    ("code_challenge", 128),
+    ("code_challenge_method", 64),
+    ("prompt", 64),
+];
+
+/// An authorization parameter over its cap (or, for `nonce`, with a character outside
+/// printable ASCII).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversized {
+    pub name: &'static str,
+    pub cap: usize,
+}
+
+impl std::fmt::Display for Oversized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.name == "nonce" {
+            write!(f, "nonce must be at most {} printable ASCII characters", self.cap)
+        } else {
+            write!(f, "{} is longer than {} bytes", self.name, self.cap)
+        }
+    }
+}
+
+/// The first parameter over its cap in [`PARAMETER_CAPS`], if any.
+pub fn oversized<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Option<Oversized> {
+    PARAMETER_CAPS.iter().find_map(|&(name, cap)| {
+        let value = get(name)?;
+        let bad = value.len() > cap || (name == "nonce" && !value.bytes().all(|b| (0x20..0x7f).contains(&b)));
+        bad.then_some(Oversized { name, cap })
+    })
+}
+
 pub(super) fn bad_request_page(vi: &str, en: &str) -> AuthorizeError {
     AuthorizeError::Page(Box::new(
         ErrorPage::new(StatusCode::BAD_REQUEST, "Yêu cầu đăng nhập không hợp lệ", "Invalid login request")
@@ -151,11 +212,18 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
         Some("form_post") => ResponseMode::FormPost,
         Some(_) => ResponseMode::Query,
     };
-    let to = ReturnTo {
+    let mut to = ReturnTo {
         redirect_uri: redirect_uri.to_string(),
         response_mode,
         state: get("state").map(str::to_string),
     };
+    if let Some(over) = oversized(&get) {
+        // An oversized state is not echoed: the answer stays a short redirect.
+        if over.name == "state" {
+            to.state = None;
+        }
+        return Err(AuthorizeError::to_rp(&to, "invalid_request", over.to_string()));
+    }
     if let Some(k) = duplicated {
         return Err(AuthorizeError::to_rp(&to, "invalid_request", format!("parameter {k} is repeated")));
     }
@@ -168,9 +236,6 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
             "invalid_request",
             format!("response_mode {mode} is not supported"),
         ));
-    }
-    if to.state.as_ref().is_some_and(|s| s.len() > 2048) {
-        return Err(AuthorizeError::to_rp(&to, "invalid_request", "state is too long"));
     }
     if get("request").is_some() {
         return Err(AuthorizeError::to_rp(&to, "request_not_supported", "request objects are not supported"));
@@ -257,9 +322,6 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
         ));
     }
     let nonce = get("nonce").map(str::to_string);
-    if nonce.as_ref().is_some_and(|n| n.len() > 512) {
-        return Err(AuthorizeError::to_rp(&to, "invalid_request", "nonce is too long"));
-    }
     let prompts: Vec<&str> = get("prompt").unwrap_or("").split_whitespace().collect();
     if prompts.contains(&"none") && prompts.len() > 1 {
         return Err(AuthorizeError::to_rp(&to, "invalid_request", "prompt=none cannot be combined"));
@@ -318,7 +380,7 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
         code_challenge,
         force_login: prompts.contains(&"login") || prompts.contains(&"select_account"),
         max_age,
-        login_hint: get("login_hint").map(|h| h.chars().take(256).collect()),
+        login_hint: get("login_hint").map(str::to_string),
         lang: Lang::from_ui_locales(get("ui_locales")),
         idp_hint,
         acr_accepted,
@@ -388,7 +450,7 @@ async fn authorize(app: AppState, headers: HeaderMap, raw: Vec<(String, String)>
     match result {
         Ok(Some(response)) => return response,
         Ok(None) => {}
-        Err(e) => return unavailable(&app, &to, e),
+        Err(e) => return store_failure(&app, &to, e),
     }
     if prompt_none {
         return AuthorizeError::to_rp(&to, "login_required", "no session satisfies the request")
@@ -396,7 +458,7 @@ async fn authorize(app: AppState, headers: HeaderMap, raw: Vec<(String, String)>
     }
     let id = match records::park(&app.store, &req, app.settings.lifetimes.login_attempt).await {
         Ok(id) => id,
-        Err(e) => return unavailable(&app, &to, e),
+        Err(e) => return store_failure(&app, &to, e),
     };
     let next = match &req.idp_hint {
         Some(upstream) => format!("/upstream/{upstream}/login?request={id}"),
@@ -405,10 +467,20 @@ async fn authorize(app: AppState, headers: HeaderMap, raw: Vec<(String, String)>
     Redirect::to(&next).into_response()
 }
 
-fn unavailable(app: &AppState, to: &ReturnTo, e: StoreError) -> Response {
-    tracing::error!(error = %e, "state store failure at /authorize");
-    AuthorizeError::to_rp(to, "temporarily_unavailable", "the login service is temporarily unavailable")
-        .into_response_for(app.issuer())
+/// A state-store failure answering a trusted request: `temporarily_unavailable` to the RP,
+/// "busy" when the store is full.
+pub fn store_failure(app: &AppState, to: &ReturnTo, e: StoreError) -> Response {
+    let description = match &e {
+        StoreError::Full(_) => {
+            tracing::warn!(error = %e, "state store full: authorization request refused");
+            "the login service is busy; try again in a few minutes"
+        }
+        _ => {
+            tracing::error!(error = %e, "state store failure answering an authorization request");
+            "the login service is temporarily unavailable"
+        }
+    };
+    AuthorizeError::to_rp(to, "temporarily_unavailable", description).into_response_for(app.issuer())
 }
 
 /// Whether an existing session may answer the request without a new login.
@@ -484,6 +556,99 @@ mod tests {
         assert!(
             matches!(short, AuthorizeError::Redirect { description, .. } if description == "state is too long")
         );
+    }
+}
+
+#[cfg(test)]
+mod caps {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    fn request(extra: &[(&str, String)]) -> Vec<(String, String)> {
+        let mut raw: Vec<(String, String)> = [
+            ("client_id", "portal"),
+            ("redirect_uri", "https://portal.example/cb"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+        ]
+        .iter()
+        .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        raw.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        raw
+    }
+
+    /// Each parameter at its cap is accepted; one byte more is an `invalid_request` sent to the
+    /// (trusted) redirect URI, naming the parameter, and nothing is built to park.
+    #[test]
+    fn authorization_parameters_over_their_caps_are_refused_to_the_redirect_uri() {
+        let app = &crate::app::shared_test_state().app;
+        let at_cap = |name: &str, cap: usize| match name {
+            "scope" => format!("openid{}", " openid".repeat((cap - 6) / 7)),
+            "acr_values" | "ui_locales" | "prompt" => "x".repeat(cap),
+            _ => "a".repeat(cap),
+        };
+        for (name, cap) in [
+            ("state", 1024),
+            ("nonce", 256),
+            ("login_hint", 256),
+            ("acr_values", 512),
+            ("ui_locales", 128),
+            ("scope", 1024),
+        ] {
+            assert!(PARAMETER_CAPS.contains(&(name, cap)), "{name} ≤ {cap}");
+            let fits = at_cap(name, cap);
+            assert!(fits.len() <= cap);
+            assert!(validate(app, request(&[(name, fits)])).is_ok(), "{name} at its cap is accepted");
+            let over = format!("{}x", "a".repeat(cap));
+            let extra =
+                if name == "state" { vec![(name, over)] } else { vec![(name, over), ("state", "st".into())] };
+            let refused = validate(app, request(&extra));
+            let Err(AuthorizeError::Redirect { to, error, description }) = refused else {
+                panic!("{name} over its cap: {refused:?}")
+            };
+            assert_eq!(error, "invalid_request", "{name}");
+            assert!(description.contains(name), "{name}: {description}");
+            assert_eq!(to.redirect_uri, "https://portal.example/cb");
+            if name == "state" {
+                assert_eq!(to.state, None, "an oversized state is not echoed");
+            } else {
+                assert_eq!(to.state.as_deref(), Some("st"));
+            }
+        }
+        for code_param in ["code_challenge", "code_challenge_method", "prompt"] {
+            let refused = validate(app, request(&[(code_param, "a".repeat(200))]));
+            assert!(
+                matches!(refused, Err(AuthorizeError::Redirect { error: "invalid_request", .. })),
+                "{code_param}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_nonce_must_be_printable_ascii() {
+        let app = &crate::app::shared_test_state().app;
+        assert!(validate(app, request(&[("nonce", "n-0.9~_ !#".into())])).is_ok());
+        for bad in ["ngườidùng", "tab\there"] {
+            let refused = validate(app, request(&[("nonce", bad.to_string())]));
+            assert!(
+                matches!(&refused, Err(AuthorizeError::Redirect { error: "invalid_request", description, .. }) if description.contains("printable ASCII")),
+                "{bad}: {refused:?}"
+            );
+        }
+    }
+
+    /// An oversized value in a request whose redirect URI cannot be trusted still gets the
+    /// page, never a redirect.
+    #[test]
+    fn an_oversized_parameter_with_an_unregistered_redirect_uri_is_a_page() {
+        let app = &crate::app::shared_test_state().app;
+        let raw = request(&[("redirect_uri", "https://evil.example/cb".into()), ("state", "a".repeat(5000))]);
+        assert!(matches!(validate(app, raw), Err(AuthorizeError::Page(_))));
     }
 }
 
@@ -567,9 +732,9 @@ mod properties {
             prop_assert!(client.has_redirect_uri(&req.redirect_uri));
             prop_assert!(req.scopes.iter().any(|s| s == "openid"));
             prop_assert!(req.scopes.iter().all(|s| client.scopes.contains(s)));
-            prop_assert!(req.state.as_ref().is_none_or(|s| s.len() <= 2048));
-            prop_assert!(req.nonce.as_ref().is_none_or(|n| n.len() <= 512));
-            prop_assert!(req.login_hint.as_ref().is_none_or(|h| h.chars().count() <= 256));
+            prop_assert!(req.state.as_ref().is_none_or(|s| s.len() <= 1024));
+            prop_assert!(req.nonce.as_ref().is_none_or(|n| n.len() <= 256 && n.bytes().all(|b| (0x20..0x7f).contains(&b))));
+            prop_assert!(req.login_hint.as_ref().is_none_or(|h| h.len() <= 256));
             prop_assert!(req.code_challenge.as_ref().is_none_or(|c| c.len() == 43));
             prop_assert!(!client.is_public() || req.code_challenge.is_some());
             prop_assert!(req.max_age.is_none_or(|m| m >= 0));

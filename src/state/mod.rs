@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use memory::MemoryStore;
+pub use memory::{Capacity, MemoryStore, Usage};
 pub use redis::{MasterAuth, RedisStore, RedisTopology};
 
 /// The store could not answer; requests that need it fail with 503.
@@ -23,10 +23,35 @@ pub use redis::{MasterAuth, RedisStore, RedisTopology};
 pub enum StoreError {
     #[error("state store unavailable: {0}")]
     Unavailable(String),
+    /// The store is full for records of this class (the embedded store's capacity, or Redis
+    /// at `maxmemory` with `noeviction`): the write was refused, nothing was evicted. Browser
+    /// routes answer with the "busy" page, OAuth endpoints with `temporarily_unavailable`.
+    #[error("state store full: {} record refused", .0.name())]
+    Full(Class),
     #[error("stored record is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error("stored record is malformed: {0}")]
     Malformed(String),
+}
+
+/// Who a record is written for. Anonymous records (parked authorization requests, login
+/// attempts, replay markers and counters made before anyone logged in) may use only their share
+/// of a bounded store, so that a flood of anonymous requests cannot crowd out the sessions,
+/// codes and refresh families of people who did log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    Anonymous,
+    Authenticated,
+}
+
+impl Class {
+    /// The metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Anonymous => "anonymous",
+            Class::Authenticated => "authenticated",
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -35,10 +60,12 @@ enum Backend {
     Redis(Arc<RedisStore>),
 }
 
-/// Cheap-to-clone handle on the configured state backend.
+/// Cheap-to-clone handle on the configured state backend. Its writes are of one [`Class`]
+/// (authenticated unless made with [`StateStore::with_class`]).
 #[derive(Clone)]
 pub struct StateStore {
     backend: Backend,
+    class: Class,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -50,23 +77,57 @@ impl std::fmt::Debug for StateStore {
     }
 }
 
-/// Counts store failures (one metric for every backend).
+/// Counts store failures (one metric for every backend) and refused writes (by class).
 fn note<T>(r: Result<T, StoreError>) -> Result<T, StoreError> {
-    if r.is_err() {
-        metrics::counter!("sso_state_store_errors_total").increment(1);
+    match &r {
+        Err(StoreError::Full(class)) => {
+            metrics::counter!("sso_state_store_refused_total", "class" => class.name()).increment(1);
+        }
+        Err(_) => metrics::counter!("sso_state_store_errors_total").increment(1),
+        Ok(_) => {}
     }
     r
 }
 
 impl StateStore {
+    /// [`note`], with a refusal reported for this handle's class (Redis cannot tell).
+    fn note<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        note(r.map_err(|e| match e {
+            StoreError::Full(_) => StoreError::Full(self.class),
+            other => other,
+        }))
+    }
+
     /// In-process store: the embedded default for a single gateway process.
     pub fn memory() -> Self {
-        StateStore { backend: Backend::Memory(Arc::new(MemoryStore::default())) }
+        Self::from_backend(Backend::Memory(Arc::new(MemoryStore::default())))
     }
 
     /// In-process store whose expiry follows `clock` (tests move time instead of sleeping).
     pub fn memory_with_clock(clock: crate::clock::Clock) -> Self {
-        StateStore { backend: Backend::Memory(Arc::new(MemoryStore::with_clock(clock))) }
+        Self::from_backend(Backend::Memory(Arc::new(MemoryStore::with_clock(clock))))
+    }
+
+    /// In-process store that holds at most `capacity`.
+    pub fn memory_bounded(clock: crate::clock::Clock, capacity: Capacity) -> Self {
+        Self::from_backend(Backend::Memory(Arc::new(MemoryStore::bounded(clock, capacity))))
+    }
+
+    fn from_backend(backend: Backend) -> Self {
+        StateStore { backend, class: Class::Authenticated }
+    }
+
+    /// The same store, writing records of `class`.
+    pub fn with_class(&self, class: Class) -> StateStore {
+        StateStore { backend: self.backend.clone(), class }
+    }
+
+    /// What the embedded store holds by class, `(anonymous, authenticated)`; None on Redis.
+    pub fn memory_usage(&self) -> Option<(Usage, Usage)> {
+        match &self.backend {
+            Backend::Memory(m) => Some(m.usage()),
+            Backend::Redis(_) => None,
+        }
     }
 
     /// Connects to Redis; see [`RedisStore::connect`].
@@ -76,7 +137,7 @@ impl StateStore {
         timeout: Duration,
     ) -> Result<Self, StoreError> {
         let store = RedisStore::connect(topology, prefix, timeout).await?;
-        Ok(StateStore { backend: Backend::Redis(Arc::new(store)) })
+        Ok(Self::from_backend(Backend::Redis(Arc::new(store))))
     }
 
     /// Opens the store named in configuration.
@@ -86,7 +147,7 @@ impl StateStore {
         clock: &crate::clock::Clock,
     ) -> Result<Self, StoreError> {
         match settings.topology() {
-            None => Ok(Self::memory_with_clock(clock.clone())),
+            None => Ok(Self::memory_bounded(clock.clone(), settings.memory.capacity())),
             Some(topology) => {
                 Self::redis(&topology, &settings.redis.key_prefix, settings.redis.timeout).await
             }
@@ -112,25 +173,22 @@ impl StateStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Memory(_) => Ok(()),
-            Backend::Redis(r) => note(r.ping().await),
+            Backend::Redis(r) => self.note(r.ping().await),
         }
     }
 
     pub async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Memory(m) => {
-                m.put(key, value, ttl);
-                Ok(())
-            }
-            Backend::Redis(r) => note(r.put(key, value, ttl).await),
+            Backend::Memory(m) => self.note(m.put(self.class, key, value, ttl)),
+            Backend::Redis(r) => self.note(r.put(key, value, ttl).await),
         }
     }
 
     /// Stores only if the key is absent; true when this call stored it (replay guards).
     pub async fn put_new(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Memory(m) => Ok(m.put_new(key, value, ttl)),
-            Backend::Redis(r) => note(r.put_new(key, value, ttl).await),
+            Backend::Memory(m) => self.note(m.put_new(self.class, key, value, ttl)),
+            Backend::Redis(r) => self.note(r.put_new(key, value, ttl).await),
         }
     }
 
@@ -139,14 +197,14 @@ impl StateStore {
     pub async fn exists_any(&self, keys: &[&str]) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.exists_any(keys)),
-            Backend::Redis(r) => note(r.exists_any(keys).await),
+            Backend::Redis(r) => self.note(r.exists_any(keys).await),
         }
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.get(key)),
-            Backend::Redis(r) => note(r.get(key).await),
+            Backend::Redis(r) => self.note(r.get(key).await),
         }
     }
 
@@ -154,7 +212,7 @@ impl StateStore {
     pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.take(key)),
-            Backend::Redis(r) => note(r.take(key).await),
+            Backend::Redis(r) => self.note(r.take(key).await),
         }
     }
 
@@ -164,7 +222,7 @@ impl StateStore {
                 m.delete(key);
                 Ok(())
             }
-            Backend::Redis(r) => note(r.delete(key).await),
+            Backend::Redis(r) => self.note(r.delete(key).await),
         }
     }
 
@@ -172,18 +230,15 @@ impl StateStore {
     pub async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.touch(key, ttl)),
-            Backend::Redis(r) => note(r.touch(key, ttl).await),
+            Backend::Redis(r) => self.note(r.touch(key, ttl).await),
         }
     }
 
     /// Adds a member to a set and (re)sets the set's time to live.
     pub async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Memory(m) => {
-                m.set_add(key, member, ttl);
-                Ok(())
-            }
-            Backend::Redis(r) => note(r.set_add(key, member, ttl).await),
+            Backend::Memory(m) => self.note(m.set_add(self.class, key, member, ttl)),
+            Backend::Redis(r) => self.note(r.set_add(key, member, ttl).await),
         }
     }
 
@@ -192,8 +247,8 @@ impl StateStore {
     /// not extend it). For rate limits shared by every replica.
     pub async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
         match &self.backend {
-            Backend::Memory(m) => Ok(m.incr(key, ttl)),
-            Backend::Redis(r) => r.incr(key, ttl).await,
+            Backend::Memory(m) => self.note(m.incr_by(self.class, key, 1, ttl)),
+            Backend::Redis(r) => self.note(r.incr(key, ttl).await),
         }
     }
 
@@ -206,7 +261,7 @@ impl StateStore {
                 m.decr(key);
                 Ok(())
             }
-            Backend::Redis(r) => note(r.decr(key).await),
+            Backend::Redis(r) => self.note(r.decr(key).await),
         }
     }
 
@@ -215,8 +270,10 @@ impl StateStore {
     /// not changed together atomically (they may live in different Cluster slots).
     pub async fn incr_each(&self, counters: &[(&str, u64)], ttl: Duration) -> Result<Vec<u64>, StoreError> {
         match &self.backend {
-            Backend::Memory(m) => Ok(counters.iter().map(|(k, by)| m.incr_by(k, *by, ttl)).collect()),
-            Backend::Redis(r) => note(r.incr_each(counters, ttl).await),
+            Backend::Memory(m) => {
+                self.note(counters.iter().map(|(k, by)| m.incr_by(self.class, k, *by, ttl)).collect())
+            }
+            Backend::Redis(r) => self.note(r.incr_each(counters, ttl).await),
         }
     }
 
@@ -226,14 +283,14 @@ impl StateStore {
                 m.set_remove(key, member);
                 Ok(())
             }
-            Backend::Redis(r) => note(r.set_remove(key, member).await),
+            Backend::Redis(r) => self.note(r.set_remove(key, member).await),
         }
     }
 
     pub async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.set_members(key)),
-            Backend::Redis(r) => note(r.set_members(key).await),
+            Backend::Redis(r) => self.note(r.set_members(key).await),
         }
     }
 
@@ -249,11 +306,8 @@ impl StateStore {
             return Ok(());
         }
         match &self.backend {
-            Backend::Memory(m) => {
-                m.hash_set(key, fields, ttl);
-                Ok(())
-            }
-            Backend::Redis(r) => note(r.hash_set(key, fields, ttl).await),
+            Backend::Memory(m) => self.note(m.hash_set(self.class, key, fields, ttl)),
+            Backend::Redis(r) => self.note(r.hash_set(key, fields, ttl).await),
         }
     }
 
@@ -261,8 +315,8 @@ impl StateStore {
     /// it does not (an expired or deleted hash is never brought back).
     pub async fn hash_set_existing(&self, key: &str, field: &str, value: &[u8]) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Memory(m) => Ok(m.hash_set_existing(key, field, value)),
-            Backend::Redis(r) => note(r.hash_set_existing(key, field, value).await),
+            Backend::Memory(m) => self.note(m.hash_set_existing(key, field, value)),
+            Backend::Redis(r) => self.note(r.hash_set_existing(key, field, value).await),
         }
     }
 
@@ -274,7 +328,7 @@ impl StateStore {
         }
         match &self.backend {
             Backend::Memory(m) => Ok(m.hash_get(key, fields)),
-            Backend::Redis(r) => note(r.hash_get(key, fields).await),
+            Backend::Redis(r) => self.note(r.hash_get(key, fields).await),
         }
     }
 
@@ -282,14 +336,14 @@ impl StateStore {
     pub async fn hash_keys(&self, key: &str) -> Result<Vec<String>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.hash_keys(key)),
-            Backend::Redis(r) => note(r.hash_keys(key).await),
+            Backend::Redis(r) => self.note(r.hash_keys(key).await),
         }
     }
 
     pub async fn hash_contains(&self, key: &str, field: &str) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.hash_contains(key, field)),
-            Backend::Redis(r) => note(r.hash_contains(key, field).await),
+            Backend::Redis(r) => self.note(r.hash_contains(key, field).await),
         }
     }
 
@@ -300,7 +354,7 @@ impl StateStore {
                 m.hash_remove(key, field);
                 Ok(())
             }
-            Backend::Redis(r) => note(r.hash_remove(key, field).await),
+            Backend::Redis(r) => self.note(r.hash_remove(key, field).await),
         }
     }
 
@@ -308,7 +362,7 @@ impl StateStore {
     pub async fn hash_take(&self, key: &str) -> Result<HashMap<String, Vec<u8>>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.hash_take(key)),
-            Backend::Redis(r) => note(r.hash_take(key).await),
+            Backend::Redis(r) => self.note(r.hash_take(key).await),
         }
     }
 
@@ -574,6 +628,61 @@ mod tests {
             }
         }
         assert_eq!(wins, 1);
+    }
+
+    /// A Redis at `maxmemory` under `noeviction` (the shipped deploy configuration) refusing
+    /// writes is the store being full, for the class of the handle that wrote, not an outage.
+    #[tokio::test]
+    async fn redis_out_of_memory_is_a_typed_refusal() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args(["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        let url = format!("redis://127.0.0.1:{port}");
+        let mut store = None;
+        for _ in 0..100 {
+            if let Ok(s) =
+                StateStore::redis(&RedisTopology::Single(url.clone()), "oom:", Duration::from_secs(2)).await
+            {
+                store = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let store = store.unwrap().with_class(Class::Anonymous);
+        let ttl = Duration::from_secs(600);
+        let mut refused = None;
+        for i in 0..10_000 {
+            if let Err(e) = store.put(&format!("authreq:{i}"), vec![b'x'; 4096], ttl).await {
+                refused = Some(e);
+                break;
+            }
+        }
+        assert!(matches!(refused, Some(StoreError::Full(Class::Anonymous))), "{refused:?}");
+        // Every kind of write, single commands, transactions and pipelines alike.
+        let authenticated = store.with_class(Class::Authenticated);
+        let results = [
+            authenticated.put("code:x", vec![b'x'; 4096], ttl).await.err(),
+            authenticated.hash_set("session:x", &[("a", &[b'x'; 4096][..])], ttl).await.err(),
+            authenticated.set_add("set:x", &"m".repeat(4096), ttl).await.err(),
+            authenticated.incr_each(&[("n:x", 1)], ttl).await.err(),
+        ];
+        for r in results {
+            assert!(matches!(r, Some(StoreError::Full(Class::Authenticated))), "{r:?}");
+        }
+        // Reads still work.
+        assert!(store.get("authreq:0").await.unwrap().is_some());
+        let _ = server.kill();
+        let _ = server.wait();
     }
 
     #[test]

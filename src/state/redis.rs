@@ -12,7 +12,7 @@ use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{Cmd, FromRedisValue, Pipeline};
 use tokio::sync::{Mutex, RwLock};
 
-use super::StoreError;
+use super::{Class, StoreError};
 
 /// How to reach Redis. `Debug` redacts the passwords in URLs and of the master.
 #[derive(Clone, PartialEq, Eq)]
@@ -117,8 +117,21 @@ fn manager_config(timeout: Duration) -> redis::aio::ConnectionManagerConfig {
         .set_max_delay(Duration::from_millis(500))
 }
 
+/// A Redis failure as a store error: Redis at `maxmemory` under `noeviction` refusing a write
+/// (`OOM`) is the store being full (the class is filled in by the caller), anything else is
+/// the store being unavailable.
 fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    if is_out_of_memory(&e) {
+        StoreError::Full(Class::Authenticated)
+    } else {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// `-OOM command not allowed when used memory > 'maxmemory'`, alone or as the reason a
+/// transaction was discarded.
+fn is_out_of_memory(e: &redis::RedisError) -> bool {
+    e.code() == Some("OOM") || e.to_string().contains("command not allowed when used memory")
 }
 
 /// The Redis state backend.

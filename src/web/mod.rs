@@ -159,6 +159,9 @@ pub fn allow_form_targets(res: &mut Response, targets: &[&str]) {
     }
 }
 
+/// `Retry-After` of the busy page (a full store frees up as anonymous records expire).
+pub const BUSY_RETRY_AFTER_SECS: u64 = 30;
+
 /// A link or button offered on an error page.
 #[derive(Debug, Clone, Serialize)]
 pub struct Action {
@@ -215,6 +218,31 @@ impl ErrorPage {
         .detail("Vui lòng thử lại sau ít phút.", "Please try again in a few minutes.")
     }
 
+    /// The page shown when the state store is full (503 with `Retry-After`): the gateway is
+    /// busy, nothing is wrong with the request.
+    pub fn busy() -> Self {
+        let mut page = ErrorPage::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Hệ thống đang quá tải",
+            "The login service is busy",
+        )
+        .detail(
+            "Hệ thống đăng nhập đang phục vụ quá nhiều yêu cầu. Vui lòng thử lại sau ít phút.",
+            "The login service is handling too many requests. Please try again in a few minutes.",
+        );
+        page.retry_after = Some(BUSY_RETRY_AFTER_SECS);
+        page
+    }
+
+    /// The page for a state-store failure: [`ErrorPage::busy`] when the store is full (a
+    /// refused write), [`ErrorPage::unavailable`] when it cannot answer.
+    pub fn for_store_error(e: &crate::state::StoreError) -> Self {
+        match e {
+            crate::state::StoreError::Full(_) => ErrorPage::busy(),
+            _ => ErrorPage::unavailable(),
+        }
+    }
+
     /// The page shown when an address sends more requests than `[limits]` allow (429 with
     /// `Retry-After`).
     pub fn rate_limited(retry_after_secs: u64) -> Self {
@@ -263,6 +291,16 @@ mod tests {
         let html = String::from_utf8(body.to_vec()).unwrap();
         assert!(html.contains("Quá nhiều yêu cầu") && html.contains("Too many requests"), "{html}");
         assert!(html.contains("1 phút") && html.contains("1 minute"), "42 s rounds up to a minute: {html}");
+        let busy =
+            ErrorPage::for_store_error(&crate::state::StoreError::Full(crate::state::Class::Anonymous))
+                .into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "30");
+        let body = axum::body::to_bytes(busy.into_body(), 1 << 20).await.unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(html.contains("quá tải") && html.contains("busy"), "{html}");
+        let down = ErrorPage::for_store_error(&crate::state::StoreError::Unavailable("x".into()));
+        assert_eq!(down.title_en, "Service temporarily unavailable");
         // Other pages carry no Retry-After.
         assert!(!ErrorPage::unavailable().into_response().headers().contains_key(header::RETRY_AFTER));
     }

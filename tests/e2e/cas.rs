@@ -269,3 +269,35 @@ async fn by_default_only_the_cas_servers_own_addresses_may_end_sessions() {
     assert_eq!(post_logout_request(&sys, &ticket, Some("127.0.0.1")).await, StatusCode::OK);
     assert!(!sys.app.sessions.is_alive(&sid).await.unwrap(), "the session ended");
 }
+
+/// The gateway's replay marker of a service ticket: made only once the CAS server vouched for
+/// the ticket (a made-up ticket stores nothing), and kept as long as a login attempt lives,
+/// not a day.
+#[tokio::test]
+async fn a_ticket_is_remembered_only_once_validated_and_only_as_long_as_an_attempt() {
+    use sso_gateway::state::hashed_key;
+    let sys = TestSystem::start().await;
+    let rp = sys.rp(PORTAL, Some(PORTAL_SECRET), PORTAL_CB).await;
+    let marker = |ticket: &str| hashed_key("cas-ticket:brvt", ticket);
+
+    // A made-up ticket in a real attempt: the server refuses it, nothing is remembered.
+    let browser = Browser::new();
+    let stop = sys.url("/upstream/brvt/callback");
+    let req = rp.authorize(&[("idp_hint", CAS)]);
+    let (url, _, _) = browser.navigate(&req.url, &stop).await.page();
+    let service = param(&url::Url::parse(&url).unwrap(), "service").unwrap();
+    let mut forged = url::Url::parse(&service).unwrap();
+    forged.query_pairs_mut().append_pair("ticket", "ST-made-up-by-an-attacker");
+    let (_, status, _) = browser.navigate(forged.as_str(), PORTAL_CB).await.page();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(sys.app.store.get(&marker("ST-made-up-by-an-attacker")).await.unwrap(), None);
+
+    // A real login: its ticket is remembered for the attempt lifetime (10 minutes here).
+    let browser = Browser::new();
+    let callback = ticket_callback(&sys, &browser, &rp).await;
+    let ticket = param(&url::Url::parse(&callback).unwrap(), "ticket").unwrap();
+    assert!(matches!(browser.navigate(&callback, PORTAL_CB).await, Landing::Callback(_)));
+    assert!(sys.app.store.get(&marker(&ticket)).await.unwrap().is_some());
+    sys.clock.advance(10 * 60 + 1);
+    assert_eq!(sys.app.store.get(&marker(&ticket)).await.unwrap(), None, "gone with the attempt lifetime");
+}

@@ -9,6 +9,7 @@ mod slapd;
 mod accounts;
 mod admin_cli;
 mod authorize_errors;
+mod bounded_state;
 mod cas;
 mod discovery;
 mod dpop;

@@ -7,6 +7,7 @@
 //! process over keep-alive connections, and prints requests/s, latency percentiles, errors,
 //! the gateway's CPU time per operation and its peak RSS. See BENCHMARKS.md.
 
+mod flood;
 mod http;
 mod load;
 mod procs;
@@ -35,9 +36,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "sso-bench", about = "Benchmark suite of sso-gateway (loopback only, bounded runs)")]
 struct Args {
     /// `all`, or scenario names separated by commas: discovery, jwks, client_credentials,
-    /// full_login, sso_login, authorization_code, refresh_token, userinfo, introspection.
+    /// full_login, sso_login, authorization_code, refresh_token, userinfo, introspection,
+    /// authorize-flood (not part of `all`).
     #[arg(long, default_value = "all")]
     scenario: String,
+    /// `authorize-flood`: requests per phase (one address, then 1 000 addresses).
+    #[arg(long, default_value_t = 100_000)]
+    flood_requests: u64,
+    /// `authorize-flood`: bytes of `state` in each request.
+    #[arg(long, default_value_t = 2048)]
+    flood_state_bytes: usize,
+    /// `authorize-flood`: time bound per phase, seconds.
+    #[arg(long, default_value_t = 300.0)]
+    flood_within: f64,
+    /// Extra `[sessions.memory]` line(s) for the gateway config, e.g. `max_bytes = 33554432`
+    /// (repeatable).
+    #[arg(long)]
+    memory_setting: Vec<String>,
     /// Measured time per scenario, seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -196,6 +211,9 @@ fn run_legacy_idp(index: usize) -> std::process::ExitCode {
     }
 }
 
+/// The scenario that floods `/authorize` (see [`flood`]); run after the others.
+const FLOOD: &str = "authorize-flood";
+
 /// One measured scenario.
 struct Row {
     kind: Kind,
@@ -228,11 +246,17 @@ async fn bench(args: Args) -> Result<()> {
         Kind::ALL.to_vec()
     } else {
         let mut v = Vec::new();
-        for name in args.scenario.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for name in args.scenario.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != FLOOD) {
             v.push(Kind::parse(name).ok_or_else(|| anyhow!("unknown scenario {name:?}"))?);
         }
         v
     };
+    if !(1..=1_000_000).contains(&args.flood_requests)
+        || args.flood_state_bytes > 64 * 1024
+        || !(1.0..=1800.0).contains(&args.flood_within)
+    {
+        bail!("--flood-requests 1..1e6, --flood-state-bytes ≤ 64 KiB, --flood-within 1..1800 s");
+    }
     if !(0.1..=600.0).contains(&args.duration) || !(0.0..=120.0).contains(&args.warmup) {
         bail!("--duration must be within 0.1..600 s and --warmup within 0..120 s");
     }
@@ -254,6 +278,7 @@ async fn bench(args: Args) -> Result<()> {
             .map_err(|e| anyhow!("--account-cache-ttl: {e}"))?,
         gateway_bin: args.gateway_bin.clone(),
         gateway_log_level: args.gateway_log.clone(),
+        memory_settings: args.memory_setting.clone(),
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     eprintln!("sso-bench: starting the system under test in {} …", scratch.0.display());
@@ -438,6 +463,17 @@ async fn measure(
                 o.errors
             );
         }
+    }
+    if args.scenario.split(',').any(|s| s.trim() == FLOOD) {
+        let flood = flood::Flood {
+            requests: args.flood_requests,
+            state_bytes: args.flood_state_bytes,
+            connections,
+            within: Duration::from_secs_f64(args.flood_within),
+        };
+        let notes =
+            flood::run(flood, &system.gateway, ctx.clone(), &users[0], gw_pid, redis.as_mut()).await?;
+        redis_notes.push_str(&notes);
     }
     if let Some(r) = redis.as_mut() {
         let keys = r.dbsize().await?;

@@ -40,6 +40,8 @@ pub struct Options {
     pub gateway_log_level: String,
     /// The gateway's `[limits]`.
     pub limits: Limits,
+    /// Extra `[sessions.memory]` lines, verbatim.
+    pub memory_settings: Vec<String>,
 }
 
 /// What `[limits]` the benchmarked gateway runs with (`--limits`).
@@ -189,6 +191,9 @@ pub async fn start(opts: &Options, dir: &Path) -> Result<System> {
         &opts.alg,
     )?;
     config.push_str(opts.limits.toml());
+    if !opts.memory_settings.is_empty() {
+        config.push_str(&format!("\n[sessions.memory]\n{}\n", opts.memory_settings.join("\n")));
+    }
     let config_path = dir.join("gateway.toml");
     std::fs::write(&config_path, config)?;
     let log = dir.join("gateway.log");
@@ -289,6 +294,10 @@ store = "{store}"
 
 [lifetimes]
 authorization_code = "10m"
+
+# The load generator names flood sources in X-Forwarded-For (authorize-flood).
+[inbound]
+trusted_proxies = ["127.0.0.0/8"]
 
 {upstreams}
 [[clients]]

@@ -277,12 +277,7 @@ pub(super) fn classify_authorization_answer(
 }
 
 /// A token request with a made-up code, authenticated as the gateway authenticates.
-async fn token_request(
-    o: &OidcSettings,
-    http: &UpstreamHttp,
-    endpoint: &str,
-    redirect_uri: &str,
-) -> Check {
+async fn token_request(o: &OidcSettings, http: &UpstreamHttp, endpoint: &str, redirect_uri: &str) -> Check {
     let secret = o.client_secret.as_ref().and_then(|s| s.value());
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "authorization_code")
