@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
+use legacy_idp::{Faults, LegacyIdpConfig, RunningLegacyIdp};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
@@ -18,7 +19,6 @@ use sso_gateway::app::Application;
 use sso_gateway::broker::UpstreamHttp;
 use sso_gateway::clock::Clock;
 use sso_gateway::config::Settings;
-use sso_gateway::legacy_idp::{self, Faults, LegacyIdpConfig, RunningLegacyIdp};
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -216,7 +216,7 @@ impl TestSystem {
         let dir = tempfile::tempdir().unwrap();
         let mut idps = HashMap::new();
         let mut issuers = HashMap::new();
-        for (id, text) in sso_gateway::demo::LEGACY_CONFIGS {
+        for (id, text) in legacy_idp::SYSTEMS {
             let config = LegacyIdpConfig::from_toml_str(text).unwrap();
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let idp = legacy_idp::spawn(config, listener).await.unwrap();
