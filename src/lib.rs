@@ -3,8 +3,9 @@
 //! Parts (see README "Architecture"): `provider` answers relying parties, `broker` talks to
 //! the former provincial login systems, `login` joins them, `accounts` keeps unified
 //! accounts, `session` and `state` keep short-lived state, `keys` signs, `web` renders,
-//! `config` loads settings, `cli` is the command line. `legacy_idp` and `demo` are tooling
-//! that the product never depends on.
+//! `config` loads settings, `cli` is the command line. The tooling lives beside the product,
+//! never in this library: the simulated login systems in `tools/legacy-idp`, the benchmark in
+//! `tools/sso-bench`, the `demo` command in the binary (`src/main.rs`, feature `demo`).
 
 pub mod accounts;
 pub mod app;
@@ -12,9 +13,7 @@ pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod demo;
 pub mod keys;
-pub mod legacy_idp;
 pub mod limits;
 pub mod login;
 pub mod logout;

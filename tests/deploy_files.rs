@@ -1236,6 +1236,26 @@ fn dockerfile_builds_a_small_non_root_image() {
     assert!(file.stages.iter().any(|s| s.name == "legacy-idp"), "a legacy-idp stage for the Compose stack");
 }
 
+/// The product carries no tooling: the simulators reach the gateway only through the `demo`
+/// feature (which the image build leaves off) or as a test dependency, and the benchmark's load
+/// generator is no dependency of the gateway at all.
+#[test]
+fn the_production_build_has_no_simulator_and_no_bench_dependency() {
+    let manifest: toml::Table = toml::from_str(&read(&repo().join("Cargo.toml"))).unwrap();
+    let deps = manifest["dependencies"].as_table().unwrap();
+    for bench_only in ["hyper", "hyper-util", "http-body-util"] {
+        assert!(!deps.contains_key(bench_only), "{bench_only} is a dependency of the gateway");
+    }
+    assert_eq!(deps["legacy-idp"].get("optional").and_then(toml::Value::as_bool), Some(true));
+    let features = manifest["features"].as_table().unwrap();
+    assert_eq!(features["demo"].as_array().unwrap(), &vec![toml::Value::from("dep:legacy-idp")]);
+    assert!(manifest["dev-dependencies"].as_table().unwrap().contains_key("legacy-idp"));
+
+    let run = dockerfile().stages[0].all("RUN").join(" ");
+    let gateway_build = run.split("&&").find(|c| c.contains("--bin sso-gateway")).unwrap();
+    assert!(gateway_build.contains("--no-default-features"), "{gateway_build}");
+}
+
 // --- systemd --------------------------------------------------------------------------------
 
 fn unit_sections(path: &Path) -> BTreeMap<String, Vec<(String, String)>> {

@@ -1,34 +1,26 @@
-//! Command line: `serve`, `check-config`, `keys generate|rotate|list|prune`, `migrate`, `healthcheck`, `demo`,
+//! Command line: `serve`, `check-config`, `keys generate|rotate|list|prune`, `migrate`, `healthcheck`,
 //! `upstreams probe`, `accounts …` and `units …` (account administration, see `accounts.rs`),
 //! `clients explain`.
 //!
-//! Owns: argument parsing and exit codes. Everything it runs lives in the library parts.
+//! Owns: argument parsing and exit codes. Everything it runs lives in the library parts. The
+//! `sso-gateway` binary (`src/main.rs`) parses these commands, flattened beside its own `demo`
+//! command (tooling, not in the library), and runs them with [`start`] and [`run`].
 
 mod accounts;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 
 use crate::app::Application;
 use crate::clock::Clock;
 use crate::config::{ConfigError, Settings};
 use crate::keys::{KeySet, SigningAlg, format_time};
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "sso-gateway",
-    version,
-    about = "OpenID Connect identity broker: one login for the merged Ho Chi Minh City"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
+/// The gateway's commands (a clap subcommand set; the binary adds `demo`).
 #[derive(Debug, Subcommand)]
-enum Command {
+pub enum Command {
     /// Run the gateway.
     Serve {
         #[arg(long, short, env = "SSO_GATEWAY_CONFIG")]
@@ -83,21 +75,10 @@ enum Command {
         #[command(subcommand)]
         command: accounts::UnitsCommand,
     },
-    /// Run the whole system on this machine: gateway, four simulated login
-    /// systems and two demo applications. No Redis or PostgreSQL needed.
-    Demo {
-        /// Gateway port; the provinces' simulated systems use the next three, the demo apps the
-        /// two after, the simulated national e-ID the one after those (N+6).
-        #[arg(long, default_value_t = 8080)]
-        port: u16,
-        /// Where demo data (accounts database, keys) is kept.
-        #[arg(long, default_value = "data/demo")]
-        data_dir: PathBuf,
-    },
 }
 
 #[derive(Debug, Subcommand)]
-enum ClientsCommand {
+pub enum ClientsCommand {
     /// What each client registration allows (flows, scopes, claims it will see, subject type,
     /// authentication, PKCE, logout wiring, lifetimes, minimum acr) and which settings are
     /// risky.
@@ -111,7 +92,7 @@ enum ClientsCommand {
 }
 
 #[derive(Debug, Subcommand)]
-enum UpstreamsCommand {
+pub enum UpstreamsCommand {
     /// Check what can be checked from here (OIDC/VNeID: discovery, issuer, endpoints, keys,
     /// client id and redirect URI, client authentication; CAS: login page and ticket
     /// validation; LDAP: service-account bind, bases, a test user) and print the exact URLs to
@@ -131,13 +112,13 @@ enum UpstreamsCommand {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ReportFormat {
+pub enum ReportFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Subcommand)]
-enum SessionsCommand {
+pub enum SessionsCommand {
     /// List the live sessions of an account.
     List {
         #[arg(long)]
@@ -157,7 +138,7 @@ enum SessionsCommand {
 }
 
 #[derive(Debug, Subcommand)]
-enum KeysCommand {
+pub enum KeysCommand {
     /// Write a new signing key `{kid}.pem` (mode 0600) into DIR that signs at once (for a
     /// first key; to replace a key in service use `rotate`).
     Generate {
@@ -197,9 +178,8 @@ enum KeysCommand {
     },
 }
 
-/// Parses the command line and runs the command.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// Starts logging and the async runtime, then runs `command` (e.g. [`run`]) on it.
+pub fn start(command: impl Future<Output = ExitCode>) -> ExitCode {
     crate::telemetry::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -208,11 +188,12 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli))
+    runtime.block_on(command)
 }
 
-async fn run(cli: Cli) -> ExitCode {
-    match cli.command {
+/// Runs one of the gateway's commands to its end.
+pub async fn run(command: Command) -> ExitCode {
+    match command {
         Command::Serve { config } => match Settings::load(&config) {
             Ok(settings) => serve(settings).await,
             Err(e) => config_failure(&config, e),
@@ -277,7 +258,6 @@ async fn run(cli: Cli) -> ExitCode {
                 Err(e) => config_failure(&config, e),
             }
         }
-        Command::Demo { port, data_dir } => crate::demo::run(port, data_dir).await,
     }
 }
 

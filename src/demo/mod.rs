@@ -2,7 +2,11 @@
 //! gateway on its embedded default, four simulated login systems (`legacy_idp`: the three
 //! provinces', Ba Ria-Vung Tau's speaking CAS, and the national e-ID) and two demo
 //! applications, so a person can click through a real login and see SSO.
-//! Demo tooling: the product never depends on it.
+//!
+//! Demo tooling: a module of the gateway binary (not of the library), compiled only with the
+//! `demo` feature (on by default; production builds use `--no-default-features`). Owns the
+//! demo's port layout, its gateway configuration (`config/demo.toml`) and the demo apps; must
+//! not be used by anything in the library.
 
 mod rp;
 
@@ -11,21 +15,12 @@ use std::process::ExitCode;
 
 use tokio::net::TcpListener;
 
-use crate::app::Application;
-use crate::broker::{UpstreamHttp, map_claims};
-use crate::clock::Clock;
-use crate::config::Settings;
-use crate::legacy_idp::{self, LegacyIdpConfig};
-pub use rp::{DemoRp, DemoUser};
-
-/// The simulated systems' users files, compiled in so the demo runs from any directory:
-/// the three former provinces' systems (Ba Ria-Vung Tau's speaks CAS) and the national e-ID.
-pub const LEGACY_CONFIGS: [(&str, &str); 4] = [
-    ("hcm", include_str!("../../config/legacy/hcm.toml")),
-    ("bd", include_str!("../../config/legacy/bd.toml")),
-    ("brvt", include_str!("../../config/legacy/brvt.toml")),
-    ("vneid", include_str!("../../config/legacy/vneid.toml")),
-];
+use legacy_idp::LegacyIdpConfig;
+use rp::{DemoRp, DemoUser};
+use sso_gateway::app::Application;
+use sso_gateway::broker::{UpstreamHttp, map_claims};
+use sso_gateway::clock::Clock;
+use sso_gateway::config::Settings;
 
 /// Port of each simulated system relative to the base port (the RPs sit at +4 and +5).
 fn legacy_port(port: u16, id: &str) -> u16 {
@@ -38,7 +33,7 @@ fn legacy_port(port: u16, id: &str) -> u16 {
 }
 
 /// The demo gateway configuration with its ports and data directory filled in.
-pub fn gateway_config(port: u16, data_dir: &Path) -> String {
+fn gateway_config(port: u16, data_dir: &Path) -> String {
     include_str!("../../config/demo.toml")
         .replace("{gateway_port}", &port.to_string())
         .replace("{hcm_port}", &(port + 1).to_string())
@@ -56,7 +51,13 @@ async fn bind(port: u16) -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (choose another base port with --port)"))
 }
 
-pub async fn run(port: u16, data_dir: PathBuf) -> ExitCode {
+/// `sso-gateway demo`: runs the demo until Ctrl-C, or with `print_config` only prints the
+/// gateway configuration it would run (so it can be read or checked with `check-config`).
+pub async fn run(port: u16, data_dir: PathBuf, print_config: bool) -> ExitCode {
+    if print_config {
+        print!("{}", gateway_config(port, &data_dir));
+        return ExitCode::SUCCESS;
+    }
     match start(port, data_dir).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -75,7 +76,7 @@ async fn start(port: u16, data_dir: PathBuf) -> Result<(), String> {
 
     let mut users = Vec::new();
     let mut idps = Vec::new();
-    for (id, text) in LEGACY_CONFIGS.iter() {
+    for (id, text) in legacy_idp::SYSTEMS.iter() {
         let config = LegacyIdpConfig::from_toml_str(text).map_err(|e| format!("{id}: {e}"))?;
         let mapping =
             settings.upstreams.iter().find(|u| u.id == *id).map(|u| u.claims.clone()).unwrap_or_default();
@@ -140,7 +141,7 @@ async fn start(port: u16, data_dir: PathBuf) -> Result<(), String> {
         app.state().issuer(),
         idps.iter().map(|i| i.issuer.as_str()).collect::<Vec<_>>().join(", ")
     );
-    app.run_until(crate::cli::shutdown_signal()).await.map_err(|e| e.to_string())?;
+    app.run_until(sso_gateway::cli::shutdown_signal()).await.map_err(|e| e.to_string())?;
     drop(idps);
     Ok(())
 }

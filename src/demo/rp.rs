@@ -1,6 +1,7 @@
 //! A small relying party for the demo: a "Cổng dịch vụ công"-style portal page that logs in
 //! through the gateway with the `openidconnect` crate (code flow + PKCE) and shows who is
-//! logged in and their claims. Demo tooling, not product.
+//! logged in and their claims. Demo tooling: part of the gateway binary only with the `demo`
+//! feature, never of the library.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,8 +20,8 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::broker::UpstreamHttp;
-use crate::state::random_handle;
+use sso_gateway::broker::UpstreamHttp;
+use sso_gateway::state::random_handle;
 
 /// A demo user shown on the page so a person can click through.
 #[derive(Debug, Clone, Serialize)]
@@ -136,8 +137,8 @@ async fn client(
 }
 
 async fn home(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
-    let session =
-        crate::session::read_cookie(&headers, COOKIE).and_then(|id| lock(&inner.sessions).get(&id).cloned());
+    let session = sso_gateway::session::read_cookie(&headers, COOKIE)
+        .and_then(|id| lock(&inner.sessions).get(&id).cloned());
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
     let ctx = json!({
         "title": inner.rp.title,
@@ -293,7 +294,7 @@ async fn verify_logout_token(inner: &Inner, token: &str) -> Result<String, Strin
     validation.set_audience(&[&inner.rp.client_id]);
     validation.set_issuer(&[&inner.rp.gateway]);
     let claims = jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| e.to_string())?.claims;
-    if claims.get("events").and_then(|e| e.get(crate::broker::BACKCHANNEL_EVENT)).is_none() {
+    if claims.get("events").and_then(|e| e.get(sso_gateway::broker::BACKCHANNEL_EVENT)).is_none() {
         return Err("not a logout token".into());
     }
     claims.get("sid").and_then(Value::as_str).map(str::to_string).ok_or_else(|| "no sid".into())
@@ -301,7 +302,7 @@ async fn verify_logout_token(inner: &Inner, token: &str) -> Result<String, Strin
 
 async fn logout(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
     let session =
-        crate::session::read_cookie(&headers, COOKIE).and_then(|id| lock(&inner.sessions).remove(&id));
+        sso_gateway::session::read_cookie(&headers, COOKIE).and_then(|id| lock(&inner.sessions).remove(&id));
     let mut url = match url::Url::parse(&format!("{}/logout", inner.rp.gateway)) {
         Ok(u) => u,
         Err(e) => return error(&e.to_string()),

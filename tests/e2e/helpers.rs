@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
+use legacy_idp::{Faults, IdpKeys, LegacyIdpConfig, RunningLegacyIdp};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
@@ -19,7 +20,6 @@ use sso_gateway::broker::UpstreamHttp;
 use sso_gateway::clock::Clock;
 use sso_gateway::config::Settings;
 use sso_gateway::keys::{KeySet, SigningAlg};
-use sso_gateway::legacy_idp::{self, Faults, IdpKeys, LegacyIdpConfig, RunningLegacyIdp};
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -233,7 +233,7 @@ pub fn simulator_keys(id: &str) -> &'static IdpKeys {
     static KEYS: std::sync::OnceLock<HashMap<String, IdpKeys>> = std::sync::OnceLock::new();
     &KEYS.get_or_init(|| {
         std::thread::scope(|scope| {
-            let ids = sso_gateway::demo::LEGACY_CONFIGS.iter().map(|(id, _)| id.to_string());
+            let ids = legacy_idp::SYSTEMS.iter().map(|(id, _)| id.to_string());
             let handles: Vec<_> = ids.map(|id| (id, scope.spawn(|| IdpKeys::generate().unwrap()))).collect();
             handles.into_iter().map(|(id, h)| (id, h.join().unwrap())).collect()
         })
@@ -266,7 +266,7 @@ impl TestSystem {
         install_gateway_keys(&dir.path().join("keys"));
         let mut idps = HashMap::new();
         let mut issuers = HashMap::new();
-        for (id, text) in sso_gateway::demo::LEGACY_CONFIGS {
+        for (id, text) in legacy_idp::SYSTEMS {
             let config = LegacyIdpConfig::from_toml_str(text).unwrap();
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let idp = legacy_idp::spawn_with_keys(config, listener, simulator_keys(id)).await.unwrap();

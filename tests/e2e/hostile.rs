@@ -699,9 +699,8 @@ jwks = {}
     let hcm = &sys.app.settings.upstreams.iter().find(|u| u.id == "hcm").unwrap().protocol;
     let sso_gateway::config::Protocol::Oidc(hcm) = hcm else { panic!("hcm is an OIDC upstream") };
     let gateway_at_hcm = &hcm.client_id;
-    let genuine = sys.idps["hcm"]
-        .logout_token(HCM_USER, gateway_at_hcm, sso_gateway::legacy_idp::LogoutTokenKind::Valid)
-        .unwrap();
+    let genuine =
+        sys.idps["hcm"].logout_token(HCM_USER, gateway_at_hcm, legacy_idp::LogoutTokenKind::Valid).unwrap();
     let logout_claims: Value =
         serde_json::from_slice(&B64.decode(genuine.split('.').nth(1).unwrap()).unwrap()).unwrap();
     for (label, forged) in
@@ -718,7 +717,7 @@ jwks = {}
 
     // Upstream ID tokens forged by a compromised or impersonated upstream (the simulated
     // system's fault switches): the login fails with a page, and no session or code results.
-    type Switch = fn(&sso_gateway::legacy_idp::Faults) -> &std::sync::atomic::AtomicBool;
+    type Switch = fn(&legacy_idp::Faults) -> &std::sync::atomic::AtomicBool;
     let switches: [(&str, Switch); 3] = [
         ("alg none", |f| &f.id_token_alg_none),
         ("HS256 keyed with the public key", |f| &f.id_token_hs256_public_key),

@@ -36,7 +36,7 @@ async fn login_through_ba_ria_vung_tau_system_maps_its_claim_names() {
 
 fn brvt_hai_birthdate() -> String {
     let text = include_str!("../../config/legacy/brvt.toml");
-    let config = sso_gateway::legacy_idp::LegacyIdpConfig::from_toml_str(text).unwrap();
+    let config = legacy_idp::LegacyIdpConfig::from_toml_str(text).unwrap();
     let user = config.users.iter().find(|u| u.username == BRVT_USER).unwrap();
     let dob = user.claims["dob"].as_str().unwrap();
     format!("{}-{}-{}", &dob[0..4], &dob[4..6], &dob[6..8])

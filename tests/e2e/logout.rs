@@ -2,8 +2,8 @@
 //! upstream logout both ways, refresh tokens ending with the session.
 
 use crate::helpers::*;
+use legacy_idp::LogoutTokenKind;
 use reqwest::StatusCode;
-use sso_gateway::legacy_idp::LogoutTokenKind;
 use std::time::{Duration, Instant};
 
 const A: &str = "app-a";

@@ -87,11 +87,14 @@ user_filter = "(uid=fixed)"
 #[test]
 fn check_config_accepts_the_shipped_demo_and_example_configs() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = sso_gateway::demo::gateway_config(8080, dir.path());
-    let path = dir.path().join("demo.toml");
-    std::fs::write(&path, demo).unwrap();
-    let out = gateway().args(["check-config", "--config"]).arg(&path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    if cfg!(feature = "demo") {
+        let demo = gateway().args(["demo", "--print-config", "--data-dir"]).arg(dir.path()).output().unwrap();
+        assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+        let path = dir.path().join("demo.toml");
+        std::fs::write(&path, demo.stdout).unwrap();
+        let out = gateway().args(["check-config", "--config"]).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
     let out = gateway()
         .args(["check-config", "--config", "config/gateway.example.toml"])
         .envs([

@@ -1,6 +1,6 @@
 use crate::helpers::*;
+use legacy_idp::Faults;
 use reqwest::StatusCode;
-use sso_gateway::legacy_idp::Faults;
 use std::sync::atomic::AtomicBool;
 
 /// Logs in through `upstream` with a fault switched on; the login must end on an error page

@@ -21,7 +21,7 @@ use super::*;
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
 fn shipped(id: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("config/legacy/{id}.toml"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../config/legacy/{id}.toml"))
 }
 
 async fn start(id: &str) -> RunningLegacyIdp {

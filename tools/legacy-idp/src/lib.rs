@@ -1,4 +1,4 @@
-//! `legacy-idp`: TEST TOOLING, not part of the product.
+//! `legacy-idp`: TEST AND DEMO TOOLING, a crate beside the product (`tools/legacy-idp`).
 //!
 //! A small, spec-compliant OpenID Provider (OIDC Core authorization code flow with PKCE S256,
 //! discovery, JWKS, userinfo) that simulates one of the three old provincial login systems
@@ -6,8 +6,9 @@
 //! and the integration tests have upstream providers to federate; it runs in-process on an
 //! ephemeral port, or standalone via the `legacy-idp` binary.
 //!
-//! The gateway product code must never depend on this module: nothing outside the demo
-//! command, the `legacy-idp` binary and tests may import it.
+//! The gateway library (`sso_gateway`) never depends on this crate: only the `demo` command
+//! (the gateway binary's optional `demo` feature), the integration tests, `sso-bench` and the
+//! `legacy-idp` binary use it.
 //!
 //! Each instance serves one users file (`config/legacy/*.toml`, see [`LegacyIdpConfig`]),
 //! signs ID tokens with an RSA 2048 key generated in memory at [`spawn`], keeps all state
@@ -42,6 +43,16 @@ use tokio::task::JoinHandle;
 
 pub use config::{LegacyClient, LegacyIdpConfig, LegacyProtocol, LegacyUser};
 pub use server::LogoutTokenKind;
+
+/// The shipped users files (`config/legacy/*.toml`), compiled in so the demo, the tests and
+/// `sso-bench` run from any directory: the three former provinces' systems (Ba Ria-Vung
+/// Tau's speaks CAS) and the national e-ID, as `(id, TOML text)`.
+pub const SYSTEMS: [(&str, &str); 4] = [
+    ("hcm", include_str!("../../../config/legacy/hcm.toml")),
+    ("bd", include_str!("../../../config/legacy/bd.toml")),
+    ("brvt", include_str!("../../../config/legacy/brvt.toml")),
+    ("vneid", include_str!("../../../config/legacy/vneid.toml")),
+];
 
 /// Fault switches that tests flip at run time (all false by default).
 #[derive(Default, Debug)]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use sso_gateway::legacy_idp::LegacyIdpConfig;
+use legacy_idp::LegacyIdpConfig;
 use url::Url;
 
 use crate::http::Agent;
@@ -116,7 +116,7 @@ pub async fn start(opts: &Options, dir: &Path) -> Result<System> {
     let mut idps = Vec::new();
     let mut issuers = Vec::new();
     let mut users = Vec::new();
-    for (index, (id, text)) in sso_gateway::demo::LEGACY_CONFIGS.iter().enumerate() {
+    for (index, (id, text)) in legacy_idp::SYSTEMS.iter().enumerate() {
         let config = LegacyIdpConfig::from_toml_str(text)?;
         for u in &config.users {
             users.push(User {

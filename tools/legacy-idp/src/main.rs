@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use sso_gateway::legacy_idp::{self, LegacyIdpConfig};
+use legacy_idp::LegacyIdpConfig;
 use tracing_subscriber::EnvFilter;
 
 /// Simulated legacy provincial login system (OpenID Provider) for tests and demos.

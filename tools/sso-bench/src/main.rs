@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
-use sso_gateway::legacy_idp::{self, LegacyIdpConfig};
+use legacy_idp::LegacyIdpConfig;
 
 use crate::load::Outcome;
 use crate::scenarios::{Ctx, Kind, ScenarioWorker};
@@ -190,7 +190,7 @@ fn run_legacy_idp(index: usize) -> std::process::ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|rt| {
             rt.block_on(async {
-                let (_, text) = sso_gateway::demo::LEGACY_CONFIGS
+                let (_, text) = legacy_idp::SYSTEMS
                     .get(index)
                     .ok_or_else(|| anyhow!("no legacy system number {index}"))?;
                 let config = LegacyIdpConfig::from_toml_str(text)?;
