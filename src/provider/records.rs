@@ -430,6 +430,7 @@ mod tests {
             "n-1",
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
             "hcm",
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
         ]
         .iter()
         .map(|s| s.len())

@@ -74,7 +74,9 @@ struct Phase {
 
 /// The `i`-th flood source address (10.x.y.z), named in `X-Forwarded-For`.
 fn source(i: u32) -> String {
-    format!("10.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, (i & 0xff).max(1))
+    // 10.0.0.1, 10.0.0.2, …: one address per source, none of them 10.0.0.0.
+    let n = i + 1;
+    format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
 }
 
 fn authorize_path(gateway: &Url, state: &str) -> Result<String> {
