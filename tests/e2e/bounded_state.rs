@@ -160,17 +160,14 @@ async fn a_full_anonymous_share_refuses_new_logins_with_a_clear_answer_but_not_p
 
 #[tokio::test]
 async fn refused_writes_are_counted_by_class() {
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "issuer = \"http://127.0.0.1:1\"\nlisten = \"127.0.0.1:0\"\n[keys]\ndir = \"{}/keys\"\ngenerate_missing = true\n[accounts]\nurl = \"sqlite::memory:\"\n[management]\nlisten = \"127.0.0.1:0\"\n[sessions.memory]\nmax_entries = 1000\nanonymous_percent = 1\n[[clients]]\nclient_id = \"{PORTAL}\"\nclient_secret = \"{PORTAL_SECRET}\"\nredirect_uris = [\"{PORTAL_CB}\"]\n",
-        dir.path().display()
-    );
-    let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
-    let app =
-        sso_gateway::app::Application::build(settings, sso_gateway::clock::Clock::system()).await.unwrap();
-    let public = format!("http://{}", app.addr());
-    let management = format!("http://{}", app.management_addr().unwrap());
-    tokio::spawn(app.run_until(std::future::pending()));
+    let gw = start_bare_gateway(
+        &format!(
+            "[sessions.memory]\nmax_entries = 1000\nanonymous_percent = 1\n[[clients]]\nclient_id = \"{PORTAL}\"\nclient_secret = \"{PORTAL_SECRET}\"\nredirect_uris = [\"{PORTAL_CB}\"]\n"
+        ),
+        sso_gateway::clock::Clock::system(),
+    )
+    .await;
+    let (public, management) = (gw.public.clone(), gw.management.clone());
     let http = client();
     let query = format!(
         "client_id={PORTAL}&redirect_uri={}&response_type=code&scope=openid&code_challenge={CHALLENGE}&code_challenge_method=S256",

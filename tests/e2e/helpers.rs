@@ -818,3 +818,26 @@ pub async fn send(req: reqwest::RequestBuilder) -> (StatusCode, HeaderMap, Value
     let headers = res.headers().clone();
     (status, headers, res.json().await.unwrap_or(Value::Null))
 }
+
+/// A gateway with no upstreams, keys generated in a temporary folder, accounts in memory and
+/// a management listener: for tests about the gateway's own answers and metrics.
+pub struct BareGateway {
+    pub public: String,
+    pub management: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a [`BareGateway`] whose configuration ends with `extra` (TOML tables of the test).
+pub async fn start_bare_gateway(extra: &str, clock: Clock) -> BareGateway {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "issuer = \"http://127.0.0.1:1\"\nlisten = \"127.0.0.1:0\"\n[keys]\ndir = \"{}/keys\"\ngenerate_missing = true\n[accounts]\nurl = \"sqlite::memory:\"\n[management]\nlisten = \"127.0.0.1:0\"\n{extra}",
+        dir.path().display()
+    );
+    let settings = Settings::from_toml(&text).unwrap();
+    let app = Application::build(settings, clock).await.unwrap();
+    let public = format!("http://{}", app.addr());
+    let management = format!("http://{}", app.management_addr().unwrap());
+    tokio::spawn(app.run_until(std::future::pending()));
+    BareGateway { public, management, _dir: dir }
+}

@@ -143,17 +143,8 @@ async fn serve_refuses_to_start_without_its_signing_keys() {
 
 #[tokio::test]
 async fn metrics_are_served_on_the_management_listener_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "issuer = \"http://127.0.0.1:1\"\nlisten = \"127.0.0.1:0\"\n[keys]\ndir = \"{}/keys\"\ngenerate_missing = true\n[accounts]\nurl = \"sqlite::memory:\"\n[management]\nlisten = \"127.0.0.1:0\"\n",
-        dir.path().display()
-    );
-    let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
-    let app =
-        sso_gateway::app::Application::build(settings, sso_gateway::clock::Clock::system()).await.unwrap();
-    let public = format!("http://{}", app.addr());
-    let management = format!("http://{}", app.management_addr().unwrap());
-    tokio::spawn(app.run_until(std::future::pending()));
+    let gw = crate::helpers::start_bare_gateway("", sso_gateway::clock::Clock::system()).await;
+    let (public, management) = (gw.public.clone(), gw.management.clone());
     reqwest::get(format!("{public}/.well-known/openid-configuration")).await.unwrap();
     reqwest::Client::new().post(format!("{public}/token")).form(&[("grant_type", "x")]).send().await.unwrap();
     let metrics = reqwest::get(format!("{management}/metrics")).await.unwrap().text().await.unwrap();

@@ -266,18 +266,10 @@ async fn during_a_redis_outage_the_limiter_fails_open_to_the_replicas_own_count(
 
 #[tokio::test]
 async fn refusals_are_counted_by_route_and_bucket_never_by_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "issuer = \"http://127.0.0.1:1\"\nlisten = \"127.0.0.1:0\"\n[keys]\ndir = \"{}/keys\"\ngenerate_missing = true\n[accounts]\nurl = \"sqlite::memory:\"\n[management]\nlisten = \"127.0.0.1:0\"\n[limits]\nbrowser_per_address = 1\ntoken_per_address = 1\n",
-        dir.path().display()
-    );
-    let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
     let clock = sso_gateway::clock::Clock::system();
     clock.advance(60 - clock.now().rem_euclid(60));
-    let app = sso_gateway::app::Application::build(settings, clock).await.unwrap();
-    let public = format!("http://{}", app.addr());
-    let management = format!("http://{}", app.management_addr().unwrap());
-    tokio::spawn(app.run_until(std::future::pending()));
+    let gw = start_bare_gateway("[limits]\nbrowser_per_address = 1\ntoken_per_address = 1\n", clock).await;
+    let (public, management) = (gw.public.clone(), gw.management.clone());
     let http = client();
     let mut last = StatusCode::OK;
     for _ in 0..2 {
