@@ -435,25 +435,11 @@ impl Broker {
 
 /// What the broker's pages get: the connectors, and a read-only window on the provider's
 /// parked requests (never the client registry or the record format).
-#[derive(Clone)]
-pub struct BrokerState(Arc<BrokerParts>);
-
-impl std::ops::Deref for BrokerState {
-    type Target = BrokerParts;
-    fn deref(&self) -> &BrokerParts {
-        &self.0
-    }
-}
+pub type BrokerState = crate::PartState<BrokerParts>;
 
 pub struct BrokerParts {
     pub broker: Broker,
     pub parked: ParkedRequests,
-}
-
-impl BrokerState {
-    pub fn new(parts: BrokerParts) -> Self {
-        BrokerState(Arc::new(parts))
-    }
 }
 
 pub fn router<S>() -> Router<S>

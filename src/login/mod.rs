@@ -14,7 +14,6 @@ pub mod client_ip;
 mod error;
 mod link_confirm;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -37,21 +36,7 @@ use crate::web::params::{Form, Query};
 pub use client_ip::{ClientIp, TrustedProxies};
 
 /// What login's handlers get (cheap to clone: one reference count).
-#[derive(Clone)]
-pub struct LoginState(Arc<LoginParts>);
-
-impl std::ops::Deref for LoginState {
-    type Target = LoginParts;
-    fn deref(&self) -> &LoginParts {
-        &self.0
-    }
-}
-
-impl LoginState {
-    pub fn new(parts: LoginParts) -> Self {
-        LoginState(Arc::new(parts))
-    }
-}
+pub type LoginState = crate::PartState<LoginParts>;
 
 /// The parts login joins.
 pub struct LoginParts {

@@ -32,21 +32,7 @@ use crate::session::{Sessions, SsoSession};
 use crate::state::{StateStore, StoreError};
 
 /// What logout's handlers get (cheap to clone: one reference count).
-#[derive(Clone)]
-pub struct LogoutState(Arc<LogoutParts>);
-
-impl std::ops::Deref for LogoutState {
-    type Target = LogoutParts;
-    fn deref(&self) -> &LogoutParts {
-        &self.0
-    }
-}
-
-impl LogoutState {
-    pub fn new(parts: LogoutParts) -> Self {
-        LogoutState(Arc::new(parts))
-    }
-}
+pub type LogoutState = crate::PartState<LogoutParts>;
 
 /// The parts logout uses.
 pub struct LogoutParts {

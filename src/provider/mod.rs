@@ -40,15 +40,7 @@ use crate::session::Sessions;
 use crate::state::StateStore;
 
 /// What the provider's handlers get (cheap to clone: one reference count).
-#[derive(Clone)]
-pub struct ProviderState(Arc<ProviderParts>);
-
-impl std::ops::Deref for ProviderState {
-    type Target = ProviderParts;
-    fn deref(&self) -> &ProviderParts {
-        &self.0
-    }
-}
+pub type ProviderState = crate::PartState<ProviderParts>;
 
 /// The provider's parts: its own (client registry, verified tokens, DPoP nonces, discovery)
 /// and the shared handles it uses.
@@ -80,12 +72,6 @@ pub struct ProviderParts {
 impl ProviderParts {
     pub fn issuer(&self) -> &str {
         &self.issuer
-    }
-}
-
-impl ProviderState {
-    pub fn new(parts: ProviderParts) -> Self {
-        ProviderState(Arc::new(parts))
     }
 }
 
