@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,12 +17,16 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::accounts::AccountStore;
-use crate::broker::{Broker, UpstreamHttp};
+use crate::broker::{Broker, BrokerParts, BrokerState, UpstreamHttp};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::keys::KeySet;
+use crate::login::{LoginParts, LoginState};
+use crate::logout::{LogoutParts, LogoutState};
 use crate::provider::clients::ClientRegistry;
 use crate::provider::discovery;
+use crate::provider::records::ParkedRequests;
+use crate::provider::{ProviderParts, ProviderState};
 use crate::session::Sessions;
 use crate::state::StateStore;
 
@@ -57,8 +61,9 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
-/// Every part of the running gateway, behind one `Arc`: handlers receive a clone per
-/// request, which is one reference-count increment however many parts there are.
+/// Every part of the running gateway, behind one `Arc`. Handlers take their own part's state
+/// instead (`State<ProviderState>`, …), each extracted by `FromRef` as one reference-count
+/// increment; the whole is for the middleware, the probes and the admin commands.
 #[derive(Clone)]
 pub struct AppState(Arc<AppParts>);
 
@@ -69,7 +74,9 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The parts themselves (reached through [`AppState`]).
+/// The parts themselves (reached through [`AppState`]). Handlers do not take the whole: each
+/// part's handlers take that part's own state ([`ProviderState`], [`BrokerState`],
+/// [`LoginState`], [`LogoutState`]), extracted with `FromRef` (one reference count each).
 pub struct AppParts {
     pub settings: Arc<Settings>,
     pub keys: KeySet,
@@ -80,22 +87,56 @@ pub struct AppParts {
     pub broker: Broker,
     pub clock: Clock,
     /// Request rate limits (`[limits]`).
-    pub limits: crate::limits::RateLimiter,
-    /// Access tokens already verified (for introspection and userinfo).
-    pub verified_tokens: crate::provider::verified::VerifiedTokens,
-    /// The discovery document, serialised again only when the signing algorithms change.
-    pub discovery: discovery::Discovery,
-    /// DPoP server nonces (`[dpop]`).
-    pub dpop_nonces: crate::provider::dpop::Nonces,
+    pub limits: Arc<crate::limits::RateLimiter>,
     /// Shared outbound HTTP client (keep-alive pool): upstreams, RP back-channel logout,
     /// client key sets.
     pub http: reqwest::Client,
     issuer: Arc<str>,
+    provider: ProviderState,
+    broker_pages: BrokerState,
+    login: LoginState,
+    logout: LogoutState,
+    trusted_proxies: crate::login::TrustedProxies,
 }
 
 impl AppParts {
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// The provider's state (what its handlers get).
+    pub fn provider(&self) -> &ProviderState {
+        &self.provider
+    }
+}
+
+impl FromRef<AppState> for ProviderState {
+    fn from_ref(app: &AppState) -> Self {
+        app.provider.clone()
+    }
+}
+
+impl FromRef<AppState> for BrokerState {
+    fn from_ref(app: &AppState) -> Self {
+        app.broker_pages.clone()
+    }
+}
+
+impl FromRef<AppState> for LoginState {
+    fn from_ref(app: &AppState) -> Self {
+        app.login.clone()
+    }
+}
+
+impl FromRef<AppState> for crate::login::TrustedProxies {
+    fn from_ref(app: &AppState) -> Self {
+        app.trusted_proxies.clone()
+    }
+}
+
+impl FromRef<AppState> for LogoutState {
+    fn from_ref(app: &AppState) -> Self {
+        app.logout.clone()
     }
 }
 
@@ -128,12 +169,60 @@ impl AppState {
             .map_err(|e| StartError::Http(e.to_string()))?;
         let broker = Broker::new(&settings, http.clone(), store.clone())?;
         let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
-        let limits = crate::limits::RateLimiter::new(&settings.limits, &store, clock.clone());
-        let discovery =
-            discovery::Discovery::new(&issuer, &settings.assurance.levels, settings.par.required, &keys);
-        let dpop_nonces = crate::provider::dpop::Nonces::new(settings.dpop.nonce_lifetime);
+        let limits = Arc::new(crate::limits::RateLimiter::new(&settings.limits, &store, clock.clone()));
+        let settings = Arc::new(settings);
+        let provider = ProviderState::new(ProviderParts {
+            settings: settings.clone(),
+            keys: keys.clone(),
+            store: store.clone(),
+            sessions: sessions.clone(),
+            accounts: accounts.clone(),
+            clients: clients.clone(),
+            upstreams: broker.catalog(),
+            clock: clock.clone(),
+            limits: limits.clone(),
+            verified_tokens: crate::provider::verified::VerifiedTokens::new(VERIFIED_TOKEN_CAPACITY),
+            discovery: discovery::Discovery::new(
+                &issuer,
+                &settings.assurance.levels,
+                settings.par.required,
+                &keys,
+            ),
+            dpop_nonces: crate::provider::dpop::Nonces::new(settings.dpop.nonce_lifetime),
+            http: http.clone(),
+            issuer: issuer.clone(),
+        });
+        let broker_pages = BrokerState::new(BrokerParts {
+            broker: broker.clone(),
+            parked: ParkedRequests::new(store.clone(), clients.clone()),
+        });
+        let logout = LogoutState::new(LogoutParts {
+            provider: provider.clone(),
+            broker: broker.clone(),
+            sessions: sessions.clone(),
+            store: store.clone(),
+            accounts: accounts.clone(),
+            keys: keys.clone(),
+            clients: clients.clone(),
+            clock: clock.clone(),
+            http: http.clone(),
+            continuation_ttl: settings.lifetimes.login_attempt,
+            issuer: issuer.clone(),
+        });
+        let login = LoginState::new(LoginParts {
+            broker: broker.clone(),
+            accounts: accounts.clone(),
+            sessions: sessions.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            provider: provider.clone(),
+            logout: logout.clone(),
+            proof_window: settings.accounts.proof_window,
+            offer_ttl: settings.lifetimes.login_attempt,
+        });
+        let trusted_proxies = crate::login::TrustedProxies(settings.inbound.trusted_proxies.clone().into());
         Ok(AppState(Arc::new(AppParts {
-            settings: Arc::new(settings),
+            settings,
             keys,
             store,
             sessions,
@@ -142,11 +231,13 @@ impl AppState {
             limits,
             broker,
             clock,
-            discovery,
-            dpop_nonces,
-            verified_tokens: crate::provider::verified::VerifiedTokens::new(VERIFIED_TOKEN_CAPACITY),
             http,
             issuer,
+            provider,
+            broker_pages,
+            login,
+            logout,
+            trusted_proxies,
         })))
     }
 }

@@ -29,6 +29,30 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// One part's state (`provider::ProviderState`, `broker::BrokerState`, `login::LoginState`,
+/// `logout::LogoutState`): the handles that part uses, behind one `Arc`, so that a handler's
+/// copy costs one reference count. `app` builds each once and hands it out by `FromRef`.
+pub struct PartState<T>(std::sync::Arc<T>);
+
+impl<T> PartState<T> {
+    pub fn new(parts: T) -> Self {
+        PartState(std::sync::Arc::new(parts))
+    }
+}
+
+impl<T> Clone for PartState<T> {
+    fn clone(&self) -> Self {
+        PartState(self.0.clone())
+    }
+}
+
+impl<T> std::ops::Deref for PartState<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// Shared settings of the property tests beside the code.
 #[cfg(test)]
 pub(crate) mod fuzzing {

@@ -105,7 +105,7 @@ impl CasConnector {
         store: StateStore,
         ticket_memory: Duration,
     ) -> Result<Self, BrokerError> {
-        let callback = format!("{gateway_issuer}/upstream/{}/callback", settings.id);
+        let callback = super::urls::callback(gateway_issuer, &settings.id);
         let http = UpstreamHttp::new(http, settings.timeout);
         let logout_guard = LogoutGuard::new(
             &settings.id,

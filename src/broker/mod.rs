@@ -4,7 +4,12 @@
 //! mapping and the assurance (`acr`) of each login. Its output is one verified
 //! [`UpstreamIdentity`], whatever the protocol.
 //!
-//! Must not: touch accounts or sessions (that is `login`'s job) or answer RPs (`provider`).
+//! Its pages get [`BrokerState`]: the connectors and a read-only window on the provider's
+//! parked requests ([`ParkedRequests`]). The links into a login are built in [`urls`] only;
+//! the provider asks for them through [`UpstreamCatalog`].
+//!
+//! Must not: touch accounts or sessions (that is `login`'s job), answer RPs (`provider`), or
+//! read the client registry or the parked-request records.
 
 mod cas;
 mod cas_logout;
@@ -18,6 +23,7 @@ mod oidc;
 pub mod probe;
 mod throttle;
 mod upstream_key;
+pub mod urls;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -37,15 +43,15 @@ pub use error::BrokerError;
 pub use http_client::UpstreamHttp;
 
 use crate::accounts::Profile;
-use crate::app::AppState;
 use crate::config::{Protocol, SecretString, Settings};
-use crate::provider::records as parked;
+use crate::provider::records::ParkedRequests;
 use crate::session::read_cookie;
 use crate::state::{Class, StateStore, hashed_key, random_handle};
 use crate::web::{self, Lang};
 use connector::{Answer, AttemptData, Connector, StartContext, Started, VerifiedLogin};
 pub use connector::{CallbackParams, Endpoint, Posted, Received, UpstreamLogout};
 pub use oidc::BACKCHANNEL_EVENT;
+pub use urls::LoginLink;
 
 /// Writes a security-relevant upstream event to the audit log (tracing target
 /// `sso_gateway::audit`, so log pipelines can keep it apart).
@@ -63,6 +69,9 @@ pub struct UpstreamIdentity {
     pub amr: Vec<String>,
     /// The upstream's own session id (for upstream logout), when it sends one.
     pub upstream_session: Option<String>,
+    /// The upstream verifies the national ID numbers it asserts (`linking.trust_national_id`):
+    /// how far the account linking rules may trust this identity.
+    pub trusts_national_id: bool,
 }
 
 /// One login attempt at an upstream, stored under the hash of its id until it is answered.
@@ -98,17 +107,64 @@ fn empty_secret() -> SecretString {
 pub enum PasswordOutcome {
     /// Verified: the identity and the parked request to resume.
     Verified(Box<UpstreamIdentity>, String),
-    /// Show the form again (wrong credentials, locked out), with a fresh attempt.
-    Retry(Response),
+    /// Show the form again (wrong credentials, locked out), with a fresh attempt, for parked
+    /// request `request` (whose redirect URI the page's `form-action` must still allow: a
+    /// right password is answered by a redirect to the RP).
+    Retry { page: Response, request: String },
     /// An error page; the link goes back to the chooser when the request is alive.
     Failed(BrokerError, Option<String>),
+}
+
+/// What the provider may ask of the broker when it answers an authorization request: which
+/// upstreams exist, which assurance (`acr`) each can reach, and where the login of a parked
+/// request starts. Plain data, built once from the connectors (cheap to clone).
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamCatalog {
+    /// Upstream id and the acr values its logins can end at, in the chooser's order.
+    entries: Arc<Vec<(String, Vec<String>)>>,
+}
+
+impl UpstreamCatalog {
+    /// A catalog of these upstreams (id, reachable acr values), in this order.
+    pub fn new(entries: Vec<(String, Vec<String>)>) -> Self {
+        UpstreamCatalog { entries: Arc::new(entries) }
+    }
+
+    pub fn has_upstream(&self, id: &str) -> bool {
+        self.entries.iter().any(|(u, _)| u == id)
+    }
+
+    /// The upstream ids, in the chooser's order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(id, _)| id.as_str())
+    }
+
+    /// Whether a login through upstream `id` can end at one of the `accepted` acr values
+    /// (no requirement when `accepted` is empty).
+    pub fn upstream_can_satisfy(&self, id: &str, accepted: &[String]) -> bool {
+        self.entries
+            .iter()
+            .any(|(u, acrs)| u == id && (accepted.is_empty() || acrs.iter().any(|a| accepted.contains(a))))
+    }
+
+    /// Whether any upstream can satisfy the `accepted` acr values.
+    pub fn can_satisfy(&self, accepted: &[String]) -> bool {
+        self.entries.iter().any(|(id, _)| self.upstream_can_satisfy(id, accepted))
+    }
+
+    /// Where the login of parked request `request` starts: the hinted upstream, or the
+    /// chooser.
+    pub fn login_link<'a>(&self, idp_hint: Option<&'a str>, request: &'a str) -> LoginLink<'a> {
+        LoginLink::to(idp_hint, request)
+    }
 }
 
 /// Upstream connectors by id, in configuration order (the chooser's order).
 #[derive(Clone)]
 pub struct Broker {
     connectors: Arc<BTreeMap<String, Arc<dyn Connector>>>,
-    order: Arc<Vec<String>>,
+    /// Ids and reachable assurance, in configuration order (the chooser's order).
+    catalog: UpstreamCatalog,
     store: StateStore,
     attempt_ttl: Duration,
     browser_cookie: String,
@@ -117,7 +173,7 @@ pub struct Broker {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("upstreams", &self.order).finish()
+        f.debug_struct("Broker").field("upstreams", &self.catalog.ids().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -153,7 +209,13 @@ impl Broker {
         }
         Ok(Broker {
             connectors: Arc::new(connectors),
-            order: Arc::new(settings.upstreams.iter().map(|u| u.id.clone()).collect()),
+            catalog: UpstreamCatalog::new(
+                settings
+                    .upstreams
+                    .iter()
+                    .map(|u| (u.id.clone(), u.acr_values().into_iter().map(str::to_string).collect()))
+                    .collect(),
+            ),
             store,
             attempt_ttl: settings.lifetimes.login_attempt,
             browser_cookie: if https { "__Host-sso_browser".into() } else { "sso_browser".into() },
@@ -164,14 +226,12 @@ impl Broker {
     /// Whether a login through upstream `id` can end at one of the `accepted` acr values
     /// (no requirement when `accepted` is empty).
     pub fn upstream_can_satisfy(&self, id: &str, accepted: &[String]) -> bool {
-        self.connectors.get(id).is_some_and(|c| {
-            accepted.is_empty() || c.settings().acr_values().iter().any(|a| accepted.iter().any(|x| x == a))
-        })
+        self.catalog.upstream_can_satisfy(id, accepted)
     }
 
-    /// Whether any upstream can satisfy the `accepted` acr values.
-    pub fn can_satisfy(&self, accepted: &[String]) -> bool {
-        self.order.iter().any(|id| self.upstream_can_satisfy(id, accepted))
+    /// What the provider may know of the upstreams (see [`UpstreamCatalog`]).
+    pub fn catalog(&self) -> UpstreamCatalog {
+        self.catalog.clone()
     }
 
     /// The upstream's Vietnamese display name (for pages), or its id.
@@ -241,7 +301,7 @@ impl Broker {
             .await
             .map_err(|e| (e.into(), None))?
             .ok_or((BrokerError::AttemptNotFound, None))?;
-        let retry = Some(format!("/login?request={}", attempt.request_id));
+        let retry = Some(LoginLink::chooser(&attempt.request_id).into());
         if attempt.upstream != upstream {
             return Err((
                 BrokerError::UpstreamMismatch { path: upstream.into(), attempt: attempt.upstream },
@@ -271,6 +331,7 @@ impl Broker {
             acr,
             amr,
             upstream_session: login.session_id,
+            trusts_national_id: settings.linking.trust_national_id,
         }
     }
 
@@ -287,7 +348,7 @@ impl Broker {
         // Each protocol carries the attempt id its own way (OIDC `state`, CAS `attempt`).
         let id = connector.callback_attempt(params);
         let attempt = self.take_attempt(upstream, id, headers).await?;
-        let retry = Some(format!("/login?request={}", attempt.request_id));
+        let retry = Some(LoginLink::chooser(&attempt.request_id).into());
         let login =
             connector.finish(&attempt.data, Answer::Redirect(params)).await.map_err(|e| (e, retry))?;
         Ok((self.identity(connector.as_ref(), login), attempt.request_id))
@@ -310,7 +371,7 @@ impl Broker {
             Ok(a) => a,
             Err((e, retry)) => return PasswordOutcome::Failed(e, retry),
         };
-        let retry = Some(format!("/login?request={}", attempt.request_id));
+        let retry = Some(LoginLink::chooser(&attempt.request_id).into());
         let username: String = form.username.trim().chars().take(256).collect();
         let answer = Answer::Password { username: &username, password: &form.password, client_ip };
         match connector.finish(&attempt.data, answer).await {
@@ -325,7 +386,7 @@ impl Broker {
                     return PasswordOutcome::Failed(e.into(), None);
                 }
                 let status = e.status();
-                let mut page = self.password_page(
+                let page = self.password_page(
                     connector.as_ref(),
                     &id,
                     &again.request_id,
@@ -334,10 +395,7 @@ impl Broker {
                     e.form_message(),
                     status,
                 );
-                if let Ok(Some(req)) = parked::parked(&self.store, &again.request_id).await {
-                    web::allow_form_targets(&mut page, &[&req.redirect_uri]);
-                }
-                PasswordOutcome::Retry(page)
+                PasswordOutcome::Retry { page, request: again.request_id }
             }
             Err(e) => PasswordOutcome::Failed(e, retry),
         }
@@ -356,30 +414,39 @@ impl Broker {
         status: StatusCode,
     ) -> Response {
         let s = connector.settings();
-        let other = match lang {
-            Lang::Vi => Lang::En,
-            Lang::En => Lang::Vi,
-        };
         let html = web::render(
             "password_login.html",
             json!({
                 "lang": lang.code(),
                 "name_vi": s.name_vi,
                 "name_en": s.name_en,
-                "action": format!("/upstream/{}/login", s.id),
+                "action": urls::password_form_action(&s.id),
                 "attempt": attempt,
                 "username": username,
                 "error_vi": message.map(|m| m.0),
                 "error_en": message.map(|m| m.1),
-                "chooser_href": format!("/login?request={request}&lang={}", lang.code()),
-                "other_lang_href": format!("/upstream/{}/login?request={request}&lang={}", s.id, other.code()),
+                "chooser_href": LoginLink::chooser(request).in_lang(lang).to_string(),
+                "other_lang_href": LoginLink::upstream(&s.id, request).in_lang(lang.other()).to_string(),
             }),
         );
         web::html_response(status, html, web::CSP_PAGE)
     }
 }
 
-pub fn router() -> Router<AppState> {
+/// What the broker's pages get: the connectors, and a read-only window on the provider's
+/// parked requests (never the client registry or the record format).
+pub type BrokerState = crate::PartState<BrokerParts>;
+
+pub struct BrokerParts {
+    pub broker: Broker,
+    pub parked: ParkedRequests,
+}
+
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    BrokerState: axum::extract::FromRef<S>,
+{
     Router::new().route("/login", get(chooser)).route("/upstream/{id}/login", get(start))
 }
 
@@ -392,10 +459,10 @@ pub struct ChooserQuery {
 
 /// The chooser: which former system holds your account?
 async fn chooser(
-    State(app): State<AppState>,
+    State(app): State<BrokerState>,
     web::params::Query(q): web::params::Query<ChooserQuery>,
 ) -> Response {
-    let req = match parked::parked(&app.store, &q.request).await {
+    let req = match app.parked.pending_login(&q.request).await {
         Ok(Some(req)) => req,
         Ok(None) => return BrokerError::RequestExpired.page(None).into_response(),
         Err(e) => return BrokerError::Store(e).page(None).into_response(),
@@ -404,24 +471,20 @@ async fn chooser(
     let broker = &app.broker;
     // Step-up: only the systems whose logins reach the required assurance are offered.
     let upstreams: Vec<_> = broker
-        .order
-        .iter()
+        .catalog
+        .ids()
         .filter(|id| broker.upstream_can_satisfy(id, &req.acr_accepted))
         .filter_map(|id| broker.connectors.get(id))
         .map(|c| c.settings())
         .map(|s| {
             json!({
-                "href": format!("/upstream/{}/login?request={}&lang={}", s.id, q.request, lang.code()),
+                "href": LoginLink::upstream(&s.id, &q.request).in_lang(lang).to_string(),
                 "name_vi": s.name_vi,
                 "name_en": s.name_en,
             })
         })
         .collect();
-    let other = match lang {
-        Lang::Vi => Lang::En,
-        Lang::En => Lang::Vi,
-    };
-    let client_name = app.clients.get(&req.client_id).map(|c| c.name.clone());
+    let client_name = req.client_name;
     let html = web::render(
         "chooser.html",
         json!({
@@ -429,7 +492,7 @@ async fn chooser(
             "upstreams": upstreams,
             "client_name": client_name,
             "step_up": !req.acr_accepted.is_empty(),
-            "other_lang_href": format!("/login?request={}&lang={}", q.request, other.code()),
+            "other_lang_href": LoginLink::chooser(&q.request).in_lang(lang.other()).to_string(),
         }),
     );
     web::html_response(StatusCode::OK, html, web::CSP_PAGE)
@@ -444,18 +507,18 @@ pub struct StartQuery {
 
 /// Starts a login attempt at one upstream and sends the browser there.
 async fn start(
-    State(app): State<AppState>,
+    State(app): State<BrokerState>,
     Path(id): Path<String>,
     web::params::Query(q): web::params::Query<StartQuery>,
     headers: HeaderMap,
 ) -> Response {
     let broker = &app.broker;
-    let retry = Some(format!("/login?request={}", q.request));
+    let retry = Some(LoginLink::chooser(&q.request).into());
     let connector = match broker.connector(&id) {
         Ok(c) => c,
         Err(e) => return e.page(retry).into_response(),
     };
-    let req = match parked::parked(&app.store, &q.request).await {
+    let req = match app.parked.pending_login(&q.request).await {
         Ok(Some(req)) => req,
         Ok(None) => return BrokerError::RequestExpired.page(None).into_response(),
         Err(e) => return BrokerError::Store(e).page(None).into_response(),

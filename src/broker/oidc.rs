@@ -248,7 +248,7 @@ impl OidcConnector {
         http: reqwest::Client,
         gateway_issuer: &str,
     ) -> Self {
-        let redirect_uri = format!("{gateway_issuer}/upstream/{}/callback", settings.id);
+        let redirect_uri = super::urls::callback(gateway_issuer, &settings.id);
         let http = UpstreamHttp::new(http, settings.timeout);
         OidcConnector { settings, oidc, http, redirect_uri, discovered: RwLock::new(None) }
     }

@@ -313,7 +313,21 @@ fn check_positive(path: &str, d: std::time::Duration, p: &mut Vec<Problem>) {
 
 pub fn validate(s: &Settings) -> Vec<Problem> {
     let mut p = Vec::new();
-    if let Some(u) = check_web_url("issuer", &s.issuer, &mut p)
+    check_server(s, &mut p);
+    check_stores(s, &mut p);
+    check_lifetimes(s, &mut p);
+    check_limits(&s.limits, &mut p);
+    check_par_and_dpop(s, &mut p);
+    check_upstreams(s, &mut p);
+    super::connectors::check_assurance(s, &mut p);
+    check_clients(s, &mut p);
+    check_accounts(s, &mut p);
+    p
+}
+
+/// The issuer URL, the TLS files and the outbound CA bundle.
+fn check_server(s: &Settings, p: &mut Vec<Problem>) {
+    if let Some(u) = check_web_url("issuer", &s.issuer, p)
         && (u.query().is_some() || u.fragment().is_some())
     {
         p.push(
@@ -346,6 +360,10 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
             Ok(_) => {}
         }
     }
+}
+
+/// The account database URL and the session store (memory or Redis).
+fn check_stores(s: &Settings, p: &mut Vec<Problem>) {
     let url = s.accounts.url.expose();
     if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         p.push(
@@ -392,6 +410,11 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
                 .expecting("letters, digits, _ and -"),
         );
     }
+}
+
+/// Session timeouts and token lifetimes: positive, and bounded where revocation must
+/// outlast them.
+fn check_lifetimes(s: &Settings, p: &mut Vec<Problem>) {
     let durations = [
         ("sessions.idle_timeout", s.sessions.idle_timeout),
         ("sessions.absolute_timeout", s.sessions.absolute_timeout),
@@ -415,21 +438,21 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
         ("lifetimes.offline_refresh_token", s.lifetimes.offline_refresh_token, MAX_REFRESH_FAMILY, "\"90d\""),
     ];
     for (key, d, max, text) in bounded {
-        check_at_most(key, d, max, text, &mut p);
+        check_at_most(key, d, max, text, p);
     }
     // Parked requests and login attempts are made for anonymous requests: short-lived.
-    check_at_most("lifetimes.login_attempt", s.lifetimes.login_attempt, MAX_LOGIN_ATTEMPT, "\"30m\"", &mut p);
-    check_memory_store(&s.sessions.memory, &mut p);
+    check_at_most("lifetimes.login_attempt", s.lifetimes.login_attempt, MAX_LOGIN_ATTEMPT, "\"30m\"", p);
+    check_memory_store(&s.sessions.memory, p);
     if s.lifetimes.authorization_code > std::time::Duration::from_secs(600) {
         p.push(
             Problem::new("lifetimes.authorization_code", "is longer than 10 minutes")
                 .expecting("at most \"10m\" (RFC 6749 §4.1.2)"),
         );
     }
+}
 
-    check_limits(&s.limits, &mut p);
-    check_par_and_dpop(s, &mut p);
-
+/// Each upstream: its id, its protocol section (checked by `connectors`), timeout and names.
+fn check_upstreams(s: &Settings, p: &mut Vec<Problem>) {
     let mut ids = HashSet::new();
     for (i, u) in s.upstreams.iter().enumerate() {
         let at = |k: &str| format!("upstreams[{i}].{k}");
@@ -444,7 +467,7 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
                 Problem::new(at("id"), format!("duplicate upstream id {:?}", u.id)).expecting("unique ids"),
             );
         }
-        super::connectors::check_upstream(s, u, &at, &mut p);
+        super::connectors::check_upstream(s, u, &at, p);
         if u.timeout.is_zero() || u.timeout > std::time::Duration::from_secs(60) {
             p.push(Problem::new(at("timeout"), "out of range").expecting("between 1ms and 60s"));
         }
@@ -455,9 +478,10 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
             );
         }
     }
+}
 
-    super::connectors::check_assurance(s, &mut p);
-
+/// Each client registration.
+fn check_clients(s: &Settings, p: &mut Vec<Problem>) {
     let mut client_ids = HashSet::new();
     let mut pairwise_salt_reported = false;
     for (i, c) in s.clients.iter().enumerate() {
@@ -474,108 +498,11 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
                     .expecting("unique ids"),
             );
         }
-        if c.grant_types.is_empty() {
-            p.push(
-                Problem::new(at("grant_types"), "is empty")
-                    .expecting("authorization_code, refresh_token and/or client_credentials"),
-            );
-        }
-        if let Some(d) = c.access_token_lifetime {
-            check_positive(&at("access_token_lifetime"), d, &mut p);
-            check_at_most(&at("access_token_lifetime"), d, MAX_ACCESS_TOKEN, "\"1d\"", &mut p);
-        }
-        if let Some(d) = c.refresh_token_lifetime {
-            check_positive(&at("refresh_token_lifetime"), d, &mut p);
-            check_at_most(&at("refresh_token_lifetime"), d, MAX_REFRESH_FAMILY, "\"90d\"", &mut p);
-        }
-        let code_flow = c.grant_types.contains(&GrantType::AuthorizationCode);
-        if code_flow && c.redirect_uris.is_empty() {
-            p.push(
-                Problem::new(at("redirect_uris"), "is empty")
-                    .expecting("at least one redirect URI for authorization_code"),
-            );
-        }
-        if c.grant_types.contains(&GrantType::RefreshToken) && !code_flow {
-            p.push(
-                Problem::new(at("grant_types"), "refresh_token without authorization_code")
-                    .expecting("authorization_code as well"),
-            );
-        }
-        let confidential = c.client_secret.is_some()
-            || c.token_endpoint_auth_method == Some(super::ClientAuthMethod::PrivateKeyJwt);
-        if !c.require_pkce && !confidential {
-            p.push(
-                Problem::new(at("require_pkce"), "a public client cannot go without PKCE")
-                    .expecting("require_pkce = true (the default) for a client without a secret"),
-            );
-        }
-        if c.grant_types.contains(&GrantType::ClientCredentials) && !confidential {
-            p.push(
-                Problem::new(at("grant_types"), "client_credentials needs a confidential client")
-                    .expecting("a client_secret"),
-            );
-        }
-        if let Some(secret) = c.client_secret.as_ref().and_then(|s| s.value())
-            && secret.len() < 16
-        {
-            p.push(
-                Problem::new(at("client_secret"), "is shorter than 16 characters")
-                    .expecting("a high-entropy secret of 16+ characters"),
-            );
-        }
-        if code_flow && !c.scopes.iter().any(|s| s == "openid") {
-            p.push(
-                Problem::new(at("scopes"), "does not allow \"openid\"")
-                    .expecting("\"openid\" among the allowed scopes"),
-            );
-        }
-        for (j, uri) in c.redirect_uris.iter().enumerate() {
-            check_redirect_uri(&at(&format!("redirect_uris[{j}]")), uri, &mut p);
-        }
-        for (j, uri) in c.post_logout_redirect_uris.iter().enumerate() {
-            check_redirect_uri(&at(&format!("post_logout_redirect_uris[{j}]")), uri, &mut p);
-        }
-        for (key, uri) in [
-            ("backchannel_logout_uri", &c.backchannel_logout_uri),
-            ("frontchannel_logout_uri", &c.frontchannel_logout_uri),
-            ("jwks_uri", &c.jwks_uri),
-        ] {
-            if let Some(uri) = uri
-                && let Some(u) = check_web_url(&at(key), uri, &mut p)
-                && u.fragment().is_some()
-            {
-                p.push(Problem::new(at(key), "has a fragment").expecting("no #fragment"));
-            }
-        }
-        use super::ClientAuthMethod as M;
-        match (c.token_endpoint_auth_method, c.client_secret.is_some()) {
-            (Some(M::ClientSecretBasic | M::ClientSecretPost), false) => p.push(
-                Problem::new(at("token_endpoint_auth_method"), "needs a client_secret")
-                    .expecting("a client_secret, or another method"),
-            ),
-            (Some(M::None), true) => p.push(
-                Problem::new(
-                    at("client_secret"),
-                    "set for a client with token_endpoint_auth_method = \"none\"",
-                )
-                .expecting("no secret for a public client"),
-            ),
-            (Some(M::PrivateKeyJwt), _) if c.jwks.is_none() == c.jwks_uri.is_none() => p.push(
-                Problem::new(
-                    at("token_endpoint_auth_method"),
-                    "private_key_jwt needs exactly one of jwks or jwks_uri",
-                )
-                .expecting("jwks = { keys = [...] } or jwks_uri = \"https://…\""),
-            ),
-            _ => {}
-        }
-        if let Some(jwks) = &c.jwks
-            && serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(jwks.clone()).is_err()
-        {
-            p.push(Problem::new(at("jwks"), "is not a JWK set").expecting("{ keys = [ { kty = …, … } ] }"));
-        }
+        check_client_flows(c, &at, p);
+        check_client_uris(c, &at, p);
+        check_client_auth(c, &at, p);
         if let Some(min) = &c.min_acr {
-            super::connectors::check_acr(s, &at("min_acr"), min, &mut p);
+            super::connectors::check_acr(s, &at("min_acr"), min, p);
         }
         if c.subject_type == SubjectType::Pairwise {
             if c.sector().is_none_or(|s| s.trim().is_empty()) {
@@ -598,6 +525,119 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
             }
         }
     }
+}
+
+/// A client's grant types, token lifetimes, PKCE, secret and scopes.
+fn check_client_flows(c: &super::ClientSettings, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
+    if c.grant_types.is_empty() {
+        p.push(
+            Problem::new(at("grant_types"), "is empty")
+                .expecting("authorization_code, refresh_token and/or client_credentials"),
+        );
+    }
+    if let Some(d) = c.access_token_lifetime {
+        check_positive(&at("access_token_lifetime"), d, p);
+        check_at_most(&at("access_token_lifetime"), d, MAX_ACCESS_TOKEN, "\"1d\"", p);
+    }
+    if let Some(d) = c.refresh_token_lifetime {
+        check_positive(&at("refresh_token_lifetime"), d, p);
+        check_at_most(&at("refresh_token_lifetime"), d, MAX_REFRESH_FAMILY, "\"90d\"", p);
+    }
+    let code_flow = c.grant_types.contains(&GrantType::AuthorizationCode);
+    if code_flow && c.redirect_uris.is_empty() {
+        p.push(
+            Problem::new(at("redirect_uris"), "is empty")
+                .expecting("at least one redirect URI for authorization_code"),
+        );
+    }
+    if c.grant_types.contains(&GrantType::RefreshToken) && !code_flow {
+        p.push(
+            Problem::new(at("grant_types"), "refresh_token without authorization_code")
+                .expecting("authorization_code as well"),
+        );
+    }
+    let confidential = c.client_secret.is_some()
+        || c.token_endpoint_auth_method == Some(super::ClientAuthMethod::PrivateKeyJwt);
+    if !c.require_pkce && !confidential {
+        p.push(
+            Problem::new(at("require_pkce"), "a public client cannot go without PKCE")
+                .expecting("require_pkce = true (the default) for a client without a secret"),
+        );
+    }
+    if c.grant_types.contains(&GrantType::ClientCredentials) && !confidential {
+        p.push(
+            Problem::new(at("grant_types"), "client_credentials needs a confidential client")
+                .expecting("a client_secret"),
+        );
+    }
+    if let Some(secret) = c.client_secret.as_ref().and_then(|s| s.value())
+        && secret.len() < 16
+    {
+        p.push(
+            Problem::new(at("client_secret"), "is shorter than 16 characters")
+                .expecting("a high-entropy secret of 16+ characters"),
+        );
+    }
+    if code_flow && !c.scopes.iter().any(|s| s == "openid") {
+        p.push(
+            Problem::new(at("scopes"), "does not allow \"openid\"")
+                .expecting("\"openid\" among the allowed scopes"),
+        );
+    }
+}
+
+/// A client's redirect, logout and key-set URIs.
+fn check_client_uris(c: &super::ClientSettings, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
+    for (j, uri) in c.redirect_uris.iter().enumerate() {
+        check_redirect_uri(&at(&format!("redirect_uris[{j}]")), uri, p);
+    }
+    for (j, uri) in c.post_logout_redirect_uris.iter().enumerate() {
+        check_redirect_uri(&at(&format!("post_logout_redirect_uris[{j}]")), uri, p);
+    }
+    for (key, uri) in [
+        ("backchannel_logout_uri", &c.backchannel_logout_uri),
+        ("frontchannel_logout_uri", &c.frontchannel_logout_uri),
+        ("jwks_uri", &c.jwks_uri),
+    ] {
+        if let Some(uri) = uri
+            && let Some(u) = check_web_url(&at(key), uri, p)
+            && u.fragment().is_some()
+        {
+            p.push(Problem::new(at(key), "has a fragment").expecting("no #fragment"));
+        }
+    }
+}
+
+/// A client's authentication method against its secret and keys.
+fn check_client_auth(c: &super::ClientSettings, at: &dyn Fn(&str) -> String, p: &mut Vec<Problem>) {
+    use super::ClientAuthMethod as M;
+    match (c.token_endpoint_auth_method, c.client_secret.is_some()) {
+        (Some(M::ClientSecretBasic | M::ClientSecretPost), false) => p.push(
+            Problem::new(at("token_endpoint_auth_method"), "needs a client_secret")
+                .expecting("a client_secret, or another method"),
+        ),
+        (Some(M::None), true) => p.push(
+            Problem::new(at("client_secret"), "set for a client with token_endpoint_auth_method = \"none\"")
+                .expecting("no secret for a public client"),
+        ),
+        (Some(M::PrivateKeyJwt), _) if c.jwks.is_none() == c.jwks_uri.is_none() => p.push(
+            Problem::new(
+                at("token_endpoint_auth_method"),
+                "private_key_jwt needs exactly one of jwks or jwks_uri",
+            )
+            .expecting("jwks = { keys = [...] } or jwks_uri = \"https://…\""),
+        ),
+        _ => {}
+    }
+    if let Some(jwks) = &c.jwks
+        && serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(jwks.clone()).is_err()
+    {
+        p.push(Problem::new(at("jwks"), "is not a JWK set").expecting("{ keys = [ { kty = …, … } ] }"));
+    }
+}
+
+/// The account rules' windows.
+fn check_accounts(s: &Settings, p: &mut Vec<Problem>) {
     if s.accounts.proof_window.is_zero() || s.accounts.proof_window > std::time::Duration::from_secs(3600) {
         p.push(Problem::new("accounts.proof_window", "out of range").expecting("between 1s and 1h"));
     }
@@ -607,7 +647,6 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
                 .expecting("at most 5m (0s turns the cache off)"),
         );
     }
-    p
 }
 
 /// Settings that are valid but weaken security: `check-config` prints them without failing,

@@ -5,19 +5,26 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
+use std::sync::Arc;
 
-use crate::app::AppState;
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
+use axum::http::request::Parts;
 
 /// The client's address, when known.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<IpAddr>);
 
-impl FromRequestParts<AppState> for ClientIp {
+/// The reverse proxies whose `X-Forwarded-For` is believed (`inbound.trusted_proxies`).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Arc<[ipnet::IpNet]>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp
+where
+    TrustedProxies: FromRef<S>,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let forwarded: Vec<&str> = parts
             .headers
@@ -26,7 +33,8 @@ impl FromRequestParts<AppState> for ClientIp {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .collect();
-        Ok(ClientIp(client_ip(peer, &forwarded, &app.settings.inbound.trusted_proxies)))
+        let TrustedProxies(trusted) = TrustedProxies::from_ref(state);
+        Ok(ClientIp(client_ip(peer, &forwarded, &trusted)))
     }
 }
 

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use super::LoginState;
 use super::error::LinkConfirmError;
 use crate::accounts::ProofCandidate;
-use crate::app::AppState;
 use crate::session::SsoSession;
 use crate::state::hashed_key;
 use crate::web;
@@ -59,13 +59,13 @@ fn offer_key(sid: &str) -> String {
 /// Records the offer for the new `session` and returns the redirect to the confirmation page;
 /// None when it could not be recorded (then nothing is linked and the login just continues).
 pub async fn offer(
-    app: &AppState,
+    app: &LoginState,
     session: &SsoSession,
     candidate: &ProofCandidate,
     other: OtherLogin,
     request_id: &str,
 ) -> Option<Response> {
-    let ttl = app.settings.lifetimes.login_attempt;
+    let ttl = app.offer_ttl;
     let now = app.clock.now();
     let offer = LinkOffer {
         sid: session.sid.clone(),
@@ -90,7 +90,7 @@ pub async fn offer(
 }
 
 /// The offer waiting for `session`, if it is still live.
-async fn live_offer(app: &AppState, session: &SsoSession) -> Result<LinkOffer, LinkConfirmError> {
+async fn live_offer(app: &LoginState, session: &SsoSession) -> Result<LinkOffer, LinkConfirmError> {
     let offer: Option<LinkOffer> = app.store.get_json(&offer_key(&session.sid)).await?;
     offer.filter(|o| is_for(o, session, app.clock.now())).ok_or(LinkConfirmError::NoOffer)
 }
@@ -100,14 +100,14 @@ fn is_for(offer: &LinkOffer, session: &SsoSession, now: i64) -> bool {
 }
 
 /// GET: the confirmation page.
-pub async fn show(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn show(State(app): State<LoginState>, headers: HeaderMap) -> Response {
     match page(&app, &headers).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn page(app: &AppState, headers: &HeaderMap) -> Result<Response, LinkConfirmError> {
+async fn page(app: &LoginState, headers: &HeaderMap) -> Result<Response, LinkConfirmError> {
     let session = app.sessions.current(headers).await?.ok_or(LinkConfirmError::NotLoggedIn)?;
     let offer = live_offer(app, &session).await?;
     let pending = app.accounts.find_by_id(&offer.pending).await?.ok_or(LinkConfirmError::NoOffer)?;
@@ -143,14 +143,14 @@ struct DecisionForm {
 
 /// POST: the person's answer. Links only on "link", with the session's token, while the offer
 /// lives; takes the offer either way; then continues to the application.
-pub async fn decide(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn decide(State(app): State<LoginState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     match answer(&app, &headers, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn answer(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, LinkConfirmError> {
+async fn answer(app: &LoginState, headers: &HeaderMap, body: &[u8]) -> Result<Response, LinkConfirmError> {
     let form: DecisionForm = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let session = app.sessions.current(headers).await?.ok_or(LinkConfirmError::NotLoggedIn)?;
     let token_ok =
@@ -215,7 +215,7 @@ fn other_login(offer: &LinkOffer) -> serde_json::Value {
 /// An audit line in the accounts' log and the tracing audit line. A failure to write the log
 /// is logged; it never links anything.
 async fn audit(
-    app: &AppState,
+    app: &LoginState,
     action: &str,
     offer: &LinkOffer,
     session: &SsoSession,

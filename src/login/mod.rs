@@ -3,28 +3,67 @@
 //! the parked authorization request in the provider — after asking the person to confirm a
 //! proof-of-ownership link when the login suggests one (`link_confirm`).
 //!
-//! Must not: hold protocol details of either side (they live in `broker` and `provider`).
+//! Its state ([`LoginState`]) holds the four parts it joins. The decisions are plain
+//! functions with unit tests: [`admit`] (the resolved account and the browser's previous
+//! session → refuse, or start a session and perhaps check for a proof-of-ownership link).
+//!
+//! Must not: hold protocol details of either side (they live in `broker` and `provider`) or
+//! read another part's configuration (an upstream's linking trust comes with its identity).
 
 pub mod client_ip;
 mod error;
 mod link_confirm;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::accounts::LinkPolicy;
-use crate::app::AppState;
-use crate::broker::{BrokerError, CallbackParams, Endpoint, PasswordForm, PasswordOutcome, UpstreamIdentity};
-use crate::provider::{authorize, records};
-use crate::session::SsoSession;
+use crate::accounts::{AccountStatus, AccountStore, LinkPolicy};
+use crate::broker::{
+    Broker, BrokerError, CallbackParams, Endpoint, PasswordForm, PasswordOutcome, UpstreamIdentity,
+};
+use crate::clock::Clock;
+use crate::logout::LogoutState;
+use crate::provider::{ProviderState, authorize, records};
+use crate::session::{Sessions, SsoSession};
+use crate::state::StateStore;
 use crate::web::ErrorPage;
 use crate::web::params::{Form, Query};
-pub use client_ip::ClientIp;
+pub use client_ip::{ClientIp, TrustedProxies};
 
-pub fn router() -> Router<AppState> {
+/// What login's handlers get (cheap to clone: one reference count).
+pub type LoginState = crate::PartState<LoginParts>;
+
+/// The parts login joins.
+pub struct LoginParts {
+    /// Finishes upstream logins into verified identities.
+    pub broker: Broker,
+    /// Resolves identities to accounts; proof-of-ownership links.
+    pub accounts: AccountStore,
+    pub sessions: Sessions,
+    /// Link offers, and the parked requests login resumes.
+    pub store: StateStore,
+    pub clock: Clock,
+    /// Answers the parked request once logged in (codes are the provider's).
+    pub provider: ProviderState,
+    /// Carries out what an upstream POSTs to its callback (CAS single logout).
+    pub logout: LogoutState,
+    /// `accounts.proof_window`.
+    pub proof_window: Duration,
+    /// How long a link offer waits (`lifetimes.login_attempt`).
+    pub offer_ttl: Duration,
+}
+
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    LoginState: FromRef<S>,
+    TrustedProxies: FromRef<S>,
+{
     Router::new()
         // The connector's callback: the browser's return (GET) and what the upstream POSTs
         // there (CAS single logout).
@@ -38,7 +77,7 @@ pub fn router() -> Router<AppState> {
 
 /// A redirect upstream (OIDC, CAS) sent the browser back.
 async fn callback(
-    State(app): State<AppState>,
+    State(app): State<LoginState>,
     Path(upstream): Path<String>,
     Query(params): Query<CallbackParams>,
     headers: HeaderMap,
@@ -50,17 +89,17 @@ async fn callback(
 /// An upstream POSTed to its callback (a CAS server's single-logout request, at the service
 /// URL): its connector reads it; a logout is `logout`'s to carry out.
 async fn callback_post(
-    State(app): State<AppState>,
+    State(app): State<LoginState>,
     Path(upstream): Path<String>,
     ClientIp(from): ClientIp,
     body: axum::body::Bytes,
 ) -> Response {
-    crate::logout::upstream_message(&app, &upstream, Endpoint::Callback, from, &body).await
+    crate::logout::upstream_message(&app.logout, &upstream, Endpoint::Callback, from, &body).await
 }
 
 /// The password form of a directory upstream was posted.
 async fn password_login(
-    State(app): State<AppState>,
+    State(app): State<LoginState>,
     Path(upstream): Path<String>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
@@ -70,14 +109,62 @@ async fn password_login(
         PasswordOutcome::Verified(identity, request_id) => {
             complete(app, &upstream, Ok((*identity, request_id)), headers).await
         }
-        PasswordOutcome::Retry(form_again) => form_again,
+        PasswordOutcome::Retry { mut page, request } => {
+            if let Ok(Some(req)) = records::parked(&app.store, &request).await {
+                crate::web::allow_form_targets(&mut page, &[&req.redirect_uri]);
+            }
+            page
+        }
         PasswordOutcome::Failed(e, retry) => complete(app, &upstream, Err((e, retry)), headers).await,
     }
 }
 
+/// What login does with the account an identity resolved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission<'p> {
+    /// The account may not log in (locked, or merged away): the person is told, no session
+    /// starts and the browser's previous session stays.
+    Refused,
+    /// A fresh session starts (any previous one in the browser ends). `proof_check`: the
+    /// browser's previous session, a recent login of another account, which may prove
+    /// ownership of a pending number (the accounts decide whether it does; the person confirms).
+    Admitted { proof_check: Option<&'p SsoSession> },
+}
+
+/// Decides a login of account `account_id` (status `status`) at `now`, in a browser whose
+/// session was `previous`.
+pub fn admit<'p>(
+    account_id: &str,
+    status: &AccountStatus,
+    previous: Option<&'p SsoSession>,
+    now: i64,
+    proof_window: Duration,
+) -> Admission<'p> {
+    if *status != AccountStatus::Active {
+        return Admission::Refused;
+    }
+    let proof_check =
+        previous.filter(|p| p.account_id != account_id && now - p.auth_time <= proof_window.as_secs() as i64);
+    Admission::Admitted { proof_check }
+}
+
+/// How far the account rules trust the national ID number of this identity.
+fn link_policy(identity: &UpstreamIdentity) -> LinkPolicy {
+    LinkPolicy { trust_national_id: identity.trusts_national_id }
+}
+
+fn account_locked() -> Response {
+    ErrorPage::new(StatusCode::FORBIDDEN, "Tài khoản đang bị khoá", "The account is locked")
+        .detail(
+            "Tài khoản của bạn hiện không thể đăng nhập. Vui lòng liên hệ tổng đài 1022.",
+            "Your account cannot log in at the moment. Please call the 1022 hotline.",
+        )
+        .into_response()
+}
+
 /// Identity → account → session → the parked request, whatever the protocol.
 async fn complete(
-    app: AppState,
+    app: LoginState,
     upstream: &str,
     finished: Result<(UpstreamIdentity, String), (BrokerError, Option<String>)>,
     headers: HeaderMap,
@@ -94,16 +181,9 @@ async fn complete(
         }
     };
     let now = app.clock.now();
-    let policy = app
-        .settings
-        .upstreams
-        .iter()
-        .find(|u| u.id == identity.upstream)
-        .map(|u| LinkPolicy { trust_national_id: u.linking.trust_national_id })
-        .unwrap_or_default();
     let resolution = match app
         .accounts
-        .resolve_login(&identity.upstream, &identity.subject, &identity.profile, policy, now)
+        .resolve_login(&identity.upstream, &identity.subject, &identity.profile, link_policy(&identity), now)
         .await
     {
         Ok(r) => r,
@@ -114,48 +194,21 @@ async fn complete(
     };
     let account = resolution.account;
     let previous = app.sessions.current(&headers).await.ok().flatten();
-    if account.status != crate::accounts::AccountStatus::Active {
-        return ErrorPage::new(StatusCode::FORBIDDEN, "Tài khoản đang bị khoá", "The account is locked")
-            .detail(
-                "Tài khoản của bạn hiện không thể đăng nhập. Vui lòng liên hệ tổng đài 1022.",
-                "Your account cannot log in at the moment. Please call the 1022 hotline.",
-            )
-            .into_response();
-    }
-    // Proof of ownership: this browser's session is a recent login of an account whose number
-    // is pending (from an untrusted upstream), and the person has just logged in afresh to the
-    // account holding that number verified. Nothing is merged here: the person is asked first
-    // (a kiosk's previous user may have declared someone else's number), see `link_confirm`.
-    let mut candidate = None;
-    if let Some(previous) = &previous
-        && previous.account_id != account.id
-        && now - previous.auth_time <= app.settings.accounts.proof_window.as_secs() as i64
-    {
-        match app.accounts.proof_candidate(&previous.account_id, &account.id, now).await {
-            Ok(Some(c)) => candidate = Some((c, previous.upstream.clone(), previous.auth_time)),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not check for a proof-of-ownership link"),
-        }
-    }
+    let proof_check = match admit(&account.id, &account.status, previous.as_ref(), now, app.proof_window) {
+        Admission::Refused => return account_locked(),
+        Admission::Admitted { proof_check } => proof_check,
+    };
+    let candidate = match proof_check {
+        Some(previous) => proof_link(&app, previous, &account.id, now).await,
+        None => None,
+    };
     // A login always starts a fresh session; any previous one in this browser ends.
     if let Some(previous) = previous
         && let Err(e) = app.sessions.end(&previous).await
     {
         tracing::warn!(error = %e, "could not end the previous session");
     }
-    let session = SsoSession {
-        sid: String::new(),
-        account_id: account.id.clone(),
-        upstream: identity.upstream.clone(),
-        upstream_subject: identity.subject.clone(),
-        upstream_sid: identity.upstream_session.clone(),
-        auth_time: now,
-        acr: identity.acr.clone(),
-        amr: identity.amr.clone(),
-        created_at: now,
-        csrf: String::new(),
-    };
-    let (session, cookie) = match app.sessions.create(session).await {
+    let (session, cookie) = match app.sessions.create(new_session(&identity, &account.id, now)).await {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(error = %e, "state store failure creating a session");
@@ -166,15 +219,8 @@ async fn complete(
     metrics::counter!("sso_logins_total", "upstream" => identity.upstream.clone()).increment(1);
     // A possible link is offered before the application's request is answered; both answers
     // of the confirmation page continue to it.
-    if let Some((candidate, other_upstream, other_auth_time)) = candidate
-        && let Some(mut response) = link_confirm::offer(
-            &app,
-            &session,
-            &candidate,
-            link_confirm::OtherLogin { upstream: other_upstream, auth_time: other_auth_time },
-            &request_id,
-        )
-        .await
+    if let Some((candidate, other)) = candidate
+        && let Some(mut response) = link_confirm::offer(&app, &session, &candidate, other, &request_id).await
     {
         response.headers_mut().append(header::SET_COOKIE, cookie);
         return response;
@@ -184,23 +230,64 @@ async fn complete(
     response
 }
 
+/// Proof of ownership: the browser's previous session is a recent login of an account whose
+/// number is pending (from an untrusted upstream), and the person has just logged in afresh to
+/// the account holding that number verified. Nothing is merged here: the person is asked first
+/// (a kiosk's previous user may have declared someone else's number), see `link_confirm`. A
+/// failure to check offers nothing.
+async fn proof_link(
+    app: &LoginState,
+    previous: &SsoSession,
+    account_id: &str,
+    now: i64,
+) -> Option<(crate::accounts::ProofCandidate, link_confirm::OtherLogin)> {
+    match app.accounts.proof_candidate(&previous.account_id, account_id, now).await {
+        Ok(Some(c)) => Some((
+            c,
+            link_confirm::OtherLogin { upstream: previous.upstream.clone(), auth_time: previous.auth_time },
+        )),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check for a proof-of-ownership link");
+            None
+        }
+    }
+}
+
+/// The session a login of `account_id` by `identity` starts at `now` (the session store
+/// fills in its id and anti-forgery token).
+fn new_session(identity: &UpstreamIdentity, account_id: &str, now: i64) -> SsoSession {
+    SsoSession {
+        sid: String::new(),
+        account_id: account_id.to_string(),
+        upstream: identity.upstream.clone(),
+        upstream_subject: identity.subject.clone(),
+        upstream_sid: identity.upstream_session.clone(),
+        auth_time: now,
+        acr: identity.acr.clone(),
+        amr: identity.amr.clone(),
+        created_at: now,
+        csrf: String::new(),
+    }
+}
+
 /// Answers the parked authorization request `request_id` from `session`: a code for the RP,
 /// unless the login is below the assurance the request requires (then it stays parked and the
 /// person may choose a system that reaches it).
-async fn resume(app: &AppState, request_id: &str, session: &SsoSession) -> Response {
+async fn resume(app: &LoginState, request_id: &str, session: &SsoSession) -> Response {
     if let Ok(Some(req)) = records::parked(&app.store, request_id).await
         && !authorize::acr_satisfied(&req, session)
     {
         tracing::info!(upstream = %session.upstream, acr = %session.acr, "login below the required assurance");
         return BrokerError::InsufficientAssurance
-            .page(Some(format!("/login?request={request_id}")))
+            .page(Some(crate::broker::LoginLink::chooser(request_id).into()))
             .into_response();
     }
     match records::take_parked(&app.store, request_id).await {
         // The request is trusted (validated when parked): a failure goes back to the RP.
-        Ok(Some(req)) => match authorize::issue_code(app, &req, session).await {
+        Ok(Some(req)) => match authorize::issue_code(&app.provider, &req, session).await {
             Ok(r) => r,
-            Err(e) => authorize::store_failure(app, &authorize::ReturnTo::of(&req), e),
+            Err(e) => authorize::store_failure(&app.provider, &authorize::ReturnTo::of(&req), e),
         },
         // Logged in, but the application's request is gone: say so instead of guessing.
         Ok(None) => ErrorPage::new(StatusCode::OK, "Bạn đã đăng nhập", "You are logged in")
@@ -213,5 +300,76 @@ async fn resume(app: &AppState, request_id: &str, session: &SsoSession) -> Respo
             tracing::error!(error = %e, "state store failure resuming a request");
             ErrorPage::for_store_error(&e).into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 50_000;
+    const WINDOW: Duration = Duration::from_secs(600);
+
+    /// The browser's previous session: account `account`, logged in `age` seconds ago.
+    fn previous(account: &str, age: i64) -> SsoSession {
+        SsoSession::example("sid-0", account, NOW - age, "urn:sso-gateway:acr:password")
+    }
+
+    #[test]
+    fn a_locked_or_merged_account_is_refused() {
+        for status in [AccountStatus::Locked, AccountStatus::MergedInto("a2".into())] {
+            assert_eq!(admit("a1", &status, None, NOW, WINDOW), Admission::Refused, "{status:?}");
+            let p = previous("a9", 10);
+            assert_eq!(admit("a1", &status, Some(&p), NOW, WINDOW), Admission::Refused, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn a_first_login_in_the_browser_starts_a_session_with_nothing_to_prove() {
+        let admitted = admit("a1", &AccountStatus::Active, None, NOW, WINDOW);
+        assert_eq!(admitted, Admission::Admitted { proof_check: None });
+    }
+
+    #[test]
+    fn a_recent_login_of_another_account_is_checked_for_proof_of_ownership() {
+        let p = previous("a9", 600);
+        let admitted = admit("a1", &AccountStatus::Active, Some(&p), NOW, WINDOW);
+        assert_eq!(admitted, Admission::Admitted { proof_check: Some(&p) });
+    }
+
+    #[test]
+    fn an_older_login_or_one_of_the_same_account_proves_nothing() {
+        let old = previous("a9", 601);
+        assert_eq!(
+            admit("a1", &AccountStatus::Active, Some(&old), NOW, WINDOW),
+            Admission::Admitted { proof_check: None }
+        );
+        let same = previous("a1", 5);
+        assert_eq!(
+            admit("a1", &AccountStatus::Active, Some(&same), NOW, WINDOW),
+            Admission::Admitted { proof_check: None }
+        );
+    }
+
+    #[test]
+    fn a_new_session_records_the_login_and_the_upstreams_trust_goes_to_linking() {
+        let identity = |trusts| UpstreamIdentity {
+            upstream: "vneid".into(),
+            subject: "s-42".into(),
+            profile: Default::default(),
+            acr: "urn:sso-gateway:acr:vneid-level2".into(),
+            amr: vec!["hwk".into()],
+            upstream_session: Some("up-sid".into()),
+            trusts_national_id: trusts,
+        };
+        let session = new_session(&identity(true), "a1", NOW);
+        assert_eq!(session.account_id, "a1");
+        assert_eq!((session.upstream.as_str(), session.upstream_subject.as_str()), ("vneid", "s-42"));
+        assert_eq!(session.upstream_sid.as_deref(), Some("up-sid"));
+        assert_eq!((session.auth_time, session.created_at), (NOW, NOW));
+        assert_eq!(session.acr, "urn:sso-gateway:acr:vneid-level2");
+        assert_eq!(session.amr, vec!["hwk".to_string()]);
+        assert!(link_policy(&identity(true)).trust_national_id);
+        assert!(!link_policy(&identity(false)).trust_national_id);
     }
 }

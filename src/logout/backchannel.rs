@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::app::AppState;
+use super::LogoutState;
 use crate::broker::BACKCHANNEL_EVENT;
 use crate::provider::clients::Client;
 use crate::session::SsoSession;
@@ -49,7 +49,7 @@ struct LogoutToken<'a> {
 
 /// Starts deliveries to every client with a back-channel receiver and returns at once with
 /// their handles (a request handler drops them; an admin command may wait for them).
-pub async fn notify(app: &AppState, session: &SsoSession, clients: &[Arc<Client>]) -> Vec<JoinHandle<()>> {
+pub async fn notify(app: &LogoutState, session: &SsoSession, clients: &[Arc<Client>]) -> Vec<JoinHandle<()>> {
     let receivers: Vec<_> = clients.iter().filter(|c| c.backchannel_logout_uri.is_some()).cloned().collect();
     if receivers.is_empty() {
         return Vec::new();
@@ -70,7 +70,7 @@ pub async fn notify(app: &AppState, session: &SsoSession, clients: &[Arc<Client>
             let account = account.clone();
             tokio::spawn(async move {
                 // The sub this client knows: public, or its pairwise one.
-                match crate::provider::claims::subject_for(&app, &client, &account).await {
+                match crate::provider::claims::subject_for(&app.provider, &client, &account).await {
                     Ok(sub) => deliver(&app, &session, &sub, &client).await,
                     Err(e) => tracing::error!(error = %e, "cannot compute the sub for back-channel logout"),
                 }
@@ -79,7 +79,7 @@ pub async fn notify(app: &AppState, session: &SsoSession, clients: &[Arc<Client>
         .collect()
 }
 
-async fn deliver(app: &AppState, session: &SsoSession, sub: &str, client: &Client) {
+async fn deliver(app: &LogoutState, session: &SsoSession, sub: &str, client: &Client) {
     let Some(uri) = client.backchannel_logout_uri.as_deref() else { return };
     let now = app.clock.now();
     let claims = LogoutToken {
@@ -133,7 +133,11 @@ async fn deliver(app: &AppState, session: &SsoSession, sub: &str, client: &Clien
 }
 
 /// Failed deliveries kept for administrators, newest first.
-pub async fn failures(app: &AppState) -> Result<Vec<FailedDelivery>, crate::state::StoreError> {
+pub async fn failures<S>(app: &S) -> Result<Vec<FailedDelivery>, crate::state::StoreError>
+where
+    LogoutState: axum::extract::FromRef<S>,
+{
+    let app = <LogoutState as axum::extract::FromRef<S>>::from_ref(app);
     let mut all: Vec<FailedDelivery> = app
         .store
         .set_members(FAILURES_KEY)

@@ -13,19 +13,61 @@ mod self_service;
 mod upstream;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::{get, post};
 
 pub use backchannel::{FailedDelivery, failures};
 pub use upstream::received as upstream_message;
 
-use crate::app::AppState;
-use crate::provider::clients::Client;
-use crate::session::SsoSession;
-use crate::state::StoreError;
+use crate::accounts::AccountStore;
+use crate::broker::Broker;
+use crate::clock::Clock;
+use crate::keys::KeySet;
+use crate::provider::ProviderState;
+use crate::provider::clients::{Client, ClientRegistry};
+use crate::session::{Sessions, SsoSession};
+use crate::state::{StateStore, StoreError};
 
-pub fn router() -> Router<AppState> {
+/// What logout's handlers get (cheap to clone: one reference count).
+pub type LogoutState = crate::PartState<LogoutParts>;
+
+/// The parts logout uses.
+pub struct LogoutParts {
+    /// Revoking a session's grants and the subject each RP knows (`provider`'s rules).
+    pub provider: ProviderState,
+    /// The upstream's logout URL and its verified logout messages.
+    pub broker: Broker,
+    pub sessions: Sessions,
+    /// Logout continuations and failed back-channel deliveries.
+    pub store: StateStore,
+    /// Read only: who an upstream subject is, whom a logout token names.
+    pub accounts: AccountStore,
+    /// Signs logout tokens and verifies `id_token_hint`.
+    pub keys: KeySet,
+    pub clients: ClientRegistry,
+    pub clock: Clock,
+    /// Back-channel deliveries to RPs.
+    pub http: reqwest::Client,
+    /// How long the way back to the RP waits for the upstream's logout (`lifetimes.login_attempt`).
+    pub continuation_ttl: Duration,
+    pub(crate) issuer: Arc<str>,
+}
+
+impl LogoutParts {
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    LogoutState: FromRef<S>,
+    crate::login::TrustedProxies: FromRef<S>,
+{
     Router::new()
         .route("/logout", get(rp_initiated::get).post(rp_initiated::post))
         .route("/upstream/{id}/logged-out", get(upstream::returned))
@@ -54,10 +96,10 @@ pub struct Ended {
 }
 
 /// Ends one SSO session everywhere. Back-channel deliveries run in the background.
-pub async fn end_session(app: &AppState, session: &SsoSession, reason: &str) -> Result<Ended, StoreError> {
+pub async fn end_session(app: &LogoutState, session: &SsoSession, reason: &str) -> Result<Ended, StoreError> {
     let collected = app.sessions.end(session).await?;
     for (grant, family_end) in &collected.grants {
-        crate::provider::token::revoke_grant(app, grant, *family_end).await?;
+        crate::provider::token::revoke_grant(&app.provider, grant, *family_end).await?;
     }
     let clients: Vec<Arc<Client>> = collected.clients.iter().filter_map(|id| app.clients.get(id)).collect();
     let grants = collected.grants.len();
@@ -68,7 +110,11 @@ pub async fn end_session(app: &AppState, session: &SsoSession, reason: &str) -> 
 
 /// Ends every session of the account with this `sub` (an admin action, e.g. an official
 /// who left) and waits for the back-channel deliveries. Returns how many sessions ended.
-pub async fn revoke_account_sessions(app: &AppState, sub: &str, actor: &str) -> Result<usize, LogoutError> {
+pub async fn revoke_account_sessions<S>(app: &S, sub: &str, actor: &str) -> Result<usize, LogoutError>
+where
+    LogoutState: FromRef<S>,
+{
+    let app = &LogoutState::from_ref(app);
     let account =
         app.accounts.find_by_sub(sub).await?.ok_or_else(|| LogoutError::UnknownAccount(sub.to_string()))?;
     let sessions = app.sessions.list_for_account(&account.id).await?;
@@ -88,7 +134,7 @@ pub async fn revoke_account_sessions(app: &AppState, sub: &str, actor: &str) -> 
 /// OIDC back-channel logout, CAS single logout), or — when the upstream names only a
 /// subject — every session of that upstream subject. Returns how many ended.
 pub async fn end_upstream_sessions(
-    app: &AppState,
+    app: &LogoutState,
     upstream: &str,
     upstream_sid: Option<&str>,
     upstream_subject: Option<&str>,

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::app::AppState;
+use super::LogoutState;
 use crate::keys::KeySet;
-use crate::provider::clients::Client;
+use crate::provider::clients::{Client, ClientRegistry};
 use crate::session::SsoSession;
 use crate::state::{hashed_key, random_handle};
 use crate::web::params::{self, Controls};
@@ -32,7 +32,7 @@ pub struct LogoutParams {
 }
 
 #[derive(Debug, Deserialize)]
-struct HintClaims {
+pub struct HintClaims {
     aud: Audience,
     sid: Option<String>,
 }
@@ -86,14 +86,14 @@ pub struct Continuation {
     pub lang: Lang,
 }
 
-pub async fn get(State(app): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub async fn get(State(app): State<LogoutState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     match params::deserialize(q.as_deref().unwrap_or("").as_bytes(), Controls::Refused) {
         Ok(p) => logout(app, headers, p, false).await,
         Err(e) => malformed(&e),
     }
 }
 
-pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn post(State(app): State<LogoutState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     match params::deserialize(&body, Controls::Refused) {
         Ok(p) => logout(app, headers, p, true).await,
         Err(e) => malformed(&e),
@@ -112,7 +112,76 @@ fn malformed(e: &params::ParamError) -> Response {
         .into_response()
 }
 
-async fn logout(app: AppState, headers: HeaderMap, p: LogoutParams, is_post: bool) -> Response {
+/// The RP behind a logout request, and where the browser may go once logged out.
+#[derive(Debug)]
+pub struct Requester {
+    pub client: Option<Arc<Client>>,
+    /// The `post_logout_redirect_uri`, only when it is registered for that client exactly.
+    pub target: Option<String>,
+}
+
+/// The request's `client_id` is not the audience of its `id_token_hint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientMismatch;
+
+/// Which RP asks (the hint's audience, else `client_id`) and the post-logout target: only an
+/// exact match with one of that client's registered URIs is ever redirected to.
+pub fn requester(
+    hint: Option<&HintClaims>,
+    p: &LogoutParams,
+    clients: &ClientRegistry,
+) -> Result<Requester, ClientMismatch> {
+    let hinted_client = hint.and_then(|h| h.aud.first());
+    if let (Some(a), Some(b)) = (hinted_client, p.client_id.as_deref())
+        && a != b
+    {
+        return Err(ClientMismatch);
+    }
+    let client = hinted_client.or(p.client_id.as_deref()).and_then(|id| clients.get(id));
+    let target = p
+        .post_logout_redirect_uri
+        .clone()
+        .filter(|u| client.as_ref().is_some_and(|c| c.post_logout_redirect_uris.iter().any(|r| r == u)));
+    if p.post_logout_redirect_uri.is_some() && target.is_none() {
+        tracing::info!("post_logout_redirect_uri not registered for the client; not redirecting");
+    }
+    Ok(Requester { client, target })
+}
+
+/// What a logout request does to the browser's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutDecision {
+    /// No session in this browser: nothing to end; on to the target (or the logged-out page).
+    NoSession,
+    /// Ask the person first: the request neither carries a hint of this very session nor is
+    /// the person's own confirmation (a POST with "yes" and the session's anti-forgery token).
+    Confirm,
+    /// End the session everywhere.
+    End,
+}
+
+/// Decides what a logout request with a verified `hint` (if any) does to `session`.
+pub fn decide(
+    hint: Option<&HintClaims>,
+    p: &LogoutParams,
+    session: Option<&SsoSession>,
+    is_post: bool,
+) -> LogoutDecision {
+    let Some(session) = session else { return LogoutDecision::NoSession };
+    let hint_matches = hint.and_then(|h| h.sid.as_deref()) == Some(session.sid.as_str());
+    let confirmed = is_post
+        && p.confirm.as_deref() == Some("yes")
+        && p.csrf.as_deref().is_some_and(|c| bool::from(c.as_bytes().ct_eq(session.csrf.as_bytes())));
+    if hint_matches || confirmed { LogoutDecision::End } else { LogoutDecision::Confirm }
+}
+
+fn client_mismatch() -> Response {
+    ErrorPage::new(StatusCode::BAD_REQUEST, "Yêu cầu đăng xuất không hợp lệ", "Invalid logout request")
+        .detail("client_id không khớp với id_token_hint.", "client_id does not match the id_token_hint.")
+        .into_response()
+}
+
+async fn logout(app: LogoutState, headers: HeaderMap, p: LogoutParams, is_post: bool) -> Response {
     let lang = Lang::from_ui_locales(p.ui_locales.as_deref());
     let hint: Option<HintClaims> =
         p.id_token_hint.as_deref().and_then(|t| match verify_hint(&app.keys, app.issuer(), t) {
@@ -122,27 +191,9 @@ async fn logout(app: AppState, headers: HeaderMap, p: LogoutParams, is_post: boo
                 None
             }
         });
-    let hinted_client = hint.as_ref().and_then(|h| h.aud.first()).map(str::to_string);
-    if let (Some(a), Some(b)) = (&hinted_client, &p.client_id)
-        && a != b
-    {
-        return ErrorPage::new(
-            StatusCode::BAD_REQUEST,
-            "Yêu cầu đăng xuất không hợp lệ",
-            "Invalid logout request",
-        )
-        .detail("client_id không khớp với id_token_hint.", "client_id does not match the id_token_hint.")
-        .into_response();
-    }
-    let client = hinted_client.or(p.client_id.clone()).and_then(|id| app.clients.get(&id));
-    // Only an exact match with a registered URI is ever redirected to.
-    let target = p
-        .post_logout_redirect_uri
-        .clone()
-        .filter(|u| client.as_ref().is_some_and(|c| c.post_logout_redirect_uris.iter().any(|r| r == u)));
-    if p.post_logout_redirect_uri.is_some() && target.is_none() {
-        tracing::info!("post_logout_redirect_uri not registered for the client; not redirecting");
-    }
+    let Ok(Requester { client, target }) = requester(hint.as_ref(), &p, &app.clients) else {
+        return client_mismatch();
+    };
     let session = match app.sessions.current(&headers).await {
         Ok(s) => s,
         Err(e) => {
@@ -150,16 +201,13 @@ async fn logout(app: AppState, headers: HeaderMap, p: LogoutParams, is_post: boo
             return ErrorPage::unavailable().into_response();
         }
     };
-    let Some(session) = session else {
+    let decision = decide(hint.as_ref(), &p, session.as_ref(), is_post);
+    let Some(session) = session.filter(|_| decision != LogoutDecision::NoSession) else {
         let cont = Continuation { target, state: p.state, frontchannel: Vec::new(), lang };
         return with_cleared_cookie(&app, finish(&app, cont));
     };
-    let hint_matches = hint.as_ref().and_then(|h| h.sid.as_deref()) == Some(session.sid.as_str());
-    let confirmed = is_post
-        && p.confirm.as_deref() == Some("yes")
-        && p.csrf.as_deref().is_some_and(|c| bool::from(c.as_bytes().ct_eq(session.csrf.as_bytes())));
-    let back = format!("{}/upstream/{}/logged-out", app.issuer(), session.upstream);
-    if !hint_matches && !confirmed {
+    let back = crate::broker::urls::logged_out(app.issuer(), &session.upstream);
+    if decision == LogoutDecision::Confirm {
         let mut page = confirm_page(&session, &p, client.as_deref(), lang);
         // Confirming leads on (by redirects the browser checks against form-action) to the
         // upstream's logout and then the registered post-logout page.
@@ -185,14 +233,14 @@ async fn logout(app: AppState, headers: HeaderMap, p: LogoutParams, is_post: boo
     let handle = random_handle();
     if let Some(url) = app.broker.logout_url(&session.upstream, &back, &handle).await {
         let key = hashed_key("logout-continue", &handle);
-        if app.store.put_json(&key, &cont, app.settings.lifetimes.login_attempt).await.is_ok() {
+        if app.store.put_json(&key, &cont, app.continuation_ttl).await.is_ok() {
             return with_cleared_cookie(&app, Redirect::to(&url).into_response());
         }
     }
     with_cleared_cookie(&app, finish(&app, cont))
 }
 
-fn frontchannel_urls(app: &AppState, session: &SsoSession, clients: &[Arc<Client>]) -> Vec<String> {
+fn frontchannel_urls(app: &LogoutState, session: &SsoSession, clients: &[Arc<Client>]) -> Vec<String> {
     clients
         .iter()
         .filter_map(|c| {
@@ -206,7 +254,7 @@ fn frontchannel_urls(app: &AppState, session: &SsoSession, clients: &[Arc<Client
         .collect()
 }
 
-fn with_cleared_cookie(app: &AppState, mut res: Response) -> Response {
+fn with_cleared_cookie(app: &LogoutState, mut res: Response) -> Response {
     res.headers_mut().append(header::SET_COOKIE, app.sessions.clear_cookie());
     res
 }
@@ -229,7 +277,7 @@ fn confirm_page(session: &SsoSession, p: &LogoutParams, client: Option<&Client>,
 
 /// The end of every logout: straight back to the RP, or the logged-out page with the
 /// front-channel iframes (then on to the RP).
-pub fn finish(_app: &AppState, cont: Continuation) -> Response {
+pub fn finish(_app: &LogoutState, cont: Continuation) -> Response {
     let target = cont.target.as_ref().and_then(|t| {
         let mut url = url::Url::parse(t).ok()?;
         if let Some(state) = &cont.state {
@@ -318,6 +366,115 @@ mod tests {
         ];
         for (what, token) in refused {
             assert!(verify_hint(&keys, ISSUER, &token).is_err(), "{what} was taken as a hint");
+        }
+    }
+
+    mod decisions {
+        use super::super::*;
+
+        fn registry() -> ClientRegistry {
+            let s = crate::config::Settings::from_toml(
+                r#"
+                issuer = "https://sso.example"
+                [[clients]]
+                client_id = "portal"
+                client_secret = "portal-secret-0123456789"
+                redirect_uris = ["https://portal.example/cb"]
+                post_logout_redirect_uris = ["https://portal.example/bye"]
+                [[clients]]
+                client_id = "spa"
+                redirect_uris = ["https://spa.example/cb"]
+                post_logout_redirect_uris = ["https://spa.example/bye"]
+                "#,
+            )
+            .unwrap();
+            ClientRegistry::new(&s.clients, &s.lifetimes)
+        }
+
+        fn hint(aud: &str, sid: Option<&str>) -> HintClaims {
+            HintClaims { aud: Audience::One(aud.into()), sid: sid.map(str::to_string) }
+        }
+
+        fn params(client_id: Option<&str>, target: Option<&str>) -> LogoutParams {
+            LogoutParams {
+                client_id: client_id.map(str::to_string),
+                post_logout_redirect_uri: target.map(str::to_string),
+                ..LogoutParams::default()
+            }
+        }
+
+        fn session() -> SsoSession {
+            SsoSession::example("sid-1", "a1", 1_000, "loa2")
+        }
+
+        fn confirmation(csrf: &str) -> LogoutParams {
+            LogoutParams { confirm: Some("yes".into()), csrf: Some(csrf.into()), ..LogoutParams::default() }
+        }
+
+        #[test]
+        fn a_client_id_other_than_the_hints_audience_is_refused() {
+            let refused = requester(Some(&hint("portal", None)), &params(Some("spa"), None), &registry());
+            assert!(matches!(refused, Err(ClientMismatch)));
+            let same = requester(Some(&hint("portal", None)), &params(Some("portal"), None), &registry());
+            assert_eq!(same.unwrap().client.unwrap().client_id, "portal");
+        }
+
+        #[test]
+        fn the_hints_audience_names_the_client_when_client_id_is_absent() {
+            let p = params(None, Some("https://portal.example/bye"));
+            let r = requester(Some(&hint("portal", None)), &p, &registry()).unwrap();
+            assert_eq!(r.client.unwrap().client_id, "portal");
+            assert_eq!(r.target.as_deref(), Some("https://portal.example/bye"));
+        }
+
+        #[test]
+        fn only_a_uri_registered_for_that_client_is_a_post_logout_target() {
+            let r = registry();
+            let own = requester(None, &params(Some("spa"), Some("https://spa.example/bye")), &r).unwrap();
+            assert_eq!(own.target.as_deref(), Some("https://spa.example/bye"));
+            for (client, uri) in [
+                (Some("spa"), "https://portal.example/bye"),
+                (Some("spa"), "https://spa.example/bye/"),
+                (Some("spa"), "https://evil.example/"),
+                (Some("unknown"), "https://spa.example/bye"),
+                (None, "https://spa.example/bye"),
+            ] {
+                let found = requester(None, &params(client, Some(uri)), &r).unwrap();
+                assert_eq!(found.target, None, "{client:?} {uri}");
+            }
+        }
+
+        #[test]
+        fn without_a_session_there_is_nothing_to_end() {
+            let d = decide(Some(&hint("portal", Some("sid-1"))), &confirmation("csrf-token"), None, true);
+            assert_eq!(d, LogoutDecision::NoSession);
+        }
+
+        #[test]
+        fn a_hint_of_this_session_ends_it_without_asking() {
+            let s = session();
+            let d = decide(Some(&hint("portal", Some("sid-1"))), &params(None, None), Some(&s), false);
+            assert_eq!(d, LogoutDecision::End);
+        }
+
+        #[test]
+        fn a_hint_of_another_session_or_none_asks_the_person_first() {
+            let s = session();
+            for h in [None, Some(hint("portal", Some("sid-2"))), Some(hint("portal", None))] {
+                assert_eq!(decide(h.as_ref(), &params(None, None), Some(&s), false), LogoutDecision::Confirm);
+            }
+        }
+
+        #[test]
+        fn a_confirmation_ends_the_session_only_posted_with_yes_and_the_sessions_token() {
+            let s = session();
+            assert_eq!(decide(None, &confirmation("csrf-token"), Some(&s), true), LogoutDecision::End);
+            assert_eq!(decide(None, &confirmation("csrf-token"), Some(&s), false), LogoutDecision::Confirm);
+            assert_eq!(decide(None, &confirmation("forged"), Some(&s), true), LogoutDecision::Confirm);
+            let no = LogoutParams { confirm: Some("no".into()), ..confirmation("csrf-token") };
+            assert_eq!(decide(None, &no, Some(&s), true), LogoutDecision::Confirm);
+            let tokenless = LogoutParams { csrf: None, ..confirmation("csrf-token") };
+            assert_eq!(decide(None, &tokenless, Some(&s), true), LogoutDecision::Confirm);
         }
     }
 }

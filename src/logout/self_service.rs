@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::app::AppState;
+use super::LogoutState;
 use crate::web::{self, ErrorPage};
 
 fn not_logged_in() -> Response {
@@ -19,7 +19,7 @@ fn not_logged_in() -> Response {
         .into_response()
 }
 
-pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn list(State(app): State<LogoutState>, headers: HeaderMap) -> Response {
     let current = match app.sessions.current(&headers).await {
         Ok(Some(s)) => s,
         Ok(None) => return not_logged_in(),
@@ -62,7 +62,7 @@ pub struct EndForm {
 }
 
 pub async fn end(
-    State(app): State<AppState>,
+    State(app): State<LogoutState>,
     headers: HeaderMap,
     web::params::Form(form): web::params::Form<EndForm>,
 ) -> Response {

@@ -10,8 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::LogoutState;
 use super::rp_initiated::{Continuation, finish};
-use crate::app::AppState;
 use crate::broker::{BrokerError, Endpoint, Posted, Received};
 use crate::login::ClientIp;
 use crate::state::hashed_key;
@@ -23,7 +23,7 @@ pub struct Returned {
 
 /// The upstream ended its session and sent the browser back: continue to the RP.
 pub async fn returned(
-    State(app): State<AppState>,
+    State(app): State<LogoutState>,
     Path(_id): Path<String>,
     crate::web::params::Query(q): crate::web::params::Query<Returned>,
 ) -> Response {
@@ -40,7 +40,13 @@ pub async fn returned(
 /// (CAS single logout): its connector reads and verifies it; a logout ends every gateway
 /// session made from that upstream session (or subject), with the same propagation to RPs as
 /// any other logout. A refusal is answered in JSON, mapped by the broker.
-pub async fn received(app: &AppState, id: &str, at: Endpoint, from: Option<IpAddr>, body: &[u8]) -> Response {
+pub async fn received(
+    app: &LogoutState,
+    id: &str,
+    at: Endpoint,
+    from: Option<IpAddr>,
+    body: &[u8],
+) -> Response {
     let posted = Posted { at, body, from, now: app.clock.now() };
     let logout = match app.broker.receive(id, posted).await {
         Ok(Received::Logout(logout)) => logout,
@@ -70,7 +76,7 @@ pub async fn received(app: &AppState, id: &str, at: Endpoint, from: Option<IpAdd
 
 /// An OpenID Connect upstream's Back-Channel Logout token.
 pub async fn backchannel(
-    State(app): State<AppState>,
+    State(app): State<LogoutState>,
     Path(id): Path<String>,
     ClientIp(from): ClientIp,
     body: axum::body::Bytes,

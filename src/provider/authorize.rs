@@ -3,6 +3,7 @@
 //! chooser / broker. Errors before the redirect URI is trusted are pages, never redirects.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -10,9 +11,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 use url::Url;
 
+use super::ProviderState;
+use super::clients::{Client, ClientRegistry};
 use super::records::{self, AuthorizationRequest, CodeRecord, ResponseMode, UserGrant, code_key};
-use crate::app::AppState;
-use crate::config::GrantType;
+use crate::broker::UpstreamCatalog;
+use crate::config::{AssuranceSettings, GrantType};
 use crate::session::SsoSession;
 use crate::state::{StoreError, random_handle};
 use crate::web::params::{self, Controls};
@@ -172,83 +175,177 @@ pub(super) fn bad_request_page(vi: &str, en: &str) -> AuthorizeError {
     ))
 }
 
-/// Validates raw parameters into an authorization request.
-pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<AuthorizationRequest, AuthorizeError> {
-    let mut params: HashMap<String, String> = HashMap::new();
-    let mut duplicated = None;
-    for (k, v) in raw {
-        match params.entry(k) {
-            std::collections::hash_map::Entry::Occupied(e) => duplicated = Some(e.key().clone()),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(v);
+/// What validating an authorization request reads: the client registry, the gateway's
+/// assurance levels and what the upstreams can reach. Plain inputs, so the rules are
+/// unit-tested without a running gateway.
+#[derive(Clone, Copy)]
+pub struct Checks<'a> {
+    pub clients: &'a ClientRegistry,
+    pub levels: &'a AssuranceSettings,
+    pub upstreams: &'a UpstreamCatalog,
+}
+
+impl super::ProviderParts {
+    /// What [`validate`] reads.
+    pub fn authorize_checks(&self) -> Checks<'_> {
+        Checks { clients: &self.clients, levels: &self.settings.assurance, upstreams: &self.upstreams }
+    }
+}
+
+/// The raw parameters by name (empty values count as absent), and the last repeated name.
+struct Params {
+    values: HashMap<String, String>,
+    duplicated: Option<String>,
+}
+
+impl Params {
+    fn new(raw: Vec<(String, String)>) -> Self {
+        let mut values: HashMap<String, String> = HashMap::new();
+        let mut duplicated = None;
+        for (k, v) in raw {
+            match values.entry(k) {
+                std::collections::hash_map::Entry::Occupied(e) => duplicated = Some(e.key().clone()),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                }
             }
         }
+        Params { values, duplicated }
     }
-    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
 
-    let Some(client_id) = get("client_id") else {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.values.get(k).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+/// Validates raw parameters into an authorization request, against the provider's registry.
+pub fn validate(
+    app: &ProviderState,
+    raw: Vec<(String, String)>,
+) -> Result<AuthorizationRequest, AuthorizeError> {
+    validate_with(app.authorize_checks(), raw)
+}
+
+/// Validates raw parameters into an authorization request.
+pub fn validate_with(
+    checks: Checks<'_>,
+    raw: Vec<(String, String)>,
+) -> Result<AuthorizationRequest, AuthorizeError> {
+    let params = Params::new(raw);
+    let (client, to) = trusted_return(checks.clients, &params)?;
+    protocol(&params, &to, &client)?;
+    let scopes = scopes(&params, &to, &client)?;
+    let code_challenge = pkce(&params, &to, &client)?;
+    let (force_login, max_age) = prompt_and_max_age(&params, &to)?;
+    let acr_accepted = assurance(checks, &params, &to, &client)?;
+    // DPoP (RFC 9449 §10): the code will only be redeemed with a proof of this key.
+    let dpop_jkt = params.get("dpop_jkt").map(str::to_string);
+    if dpop_jkt.as_deref().is_some_and(|j| !super::dpop::is_thumbprint(j)) {
+        return Err(AuthorizeError::to_rp(
+            &to,
+            "invalid_request",
+            "dpop_jkt is not a SHA-256 JWK thumbprint",
+        ));
+    }
+    let idp_hint = params
+        .get("idp_hint")
+        .filter(|id| {
+            checks.upstreams.has_upstream(id) && checks.upstreams.upstream_can_satisfy(id, &acr_accepted)
+        })
+        .map(str::to_string);
+    // prompt=none is answered from the session or refused; it is never parked.
+    Ok(AuthorizationRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri: to.redirect_uri.clone(),
+        response_mode: to.response_mode,
+        state: to.state.clone(),
+        nonce: params.get("nonce").map(str::to_string),
+        scopes,
+        code_challenge,
+        force_login,
+        max_age,
+        login_hint: params.get("login_hint").map(str::to_string),
+        lang: Lang::from_ui_locales(params.get("ui_locales")),
+        idp_hint,
+        acr_accepted,
+        dpop_jkt,
+    })
+}
+
+/// The registered client and the redirect URI errors may go to. Until both are known and
+/// match exactly, every error is a page, never a redirect.
+fn trusted_return(
+    clients: &ClientRegistry,
+    params: &Params,
+) -> Result<(Arc<Client>, ReturnTo), AuthorizeError> {
+    let Some(client_id) = params.get("client_id") else {
         return Err(bad_request_page(
             "Ứng dụng gửi yêu cầu thiếu mã ứng dụng (client_id).",
             "The application's request has no client_id.",
         ));
     };
-    let Some(client) = app.clients.get(client_id) else {
+    let Some(client) = clients.get(client_id) else {
         return Err(bad_request_page(
             "Ứng dụng gửi yêu cầu chưa được đăng ký với hệ thống đăng nhập.",
             "The requesting application (client_id) is not registered.",
         ));
     };
-    let Some(redirect_uri) = get("redirect_uri").filter(|r| client.has_redirect_uri(r)) else {
+    let Some(redirect_uri) = params.get("redirect_uri").filter(|r| client.has_redirect_uri(r)) else {
         return Err(bad_request_page(
             "Địa chỉ quay lại (redirect_uri) không khớp với địa chỉ đã đăng ký của ứng dụng.",
             "The redirect_uri is missing or does not exactly match one registered for this application.",
         ));
     };
-    if duplicated.as_deref().is_some_and(|k| k == "redirect_uri" || k == "client_id") {
+    if params.duplicated.as_deref().is_some_and(|k| k == "redirect_uri" || k == "client_id") {
         return Err(bad_request_page("Tham số bị lặp lại.", "A parameter was sent more than once."));
     }
-    let response_mode = match get("response_mode") {
-        None | Some("query") => ResponseMode::Query,
+    let response_mode = match params.get("response_mode") {
         Some("form_post") => ResponseMode::FormPost,
-        Some(_) => ResponseMode::Query,
+        _ => ResponseMode::Query,
     };
     let mut to = ReturnTo {
         redirect_uri: redirect_uri.to_string(),
         response_mode,
-        state: get("state").map(str::to_string),
+        state: params.get("state").map(str::to_string),
     };
-    if let Some(over) = oversized(&get) {
+    if let Some(over) = oversized(&|k| params.get(k)) {
         // An oversized state is not echoed: the answer stays a short redirect.
         if over.name == "state" {
             to.state = None;
         }
         return Err(AuthorizeError::to_rp(&to, "invalid_request", over.to_string()));
     }
-    if let Some(k) = duplicated {
-        return Err(AuthorizeError::to_rp(&to, "invalid_request", format!("parameter {k} is repeated")));
+    Ok((client, to))
+}
+
+/// The request's shape: no repeats, a supported response mode and type, no request objects,
+/// and a client allowed the code flow.
+fn protocol(params: &Params, to: &ReturnTo, client: &Client) -> Result<(), AuthorizeError> {
+    if let Some(k) = &params.duplicated {
+        return Err(AuthorizeError::to_rp(to, "invalid_request", format!("parameter {k} is repeated")));
     }
-    if let Some(mode) = get("response_mode")
+    if let Some(mode) = params.get("response_mode")
         && mode != "query"
         && mode != "form_post"
     {
         return Err(AuthorizeError::to_rp(
-            &to,
+            to,
             "invalid_request",
             format!("response_mode {mode} is not supported"),
         ));
     }
-    if get("request").is_some() {
-        return Err(AuthorizeError::to_rp(&to, "request_not_supported", "request objects are not supported"));
+    if params.get("request").is_some() {
+        return Err(AuthorizeError::to_rp(to, "request_not_supported", "request objects are not supported"));
     }
-    if get("request_uri").is_some() {
-        return Err(AuthorizeError::to_rp(&to, "request_uri_not_supported", "request_uri is not supported"));
+    if params.get("request_uri").is_some() {
+        return Err(AuthorizeError::to_rp(to, "request_uri_not_supported", "request_uri is not supported"));
     }
-    match get("response_type") {
-        None => return Err(AuthorizeError::to_rp(&to, "invalid_request", "response_type is required")),
+    match params.get("response_type") {
+        None => return Err(AuthorizeError::to_rp(to, "invalid_request", "response_type is required")),
         Some("code") => {}
         Some(_) => {
             return Err(AuthorizeError::to_rp(
-                &to,
+                to,
                 "unsupported_response_type",
                 "only response_type=code is supported",
             ));
@@ -256,18 +353,24 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
     }
     if !client.allows_grant(GrantType::AuthorizationCode) {
         return Err(AuthorizeError::to_rp(
-            &to,
+            to,
             "unauthorized_client",
             "this client may not use the authorization code flow",
         ));
     }
-    let scopes: Vec<String> = get("scope").unwrap_or("").split_whitespace().map(str::to_string).collect();
+    Ok(())
+}
+
+/// The requested scopes, without repeats: `openid` and only scopes the client may ask for.
+fn scopes(params: &Params, to: &ReturnTo, client: &Client) -> Result<Vec<String>, AuthorizeError> {
+    let scopes: Vec<String> =
+        params.get("scope").unwrap_or("").split_whitespace().map(str::to_string).collect();
     if !scopes.iter().any(|s| s == "openid") {
-        return Err(AuthorizeError::to_rp(&to, "invalid_scope", "scope must contain openid"));
+        return Err(AuthorizeError::to_rp(to, "invalid_scope", "scope must contain openid"));
     }
     if let Some(s) = scopes.iter().find(|s| !client.scopes.contains(s)) {
         return Err(AuthorizeError::to_rp(
-            &to,
+            to,
             "invalid_scope",
             format!("scope {s} is not allowed for this client"),
         ));
@@ -278,25 +381,30 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
             unique_scopes.push(s);
         }
     }
-    let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {
+    Ok(unique_scopes)
+}
+
+/// The PKCE challenge (S256 only; required for clients that must use PKCE).
+fn pkce(params: &Params, to: &ReturnTo, client: &Client) -> Result<Option<String>, AuthorizeError> {
+    let code_challenge = match (params.get("code_challenge"), params.get("code_challenge_method")) {
         (None, None) => None,
         (None, Some(_)) => {
             return Err(AuthorizeError::to_rp(
-                &to,
+                to,
                 "invalid_request",
                 "code_challenge_method without code_challenge",
             ));
         }
         (Some(_), Some(m)) if m != "S256" => {
             return Err(AuthorizeError::to_rp(
-                &to,
+                to,
                 "invalid_request",
                 "only code_challenge_method=S256 is supported",
             ));
         }
         (Some(_), None) => {
             return Err(AuthorizeError::to_rp(
-                &to,
+                to,
                 "invalid_request",
                 "code_challenge_method=S256 is required (plain is not supported)",
             ));
@@ -306,7 +414,7 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
                 c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !well_formed {
                 return Err(AuthorizeError::to_rp(
-                    &to,
+                    to,
                     "invalid_request",
                     "code_challenge is not a base64url SHA-256",
                 ));
@@ -316,86 +424,79 @@ pub fn validate(app: &AppState, raw: Vec<(String, String)>) -> Result<Authorizat
     };
     if client.requires_pkce() && code_challenge.is_none() {
         return Err(AuthorizeError::to_rp(
-            &to,
+            to,
             "invalid_request",
             "PKCE (code_challenge with S256) is required",
         ));
     }
-    let nonce = get("nonce").map(str::to_string);
-    let prompts: Vec<&str> = get("prompt").unwrap_or("").split_whitespace().collect();
+    Ok(code_challenge)
+}
+
+/// `prompt` (none alone; none, login, consent, select_account) and `max_age`: whether a fresh
+/// login is forced, and the oldest login that may answer.
+fn prompt_and_max_age(params: &Params, to: &ReturnTo) -> Result<(bool, Option<i64>), AuthorizeError> {
+    let prompts: Vec<&str> = params.get("prompt").unwrap_or("").split_whitespace().collect();
     if prompts.contains(&"none") && prompts.len() > 1 {
-        return Err(AuthorizeError::to_rp(&to, "invalid_request", "prompt=none cannot be combined"));
+        return Err(AuthorizeError::to_rp(to, "invalid_request", "prompt=none cannot be combined"));
     }
     if let Some(p) = prompts.iter().find(|p| !matches!(**p, "none" | "login" | "consent" | "select_account"))
     {
-        return Err(AuthorizeError::to_rp(&to, "invalid_request", format!("prompt {p} is not supported")));
+        return Err(AuthorizeError::to_rp(to, "invalid_request", format!("prompt {p} is not supported")));
     }
-    let max_age = match get("max_age") {
+    let max_age = match params.get("max_age") {
         None => None,
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 0 => Some(n),
             _ => {
                 return Err(AuthorizeError::to_rp(
-                    &to,
+                    to,
                     "invalid_request",
                     "max_age must be a non-negative integer",
                 ));
             }
         },
     };
-    // Assurance: any level the RP lists in acr_values is acceptable, so the lowest one listed
-    // is the minimum; the client's configured minimum applies on top. Values that are not
-    // gateway levels are ignored (acr_values is a voluntary request, OIDC Core §3.1.2.1).
-    let levels = &app.settings.assurance;
-    let requested = get("acr_values").and_then(|v| v.split_whitespace().filter_map(|a| levels.rank(a)).min());
+    let force_login = prompts.contains(&"login") || prompts.contains(&"select_account");
+    Ok((force_login, max_age))
+}
+
+/// The acr values a session must have to answer (empty: any). Any level the RP lists in
+/// acr_values is acceptable, so the lowest one listed is the minimum; the client's configured
+/// minimum applies on top. Values that are not gateway levels are ignored (acr_values is a
+/// voluntary request, OIDC Core §3.1.2.1). Refused when no upstream reaches them.
+fn assurance(
+    checks: Checks<'_>,
+    params: &Params,
+    to: &ReturnTo,
+    client: &Client,
+) -> Result<Vec<String>, AuthorizeError> {
+    let levels = checks.levels;
+    let requested =
+        params.get("acr_values").and_then(|v| v.split_whitespace().filter_map(|a| levels.rank(a)).min());
     let client_min = client.min_acr.as_deref().and_then(|a| levels.rank(a));
     let acr_accepted = requested.max(client_min).map(|rank| levels.at_least(rank)).unwrap_or_default();
-    if !acr_accepted.is_empty() && !app.broker.can_satisfy(&acr_accepted) {
+    if !acr_accepted.is_empty() && !checks.upstreams.can_satisfy(&acr_accepted) {
         return Err(AuthorizeError::to_rp(
-            &to,
+            to,
             "unmet_authentication_requirements",
             "no login system reaches the requested assurance level",
         ));
     }
-    // DPoP (RFC 9449 §10): the code will only be redeemed with a proof of this key.
-    let dpop_jkt = get("dpop_jkt").map(str::to_string);
-    if dpop_jkt.as_deref().is_some_and(|j| !super::dpop::is_thumbprint(j)) {
-        return Err(AuthorizeError::to_rp(
-            &to,
-            "invalid_request",
-            "dpop_jkt is not a SHA-256 JWK thumbprint",
-        ));
-    }
-    let idp_hint = get("idp_hint")
-        .filter(|id| app.broker.has_upstream(id) && app.broker.upstream_can_satisfy(id, &acr_accepted))
-        .map(str::to_string);
-    // prompt=none is answered from the session or refused; it is never parked.
-    Ok(AuthorizationRequest {
-        client_id: client.client_id.clone(),
-        redirect_uri: to.redirect_uri.clone(),
-        response_mode,
-        state: to.state.clone(),
-        nonce,
-        scopes: unique_scopes,
-        code_challenge,
-        force_login: prompts.contains(&"login") || prompts.contains(&"select_account"),
-        max_age,
-        login_hint: get("login_hint").map(str::to_string),
-        lang: Lang::from_ui_locales(get("ui_locales")),
-        idp_hint,
-        acr_accepted,
-        dpop_jkt,
-    })
+    Ok(acr_accepted)
 }
 
-pub async fn get(State(app): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub async fn get(
+    State(app): State<ProviderState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     match params::parse(query.as_deref().unwrap_or("").as_bytes(), Controls::Refused) {
         Ok(raw) => authorize(app, headers, raw).await,
         Err(e) => malformed(&e),
     }
 }
 
-pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn post(State(app): State<ProviderState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     match params::parse(&body, Controls::Refused) {
         Ok(raw) => authorize(app, headers, raw).await,
         Err(e) => malformed(&e),
@@ -413,63 +514,99 @@ fn malformed(e: &params::ParamError) -> Response {
     .into_response_for("")
 }
 
-async fn authorize(app: AppState, headers: HeaderMap, raw: Vec<(String, String)>) -> Response {
+/// What to do with a validated authorization request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizeDecision<'s> {
+    /// The client must push its requests to `/par` and sent this one directly:
+    /// `invalid_request` to the RP.
+    PushRequired,
+    /// The browser's session satisfies the request: a code at once (there is no consent step).
+    IssueCode(&'s SsoSession),
+    /// `prompt=none` and no session satisfies it: `login_required` to the RP.
+    LoginRequired,
+    /// Park the request and send the browser to the login (the hinted upstream or the
+    /// chooser).
+    Login,
+}
+
+/// What the session (if any) and the request's prompt make of a validated request, at `now`.
+/// `must_push`: the client requires PAR and the request was not pushed (then the session is
+/// not looked at).
+pub fn decide<'s>(
+    req: &AuthorizationRequest,
+    session: Option<&'s SsoSession>,
+    now: i64,
+    prompt_none: bool,
+    must_push: bool,
+) -> AuthorizeDecision<'s> {
+    if must_push {
+        return AuthorizeDecision::PushRequired;
+    }
+    if let Some(session) = session.filter(|s| satisfies(req, s, now)) {
+        AuthorizeDecision::IssueCode(session)
+    } else if prompt_none {
+        AuthorizeDecision::LoginRequired
+    } else {
+        AuthorizeDecision::Login
+    }
+}
+
+/// Whether the raw parameters ask for `prompt=none`.
+fn asks_prompt_none(raw: &[(String, String)]) -> bool {
+    raw.iter().any(|(k, v)| k == "prompt" && v.split_whitespace().any(|p| p == "none"))
+}
+
+async fn authorize(app: ProviderState, headers: HeaderMap, raw: Vec<(String, String)>) -> Response {
     // A pushed request (RFC 9126) stands in for the parameters sent.
     let (raw, pushed) = match super::par::resolve(&app, raw).await {
         Ok(resolved) => resolved,
         Err(e) => return e.into_response_for(app.issuer()),
     };
-    let prompt_none = raw.iter().any(|(k, v)| k == "prompt" && v.split_whitespace().any(|p| p == "none"));
+    let prompt_none = asks_prompt_none(&raw);
     let req = match validate(&app, raw) {
         Ok(req) => req,
         Err(e) => return e.into_response_for(app.issuer()),
     };
-    let to = ReturnTo {
-        redirect_uri: req.redirect_uri.clone(),
-        response_mode: req.response_mode,
-        state: req.state.clone(),
+    let to = ReturnTo::of(&req);
+    let must_push =
+        !pushed && app.clients.get(&req.client_id).is_some_and(|c| super::par::required(&app, &c));
+    let session = if must_push {
+        None
+    } else {
+        match app.sessions.current(&headers).await {
+            Ok(session) => session,
+            Err(e) => return store_failure(&app, &to, e),
+        }
     };
-    if !pushed && app.clients.get(&req.client_id).is_some_and(|c| super::par::required(&app, &c)) {
-        return AuthorizeError::to_rp(
+    match decide(&req, session.as_ref(), app.clock.now(), prompt_none, must_push) {
+        AuthorizeDecision::PushRequired => AuthorizeError::to_rp(
             &to,
             "invalid_request",
             "this client must push its authorization requests to /par",
         )
-        .into_response_for(app.issuer());
-    }
-    let result = async {
-        let session = app.sessions.current(&headers).await?;
-        if let Some(session) = session
-            && satisfies(&req, &session, app.clock.now())
-        {
-            return Ok(Some(issue_code(&app, &req, &session).await?));
+        .into_response_for(app.issuer()),
+        AuthorizeDecision::IssueCode(session) => match issue_code(&app, &req, session).await {
+            Ok(response) => response,
+            Err(e) => store_failure(&app, &to, e),
+        },
+        AuthorizeDecision::LoginRequired => {
+            AuthorizeError::to_rp(&to, "login_required", "no session satisfies the request")
+                .into_response_for(app.issuer())
         }
-        Ok::<_, StoreError>(None)
+        AuthorizeDecision::Login => {
+            let id = match records::park(&app.store, &req, app.settings.lifetimes.login_attempt).await {
+                Ok(id) => id,
+                Err(e) => return store_failure(&app, &to, e),
+            };
+            let next = app.upstreams.login_link(req.idp_hint.as_deref(), &id).to_string();
+            Redirect::to(&next).into_response()
+        }
     }
-    .await;
-    match result {
-        Ok(Some(response)) => return response,
-        Ok(None) => {}
-        Err(e) => return store_failure(&app, &to, e),
-    }
-    if prompt_none {
-        return AuthorizeError::to_rp(&to, "login_required", "no session satisfies the request")
-            .into_response_for(app.issuer());
-    }
-    let id = match records::park(&app.store, &req, app.settings.lifetimes.login_attempt).await {
-        Ok(id) => id,
-        Err(e) => return store_failure(&app, &to, e),
-    };
-    let next = match &req.idp_hint {
-        Some(upstream) => format!("/upstream/{upstream}/login?request={id}"),
-        None => format!("/login?request={id}"),
-    };
-    Redirect::to(&next).into_response()
 }
 
 /// A state-store failure answering a trusted request: `temporarily_unavailable` to the RP,
 /// "busy" when the store is full.
-pub fn store_failure(app: &AppState, to: &ReturnTo, e: StoreError) -> Response {
+pub fn store_failure(app: &ProviderState, to: &ReturnTo, e: StoreError) -> Response {
     let description = match &e {
         StoreError::Full(_) => {
             tracing::warn!(error = %e, "state store full: authorization request refused");
@@ -501,7 +638,7 @@ pub fn acr_satisfied(req: &AuthorizationRequest, session: &SsoSession) -> bool {
 
 /// Issues an authorization code for `req` in `session` and builds the redirect to the RP.
 pub async fn issue_code(
-    app: &AppState,
+    app: &ProviderState,
     req: &AuthorizationRequest,
     session: &SsoSession,
 ) -> Result<Response, StoreError> {
@@ -560,6 +697,227 @@ mod tests {
 }
 
 #[cfg(test)]
+mod decisions {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::config::{ACR_PASSWORD, ACR_VNEID_LEVEL1, ACR_VNEID_LEVEL2, Settings};
+
+    const NOW: i64 = 10_000;
+
+    fn request() -> AuthorizationRequest {
+        AuthorizationRequest {
+            client_id: "portal".into(),
+            redirect_uri: "https://portal.example/cb".into(),
+            response_mode: ResponseMode::Query,
+            state: None,
+            nonce: None,
+            scopes: vec!["openid".into()],
+            code_challenge: None,
+            force_login: false,
+            max_age: None,
+            login_hint: None,
+            lang: Lang::Vi,
+            idp_hint: None,
+            acr_accepted: Vec::new(),
+            dpop_jkt: None,
+        }
+    }
+
+    /// A session whose login was `age` seconds ago, at assurance `acr`.
+    fn session(age: i64, acr: &str) -> SsoSession {
+        SsoSession::example("sid-1", "a1", NOW - age, acr)
+    }
+
+    #[test]
+    fn prompt_none_without_session_redirects_login_required() {
+        assert_eq!(decide(&request(), None, NOW, true, false), AuthorizeDecision::LoginRequired);
+    }
+
+    #[test]
+    fn without_a_session_the_request_is_parked_for_a_login() {
+        assert_eq!(decide(&request(), None, NOW, false, false), AuthorizeDecision::Login);
+    }
+
+    #[test]
+    fn a_satisfying_session_gets_a_code_at_once_even_with_prompt_none() {
+        let s = session(60, ACR_PASSWORD);
+        assert_eq!(decide(&request(), Some(&s), NOW, false, false), AuthorizeDecision::IssueCode(&s));
+        assert_eq!(decide(&request(), Some(&s), NOW, true, false), AuthorizeDecision::IssueCode(&s));
+    }
+
+    #[test]
+    fn prompt_login_asks_for_a_fresh_login_despite_a_session() {
+        let s = session(1, ACR_PASSWORD);
+        let req = AuthorizationRequest { force_login: true, ..request() };
+        assert_eq!(decide(&req, Some(&s), NOW, false, false), AuthorizeDecision::Login);
+    }
+
+    #[test]
+    fn max_age_accepts_a_login_exactly_that_old_and_not_older() {
+        let req = AuthorizationRequest { max_age: Some(300), ..request() };
+        let fresh = session(300, ACR_PASSWORD);
+        assert_eq!(decide(&req, Some(&fresh), NOW, false, false), AuthorizeDecision::IssueCode(&fresh));
+        let stale = session(301, ACR_PASSWORD);
+        assert_eq!(decide(&req, Some(&stale), NOW, false, false), AuthorizeDecision::Login);
+        assert_eq!(decide(&req, Some(&stale), NOW, true, false), AuthorizeDecision::LoginRequired);
+        let zero = AuthorizationRequest { max_age: Some(0), ..request() };
+        assert_eq!(
+            decide(&zero, Some(&session(0, ACR_PASSWORD)), NOW, false, false),
+            AuthorizeDecision::IssueCode(&session(0, ACR_PASSWORD))
+        );
+    }
+
+    #[test]
+    fn a_session_below_the_accepted_acr_needs_a_step_up_login() {
+        let req = AuthorizationRequest { acr_accepted: vec![ACR_VNEID_LEVEL2.into()], ..request() };
+        let low = session(10, ACR_PASSWORD);
+        assert_eq!(decide(&req, Some(&low), NOW, false, false), AuthorizeDecision::Login);
+        assert_eq!(decide(&req, Some(&low), NOW, true, false), AuthorizeDecision::LoginRequired);
+        let high = session(10, ACR_VNEID_LEVEL2);
+        assert_eq!(decide(&req, Some(&high), NOW, false, false), AuthorizeDecision::IssueCode(&high));
+    }
+
+    #[test]
+    fn a_client_that_must_push_is_refused_whatever_the_session() {
+        let s = session(10, ACR_PASSWORD);
+        assert_eq!(decide(&request(), Some(&s), NOW, false, true), AuthorizeDecision::PushRequired);
+        assert_eq!(decide(&request(), None, NOW, true, true), AuthorizeDecision::PushRequired);
+    }
+
+    #[test]
+    fn prompt_none_is_read_from_the_raw_parameters() {
+        let raw = |v: &str| vec![("prompt".to_string(), v.to_string())];
+        assert!(asks_prompt_none(&raw("none")));
+        assert!(asks_prompt_none(&raw(" none ")));
+        assert!(!asks_prompt_none(&raw("login")));
+        assert!(!asks_prompt_none(&raw("nonesuch")));
+        assert!(!asks_prompt_none(&[]));
+    }
+
+    /// A registry with `portal` (no minimum) and `tax` (minimum VNeID level 1), and the
+    /// upstreams `upstreams` (id, reachable acr values).
+    fn with_upstreams(upstreams: &[(&str, &[&str])], test: impl FnOnce(Checks<'_>)) {
+        let settings = Settings::from_toml(&format!(
+            r#"
+            issuer = "https://sso.example"
+            [[clients]]
+            client_id = "portal"
+            client_secret = "portal-secret-0123456789"
+            redirect_uris = ["https://portal.example/cb"]
+            [[clients]]
+            client_id = "tax"
+            client_secret = "tax-secret-0123456789"
+            redirect_uris = ["https://tax.example/cb"]
+            min_acr = "{ACR_VNEID_LEVEL1}"
+            "#
+        ))
+        .unwrap();
+        let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
+        let upstreams = UpstreamCatalog::new(
+            upstreams
+                .iter()
+                .map(|(id, acrs)| (id.to_string(), acrs.iter().map(|a| a.to_string()).collect()))
+                .collect(),
+        );
+        test(Checks { clients: &clients, levels: &settings.assurance, upstreams: &upstreams });
+    }
+
+    /// [`with_upstreams`] with `hcm` (password) and `vneid` (VNeID levels 1 and 2).
+    fn with_checks(test: impl FnOnce(Checks<'_>)) {
+        with_upstreams(&[("hcm", &[ACR_PASSWORD]), ("vneid", &[ACR_VNEID_LEVEL1, ACR_VNEID_LEVEL2])], test);
+    }
+
+    fn raw(client: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut raw = vec![
+            ("client_id".to_string(), client.to_string()),
+            ("redirect_uri".to_string(), format!("https://{client}.example/cb")),
+            ("response_type".to_string(), "code".to_string()),
+            ("scope".to_string(), "openid".to_string()),
+            ("code_challenge".to_string(), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_string()),
+            ("code_challenge_method".to_string(), "S256".to_string()),
+        ];
+        raw.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        raw
+    }
+
+    #[test]
+    fn acr_values_accept_the_lowest_listed_level_and_above() {
+        with_checks(|checks| {
+            let listed = format!("{ACR_VNEID_LEVEL2} {ACR_VNEID_LEVEL1} urn:unknown");
+            let req = validate_with(checks, raw("portal", &[("acr_values", &listed)])).unwrap();
+            assert_eq!(req.acr_accepted, vec![ACR_VNEID_LEVEL1.to_string(), ACR_VNEID_LEVEL2.to_string()]);
+            let none = validate_with(checks, raw("portal", &[("acr_values", "urn:unknown")])).unwrap();
+            assert!(none.acr_accepted.is_empty(), "unknown values are ignored");
+        });
+    }
+
+    #[test]
+    fn the_clients_minimum_acr_applies_on_top_of_the_request() {
+        with_checks(|checks| {
+            let req = validate_with(checks, raw("tax", &[("acr_values", ACR_PASSWORD)])).unwrap();
+            assert_eq!(req.acr_accepted, vec![ACR_VNEID_LEVEL1.to_string(), ACR_VNEID_LEVEL2.to_string()]);
+        });
+    }
+
+    #[test]
+    fn an_idp_hint_is_kept_only_for_an_upstream_that_reaches_the_assurance() {
+        with_checks(|checks| {
+            let hinted = validate_with(checks, raw("portal", &[("idp_hint", "hcm")])).unwrap();
+            assert_eq!(hinted.idp_hint.as_deref(), Some("hcm"));
+            let unknown = validate_with(checks, raw("portal", &[("idp_hint", "nowhere")])).unwrap();
+            assert_eq!(unknown.idp_hint, None);
+            let too_low = validate_with(checks, raw("tax", &[("idp_hint", "hcm")])).unwrap();
+            assert_eq!(too_low.idp_hint, None, "hcm cannot reach the client's minimum");
+            let high = validate_with(checks, raw("tax", &[("idp_hint", "vneid")])).unwrap();
+            assert_eq!(high.idp_hint.as_deref(), Some("vneid"));
+        });
+    }
+
+    #[test]
+    fn an_assurance_no_upstream_reaches_is_unmet_authentication_requirements() {
+        with_upstreams(&[("hcm", &[ACR_PASSWORD])], |checks| {
+            let refused =
+                validate_with(checks, raw("portal", &[("acr_values", ACR_VNEID_LEVEL2), ("state", "s")]));
+            let Err(AuthorizeError::Redirect { error, to, .. }) = refused else { panic!("{refused:?}") };
+            assert_eq!(error, "unmet_authentication_requirements");
+            assert_eq!(to.state.as_deref(), Some("s"));
+        });
+    }
+
+    #[test]
+    fn prompt_login_and_select_account_force_a_fresh_login() {
+        with_checks(|checks| {
+            for prompt in ["login", "select_account", "consent login"] {
+                let req = validate_with(checks, raw("portal", &[("prompt", prompt)])).unwrap();
+                assert!(req.force_login, "{prompt}");
+            }
+            for prompt in ["none", "consent"] {
+                let req = validate_with(checks, raw("portal", &[("prompt", prompt)])).unwrap();
+                assert!(!req.force_login, "{prompt}");
+            }
+            let combined = validate_with(checks, raw("portal", &[("prompt", "none login")]));
+            assert!(matches!(combined, Err(AuthorizeError::Redirect { error: "invalid_request", .. })));
+        });
+    }
+
+    #[test]
+    fn max_age_must_be_a_non_negative_integer() {
+        with_checks(|checks| {
+            let req = validate_with(checks, raw("portal", &[("max_age", "0")])).unwrap();
+            assert_eq!(req.max_age, Some(0));
+            for bad in ["-1", "1.5", "soon", "99999999999999999999"] {
+                let refused = validate_with(checks, raw("portal", &[("max_age", bad)]));
+                assert!(
+                    matches!(refused, Err(AuthorizeError::Redirect { error: "invalid_request", .. })),
+                    "{bad}"
+                );
+            }
+        });
+    }
+}
+
+#[cfg(test)]
 mod caps {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -603,11 +961,14 @@ mod caps {
             assert!(PARAMETER_CAPS.contains(&(name, cap)), "{name} ≤ {cap}");
             let fits = at_cap(name, cap);
             assert!(fits.len() <= cap);
-            assert!(validate(app, request(&[(name, fits)])).is_ok(), "{name} at its cap is accepted");
+            assert!(
+                validate(app.provider(), request(&[(name, fits)])).is_ok(),
+                "{name} at its cap is accepted"
+            );
             let over = format!("{}x", "a".repeat(cap));
             let extra =
                 if name == "state" { vec![(name, over)] } else { vec![(name, over), ("state", "st".into())] };
-            let refused = validate(app, request(&extra));
+            let refused = validate(app.provider(), request(&extra));
             let Err(AuthorizeError::Redirect { to, error, description }) = refused else {
                 panic!("{name} over its cap: {refused:?}")
             };
@@ -621,7 +982,7 @@ mod caps {
             }
         }
         for code_param in ["code_challenge", "code_challenge_method", "prompt"] {
-            let refused = validate(app, request(&[(code_param, "a".repeat(200))]));
+            let refused = validate(app.provider(), request(&[(code_param, "a".repeat(200))]));
             assert!(
                 matches!(refused, Err(AuthorizeError::Redirect { error: "invalid_request", .. })),
                 "{code_param}"
@@ -632,9 +993,9 @@ mod caps {
     #[test]
     fn a_nonce_must_be_printable_ascii() {
         let app = &crate::app::shared_test_state().app;
-        assert!(validate(app, request(&[("nonce", "n-0.9~_ !#".into())])).is_ok());
+        assert!(validate(app.provider(), request(&[("nonce", "n-0.9~_ !#".into())])).is_ok());
         for bad in ["ngườidùng", "tab\there"] {
-            let refused = validate(app, request(&[("nonce", bad.to_string())]));
+            let refused = validate(app.provider(), request(&[("nonce", bad.to_string())]));
             assert!(
                 matches!(&refused, Err(AuthorizeError::Redirect { error: "invalid_request", description, .. }) if description.contains("printable ASCII")),
                 "{bad}: {refused:?}"
@@ -648,7 +1009,7 @@ mod caps {
     fn an_oversized_parameter_with_an_unregistered_redirect_uri_is_a_page() {
         let app = &crate::app::shared_test_state().app;
         let raw = request(&[("redirect_uri", "https://evil.example/cb".into()), ("state", "a".repeat(5000))]);
-        assert!(matches!(validate(app, raw), Err(AuthorizeError::Page(_))));
+        assert!(matches!(validate(app.provider(), raw), Err(AuthorizeError::Page(_))));
     }
 }
 
@@ -727,7 +1088,7 @@ mod properties {
             let shared = crate::app::shared_test_state();
             let app = &shared.app;
             let raw: Vec<(String, String)> = pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-            let Ok(req) = validate(app, raw.clone()) else { return Ok(()) };
+            let Ok(req) = validate(app.provider(), raw.clone()) else { return Ok(()) };
             let client = app.clients.get(&req.client_id).unwrap();
             prop_assert!(client.has_redirect_uri(&req.redirect_uri));
             prop_assert!(req.scopes.iter().any(|s| s == "openid"));
@@ -746,7 +1107,7 @@ mod properties {
         fn any_query_string_is_decoded_and_validated_without_panic(raw in prop::collection::vec(any::<u8>(), 0..1024)) {
             let shared = crate::app::shared_test_state();
             if let Ok(pairs) = params::parse(&raw, Controls::Refused) {
-                let _ = validate(&shared.app, pairs);
+                let _ = validate(shared.app.provider(), pairs);
             }
         }
     }

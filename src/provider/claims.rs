@@ -112,7 +112,7 @@ pub fn account_claims(account: &Account, scopes: &[String]) -> Map<String, Value
 /// The `sub` a client sees for an account: public, or pairwise for the client's sector
 /// (recorded so `/userinfo` can resolve it).
 pub async fn subject_for(
-    app: &crate::app::AppState,
+    app: &super::ProviderState,
     client: &super::clients::Client,
     account: &Account,
 ) -> Result<String, crate::accounts::AccountError> {

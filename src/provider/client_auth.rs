@@ -10,9 +10,9 @@ use axum::http::HeaderMap;
 use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 
+use super::ProviderState;
 use super::clients::Client;
 use super::error::TokenError;
-use crate::app::AppState;
 use crate::config::ClientAuthMethod;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -57,7 +57,7 @@ impl Audience {
 /// the client then authenticates, and also when the form is malformed. Over a limit it is
 /// refused with `slow_down` before any credential is checked.
 pub async fn authenticate_form(
-    app: &AppState,
+    app: &ProviderState,
     endpoint: &'static str,
     ip: Option<IpAddr>,
     headers: &HeaderMap,
@@ -101,7 +101,7 @@ fn claimed_client(headers: &HeaderMap, params: &HashMap<String, String>) -> Opti
 
 /// Authenticates the client of a request to one of the back-channel endpoints.
 pub async fn authenticate(
-    app: &AppState,
+    app: &ProviderState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<Arc<Client>, TokenError> {
@@ -122,7 +122,7 @@ pub async fn authenticate(
 }
 
 async fn private_key_jwt(
-    app: &AppState,
+    app: &ProviderState,
     assertion: &str,
     client_id: Option<&str>,
 ) -> Result<Arc<Client>, TokenError> {
@@ -184,7 +184,7 @@ async fn private_key_jwt(
 }
 
 /// The client's registered keys: inline, or fetched from `jwks_uri` and cached briefly.
-async fn client_keys(app: &AppState, client: &Client) -> Result<JwkSet, TokenError> {
+async fn client_keys(app: &ProviderState, client: &Client) -> Result<JwkSet, TokenError> {
     if let Some(keys) = &client.jwks {
         return Ok(keys.clone());
     }
@@ -354,7 +354,7 @@ mod properties {
                 params.insert("client_id".to_string(), id.to_string());
             }
             let before = shared.app.store.memory_entries();
-            let result = shared.runtime.block_on(authenticate(&shared.app, &HeaderMap::new(), &params));
+            let result = shared.runtime.block_on(authenticate(shared.app.provider(), &HeaderMap::new(), &params));
             prop_assert!(result.is_err(), "authenticated as {:?}", result.map(|c| c.client_id.clone()));
             prop_assert!(shared.app.store.memory_entries() <= before, "a refused assertion stored a replay record");
         }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::Digest;
 
-use crate::app::AppState;
+use super::ProviderState;
 use crate::keys::LEEWAY_SECS;
 use crate::state::{StateStore, StoreError, hashed_key, random_handle};
 
@@ -232,7 +232,7 @@ pub fn header(headers: &HeaderMap) -> Result<Option<&str>, ProofError> {
 /// nonce (when `dpop.require_nonce`) and the single use of its `jti` (recorded in the state
 /// store, so a proof replayed at another replica is refused too).
 pub async fn verify(
-    app: &AppState,
+    app: &ProviderState,
     headers: &HeaderMap,
     target: Target<'_>,
 ) -> Result<Option<Proof>, ProofError> {
@@ -261,7 +261,7 @@ pub async fn verify(
 
 /// With `dpop.require_nonce`, hands the current nonce out on a successful response too, so
 /// the client's next proof carries it without a failed round trip (RFC 9449 §8.2).
-pub async fn offer_nonce(app: &AppState, res: &mut axum::response::Response) {
+pub async fn offer_nonce(app: &ProviderState, res: &mut axum::response::Response) {
     if !app.settings.dpop.require_nonce {
         return;
     }

@@ -12,12 +12,12 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::ProviderState;
 use super::client_auth::authenticate_form;
 use super::clients::Client;
 use super::error::TokenError;
 use super::records::{RefreshRecord, grant_revoked_key, refresh_key, revoked_jti_key};
 use super::tokens::AccessClaims;
-use crate::app::AppState;
 use crate::login::client_ip::ClientIp;
 
 fn no_store(mut res: Response) -> Response {
@@ -26,7 +26,7 @@ fn no_store(mut res: Response) -> Response {
 }
 
 pub async fn introspect(
-    State(app): State<AppState>,
+    State(app): State<ProviderState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -38,7 +38,7 @@ pub async fn introspect(
 }
 
 async fn introspect_inner(
-    app: &AppState,
+    app: &ProviderState,
     ip: Option<IpAddr>,
     headers: &HeaderMap,
     body: &[u8],
@@ -111,7 +111,10 @@ async fn introspect_inner(
 }
 
 /// One of our access tokens that verifies and was not revoked.
-async fn live_access_token(app: &AppState, token: &str) -> Result<Option<Arc<AccessClaims>>, TokenError> {
+async fn live_access_token(
+    app: &ProviderState,
+    token: &str,
+) -> Result<Option<Arc<AccessClaims>>, TokenError> {
     let Some(claims) = app.verified_tokens.check(&app.keys, app.issuer(), token, app.clock.now()) else {
         return Ok(None);
     };
@@ -122,7 +125,7 @@ async fn live_access_token(app: &AppState, token: &str) -> Result<Option<Arc<Acc
 }
 
 pub async fn revoke(
-    State(app): State<AppState>,
+    State(app): State<ProviderState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -134,7 +137,7 @@ pub async fn revoke(
 }
 
 async fn revoke_inner(
-    app: &AppState,
+    app: &ProviderState,
     ip: Option<IpAddr>,
     headers: &HeaderMap,
     body: &[u8],
@@ -164,7 +167,7 @@ async fn revoke_inner(
 }
 
 /// Revokes a refresh token and its whole family; false if `token` is not a live refresh token.
-async fn revoke_refresh(app: &AppState, client: &Client, token: &str) -> Result<bool, TokenError> {
+async fn revoke_refresh(app: &ProviderState, client: &Client, token: &str) -> Result<bool, TokenError> {
     let Some(record) = app.store.get_json::<RefreshRecord>(&refresh_key(token)).await? else {
         return Ok(false);
     };

@@ -1,8 +1,11 @@
 //! The OpenID Provider that relying parties talk to: discovery, JWKS, `/authorize`,
 //! `/token`, `/userinfo`, the client registry and token minting.
 //!
-//! Owns: OAuth 2.0 / OIDC request validation and responses toward RPs. Must not: call
-//! upstream systems (it parks requests and hands the browser to the broker) or write accounts.
+//! Owns: OAuth 2.0 / OIDC request validation and responses toward RPs, and its own state
+//! ([`ProviderState`]: client registry, verified-token cache, DPoP nonces, discovery
+//! document). Must not: call upstream systems or build the broker's URLs (it parks requests
+//! and asks the broker, through [`crate::broker::UpstreamCatalog`], where the login starts) or
+//! write accounts.
 
 pub mod authorize;
 pub mod claims;
@@ -20,15 +23,64 @@ pub mod tokens;
 pub mod userinfo;
 pub mod verified;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::app::AppState;
+use crate::accounts::AccountStore;
+use crate::broker::UpstreamCatalog;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::keys::KeySet;
+use crate::session::Sessions;
+use crate::state::StateStore;
 
-pub fn router() -> Router<AppState> {
+/// What the provider's handlers get (cheap to clone: one reference count).
+pub type ProviderState = crate::PartState<ProviderParts>;
+
+/// The provider's parts: its own (client registry, verified tokens, DPoP nonces, discovery)
+/// and the shared handles it uses.
+pub struct ProviderParts {
+    pub settings: Arc<Settings>,
+    pub keys: KeySet,
+    pub store: StateStore,
+    pub sessions: Sessions,
+    /// Read for claims and pairwise subjects; never written here.
+    pub accounts: AccountStore,
+    pub clients: clients::ClientRegistry,
+    /// What the provider may ask of the broker: which upstreams exist, what assurance they
+    /// reach, and where the login of a parked request starts.
+    pub upstreams: UpstreamCatalog,
+    pub clock: Clock,
+    /// Back-channel rate limits (`[limits]`), counted where the client is known.
+    pub limits: Arc<crate::limits::RateLimiter>,
+    /// Access tokens already verified (for introspection and userinfo).
+    pub verified_tokens: verified::VerifiedTokens,
+    /// The discovery document, serialised again only when the signing algorithms change.
+    pub discovery: discovery::Discovery,
+    /// DPoP server nonces (`[dpop]`).
+    pub dpop_nonces: dpop::Nonces,
+    /// Outbound HTTP (client key sets).
+    pub http: reqwest::Client,
+    pub(crate) issuer: Arc<str>,
+}
+
+impl ProviderParts {
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    ProviderState: axum::extract::FromRef<S>,
+    crate::login::TrustedProxies: axum::extract::FromRef<S>,
+{
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery_handler))
         .route("/jwks", get(jwks_handler))
@@ -50,10 +102,10 @@ fn json_document(body: bytes::Bytes, cache: &'static str) -> Response {
     res
 }
 
-async fn discovery_handler(State(app): State<AppState>) -> Response {
+async fn discovery_handler(State(app): State<ProviderState>) -> Response {
     json_document(app.discovery.bytes(&app.keys), "public, max-age=300")
 }
 
-async fn jwks_handler(State(app): State<AppState>) -> Response {
+async fn jwks_handler(State(app): State<ProviderState>) -> Response {
     json_document(app.keys.jwks_json(), "public, max-age=300")
 }

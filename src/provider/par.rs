@@ -18,10 +18,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::ProviderState;
 use super::authorize::{AuthorizeError, validate};
 use super::clients::Client;
 use super::error::TokenError;
-use crate::app::AppState;
 use crate::login::client_ip::ClientIp;
 use crate::state::{hashed_key, random_handle};
 
@@ -46,12 +46,12 @@ fn pushed_key(handle: &str) -> String {
 
 /// Whether `client` must push its authorization requests: when it is registered so, or when
 /// `par.required` is set and it can authenticate (a public client cannot push).
-pub fn required(app: &AppState, client: &Client) -> bool {
+pub fn required(app: &ProviderState, client: &Client) -> bool {
     client.require_par || (app.settings.par.required && !client.is_public())
 }
 
 pub async fn post(
-    State(app): State<AppState>,
+    State(app): State<ProviderState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -74,7 +74,7 @@ pub async fn post(
 /// Authenticates the client (counted against `[limits]` like `/token`), validates its
 /// request and stores it; returns the `request_uri` and its lifetime in seconds.
 async fn push(
-    app: &AppState,
+    app: &ProviderState,
     ip: Option<IpAddr>,
     headers: &HeaderMap,
     body: &[u8],
@@ -112,7 +112,7 @@ async fn push(
 /// A DPoP proof sent with a pushed request binds the code to its key, as `dpop_jkt` does
 /// (RFC 9449 §10.1); both together must name the same key.
 async fn bind_to_proof(
-    app: &AppState,
+    app: &ProviderState,
     headers: &HeaderMap,
     params: &mut HashMap<String, String>,
 ) -> Result<(), TokenError> {
@@ -136,7 +136,7 @@ async fn bind_to_proof(
 /// that is unknown, used, expired or pushed by another client ends on an error page: which
 /// redirect URI to trust is not known.
 pub async fn resolve(
-    app: &AppState,
+    app: &ProviderState,
     raw: Vec<(String, String)>,
 ) -> Result<(Vec<(String, String)>, bool), AuthorizeError> {
     if !raw.iter().any(|(k, _)| k == "request_uri") {

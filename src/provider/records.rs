@@ -71,6 +71,50 @@ pub async fn take_parked(store: &StateStore, id: &str) -> Result<Option<Authoriz
     store.take(&format!("authreq:{id}")).await?.map(|b| decode(&b)).transpose()
 }
 
+/// What the broker's login pages (the chooser, the start at an upstream) may know of a parked
+/// request: what shapes the login, and the requesting application's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLogin {
+    /// The requesting application's display name, if it is still registered.
+    pub client_name: Option<String>,
+    /// The acr values the login must reach (empty: any).
+    pub acr_accepted: Vec<String>,
+    pub lang: Lang,
+    pub force_login: bool,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+    /// Where the answer will go (the password form's `form-action` must allow it).
+    pub redirect_uri: String,
+}
+
+/// The broker's read-only window on parked requests: it reads them only through this, and
+/// never sees the client registry or the record format.
+#[derive(Clone)]
+pub struct ParkedRequests {
+    store: StateStore,
+    clients: super::clients::ClientRegistry,
+}
+
+impl ParkedRequests {
+    pub fn new(store: StateStore, clients: super::clients::ClientRegistry) -> Self {
+        ParkedRequests { store, clients }
+    }
+
+    /// The login view of parked request `id`; None when it expired or never existed.
+    pub async fn pending_login(&self, id: &str) -> Result<Option<PendingLogin>, StoreError> {
+        let Some(req) = parked(&self.store, id).await? else { return Ok(None) };
+        Ok(Some(PendingLogin {
+            client_name: self.clients.get(&req.client_id).map(|c| c.name.clone()),
+            acr_accepted: req.acr_accepted,
+            lang: req.lang,
+            force_login: req.force_login,
+            max_age: req.max_age,
+            login_hint: req.login_hint,
+            redirect_uri: req.redirect_uri,
+        }))
+    }
+}
+
 /// First byte of the compact form of a parked request (JSON, the older form, starts with `{`).
 const COMPACT_V1: u8 = 1;
 

@@ -11,6 +11,7 @@ use base64::Engine;
 use sha2::Digest;
 use subtle::ConstantTimeEq;
 
+use super::ProviderState;
 use super::clients::Client;
 use super::error::TokenError;
 use super::records::{
@@ -18,13 +19,12 @@ use super::records::{
     grant_revoked_key, may_rotate, refresh_key, refresh_used_key, revocation_ttl,
 };
 use super::tokens::{Issue, TokenResponse, issue_bound_client_token, issue_user_tokens};
-use crate::app::AppState;
 use crate::config::GrantType;
 use crate::login::client_ip::ClientIp;
 use crate::state::StoreError;
 
 pub async fn post(
-    State(app): State<AppState>,
+    State(app): State<ProviderState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -66,7 +66,7 @@ pub fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>,
 }
 
 async fn token(
-    app: &AppState,
+    app: &ProviderState,
     ip: Option<std::net::IpAddr>,
     headers: &HeaderMap,
     body: &[u8],
@@ -119,13 +119,13 @@ async fn token(
 }
 
 /// The longest access-token lifetime any client has (how long a revocation must at least last).
-fn longest_access_lifetime(app: &AppState) -> Duration {
+fn longest_access_lifetime(app: &ProviderState) -> Duration {
     let l = &app.settings.lifetimes;
     app.settings.clients.iter().filter_map(|c| c.access_token_lifetime).fold(l.access_token, Duration::max)
 }
 
 /// The longest a refresh family may live (when a revoked grant's own end is not known).
-fn longest_family_lifetime(app: &AppState) -> Duration {
+fn longest_family_lifetime(app: &ProviderState) -> Duration {
     let l = &app.settings.lifetimes;
     let client = app.settings.clients.iter().filter_map(|c| c.refresh_token_lifetime);
     client.fold(l.refresh_token.max(l.offline_refresh_token), Duration::max)
@@ -135,26 +135,30 @@ fn longest_family_lifetime(app: &AppState) -> Duration {
 /// `/revoke` — for as long as any of them could be presented: until the family ends
 /// (`family_end`; None = not known, the longest a family may live) and at least as long as
 /// an access token.
-pub async fn revoke_grant(app: &AppState, grant_id: &str, family_end: Option<i64>) -> Result<(), StoreError> {
+pub async fn revoke_grant(
+    app: &ProviderState,
+    grant_id: &str,
+    family_end: Option<i64>,
+) -> Result<(), StoreError> {
     let now = app.clock.now();
     let end = family_end.unwrap_or_else(|| now.saturating_add(longest_family_lifetime(app).as_secs() as i64));
     let ttl = revocation_ttl(now, end, longest_access_lifetime(app));
     app.store.put(&grant_revoked_key(grant_id), Vec::new(), ttl).await
 }
 
-async fn is_revoked(app: &AppState, grant_id: &str) -> Result<bool, TokenError> {
+async fn is_revoked(app: &ProviderState, grant_id: &str) -> Result<bool, TokenError> {
     Ok(app.store.get(&grant_revoked_key(grant_id)).await?.is_some())
 }
 
 /// A replayed code or refresh token: revoke its grant (someone holds a copy).
-async fn replayed(app: &AppState, marker: &UsedMarker, what: &str) -> Result<TokenError, TokenError> {
+async fn replayed(app: &ProviderState, marker: &UsedMarker, what: &str) -> Result<TokenError, TokenError> {
     revoke_grant(app, &marker.grant_id, marker.family_end).await?;
     tracing::warn!(grant_id = %marker.grant_id, "grant revoked after a replayed {what}");
     Ok(TokenError::InvalidGrant(format!("the {what} was already used")))
 }
 
 async fn authorization_code(
-    app: &AppState,
+    app: &ProviderState,
     client: &Client,
     code: &str,
     (redirect_uri, verifier): (Option<&str>, Option<&str>),
@@ -233,7 +237,7 @@ async fn authorization_code(
 }
 
 async fn refresh(
-    app: &AppState,
+    app: &ProviderState,
     client: &Client,
     token: &str,
     scope: Option<&str>,
@@ -287,7 +291,11 @@ async fn refresh(
 /// logout would have: a session that idled out or reached its absolute lifetime may just have
 /// vanished from the store, with no event to revoke its families, so this is checked at every
 /// rotation).
-async fn may_use_family(app: &AppState, client: &Client, record: &RefreshRecord) -> Result<(), TokenError> {
+async fn may_use_family(
+    app: &ProviderState,
+    client: &Client,
+    record: &RefreshRecord,
+) -> Result<(), TokenError> {
     let grant = &record.grant;
     let family_end = Some(record.family_expires_at);
     if grant.client_id != client.client_id {
@@ -309,7 +317,7 @@ async fn may_use_family(app: &AppState, client: &Client, record: &RefreshRecord)
 
 /// Mints the next tokens of a claimed family (already checked by `may_use_family`).
 async fn rotate(
-    app: &AppState,
+    app: &ProviderState,
     client: &Client,
     record: RefreshRecord,
     scope: Option<&str>,
@@ -428,7 +436,7 @@ mod properties {
                 headers.insert(header::AUTHORIZATION, v);
             }
             let body = serde_urlencoded::to_string(&pairs).unwrap();
-            let result = shared.runtime.block_on(token(&shared.app, None, &headers, body.as_bytes()));
+            let result = shared.runtime.block_on(token(shared.app.provider(), None, &headers, body.as_bytes()));
             match result {
                 Ok(_) => {
                     let grant = pairs.iter().find(|(k, _)| *k == "grant_type").map(|(_, v)| v.as_str());

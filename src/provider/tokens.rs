@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::Digest;
 
+use super::ProviderState;
 use super::claims::account_claims;
 use super::clients::Client;
 use super::error::TokenError;
 use super::records::{RefreshRecord, UserGrant, refresh_key};
 use crate::accounts::{Account, AccountStatus};
-use crate::app::AppState;
 use crate::config::GrantType;
 use crate::keys::SigningAlg;
 use crate::state::random_handle;
@@ -148,7 +148,7 @@ pub fn ensure_usable(account: &Account) -> Result<(), TokenError> {
 
 /// Mints ID, access and (if the client may refresh) refresh tokens for a user grant.
 pub async fn issue_user_tokens(
-    app: &AppState,
+    app: &ProviderState,
     client: &Client,
     grant: &UserGrant,
     account: &Account,
@@ -222,7 +222,7 @@ pub async fn issue_user_tokens(
 
 /// Mints an access token for a client acting on its own behalf (`client_credentials`).
 pub fn issue_client_token(
-    app: &AppState,
+    app: &ProviderState,
     client: &Client,
     scopes: &[String],
 ) -> Result<TokenResponse, TokenError> {
@@ -231,7 +231,7 @@ pub fn issue_client_token(
 
 /// [`issue_client_token`], bound to a DPoP key when `jkt` is given.
 pub fn issue_bound_client_token(
-    app: &AppState,
+    app: &ProviderState,
     client: &Client,
     scopes: &[String],
     jkt: Option<&str>,

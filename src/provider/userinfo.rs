@@ -8,12 +8,12 @@ use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::ProviderState;
 use super::claims::account_claims;
 use super::error::BearerError;
 use super::records::grant_revoked_key;
 use super::tokens::AccessClaims;
 use crate::accounts::AccountStatus;
-use crate::app::AppState;
 
 /// The access token of a request and whether it came with the `DPoP` scheme (RFC 9449 §7.1)
 /// rather than `Bearer`.
@@ -39,7 +39,7 @@ fn presented(headers: &HeaderMap) -> Result<(&str, bool), BearerError> {
 /// `DPoP` proof naming this request and token); as `Bearer` it is refused, so a stolen copy
 /// is worthless without the key. An unbound token is used as `Bearer` only.
 async fn check_binding(
-    app: &AppState,
+    app: &ProviderState,
     headers: &HeaderMap,
     method: &Method,
     token: &str,
@@ -71,7 +71,7 @@ async fn check_binding(
 }
 
 /// Verifies one of our access tokens and checks it was not revoked.
-pub async fn verify_access_token(app: &AppState, token: &str) -> Result<Arc<AccessClaims>, BearerError> {
+pub async fn verify_access_token(app: &ProviderState, token: &str) -> Result<Arc<AccessClaims>, BearerError> {
     let claims = app
         .verified_tokens
         .check(&app.keys, app.issuer(), token, app.clock.now())
@@ -87,7 +87,10 @@ pub async fn verify_access_token(app: &AppState, token: &str) -> Result<Arc<Acce
 
 /// Whether the access token, or the grant it was issued under, was revoked (one store round
 /// trip for both markers).
-pub async fn is_revoked(app: &AppState, claims: &AccessClaims) -> Result<bool, crate::state::StoreError> {
+pub async fn is_revoked(
+    app: &ProviderState,
+    claims: &AccessClaims,
+) -> Result<bool, crate::state::StoreError> {
     let jti = super::records::revoked_jti_key(&claims.jti);
     match &claims.gid {
         Some(gid) => app.store.exists_any(&[&grant_revoked_key(gid), &jti]).await,
@@ -95,7 +98,7 @@ pub async fn is_revoked(app: &AppState, claims: &AccessClaims) -> Result<bool, c
     }
 }
 
-pub async fn userinfo(State(app): State<AppState>, method: Method, headers: HeaderMap) -> Response {
+pub async fn userinfo(State(app): State<ProviderState>, method: Method, headers: HeaderMap) -> Response {
     match handle(&app, &method, &headers).await {
         Ok(body) => {
             let mut res = Json(body).into_response();
@@ -107,7 +110,7 @@ pub async fn userinfo(State(app): State<AppState>, method: Method, headers: Head
     }
 }
 
-async fn handle(app: &AppState, method: &Method, headers: &HeaderMap) -> Result<Value, BearerError> {
+async fn handle(app: &ProviderState, method: &Method, headers: &HeaderMap) -> Result<Value, BearerError> {
     let (token, dpop) = presented(headers)?;
     let claims = verify_access_token(app, token).await?;
     check_binding(app, headers, method, token, dpop, &claims).await?;

@@ -401,6 +401,26 @@ pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 #[cfg(test)]
+impl SsoSession {
+    /// A session for unit tests of decisions: `sid` of account `account_id`, logged in through
+    /// `hcm` with a password at `auth_time` at assurance `acr`; anti-forgery token `csrf-token`.
+    pub(crate) fn example(sid: &str, account_id: &str, auth_time: i64, acr: &str) -> SsoSession {
+        SsoSession {
+            sid: sid.into(),
+            account_id: account_id.into(),
+            upstream: "hcm".into(),
+            upstream_subject: "u1".into(),
+            upstream_sid: None,
+            auth_time,
+            acr: acr.into(),
+            amr: vec!["pwd".into()],
+            created_at: auth_time,
+            csrf: "csrf-token".into(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -62,6 +62,14 @@ impl Lang {
             Lang::En => "en",
         }
     }
+
+    /// The other language (for a page's language switch).
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Vi => Lang::En,
+            Lang::En => Lang::Vi,
+        }
+    }
 }
 
 /// Renders a built-in template; a rendering failure becomes a plain bilingual 500 page.
