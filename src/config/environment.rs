@@ -108,7 +108,10 @@ pub(super) fn overlay(
         let (segments, layer) = if let Some(path) = var.strip_prefix(PREFIX) {
             match path.strip_suffix(FILE_SUFFIX) {
                 Some(p) if env.contains_key(&format!("{PREFIX}{p}")) => {
-                    problems.push(Problem::new(var.clone(), format!("set together with {PREFIX}{p}")).expecting("one of the two"));
+                    problems.push(
+                        Problem::new(var.clone(), format!("set together with {PREFIX}{p}"))
+                            .expecting("one of the two"),
+                    );
                     continue;
                 }
                 Some(p) => (p.split("__").map(str::to_string).collect::<Vec<_>>(), Layer::EnvironmentFile),
@@ -185,7 +188,12 @@ fn entry_id(entry: &toml::Value) -> Option<&str> {
 
 /// Puts `text` at the path `segments` names; returns the path as `check-config` names it, and
 /// whether the text was guessed to be other than text.
-fn set(table: &mut toml::Table, segments: &[String], text: &str, reading: Reading) -> Result<(String, bool), String> {
+fn set(
+    table: &mut toml::Table,
+    segments: &[String],
+    text: &str,
+    reading: Reading,
+) -> Result<(String, bool), String> {
     let Some((last, parents)) = segments.split_last() else {
         return Err("names no key".into());
     };
@@ -218,7 +226,11 @@ fn set(table: &mut toml::Table, segments: &[String], text: &str, reading: Readin
                     .collect();
                 let n = match matching.as_slice() {
                     [n] => *n,
-                    [] => return Err(format!("no [[{key}]] entry has the id {id} (entries are not added from the environment)")),
+                    [] => {
+                        return Err(format!(
+                            "no [[{key}]] entry has the id {id} (entries are not added from the environment)"
+                        ));
+                    }
                     _ => return Err(format!("several [[{key}]] entries have ids spelt {wanted}")),
                 };
                 path.push_str(&format!("[{n}]"));
@@ -249,7 +261,9 @@ fn read(existing: Option<&toml::Value>, text: &str, reading: Reading) -> Result<
         Some(Value::Integer(_)) => {
             Value::Integer(text.trim().parse().map_err(|_| "expected an integer".to_string())?)
         }
-        Some(Value::Float(_)) => Value::Float(text.trim().parse().map_err(|_| "expected a number".to_string())?),
+        Some(Value::Float(_)) => {
+            Value::Float(text.trim().parse().map_err(|_| "expected a number".to_string())?)
+        }
         Some(Value::Boolean(_)) => Value::Boolean(boolean(text).ok_or("expected true or false")?),
         Some(Value::Array(items)) if items.iter().all(|i| !i.is_table()) => list(text, items.first())?,
         Some(Value::Table(_) | Value::Array(_)) => {
@@ -259,7 +273,13 @@ fn read(existing: Option<&toml::Value>, text: &str, reading: Reading) -> Result<
             Reading::Text => Value::String(text.to_string()),
             Reading::List => list(text, None)?,
             Reading::Guess => match literal(text) {
-                Some(v @ (Value::Integer(_) | Value::Float(_) | Value::Boolean(_) | Value::Array(_) | Value::Table(_))) => {
+                Some(
+                    v @ (Value::Integer(_)
+                    | Value::Float(_)
+                    | Value::Boolean(_)
+                    | Value::Array(_)
+                    | Value::Table(_)),
+                ) => {
                     return Ok((v, true));
                 }
                 _ => Value::String(text.to_string()),
@@ -293,7 +313,9 @@ fn list(text: &str, like: Option<&toml::Value>) -> Result<toml::Value, String> {
             Some(Value::Integer(_)) => {
                 item.parse().map(Value::Integer).map_err(|_| "expected a list of integers".to_string())
             }
-            Some(Value::Boolean(_)) => boolean(item).map(Value::Boolean).ok_or_else(|| "expected a list of true/false".to_string()),
+            Some(Value::Boolean(_)) => {
+                boolean(item).map(Value::Boolean).ok_or_else(|| "expected a list of true/false".to_string())
+            }
             _ => Ok(Value::String(item.to_string())),
         })
         .collect();
@@ -366,7 +388,10 @@ pub(super) fn origins(file: &toml::Table, applied: &[Applied]) -> Vec<Origin> {
     let set: HashSet<&str> = applied.iter().map(|a| a.path.as_str()).collect();
     out.retain(|p, _| !set.iter().any(|s| p == s || p.starts_with(&format!("{s}."))));
     for a in applied {
-        out.insert(a.path.clone(), Origin { path: a.path.clone(), layer: a.layer, variable: Some(a.var.clone()) });
+        out.insert(
+            a.path.clone(),
+            Origin { path: a.path.clone(), layer: a.layer, variable: Some(a.var.clone()) },
+        );
     }
     out.into_values().collect()
 }
@@ -432,7 +457,10 @@ redirect_uris = ["https://dpop.example/cb"]
             ("SSO_GATEWAY__LIMITS__ENABLED", "false"),
             ("SSO_GATEWAY__SESSIONS__IDLE_TIMEOUT", "45m"),
             ("SSO_GATEWAY__LIFETIMES__LOGIN_ATTEMPT", "5m"),
-            ("SSO_GATEWAY__CLIENTS__PORTAL__REDIRECT_URIS", "https://portal.example/a, https://portal.example/b"),
+            (
+                "SSO_GATEWAY__CLIENTS__PORTAL__REDIRECT_URIS",
+                "https://portal.example/a, https://portal.example/b",
+            ),
             ("SSO_GATEWAY__CLIENTS__DPOP_ONLY__SCOPES", r#"["openid", "profile"]"#),
         ])
         .unwrap_or_else(|p| panic!("{p:?}"));
@@ -453,7 +481,10 @@ redirect_uris = ["https://dpop.example/cb"]
         std::fs::write(&secret, "from-a-file-0123456789abcdef\n").unwrap();
         let path = secret.to_str().unwrap();
         let s = load(&[("SSO_GATEWAY__CLIENTS__PORTAL__CLIENT_SECRET__FILE", path)]).unwrap();
-        assert_eq!(s.clients[0].client_secret.as_ref().and_then(|c| c.value()), Some("from-a-file-0123456789abcdef"));
+        assert_eq!(
+            s.clients[0].client_secret.as_ref().and_then(|c| c.value()),
+            Some("from-a-file-0123456789abcdef")
+        );
         let origin = s.origins.iter().find(|o| o.path == "clients[0].client_secret").unwrap();
         assert_eq!(origin.layer, Layer::EnvironmentFile);
         let both = problems(&[
@@ -476,10 +507,16 @@ redirect_uris = ["https://dpop.example/cb"]
             "{unknown_key:?}"
         );
         let unknown_section = problems(&[("SSO_GATEWAY__SESION__STORE", "memory")]);
-        assert!(unknown_section.iter().any(|p| p.contains("SSO_GATEWAY__SESION__STORE")), "{unknown_section:?}");
+        assert!(
+            unknown_section.iter().any(|p| p.contains("SSO_GATEWAY__SESION__STORE")),
+            "{unknown_section:?}"
+        );
         let unknown_client = problems(&[("SSO_GATEWAY__CLIENTS__NOBODY__CLIENT_SECRET", "x")]);
         assert_eq!(unknown_client.len(), 1, "{unknown_client:?}");
-        assert!(unknown_client[0].starts_with("SSO_GATEWAY__CLIENTS__NOBODY__CLIENT_SECRET: no [[clients]] entry"));
+        assert!(
+            unknown_client[0]
+                .starts_with("SSO_GATEWAY__CLIENTS__NOBODY__CLIENT_SECRET: no [[clients]] entry")
+        );
         let empty = problems(&[("SSO_GATEWAY__SESSIONS____STORE", "memory")]);
         assert!(empty[0].contains("names no key"), "{empty:?}");
         let typo = problems(&[("SSO_GATEWAY_ISSUR", "https://x.example")]);
@@ -495,17 +532,33 @@ redirect_uris = ["https://dpop.example/cb"]
     #[test]
     fn a_value_of_the_wrong_type_is_a_clear_problem_that_does_not_repeat_the_value() {
         let bad_int = problems(&[("SSO_GATEWAY__SESSIONS__MEMORY__MAX_ENTRIES", "many")]);
-        assert_eq!(bad_int, ["SSO_GATEWAY__SESSIONS__MEMORY__MAX_ENTRIES: sessions.memory.max_entries: expected an integer"]);
+        assert_eq!(
+            bad_int,
+            ["SSO_GATEWAY__SESSIONS__MEMORY__MAX_ENTRIES: sessions.memory.max_entries: expected an integer"]
+        );
         let bad_default = problems(&[("SSO_GATEWAY__SESSIONS__MEMORY__MAX_BYTES", "lots-of-secret-bytes")]);
         assert_eq!(bad_default.len(), 1, "{bad_default:?}");
-        assert!(bad_default[0].starts_with("sessions.memory.max_bytes: invalid type: string, expected"), "{bad_default:?}");
-        assert!(bad_default[0].ends_with("(set by SSO_GATEWAY__SESSIONS__MEMORY__MAX_BYTES)"), "{bad_default:?}");
+        assert!(
+            bad_default[0].starts_with("sessions.memory.max_bytes: invalid type: string, expected"),
+            "{bad_default:?}"
+        );
+        assert!(
+            bad_default[0].ends_with("(set by SSO_GATEWAY__SESSIONS__MEMORY__MAX_BYTES)"),
+            "{bad_default:?}"
+        );
         assert!(!bad_default[0].contains("lots-of-secret-bytes"), "the value is not repeated");
         let bad_bool = problems(&[("SSO_GATEWAY__LIMITS__ENABLED", "yes")]);
         assert!(bad_bool[0].contains("SSO_GATEWAY__LIMITS__ENABLED"), "{bad_bool:?}");
         let bad_duration = problems(&[("SSO_GATEWAY__SESSIONS__IDLE_TIMEOUT", "30")]);
-        assert!(bad_duration[0].contains("sessions.idle_timeout") && bad_duration[0].contains("SSO_GATEWAY__SESSIONS__IDLE_TIMEOUT"), "{bad_duration:?}");
-        let twice = problems(&[("SSO_GATEWAY_ISSUER", "https://a.example"), ("SSO_GATEWAY__ISSUER", "https://b.example")]);
+        assert!(
+            bad_duration[0].contains("sessions.idle_timeout")
+                && bad_duration[0].contains("SSO_GATEWAY__SESSIONS__IDLE_TIMEOUT"),
+            "{bad_duration:?}"
+        );
+        let twice = problems(&[
+            ("SSO_GATEWAY_ISSUER", "https://a.example"),
+            ("SSO_GATEWAY__ISSUER", "https://b.example"),
+        ]);
         assert!(twice.iter().any(|p| p.contains("one variable per key")), "{twice:?}");
     }
 

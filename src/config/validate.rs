@@ -5,9 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::{
-    ClientSettings, ConfigError, GrantType, Protocol, Settings, SubjectType, UpstreamSettings,
-};
+use super::{ClientSettings, ConfigError, GrantType, Protocol, Settings, SubjectType, UpstreamSettings};
 
 /// One thing wrong with a configuration: where, what, and what is expected instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1017,7 +1015,8 @@ refresh_token_lifetime = "0s"
             "grant_types = [\"authorization_code\", \"client_credentials\"]",
             "",
         ] {
-            let text = format!("{machine}{code_flow}\n").replace("grant_types = [\"client_credentials\"]\n", "");
+            let text =
+                format!("{machine}{code_flow}\n").replace("grant_types = [\"client_credentials\"]\n", "");
             let found = problems(&text);
             assert_eq!(found.len(), 1, "{code_flow}: {found:?}");
             assert_eq!(found[0].path, "clients[0].redirect_uris", "{code_flow}");

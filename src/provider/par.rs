@@ -118,7 +118,9 @@ async fn bind_to_proof(
 ) -> Result<(), TokenError> {
     let url = format!("{}/par", app.issuer());
     let target = super::dpop::Target { method: "POST", url: &url, access_token: None, jkt: None };
-    let Some(proof) = super::dpop::verify(app, headers, target, Class::Authenticated).await? else { return Ok(()) };
+    let Some(proof) = super::dpop::verify(app, headers, target, Class::Authenticated).await? else {
+        return Ok(());
+    };
     match params.get("dpop_jkt").filter(|v| !v.is_empty()) {
         Some(jkt) if *jkt != proof.jkt => {
             Err(TokenError::InvalidDpopProof("dpop_jkt does not name the DPoP proof's key".into()))

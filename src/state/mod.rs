@@ -92,7 +92,12 @@ fn note<T>(r: Result<T, StoreError>) -> Result<T, StoreError> {
 impl StateStore {
     /// On Redis, counts an anonymous write of `records` (key, value bytes) against the shared
     /// anonymous budget, or refuses it; authenticated writes are never counted nor refused.
-    async fn admit(&self, r: &RedisStore, records: &[(&str, usize)], ttl: Duration) -> Result<(), StoreError> {
+    async fn admit(
+        &self,
+        r: &RedisStore,
+        records: &[(&str, usize)],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         if self.class != Class::Anonymous {
             return Ok(());
         }
@@ -159,7 +164,8 @@ impl StateStore {
         timeout: Duration,
         anonymous_max_bytes: u64,
     ) -> Result<Self, StoreError> {
-        let store = RedisStore::connect(topology, prefix, timeout).await?.with_anonymous_budget(anonymous_max_bytes);
+        let store =
+            RedisStore::connect(topology, prefix, timeout).await?.with_anonymous_budget(anonymous_max_bytes);
         Ok(Self::from_backend(Backend::Redis(Arc::new(store))))
     }
 
@@ -173,7 +179,8 @@ impl StateStore {
             None => Ok(Self::memory_bounded(clock.clone(), settings.memory.capacity())),
             Some(topology) => {
                 let redis = &settings.redis;
-                Self::redis_bounded(&topology, &redis.key_prefix, redis.timeout, redis.anonymous_max_bytes).await
+                Self::redis_bounded(&topology, &redis.key_prefix, redis.timeout, redis.anonymous_max_bytes)
+                    .await
             }
         }
     }
@@ -690,11 +697,12 @@ mod tests {
         let url = sso_test_services::redis_url();
         let prefix = format!("test-{}:", random_handle());
         let connect = || async {
-            let store = RedisStore::connect(&RedisTopology::Single(url.clone()), &prefix, Duration::from_secs(2))
-                .await
-                .unwrap()
-                .with_anonymous_budget(16 * 1024)
-                .with_budget_bucket(Duration::from_millis(100));
+            let store =
+                RedisStore::connect(&RedisTopology::Single(url.clone()), &prefix, Duration::from_secs(2))
+                    .await
+                    .unwrap()
+                    .with_anonymous_budget(16 * 1024)
+                    .with_budget_bucket(Duration::from_millis(100));
             StateStore::from_backend(Backend::Redis(Arc::new(store))).with_class(Class::Anonymous)
         };
         // Two replicas of one gateway share the budget.

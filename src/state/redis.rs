@@ -259,11 +259,7 @@ impl RedisStore {
             .arg(bytes as u64)
             .arg(ttl_ms(ttl))
             .arg(budget.max_bytes);
-        if self.query::<i64>(&cmd).await? == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Full(Class::Anonymous))
-        }
+        if self.query::<i64>(&cmd).await? == 1 { Ok(()) } else { Err(StoreError::Full(Class::Anonymous)) }
     }
 
     /// The counted size of a record under `key` holding `value_bytes`.

@@ -206,7 +206,7 @@ async fn a_gateway_started_with_a_key_set_only_in_the_environment_uses_it() {
     use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
-    let out = gateway().args(["keys", "generate", "--alg", "ES256", "--dir"]).arg(&keys).output().unwrap();
+    let out = gateway().args(["keys", "generate", "--alg", "RS256", "--dir"]).arg(&keys).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let path = dir.path().join("gateway.toml");
@@ -267,11 +267,14 @@ async fn a_gateway_started_with_a_key_set_only_in_the_environment_uses_it() {
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(serve.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
     while let Some(line) = lines.next_line().await.unwrap() {
         if line.contains("sso-gateway listening") {
             break;
         }
+        log.push(line);
     }
+    assert!(serve.try_wait().unwrap().is_none(), "serve stopped:\n{}", log.join("\n"));
     let discovery: serde_json::Value = reqwest::get(format!("{issuer}/.well-known/openid-configuration"))
         .await
         .unwrap()
