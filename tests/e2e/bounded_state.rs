@@ -97,6 +97,19 @@ fn small_store() -> Options {
     }
 }
 
+/// The portal's refresh token (if it got one) still works.
+async fn refreshes(sys: &TestSystem, tokens: &Tokens) {
+    if let Some(refresh) = &tokens.refresh_token {
+        let (status, _, body) = token_request(
+            sys,
+            Some((PORTAL, PORTAL_SECRET)),
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
 #[tokio::test]
 async fn a_full_anonymous_share_refuses_new_logins_with_a_clear_answer_but_not_people_logged_in() {
     let sys = TestSystem::start_with(small_store()).await;
@@ -139,15 +152,7 @@ async fn a_full_anonymous_share_refuses_new_logins_with_a_clear_answer_but_not_p
     assert!(more.raw["sub"].is_string());
     let (status, _, _) = userinfo(&sys, &tokens.access_token).await;
     assert_eq!(status, StatusCode::OK);
-    if let Some(refresh) = &tokens.refresh_token {
-        let (status, _, body) = token_request(
-            &sys,
-            Some((PORTAL, PORTAL_SECRET)),
-            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
+    refreshes(&sys, &tokens).await;
     drop(rp);
 
     // Anonymous records expire with the login attempt lifetime; then logins start again.
@@ -234,14 +239,6 @@ async fn on_redis_anonymous_records_stop_at_the_configured_budget_but_people_log
     let docs = sys.rp(DOCS, Some(DOCS_SECRET), DOCS_CB).await;
     let more = sso_login(&browser, &docs, DOCS_CB).await;
     assert!(more.raw["sub"].is_string());
-    if let Some(refresh) = &tokens.refresh_token {
-        let (status, _, body) = token_request(
-            &sys,
-            Some((PORTAL, PORTAL_SECRET)),
-            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
+    refreshes(&sys, &tokens).await;
     drop(rp);
 }
