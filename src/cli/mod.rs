@@ -30,6 +30,10 @@ pub enum Command {
     CheckConfig {
         #[arg(long, short, env = "SSO_GATEWAY_CONFIG")]
         config: PathBuf,
+        /// Also list where each value came from (file, environment, a file named by the
+        /// environment); values are never printed.
+        #[arg(long)]
+        origins: bool,
     },
     /// Signing key management.
     Keys {
@@ -198,11 +202,17 @@ pub async fn run(command: Command) -> ExitCode {
             Ok(settings) => serve(settings).await,
             Err(e) => config_failure(&config, e),
         },
-        Command::CheckConfig { config } => match Settings::load(&config) {
+        Command::CheckConfig { config, origins } => match Settings::load(&config) {
             Ok(s) => {
                 // Allowed but weakening: reported, without failing the check.
                 for w in s.warnings() {
                     eprintln!("{}: warning: {w}", config.display());
+                }
+                if origins {
+                    for o in &s.origins {
+                        println!("{o}");
+                    }
+                    println!("(every other key: default, see config/README.md)");
                 }
                 println!(
                     "{}: OK ({} upstream(s), {} client(s), issuer {})",

@@ -1,10 +1,11 @@
 //! Typed gateway settings: the TOML file, environment overrides and validation.
 //!
-//! Owns: the shape of `gateway.toml`, loading (file → `SSO_GATEWAY_*` environment → CLI),
+//! Owns: the shape of `gateway.toml`, loading (file → `SSO_GATEWAY__…` environment → CLI),
 //! secret indirection (`{ env = "…" }` / `{ file = "…" }`) and `check-config` diagnostics.
 //! Must not: read environment variables or files for other parts (they receive typed values).
 
 mod connectors;
+mod environment;
 mod profiles;
 mod secret;
 mod validate;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use environment::{Layer, Origin};
 pub use profiles::UpstreamProfile;
 pub use secret::{SecretString, SecretValue};
 pub use validate::{Problem, validate};
@@ -45,6 +47,10 @@ pub struct Settings {
     pub upstreams: Vec<UpstreamSettings>,
     #[serde(default)]
     pub clients: Vec<ClientSettings>,
+    /// Where each value set in the file or the environment came from (`check-config
+    /// --origins`); every other key has its default.
+    #[serde(skip)]
+    pub origins: Vec<Origin>,
     #[serde(default)]
     pub outbound: OutboundSettings,
     /// Assurance levels (`acr` values) the gateway asserts, lowest first.
@@ -427,6 +433,13 @@ pub struct RedisSettings {
     /// Bound on every Redis operation.
     #[serde(default = "defaults::redis_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Most bytes of anonymous records (parked authorization requests, login attempts,
+    /// replay markers and failure counters made before anyone logged in) alive at once, by
+    /// their counted size, shared by every replica on this key prefix. Beyond it anonymous
+    /// writes are refused (busy page, `temporarily_unavailable`); sessions, codes and refresh
+    /// families never are.
+    #[serde(default = "defaults::redis_anonymous_max_bytes")]
+    pub anonymous_max_bytes: u64,
 }
 
 impl Default for RedisSettings {
@@ -441,6 +454,7 @@ impl Default for RedisSettings {
             master_tls: false,
             key_prefix: defaults::key_prefix(),
             timeout: defaults::redis_timeout(),
+            anonymous_max_bytes: defaults::redis_anonymous_max_bytes(),
         }
     }
 }
@@ -827,6 +841,9 @@ pub struct ClientSettings {
     /// an opt-out for legacy confidential clients only (`check-config` warns about it).
     #[serde(default = "defaults::yes")]
     pub require_pkce: bool,
+    /// Required (at least one) for the code flow; a `client_credentials`-only client has
+    /// none.
+    #[serde(default)]
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
@@ -969,6 +986,11 @@ mod defaults {
     pub fn redis_timeout() -> Duration {
         Duration::from_secs(2)
     }
+    /// 56 MiB counted: with Redis' allocator rounding, about 60 MiB of `used_memory`, within
+    /// the 64 MiB that issue #11 allows an anonymous flood (the shipped Redis has 256 MiB).
+    pub fn redis_anonymous_max_bytes() -> u64 {
+        56 * 1024 * 1024
+    }
     pub fn cookie_name() -> String {
         "sso_session".into()
     }
@@ -1070,18 +1092,15 @@ pub enum ConfigError {
     Invalid(Vec<Problem>),
 }
 
-/// Environment variables that override top-level settings (documented in config/README.md).
-pub const ENV_OVERRIDES: &[(&str, &str)] = &[
-    ("SSO_GATEWAY_ISSUER", "issuer"),
-    ("SSO_GATEWAY_LISTEN", "listen"),
-    ("SSO_GATEWAY_KEYS_DIR", "keys.dir"),
-    ("SSO_GATEWAY_ACCOUNTS_URL", "accounts.url"),
-    ("SSO_GATEWAY_SESSION_STORE", "sessions.store"),
-];
+/// The older names of five settings, still read besides the environment layer's own
+/// `SSO_GATEWAY__SECTION__KEY` names (documented in config/README.md).
+pub const ENV_OVERRIDES: &[(&str, &str)] = environment::LEGACY;
+/// Prefix of the environment layer's variables (`SSO_GATEWAY__SESSIONS__STORE`).
+pub const ENV_PREFIX: &str = environment::PREFIX;
 
 impl Settings {
-    /// Reads `path`, applies `SSO_GATEWAY_*` overrides from the process environment,
-    /// and validates. Every problem found is returned at once.
+    /// Reads `path`, lays the process environment over it (`SSO_GATEWAY__SECTION__KEY`, see
+    /// config/README.md) and validates. Every problem found is returned at once.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;

@@ -5,9 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::{
-    ClientSettings, ConfigError, ENV_OVERRIDES, GrantType, Protocol, Settings, SubjectType, UpstreamSettings,
-};
+use super::{ClientSettings, ConfigError, GrantType, Protocol, Settings, SubjectType, UpstreamSettings};
 
 /// One thing wrong with a configuration: where, what, and what is expected instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +43,26 @@ pub(super) fn parse_and_validate(
     text: &str,
     env: &BTreeMap<String, String>,
 ) -> Result<Settings, ConfigError> {
+    // A variable's text is first read as what it looks like (a number, a boolean, a list…);
+    // where the settings expected something else, it is read again as they say (text, then
+    // a list at most).
+    let mut readings = BTreeMap::new();
+    for _ in 0..2 {
+        let (result, again) = parse_once(text, env, &readings);
+        if result.is_ok() || again.iter().all(|(var, r)| readings.get(var) == Some(r)) {
+            return result;
+        }
+        readings.extend(again);
+    }
+    parse_once(text, env, &readings).0
+}
+
+/// One pass of [`parse_and_validate`]; also returns how to read variables again.
+fn parse_once(
+    text: &str,
+    env: &BTreeMap<String, String>,
+    readings: &BTreeMap<String, super::environment::Reading>,
+) -> (Result<Settings, ConfigError>, BTreeMap<String, super::environment::Reading>) {
     let mut problems = Vec::new();
     let mut table: toml::Table = match toml::from_str(text) {
         Ok(t) => t,
@@ -57,12 +75,13 @@ pub(super) fn parse_and_validate(
                     format!("line {line}")
                 })
                 .unwrap_or_default();
-            return Err(ConfigError::Invalid(vec![
-                Problem::new(at, format!("not valid TOML: {message}")).expecting("a TOML document"),
-            ]));
+            let problem = Problem::new(at, format!("not valid TOML: {message}")).expecting("a TOML document");
+            return (Err(ConfigError::Invalid(vec![problem])), BTreeMap::new());
         }
     };
-    apply_env_overrides(&mut table, env, &mut problems);
+    let file = table.clone();
+    let mentioned = |var: &str| text.contains(&format!("\"{var}\""));
+    let applied = super::environment::overlay(&mut table, env, readings, mentioned, &mut problems);
 
     let upstream_values = take_array(&mut table, "upstreams", &mut problems);
     let client_values = take_array(&mut table, "clients", &mut problems);
@@ -88,15 +107,18 @@ pub(super) fn parse_and_validate(
         .collect();
 
     let Some(mut settings) = base else {
-        return Err(ConfigError::Invalid(problems));
+        let again = super::environment::attribute(&mut problems, &applied);
+        return (Err(ConfigError::Invalid(problems)), again);
     };
     settings.upstreams = upstreams;
     settings.clients = clients;
+    settings.origins = super::environment::origins(&file, &applied);
     let parsed = problems.len();
     resolve_secrets(&mut settings, env, &mut problems);
     problems.extend(validate(&settings));
     renumber_upstreams(&mut problems[parsed..], &positions);
-    if problems.is_empty() { Ok(settings) } else { Err(ConfigError::Invalid(problems)) }
+    let again = super::environment::attribute(&mut problems, &applied);
+    if problems.is_empty() { (Ok(settings), again) } else { (Err(ConfigError::Invalid(problems)), again) }
 }
 
 /// Problems found after parsing name upstreams by their place among the parsed ones; this
@@ -108,38 +130,6 @@ fn renumber_upstreams(problems: &mut [Problem], positions: &[usize]) {
         };
         if let Some(at) = n.parse::<usize>().ok().and_then(|k| positions.get(k)) {
             p.path = format!("upstreams[{at}]{tail}");
-        }
-    }
-}
-
-fn apply_env_overrides(table: &mut toml::Table, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
-    for (var, value) in env {
-        let Some((_, key)) = ENV_OVERRIDES.iter().find(|(name, _)| name == var) else {
-            // Secrets referenced by `{ env = "…" }` may share the prefix; only warn on near misses.
-            // Read elsewhere (the CLI and logging), or secrets referenced by `{ env = "…" }`.
-            const KNOWN: &[&str] = &["SSO_GATEWAY_CONFIG", "SSO_GATEWAY_LOG_FORMAT"];
-            if var.starts_with("SSO_GATEWAY_") && !var.ends_with("_SECRET") && !KNOWN.contains(&var.as_str())
-            {
-                tracing::warn!(variable = %var, "unknown SSO_GATEWAY_ environment variable ignored");
-            }
-            continue;
-        };
-        let mut parts = key.split('.').peekable();
-        let mut current = &mut *table;
-        while let Some(part) = parts.next() {
-            if parts.peek().is_none() {
-                current.insert(part.to_string(), toml::Value::String(value.clone()));
-                break;
-            }
-            let entry =
-                current.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            match entry {
-                toml::Value::Table(t) => current = t,
-                _ => {
-                    problems.push(Problem::new(*key, format!("cannot apply {var}: not a table")));
-                    break;
-                }
-            }
         }
     }
 }
@@ -289,6 +279,16 @@ fn check_memory_store(m: &super::MemoryStoreSettings, p: &mut Vec<Problem>) {
         p.push(
             Problem::new("sessions.memory.anonymous_percent", "out of range")
                 .expecting("a percentage between 1 and 90"),
+        );
+    }
+}
+
+/// `[sessions.redis] anonymous_max_bytes`: room for at least a few dozen parked requests.
+fn check_redis_budget(r: &super::RedisSettings, p: &mut Vec<Problem>) {
+    if r.anonymous_max_bytes < 64 * 1024 {
+        p.push(
+            Problem::new("sessions.redis.anonymous_max_bytes", "is below 64 KiB")
+                .expecting("at least 65536 (bytes), e.g. 58_720_256 for 56 MiB"),
         );
     }
 }
@@ -443,6 +443,7 @@ fn check_lifetimes(s: &Settings, p: &mut Vec<Problem>) {
     // Parked requests and login attempts are made for anonymous requests: short-lived.
     check_at_most("lifetimes.login_attempt", s.lifetimes.login_attempt, MAX_LOGIN_ATTEMPT, "\"30m\"", p);
     check_memory_store(&s.sessions.memory, p);
+    check_redis_budget(&s.sessions.redis, p);
     if s.lifetimes.authorization_code > std::time::Duration::from_secs(600) {
         p.push(
             Problem::new("lifetimes.authorization_code", "is longer than 10 minutes")
@@ -546,7 +547,7 @@ fn check_client_flows(c: &super::ClientSettings, at: &dyn Fn(&str) -> String, p:
     let code_flow = c.grant_types.contains(&GrantType::AuthorizationCode);
     if code_flow && c.redirect_uris.is_empty() {
         p.push(
-            Problem::new(at("redirect_uris"), "is empty")
+            Problem::new(at("redirect_uris"), "is missing or empty")
                 .expecting("at least one redirect URI for authorization_code"),
         );
     }
@@ -1038,6 +1039,43 @@ refresh_token_lifetime = "0s"
     }
 
     #[test]
+    fn only_clients_of_the_code_flow_need_redirect_uris() {
+        let machine = r#"
+            issuer = "https://sso.example"
+            [[clients]]
+            client_id = "batch"
+            client_secret = "batch-secret-0123456789abcdef"
+            grant_types = ["client_credentials"]
+        "#;
+        let s = Settings::from_toml(machine).unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.clients[0].redirect_uris.is_empty());
+        for code_flow in [
+            "grant_types = [\"authorization_code\"]",
+            "grant_types = [\"authorization_code\", \"client_credentials\"]",
+            "",
+        ] {
+            let text =
+                format!("{machine}{code_flow}\n").replace("grant_types = [\"client_credentials\"]\n", "");
+            let found = problems(&text);
+            assert_eq!(found.len(), 1, "{code_flow}: {found:?}");
+            assert_eq!(found[0].path, "clients[0].redirect_uris", "{code_flow}");
+            assert!(found[0].to_string().contains("missing or empty"), "{}", found[0]);
+        }
+    }
+
+    #[test]
+    fn the_redis_anonymous_budget_defaults_to_56_mib_and_has_a_floor() {
+        let s = Settings::from_toml("issuer = \"http://127.0.0.1:8080\"").unwrap();
+        assert_eq!(s.sessions.redis.anonymous_max_bytes, 56 << 20);
+        let base = "issuer = \"http://127.0.0.1:8080\"\n[sessions.redis]\n";
+        let paths = |extra: &str| -> Vec<String> {
+            problems(&format!("{base}{extra}")).into_iter().map(|p| p.path).collect()
+        };
+        assert!(paths("anonymous_max_bytes = 65536").is_empty());
+        assert_eq!(paths("anonymous_max_bytes = 65535"), ["sessions.redis.anonymous_max_bytes"]);
+    }
+
+    #[test]
     fn limits_have_production_defaults_and_checked_ranges() {
         let s = Settings::from_toml("issuer = \"http://127.0.0.1:8080\"").unwrap();
         assert!(s.limits.enabled);
@@ -1170,7 +1208,9 @@ refresh_token_lifetime = "0s"
                     prop::sample::select(vec![
                         "SSO_GATEWAY_ISSUER", "SSO_GATEWAY_LISTEN", "SSO_GATEWAY_KEYS_DIR",
                         "SSO_GATEWAY_ACCOUNTS_URL", "SSO_GATEWAY_SESSION_STORE", "PAIRWISE_SALT",
-                        "HCM_CLIENT_SECRET",
+                        "HCM_CLIENT_SECRET", "SSO_GATEWAY__SESSIONS__MEMORY__MAX_ENTRIES",
+                        "SSO_GATEWAY__CLIENTS__PORTAL__SCOPES", "SSO_GATEWAY__LIMITS__ENABLED",
+                        "SSO_GATEWAY__UPSTREAMS__HCM__TIMEOUT", "SSO_GATEWAY____X",
                     ]).prop_map(str::to_string),
                     any::<String>(),
                     0..4,

@@ -19,7 +19,7 @@ use sha2::Digest;
 
 use super::ProviderState;
 use crate::keys::LEEWAY_SECS;
-use crate::state::{StateStore, StoreError, hashed_key, random_handle};
+use crate::state::{Class, StateStore, StoreError, hashed_key, random_handle};
 
 /// Proof signature algorithms accepted (asymmetric only; `none` and MACs never).
 pub const ALGORITHMS: [&str; 4] = ["ES256", "PS256", "RS256", "EdDSA"];
@@ -230,11 +230,15 @@ pub fn header(headers: &HeaderMap) -> Result<Option<&str>, ProofError> {
 
 /// Verifies the request's proof, if it has one, for `target`: [`check`], then the server
 /// nonce (when `dpop.require_nonce`) and the single use of its `jti` (recorded in the state
-/// store, so a proof replayed at another replica is refused too).
+/// store, so a proof replayed at another replica is refused too). The replay marker is a
+/// record of `class`: [`Class::Anonymous`] when nothing the caller sent has been proven yet
+/// (a public client's `client_id` proves nothing), so that fresh proofs from anyone use only
+/// the store's anonymous share.
 pub async fn verify(
     app: &ProviderState,
     headers: &HeaderMap,
     target: Target<'_>,
+    class: Class,
 ) -> Result<Option<Proof>, ProofError> {
     let Some(proof) = header(headers)? else { return Ok(None) };
     let settings = &app.settings.dpop;
@@ -252,7 +256,7 @@ pub async fn verify(
     // Remembered until the proof is too old anyway (its iat + max_age + leeway).
     let remaining = (proof.iat + settings.proof_max_age.as_secs() as i64 + LEEWAY_SECS as i64 - now).max(1);
     let key = hashed_key("dpop-jti", &format!("{}:{}", proof.jkt, proof.jti));
-    if !app.store.put_new(&key, Vec::new(), Duration::from_secs(remaining as u64)).await? {
+    if !app.store.with_class(class).put_new(&key, Vec::new(), Duration::from_secs(remaining as u64)).await? {
         tracing::warn!("replayed DPoP proof refused");
         return Err(invalid("the DPoP proof was already used"));
     }

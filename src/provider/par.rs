@@ -23,7 +23,7 @@ use super::authorize::{AuthorizeError, validate};
 use super::clients::Client;
 use super::error::TokenError;
 use crate::login::client_ip::ClientIp;
-use crate::state::{hashed_key, random_handle};
+use crate::state::{Class, hashed_key, random_handle};
 
 /// What every `request_uri` the gateway hands out starts with (RFC 9126 §2.2).
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
@@ -118,7 +118,9 @@ async fn bind_to_proof(
 ) -> Result<(), TokenError> {
     let url = format!("{}/par", app.issuer());
     let target = super::dpop::Target { method: "POST", url: &url, access_token: None, jkt: None };
-    let Some(proof) = super::dpop::verify(app, headers, target).await? else { return Ok(()) };
+    let Some(proof) = super::dpop::verify(app, headers, target, Class::Authenticated).await? else {
+        return Ok(());
+    };
     match params.get("dpop_jkt").filter(|v| !v.is_empty()) {
         Some(jkt) if *jkt != proof.jkt => {
             Err(TokenError::InvalidDpopProof("dpop_jkt does not name the DPoP proof's key".into()))

@@ -21,7 +21,7 @@ use super::records::{
 use super::tokens::{Issue, TokenResponse, issue_bound_client_token, issue_user_tokens};
 use crate::config::GrantType;
 use crate::login::client_ip::ClientIp;
-use crate::state::StoreError;
+use crate::state::{Class, StoreError};
 
 pub async fn post(
     State(app): State<ProviderState>,
@@ -76,7 +76,9 @@ async fn token(
     // DPoP (RFC 9449): a proof binds the access token (and a public client's refresh token).
     let url = format!("{}/token", app.issuer());
     let target = super::dpop::Target { method: "POST", url: &url, access_token: None, jkt: None };
-    let proof = super::dpop::verify(app, headers, target).await?;
+    // A public client proved nothing yet: its proofs' markers are anonymous records.
+    let caller = if client.is_public() { Class::Anonymous } else { Class::Authenticated };
+    let proof = super::dpop::verify(app, headers, target, caller).await?;
     let jkt = proof.as_ref().map(|p| p.jkt.as_str());
     if client.require_dpop && jkt.is_none() {
         return Err(TokenError::InvalidDpopProof("this client must send a DPoP proof".into()));

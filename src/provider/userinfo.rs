@@ -14,6 +14,7 @@ use super::error::BearerError;
 use super::records::grant_revoked_key;
 use super::tokens::AccessClaims;
 use crate::accounts::AccountStatus;
+use crate::state::Class;
 
 /// The access token of a request and whether it came with the `DPoP` scheme (RFC 9449 §7.1)
 /// rather than `Bearer`.
@@ -62,7 +63,7 @@ async fn check_binding(
                 access_token: Some(token),
                 jkt: Some(&cnf.jkt),
             };
-            match super::dpop::verify(app, headers, target).await? {
+            match super::dpop::verify(app, headers, target, Class::Authenticated).await? {
                 Some(_) => Ok(()),
                 None => Err(BearerError::InvalidDpopProof("a DPoP proof is required".into())),
             }

@@ -90,6 +90,21 @@ fn note<T>(r: Result<T, StoreError>) -> Result<T, StoreError> {
 }
 
 impl StateStore {
+    /// On Redis, counts an anonymous write of `records` (key, value bytes) against the shared
+    /// anonymous budget, or refuses it; authenticated writes are never counted nor refused.
+    async fn admit(
+        &self,
+        r: &RedisStore,
+        records: &[(&str, usize)],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if self.class != Class::Anonymous {
+            return Ok(());
+        }
+        let bytes = records.iter().map(|(key, value)| r.counted(key, *value)).sum();
+        r.admit_anonymous(bytes, ttl).await
+    }
+
     /// [`note`], with a refusal reported for this handle's class (Redis cannot tell).
     fn note<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
         note(r.map_err(|e| match e {
@@ -130,13 +145,27 @@ impl StateStore {
         }
     }
 
-    /// Connects to Redis; see [`RedisStore::connect`].
+    /// Connects to Redis; see [`RedisStore::connect`]. No anonymous budget (tools and tests
+    /// that write by hand); the gateway opens its store with [`Self::open`].
     pub async fn redis(
         topology: &RedisTopology,
         prefix: &str,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
         let store = RedisStore::connect(topology, prefix, timeout).await?;
+        Ok(Self::from_backend(Backend::Redis(Arc::new(store))))
+    }
+
+    /// Connects to Redis with an anonymous budget of `anonymous_max_bytes` shared by every
+    /// replica using the same key prefix (see [`RedisStore::admit_anonymous`]).
+    pub async fn redis_bounded(
+        topology: &RedisTopology,
+        prefix: &str,
+        timeout: Duration,
+        anonymous_max_bytes: u64,
+    ) -> Result<Self, StoreError> {
+        let store =
+            RedisStore::connect(topology, prefix, timeout).await?.with_anonymous_budget(anonymous_max_bytes);
         Ok(Self::from_backend(Backend::Redis(Arc::new(store))))
     }
 
@@ -149,7 +178,9 @@ impl StateStore {
         match settings.topology() {
             None => Ok(Self::memory_bounded(clock.clone(), settings.memory.capacity())),
             Some(topology) => {
-                Self::redis(&topology, &settings.redis.key_prefix, settings.redis.timeout).await
+                let redis = &settings.redis;
+                Self::redis_bounded(&topology, &redis.key_prefix, redis.timeout, redis.anonymous_max_bytes)
+                    .await
             }
         }
     }
@@ -180,7 +211,10 @@ impl StateStore {
     pub async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Memory(m) => self.note(m.put(self.class, key, value, ttl)),
-            Backend::Redis(r) => self.note(r.put(key, value, ttl).await),
+            Backend::Redis(r) => {
+                self.note(self.admit(r, &[(key, value.len())], ttl).await)?;
+                self.note(r.put(key, value, ttl).await)
+            }
         }
     }
 
@@ -188,7 +222,10 @@ impl StateStore {
     pub async fn put_new(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Memory(m) => self.note(m.put_new(self.class, key, value, ttl)),
-            Backend::Redis(r) => self.note(r.put_new(key, value, ttl).await),
+            Backend::Redis(r) => {
+                self.note(self.admit(r, &[(key, value.len())], ttl).await)?;
+                self.note(r.put_new(key, value, ttl).await)
+            }
         }
     }
 
@@ -226,7 +263,9 @@ impl StateStore {
         }
     }
 
-    /// Resets the time to live of an existing key; false if it is gone.
+    /// Resets the time to live of an existing key; false if it is gone. For authenticated
+    /// records only (sessions): on Redis an anonymous record is counted until the expiry it
+    /// was written with, so it must not be made to live longer.
     pub async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Memory(m) => Ok(m.touch(key, ttl)),
@@ -238,7 +277,10 @@ impl StateStore {
     pub async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Memory(m) => self.note(m.set_add(self.class, key, member, ttl)),
-            Backend::Redis(r) => self.note(r.set_add(key, member, ttl).await),
+            Backend::Redis(r) => {
+                self.note(self.admit(r, &[(key, member.len())], ttl).await)?;
+                self.note(r.set_add(key, member, ttl).await)
+            }
         }
     }
 
@@ -248,7 +290,10 @@ impl StateStore {
     pub async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Memory(m) => self.note(m.incr_by(self.class, key, 1, ttl)),
-            Backend::Redis(r) => self.note(r.incr(key, ttl).await),
+            Backend::Redis(r) => {
+                self.note(self.admit(r, &[(key, COUNTER_BYTES)], ttl).await)?;
+                self.note(r.incr(key, ttl).await)
+            }
         }
     }
 
@@ -273,7 +318,11 @@ impl StateStore {
             Backend::Memory(m) => {
                 self.note(counters.iter().map(|(k, by)| m.incr_by(self.class, k, *by, ttl)).collect())
             }
-            Backend::Redis(r) => self.note(r.incr_each(counters, ttl).await),
+            Backend::Redis(r) => {
+                let sizes: Vec<(&str, usize)> = counters.iter().map(|(k, _)| (*k, COUNTER_BYTES)).collect();
+                self.note(self.admit(r, &sizes, ttl).await)?;
+                self.note(r.incr_each(counters, ttl).await)
+            }
         }
     }
 
@@ -307,12 +356,17 @@ impl StateStore {
         }
         match &self.backend {
             Backend::Memory(m) => self.note(m.hash_set(self.class, key, fields, ttl)),
-            Backend::Redis(r) => self.note(r.hash_set(key, fields, ttl).await),
+            Backend::Redis(r) => {
+                let bytes = fields.iter().map(|(f, v)| f.len() + v.len() + HASH_FIELD_BYTES).sum();
+                self.note(self.admit(r, &[(key, bytes)], ttl).await)?;
+                self.note(r.hash_set(key, fields, ttl).await)
+            }
         }
     }
 
     /// Sets one field of a hash only if the hash exists, keeping its time to live; false if
-    /// it does not (an expired or deleted hash is never brought back).
+    /// it does not (an expired or deleted hash is never brought back). Authenticated records
+    /// only: an anonymous one must be written whole with [`Self::hash_set`], which counts it.
     pub async fn hash_set_existing(&self, key: &str, field: &str, value: &[u8]) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Memory(m) => self.note(m.hash_set_existing(key, field, value)),
@@ -389,6 +443,11 @@ impl StateStore {
         }
     }
 }
+
+/// Value bytes counted for a counter (its decimal number) on Redis.
+const COUNTER_BYTES: usize = 16;
+/// Bytes counted for one field of a hash on Redis beyond its name and value.
+const HASH_FIELD_BYTES: usize = 16;
 
 /// A store key for a secret handle (code, token, session id): only its SHA-256 is stored,
 /// so a dump of the store does not hand out live credentials.
@@ -628,6 +687,57 @@ mod tests {
             }
         }
         assert_eq!(wins, 1);
+    }
+
+    /// On Redis, anonymous writes are counted against a budget shared by every handle (and
+    /// replica) on the key prefix: beyond it they are refused, authenticated writes never
+    /// are, and a record that expired gives its room back.
+    #[tokio::test]
+    async fn redis_anonymous_writes_stop_at_the_budget_and_resume_as_records_expire() {
+        let url = sso_test_services::redis_url();
+        let prefix = format!("test-{}:", random_handle());
+        let connect = || async {
+            let store =
+                RedisStore::connect(&RedisTopology::Single(url.clone()), &prefix, Duration::from_secs(2))
+                    .await
+                    .unwrap()
+                    .with_anonymous_budget(16 * 1024)
+                    .with_budget_bucket(Duration::from_millis(100));
+            StateStore::from_backend(Backend::Redis(Arc::new(store))).with_class(Class::Anonymous)
+        };
+        // Two replicas of one gateway share the budget.
+        let (a, b) = (connect().await, connect().await);
+        let ttl = Duration::from_millis(600);
+        let mut accepted = 0;
+        for i in 0..40 {
+            let replica = if i % 2 == 0 { &a } else { &b };
+            match replica.put(&format!("authreq:{i:02}"), vec![b'x'; 1000], ttl).await {
+                Ok(()) => accepted += 1,
+                Err(StoreError::Full(Class::Anonymous)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // Each is counted as its key, its 1 000 bytes and the per-record overhead.
+        let each = 1000 + prefix.len() + "authreq:10".len() + super::redis::REDIS_RECORD_OVERHEAD;
+        assert_eq!(accepted, 16 * 1024 / each, "as many as fit in the budget, no more");
+        let refused = a.put_new("marker", vec![b'x'; 1000], ttl).await;
+        assert!(matches!(refused, Err(StoreError::Full(Class::Anonymous))), "{refused:?}");
+        let refused = b.hash_set("attempt:y", &[("f", &[b'x'; 4000][..])], ttl).await;
+        assert!(matches!(refused, Err(StoreError::Full(Class::Anonymous))), "{refused:?}");
+        assert_eq!(a.get("marker").await.unwrap(), None, "a refused write stores nothing");
+
+        // Authenticated writes are never counted nor refused.
+        let authenticated = a.with_class(Class::Authenticated);
+        for i in 0..40 {
+            authenticated.put(&format!("code:{i}"), vec![b'x'; 1000], ttl).await.unwrap();
+        }
+        authenticated.hash_set("session:x", &[("a", &[b'x'; 4096][..])], ttl).await.unwrap();
+
+        // The records expire on their own in Redis; the budget follows.
+        tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+        assert_eq!(a.get("authreq:0").await.unwrap(), None);
+        a.put("authreq:again", vec![b'x'; 1000], ttl).await.unwrap();
+        b.hash_set("attempt:x", &[("f", b"v")], ttl).await.unwrap();
     }
 
     /// A Redis at `maxmemory` under `noeviction` (the shipped deploy configuration) refusing

@@ -139,7 +139,25 @@ pub struct RedisStore {
     conn: Conn,
     prefix: String,
     timeout: Duration,
+    /// The anonymous budget, if any (see [`RedisStore::admit_anonymous`]).
+    budget: Option<Budget>,
 }
+
+/// How many bytes of anonymous records may be alive at once, and how finely their expiry
+/// is tracked.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    max_bytes: u64,
+    bucket: Duration,
+}
+
+/// Expiry times are counted in buckets of this width: a record is counted until the end of
+/// the bucket its expiry falls in (at most this much longer than it lives).
+const BUDGET_BUCKET: Duration = Duration::from_secs(10);
+
+/// Bytes counted for a record beyond its key and value: Redis' own bookkeeping per key (the
+/// dictionary entry, the object header, the expiry entry) and the allocator's rounding.
+pub const REDIS_RECORD_OVERHEAD: usize = 128;
 
 impl RedisStore {
     /// Connects (bounded by `timeout`). Fails if Redis cannot be reached at start-up, so a
@@ -202,7 +220,51 @@ impl RedisStore {
         let conn = tokio::time::timeout(timeout * 3, connect).await.map_err(|_| {
             StoreError::Unavailable(format!("no answer from Redis within {:?}", timeout * 3))
         })??;
-        Ok(RedisStore { conn, prefix: prefix.to_string(), timeout })
+        Ok(RedisStore { conn, prefix: prefix.to_string(), timeout, budget: None })
+    }
+
+    /// The same store, admitting anonymous records only while the ones alive (by their
+    /// counted size, see [`Self::admit_anonymous`]) stay within `max_bytes`.
+    pub fn with_anonymous_budget(self, max_bytes: u64) -> Self {
+        RedisStore { budget: Some(Budget { max_bytes, bucket: BUDGET_BUCKET }), ..self }
+    }
+
+    /// Tests: a budget whose expiry buckets are `bucket` wide (so that a test can wait for
+    /// records to expire without waiting ten seconds).
+    #[cfg(test)]
+    pub fn with_budget_bucket(mut self, bucket: Duration) -> Self {
+        if let Some(b) = &mut self.budget {
+            b.bucket = bucket;
+        }
+        self
+    }
+
+    /// Counts an anonymous record of `bytes` (key, value and [`REDIS_RECORD_OVERHEAD`]) living
+    /// `ttl` against the budget shared by every replica, or refuses it with
+    /// `StoreError::Full(Class::Anonymous)` if the records still alive would then exceed the
+    /// budget. One round trip (a script on one key, so also on Redis Cluster).
+    ///
+    /// The budget key is a hash of counted bytes by the bucket their records expire in, with
+    /// their running total; each call first drops the buckets that have ended (records
+    /// expire on their own in Redis, and their count goes with them). A record taken or
+    /// deleted before its time is still counted until it would have expired: the count
+    /// errs on the side of refusing. Time is Redis' own (`TIME`), so replicas agree.
+    pub async fn admit_anonymous(&self, bytes: usize, ttl: Duration) -> Result<(), StoreError> {
+        let Some(budget) = self.budget else { return Ok(()) };
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ADMIT_ANONYMOUS)
+            .arg(1)
+            .arg(self.key(BUDGET_KEY))
+            .arg(ttl_ms(budget.bucket))
+            .arg(bytes as u64)
+            .arg(ttl_ms(ttl))
+            .arg(budget.max_bytes);
+        if self.query::<i64>(&cmd).await? == 1 { Ok(()) } else { Err(StoreError::Full(Class::Anonymous)) }
+    }
+
+    /// The counted size of a record under `key` holding `value_bytes`.
+    pub fn counted(&self, key: &str, value_bytes: usize) -> usize {
+        self.prefix.len() + key.len() + value_bytes + REDIS_RECORD_OVERHEAD
     }
 
     fn key(&self, key: &str) -> String {
@@ -433,6 +495,57 @@ impl RedisStore {
         Ok(fields)
     }
 }
+
+/// The key of the anonymous budget (under the store's prefix).
+const BUDGET_KEY: &str = "anonymous-budget";
+
+/// KEYS[1]: the budget hash; ARGV: bucket width (ms), bytes, the record's time to live (ms),
+/// the budget (bytes). Fields: `total` (bytes counted and not yet expired), `swept` (the last
+/// bucket dropped), and one per expiry bucket `b` (records expiring by `b × width`). Returns
+/// 1 if the record was counted, 0 if it was refused. The hash lives as long as its latest
+/// bucket, so an idle budget disappears with the last record it counted.
+const ADMIT_ANONYMOUS: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local width = tonumber(ARGV[1])
+local bytes = tonumber(ARGV[2])
+local cur = math.floor(now / width)
+local total = tonumber(redis.call('HGET', KEYS[1], 'total')) or 0
+local swept = tonumber(redis.call('HGET', KEYS[1], 'swept')) or cur
+if cur - swept > 4096 then
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    local b = tonumber(f)
+    if f ~= 'total' and f ~= 'swept' and b and b <= cur then
+      total = total - (tonumber(redis.call('HGET', KEYS[1], f)) or 0)
+      redis.call('HDEL', KEYS[1], f)
+    end
+  end
+elseif cur > swept then
+  for b = swept + 1, cur do
+    local f = string.format('%d', b)
+    local n = tonumber(redis.call('HGET', KEYS[1], f))
+    if n then
+      total = total - n
+      redis.call('HDEL', KEYS[1], f)
+    end
+  end
+end
+if total < 0 then total = 0 end
+if total + bytes > tonumber(ARGV[4]) then
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('HSET', KEYS[1], 'total', string.format('%d', total), 'swept', string.format('%d', cur))
+  end
+  return 0
+end
+local b = math.ceil((now + tonumber(ARGV[3])) / width)
+redis.call('HINCRBY', KEYS[1], string.format('%d', b), bytes)
+redis.call('HSET', KEYS[1], 'total', string.format('%d', total + bytes), 'swept', string.format('%d', cur))
+local keep = (b + 1) * width - now
+if redis.call('PTTL', KEYS[1]) < keep then
+  redis.call('PEXPIRE', KEYS[1], keep)
+end
+return 1
+"#;
 
 /// `DECR` of a counter that exists and is above zero (`DECR` keeps the time to live).
 const DECR_IF_POSITIVE: &str = "local v = tonumber(redis.call('GET', KEYS[1])) \

@@ -97,6 +97,19 @@ fn small_store() -> Options {
     }
 }
 
+/// The portal's refresh token (if it got one) still works.
+async fn refreshes(sys: &TestSystem, tokens: &Tokens) {
+    if let Some(refresh) = &tokens.refresh_token {
+        let (status, _, body) = token_request(
+            sys,
+            Some((PORTAL, PORTAL_SECRET)),
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
 #[tokio::test]
 async fn a_full_anonymous_share_refuses_new_logins_with_a_clear_answer_but_not_people_logged_in() {
     let sys = TestSystem::start_with(small_store()).await;
@@ -139,15 +152,7 @@ async fn a_full_anonymous_share_refuses_new_logins_with_a_clear_answer_but_not_p
     assert!(more.raw["sub"].is_string());
     let (status, _, _) = userinfo(&sys, &tokens.access_token).await;
     assert_eq!(status, StatusCode::OK);
-    if let Some(refresh) = &tokens.refresh_token {
-        let (status, _, body) = token_request(
-            &sys,
-            Some((PORTAL, PORTAL_SECRET)),
-            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
+    refreshes(&sys, &tokens).await;
     drop(rp);
 
     // Anonymous records expire with the login attempt lifetime; then logins start again.
@@ -186,4 +191,54 @@ async fn refused_writes_are_counted_by_class() {
         .unwrap_or_else(|| panic!("{metrics}"));
     let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(count >= 5.0, "{line}");
+}
+
+/// The gateway on the test Redis under a key prefix of its own, with `redis_settings` added
+/// to its `[sessions.redis]` table.
+fn on_redis(redis_settings: &str) -> Options {
+    Options {
+        extra_config: format!(
+            "\n[sessions]\nstore = \"{}\"\n[sessions.redis]\nkey_prefix = \"{}\"\ntimeout = \"2s\"\n{redis_settings}\n",
+            redis_url(),
+            unique_prefix()
+        ),
+        ..Options::default()
+    }
+}
+
+/// Redis is shared by every replica, so its anonymous budget is too: a flood of anonymous
+/// authorization requests parks at most `anonymous_max_bytes` worth of records, then is
+/// answered `temporarily_unavailable`, while the person who logged in keeps working.
+#[tokio::test]
+async fn on_redis_anonymous_records_stop_at_the_configured_budget_but_people_logged_in_do_not() {
+    let sys = TestSystem::start_with(on_redis("anonymous_max_bytes = 65536")).await;
+    let browser = Browser::new();
+    let (rp, tokens) = portal_login(&sys, &browser, "hcm", HCM_USER).await;
+
+    let http = client();
+    let (mut parked, mut refused) = (0, 0);
+    for n in 0..120 {
+        let state = format!("{n:0>1000}");
+        let res = http.get(authorize_url(&sys, &[("state", state.clone())])).send().await.unwrap();
+        let to = location(&res);
+        if to.path() == "/login" {
+            parked += 1;
+        } else {
+            assert!(to.as_str().starts_with(PORTAL_CB), "{to}");
+            assert_eq!(param(&to, "error").as_deref(), Some("temporarily_unavailable"), "{to}");
+            assert_eq!(param(&to, "state"), Some(state));
+            refused += 1;
+        }
+    }
+    // Each parked request is counted at more than its 1 000-byte state: 64 KiB holds < 64.
+    assert!(parked < 64, "the budget holds fewer than 64 such records: {parked} parked");
+    assert!(parked >= 20, "the budget is used, not refused from the start: {parked} parked");
+    assert_eq!(parked + refused, 120);
+
+    // Sessions, codes and refresh families are not anonymous: the person is unaffected.
+    let docs = sys.rp(DOCS, Some(DOCS_SECRET), DOCS_CB).await;
+    let more = sso_login(&browser, &docs, DOCS_CB).await;
+    assert!(more.raw["sub"].is_string());
+    refreshes(&sys, &tokens).await;
+    drop(rp);
 }

@@ -342,3 +342,37 @@ async fn server_nonces_and_replay_protection_hold_across_replicas_on_redis() {
     let (_, _, body) = dpop_token_request(&sys, auth, &form, Some(&wrong)).await;
     assert_eq!(body["error"], "use_dpop_nonce");
 }
+
+/// A public client's `client_id` proves nothing, so the replay markers of proofs sent with
+/// it are anonymous records: anyone can send a fresh proof (of a fresh key) with a made-up
+/// code, and such markers must count against the anonymous share, not against the room of
+/// people who logged in. A confidential client's proofs stay authenticated.
+#[tokio::test]
+async fn proofs_sent_by_anyone_with_a_public_client_id_are_counted_as_anonymous() {
+    let sys = start(Options::default()).await;
+    let usage = || sys.app.store.memory_usage().unwrap();
+    let (anonymous_before, authenticated_before) = usage();
+    for n in 0..20 {
+        let proof = DpopKey::new().proof("POST", &sys.url("/token"), None, None);
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", &format!("made-up-{n}")),
+            ("redirect_uri", SPA_CB),
+            ("code_verifier", &"v".repeat(43)),
+            ("client_id", SPA),
+        ];
+        let (status, _, body) = dpop_token_request(&sys, None, &form, Some(&proof)).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    }
+    let (anonymous, authenticated) = usage();
+    assert_eq!(authenticated.entries, authenticated_before.entries, "no authenticated record was made");
+    assert_eq!(anonymous.entries, anonymous_before.entries + 20, "one anonymous marker per proof");
+
+    // A confidential client authenticated itself: its proof markers are not anonymous.
+    let proof = DpopKey::new().proof("POST", &sys.url("/token"), None, None);
+    let form = [("grant_type", "authorization_code"), ("code", "made-up"), ("redirect_uri", PORTAL_CB)];
+    let (status, _, _) = dpop_token_request(&sys, Some((PORTAL, PORTAL_SECRET)), &form, Some(&proof)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(usage().0.entries, anonymous.entries);
+    assert_eq!(usage().1.entries, authenticated.entries + 1);
+}

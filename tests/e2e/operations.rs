@@ -197,3 +197,99 @@ async fn the_gateway_serves_https_itself_when_tls_is_configured() {
     assert_eq!(doc["issuer"], format!("https://localhost:{port}"));
     // Under https the session cookie gets the __Host- prefix and Secure (see session tests).
 }
+
+/// A value given only by the environment layer (`SSO_GATEWAY__SECTION__KEY`) is what the
+/// gateway runs with, and `check-config --origins` says where each value came from without
+/// printing any.
+#[tokio::test]
+async fn a_gateway_started_with_a_key_set_only_in_the_environment_uses_it() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let out = gateway().args(["keys", "generate", "--alg", "RS256", "--dir"]).arg(&keys).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let path = dir.path().join("gateway.toml");
+    // No issuer in the file: it comes from the environment, as does the client's secret.
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n[keys]\ndir = \"{}\"\n[accounts]\nurl = \"sqlite::memory:\"\n\
+             [[clients]]\nclient_id = \"batch-job\"\ngrant_types = [\"client_credentials\"]\n",
+            keys.display()
+        ),
+    )
+    .unwrap();
+    let secret = dir.path().join("batch-secret");
+    std::fs::write(&secret, "batch-secret-0123456789abcdef\n").unwrap();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("SSO_GATEWAY__ISSUER", issuer.clone()),
+        ("SSO_GATEWAY__CLIENTS__BATCH_JOB__CLIENT_SECRET__FILE", secret.display().to_string()),
+    ];
+
+    let out = gateway()
+        .args(["check-config", "--origins", "--config"])
+        .arg(&path)
+        .envs(env.clone())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "issuer: environment (SSO_GATEWAY__ISSUER)",
+        "clients[0].client_secret: environment (_FILE) (SSO_GATEWAY__CLIENTS__BATCH_JOB__CLIENT_SECRET__FILE)",
+        "listen: file",
+        "every other key: default",
+    ] {
+        assert!(listing.contains(line), "{line:?} missing in:\n{listing}");
+    }
+    assert!(!listing.contains("batch-secret-0123"), "no value is printed:\n{listing}");
+
+    // A misspelt variable under the prefix is a problem, not ignored.
+    let out = gateway()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .envs(env.clone())
+        .env("SSO_GATEWAY__SESSIONS__IDLE_TIMOUT", "5m")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SSO_GATEWAY__SESSIONS__IDLE_TIMOUT"));
+
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_sso-gateway"))
+        .env_remove("SSO_GATEWAY_CONFIG")
+        .args(["serve", "--config"])
+        .arg(&path)
+        .envs(env)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(serve.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line.contains("sso-gateway listening") {
+            break;
+        }
+        log.push(line);
+    }
+    assert!(serve.try_wait().unwrap().is_none(), "serve stopped:\n{}", log.join("\n"));
+    let discovery: serde_json::Value = reqwest::get(format!("{issuer}/.well-known/openid-configuration"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], issuer.as_str());
+    // The secret read from the file authenticates the client.
+    let res = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .basic_auth("batch-job", Some("batch-secret-0123456789abcdef"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::OK, "{}", res.text().await.unwrap());
+    serve.kill().await.unwrap();
+}
