@@ -9,6 +9,7 @@
 mod cas;
 mod cas_logout;
 pub mod cas_xml;
+mod certificate;
 mod claims;
 mod connector;
 mod error;
@@ -32,8 +33,9 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+pub use certificate::{CRL_TIMEOUT_FACTOR, fetch_crl, forwarded_chain};
 pub use claims::{assurance, map_claims, normalize_date};
-pub use error::BrokerError;
+pub use error::{BrokerError, CertificateFailure};
 pub use http_client::UpstreamHttp;
 
 use crate::accounts::Profile;
@@ -108,6 +110,8 @@ pub enum PasswordOutcome {
 #[derive(Clone)]
 pub struct Broker {
     connectors: Arc<BTreeMap<String, Arc<dyn Connector>>>,
+    /// The certificate upstreams again, for their certificate step (`/upstream/{id}/certificate`).
+    certificates: Arc<BTreeMap<String, Arc<certificate::CertificateConnector>>>,
     order: Arc<Vec<String>>,
     store: StateStore,
     attempt_ttl: Duration,
@@ -127,6 +131,7 @@ impl Broker {
         let issuer = settings.issuer();
         let https = issuer.starts_with("https://");
         let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
+        let mut certificates = BTreeMap::new();
         for u in &settings.upstreams {
             let connector: Arc<dyn Connector> = match &u.protocol {
                 Protocol::Oidc(oidc) => {
@@ -148,11 +153,25 @@ impl Broker {
                     settings.outbound.ca_file.as_deref(),
                     store.with_class(Class::Anonymous),
                 )?),
+                Protocol::Certificate(cert) => {
+                    let c = Arc::new(certificate::CertificateConnector::new(
+                        u.clone(),
+                        cert.clone(),
+                        settings.certificate.url.as_deref(),
+                        issuer,
+                        http.clone(),
+                        store.with_class(Class::Anonymous),
+                        settings.lifetimes.login_attempt,
+                    )?);
+                    certificates.insert(u.id.clone(), c.clone());
+                    c
+                }
             };
             connectors.insert(u.id.clone(), connector);
         }
         Ok(Broker {
             connectors: Arc::new(connectors),
+            certificates: Arc::new(certificates),
             order: Arc::new(settings.upstreams.iter().map(|u| u.id.clone()).collect()),
             store,
             attempt_ttl: settings.lifetimes.login_attempt,
@@ -167,6 +186,19 @@ impl Broker {
         self.connectors.get(id).is_some_and(|c| {
             accepted.is_empty() || c.settings().acr_values().iter().any(|a| accepted.iter().any(|x| x == a))
         })
+    }
+
+    /// Whether any upstream logs in with a client certificate.
+    pub fn has_certificate_upstreams(&self) -> bool {
+        !self.certificates.is_empty()
+    }
+
+    /// Loads the CRLs of every certificate upstream (at start-up, so the first logins do not
+    /// wait for them).
+    pub async fn warm_up_certificates(&self, now: i64) {
+        for c in self.certificates.values() {
+            c.warm_up(now).await;
+        }
     }
 
     /// Whether any upstream can satisfy the `accepted` acr values.
@@ -380,7 +412,81 @@ impl Broker {
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/login", get(chooser)).route("/upstream/{id}/login", get(start))
+    Router::new()
+        .route("/login", get(chooser))
+        .route("/upstream/{id}/login", get(start))
+        // Behind a TLS-terminating proxy, the certificate host's requests reach this listener.
+        .merge(certificate_router())
+}
+
+/// The certificate step of certificate login alone: all the gateway's own certificate
+/// listener serves (`[certificate] listen`), so that no other page makes the browser ask
+/// for a certificate.
+pub fn certificate_router() -> Router<AppState> {
+    Router::new().route("/upstream/{id}/certificate", get(present_certificate))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PresentQuery {
+    #[serde(default)]
+    attempt: String,
+}
+
+/// The certificate step: the certificate the browser presented in the TLS handshake (the
+/// gateway's own listener) or that a trusted proxy forwarded is checked for the attempt, and
+/// the browser goes back to the gateway's callback.
+async fn present_certificate(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    web::params::Query(q): web::params::Query<PresentQuery>,
+    request: axum::extract::Request,
+) -> Response {
+    let Some(connector) = app.broker.certificates.get(&id) else {
+        return BrokerError::UnknownUpstream(id).page(None).into_response();
+    };
+    let peer =
+        request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let chain = match request.extensions().get::<crate::tls::PeerCertificates>().filter(|p| !p.is_empty()) {
+        Some(presented) => presented.chain().to_vec(),
+        None => forwarded_certificate(&app.settings, &id, peer, request.headers()),
+    };
+    match connector.present(&q.attempt, &chain, peer, app.clock.now()).await {
+        Ok(url) => {
+            let mut res = Redirect::to(&url).into_response();
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
+        Err(e) => {
+            tracing::warn!(upstream = %id, error = %e, "certificate step refused");
+            e.page(None).into_response()
+        }
+    }
+}
+
+/// The chain a TLS-terminating proxy forwarded in `certificate.forwarded_header`, believed
+/// only when the peer is one of `inbound.trusted_proxies` (anyone else could write the
+/// header); empty otherwise.
+fn forwarded_certificate(
+    settings: &Settings,
+    upstream: &str,
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    let Some(name) = &settings.certificate.forwarded_header else { return Vec::new() };
+    let Some(value) = headers.get(name.as_str()) else { return Vec::new() };
+    let trusted = peer.is_some_and(|ip| settings.inbound.trusted_proxies.iter().any(|n| n.contains(&ip)));
+    if !trusted {
+        let from = peer.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into());
+        audit("certificate_header_untrusted", upstream, &format!("{name} from {from} ignored"));
+        return Vec::new();
+    }
+    match value.to_str().map_err(|e| e.to_string()).and_then(forwarded_chain) {
+        Ok(chain) => chain,
+        Err(e) => {
+            audit("certificate_header_unreadable", upstream, &e);
+            Vec::new()
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -414,6 +520,7 @@ async fn chooser(
                 "href": format!("/upstream/{}/login?request={}&lang={}", s.id, q.request, lang.code()),
                 "name_vi": s.name_vi,
                 "name_en": s.name_en,
+                "certificate": s.kind() == crate::config::UpstreamKind::Certificate,
             })
         })
         .collect();

@@ -43,8 +43,8 @@ impl Issued {
 #[derive(Clone, Debug)]
 pub struct Person {
     pub cn: String,
-    /// Subject `UID` values, e.g. `CCCD:079…`.
-    pub uid: Vec<String>,
+    /// Subject `UID`, e.g. `CCCD:079…` (rcgen writes one value per attribute type).
+    pub uid: Option<String>,
     pub email: Option<String>,
     pub o: Option<String>,
     pub ou: Option<String>,
@@ -65,7 +65,7 @@ impl Person {
         let now = now();
         Person {
             cn: cn.into(),
-            uid: vec![format!("CCCD:{cccd}")],
+            uid: Some(format!("CCCD:{cccd}")),
             email: None,
             o: Some("UBND Thành phố Hồ Chí Minh".into()),
             ou: Some("Sở Nội vụ".into()),
@@ -113,7 +113,7 @@ impl Ca {
         let key = KeyPair::generate().unwrap_or_else(|e| fail("key", e));
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| fail("params", e));
         params.distinguished_name.push(DnType::CommonName, person.cn.as_str());
-        for uid in &person.uid {
+        if let Some(uid) = &person.uid {
             params.distinguished_name.push(DnType::CustomDnType(UID.to_vec()), uid.as_str());
         }
         if let Some(o) = &person.o {
