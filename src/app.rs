@@ -248,15 +248,27 @@ impl AppState {
 /// routing: the metrics layer, then the rate limits of browser routes (so refusals are counted
 /// by route too). HSTS (https issuers only) wraps everything, so every response carries it.
 pub fn router(state: AppState) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
-    let hsts = crate::web::hsts(state.issuer());
-    Router::new()
+    let routes = Router::new()
         .merge(crate::provider::router())
         .merge(crate::broker::router())
         .merge(crate::login::router())
         .merge(crate::logout::router())
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    layered(routes, state)
+}
+
+/// The certificate host (`[certificate] listen`): only the certificate step of certificate
+/// login, with the same layers as every other page.
+pub fn certificate_router(state: AppState) -> Router {
+    layered(crate::broker::certificate_router(), state)
+}
+
+/// `routes` with the gateway's middleware, in the order written at [`router`].
+fn layered(routes: Router<AppState>, state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let hsts = crate::web::hsts(state.issuer());
+    routes
         // Both run after routing, so they see the matched route; metrics outermost.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::enforce))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
@@ -316,6 +328,8 @@ pub struct Application {
     addr: SocketAddr,
     listener: TcpListener,
     management: Option<TcpListener>,
+    /// The certificate host's own TLS listener (`[certificate] listen`).
+    certificate: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     router: Router,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     state: AppState,
@@ -337,6 +351,29 @@ impl Application {
         clock: Clock,
         listener: TcpListener,
     ) -> Result<Application, StartError> {
+        Self::build_with_listeners(settings, clock, listener, None).await
+    }
+
+    /// Like `build_with_listener`, with the certificate host's listener bound too (tests, which
+    /// must know its port before `certificate.url` can be written). None binds
+    /// `certificate.listen` when it is set.
+    pub async fn build_with_listeners(
+        settings: Settings,
+        clock: Clock,
+        listener: TcpListener,
+        certificate: Option<TcpListener>,
+    ) -> Result<Application, StartError> {
+        let certificate = match (certificate, settings.certificate.listen) {
+            (Some(l), _) => Some(l),
+            (None, Some(addr)) => {
+                Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?)
+            }
+            (None, None) => None,
+        };
+        let certificate = match certificate {
+            Some(l) => Some((l, certificate_tls(&settings)?)),
+            None => None,
+        };
         let tls = match &settings.tls {
             Some(tls) => {
                 crate::install_crypto_provider();
@@ -357,7 +394,12 @@ impl Application {
         };
         let state = AppState::build(settings, clock).await?;
         let addr = listener.local_addr().map_err(StartError::Serve)?;
-        Ok(Application { addr, listener, management, router: router(state.clone()), tls, state })
+        Ok(Application { addr, listener, management, certificate, router: router(state.clone()), tls, state })
+    }
+
+    /// Address of the certificate host's own listener, if configured.
+    pub fn certificate_addr(&self) -> Option<SocketAddr> {
+        self.certificate.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -409,6 +451,20 @@ impl Application {
                 }
             });
         }
+        if let Some((listener, config)) = self.certificate {
+            let router = certificate_router(self.state.clone());
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::tls::serve(listener, config, router, stop).await {
+                    tracing::error!(error = %e, "certificate listener failed");
+                }
+            });
+        }
+        if self.state.broker.has_certificate_upstreams() {
+            // The CRLs are loaded before the first certificate arrives, if they can be.
+            let state = self.state.clone();
+            tokio::spawn(async move { state.broker.warm_up_certificates(state.clock.now()).await });
+        }
         let shutdown = stopped(stop_rx);
         // Connection info gives handlers the peer address (login throttling per address).
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
@@ -434,6 +490,29 @@ impl Application {
             }
         }
     }
+}
+
+/// The certificate host's TLS: its own certificate and key, asking browsers for a client
+/// certificate and naming the CAs of every certificate upstream as the accepted issuers (the
+/// browser then offers only certificates that can log in). The chain is judged by the
+/// connector, not the handshake, so a wrong certificate gets a readable page.
+fn certificate_tls(settings: &Settings) -> Result<Arc<rustls::ServerConfig>, StartError> {
+    let c = &settings.certificate;
+    let (Some(cert), Some(key)) = (&c.tls_cert, &c.tls_key) else {
+        return Err(StartError::Tls("certificate.listen needs certificate.tls_cert and tls_key".into()));
+    };
+    let mut bundle = Vec::new();
+    for u in &settings.upstreams {
+        if let crate::config::Protocol::Certificate(login) = &u.protocol {
+            let pem = std::fs::read(&login.ca_file)
+                .map_err(|e| StartError::Tls(format!("{}: {e}", login.ca_file.display())))?;
+            bundle.extend_from_slice(&pem);
+            bundle.push(b'\n');
+        }
+    }
+    let client = crate::tls::ClientCerts::any_hinting_issuers_of(&bundle)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    crate::tls::server_config(cert, key, client).map_err(|e| StartError::Tls(e.to_string()))
 }
 
 /// A whole gateway state for unit tests of request parsing: in-memory state store, SQLite

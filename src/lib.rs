@@ -22,6 +22,7 @@ pub mod provider;
 pub mod session;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod web;
 
 /// Installs aws-lc-rs as the process-wide rustls crypto provider (idempotent).

@@ -297,6 +297,7 @@ fn is_browser_route(method: &Method, route: &str) -> bool {
         "/authorize" | "/upstream/{id}/login" | "/upstream/{id}/callback" => {
             method == Method::GET || method == Method::POST
         }
+        "/upstream/{id}/certificate" => method == Method::GET,
         "/logout" | "/sessions/end" => method == Method::POST,
         _ => false,
     }

@@ -10,9 +10,47 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use serde::{Deserialize, Serialize};
+
 use super::connector::Endpoint;
 use crate::state::StoreError;
 use crate::web::ErrorPage;
+
+/// Why a presented client certificate was not accepted for login (each has its own page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateFailure {
+    /// The browser presented none (no token inserted, the prompt cancelled).
+    Missing,
+    /// Outside its validity period at the gateway's clock (expired or not yet valid).
+    Expired,
+    /// Revoked by its CA (found in a current CRL).
+    Revoked,
+    /// Does not chain to an accepted CA.
+    UnknownIssuer,
+    /// Not usable for login: key usage, extended key usage, bad signature or encoding.
+    NotUsable,
+    /// Carries no personal identification number to match to a person's account.
+    NoNationalId,
+    /// Its revocation status cannot be known now (no current CRL) and the policy is
+    /// `fail_closed`.
+    RevocationUnknown,
+}
+
+impl CertificateFailure {
+    /// The audit-log event name.
+    pub fn event(self) -> &'static str {
+        match self {
+            CertificateFailure::Missing => "certificate_missing",
+            CertificateFailure::Expired => "certificate_expired",
+            CertificateFailure::Revoked => "certificate_revoked",
+            CertificateFailure::UnknownIssuer => "certificate_unknown_issuer",
+            CertificateFailure::NotUsable => "certificate_not_usable",
+            CertificateFailure::NoNationalId => "certificate_without_national_id",
+            CertificateFailure::RevocationUnknown => "certificate_revocation_unknown",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -66,6 +104,8 @@ pub enum BrokerError {
     Directory { upstream: String, detail: String },
     #[error("this upstream cannot reach the assurance level the application requires")]
     InsufficientAssurance,
+    #[error("certificate login through {upstream} refused ({reason:?}): {detail}")]
+    CertificateRefused { upstream: String, reason: CertificateFailure, detail: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -93,6 +133,15 @@ impl BrokerError {
             BrokerError::InsufficientAssurance | BrokerError::LogoutSourceRefused { .. } => {
                 StatusCode::FORBIDDEN
             }
+            // The gateway cannot tell whether the certificate was revoked: not the person's
+            // fault, and it may pass later.
+            BrokerError::CertificateRefused { reason: CertificateFailure::RevocationUnknown, .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            BrokerError::CertificateRefused { reason: CertificateFailure::NoNationalId, .. } => {
+                StatusCode::FORBIDDEN
+            }
+            BrokerError::CertificateRefused { .. } => StatusCode::UNAUTHORIZED,
             BrokerError::LockedOut { .. } | BrokerError::LogoutRateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -255,6 +304,7 @@ impl BrokerError {
                 "Không thể xác nhận đăng nhập từ hệ thống này lúc này. Bạn có thể chọn hệ thống khác hoặc thử lại sau.",
                 "Your login through this system could not be confirmed right now. You can choose another system or try again later.",
             ),
+            BrokerError::CertificateRefused { reason, .. } => certificate_page(status, *reason),
             BrokerError::Setup { .. } => ErrorPage::unavailable(),
             BrokerError::Store(e) => ErrorPage::for_store_error(e),
         };
@@ -265,12 +315,65 @@ impl BrokerError {
     }
 }
 
+/// The page of a refused certificate: what went wrong and what the person can do.
+fn certificate_page(status: StatusCode, reason: CertificateFailure) -> ErrorPage {
+    let (title_vi, title_en, vi, en) = match reason {
+        CertificateFailure::Missing => (
+            "Không nhận được chứng thư số",
+            "No certificate was presented",
+            "Trình duyệt không gửi chứng thư số nào. Hãy cắm thiết bị ký số (USB token), thử lại và chọn chứng thư số của bạn khi trình duyệt hỏi.",
+            "Your browser sent no certificate. Insert your signing token (USB token), try again and choose your certificate when the browser asks.",
+        ),
+        CertificateFailure::Expired => (
+            "Chứng thư số không còn hiệu lực",
+            "The certificate is not valid now",
+            "Chứng thư số đã hết hạn hoặc chưa đến ngày có hiệu lực. Vui lòng gia hạn chứng thư số với tổ chức cung cấp dịch vụ chứng thực, hoặc chọn cách đăng nhập khác.",
+            "The certificate has expired or is not valid yet. Please renew it with your certification authority, or choose another way to log in.",
+        ),
+        CertificateFailure::Revoked => (
+            "Chứng thư số đã bị thu hồi",
+            "The certificate has been revoked",
+            "Tổ chức cấp chứng thư số đã thu hồi chứng thư số này nên không thể dùng để đăng nhập. Vui lòng liên hệ tổ chức cấp chứng thư số.",
+            "The certification authority has revoked this certificate, so it cannot be used to log in. Please contact your certification authority.",
+        ),
+        CertificateFailure::UnknownIssuer => (
+            "Chứng thư số không được chấp nhận",
+            "The certificate is not accepted",
+            "Chứng thư số này không do một tổ chức cấp chứng thư số được hệ thống chấp nhận cấp. Hãy chọn đúng chứng thư số ký số công vụ của bạn khi trình duyệt hỏi.",
+            "This certificate was not issued by a certification authority the service accepts. Choose your official signing certificate when the browser asks.",
+        ),
+        CertificateFailure::NotUsable => (
+            "Chứng thư số không dùng được để đăng nhập",
+            "The certificate cannot be used to log in",
+            "Chứng thư số này không cho phép dùng để xác thực (mục đích sử dụng khoá không phù hợp) hoặc bị hỏng.",
+            "This certificate does not allow authentication (its key usage does not fit) or is damaged.",
+        ),
+        CertificateFailure::NoNationalId => (
+            "Không tìm thấy tài khoản phù hợp",
+            "No matching account",
+            "Chứng thư số không mang số định danh cá nhân (12 chữ số) nên không thể gắn với tài khoản của một người. Chứng thư số của tổ chức không dùng được để đăng nhập.",
+            "The certificate carries no personal identification number (12 digits), so it cannot be matched to a person's account. Certificates of organisations cannot be used to log in.",
+        ),
+        CertificateFailure::RevocationUnknown => (
+            "Chưa kiểm tra được tình trạng chứng thư số",
+            "The certificate's status cannot be checked",
+            "Hệ thống chưa lấy được danh sách chứng thư số bị thu hồi của tổ chức cấp. Vui lòng thử lại sau ít phút hoặc chọn cách đăng nhập khác.",
+            "The service cannot get the certification authority's revocation list right now. Please try again in a few minutes or choose another way to log in.",
+        ),
+    };
+    ErrorPage::new(status, title_vi, title_en).detail(vi, en)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn s(x: &str) -> String {
         x.to_string()
+    }
+
+    fn cert(reason: CertificateFailure) -> BrokerError {
+        BrokerError::CertificateRefused { upstream: s("officials-cert"), reason, detail: s("bad sig") }
     }
 
     /// One of every variant, with the status it must answer with.
@@ -318,6 +421,13 @@ mod tests {
             (E::LockedOut { upstream: s("officials") }, StatusCode::TOO_MANY_REQUESTS),
             (E::Directory { upstream: s("officials"), detail: s("down") }, StatusCode::BAD_GATEWAY),
             (E::InsufficientAssurance, StatusCode::FORBIDDEN),
+            (cert(CertificateFailure::Missing), StatusCode::UNAUTHORIZED),
+            (cert(CertificateFailure::Expired), StatusCode::UNAUTHORIZED),
+            (cert(CertificateFailure::Revoked), StatusCode::UNAUTHORIZED),
+            (cert(CertificateFailure::UnknownIssuer), StatusCode::UNAUTHORIZED),
+            (cert(CertificateFailure::NotUsable), StatusCode::UNAUTHORIZED),
+            (cert(CertificateFailure::NoNationalId), StatusCode::FORBIDDEN),
+            (cert(CertificateFailure::RevocationUnknown), StatusCode::SERVICE_UNAVAILABLE),
             (E::Store(StoreError::Unavailable(s("down"))), StatusCode::SERVICE_UNAVAILABLE),
         ]
     }
@@ -346,7 +456,12 @@ mod tests {
                     | BrokerError::TicketValidation { .. }
                     | BrokerError::Directory { .. }
             );
-            let gateways_fault = matches!(e, BrokerError::Setup { .. } | BrokerError::Store(_));
+            let gateways_fault = matches!(
+                e,
+                BrokerError::Setup { .. }
+                    | BrokerError::Store(_)
+                    | BrokerError::CertificateRefused { reason: CertificateFailure::RevocationUnknown, .. }
+            );
             if status.is_server_error() {
                 assert!(upstreams_fault || gateways_fault, "{e} is a client fault but answers {status}");
             }
@@ -368,6 +483,28 @@ mod tests {
             {
                 assert!(!page.contains(secret), "{e}: {page}");
             }
+        }
+    }
+
+    #[test]
+    fn each_certificate_failure_has_its_own_bilingual_page() {
+        let all = [
+            CertificateFailure::Missing,
+            CertificateFailure::Expired,
+            CertificateFailure::Revoked,
+            CertificateFailure::UnknownIssuer,
+            CertificateFailure::NotUsable,
+            CertificateFailure::NoNationalId,
+            CertificateFailure::RevocationUnknown,
+        ];
+        let mut titles = std::collections::HashSet::new();
+        let mut events = std::collections::HashSet::new();
+        for reason in all {
+            let page = cert(reason).page(Some(s("/login?request=r")));
+            assert!(titles.insert(page.title_en.clone()), "{reason:?} shares a title");
+            assert!(events.insert(reason.event()), "{reason:?} shares an audit event");
+            assert!(!page.title_vi.is_empty() && !page.detail_vi.is_empty() && !page.detail_en.is_empty());
+            assert!(format!("{page:?}").contains("/login?request=r"), "offers another way in");
         }
     }
 

@@ -14,6 +14,7 @@
 mod cas;
 mod cas_logout;
 pub mod cas_xml;
+mod certificate;
 mod claims;
 mod connector;
 mod error;
@@ -38,10 +39,12 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+pub use certificate::{CRL_TIMEOUT_FACTOR, fetch_crl, forwarded_chain};
 pub use claims::{assurance, map_claims, normalize_date};
-pub use error::BrokerError;
+pub use error::{BrokerError, CertificateFailure};
 pub use http_client::UpstreamHttp;
 
+use crate::app::AppState;
 use crate::accounts::Profile;
 use crate::config::{Protocol, SecretString, Settings};
 use crate::provider::records::ParkedRequests;
@@ -165,6 +168,8 @@ pub struct Broker {
     connectors: Arc<BTreeMap<String, Arc<dyn Connector>>>,
     /// Ids and reachable assurance, in configuration order (the chooser's order).
     catalog: UpstreamCatalog,
+    /// The certificate upstreams again, for their certificate step (`/upstream/{id}/certificate`).
+    certificates: Arc<BTreeMap<String, Arc<certificate::CertificateConnector>>>,
     store: StateStore,
     attempt_ttl: Duration,
     browser_cookie: String,
@@ -183,6 +188,7 @@ impl Broker {
         let issuer = settings.issuer();
         let https = issuer.starts_with("https://");
         let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
+        let mut certificates = BTreeMap::new();
         for u in &settings.upstreams {
             let connector: Arc<dyn Connector> = match &u.protocol {
                 Protocol::Oidc(oidc) => {
@@ -204,6 +210,19 @@ impl Broker {
                     settings.outbound.ca_file.as_deref(),
                     store.with_class(Class::Anonymous),
                 )?),
+                Protocol::Certificate(cert) => {
+                    let c = Arc::new(certificate::CertificateConnector::new(
+                        u.clone(),
+                        cert.clone(),
+                        settings.certificate.url.as_deref(),
+                        issuer,
+                        http.clone(),
+                        store.with_class(Class::Anonymous),
+                        settings.lifetimes.login_attempt,
+                    )?);
+                    certificates.insert(u.id.clone(), c.clone());
+                    c
+                }
             };
             connectors.insert(u.id.clone(), connector);
         }
@@ -216,6 +235,7 @@ impl Broker {
                     .map(|u| (u.id.clone(), u.acr_values().into_iter().map(str::to_string).collect()))
                     .collect(),
             ),
+            certificates: Arc::new(certificates),
             store,
             attempt_ttl: settings.lifetimes.login_attempt,
             browser_cookie: if https { "__Host-sso_browser".into() } else { "sso_browser".into() },
@@ -227,6 +247,19 @@ impl Broker {
     /// (no requirement when `accepted` is empty).
     pub fn upstream_can_satisfy(&self, id: &str, accepted: &[String]) -> bool {
         self.catalog.upstream_can_satisfy(id, accepted)
+    }
+
+    /// Whether any upstream logs in with a client certificate.
+    pub fn has_certificate_upstreams(&self) -> bool {
+        !self.certificates.is_empty()
+    }
+
+    /// Loads the CRLs of every certificate upstream (at start-up, so the first logins do not
+    /// wait for them).
+    pub async fn warm_up_certificates(&self, now: i64) {
+        for c in self.certificates.values() {
+            c.warm_up(now).await;
+        }
     }
 
     /// What the provider may know of the upstreams (see [`UpstreamCatalog`]).
@@ -446,8 +479,87 @@ pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     BrokerState: axum::extract::FromRef<S>,
+    AppState: axum::extract::FromRef<S>,
 {
-    Router::new().route("/login", get(chooser)).route("/upstream/{id}/login", get(start))
+    Router::new()
+        .route("/login", get(chooser))
+        .route("/upstream/{id}/login", get(start))
+        // Behind a TLS-terminating proxy, the certificate host's requests reach this listener.
+        .merge(certificate_router())
+}
+
+/// The certificate step of certificate login alone: all the gateway's own certificate
+/// listener serves (`[certificate] listen`), so that no other page makes the browser ask
+/// for a certificate.
+pub fn certificate_router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: axum::extract::FromRef<S>,
+{
+    Router::new().route("/upstream/{id}/certificate", get(present_certificate))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PresentQuery {
+    #[serde(default)]
+    attempt: String,
+}
+
+/// The certificate step: the certificate the browser presented in the TLS handshake (the
+/// gateway's own listener) or that a trusted proxy forwarded is checked for the attempt, and
+/// the browser goes back to the gateway's callback.
+async fn present_certificate(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    web::params::Query(q): web::params::Query<PresentQuery>,
+    request: axum::extract::Request,
+) -> Response {
+    let Some(connector) = app.broker.certificates.get(&id) else {
+        return BrokerError::UnknownUpstream(id).page(None).into_response();
+    };
+    let peer =
+        request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let chain = match request.extensions().get::<crate::tls::PeerCertificates>().filter(|p| !p.is_empty()) {
+        Some(presented) => presented.chain().to_vec(),
+        None => forwarded_certificate(&app.settings, &id, peer, request.headers()),
+    };
+    match connector.present(&q.attempt, &chain, peer, app.clock.now()).await {
+        Ok(url) => {
+            let mut res = Redirect::to(&url).into_response();
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
+        Err(e) => {
+            tracing::warn!(upstream = %id, error = %e, "certificate step refused");
+            e.page(None).into_response()
+        }
+    }
+}
+
+/// The chain a TLS-terminating proxy forwarded in `certificate.forwarded_header`, believed
+/// only when the peer is one of `inbound.trusted_proxies` (anyone else could write the
+/// header); empty otherwise.
+fn forwarded_certificate(
+    settings: &Settings,
+    upstream: &str,
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    let Some(name) = &settings.certificate.forwarded_header else { return Vec::new() };
+    let Some(value) = headers.get(name.as_str()) else { return Vec::new() };
+    let trusted = peer.is_some_and(|ip| settings.inbound.trusted_proxies.iter().any(|n| n.contains(&ip)));
+    if !trusted {
+        let from = peer.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into());
+        audit("certificate_header_untrusted", upstream, &format!("{name} from {from} ignored"));
+        return Vec::new();
+    }
+    match value.to_str().map_err(|e| e.to_string()).and_then(forwarded_chain) {
+        Ok(chain) => chain,
+        Err(e) => {
+            audit("certificate_header_unreadable", upstream, &e);
+            Vec::new()
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -481,6 +593,7 @@ async fn chooser(
                 "href": LoginLink::upstream(&s.id, &q.request).in_lang(lang).to_string(),
                 "name_vi": s.name_vi,
                 "name_en": s.name_en,
+                "certificate": s.kind() == crate::config::UpstreamKind::Certificate,
             })
         })
         .collect();

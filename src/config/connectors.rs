@@ -51,7 +51,9 @@ pub(super) fn parse_upstream(
             foreign(&mut table, key, UpstreamKind::Oidc);
         }
     }
-    for (key, owner) in [("cas", UpstreamKind::Cas), ("ldap", UpstreamKind::Ldap)] {
+    for (key, owner) in
+        [("cas", UpstreamKind::Cas), ("ldap", UpstreamKind::Ldap), ("certificate", UpstreamKind::Certificate)]
+    {
         if kind != owner {
             foreign(&mut table, key, owner);
         }
@@ -85,6 +87,21 @@ pub(super) fn parse_upstream(
         )
         .and_then(|v| deserialize_at(&path("ldap"), v, problems))
         .map(Protocol::Ldap),
+        UpstreamKind::Certificate => {
+            // What a certificate is worth and what it says, unless the file says otherwise.
+            table.entry("acr").or_insert_with(|| super::ACR_CERTIFICATE.into());
+            table.entry("claims").or_insert_with(|| {
+                toml::Value::Table(
+                    [("name", "cn"), ("email", "email"), ("national_id", "national_id")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), toml::Value::String(v.into())))
+                        .collect(),
+                )
+            });
+            section(&mut table, "certificate", "[upstreams.certificate] with ca_file", problems)
+                .and_then(|v| deserialize_at(&path("certificate"), v, problems))
+                .map(Protocol::Certificate)
+        }
     };
     let shared: Option<UpstreamSettings> = deserialize_at(at, toml::Value::Table(table), problems);
     Some(UpstreamSettings { protocol: protocol?, ..shared? })
@@ -141,6 +158,7 @@ pub(super) fn check_upstream(
             }
         }
         Protocol::Ldap(ldap) => check_ldap(ldap, at, p),
+        Protocol::Certificate(cert) => check_certificate(s, cert, at, p),
     }
     check_acr(s, &at("acr"), &u.acr, p);
     for (value, acr) in &u.acr_map {
@@ -265,6 +283,90 @@ fn check_ldap(ldap: &super::LdapSettings, at: &dyn Fn(&str) -> String, p: &mut V
     }
     if ldap.min_failure_time > std::time::Duration::from_secs(5) {
         p.push(Problem::new(at("ldap.min_failure_time"), "longer than 5s").expecting("at most \"5s\""));
+    }
+}
+
+fn check_certificate(
+    s: &Settings,
+    cert: &super::CertificateLoginSettings,
+    at: &dyn Fn(&str) -> String,
+    p: &mut Vec<Problem>,
+) {
+    use crate::tls as files;
+    if let Err(e) = files::read_anchors(&cert.ca_file) {
+        p.push(Problem::new(at("certificate.ca_file"), e).expecting("a PEM bundle of CA certificates"));
+    }
+    if let Some(path) = &cert.intermediates_file
+        && let Err(e) = files::read_certificates(path)
+    {
+        p.push(Problem::new(at("certificate.intermediates_file"), e).expecting("a PEM bundle"));
+    }
+    for (i, path) in cert.crl_files.iter().enumerate() {
+        let read = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+        if let Err(e) = read.and_then(|b| files::parse_crl(&b)) {
+            p.push(
+                Problem::new(at(&format!("certificate.crl_files[{i}]")), e)
+                    .expecting("a CRL file (DER or PEM)"),
+            );
+        }
+    }
+    for (i, url) in cert.crl_urls.iter().enumerate() {
+        // CRLs are signed by their CA, so they are published over plain http as often as not.
+        if !Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+            p.push(
+                Problem::new(
+                    at(&format!("certificate.crl_urls[{i}]")),
+                    format!("{url:?} is not an http(s) URL"),
+                )
+                .expecting("e.g. http://crl.ca.example/ca.crl"),
+            );
+        }
+    }
+    if cert.crl_files.is_empty()
+        && cert.crl_urls.is_empty()
+        && cert.revocation == super::RevocationPolicy::FailClosed
+    {
+        p.push(
+            Problem::new(
+                at("certificate.revocation"),
+                "is fail_closed but no CRL is configured: every certificate would be refused",
+            )
+            .expecting("crl_files or crl_urls, or revocation = \"fail_open\""),
+        );
+    }
+    let d = cert.crl_refresh;
+    if d < std::time::Duration::from_secs(60) || d > std::time::Duration::from_secs(24 * 3600) {
+        p.push(Problem::new(at("certificate.crl_refresh"), "out of range").expecting("between 1m and 24h"));
+    }
+    for (i, rule) in cert.extract.iter().enumerate() {
+        let claim = &rule.claim;
+        if claim.is_empty()
+            || claim.len() > 64
+            || !claim.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            p.push(
+                Problem::new(
+                    at(&format!("certificate.extract[{i}].claim")),
+                    format!("{claim:?} is not a claim name"),
+                )
+                .expecting("letters, digits and _"),
+            );
+        }
+        if rule.prefix.len() > 32 || rule.prefix.chars().any(char::is_control) {
+            p.push(
+                Problem::new(
+                    at(&format!("certificate.extract[{i}].prefix")),
+                    "is too long or has control characters",
+                )
+                .expecting("e.g. \"CCCD:\""),
+            );
+        }
+    }
+    if s.certificate.url.is_none() {
+        p.push(
+            Problem::new("certificate.url", "is missing, but an upstream has kind = \"certificate\"")
+                .expecting("the public URL of the certificate host, e.g. https://cert.sso.example"),
+        );
     }
 }
 
@@ -467,5 +569,94 @@ mod tests {
             assert_eq!(p.len(), 1, "{url}: {p:?}");
             assert!(p[0].starts_with("upstreams[0].ldap.bind_password"), "{p:?}");
         }
+    }
+
+    #[test]
+    fn certificate_settings_are_checked_with_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("not-pem.txt"), "hello").unwrap();
+        let text = format!(
+            r#"
+            issuer = "http://127.0.0.1:1"
+            [certificate]
+            listen = "127.0.0.1:0"
+            forwarded_header = "X-SSL-Client-Cert"
+            [[upstreams]]
+            id = "a"
+            kind = "certificate"
+            name_vi = "x"
+            name_en = "x"
+            [upstreams.certificate]
+            ca_file = "{d}/missing.pem"
+            crl_files = ["{d}/not-pem.txt"]
+            crl_urls = ["ftp://crl.example/x.crl"]
+            crl_refresh = "10s"
+            [[upstreams.certificate.extract]]
+            from = "uid"
+            prefix = "CCCD:"
+            claim = "national id"
+            [[upstreams]]
+            id = "b"
+            kind = "certificate"
+            name_vi = "x"
+            name_en = "x"
+            [upstreams.certificate]
+            ca_file = "{d}/not-pem.txt"
+            [[upstreams.certificate.extract]]
+            from = "street"
+            claim = "x"
+            "#
+        );
+        let text = problems(&text).join("\n");
+        for expected in [
+            "upstreams[0].certificate.ca_file: cannot read",
+            "upstreams[0].certificate.crl_files[0]:",
+            "upstreams[0].certificate.crl_urls[0]:",
+            "upstreams[0].certificate.crl_refresh: out of range",
+            "upstreams[0].certificate.extract[0].claim:",
+            "upstreams[1].certificate.extract[0].from",
+            "certificate.url: is missing",
+            "certificate.listen: is set without tls_cert and tls_key",
+            "certificate.forwarded_header: is set but inbound.trusted_proxies is empty",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_certificate_upstream_defaults_to_its_acr_rules_and_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = sso_test_services::pki::Ca::new("CA");
+        std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
+        let text = format!(
+            r#"
+            issuer = "http://127.0.0.1:1"
+            [certificate]
+            url = "https://cert.example"
+            [[upstreams]]
+            id = "a"
+            kind = "certificate"
+            name_vi = "x"
+            name_en = "x"
+            [upstreams.certificate]
+            ca_file = "{}/ca.pem"
+            "#,
+            dir.path().display()
+        );
+        let closed = problems(&text).join("\n");
+        assert!(
+            closed.contains("upstreams[0].certificate.revocation: is fail_closed but no CRL"),
+            "{closed}"
+        );
+        let s =
+            Settings::from_toml(&text.replace("ca.pem\"", "ca.pem\"\nrevocation = \"fail_open\"")).unwrap();
+        let u = &s.upstreams[0];
+        assert_eq!(u.acr, crate::config::ACR_CERTIFICATE);
+        assert_eq!(u.claims.national_id.as_deref(), Some("national_id"));
+        assert_eq!(u.claims.name.as_deref(), Some("cn"));
+        let Protocol::Certificate(c) = &u.protocol else { panic!("not a certificate upstream") };
+        assert_eq!(c.extract, crate::config::CertificateLoginSettings::default_rules());
+        assert!(c.require_national_id);
     }
 }

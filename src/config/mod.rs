@@ -70,6 +70,40 @@ pub struct Settings {
     /// DPoP proofs and sender-constrained tokens (RFC 9449).
     #[serde(default)]
     pub dpop: DpopSettings,
+    /// Where browsers present their client certificate for certificate login
+    /// (`kind = "certificate"` upstreams): the gateway's own TLS listener, or a proxy.
+    #[serde(default)]
+    pub certificate: CertificateListener,
+}
+
+/// The certificate step of certificate login, on a host name of its own so that no other page
+/// ever makes the browser ask for a certificate. Either the gateway terminates TLS there
+/// itself (`listen`, `tls_cert`, `tls_key`), or a TLS-terminating proxy asks for the
+/// certificate and forwards it in `forwarded_header` (believed only from
+/// `inbound.trusted_proxies`). Both may be set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateListener {
+    /// Public base URL of the certificate host (e.g. `https://cert.sso.example`), where the
+    /// browser is sent for `/upstream/{id}/certificate`. Required when an upstream has
+    /// `kind = "certificate"`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Address of the gateway's own TLS listener asking for client certificates; unset =
+    /// none (a proxy in front asks).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain of that listener (for the certificate host name only).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of that listener.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Request header in which a TLS-terminating proxy forwards the client certificate it
+    /// verified, as URL-escaped PEM (nginx `$ssl_client_escaped_cert`) or base64 DER
+    /// (HAProxy `%[ssl_c_der,base64]`). Believed only from `inbound.trusted_proxies`.
+    #[serde(default)]
+    pub forwarded_header: Option<String>,
 }
 
 /// Pushed authorization requests (RFC 9126): a confidential client posts its authorization
@@ -142,6 +176,9 @@ pub const ACR_PASSWORD: &str = "urn:sso-gateway:acr:password";
 pub const ACR_VNEID_LEVEL1: &str = "urn:sso-gateway:acr:vneid-level1";
 /// National e-ID (VNeID) level 2: identity verified in person (Decree 69/2024/ND-CP).
 pub const ACR_VNEID_LEVEL2: &str = "urn:sso-gateway:acr:vneid-level2";
+/// Digital-signature certificate (chữ ký số) presented over TLS: a key on a token, issued
+/// after the CA verified the person.
+pub const ACR_CERTIFICATE: &str = "urn:sso-gateway:acr:certificate";
 
 impl AssuranceSettings {
     /// Position of `acr` on the ladder (0 = lowest), None when it is not a gateway level.
@@ -502,6 +539,8 @@ pub enum UpstreamKind {
     Cas,
     /// An LDAP directory behind the gateway's own login form (table `[upstreams.ldap]`).
     Ldap,
+    /// A client certificate presented over TLS (table `[upstreams.certificate]`).
+    Certificate,
 }
 
 impl UpstreamKind {
@@ -510,6 +549,7 @@ impl UpstreamKind {
             UpstreamKind::Oidc => "oidc",
             UpstreamKind::Cas => "cas",
             UpstreamKind::Ldap => "ldap",
+            UpstreamKind::Certificate => "certificate",
         }
     }
 }
@@ -576,6 +616,7 @@ pub enum Protocol {
     Oidc(OidcSettings),
     Cas(CasSettings),
     Ldap(LdapSettings),
+    Certificate(CertificateLoginSettings),
 }
 
 impl Protocol {
@@ -584,6 +625,7 @@ impl Protocol {
             Protocol::Oidc(_) => UpstreamKind::Oidc,
             Protocol::Cas(_) => UpstreamKind::Cas,
             Protocol::Ldap(_) => UpstreamKind::Ldap,
+            Protocol::Certificate(_) => UpstreamKind::Certificate,
         }
     }
 }
@@ -708,6 +750,106 @@ pub struct LdapSettings {
     /// unknown account and a wrong password take the same time.
     #[serde(default = "defaults::ldap_min_failure_time", with = "humantime_serde")]
     pub min_failure_time: Duration,
+}
+
+/// Certificate login (`kind = "certificate"`): which certificates are accepted and what is
+/// read from them. The browser presents its certificate at the host of `[certificate]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateLoginSettings {
+    /// PEM bundle of the accepted root CAs (trust anchors).
+    pub ca_file: PathBuf,
+    /// PEM bundle of intermediate CAs, for browsers that send only their own certificate.
+    #[serde(default)]
+    pub intermediates_file: Option<PathBuf>,
+    /// CRL files (DER or PEM), re-read every `crl_refresh`.
+    #[serde(default)]
+    pub crl_files: Vec<PathBuf>,
+    /// CRL URLs, fetched through the outbound HTTP client every `crl_refresh` and cached in
+    /// memory (a login never waits for a download).
+    #[serde(default)]
+    pub crl_urls: Vec<String>,
+    /// How often CRLs are read and fetched again (1 min to 24 h).
+    #[serde(default = "defaults::crl_refresh", with = "humantime_serde")]
+    pub crl_refresh: Duration,
+    /// What happens when the revocation status of a certificate cannot be known (no current
+    /// CRL of its issuer: none configured, a download failed, or the CRL is past its
+    /// `nextUpdate`): `fail_closed` (refuse, the default) or `fail_open` (accept, and log it).
+    #[serde(default)]
+    pub revocation: RevocationPolicy,
+    /// The extended key usage a certificate must allow when it lists any: `client_auth`
+    /// (TLS client authentication, the default) or `any`.
+    #[serde(default)]
+    pub extended_key_usage: ExtendedKeyUsage,
+    /// Refuse certificates from which no valid 12-digit personal identification number is
+    /// read (organisation certificates, passport-only subjects): the login cannot be matched
+    /// to a person's account.
+    #[serde(default = "defaults::yes")]
+    pub require_national_id: bool,
+    /// How claims are read from the subject. Unset: the national ID from `UID` values
+    /// prefixed `CCCD:` or `CMND:`.
+    #[serde(default = "defaults::certificate_rules")]
+    pub extract: Vec<ExtractionRule>,
+}
+
+impl CertificateLoginSettings {
+    /// The extraction rules used when `extract` is not set.
+    pub fn default_rules() -> Vec<ExtractionRule> {
+        defaults::certificate_rules()
+    }
+}
+
+/// One extraction rule: every value of `from` that starts with `prefix` (ASCII case
+/// ignored), the prefix removed, becomes claim `claim` (the first match wins per claim).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractionRule {
+    pub from: SubjectField,
+    #[serde(default)]
+    pub prefix: String,
+    pub claim: String,
+}
+
+/// A field of a certificate the extraction rules read.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectField {
+    /// Subject `UID` (0.9.2342.19200300.100.1.1).
+    Uid,
+    /// Subject `serialNumber` (2.5.4.5).
+    SerialNumber,
+    /// Subject common name.
+    Cn,
+    /// Subject `emailAddress`, then the subject alternative name's e-mail addresses.
+    Email,
+    /// Subject organisation.
+    O,
+    /// Subject organisational unit.
+    Ou,
+    /// Subject title.
+    Title,
+    /// Subject locality.
+    L,
+    /// Subject state or province.
+    St,
+}
+
+/// See [`CertificateLoginSettings::revocation`].
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationPolicy {
+    #[default]
+    FailClosed,
+    FailOpen,
+}
+
+/// See [`CertificateLoginSettings::extended_key_usage`].
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtendedKeyUsage {
+    #[default]
+    ClientAuth,
+    Any,
 }
 
 /// Account-linking trust of one upstream (see README "Accounts").
@@ -1043,7 +1185,20 @@ mod defaults {
         ACR_PASSWORD.into()
     }
     pub fn assurance_levels() -> Vec<String> {
-        vec![ACR_PASSWORD.into(), ACR_VNEID_LEVEL1.into(), ACR_VNEID_LEVEL2.into()]
+        vec![ACR_PASSWORD.into(), ACR_VNEID_LEVEL1.into(), ACR_VNEID_LEVEL2.into(), ACR_CERTIFICATE.into()]
+    }
+    pub fn crl_refresh() -> Duration {
+        Duration::from_secs(3600)
+    }
+    pub fn certificate_rules() -> Vec<ExtractionRule> {
+        ["CCCD:", "CMND:"]
+            .into_iter()
+            .map(|prefix| ExtractionRule {
+                from: SubjectField::Uid,
+                prefix: prefix.into(),
+                claim: "national_id".into(),
+            })
+            .collect()
     }
     pub fn ldap_user_filter() -> String {
         "(&(objectClass=person)(uid={username}))".into()

@@ -189,7 +189,7 @@ fn resolve_secrets(settings: &mut Settings, env: &BTreeMap<String, String>, prob
                 Ok(v) => ldap.bind_password = v,
                 Err(m) => problems.push(Problem::new(format!("upstreams[{i}].ldap.bind_password"), m)),
             },
-            Protocol::Cas(_) => {}
+            Protocol::Cas(_) | Protocol::Certificate(_) => {}
         }
     }
     for (i, c) in settings.clients.iter_mut().enumerate() {
@@ -305,6 +305,56 @@ fn check_at_most(
     }
 }
 
+/// `[certificate]`: the certificate host's URL, its own TLS listener, the proxy header.
+fn check_certificate_listener(s: &Settings, p: &mut Vec<Problem>) {
+    let c = &s.certificate;
+    // https (http only towards this machine, for tests): browsers present certificates
+    // only over TLS, which a proxy or the gateway's own listener terminates.
+    if let Some(url) = &c.url
+        && let Some(u) = check_web_url("certificate.url", url, p)
+        && (u.query().is_some() || u.fragment().is_some() || u.path() != "/")
+    {
+        p.push(
+            Problem::new("certificate.url", "has a path, query or fragment")
+                .expecting("scheme, host and optional port only"),
+        );
+    }
+    if c.listen.is_some() {
+        match (&c.tls_cert, &c.tls_key) {
+            (Some(cert), Some(key)) => {
+                let hints = crate::tls::ClientCerts::AnyPresented { hint_subjects: Vec::new() };
+                if let Err(e) = crate::tls::server_config(cert, key, hints) {
+                    p.push(
+                        Problem::new("certificate.tls_cert", e.to_string())
+                            .expecting("a readable PEM certificate chain and its private key"),
+                    );
+                }
+            }
+            _ => p.push(
+                Problem::new("certificate.listen", "is set without tls_cert and tls_key")
+                    .expecting("the certificate host's PEM certificate chain and key"),
+            ),
+        }
+    }
+    if let Some(name) = &c.forwarded_header {
+        if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            p.push(
+                Problem::new("certificate.forwarded_header", format!("{name:?} is not a header name"))
+                    .expecting("e.g. \"X-SSL-Client-Cert\""),
+            );
+        }
+        if s.inbound.trusted_proxies.is_empty() {
+            p.push(
+                Problem::new(
+                    "certificate.forwarded_header",
+                    "is set but inbound.trusted_proxies is empty: the header would never be believed",
+                )
+                .expecting("the proxies' networks in inbound.trusted_proxies"),
+            );
+        }
+    }
+}
+
 fn check_positive(path: &str, d: std::time::Duration, p: &mut Vec<Problem>) {
     if d.is_zero() {
         p.push(Problem::new(path, "is zero").expecting("a positive duration such as \"10m\""));
@@ -344,6 +394,7 @@ fn check_server(s: &Settings, p: &mut Vec<Problem>) {
             }
         }
     }
+    check_certificate_listener(s, p);
     if let Some(ca) = &s.outbound.ca_file {
         match std::fs::read(ca) {
             Err(e) => p.push(

@@ -566,7 +566,7 @@ mod tests {
         assert!(
             e.to_string().contains(
                 "min_acr urn:sso-gateway:acr:vneid-level2: sessions below it are stepped up whatever \
-                 the request says (accepted: urn:sso-gateway:acr:vneid-level2)"
+                 the request says (accepted: urn:sso-gateway:acr:vneid-level2 urn:sso-gateway:acr:certificate)"
             ),
             "{e}"
         );

@@ -53,6 +53,8 @@ pub struct TestSystem {
     pub clock: Clock,
     pub replicas: Vec<Replica>,
     pub balancer: Option<Balancer>,
+    /// The certificate host's own TLS listener, when `Options::certificate_host`.
+    pub certificate_addr: Option<std::net::SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -90,6 +92,9 @@ pub struct Options {
     pub extra_config: String,
     /// Extra keys for the CAS upstream's `[upstreams.cas]` table.
     pub cas_config: String,
+    /// Bind a listener for the certificate host (`[certificate] listen`); `{certificate_port}`
+    /// in `extra_config` is its port (and `{gateway}` anywhere the gateway's URL).
+    pub certificate_host: bool,
 }
 
 impl Options {
@@ -287,7 +292,15 @@ impl TestSystem {
             text =
                 text.replacen("[upstreams.cas]\n", &format!("[upstreams.cas]\n{}\n", options.cas_config), 1);
         }
-        text.push_str(&options.extra_config);
+        let mut certificate = None;
+        let mut extra = options.extra_config.replace("{gateway}", &gateway);
+        if options.certificate_host {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            extra = extra.replace("{certificate_port}", &listener.local_addr().unwrap().port().to_string());
+            certificate = Some(listener);
+        }
+        text.push_str(&extra);
+        let certificate_addr = certificate.as_ref().map(|l| l.local_addr().unwrap());
         let clock = Clock::system();
         let mut replicas = Vec::new();
         let mut front = Some(front);
@@ -300,9 +313,10 @@ impl TestSystem {
                 TcpListener::bind("127.0.0.1:0").await.unwrap()
             };
             let addr = listener.local_addr().unwrap();
-            let app = Application::build_with_listener(settings, clock.clone(), listener)
-                .await
-                .unwrap_or_else(|e| panic!("replica {i}: {e}"));
+            let app =
+                Application::build_with_listeners(settings, clock.clone(), listener, certificate.take())
+                    .await
+                    .unwrap_or_else(|e| panic!("replica {i}: {e}"));
             let state = app.state().clone();
             let server = tokio::spawn(async move {
                 let _ = app.run_until(std::future::pending()).await;
@@ -314,7 +328,7 @@ impl TestSystem {
             None => None,
         };
         let app = replicas[0].state.clone();
-        TestSystem { gateway, idps, app, clock, replicas, balancer, _dir: dir }
+        TestSystem { gateway, idps, app, clock, replicas, balancer, certificate_addr, _dir: dir }
     }
 
     /// Sends new connections through the balancer to replica `i`.

@@ -11,6 +11,7 @@ mod admin_cli;
 mod authorize_errors;
 mod bounded_state;
 mod cas;
+mod certificate_login;
 mod discovery;
 mod dpop;
 mod hardening;

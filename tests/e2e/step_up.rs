@@ -6,13 +6,14 @@ use reqwest::StatusCode;
 const PASSWORD: &str = "urn:sso-gateway:acr:password";
 const LEVEL1: &str = "urn:sso-gateway:acr:vneid-level1";
 const LEVEL2: &str = "urn:sso-gateway:acr:vneid-level2";
+const CERTIFICATE: &str = "urn:sso-gateway:acr:certificate";
 
 #[tokio::test]
 async fn discovery_lists_the_assurance_levels() {
     let sys = TestSystem::start().await;
     let doc: serde_json::Value =
         reqwest::get(sys.url("/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
-    assert_eq!(doc["acr_values_supported"], serde_json::json!([PASSWORD, LEVEL1, LEVEL2]));
+    assert_eq!(doc["acr_values_supported"], serde_json::json!([PASSWORD, LEVEL1, LEVEL2, CERTIFICATE]));
 }
 
 #[tokio::test]

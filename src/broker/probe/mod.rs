@@ -123,6 +123,7 @@ pub async fn probe(
             Protocol::Ldap(l) => {
                 ldap::probe(u, l, settings.outbound.ca_file.as_deref(), options.ldap_user.as_deref()).await
             }
+            Protocol::Certificate(c) => certificate_checks(c, &client, u.timeout).await,
         };
         reports.push(UpstreamReport {
             id: u.id.clone(),
@@ -133,6 +134,36 @@ pub async fn probe(
         });
     }
     Ok(reports)
+}
+
+/// A certificate upstream has no operator to register with: what can be checked is that
+/// its CA bundle reads and each CRL loads (files read, URLs fetched as the gateway would).
+async fn certificate_checks(
+    c: &crate::config::CertificateLoginSettings,
+    client: &reqwest::Client,
+    timeout: std::time::Duration,
+) -> Vec<Check> {
+    let mut checks = vec![match crate::tls::read_anchors(&c.ca_file) {
+        Ok(anchors) => Check::ok("CA bundle", format!("{} trusted CA(s)", anchors.len())),
+        Err(e) => Check::fail("CA bundle", e),
+    }];
+    for path in &c.crl_files {
+        let loaded = std::fs::read(path).map_err(|e| e.to_string()).and_then(|b| crate::tls::parse_crl(&b));
+        checks.push(match loaded {
+            Ok(_) => Check::ok("CRL file", path.display().to_string()),
+            Err(e) => Check::fail("CRL file", format!("{}: {e}", path.display())),
+        });
+    }
+    for url in &c.crl_urls {
+        checks.push(match super::fetch_crl(client, url, timeout * super::CRL_TIMEOUT_FACTOR).await {
+            Ok(_) => Check::ok("CRL download", url.clone()),
+            Err(e) => Check::fail("CRL download", format!("{url}: {e}")),
+        });
+    }
+    if c.crl_files.is_empty() && c.crl_urls.is_empty() {
+        checks.push(Check::warn("CRL", "none configured: revocation is not checked (fail_open)"));
+    }
+    checks
 }
 
 /// `{issuer}/upstream/{id}/{what}`: the gateway's URLs for one upstream.
@@ -231,6 +262,13 @@ pub fn registration(issuer: &str, u: &UpstreamSettings) -> Vec<Registration> {
             }
             out
         }
+        Protocol::Certificate(c) => vec![
+            reg("accepted CAs", c.ca_file.display().to_string()),
+            reg(
+                "certificates",
+                "key usage digitalSignature, extended key usage clientAuth when listed; the personal number in the subject (e.g. UID CCCD:…)",
+            ),
+        ],
         Protocol::Ldap(l) => {
             let mut read = vec![l.subject_attribute.clone()];
             for a in claims.into_iter().chain(l.attributes.iter().cloned()) {
