@@ -179,6 +179,24 @@ impl Broker {
         self.connectors.get(id).map(|c| c.settings().name_vi.clone()).unwrap_or_else(|| id.to_string())
     }
 
+    /// The upstream's Vietnamese and English display names, or its id twice.
+    pub fn names(&self, id: &str) -> (String, String) {
+        self.connectors
+            .get(id)
+            .map(|c| (c.settings().name_vi.clone(), c.settings().name_en.clone()))
+            .unwrap_or_else(|| (id.to_string(), id.to_string()))
+    }
+
+    /// Every upstream in the chooser's order: `(id, Vietnamese name, English name)`.
+    pub fn upstream_names(&self) -> Vec<(String, String, String)> {
+        self.order
+            .iter()
+            .filter_map(|id| self.connectors.get(id))
+            .map(|c| c.settings())
+            .map(|s| (s.id.clone(), s.name_vi.clone(), s.name_en.clone()))
+            .collect()
+    }
+
     pub fn has_upstream(&self, id: &str) -> bool {
         self.connectors.contains_key(id)
     }

@@ -12,9 +12,10 @@ mod link_confirm;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
+use crate::account::link as account_link;
 use crate::accounts::LinkPolicy;
 use crate::app::AppState;
 use crate::broker::{BrokerError, CallbackParams, Endpoint, PasswordForm, PasswordOutcome, UpstreamIdentity};
@@ -114,6 +115,17 @@ async fn complete(
     };
     let account = resolution.account;
     let previous = app.sessions.current(&headers).await.ok().flatten();
+    // A link started on the account page (only a browser with a session can have started one).
+    let link = match &previous {
+        Some(_) => match account_link::take(&app.store, &request_id).await {
+            Ok(link) => link,
+            Err(e) => {
+                tracing::error!(error = %e, "state store failure reading a link intent");
+                return ErrorPage::for_store_error(&e).into_response();
+            }
+        },
+        None => None,
+    };
     if account.status != crate::accounts::AccountStatus::Active {
         return ErrorPage::new(StatusCode::FORBIDDEN, "Tài khoản đang bị khoá", "The account is locked")
             .detail(
@@ -126,16 +138,22 @@ async fn complete(
     // is pending (from an untrusted upstream), and the person has just logged in afresh to the
     // account holding that number verified. Nothing is merged here: the person is asked first
     // (a kiosk's previous user may have declared someone else's number), see `link_confirm`.
+    // A link started on the account page is bound to that session: its age does not matter.
     let mut candidate = None;
     if let Some(previous) = &previous
         && previous.account_id != account.id
-        && now - previous.auth_time <= app.settings.accounts.proof_window.as_secs() as i64
+        && (link.is_some() || now - previous.auth_time <= app.settings.accounts.proof_window.as_secs() as i64)
     {
         match app.accounts.proof_candidate(&previous.account_id, &account.id, now).await {
             Ok(Some(c)) => candidate = Some((c, previous.upstream.clone(), previous.auth_time)),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "could not check for a proof-of-ownership link"),
         }
+    }
+    if let (Some(intent), Some(previous)) = (&link, &previous)
+        && let Some(done) = finish_link(&app, intent, previous, &account, &identity, candidate.is_some(), &request_id).await
+    {
+        return done;
     }
     // A login always starts a fresh session; any previous one in this browser ends.
     if let Some(previous) = previous
@@ -184,6 +202,80 @@ async fn complete(
     response
 }
 
+/// A login made to link another system from the account page (`intent`), while the browser's
+/// session was `previous`: what the linking rules made of it decides. The current session
+/// continues unless a proof-of-ownership confirmation is due (then None: the login goes on as
+/// usual and the person is asked).
+async fn finish_link(
+    app: &AppState,
+    intent: &account_link::LinkIntent,
+    previous: &SsoSession,
+    account: &crate::accounts::Account,
+    identity: &UpstreamIdentity,
+    proof: bool,
+    request_id: &str,
+) -> Option<Response> {
+    let session_account = app.accounts.find_by_id(&previous.account_id).await.ok().flatten();
+    let decision = account_link::decide(
+        intent,
+        (&previous.sid, &previous.account_id),
+        session_account.as_ref(),
+        account,
+        proof,
+    );
+    tracing::info!(
+        target: "sso_gateway::audit",
+        actor = "self-service",
+        action = "self-link",
+        account = %previous.account_id,
+        sid = %previous.sid,
+        upstream = %identity.upstream,
+        decision = ?decision,
+        "a login to link another system came back"
+    );
+    let (system_vi, system_en) = app.broker.names(&identity.upstream);
+    let refusal = match decision {
+        account_link::LinkDecision::AskForProof => return None,
+        account_link::LinkDecision::Linked => {
+            let detail = serde_json::json!({
+                "upstream": identity.upstream,
+                "subject": identity.subject,
+                "sid": previous.sid,
+            });
+            let reason = "the account holder linked this system from the account page; the linking rules joined it";
+            if let Err(e) =
+                app.accounts.audit("self-service", "self-link", &account.id, Some(reason), &detail, app.clock.now()).await
+            {
+                tracing::error!(error = %e, "could not write the audit line of a self-service link");
+            }
+            None
+        }
+        account_link::LinkDecision::SessionChanged => Some(crate::account::AccountPageError::SessionChanged),
+        account_link::LinkDecision::OtherAccount => Some(crate::account::AccountPageError::OtherAccount {
+            upstream: identity.upstream.clone(),
+            system_vi,
+            system_en,
+        }),
+        account_link::LinkDecision::ProveTheOtherWay => {
+            let (verified_vi, verified_en) = app.broker.names(&previous.upstream);
+            Some(crate::account::AccountPageError::ProveTheOtherWay {
+                upstream: identity.upstream.clone(),
+                system_vi,
+                system_en,
+                verified_vi,
+                verified_en,
+            })
+        }
+    };
+    // The link request is answered here either way; the browser's session stays as it was.
+    let parked = records::take_parked(&app.store, request_id).await.ok().flatten();
+    Some(match (refusal, parked) {
+        (Some(refusal), _) => refusal.into_response(),
+        (None, Some(req)) => Redirect::to(&crate::account::return_path(app.issuer(), &req)).into_response(),
+        (None, None) => Redirect::to(crate::account::PATH).into_response(),
+    })
+}
+
 /// Answers the parked authorization request `request_id` from `session`: a code for the RP,
 /// unless the login is below the assurance the request requires (then it stays parked and the
 /// person may choose a system that reaches it).
@@ -197,6 +289,10 @@ async fn resume(app: &AppState, request_id: &str, session: &SsoSession) -> Respo
             .into_response();
     }
     match records::take_parked(&app.store, request_id).await {
+        // The gateway's own pages: back to the account page.
+        Ok(Some(req)) if crate::account::is_own_request(&req) => {
+            Redirect::to(&crate::account::return_path(app.issuer(), &req)).into_response()
+        }
         // The request is trusted (validated when parked): a failure goes back to the RP.
         Ok(Some(req)) => match authorize::issue_code(app, &req, session).await {
             Ok(r) => r,

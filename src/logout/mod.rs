@@ -18,6 +18,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use backchannel::{FailedDelivery, failures};
+pub use self_service::{SessionRow, session_rows};
 pub use upstream::received as upstream_message;
 
 use crate::app::AppState;

@@ -6,9 +6,11 @@ mod helpers;
 mod key_rotation;
 mod slapd;
 
+mod account_page;
 mod accounts;
 mod admin_cli;
 mod authorize_errors;
+mod browser;
 mod bounded_state;
 mod cas;
 mod discovery;
