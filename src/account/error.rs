@@ -117,7 +117,9 @@ impl AccountPageError {
 impl IntoResponse for AccountPageError {
     fn into_response(self) -> Response {
         match &self {
-            AccountPageError::Store(e) => tracing::error!(error = %e, "state store failure on the account pages"),
+            AccountPageError::Store(e) => {
+                tracing::error!(error = %e, "state store failure on the account pages")
+            }
             AccountPageError::Accounts(e) => {
                 tracing::error!(error = %e, "account store failure on the account pages")
             }
@@ -136,7 +138,11 @@ mod tests {
     }
 
     fn other() -> AccountPageError {
-        AccountPageError::OtherAccount { upstream: "bd".into(), system_vi: "BD".into(), system_en: "BD".into() }
+        AccountPageError::OtherAccount {
+            upstream: "bd".into(),
+            system_vi: "BD".into(),
+            system_en: "BD".into(),
+        }
     }
 
     fn the_other_way() -> AccountPageError {

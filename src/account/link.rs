@@ -170,7 +170,10 @@ mod tests {
     fn a_proof_candidate_is_asked_about() {
         let pending = account("a", None, Some(N));
         let verified = account("v", Some(N), None);
-        assert_eq!(decide(&intent(), ("s1", "a"), Some(&pending), &verified, true), LinkDecision::AskForProof);
+        assert_eq!(
+            decide(&intent(), ("s1", "a"), Some(&pending), &verified, true),
+            LinkDecision::AskForProof
+        );
     }
 
     #[test]
@@ -179,7 +182,10 @@ mod tests {
         let unrelated = account("x", Some("079190000001"), None);
         assert_eq!(decide(&intent(), ("s1", "a"), Some(&a), &unrelated, false), LinkDecision::OtherAccount);
         let declares_other = account("y", None, Some("079190000001"));
-        assert_eq!(decide(&intent(), ("s1", "a"), Some(&a), &declares_other, false), LinkDecision::OtherAccount);
+        assert_eq!(
+            decide(&intent(), ("s1", "a"), Some(&a), &declares_other, false),
+            LinkDecision::OtherAccount
+        );
         // Declaring our number without verification: only the proof the other way round.
         let declares_ours = account("z", None, Some(N));
         assert_eq!(

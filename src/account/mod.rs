@@ -72,7 +72,11 @@ mod tests {
         let issuer = "https://sso.example";
         assert_eq!(return_path(issuer, &own("https://sso.example/account?lang=en")), "/account?lang=en");
         assert_eq!(return_path(issuer, &own("https://sso.example/account")), "/account");
-        for elsewhere in ["https://evil.example/account", "https://sso.example/accounts", "https://sso.example.evil/account"] {
+        for elsewhere in [
+            "https://evil.example/account",
+            "https://sso.example/accounts",
+            "https://sso.example.evil/account",
+        ] {
             assert_eq!(return_path(issuer, &own(elsewhere)), "/account", "{elsewhere}");
         }
         assert!(is_own_request(&own("https://sso.example/account")));

@@ -117,8 +117,7 @@ pub fn overview(account: &Account, links: &[IdentityLink], upstreams: &[Upstream
             }
         })
         .collect();
-    let linkable =
-        upstreams.iter().filter(|u| !links.iter().any(|l| l.upstream == u.id)).cloned().collect();
+    let linkable = upstreams.iter().filter(|u| !links.iter().any(|l| l.upstream == u.id)).cloned().collect();
     AccountOverview {
         name: account.full_name.clone(),
         kind: match account.kind {
@@ -136,8 +135,13 @@ pub fn overview(account: &Account, links: &[IdentityLink], upstreams: &[Upstream
 
 /// Whether the identity `upstream`/`subject` is one of `links` and may be unlinked: it must be
 /// there, and not alone.
-pub fn unlinkable<'a>(links: &'a [IdentityLink], upstream: &str, subject: &str) -> Result<&'a IdentityLink, Unlinkable> {
-    let link = links.iter().find(|l| l.upstream == upstream && l.subject == subject).ok_or(Unlinkable::NotLinked)?;
+pub fn unlinkable<'a>(
+    links: &'a [IdentityLink],
+    upstream: &str,
+    subject: &str,
+) -> Result<&'a IdentityLink, Unlinkable> {
+    let link =
+        links.iter().find(|l| l.upstream == upstream && l.subject == subject).ok_or(Unlinkable::NotLinked)?;
     if links.len() < 2 {
         return Err(Unlinkable::LastLink);
     }

@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::AccountPageError;
 use super::link::{self, LinkIntent};
-use super::overview::{UpstreamName, Unlinkable, overview, unlinkable};
+use super::overview::{Unlinkable, UpstreamName, overview, unlinkable};
 use crate::accounts::{Account, SelfUnlink};
 use crate::app::AppState;
 use crate::provider::records;
@@ -90,7 +90,12 @@ async fn to_login(app: &AppState, lang: Lang) -> Response {
     }
 }
 
-async fn page(app: &AppState, headers: &HeaderMap, q: &ShowQuery, lang: Lang) -> Result<Response, AccountPageError> {
+async fn page(
+    app: &AppState,
+    headers: &HeaderMap,
+    q: &ShowQuery,
+    lang: Lang,
+) -> Result<Response, AccountPageError> {
     let session = session(app, headers).await?;
     let account = account_of(app, &session).await?;
     let links = app.accounts.links_of(&account.id).await?;
@@ -103,7 +108,9 @@ async fn page(app: &AppState, headers: &HeaderMap, q: &ShowQuery, lang: Lang) ->
             let linked = links.iter().any(|l| l.upstream == u.id);
             json!({ "kind": if linked { "linked" } else { "not_linked" }, "vi": u.name_vi, "en": u.name_en })
         }),
-        (None, Some(id)) => name_of(id).map(|u| json!({ "kind": "unlinked", "vi": u.name_vi, "en": u.name_en })),
+        (None, Some(id)) => {
+            name_of(id).map(|u| json!({ "kind": "unlinked", "vi": u.name_vi, "en": u.name_en }))
+        }
         (None, None) => None,
     };
     let html = web::render(
@@ -131,7 +138,8 @@ pub struct LinkForm {
 }
 
 /// POST `/account/link`: starts a fresh login through the chosen system, bound to this
-/// session; its outcome is decided when it comes back (`login` asks [`link::decide`]).
+/// session, and shows the page that moves on to it; its outcome is decided when it comes back
+/// (`login` asks [`link::decide`]).
 pub async fn start_link(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -143,7 +151,11 @@ pub async fn start_link(
     }
 }
 
-async fn begin_link(app: &AppState, headers: &HeaderMap, form: &LinkForm) -> Result<Response, AccountPageError> {
+async fn begin_link(
+    app: &AppState,
+    headers: &HeaderMap,
+    form: &LinkForm,
+) -> Result<Response, AccountPageError> {
     let session = session(app, headers).await?;
     check_token(&session, &form.csrf)?;
     if !app.broker.has_upstream(&form.upstream) {
@@ -153,8 +165,11 @@ async fn begin_link(app: &AppState, headers: &HeaderMap, form: &LinkForm) -> Res
     let back = format!("{}{}", app.issuer(), account_url(lang, &format!("&linking={}", form.upstream)));
     let ttl = app.settings.lifetimes.login_attempt;
     let request = records::park(&app.store, &link::own_request(back, lang, true), ttl).await?;
-    let intent =
-        LinkIntent { sid: session.sid.clone(), account_id: session.account_id.clone(), upstream: form.upstream.clone() };
+    let intent = LinkIntent {
+        sid: session.sid.clone(),
+        account_id: session.account_id.clone(),
+        upstream: form.upstream.clone(),
+    };
     link::record(&app.store, &request, &intent, ttl).await?;
     tracing::info!(
         target: "sso_gateway::audit",
@@ -165,8 +180,20 @@ async fn begin_link(app: &AppState, headers: &HeaderMap, form: &LinkForm) -> Res
         upstream = %form.upstream,
         "the account holder started linking another system"
     );
-    Ok(Redirect::to(&format!("/upstream/{}/login?request={request}&lang={}", form.upstream, lang.code()))
-        .into_response())
+    // Not a redirect: the browser would check the upstream's login page against this form's
+    // `form-action` (only the gateway). A page that moves on by itself (and says where) does
+    // not need JavaScript either.
+    let (system_vi, system_en) = app.broker.names(&form.upstream);
+    let html = web::render(
+        "account_link_start.html",
+        json!({
+            "lang": lang.code(),
+            "href": format!("/upstream/{}/login?request={request}&lang={}", form.upstream, lang.code()),
+            "system_vi": system_vi,
+            "system_en": system_en,
+        }),
+    );
+    Ok(web::html_response(StatusCode::OK, html, web::CSP_PAGE))
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,7 +217,11 @@ pub async fn confirm_unlink(
     }
 }
 
-async fn unlink_page(app: &AppState, headers: &HeaderMap, q: &UnlinkQuery) -> Result<Response, AccountPageError> {
+async fn unlink_page(
+    app: &AppState,
+    headers: &HeaderMap,
+    q: &UnlinkQuery,
+) -> Result<Response, AccountPageError> {
     let session = session(app, headers).await?;
     let account = account_of(app, &session).await?;
     let links = app.accounts.links_of(&account.id).await?;
@@ -238,7 +269,11 @@ pub async fn unlink(
     }
 }
 
-async fn do_unlink(app: &AppState, headers: &HeaderMap, form: &UnlinkForm) -> Result<Response, AccountPageError> {
+async fn do_unlink(
+    app: &AppState,
+    headers: &HeaderMap,
+    form: &UnlinkForm,
+) -> Result<Response, AccountPageError> {
     let session = session(app, headers).await?;
     check_token(&session, &form.csrf)?;
     let account = account_of(app, &session).await?;

@@ -37,7 +37,10 @@ impl AccountStore {
         let mut tx = self.begin_write().await?;
         if self.dialect() == Dialect::Postgres {
             // SQLite's BEGIN IMMEDIATE already serialises writers.
-            sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE").bind(account_id).execute(&mut *tx).await?;
+            sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await?;
         }
         let rows = sqlx::query("SELECT upstream, subject FROM identity_links WHERE account_id = $1")
             .bind(account_id)
@@ -122,7 +125,8 @@ mod tests {
         let db = TestDb::open(b).await;
         let s = &db.store;
         let id = two_links(s).await;
-        let other = s.resolve_login("hcm", "someone", &Profile::default(), TRUSTED, 3).await.unwrap().account.id;
+        let other =
+            s.resolve_login("hcm", "someone", &Profile::default(), TRUSTED, 3).await.unwrap().account.id;
         let by = json!({});
         assert_eq!(s.unlink_own(&other, "bd", "b-1", &by, 10).await.unwrap(), SelfUnlink::NotLinked);
         assert_eq!(s.links_of(&id).await.unwrap().len(), 2);
@@ -143,7 +147,10 @@ mod tests {
                 s.unlink_own(&id, "bd", &subject, &by, 3)
             );
             let outcomes = [x.unwrap(), y.unwrap()];
-            assert!(outcomes.contains(&SelfUnlink::Unlinked) && outcomes.contains(&SelfUnlink::LastLink), "{outcomes:?}");
+            assert!(
+                outcomes.contains(&SelfUnlink::Unlinked) && outcomes.contains(&SelfUnlink::LastLink),
+                "{outcomes:?}"
+            );
             assert_eq!(s.links_of(&id).await.unwrap().len(), 1);
         }
         db.finish().await;

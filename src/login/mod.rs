@@ -151,7 +151,8 @@ async fn complete(
         }
     }
     if let (Some(intent), Some(previous)) = (&link, &previous)
-        && let Some(done) = finish_link(&app, intent, previous, &account, &identity, candidate.is_some(), &request_id).await
+        && let Some(done) =
+            finish_link(&app, intent, previous, &account, &identity, candidate.is_some(), &request_id).await
     {
         return done;
     }
@@ -242,9 +243,12 @@ async fn finish_link(
                 "subject": identity.subject,
                 "sid": previous.sid,
             });
-            let reason = "the account holder linked this system from the account page; the linking rules joined it";
-            if let Err(e) =
-                app.accounts.audit("self-service", "self-link", &account.id, Some(reason), &detail, app.clock.now()).await
+            let reason =
+                "the account holder linked this system from the account page; the linking rules joined it";
+            if let Err(e) = app
+                .accounts
+                .audit("self-service", "self-link", &account.id, Some(reason), &detail, app.clock.now())
+                .await
             {
                 tracing::error!(error = %e, "could not write the audit line of a self-service link");
             }

@@ -129,7 +129,9 @@ pub async fn end(
         return res;
     }
     match (form.next.as_deref(), form.lang) {
-        (Some("account"), Some(lang)) => Redirect::to(&format!("/account?lang={}", lang.code())).into_response(),
+        (Some("account"), Some(lang)) => {
+            Redirect::to(&format!("/account?lang={}", lang.code())).into_response()
+        }
         (Some("account"), None) => Redirect::to("/account").into_response(),
         _ => Redirect::to("/sessions").into_response(),
     }

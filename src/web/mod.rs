@@ -29,6 +29,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("password_login.html", include_str!("templates/password_login.html")),
         ("account.html", include_str!("templates/account.html")),
         ("account_unlink.html", include_str!("templates/account_unlink.html")),
+        ("account_link_start.html", include_str!("templates/account_link_start.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             tracing::error!(template = name, error = %e, "built-in template does not parse");

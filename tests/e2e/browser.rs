@@ -17,7 +17,9 @@ use crate::helpers::*;
 
 /// Debian's Chromium, or the one `SSO_TEST_CHROMIUM` names.
 fn chromium() -> PathBuf {
-    let path = std::env::var_os("SSO_TEST_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into());
+    let path = std::env::var_os("SSO_TEST_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/chromium".into());
     if !path.is_file() {
         panic!("browser test: {} not found (install it: apt-get install chromium)", path.display());
     }
@@ -71,7 +73,11 @@ async fn the_account_page_works_in_chromium_by_keyboard_and_passes_axe() {
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("no report from the browser run\nstdout: {stdout}\nstderr: {stderr}"));
-    assert!(output.status.success() && report["ok"] == true, "browser run failed: {}\n{stderr}", report["failures"]);
+    assert!(
+        output.status.success() && report["ok"] == true,
+        "browser run failed: {}\n{stderr}",
+        report["failures"]
+    );
     // Every page was seen, checked by axe and photographed.
     let pages: Vec<&str> = report["pages"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert_eq!(pages, ["chooser", "account-vi", "account-en", "account-linked", "unlink-confirm"]);
