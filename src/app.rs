@@ -108,6 +108,11 @@ impl AppParts {
     pub fn provider(&self) -> &ProviderState {
         &self.provider
     }
+
+    /// The logout part's state (ending sessions from other parts' pages).
+    pub fn logout(&self) -> &LogoutState {
+        &self.logout
+    }
 }
 
 impl FromRef<AppState> for ProviderState {
@@ -253,6 +258,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::broker::router())
         .merge(crate::login::router())
         .merge(crate::logout::router())
+        .merge(crate::account::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     layered(routes, state)

@@ -7,6 +7,7 @@
 //! never in this library: the simulated login systems in `tools/legacy-idp`, the benchmark in
 //! `tools/sso-bench`, the `demo` command in the binary (`src/main.rs`, feature `demo`).
 
+pub mod account;
 pub mod accounts;
 pub mod app;
 pub mod broker;

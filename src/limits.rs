@@ -298,7 +298,9 @@ fn is_browser_route(method: &Method, route: &str) -> bool {
             method == Method::GET || method == Method::POST
         }
         "/upstream/{id}/certificate" => method == Method::GET,
-        "/logout" | "/sessions/end" => method == Method::POST,
+        "/logout" | "/sessions/end" | "/account/link" | "/account/unlink" => method == Method::POST,
+        // Parks a request for a browser that is not logged in.
+        "/account" => method == Method::GET,
         _ => false,
     }
 }
@@ -453,6 +455,9 @@ mod tests {
             (Method::POST, "/upstream/{id}/callback"),
             (Method::POST, "/logout"),
             (Method::POST, "/sessions/end"),
+            (Method::GET, "/account"),
+            (Method::POST, "/account/link"),
+            (Method::POST, "/account/unlink"),
         ] {
             assert!(is_browser_route(&m, r), "{m} {r}");
         }

@@ -15,6 +15,7 @@ mod model;
 pub mod names;
 pub mod national_id;
 pub mod pairwise;
+pub mod self_service;
 mod store;
 pub mod units;
 
@@ -28,6 +29,7 @@ pub use model::{
     OfficialProfile, OrgUnitState, Profile, UnitRef, WarningRecord,
 };
 pub use pairwise::SubjectResolution;
+pub use self_service::SelfUnlink;
 pub use store::{AccountStore, Dialect};
 
 /// Why an account operation failed.

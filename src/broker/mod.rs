@@ -44,8 +44,8 @@ pub use claims::{assurance, map_claims, normalize_date};
 pub use error::{BrokerError, CertificateFailure};
 pub use http_client::UpstreamHttp;
 
-use crate::app::AppState;
 use crate::accounts::Profile;
+use crate::app::AppState;
 use crate::config::{Protocol, SecretString, Settings};
 use crate::provider::records::ParkedRequests;
 use crate::session::read_cookie;
@@ -270,6 +270,24 @@ impl Broker {
     /// The upstream's Vietnamese display name (for pages), or its id.
     pub fn display_name(&self, id: &str) -> String {
         self.connectors.get(id).map(|c| c.settings().name_vi.clone()).unwrap_or_else(|| id.to_string())
+    }
+
+    /// The upstream's Vietnamese and English display names, or its id twice.
+    pub fn names(&self, id: &str) -> (String, String) {
+        self.connectors
+            .get(id)
+            .map(|c| (c.settings().name_vi.clone(), c.settings().name_en.clone()))
+            .unwrap_or_else(|| (id.to_string(), id.to_string()))
+    }
+
+    /// Every upstream in the chooser's order: `(id, Vietnamese name, English name)`.
+    pub fn upstream_names(&self) -> Vec<(String, String, String)> {
+        self.catalog
+            .ids()
+            .filter_map(|id| self.connectors.get(id))
+            .map(|c| c.settings())
+            .map(|s| (s.id.clone(), s.name_vi.clone(), s.name_en.clone()))
+            .collect()
     }
 
     pub fn has_upstream(&self, id: &str) -> bool {

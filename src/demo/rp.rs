@@ -149,6 +149,7 @@ async fn home(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
         "id_token_claims": session.as_ref().map(|s| pretty(&s.id_token_claims)),
         "userinfo": session.as_ref().map(|s| pretty(&s.userinfo)),
         "users": inner.rp.users,
+        "account_url": format!("{}/account", inner.rp.gateway),
         "other_app": inner.rp.other_app.as_ref().map(|(name, url)| json!({"name": name, "url": url})),
     });
     match inner.templates.get_template("portal.html").and_then(|t| t.render(ctx)) {

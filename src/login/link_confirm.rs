@@ -120,16 +120,16 @@ async fn page(app: &LoginState, headers: &HeaderMap) -> Result<Response, LinkCon
             "this": {
                 "system": app.broker.display_name(&session.upstream),
                 "name": verified.full_name,
-                "number": masked_tail(verified.national_id.as_deref()),
-                "time": local_time(session.auth_time),
+                "number": web::masked_number(verified.national_id.as_deref()),
+                "time": web::vietnam_time(session.auth_time),
             },
             "other": {
                 "system": app.broker.display_name(&offer.other_upstream),
                 "name": pending.full_name,
-                "number": masked_tail(pending.claimed_national_id.as_deref()),
-                "time": local_time(offer.other_auth_time),
+                "number": web::masked_number(pending.claimed_national_id.as_deref()),
+                "time": web::vietnam_time(offer.other_auth_time),
             },
-            "expires": local_time(offer.expires_at),
+            "expires": web::vietnam_time(offer.expires_at),
         }),
     );
     Ok(web::html_response(StatusCode::OK, html, web::CSP_PAGE))
@@ -246,27 +246,6 @@ async fn audit(
     }
 }
 
-/// A number as shown on the page: only its last three digits.
-fn masked_tail(number: Option<&str>) -> String {
-    match number {
-        Some(n) if n.len() > 3 && n.is_ascii() => {
-            format!("{}{}", "*".repeat(n.len() - 3), n.get(n.len() - 3..).unwrap_or_default())
-        }
-        _ => "—".to_string(),
-    }
-}
-
-/// Vietnam time (UTC+7), as people read it.
-fn local_time(at: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(at)
-        .map(|t| t.to_offset(time::macros::offset!(+7)))
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!("[hour]:[minute] [day]/[month]/[year]")).ok()
-        })
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,25 +278,11 @@ mod tests {
     }
 
     #[test]
-    fn only_the_last_three_digits_are_shown() {
-        assert_eq!(masked_tail(Some("079190004512")), "*********512");
-        assert_eq!(masked_tail(Some("512")), "—");
-        assert_eq!(masked_tail(None), "—");
-        assert_eq!(masked_tail(Some("07919000451é")), "—", "never slices inside a character");
-    }
-
-    #[test]
     fn an_offer_answers_only_its_own_session_and_account_while_it_lives() {
         let o = offer();
         assert!(is_for(&o, &session("s1", "v"), 99));
         assert!(!is_for(&o, &session("s1", "v"), 100), "expired");
         assert!(!is_for(&o, &session("s2", "v"), 99), "another session");
         assert!(!is_for(&o, &session("s1", "p"), 99), "another account");
-    }
-
-    #[test]
-    fn times_are_shown_in_vietnam_time() {
-        // 2025-07-01 00:30 UTC is 07:30 in Ho Chi Minh City.
-        assert_eq!(local_time(1_751_329_800), "07:30 01/07/2025");
     }
 }

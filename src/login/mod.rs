@@ -19,9 +19,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
+use crate::account::link as account_link;
 use crate::accounts::{AccountStatus, AccountStore, LinkPolicy};
 use crate::broker::{
     Broker, BrokerError, CallbackParams, Endpoint, PasswordForm, PasswordOutcome, UpstreamIdentity,
@@ -139,12 +140,14 @@ pub fn admit<'p>(
     previous: Option<&'p SsoSession>,
     now: i64,
     proof_window: Duration,
+    bound_link: bool,
 ) -> Admission<'p> {
     if *status != AccountStatus::Active {
         return Admission::Refused;
     }
-    let proof_check =
-        previous.filter(|p| p.account_id != account_id && now - p.auth_time <= proof_window.as_secs() as i64);
+    let proof_check = previous.filter(|p| {
+        p.account_id != account_id && (bound_link || now - p.auth_time <= proof_window.as_secs() as i64)
+    });
     Admission::Admitted { proof_check }
 }
 
@@ -194,14 +197,33 @@ async fn complete(
     };
     let account = resolution.account;
     let previous = app.sessions.current(&headers).await.ok().flatten();
-    let proof_check = match admit(&account.id, &account.status, previous.as_ref(), now, app.proof_window) {
-        Admission::Refused => return account_locked(),
-        Admission::Admitted { proof_check } => proof_check,
+    // A link started on the account page (only a browser with a session can have started one).
+    let link = match &previous {
+        Some(_) => match account_link::take(&app.store, &request_id).await {
+            Ok(link) => link,
+            Err(e) => {
+                tracing::error!(error = %e, "state store failure reading a link intent");
+                return ErrorPage::for_store_error(&e).into_response();
+            }
+        },
+        None => None,
     };
+    let bound_link = link.is_some();
+    let proof_check =
+        match admit(&account.id, &account.status, previous.as_ref(), now, app.proof_window, bound_link) {
+            Admission::Refused => return account_locked(),
+            Admission::Admitted { proof_check } => proof_check,
+        };
     let candidate = match proof_check {
         Some(previous) => proof_link(&app, previous, &account.id, now).await,
         None => None,
     };
+    if let (Some(intent), Some(previous)) = (&link, &previous)
+        && let Some(done) =
+            finish_link(&app, intent, previous, &account, &identity, candidate.is_some(), &request_id).await
+    {
+        return done;
+    }
     // A login always starts a fresh session; any previous one in this browser ends.
     if let Some(previous) = previous
         && let Err(e) = app.sessions.end(&previous).await
@@ -271,6 +293,85 @@ fn new_session(identity: &UpstreamIdentity, account_id: &str, now: i64) -> SsoSe
     }
 }
 
+/// A login made to link another system from the account page (`intent`), while the browser's
+/// session was `previous`: what the linking rules made of it decides. The current session
+/// continues unless a proof-of-ownership confirmation is due (then None: the login goes on as
+/// usual and the person is asked).
+async fn finish_link(
+    app: &LoginState,
+    intent: &account_link::LinkIntent,
+    previous: &SsoSession,
+    account: &crate::accounts::Account,
+    identity: &UpstreamIdentity,
+    proof: bool,
+    request_id: &str,
+) -> Option<Response> {
+    let session_account = app.accounts.find_by_id(&previous.account_id).await.ok().flatten();
+    let decision = account_link::decide(
+        intent,
+        (&previous.sid, &previous.account_id),
+        session_account.as_ref(),
+        account,
+        proof,
+    );
+    tracing::info!(
+        target: "sso_gateway::audit",
+        actor = "self-service",
+        action = "self-link",
+        account = %previous.account_id,
+        sid = %previous.sid,
+        upstream = %identity.upstream,
+        decision = ?decision,
+        "a login to link another system came back"
+    );
+    let (system_vi, system_en) = app.broker.names(&identity.upstream);
+    let refusal = match decision {
+        account_link::LinkDecision::AskForProof => return None,
+        account_link::LinkDecision::Linked => {
+            let detail = serde_json::json!({
+                "upstream": identity.upstream,
+                "subject": identity.subject,
+                "sid": previous.sid,
+            });
+            let reason =
+                "the account holder linked this system from the account page; the linking rules joined it";
+            if let Err(e) = app
+                .accounts
+                .audit("self-service", "self-link", &account.id, Some(reason), &detail, app.clock.now())
+                .await
+            {
+                tracing::error!(error = %e, "could not write the audit line of a self-service link");
+            }
+            None
+        }
+        account_link::LinkDecision::SessionChanged => Some(crate::account::AccountPageError::SessionChanged),
+        account_link::LinkDecision::OtherAccount => Some(crate::account::AccountPageError::OtherAccount {
+            upstream: identity.upstream.clone(),
+            system_vi,
+            system_en,
+        }),
+        account_link::LinkDecision::ProveTheOtherWay => {
+            let (verified_vi, verified_en) = app.broker.names(&previous.upstream);
+            Some(crate::account::AccountPageError::ProveTheOtherWay {
+                upstream: identity.upstream.clone(),
+                system_vi,
+                system_en,
+                verified_vi,
+                verified_en,
+            })
+        }
+    };
+    // The link request is answered here either way; the browser's session stays as it was.
+    let parked = records::take_parked(&app.store, request_id).await.ok().flatten();
+    Some(match (refusal, parked) {
+        (Some(refusal), _) => refusal.into_response(),
+        (None, Some(req)) => {
+            Redirect::to(&crate::account::return_path(app.provider.issuer(), &req)).into_response()
+        }
+        (None, None) => Redirect::to(crate::account::PATH).into_response(),
+    })
+}
+
 /// Answers the parked authorization request `request_id` from `session`: a code for the RP,
 /// unless the login is below the assurance the request requires (then it stays parked and the
 /// person may choose a system that reaches it).
@@ -284,6 +385,10 @@ async fn resume(app: &LoginState, request_id: &str, session: &SsoSession) -> Res
             .into_response();
     }
     match records::take_parked(&app.store, request_id).await {
+        // The gateway's own pages: back to the account page.
+        Ok(Some(req)) if crate::account::is_own_request(&req) => {
+            Redirect::to(&crate::account::return_path(app.provider.issuer(), &req)).into_response()
+        }
         // The request is trusted (validated when parked): a failure goes back to the RP.
         Ok(Some(req)) => match authorize::issue_code(&app.provider, &req, session).await {
             Ok(r) => r,
@@ -318,35 +423,49 @@ mod tests {
     #[test]
     fn a_locked_or_merged_account_is_refused() {
         for status in [AccountStatus::Locked, AccountStatus::MergedInto("a2".into())] {
-            assert_eq!(admit("a1", &status, None, NOW, WINDOW), Admission::Refused, "{status:?}");
+            assert_eq!(admit("a1", &status, None, NOW, WINDOW, false), Admission::Refused, "{status:?}");
             let p = previous("a9", 10);
-            assert_eq!(admit("a1", &status, Some(&p), NOW, WINDOW), Admission::Refused, "{status:?}");
+            assert_eq!(admit("a1", &status, Some(&p), NOW, WINDOW, false), Admission::Refused, "{status:?}");
         }
     }
 
     #[test]
     fn a_first_login_in_the_browser_starts_a_session_with_nothing_to_prove() {
-        let admitted = admit("a1", &AccountStatus::Active, None, NOW, WINDOW);
+        let admitted = admit("a1", &AccountStatus::Active, None, NOW, WINDOW, false);
         assert_eq!(admitted, Admission::Admitted { proof_check: None });
     }
 
     #[test]
     fn a_recent_login_of_another_account_is_checked_for_proof_of_ownership() {
         let p = previous("a9", 600);
-        let admitted = admit("a1", &AccountStatus::Active, Some(&p), NOW, WINDOW);
+        let admitted = admit("a1", &AccountStatus::Active, Some(&p), NOW, WINDOW, false);
         assert_eq!(admitted, Admission::Admitted { proof_check: Some(&p) });
+    }
+
+    #[test]
+    fn a_link_started_from_the_account_page_is_checked_whatever_the_session_age() {
+        let old = previous("a9", 601);
+        assert_eq!(
+            admit("a1", &AccountStatus::Active, Some(&old), NOW, WINDOW, true),
+            Admission::Admitted { proof_check: Some(&old) }
+        );
+        let same = previous("a1", 601);
+        assert_eq!(
+            admit("a1", &AccountStatus::Active, Some(&same), NOW, WINDOW, true),
+            Admission::Admitted { proof_check: None }
+        );
     }
 
     #[test]
     fn an_older_login_or_one_of_the_same_account_proves_nothing() {
         let old = previous("a9", 601);
         assert_eq!(
-            admit("a1", &AccountStatus::Active, Some(&old), NOW, WINDOW),
+            admit("a1", &AccountStatus::Active, Some(&old), NOW, WINDOW, false),
             Admission::Admitted { proof_check: None }
         );
         let same = previous("a1", 5);
         assert_eq!(
-            admit("a1", &AccountStatus::Active, Some(&same), NOW, WINDOW),
+            admit("a1", &AccountStatus::Active, Some(&same), NOW, WINDOW, false),
             Admission::Admitted { proof_check: None }
         );
     }

@@ -20,6 +20,7 @@ use axum::extract::FromRef;
 use axum::routing::{get, post};
 
 pub use backchannel::{FailedDelivery, failures};
+pub use self_service::{SessionRow, session_rows};
 pub use upstream::received as upstream_message;
 
 use crate::accounts::AccountStore;

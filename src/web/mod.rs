@@ -27,6 +27,9 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("sessions.html", include_str!("templates/sessions.html")),
         ("link_confirm.html", include_str!("templates/link_confirm.html")),
         ("password_login.html", include_str!("templates/password_login.html")),
+        ("account.html", include_str!("templates/account.html")),
+        ("account_unlink.html", include_str!("templates/account_unlink.html")),
+        ("account_link_start.html", include_str!("templates/account_link_start.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             tracing::error!(template = name, error = %e, "built-in template does not parse");
@@ -80,6 +83,29 @@ pub fn render<S: Serialize>(template: &str, ctx: S) -> Html<String> {
             tracing::error!(template, error = %e, "template rendering failed");
             Html("<!doctype html><meta charset=utf-8><title>Lỗi / Error</title><p>Đã có lỗi. / Something went wrong.</p>".to_string())
         }
+    }
+}
+
+/// A time as people in Vietnam read it (UTC+7), `HH:MM DD/MM/YYYY`; empty for an
+/// impossible timestamp.
+pub fn vietnam_time(at: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .map(|t| t.to_offset(time::macros::offset!(+7)))
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!("[hour]:[minute] [day]/[month]/[year]")).ok()
+        })
+        .unwrap_or_default()
+}
+
+/// A national ID number as a page shows it: only its last three digits (`*********512`);
+/// `—` when there is none or it is too short to hide anything.
+pub fn masked_number(number: Option<&str>) -> String {
+    match number {
+        Some(n) if n.len() > 3 && n.is_ascii() => {
+            format!("{}{}", "*".repeat(n.len() - 3), n.get(n.len() - 3..).unwrap_or_default())
+        }
+        _ => "—".to_string(),
     }
 }
 
@@ -311,6 +337,25 @@ mod tests {
         assert_eq!(down.title_en, "Service temporarily unavailable");
         // Other pages carry no Retry-After.
         assert!(!ErrorPage::unavailable().into_response().headers().contains_key(header::RETRY_AFTER));
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_last_three_digits_are_shown() {
+        assert_eq!(masked_number(Some("079190004512")), "*********512");
+        assert_eq!(masked_number(Some("512")), "—");
+        assert_eq!(masked_number(None), "—");
+        assert_eq!(masked_number(Some("07919000451é")), "—", "never slices inside a character");
+    }
+
+    #[test]
+    fn times_are_shown_in_vietnam_time() {
+        // 2025-07-01 00:30 UTC is 07:30 in Ho Chi Minh City.
+        assert_eq!(vietnam_time(1_751_329_800), "07:30 01/07/2025");
     }
 }
 

@@ -95,6 +95,23 @@ pub struct Options {
     /// Bind a listener for the certificate host (`[certificate] listen`); `{certificate_port}`
     /// in `extra_config` is its port (and `{gateway}` anywhere the gateway's URL).
     pub certificate_host: bool,
+    /// The account store; None = a SQLite file in the test's folder (see
+    /// [`postgres_accounts_url`]).
+    pub accounts_url: Option<String>,
+}
+
+/// A fresh schema of the test binary's private PostgreSQL, as an account-store URL (the
+/// gateway migrates it at start-up; the cluster goes when the tests end).
+pub async fn postgres_accounts_url() -> String {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let base = sso_test_services::postgres_url();
+    let schema = format!("sso_e2e_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::AnyConnection::connect(&base).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
 }
 
 impl Options {
@@ -291,6 +308,11 @@ impl TestSystem {
         if !options.cas_config.is_empty() {
             text =
                 text.replacen("[upstreams.cas]\n", &format!("[upstreams.cas]\n{}\n", options.cas_config), 1);
+        }
+        if let Some(url) = &options.accounts_url {
+            let sqlite = format!("url = \"sqlite://{}/accounts.db?mode=rwc\"", dir.path().display());
+            assert!(text.contains(&sqlite));
+            text = text.replacen(&sqlite, &format!("url = \"{url}\""), 1);
         }
         let mut certificate = None;
         let mut extra = options.extra_config.replace("{gateway}", &gateway);
@@ -696,6 +718,14 @@ impl Receiver {
             let _ = axum::serve(listener, app).await;
         });
         Receiver { url, tokens, task }
+    }
+
+    /// The first `n` tokens received, as soon as they arrived (None if they do not come
+    /// `within`).
+    pub async fn wait_for_tokens(&self, n: usize, within: std::time::Duration) -> Option<Vec<String>> {
+        let mut tokens = self.tokens.clone();
+        let arrived = tokio::time::timeout(within, tokens.wait_for(|t| t.len() >= n)).await;
+        Some(arrived.ok()?.ok()?.clone())
     }
 
     /// The first token received, as soon as it arrives (None if none comes `within`).

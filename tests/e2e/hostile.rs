@@ -340,6 +340,11 @@ async fn every_endpoint(sys: &TestSystem) {
     }
     p.attack(Via::Query, "/sessions", &[], &["sid"]).await;
     p.attack(Via::Form, "/sessions/end", &[("sid", "all"), ("csrf", "x")], &["sid", "csrf"]).await;
+    p.attack(Via::Query, "/account", &[("lang", "vi")], &["lang", "linking", "unlinked"]).await;
+    let link = [("csrf", "x"), ("upstream", "hcm"), ("subject", "s"), ("lang", "vi")];
+    p.attack(Via::Query, "/account/unlink", &link[1..], &["upstream", "subject", "lang"]).await;
+    p.attack(Via::Form, "/account/unlink", &link, &["csrf", "upstream", "subject", "lang"]).await;
+    p.attack(Via::Form, "/account/link", &link, &["csrf", "upstream", "lang"]).await;
 
     // Hostile path segments and headers.
     for segment in ["%FF", "%00", "a%0D%0Ab", "..%2F..%2Fetc", &"u".repeat(8 * 1024)] {

@@ -6,10 +6,12 @@ mod helpers;
 mod key_rotation;
 mod slapd;
 
+mod account_page;
 mod accounts;
 mod admin_cli;
 mod authorize_errors;
 mod bounded_state;
+mod browser;
 mod cas;
 mod certificate_login;
 mod discovery;

@@ -1,0 +1,84 @@
+//! "My account": the person's own account pages, for every logged-in person (`/account`).
+//!
+//! Owns: the account page (who I am, with the national ID masked to its last three digits;
+//! the former systems linked to the account, when linked and when last used; my sessions and
+//! the applications that received tokens in each; "log out everywhere"), starting a link of
+//! another former system (a fresh login through that upstream bound to the current session,
+//! resolved by the existing linking rules, see [`link`]), unlinking one of several links after
+//! a confirmation step, and sending a person who is not logged in through the chooser and back
+//! here. Every write is a POST bound to the session's anti-forgery token.
+//!
+//! Uses: `session` (who is asking), `accounts` (reads, [`crate::accounts::AccountStore::unlink_own`]
+//! and the audit log), `logout` (the session list and ending sessions everywhere, back-channel
+//! notifications included), `provider::records` (a parked request that returns here after a
+//! login), the broker's upstream names.
+//! Must not: know upstream protocols (a link is an ordinary login through the broker; the
+//! linking rules are the account store's), or decide links itself.
+
+mod error;
+pub mod link;
+pub mod overview;
+mod pages;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use error::AccountPageError;
+pub use overview::{AccountOverview, overview};
+
+use crate::app::AppState;
+use crate::provider::records::AuthorizationRequest;
+
+/// The account page.
+pub const PATH: &str = "/account";
+
+/// The `client_id` of requests the gateway parks for its own pages (a login that returns to
+/// `/account`, a link). It holds a `:`, which no configured client id may (`check-config`
+/// refuses it), so no relying party can ever be confused with it.
+pub const PAGES_CLIENT: &str = "sso-gateway:account";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(PATH, get(pages::show))
+        .route("/account/link", post(pages::start_link))
+        .route("/account/unlink", get(pages::confirm_unlink).post(pages::unlink))
+}
+
+/// Whether a parked request is one of the gateway's own (its login ends on the account page,
+/// not at a relying party).
+pub fn is_own_request(req: &AuthorizationRequest) -> bool {
+    req.client_id == PAGES_CLIENT
+}
+
+/// Where a login for the gateway's own pages continues: the account page the request names,
+/// never anywhere else.
+pub fn return_path(issuer: &str, req: &AuthorizationRequest) -> String {
+    match req.redirect_uri.strip_prefix(issuer) {
+        Some(path) if path == PATH || path.starts_with("/account?") => path.to_string(),
+        _ => PATH.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own(redirect_uri: &str) -> AuthorizationRequest {
+        link::own_request(redirect_uri.to_string(), crate::web::Lang::Vi, false)
+    }
+
+    #[test]
+    fn own_requests_return_only_to_the_account_page() {
+        let issuer = "https://sso.example";
+        assert_eq!(return_path(issuer, &own("https://sso.example/account?lang=en")), "/account?lang=en");
+        assert_eq!(return_path(issuer, &own("https://sso.example/account")), "/account");
+        for elsewhere in [
+            "https://evil.example/account",
+            "https://sso.example/accounts",
+            "https://sso.example.evil/account",
+        ] {
+            assert_eq!(return_path(issuer, &own(elsewhere)), "/account", "{elsewhere}");
+        }
+        assert!(is_own_request(&own("https://sso.example/account")));
+    }
+}

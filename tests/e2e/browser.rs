@@ -1,0 +1,97 @@
+//! Proven in a real browser: Debian's Chromium, headless, drives the account page of the real
+//! gateway (log in through the simulated Ho Chi Minh City system, switch to English, link
+//! Binh Duong with the keyboard only, unlink it through the confirmation page), and axe-core
+//! checks every page it sees, failing on serious or critical violations. The driver is a Node
+//! script, `tests/browser/account.mjs` (playwright-core with Debian's Chromium, no bundled
+//! browser); screenshots and axe reports are kept under `target/browser-artifacts/` for CI.
+//!
+//! Needs `chromium` (`apt-get install chromium`), `node` and `npm ci --prefix tests/browser`;
+//! without them the test fails with one line saying what to install.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// Debian's Chromium, or the one `SSO_TEST_CHROMIUM` names.
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("SSO_TEST_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/chromium".into());
+    if !path.is_file() {
+        panic!("browser test: {} not found (install it: apt-get install chromium)", path.display());
+    }
+    path
+}
+
+fn browser_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if std::process::Command::new("node").arg("--version").output().is_err() {
+        panic!("browser test: `node` not found (install Node.js 20+, e.g. apt-get install nodejs npm)");
+    }
+    for package in ["playwright-core", "axe-core"] {
+        if !dir.join("node_modules").join(package).is_dir() {
+            panic!("browser test: {package} not installed (run `npm ci --prefix tests/browser`)");
+        }
+    }
+    dir
+}
+
+/// `target/browser-artifacts/<name>` (beside the tests' own temporary folder).
+fn artifacts(name: &str) -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let target = tmp.parent().unwrap_or(tmp);
+    let dir = target.join("browser-artifacts").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn the_account_page_works_in_chromium_by_keyboard_and_passes_axe() {
+    let chromium = chromium();
+    let dir = browser_dir();
+    let out = artifacts("account");
+    let sys = TestSystem::start().await;
+    let child = tokio::process::Command::new("node")
+        .arg(dir.join("account.mjs"))
+        .arg(&sys.gateway)
+        .arg(&out)
+        .arg(&chromium)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), child)
+        .await
+        .expect("the browser run ended within 3 minutes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no report from the browser run\nstdout: {stdout}\nstderr: {stderr}"));
+    assert!(
+        output.status.success() && report["ok"] == true,
+        "browser run failed: {}\n{stderr}",
+        report["failures"]
+    );
+    // Every page was seen, checked by axe and photographed.
+    let pages: Vec<&str> = report["pages"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(pages, ["chooser", "account-vi", "account-en", "account-linked", "unlink-confirm"]);
+    for page in &pages {
+        assert!(report["axe"][page].is_array(), "axe ran on {page}");
+        assert!(out.join(format!("{page}.axe.json")).is_file());
+    }
+    assert_eq!(report["screenshots"].as_array().unwrap().len(), 6);
+    assert!(out.join("02-account-vi.png").is_file());
+    // The browser really linked and unlinked: the store agrees.
+    let lan = sys.app.accounts.find_by_national_id("079190004512").await.unwrap().unwrap();
+    let links = sys.app.accounts.links_of(&lan.id).await.unwrap();
+    assert_eq!(links.iter().map(|l| l.upstream.as_str()).collect::<Vec<_>>(), ["hcm"]);
+    let actions: Vec<String> =
+        sys.app.accounts.audit_log(Some(&lan.id), 10).await.unwrap().into_iter().map(|a| a.action).collect();
+    assert!(actions.contains(&"self-link".into()) && actions.contains(&"self-unlink".into()), "{actions:?}");
+}
