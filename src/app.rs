@@ -164,6 +164,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::broker::router())
         .merge(crate::login::router())
         .merge(crate::logout::router())
+        .merge(crate::admin::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         // Both run after routing, so they see the matched route; metrics outermost.

@@ -8,6 +8,7 @@
 //! `tools/sso-bench`, the `demo` command in the binary (`src/main.rs`, feature `demo`).
 
 pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod broker;
 pub mod cli;

@@ -64,6 +64,32 @@ pub struct Settings {
     /// DPoP proofs and sender-constrained tokens (RFC 9449).
     #[serde(default)]
     pub dpop: DpopSettings,
+    /// The admin API (`/admin/api/v1`): who may use it.
+    #[serde(default)]
+    pub admin: AdminSettings,
+}
+
+/// The admin API under `/admin/api/v1`: it takes access tokens of this gateway that carry
+/// `scope`. A `client_credentials` token acts as its client; a person's token also needs
+/// `role` among the official's roles and an `acr` at least `min_acr`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// The scope an access token must carry (grant it only to the clients that may administer).
+    #[serde(default = "defaults::admin_scope")]
+    pub scope: String,
+    /// The role (from the officials' directory) a person must hold.
+    #[serde(default = "defaults::admin_role")]
+    pub role: String,
+    /// The lowest `acr` of a person's token (one of `assurance.levels`); None = any level.
+    #[serde(default)]
+    pub min_acr: Option<String>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self { scope: defaults::admin_scope(), role: defaults::admin_role(), min_acr: None }
+    }
 }
 
 /// Pushed authorization requests (RFC 9126): a confidential client posts its authorization
@@ -999,6 +1025,14 @@ mod defaults {
     pub fn par_lifetime() -> Duration {
         Duration::from_secs(60)
     }
+    pub fn admin_scope() -> String {
+        "admin".into()
+    }
+
+    pub fn admin_role() -> String {
+        "quan-tri".into()
+    }
+
     pub fn dpop_proof_max_age() -> Duration {
         Duration::from_secs(60)
     }

@@ -90,6 +90,8 @@ pub struct Options {
     pub extra_config: String,
     /// Extra keys for the CAS upstream's `[upstreams.cas]` table.
     pub cas_config: String,
+    /// The account store (e.g. a PostgreSQL schema); None = a SQLite file of the test.
+    pub accounts_url: Option<String>,
 }
 
 impl Options {
@@ -277,6 +279,10 @@ impl TestSystem {
         let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gateway = format!("http://{}", front.local_addr().unwrap());
         let mut text = config_text(&gateway, &issuers, dir.path());
+        if let Some(url) = &options.accounts_url {
+            let sqlite = format!("url = \"sqlite://{}/accounts.db?mode=rwc\"", dir.path().display());
+            text = text.replacen(&sqlite, &format!("url = \"{url}\""), 1);
+        }
         if let Some(redis) = &options.redis {
             text.push_str(&format!(
                 "\n[sessions]\nstore = \"{redis}\"\n[sessions.redis]\nkey_prefix = \"{}\"\ntimeout = \"2s\"\n",

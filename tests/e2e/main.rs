@@ -7,6 +7,7 @@ mod key_rotation;
 mod slapd;
 
 mod accounts;
+mod admin_api;
 mod admin_cli;
 mod authorize_errors;
 mod bounded_state;
