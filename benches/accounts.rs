@@ -249,21 +249,27 @@ async fn search_before(pool: &sqlx::AnyPool, kind: &str, j: u64) -> usize {
     let (sql, arg1, arg2): (&str, String, Option<String>) = match kind {
         "national ID" => ("SELECT id FROM accounts WHERE national_id = $1", national_id(j), None),
         "public sub" => ("SELECT id FROM accounts WHERE sub = $1", public_sub(j), None),
-        "pairwise sub" => ("SELECT account_id FROM pairwise_subjects WHERE sub = $1", pairwise(j / 10 * 10), None),
+        "pairwise sub" => {
+            ("SELECT account_id FROM pairwise_subjects WHERE sub = $1", pairwise(j / 10 * 10), None)
+        }
         "upstream identity" => (
             "SELECT account_id FROM identity_links WHERE upstream = $1 AND subject = $2",
             UPSTREAMS[(j % 3) as usize].to_string(),
             Some(format!("s{j}")),
         ),
-        "official code" => {
-            ("SELECT account_id FROM official_profiles WHERE official_code = $1", official_code(j / 20 * 20), None)
-        }
+        "official code" => (
+            "SELECT account_id FROM official_profiles WHERE official_code = $1",
+            official_code(j / 20 * 20),
+            None,
+        ),
         "name: family + middle, no accents" => {
             let full = name(j);
             let prefix: Vec<&str> = full.split(' ').take(2).collect();
             (like, format!("{}%", sso_gateway::accounts::names::match_key(&prefix.join(" "))), None)
         }
-        "name: full, accented" => (like, format!("{}%", sso_gateway::accounts::names::match_key(&name(j))), None),
+        "name: full, accented" => {
+            (like, format!("{}%", sso_gateway::accounts::names::match_key(&name(j))), None)
+        }
         _ => (
             "SELECT id FROM accounts WHERE name_key LIKE $1 ORDER BY name_key, id LIMIT 50 OFFSET 50",
             format!("{}%", sso_gateway::accounts::names::match_key(&name(j))),
@@ -315,7 +321,10 @@ async fn search_kinds(store: &AccountStore, pool: &sqlx::AnyPool, a: &Args) {
         }
         report(&format!("search before: {kind}"), samples);
     }
-    sqlx::query("CREATE INDEX accounts_name_search ON accounts (name_search, id)").execute(pool).await.unwrap();
+    sqlx::query("CREATE INDEX accounts_name_search ON accounts (name_search, id)")
+        .execute(pool)
+        .await
+        .unwrap();
     sqlx::query("CREATE INDEX official_profiles_official_code ON official_profiles (official_code)")
         .execute(pool)
         .await
@@ -338,7 +347,11 @@ async fn search_kinds(store: &AccountStore, pool: &sqlx::AnyPool, a: &Args) {
             samples.push(t.elapsed());
             assert!(!page.items.is_empty(), "{kind}");
             if kind == "national ID" {
-                assert!(page.items.iter().all(|s| s.national_id_masked.as_deref().is_some_and(|m| m.contains('*'))));
+                assert!(
+                    page.items
+                        .iter()
+                        .all(|s| s.national_id_masked.as_deref().is_some_and(|m| m.contains('*')))
+                );
             }
         }
         report(&format!("search after: {kind}"), samples);
@@ -368,8 +381,8 @@ async fn run(backend: &str, a: &Args) {
         _ => {
             sqlx::any::install_default_drivers();
             // A private cluster (tools/test-services) unless a server is named.
-            let base = std::env::var("SSO_BENCH_POSTGRES_URL")
-                .unwrap_or_else(|_| sso_test_services::postgres_url());
+            let base =
+                std::env::var("SSO_BENCH_POSTGRES_URL").unwrap_or_else(|_| sso_test_services::postgres_url());
             let name = format!("sso_bench_{}", uuid::Uuid::new_v4().simple());
             let mut conn = sqlx::AnyConnection::connect(&base).await.unwrap();
             sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut conn).await.unwrap();

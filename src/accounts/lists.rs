@@ -100,7 +100,11 @@ impl AccountStore {
     }
 
     /// Conflicts naming an account on either side (newest first, at most `limit`).
-    pub async fn conflicts_of(&self, account_id: &str, limit: u32) -> Result<Vec<ConflictRecord>, AccountError> {
+    pub async fn conflicts_of(
+        &self,
+        account_id: &str,
+        limit: u32,
+    ) -> Result<Vec<ConflictRecord>, AccountError> {
         let rows = sqlx::query(&format!(
             "SELECT {CONFLICT_COLUMNS} FROM link_conflicts WHERE existing_account_id = $1 OR new_account_id = $1 \
              ORDER BY id DESC LIMIT $2"
@@ -128,7 +132,8 @@ impl AccountStore {
                 serde_json::from_slice(&bytes).map_err(|_| bad_cursor())
             })
             .transpose()?;
-        let (at, account, source, code) = key.unwrap_or((i64::MAX, String::new(), String::new(), String::new()));
+        let (at, account, source, code) =
+            key.unwrap_or((i64::MAX, String::new(), String::new(), String::new()));
         let rows = sqlx::query(
             "SELECT account_id, source, code, national_id, detail, created_at FROM national_id_warnings \
              WHERE ($1 = '' OR code = $1) AND ($2 = '' OR source = $2) AND ($3 = '' OR account_id = $3) \

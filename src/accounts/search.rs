@@ -152,8 +152,8 @@ impl AccountStore {
         let rows = match query {
             SearchQuery::NationalId(raw) => {
                 check_text("the national ID", raw)?;
-                let number = NationalId::parse(raw)
-                    .map_err(|e| AccountError::Invalid(format!("national ID: {e}")))?;
+                let number =
+                    NationalId::parse(raw).map_err(|e| AccountError::Invalid(format!("national ID: {e}")))?;
                 let sql = format!(
                     "SELECT {SUMMARY_COLUMNS} FROM {SUMMARY_FROM} WHERE a.id IN ( \
                        SELECT id FROM accounts WHERE national_id = $1 \
@@ -161,7 +161,12 @@ impl AccountStore {
                        UNION SELECT account_id FROM national_id_history WHERE national_id = $1) \
                      AND a.id > $2 ORDER BY a.id LIMIT $3"
                 );
-                sqlx::query(&sql).bind(number.as_str()).bind(&after_id).bind(fetch).fetch_all(&self.pool).await?
+                sqlx::query(&sql)
+                    .bind(number.as_str())
+                    .bind(&after_id)
+                    .bind(fetch)
+                    .fetch_all(&self.pool)
+                    .await?
             }
             SearchQuery::Sub(sub) => {
                 check_text("the sub", sub)?;
@@ -208,7 +213,9 @@ impl AccountStore {
                 // the first string past every string starting with the prefix.
                 let (from_name, from_id) = match &after {
                     Some(Cursor { n: Some(n), i }) => (n.clone(), i.clone()),
-                    Some(_) => return Err(AccountError::Invalid("the cursor is not one of a name search".into())),
+                    Some(_) => {
+                        return Err(AccountError::Invalid("the cursor is not one of a name search".into()));
+                    }
                     None => (prefix.clone(), String::new()),
                 };
                 let end = prefix_end(&prefix);

@@ -112,7 +112,9 @@ pub async fn search_accounts(
         SearchBy::OfficialCode => SearchQuery::OfficialCode(p.q),
         SearchBy::Name => SearchQuery::Name(p.q),
         SearchBy::Upstream => SearchQuery::Upstream {
-            upstream: p.upstream.ok_or_else(|| AdminError::BadRequest("by=upstream needs upstream".into()))?,
+            upstream: p
+                .upstream
+                .ok_or_else(|| AdminError::BadRequest("by=upstream needs upstream".into()))?,
             subject: p.q,
         },
     };
@@ -300,7 +302,8 @@ pub async fn conflicts(
     Params(p): Params<ConflictParams>,
 ) -> Result<Json<ConflictPage>, AdminError> {
     let include = p.include_resolved.unwrap_or(false);
-    let page = app.accounts.conflicts_page(include, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
+    let page =
+        app.accounts.conflicts_page(include, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
     Ok(Json(ConflictPage { items: page.items, next_cursor: page.next_cursor }))
 }
 
@@ -357,7 +360,8 @@ pub async fn warnings(
     Params(p): Params<WarningParams>,
 ) -> Result<Json<WarningPage>, AdminError> {
     let filter = WarningFilter { code: p.code, source: p.source, account_id: p.account_id, since: p.since };
-    let page = app.accounts.warnings_page(&filter, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
+    let page =
+        app.accounts.warnings_page(&filter, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
     let items = page.items.into_iter().map(mask_warning).collect();
     Ok(Json(WarningPage { items, next_cursor: page.next_cursor }))
 }

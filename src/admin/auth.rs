@@ -30,7 +30,9 @@ impl FromRequestParts<AppState> for Admin {
         }
         let claims = crate::provider::userinfo::verify_access_token(app, token).await?;
         if claims.cnf.is_some() {
-            return Err(AdminError::InvalidToken("DPoP-bound tokens are not accepted by the admin API".into()));
+            return Err(AdminError::InvalidToken(
+                "DPoP-bound tokens are not accepted by the admin API".into(),
+            ));
         }
         check_scope(&claims, &app.settings.admin)?;
         match &claims.sid {

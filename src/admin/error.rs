@@ -45,7 +45,9 @@ pub enum AdminError {
 impl AdminError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
-            AdminError::MissingToken => (StatusCode::UNAUTHORIZED, "invalid_request", "no access token".into()),
+            AdminError::MissingToken => {
+                (StatusCode::UNAUTHORIZED, "invalid_request", "no access token".into())
+            }
             AdminError::InvalidToken(d) => (StatusCode::UNAUTHORIZED, "invalid_token", d.clone()),
             AdminError::InsufficientScope { scope } => {
                 (StatusCode::FORBIDDEN, "insufficient_scope", format!("the token lacks the scope {scope}"))
@@ -90,7 +92,8 @@ impl AdminError {
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let (status, error, description) = self.parts();
-        let mut res = (status, Json(json!({ "error": error, "error_description": description }))).into_response();
+        let mut res =
+            (status, Json(json!({ "error": error, "error_description": description }))).into_response();
         if let Some(v) = self.challenge().and_then(|c| HeaderValue::from_str(&c).ok()) {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
@@ -125,7 +128,9 @@ impl From<crate::logout::LogoutError> for AdminError {
         match e {
             crate::logout::LogoutError::Store(e) => e.into(),
             crate::logout::LogoutError::Accounts(e) => e.into(),
-            crate::logout::LogoutError::UnknownAccount(sub) => AdminError::NotFound(format!("account with sub {sub}")),
+            crate::logout::LogoutError::UnknownAccount(sub) => {
+                AdminError::NotFound(format!("account with sub {sub}"))
+            }
         }
     }
 }
@@ -153,8 +158,7 @@ mod tests {
     async fn answer(e: AdminError) -> (StatusCode, Option<String>, serde_json::Value) {
         let res = e.into_response();
         let status = res.status();
-        let challenge =
-            res.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_string());
+        let challenge = res.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_string());
         assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
         let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
         (status, challenge, serde_json::from_slice(&body).unwrap())

@@ -43,6 +43,8 @@ pub const OPENAPI_PATH: &str = "/admin/api/openapi.json";
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&BearerScheme),
+    // Referenced by query parameters, which do not register their schemas themselves.
+    components(schemas(api::SearchBy)),
     tags(
         (name = "accounts", description = "Search, account page, lock, sessions, links, merge, unit"),
         (name = "review", description = "Linking conflicts, national-ID warnings, audit log"),
@@ -59,7 +61,9 @@ impl Modify for BearerScheme {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
         );
     }
 }

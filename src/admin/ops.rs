@@ -101,14 +101,19 @@ pub async fn account_detail(
             clients,
         });
     }
-    let audit_filter = crate::accounts::lists::AuditFilter { target: Some(account.id.clone()), ..Default::default() };
+    let audit_filter =
+        crate::accounts::lists::AuditFilter { target: Some(account.id.clone()), ..Default::default() };
     Ok(AccountDetail {
         links: s.links_of(&account.id).await?,
         national_id_history: s
             .number_history(&account.id)
             .await?
             .into_iter()
-            .map(|(national_id, replaced_by, changed_at)| FormerNumber { national_id, replaced_by, changed_at })
+            .map(|(national_id, replaced_by, changed_at)| FormerNumber {
+                national_id,
+                replaced_by,
+                changed_at,
+            })
             .collect(),
         aliases: s
             .aliases_of(&account.id)
@@ -193,14 +198,26 @@ fn check_identity(app: &AppState, upstream: &str, subject: &str) -> Result<(), A
 }
 
 /// Merges account `id` into `into` (the survivor).
-pub async fn merge(app: &AppState, id: &str, into: &str, actor: &str, why: &str) -> Result<Account, AdminError> {
+pub async fn merge(
+    app: &AppState,
+    id: &str,
+    into: &str,
+    actor: &str,
+    why: &str,
+) -> Result<Account, AdminError> {
     let why = reason(why)?;
     let (loser, winner) = (AccountSelector::Id(id.to_string()), AccountSelector::Id(into.to_string()));
     Ok(app.accounts.merge(&loser, &winner, actor, why, app.clock.now()).await?)
 }
 
 /// Decides an official's unit in the new structure.
-pub async fn set_unit(app: &AppState, id: &str, unit: &str, actor: &str, why: &str) -> Result<Account, AdminError> {
+pub async fn set_unit(
+    app: &AppState,
+    id: &str,
+    unit: &str,
+    actor: &str,
+    why: &str,
+) -> Result<Account, AdminError> {
     let why = reason(why)?;
     let selector = AccountSelector::Id(id.to_string());
     Ok(app.accounts.decide_unit(&selector, unit, actor, why, app.clock.now()).await?)

@@ -677,7 +677,8 @@ fn check_par_and_dpop(s: &Settings, p: &mut Vec<Problem>) {
 /// `[admin]`: a scope name that can be requested, a role, and an `acr` of the ladder.
 fn check_admin(s: &Settings, p: &mut Vec<Problem>) {
     let a = &s.admin;
-    if a.scope.is_empty() || a.scope == "openid" || !a.scope.chars().all(|c| c.is_ascii_graphic() && c != '"') {
+    if a.scope.is_empty() || a.scope == "openid" || !a.scope.chars().all(|c| c.is_ascii_graphic() && c != '"')
+    {
         p.push(
             Problem::new("admin.scope", "not a usable scope name")
                 .expecting("a non-empty scope token other than \"openid\" (e.g. \"admin\")"),
@@ -689,10 +690,10 @@ fn check_admin(s: &Settings, p: &mut Vec<Problem>) {
     if let Some(acr) = &a.min_acr
         && s.assurance.rank(acr).is_none()
     {
-        p.push(Problem::new("admin.min_acr", format!("{acr:?} is not an assurance level")).expecting(format!(
-            "one of assurance.levels: {}",
-            s.assurance.levels.join(", ")
-        )));
+        p.push(
+            Problem::new("admin.min_acr", format!("{acr:?} is not an assurance level"))
+                .expecting(format!("one of assurance.levels: {}", s.assurance.levels.join(", "))),
+        );
     }
 }
 

@@ -63,13 +63,18 @@ async fn start(backend: Backend, extra_admin: &str) -> TestSystem {
         Backend::Sqlite => None,
         Backend::Postgres => Some(postgres_schema().await),
     };
-    TestSystem::start_with(Options { extra_config: admin_config(extra_admin), accounts_url, ..Options::default() })
-        .await
+    TestSystem::start_with(Options {
+        extra_config: admin_config(extra_admin),
+        accounts_url,
+        ..Options::default()
+    })
+    .await
 }
 
 async fn client_token(sys: &TestSystem, id: &str, secret: &str, scope: &str) -> String {
     let (status, _, body) =
-        token_request(sys, Some((id, secret)), &[("grant_type", "client_credentials"), ("scope", scope)]).await;
+        token_request(sys, Some((id, secret)), &[("grant_type", "client_credentials"), ("scope", scope)])
+            .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["access_token"].as_str().unwrap().to_string()
 }
@@ -118,7 +123,8 @@ fn enc(s: &str) -> String {
 #[tokio::test]
 async fn no_token_is_401_and_a_token_without_the_admin_scope_is_403() {
     let sys = start(Backend::Sqlite, "").await;
-    let (status, challenge, body) = call(&sys, reqwest::Method::GET, "/admin/api/v1/conflicts", None, None).await;
+    let (status, challenge, body) =
+        call(&sys, reqwest::Method::GET, "/admin/api/v1/conflicts", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(challenge.unwrap().starts_with("Bearer"));
     let (status, challenge, _) =
@@ -143,7 +149,8 @@ async fn no_token_is_401_and_a_token_without_the_admin_scope_is_403() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let (status, _, _) = call(&sys, reqwest::Method::GET, "/admin/api/v1/conflicts", Some(&token), None).await;
+    let (status, _, _) =
+        call(&sys, reqwest::Method::GET, "/admin/api/v1/conflicts", Some(&token), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
@@ -204,7 +211,8 @@ async fn conflict_found_and_resolved(backend: Backend, decision: &str) {
     assert_eq!(items.len(), 1, "{list}");
     let conflict = &items[0];
     assert_eq!(conflict["reason"], "birthdate_mismatch");
-    let (existing, new) = (conflict["existing_account_id"].as_str().unwrap(), conflict["new_account_id"].as_str().unwrap());
+    let (existing, new) =
+        (conflict["existing_account_id"].as_str().unwrap(), conflict["new_account_id"].as_str().unwrap());
 
     // Both records side by side: the full number only on the account page, each view audited.
     for id in [existing, new] {
@@ -217,11 +225,18 @@ async fn conflict_found_and_resolved(backend: Backend, decision: &str) {
 
     // A decision needs a reason.
     let path = format!("/admin/api/v1/conflicts/{}/resolve", conflict["id"]);
-    let (status, _, body) =
-        call(&sys, reqwest::Method::POST, &path, Some(&token), Some(json!({ "decision": decision, "reason": " " })))
-            .await;
+    let (status, _, body) = call(
+        &sys,
+        reqwest::Method::POST,
+        &path,
+        Some(&token),
+        Some(json!({ "decision": decision, "reason": " " })),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let resolved = post(&sys, &path, &token, json!({ "decision": decision, "reason": "same person, checked ID card" })).await;
+    let resolved =
+        post(&sys, &path, &token, json!({ "decision": decision, "reason": "same person, checked ID card" }))
+            .await;
     let expected = if decision == "merge" { "merged" } else { "kept-apart" };
     assert_eq!(resolved["resolution"], expected);
     assert!(resolved["resolved_at"].is_i64());
@@ -296,7 +311,10 @@ async fn every_operation(backend: Backend) {
     let searches = [
         format!("by=national_id&q={number}"),
         format!("by=sub&q={}", lan_account.sub),
-        format!("by=upstream&upstream=hcm&q={}", enc(&sys.app.accounts.links_of(&lan_account.id).await.unwrap()[0].subject)),
+        format!(
+            "by=upstream&upstream=hcm&q={}",
+            enc(&sys.app.accounts.links_of(&lan_account.id).await.unwrap()[0].subject)
+        ),
         format!("by=name&q={}", enc("nguyen thi l")),
         format!("by=name&q={}", enc("NGUYỄN Thị Lan")),
     ];
@@ -318,15 +336,27 @@ async fn every_operation(backend: Backend) {
     let first = get(&sys, "/admin/api/v1/accounts?by=name&q=le%20thi%20hoa&limit=1", &token).await;
     assert_eq!(first["items"].as_array().unwrap().len(), 1);
     let cursor = first["next_cursor"].as_str().expect("a second page");
-    let second = get(&sys, &format!("/admin/api/v1/accounts?by=name&q=le%20thi%20hoa&limit=1&cursor={cursor}"), &token).await;
+    let second = get(
+        &sys,
+        &format!("/admin/api/v1/accounts?by=name&q=le%20thi%20hoa&limit=1&cursor={cursor}"),
+        &token,
+    )
+    .await;
     assert_eq!(second["items"].as_array().unwrap().len(), 1);
     assert_ne!(first["items"][0]["id"], second["items"][0]["id"]);
     assert_eq!(second["next_cursor"], Value::Null);
-    let (status, _, _) =
-        call(&sys, reqwest::Method::GET, "/admin/api/v1/accounts?by=name&q=x&cursor=garbage", Some(&token), None).await;
+    let (status, _, _) = call(
+        &sys,
+        reqwest::Method::GET,
+        "/admin/api/v1/accounts?by=name&q=x&cursor=garbage",
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _, _) =
-        call(&sys, reqwest::Method::GET, "/admin/api/v1/accounts?by=national_id&q=12", Some(&token), None).await;
+        call(&sys, reqwest::Method::GET, "/admin/api/v1/accounts?by=national_id&q=12", Some(&token), None)
+            .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _, _) =
         call(&sys, reqwest::Method::GET, "/admin/api/v1/accounts/nobody", Some(&token), None).await;
@@ -341,11 +371,22 @@ async fn every_operation(backend: Backend) {
     assert!(page["sessions"][0]["clients"].as_array().unwrap().iter().any(|c| c == PORTAL));
 
     // Lock needs a reason; a locked account's tokens stop working; unlock; locking twice is 409.
-    let (status, _, _) =
-        call(&sys, reqwest::Method::POST, &format!("/admin/api/v1/accounts/{id}/lock"), Some(&token), Some(json!({})))
-            .await;
+    let (status, _, _) = call(
+        &sys,
+        reqwest::Method::POST,
+        &format!("/admin/api/v1/accounts/{id}/lock"),
+        Some(&token),
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let locked = post(&sys, &format!("/admin/api/v1/accounts/{id}/lock"), &token, json!({ "reason": "reported stolen" })).await;
+    let locked = post(
+        &sys,
+        &format!("/admin/api/v1/accounts/{id}/lock"),
+        &token,
+        json!({ "reason": "reported stolen" }),
+    )
+    .await;
     assert_eq!(locked["status"]["status"], "locked");
     let (status, _, _) = userinfo(&sys, &lan.access_token).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -358,11 +399,23 @@ async fn every_operation(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let unlocked = post(&sys, &format!("/admin/api/v1/accounts/{id}/unlock"), &token, json!({ "reason": "owner verified" })).await;
+    let unlocked = post(
+        &sys,
+        &format!("/admin/api/v1/accounts/{id}/unlock"),
+        &token,
+        json!({ "reason": "owner verified" }),
+    )
+    .await;
     assert_eq!(unlocked["status"]["status"], "active");
 
     // End her sessions everywhere: her access token's grant is revoked.
-    let ended = post(&sys, &format!("/admin/api/v1/accounts/{id}/sessions/end"), &token, json!({ "reason": "left the city" })).await;
+    let ended = post(
+        &sys,
+        &format!("/admin/api/v1/accounts/{id}/sessions/end"),
+        &token,
+        json!({ "reason": "left the city" }),
+    )
+    .await;
     assert_eq!(ended["ended"], 1);
     let (status, _, _) = userinfo(&sys, &lan.access_token).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "tokens of an ended session stop working");
@@ -372,7 +425,10 @@ async fn every_operation(backend: Backend) {
     // Link an identity of another system, then remove it; an unknown upstream is 400.
     let body = json!({ "upstream": "bd", "subject": "bd-lan-legacy", "reason": "helpdesk ticket 17" });
     let links = post(&sys, &format!("/admin/api/v1/accounts/{id}/links"), &token, body.clone()).await;
-    assert!(links.as_array().unwrap().iter().any(|l| l["upstream"] == "bd" && l["method"] == "admin"), "{links}");
+    assert!(
+        links.as_array().unwrap().iter().any(|l| l["upstream"] == "bd" && l["method"] == "admin"),
+        "{links}"
+    );
     let (status, _, _) = call(
         &sys,
         reqwest::Method::POST,
@@ -384,9 +440,14 @@ async fn every_operation(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let links = post(&sys, &format!("/admin/api/v1/accounts/{id}/links/remove"), &token, body.clone()).await;
     assert!(links.as_array().unwrap().iter().all(|l| l["upstream"] != "bd"), "{links}");
-    let (status, _, _) =
-        call(&sys, reqwest::Method::POST, &format!("/admin/api/v1/accounts/{id}/links/remove"), Some(&token), Some(body))
-            .await;
+    let (status, _, _) = call(
+        &sys,
+        reqwest::Method::POST,
+        &format!("/admin/api/v1/accounts/{id}/links/remove"),
+        Some(&token),
+        Some(body),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // An official's unit: candidates on the page, then decided.
@@ -430,11 +491,18 @@ async fn every_operation(backend: Backend) {
     let warnings = get(&sys, "/admin/api/v1/warnings?code=birth_year_mismatch&limit=10", &token).await;
     assert!(warnings["items"].is_array());
     let audit = get(&sys, &format!("/admin/api/v1/audit?target={id}&limit=3"), &token).await;
-    let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> =
+        audit["items"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["unlink", "link", "view"], "{audit}");
     assert!(audit["items"].as_array().unwrap().iter().all(|a| a["actor"] == format!("client:{ADMIN}")));
-    let next = get(&sys, &format!("/admin/api/v1/audit?target={id}&limit=3&cursor={}", audit["next_cursor"].as_str().unwrap()), &token).await;
-    let actions: Vec<&str> = next["items"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    let next = get(
+        &sys,
+        &format!("/admin/api/v1/audit?target={id}&limit=3&cursor={}", audit["next_cursor"].as_str().unwrap()),
+        &token,
+    )
+    .await;
+    let actions: Vec<&str> =
+        next["items"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["end-sessions", "unlock", "lock"], "{next}");
     assert_eq!(next["items"][0]["reason"], "left the city");
     let ops = get(&sys, "/admin/api/v1/operations", &token).await;
@@ -473,7 +541,8 @@ async fn a_person_with_the_admin_role_acts_as_their_account_and_others_are_refus
     assert_eq!(audit["items"][0]["actor"], format!("account:{own}"), "the person is the who");
     // A citizen with a token carrying the scope lacks the role.
     let lan = person_token(&sys, "lan").await;
-    let (status, _, body) = call(&sys, reqwest::Method::GET, "/admin/api/v1/conflicts", Some(&lan), None).await;
+    let (status, _, body) =
+        call(&sys, reqwest::Method::GET, "/admin/api/v1/conflicts", Some(&lan), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"], "access_denied");
 }
@@ -482,7 +551,8 @@ async fn a_person_with_the_admin_role_acts_as_their_account_and_others_are_refus
 async fn a_person_below_the_minimum_acr_is_asked_for_a_stronger_login() {
     let sys = start(Backend::Sqlite, "min_acr = \"urn:sso-gateway:acr:vneid-level2\"").await;
     let thu = person_token(&sys, "thu").await;
-    let (status, challenge, body) = call(&sys, reqwest::Method::GET, "/admin/api/v1/conflicts", Some(&thu), None).await;
+    let (status, challenge, body) =
+        call(&sys, reqwest::Method::GET, "/admin/api/v1/conflicts", Some(&thu), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"], "insufficient_user_authentication");
     assert!(challenge.unwrap().contains("acr_values=\"urn:sso-gateway:acr:vneid-level2\""));
