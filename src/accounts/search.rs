@@ -92,6 +92,12 @@ const SUMMARY_COLUMNS: &str = "a.id, a.sub, a.kind, a.status, a.merged_into, a.f
 
 const SUMMARY_FROM: &str = "accounts a LEFT JOIN official_profiles o ON o.account_id = a.id";
 
+/// The exact kinds first collect the few matching ids (each an index point query) and then
+/// join the accounts to them, so the plan is driven by the matches, never by a walk over
+/// every account in id order.
+const MATCHED_JOIN: &str =
+    "JOIN accounts a ON a.id = hits.m LEFT JOIN official_profiles o ON o.account_id = a.id";
+
 fn summary_from_row(r: &AnyRow) -> Result<AccountSummary, sqlx::Error> {
     let number: Option<String> = r.try_get("national_id")?;
     Ok(AccountSummary {
@@ -155,11 +161,11 @@ impl AccountStore {
                 let number =
                     NationalId::parse(raw).map_err(|e| AccountError::Invalid(format!("national ID: {e}")))?;
                 let sql = format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM {SUMMARY_FROM} WHERE a.id IN ( \
-                       SELECT id FROM accounts WHERE national_id = $1 \
+                    "SELECT {SUMMARY_COLUMNS} FROM ( \
+                       SELECT id AS m FROM accounts WHERE national_id = $1 \
                        UNION SELECT id FROM accounts WHERE claimed_national_id = $1 \
-                       UNION SELECT account_id FROM national_id_history WHERE national_id = $1) \
-                     AND a.id > $2 ORDER BY a.id LIMIT $3"
+                       UNION SELECT account_id FROM national_id_history WHERE national_id = $1) hits \
+                     {MATCHED_JOIN} WHERE a.id > $2 ORDER BY a.id LIMIT $3"
                 );
                 sqlx::query(&sql)
                     .bind(number.as_str())
@@ -171,10 +177,10 @@ impl AccountStore {
             SearchQuery::Sub(sub) => {
                 check_text("the sub", sub)?;
                 let sql = format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM {SUMMARY_FROM} WHERE a.id IN ( \
-                       SELECT id FROM accounts WHERE sub = $1 \
-                       UNION SELECT account_id FROM pairwise_subjects WHERE sub = $1) \
-                     AND a.id > $2 ORDER BY a.id LIMIT $3"
+                    "SELECT {SUMMARY_COLUMNS} FROM ( \
+                       SELECT id AS m FROM accounts WHERE sub = $1 \
+                       UNION SELECT account_id FROM pairwise_subjects WHERE sub = $1) hits \
+                     {MATCHED_JOIN} WHERE a.id > $2 ORDER BY a.id LIMIT $3"
                 );
                 sqlx::query(&sql).bind(sub.trim()).bind(&after_id).bind(fetch).fetch_all(&self.pool).await?
             }
@@ -182,9 +188,9 @@ impl AccountStore {
                 check_text("the upstream", upstream)?;
                 check_text("the subject", subject)?;
                 let sql = format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM {SUMMARY_FROM} WHERE a.id IN ( \
-                       SELECT account_id FROM identity_links WHERE upstream = $1 AND subject = $2) \
-                     AND a.id > $3 ORDER BY a.id LIMIT $4"
+                    "SELECT {SUMMARY_COLUMNS} FROM ( \
+                       SELECT account_id AS m FROM identity_links WHERE upstream = $1 AND subject = $2) hits \
+                     {MATCHED_JOIN} WHERE a.id > $3 ORDER BY a.id LIMIT $4"
                 );
                 sqlx::query(&sql)
                     .bind(upstream.trim())
@@ -197,9 +203,9 @@ impl AccountStore {
             SearchQuery::OfficialCode(code) => {
                 check_text("the official code", code)?;
                 let sql = format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM {SUMMARY_FROM} WHERE a.id IN ( \
-                       SELECT account_id FROM official_profiles WHERE official_code = $1) \
-                     AND a.id > $2 ORDER BY a.id LIMIT $3"
+                    "SELECT {SUMMARY_COLUMNS} FROM ( \
+                       SELECT account_id AS m FROM official_profiles WHERE official_code = $1) hits \
+                     {MATCHED_JOIN} WHERE a.id > $2 ORDER BY a.id LIMIT $3"
                 );
                 sqlx::query(&sql).bind(code.trim()).bind(&after_id).bind(fetch).fetch_all(&self.pool).await?
             }

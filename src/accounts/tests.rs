@@ -695,8 +695,7 @@ async fn admin_search_finds_every_kind_pages_by_cursor_and_masks_numbers(b: Back
     seen.dedup();
     assert_eq!(seen.len(), 3);
     // Bad input is Invalid, never a database error.
-    for q in [Q::Name("  ".into()), Q::Name("!!".into()), Q::NationalId("12".into()), Q::Sub("x".repeat(300))]
-    {
+    for q in [Q::Name("  ".into()), Q::NationalId("12".into()), Q::Sub("x".repeat(300))] {
         assert!(matches!(s.search(&q, 10, None).await, Err(AccountError::Invalid(_))), "{q:?}");
     }
     assert!(
