@@ -699,7 +699,7 @@ async fn admin_search_finds_every_kind_pages_by_cursor_and_masks_numbers(b: Back
         assert!(matches!(s.search(&q, 10, None).await, Err(AccountError::Invalid(_))), "{q:?}");
     }
     assert!(
-        matches!(s.search(&Q::Sub("x".into()), 10, Some(&cursor)).await, Ok(_)),
+        s.search(&Q::Sub("x".into()), 10, Some(&cursor)).await.is_ok(),
         "an id cursor is usable by id searches"
     );
     assert!(matches!(
