@@ -46,7 +46,7 @@ fn id_cursor(cursor: Option<&str>) -> Result<Option<i64>, AccountError> {
     cursor.map(|c| c.parse::<i64>().map_err(|_| bad_cursor())).transpose()
 }
 
-fn conflict_from_row(r: &AnyRow) -> Result<ConflictRecord, sqlx::Error> {
+pub(super) fn conflict_from_row(r: &AnyRow) -> Result<ConflictRecord, sqlx::Error> {
     Ok(ConflictRecord {
         id: r.try_get("id")?,
         national_id: r.try_get("national_id")?,
@@ -152,19 +152,8 @@ impl AccountStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut items = rows
-            .iter()
-            .map(|r| {
-                Ok(WarningRecord {
-                    account_id: r.try_get("account_id")?,
-                    source: r.try_get("source")?,
-                    code: r.try_get("code")?,
-                    national_id: r.try_get("national_id")?,
-                    detail: r.try_get("detail")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let mut items =
+            rows.iter().map(super::admin::warning_from_row).collect::<Result<Vec<_>, sqlx::Error>>()?;
         let next_cursor = more(&mut items, limit).map(|w| {
             let key = (w.created_at, &w.account_id, &w.source, &w.code);
             base64::Engine::encode(
