@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo bench --bench accounts                          # 1 000 000 accounts, SQLite and PostgreSQL
 //! cargo bench --bench accounts -- --accounts 100000 --backend sqlite
-//! SSO_BENCH_POSTGRES_URL=postgres://… cargo bench --bench accounts -- --backend postgres
+//! SSO_BENCH_POSTGRES_URL=postgres://… cargo bench --bench accounts -- --backend postgres  # else a private cluster
 //! ```
 //!
 //! For each backend it fills a fresh store (SQLite file in a temp dir; PostgreSQL in a
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use sqlx::{Connection, Row};
 use sso_gateway::accounts::import::{ImportKind, parse_csv};
+use sso_gateway::accounts::search::{SearchPage, SearchQuery};
 use sso_gateway::accounts::{AccountStore, LinkPolicy, Profile};
 
 const UPSTREAMS: [&str; 3] = ["hcm", "bd", "brvt"];
@@ -52,10 +53,23 @@ fn birthdate(i: u64) -> String {
     format!("{:04}-{:02}-{:02}", (19 + digit / 2) * 100 + yy, 1 + i % 12, 1 + i % 28)
 }
 
+fn public_sub(i: u64) -> String {
+    format!("sub-{i:010}")
+}
+
+fn official_code(i: u64) -> String {
+    format!("CB{i:08}")
+}
+
+fn pairwise(i: u64) -> String {
+    format!("pw-{i:010}")
+}
+
 struct Args {
     accounts: u64,
     import_rows: u64,
     samples: usize,
+    search_samples: usize,
     backends: Vec<String>,
 }
 
@@ -64,6 +78,7 @@ fn args() -> Args {
         accounts: 1_000_000,
         import_rows: 20_000,
         samples: 10_000,
+        search_samples: 1_000,
         backends: vec!["sqlite".into(), "postgres".into()],
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -73,6 +88,9 @@ fn args() -> Args {
             "--accounts" => a.accounts = it.next().and_then(|v| v.parse().ok()).expect("--accounts N"),
             "--import-rows" => {
                 a.import_rows = it.next().and_then(|v| v.parse().ok()).expect("--import-rows N")
+            }
+            "--search-samples" => {
+                a.search_samples = it.next().and_then(|v| v.parse().ok()).expect("--search-samples N")
             }
             "--samples" => a.samples = it.next().and_then(|v| v.parse().ok()).expect("--samples N"),
             "--backend" => {
@@ -110,7 +128,7 @@ async fn bulk_fill(pool: &sqlx::AnyPool, n: u64) -> Duration {
         let end = (i + chunk).min(n);
         let mut tx = pool.begin().await.unwrap();
         let mut sql = String::from(
-            "INSERT INTO accounts (id, sub, kind, status, national_id, full_name, name_key, birthdate, gender, created_at, updated_at) VALUES ",
+            "INSERT INTO accounts (id, sub, kind, status, national_id, full_name, name_key, birthdate, gender, created_at, updated_at, name_search) VALUES ",
         );
         let mut links = String::from(
             "INSERT INTO identity_links (upstream, subject, account_id, link_method, linked_at, last_login_at) VALUES ",
@@ -120,9 +138,9 @@ async fn bulk_fill(pool: &sqlx::AnyPool, n: u64) -> Duration {
                 sql.push(',');
                 links.push(',');
             }
-            let b = k * 9;
+            let b = k * 11;
             sql.push_str(&format!(
-                "(${}, ${}, 'citizen', 'active', ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                "(${}, ${}, ${}, 'active', ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
                 b + 1,
                 b + 2,
                 b + 3,
@@ -131,7 +149,9 @@ async fn bulk_fill(pool: &sqlx::AnyPool, n: u64) -> Duration {
                 b + 6,
                 b + 7,
                 b + 8,
-                b + 9
+                b + 9,
+                b + 10,
+                b + 11
             ));
             let l = k * 3;
             links.push_str(&format!("(${}, ${}, ${}, 'first_login', 1, 1)", l + 1, l + 2, l + 3));
@@ -142,18 +162,47 @@ async fn bulk_fill(pool: &sqlx::AnyPool, n: u64) -> Duration {
             let id = format!("bench-{j:010}");
             q = q
                 .bind(id.clone())
-                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(public_sub(j))
+                .bind(if j.is_multiple_of(20) { "official" } else { "citizen" })
                 .bind(national_id(j))
                 .bind(name(j))
                 .bind(sso_gateway::accounts::names::match_key(&name(j)))
                 .bind(birthdate(j))
                 .bind(if j.is_multiple_of(2) { "male" } else { "female" })
                 .bind(1_i64)
-                .bind(1_i64);
+                .bind(1_i64)
+                .bind(sso_gateway::accounts::names::search_key(&name(j)));
             lq = lq.bind(UPSTREAMS[(j % 3) as usize]).bind(format!("s{j}")).bind(id);
         }
         q.execute(&mut *tx).await.unwrap();
         lq.execute(&mut *tx).await.unwrap();
+        // Every 20th person is an official (official code); every 10th has a pairwise subject.
+        let officials: Vec<String> = (i..end)
+            .filter(|j| j.is_multiple_of(20))
+            .map(|j| format!("('bench-{j:010}', '{}', '[]', 1)", official_code(j)))
+            .collect();
+        if !officials.is_empty() {
+            sqlx::query(&format!(
+                "INSERT INTO official_profiles (account_id, official_code, roles, updated_at) VALUES {}",
+                officials.join(", ")
+            ))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        let pairwise: Vec<String> = (i..end)
+            .filter(|j| j.is_multiple_of(10))
+            .map(|j| format!("('{}', 'bench.example', 'bench-{j:010}', 1)", pairwise(j)))
+            .collect();
+        if !pairwise.is_empty() {
+            sqlx::query(&format!(
+                "INSERT INTO pairwise_subjects (sub, sector, account_id, created_at) VALUES {}",
+                pairwise.join(", ")
+            ))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
         tx.commit().await.unwrap();
         i = end;
         if i.is_multiple_of(100_000) {
@@ -181,6 +230,149 @@ async fn explain(pool: &sqlx::AnyPool, postgres: bool) {
     }
 }
 
+const SEARCH_KINDS: [&str; 8] = [
+    "national ID",
+    "public sub",
+    "pairwise sub",
+    "upstream identity",
+    "official code",
+    "name: family + middle, no accents",
+    "name: full, accented",
+    "name: second page (cursor)",
+];
+
+/// Before: the query each kind needs on the schema before `admin_search` (raw SQL; a name can
+/// only be found through `name_key`, the tone-keeping match key, so the query must be typed
+/// with its accents).
+async fn search_before(pool: &sqlx::AnyPool, kind: &str, j: u64) -> usize {
+    let like = "SELECT id FROM accounts WHERE name_key LIKE $1 ORDER BY name_key, id LIMIT 50";
+    let (sql, arg1, arg2): (&str, String, Option<String>) = match kind {
+        "national ID" => ("SELECT id FROM accounts WHERE national_id = $1", national_id(j), None),
+        "public sub" => ("SELECT id FROM accounts WHERE sub = $1", public_sub(j), None),
+        "pairwise sub" => {
+            ("SELECT account_id FROM pairwise_subjects WHERE sub = $1", pairwise(j / 10 * 10), None)
+        }
+        "upstream identity" => (
+            "SELECT account_id FROM identity_links WHERE upstream = $1 AND subject = $2",
+            UPSTREAMS[(j % 3) as usize].to_string(),
+            Some(format!("s{j}")),
+        ),
+        "official code" => (
+            "SELECT account_id FROM official_profiles WHERE official_code = $1",
+            official_code(j / 20 * 20),
+            None,
+        ),
+        "name: family + middle, no accents" => {
+            let full = name(j);
+            let prefix: Vec<&str> = full.split(' ').take(2).collect();
+            (like, format!("{}%", sso_gateway::accounts::names::match_key(&prefix.join(" "))), None)
+        }
+        "name: full, accented" => {
+            (like, format!("{}%", sso_gateway::accounts::names::match_key(&name(j))), None)
+        }
+        _ => (
+            "SELECT id FROM accounts WHERE name_key LIKE $1 ORDER BY name_key, id LIMIT 50 OFFSET 50",
+            format!("{}%", sso_gateway::accounts::names::match_key(&name(j))),
+            None,
+        ),
+    };
+    let mut q = sqlx::query(sql).bind(arg1);
+    if let Some(b) = arg2 {
+        q = q.bind(b);
+    }
+    q.fetch_all(pool).await.unwrap().len()
+}
+
+/// After: `AccountStore::search`, pages of 50.
+async fn search_after(store: &AccountStore, kind: &str, j: u64, cursor: Option<&str>) -> SearchPage {
+    let query = match kind {
+        "national ID" => SearchQuery::NationalId(national_id(j)),
+        "public sub" => SearchQuery::Sub(public_sub(j)),
+        "pairwise sub" => SearchQuery::Sub(pairwise(j / 10 * 10)),
+        "upstream identity" => {
+            SearchQuery::Upstream { upstream: UPSTREAMS[(j % 3) as usize].into(), subject: format!("s{j}") }
+        }
+        "official code" => SearchQuery::OfficialCode(official_code(j / 20 * 20)),
+        "name: family + middle, no accents" => {
+            let full = sso_gateway::accounts::names::search_key(&name(j));
+            SearchQuery::Name(full.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        }
+        _ => SearchQuery::Name(name(j)),
+    };
+    store.search(&query, 50, cursor).await.unwrap()
+}
+
+/// Every admin search kind, p50/p99 over `--search-samples` random people: first on the
+/// schema before `admin_search` (its two indexes dropped, today's queries), then with the
+/// indexes and `AccountStore::search`.
+async fn search_kinds(store: &AccountStore, pool: &sqlx::AnyPool, a: &Args) {
+    let mut rng = rand::thread_rng();
+    sqlx::query("DROP INDEX accounts_name_search").execute(pool).await.unwrap();
+    sqlx::query("DROP INDEX official_profiles_official_code").execute(pool).await.unwrap();
+    println!("  -- search before (schema without the admin_search indexes, raw SQL)");
+    for kind in SEARCH_KINDS {
+        let mut samples = Vec::with_capacity(a.search_samples);
+        for _ in 0..a.search_samples {
+            let j = rng.gen_range(0..a.accounts);
+            let t = Instant::now();
+            let n = search_before(pool, kind, j).await;
+            samples.push(t.elapsed());
+            assert!(n > 0, "{kind}");
+        }
+        report(&format!("search before: {kind}"), samples);
+    }
+    sqlx::query("CREATE INDEX accounts_name_search ON accounts (name_search, id)")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("CREATE INDEX official_profiles_official_code ON official_profiles (official_code)")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE").execute(pool).await.unwrap();
+    println!("  -- search after (AccountStore::search, pages of 50)");
+    for kind in SEARCH_KINDS {
+        let mut samples = Vec::with_capacity(a.search_samples);
+        for _ in 0..a.search_samples {
+            let j = rng.gen_range(0..a.accounts);
+            let cursor = if kind.contains("cursor") {
+                let first = search_after(store, kind, j, None).await;
+                assert!(first.next_cursor.is_some(), "{kind}: a second page");
+                first.next_cursor
+            } else {
+                None
+            };
+            let t = Instant::now();
+            let page = search_after(store, kind, j, cursor.as_deref()).await;
+            samples.push(t.elapsed());
+            assert!(!page.items.is_empty(), "{kind}");
+            if kind == "national ID" {
+                assert!(
+                    page.items
+                        .iter()
+                        .all(|s| s.national_id_masked.as_deref().is_some_and(|m| m.contains('*')))
+                );
+            }
+        }
+        report(&format!("search after: {kind}"), samples);
+    }
+    for (label, sql) in [
+        (
+            "name search",
+            "SELECT a.id FROM accounts a LEFT JOIN official_profiles o ON o.account_id = a.id \
+             WHERE (a.name_search, a.id) > ('nguyen van', '') AND a.name_search < 'nguyen vao' \
+             ORDER BY a.name_search, a.id LIMIT 51",
+        ),
+        ("official code", "SELECT account_id FROM official_profiles WHERE official_code = 'CB00000020'"),
+    ] {
+        let postgres = store.dialect() == sso_gateway::accounts::Dialect::Postgres;
+        let sql = if postgres { format!("EXPLAIN {sql}") } else { format!("EXPLAIN QUERY PLAN {sql}") };
+        let rows = sqlx::query(&sql).fetch_all(pool).await.unwrap();
+        let plan: Vec<String> = rows.iter().map(|r| r.try_get::<String, _>(r.len() - 1).unwrap()).collect();
+        println!("  plan {label:<22} {}", plan.join(" / "));
+    }
+}
+
 async fn run(backend: &str, a: &Args) {
     let dir = tempfile::tempdir().unwrap();
     let mut schema = None;
@@ -188,9 +380,9 @@ async fn run(backend: &str, a: &Args) {
         "sqlite" => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
         _ => {
             sqlx::any::install_default_drivers();
-            let base = std::env::var("SSO_BENCH_POSTGRES_URL")
-                .or_else(|_| std::env::var("SSO_TEST_POSTGRES_URL"))
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            // A private cluster (tools/test-services) unless a server is named.
+            let base =
+                std::env::var("SSO_BENCH_POSTGRES_URL").unwrap_or_else(|_| sso_test_services::postgres_url());
             let name = format!("sso_bench_{}", uuid::Uuid::new_v4().simple());
             let mut conn = sqlx::AnyConnection::connect(&base).await.unwrap();
             sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut conn).await.unwrap();
@@ -328,6 +520,7 @@ async fn run(backend: &str, a: &Args) {
     }
     report("resolve_login (known identity)", logins);
     explain(&pool, backend != "sqlite").await;
+    search_kinds(&store, &pool, a).await;
     pool.close().await;
     store.close().await;
     if let Some((base, name)) = schema {

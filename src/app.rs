@@ -259,6 +259,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::login::router())
         .merge(crate::logout::router())
         .merge(crate::account::router())
+        .merge(crate::admin::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     layered(routes, state)

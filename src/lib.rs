@@ -9,6 +9,7 @@
 
 pub mod account;
 pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod broker;
 pub mod cli;

@@ -382,21 +382,7 @@ impl AccountStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok(ConflictRecord {
-                    id: r.try_get("id")?,
-                    national_id: r.try_get("national_id")?,
-                    existing_account_id: r.try_get("existing_account_id")?,
-                    new_account_id: r.try_get("new_account_id")?,
-                    upstream: r.try_get("upstream")?,
-                    subject: r.try_get("subject")?,
-                    reason: r.try_get("reason")?,
-                    detail: r.try_get("detail")?,
-                    created_at: r.try_get("created_at")?,
-                    resolved_at: r.try_get("resolved_at")?,
-                    resolution: r.try_get("resolution")?,
-                })
-            })
+            .map(super::lists::conflict_from_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(AccountError::from)
     }
@@ -622,7 +608,7 @@ pub(super) async fn merge_in(
 }
 
 /// One row of `national_id_warnings`.
-fn warning_from_row(r: &sqlx::any::AnyRow) -> Result<WarningRecord, sqlx::Error> {
+pub(super) fn warning_from_row(r: &sqlx::any::AnyRow) -> Result<WarningRecord, sqlx::Error> {
     Ok(WarningRecord {
         account_id: r.try_get("account_id")?,
         source: r.try_get("source")?,

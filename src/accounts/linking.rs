@@ -25,7 +25,7 @@ use sqlx::AnyConnection;
 
 use super::AccountError;
 use super::model::{Account, AccountKind, ClaimState, LinkMethod, OrgUnitState, Profile};
-use super::names::{match_key, normalize_full_name};
+use super::names::{match_key, normalize_full_name, search_key};
 use super::national_id::{Gender, LegacyIdentifier, NationalId, classify_legacy_identifier};
 use super::store::{
     ACCOUNT_COLUMNS, ACCOUNT_FROM, AccountStore, RACE_RETRIES, account_from_row, follow_merges, holder_of,
@@ -560,7 +560,7 @@ async fn apply_profile_to(
     if changed {
         sqlx::query(
             "UPDATE accounts SET full_name = $1, given_name = $2, family_name = $3, birthdate = $4, gender = $5, \
-             email = $6, phone = $7, kind = $8, name_key = $9, updated_at = $10 WHERE id = $11",
+             email = $6, phone = $7, kind = $8, name_key = $9, updated_at = $10, name_search = $12 WHERE id = $11",
         )
         .bind(full_name.clone())
         .bind(given_name)
@@ -573,6 +573,7 @@ async fn apply_profile_to(
         .bind(full_name.as_deref().map(match_key))
         .bind(now)
         .bind(id)
+        .bind(search_key(full_name.as_deref().unwrap_or("")))
         .execute(&mut *conn)
         .await?;
     }

@@ -5,16 +5,18 @@
 //! `(upstream, subject) → account`, the linking rules ([`linking`]), national-ID and name
 //! rules, official profiles with units of the new administrative structure ([`units`]),
 //! pairwise subjects ([`pairwise`]), admin operations with their append-only audit log
-//! ([`admin`]) and bulk import ([`import`]).
+//! ([`admin`]), admin search ([`search`]) and bulk import ([`import`]).
 //! Must not: know about HTTP, cookies, sessions or OIDC messages.
 
 pub mod admin;
 pub mod import;
 pub mod linking;
+pub mod lists;
 mod model;
 pub mod names;
 pub mod national_id;
 pub mod pairwise;
+pub mod search;
 pub mod self_service;
 mod store;
 pub mod units;
@@ -47,4 +49,7 @@ pub enum AccountError {
     NotFound(String),
     #[error("refused: {0}")]
     Refused(String),
+    /// Input that can never be valid (a malformed number, an empty search, a foreign cursor).
+    #[error("invalid input: {0}")]
+    Invalid(String),
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AccountKind {
     Citizen,
@@ -25,7 +25,7 @@ impl AccountKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "status", content = "into")]
 pub enum AccountStatus {
     Active,
@@ -35,7 +35,7 @@ pub enum AccountStatus {
 }
 
 /// Why an account carries a national ID number that is not (yet) its verified number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClaimState {
     /// Asserted by an upstream that is not trusted to verify numbers: waits for proof of
@@ -115,7 +115,7 @@ impl Profile {
 }
 
 /// How an official's unit in the new city structure was determined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrgUnitState {
     /// The former unit maps to exactly one new unit.
@@ -149,13 +149,13 @@ impl OrgUnitState {
 }
 
 /// A unit of the new city's administrative structure.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UnitRef {
     pub code: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OfficialProfile {
     pub official_code: Option<String>,
     /// Upstream (former province system) or import province the profile came from.
@@ -172,7 +172,7 @@ pub struct OfficialProfile {
 }
 
 /// A unified account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Account {
     pub id: String,
     /// Public subject identifier given to relying parties; never changes.
@@ -197,7 +197,7 @@ pub struct Account {
 }
 
 /// One upstream identity linked to an account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IdentityLink {
     pub upstream: String,
     pub subject: String,
@@ -208,7 +208,7 @@ pub struct IdentityLink {
 }
 
 /// A recorded structural warning about an asserted number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WarningRecord {
     pub account_id: String,
     pub source: String,
@@ -219,7 +219,7 @@ pub struct WarningRecord {
 }
 
 /// A recorded linking conflict, waiting for (or resolved by) an admin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ConflictRecord {
     pub id: i64,
     pub national_id: String,
@@ -235,7 +235,7 @@ pub struct ConflictRecord {
 }
 
 /// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub id: i64,
     pub at: i64,

@@ -145,6 +145,19 @@ impl NationalId {
     }
 }
 
+/// Masks a stored or asserted number for lists: [`NationalId::masked`] for a valid number,
+/// otherwise every character but the last three starred.
+pub fn mask_any(raw: &str) -> String {
+    match NationalId::parse(raw) {
+        Ok(n) => n.masked(),
+        Err(_) => {
+            let chars: Vec<char> = raw.chars().collect();
+            let keep = chars.len().saturating_sub(3);
+            chars.iter().enumerate().map(|(i, c)| if i < keep { '*' } else { *c }).collect()
+        }
+    }
+}
+
 fn is_known_prefix(prefix: &str) -> bool {
     if PROVINCE_PREFIXES.binary_search(&prefix).is_ok() {
         return true;

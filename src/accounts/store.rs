@@ -89,6 +89,7 @@ impl AccountStore {
             .await?;
         let store = AccountStore { pool, dialect, cache: None };
         store.migrate().await?;
+        store.backfill_name_search().await?;
         // A store that never had units gets the compiled-in set (imported "at time 0", so any
         // set an admin imports later is newer and becomes the active one).
         store.seed_units_if_empty(0).await?;

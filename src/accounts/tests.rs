@@ -645,6 +645,98 @@ async fn login_path_lookups_use_indexes(b: Backend) {
     db.finish().await;
 }
 
+async fn admin_search_finds_every_kind_pages_by_cursor_and_masks_numbers(b: Backend) {
+    use super::search::SearchQuery as Q;
+    use sqlx::Row;
+    let db = TestDb::open(b).await;
+    let s = &db.store;
+    let person = lan();
+    let lan = s.resolve_login("hcm", "3f6d", &person, TRUSTED, 1).await.unwrap().account;
+    let mut ids = vec![lan.id.clone()];
+    for (i, name) in ["Nguyễn Văn An", "NGUYEN VAN AN", "Nguyễn Văn Ân", "Đặng Văn Bình"].iter().enumerate()
+    {
+        let p = Profile { name: Some(name.to_string()), ..Profile::default() };
+        ids.push(s.resolve_login("bd", &format!("bd-{i}"), &p, TRUSTED, 2).await.unwrap().account.id);
+    }
+    let official = Profile { official_code: Some("CB-HCM-0417".into()), ..person };
+    let official = Profile {
+        name: Some("Phạm Anh Tuấn".into()),
+        national_id: Some("079082006631".into()),
+        birthdate: None,
+        ..official
+    };
+    let tuan = s.resolve_login("hcm", "tuan", &official, TRUSTED, 3).await.unwrap().account;
+    let pairwise = s.pairwise_subject(&lan, "sector.example", b"salt-0123456789abcdef", 4).await.unwrap();
+    let one = |q: Q| async move { s.search(&q, 50, None).await.unwrap().items };
+    for q in [
+        Q::NationalId("079 190 004 512".into()),
+        Q::Sub(lan.sub.clone()),
+        Q::Sub(pairwise),
+        Q::Upstream { upstream: "hcm".into(), subject: "3f6d".into() },
+        Q::Name("nguyen thi".into()),
+        Q::Name("NGUYỄN THỊ LAN".into()),
+    ] {
+        let found = one(q.clone()).await;
+        assert_eq!(found.len(), 1, "{q:?}");
+        assert_eq!(found[0].id, lan.id, "{q:?}");
+        assert_eq!(found[0].national_id_masked.as_deref(), Some("079******512"), "{q:?}");
+    }
+    assert_eq!(one(Q::OfficialCode("CB-HCM-0417".into())).await[0].id, tuan.id);
+    assert!(one(Q::Name("tran".into())).await.is_empty());
+    // "nguyen van an" folds three spellings (and "Ân"); pages of two by cursor, no repeats.
+    let first = s.search(&Q::Name("nguyen van a".into()), 2, None).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    let cursor = first.next_cursor.clone().expect("a second page");
+    let second = s.search(&Q::Name("nguyen van a".into()), 2, Some(&cursor)).await.unwrap();
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(second.next_cursor, None);
+    let mut seen: Vec<String> = first.items.iter().chain(&second.items).map(|a| a.id.clone()).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 3);
+    // Bad input is Invalid, never a database error.
+    for q in [Q::Name("  ".into()), Q::NationalId("12".into()), Q::Sub("x".repeat(300))] {
+        assert!(matches!(s.search(&q, 10, None).await, Err(AccountError::Invalid(_))), "{q:?}");
+    }
+    assert!(
+        s.search(&Q::Sub("x".into()), 10, Some(&cursor)).await.is_ok(),
+        "an id cursor is usable by id searches"
+    );
+    assert!(matches!(
+        s.search(&Q::Name("x".into()), 10, Some("garbage")).await,
+        Err(AccountError::Invalid(_))
+    ));
+    // Rows written before the column existed are filled in at start-up.
+    sqlx::query("UPDATE accounts SET name_search = NULL").execute(&s.pool).await.unwrap();
+    assert!(one(Q::Name("dang van".into())).await.is_empty());
+    assert_eq!(s.backfill_name_search().await.unwrap(), ids.len() as u64 + 1);
+    assert_eq!(one(Q::Name("dang van".into())).await[0].id, ids[4]);
+    // The name and official-code searches are index range scans.
+    let mut conn = s.pool.acquire().await.unwrap();
+    for q in [
+        "SELECT a.id FROM accounts a LEFT JOIN official_profiles o ON o.account_id = a.id \
+         WHERE (a.name_search, a.id) > ('nguyen', '') AND a.name_search < 'nguyeo' ORDER BY a.name_search, a.id LIMIT 51",
+        "SELECT account_id FROM official_profiles WHERE official_code = 'CB-HCM-0417'",
+    ] {
+        let plan = match b {
+            Backend::Sqlite => format!("EXPLAIN QUERY PLAN {q}"),
+            Backend::Postgres => format!("EXPLAIN {q}"),
+        };
+        if let Backend::Postgres = b {
+            sqlx::query("SET enable_seqscan = off").execute(&mut *conn).await.unwrap();
+        }
+        let rows = sqlx::query(&plan).fetch_all(&mut *conn).await.unwrap();
+        let plan: Vec<String> = rows.iter().map(|r| r.try_get::<String, _>(r.len() - 1).unwrap()).collect();
+        let plan = plan.join(" / ");
+        assert!(
+            plan.contains("accounts_name_search") || plan.contains("official_profiles_official_code"),
+            "{q}: {plan}"
+        );
+    }
+    drop(conn);
+    db.finish().await;
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -685,6 +777,7 @@ on_both_backends!(
     token_reads_see_own_writes_at_once_and_other_writers_within_the_cache_ttl,
     pairwise_subjects_resolve_per_sector,
     login_path_lookups_use_indexes,
+    admin_search_finds_every_kind_pages_by_cursor_and_masks_numbers,
 );
 
 #[tokio::test]

@@ -74,6 +74,9 @@ pub struct Settings {
     /// (`kind = "certificate"` upstreams): the gateway's own TLS listener, or a proxy.
     #[serde(default)]
     pub certificate: CertificateListener,
+    /// The admin API (`/admin/api/v1`): who may use it.
+    #[serde(default)]
+    pub admin: AdminSettings,
 }
 
 /// The certificate step of certificate login, on a host name of its own so that no other page
@@ -104,6 +107,29 @@ pub struct CertificateListener {
     /// (HAProxy `%[ssl_c_der,base64]`). Believed only from `inbound.trusted_proxies`.
     #[serde(default)]
     pub forwarded_header: Option<String>,
+}
+
+/// The admin API under `/admin/api/v1`: it takes access tokens of this gateway that carry
+/// `scope`. A `client_credentials` token acts as its client; a person's token also needs
+/// `role` among the official's roles and an `acr` at least `min_acr`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// The scope an access token must carry (grant it only to the clients that may administer).
+    #[serde(default = "defaults::admin_scope")]
+    pub scope: String,
+    /// The role (from the officials' directory) a person must hold.
+    #[serde(default = "defaults::admin_role")]
+    pub role: String,
+    /// The lowest `acr` of a person's token (one of `assurance.levels`); None = any level.
+    #[serde(default)]
+    pub min_acr: Option<String>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self { scope: defaults::admin_scope(), role: defaults::admin_role(), min_acr: None }
+    }
 }
 
 /// Pushed authorization requests (RFC 9126): a confidential client posts its authorization
@@ -1163,6 +1189,14 @@ mod defaults {
     pub fn par_lifetime() -> Duration {
         Duration::from_secs(60)
     }
+    pub fn admin_scope() -> String {
+        "admin".into()
+    }
+
+    pub fn admin_role() -> String {
+        "quan-tri".into()
+    }
+
     pub fn dpop_proof_max_age() -> Duration {
         Duration::from_secs(60)
     }

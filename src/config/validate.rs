@@ -372,6 +372,7 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
     super::connectors::check_assurance(s, &mut p);
     check_clients(s, &mut p);
     check_accounts(s, &mut p);
+    check_admin(s, &mut p);
     p
 }
 
@@ -761,6 +762,29 @@ fn check_par_and_dpop(s: &Settings, p: &mut Vec<Problem>) {
                 .expecting("authorization_code among grant_types"),
             );
         }
+    }
+}
+
+/// `[admin]`: a scope name that can be requested, a role, and an `acr` of the ladder.
+fn check_admin(s: &Settings, p: &mut Vec<Problem>) {
+    let a = &s.admin;
+    if a.scope.is_empty() || a.scope == "openid" || !a.scope.chars().all(|c| c.is_ascii_graphic() && c != '"')
+    {
+        p.push(
+            Problem::new("admin.scope", "not a usable scope name")
+                .expecting("a non-empty scope token other than \"openid\" (e.g. \"admin\")"),
+        );
+    }
+    if a.role.trim().is_empty() {
+        p.push(Problem::new("admin.role", "is empty").expecting("a role of the officials' directory"));
+    }
+    if let Some(acr) = &a.min_acr
+        && s.assurance.rank(acr).is_none()
+    {
+        p.push(
+            Problem::new("admin.min_acr", format!("{acr:?} is not an assurance level"))
+                .expecting(format!("one of assurance.levels: {}", s.assurance.levels.join(", "))),
+        );
     }
 }
 

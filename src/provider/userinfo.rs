@@ -18,7 +18,7 @@ use crate::state::Class;
 
 /// The access token of a request and whether it came with the `DPoP` scheme (RFC 9449 §7.1)
 /// rather than `Bearer`.
-fn presented(headers: &HeaderMap) -> Result<(&str, bool), BearerError> {
+pub(crate) fn presented(headers: &HeaderMap) -> Result<(&str, bool), BearerError> {
     let value = headers.get(header::AUTHORIZATION).ok_or(BearerError::MissingToken)?;
     let value =
         value.to_str().map_err(|_| BearerError::InvalidToken("malformed Authorization header".into()))?;

@@ -8,6 +8,7 @@ mod slapd;
 
 mod account_page;
 mod accounts;
+mod admin_api;
 mod admin_cli;
 mod authorize_errors;
 mod bounded_state;

@@ -1,0 +1,469 @@
+//! The handlers of `/admin/api/v1`: each reads its input, calls one function of
+//! [`super::ops`] or the account store, and answers JSON. Their `#[utoipa::path]` attributes
+//! are the OpenAPI document and the routes at once (see [`super::api_router`]).
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Admin;
+use super::error::AdminError;
+use super::ops::{self, AccountDetail, Decision, Operations, Survivor};
+use crate::accounts::lists::{AuditFilter, WarningFilter};
+use crate::accounts::search::{SearchPage, SearchQuery};
+use crate::accounts::{Account, AuditRecord, ConflictRecord, IdentityLink, WarningRecord};
+use crate::app::AppState;
+
+/// Default page size of every list.
+const DEFAULT_PAGE: u32 = 50;
+
+/// A JSON body; a malformed one is a 400 of the admin API's own shape.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = AdminError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AdminError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(AdminError::BadRequest(rejection_text(&e))),
+        }
+    }
+}
+
+/// Query parameters; malformed ones are a 400 of the admin API's own shape.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AdminError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Params(v)),
+            Err(e) => Err(AdminError::BadRequest(query_text(&e))),
+        }
+    }
+}
+
+fn rejection_text(e: &JsonRejection) -> String {
+    e.body_text()
+}
+
+fn query_text(e: &QueryRejection) -> String {
+    e.body_text()
+}
+
+/// The error body of every failed request.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// `invalid_request`, `invalid_token`, `insufficient_scope`, `access_denied`,
+    /// `insufficient_user_authentication`, `not_found`, `conflict` or `temporarily_unavailable`.
+    pub error: String,
+    pub error_description: String,
+}
+
+/// What to search by.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchBy {
+    /// 12-digit personal identification number (current, former or claimed).
+    NationalId,
+    /// Public or pairwise `sub`.
+    Sub,
+    /// Subject at an upstream (`upstream` names it).
+    Upstream,
+    /// Official code from the officials' directory.
+    OfficialCode,
+    /// Beginning of the full name, family name first, accents optional.
+    Name,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// What `q` is.
+    pub by: SearchBy,
+    /// The value searched for.
+    pub q: String,
+    /// The upstream (with `by=upstream`).
+    pub upstream: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/admin/api/v1/accounts", tag = "accounts", params(SearchParams),
+    responses((status = 200, body = SearchPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Searches accounts (national IDs masked in the results).
+pub async fn search_accounts(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Params(p): Params<SearchParams>,
+) -> Result<Json<SearchPage>, AdminError> {
+    let query = match p.by {
+        SearchBy::NationalId => SearchQuery::NationalId(p.q),
+        SearchBy::Sub => SearchQuery::Sub(p.q),
+        SearchBy::OfficialCode => SearchQuery::OfficialCode(p.q),
+        SearchBy::Name => SearchQuery::Name(p.q),
+        SearchBy::Upstream => SearchQuery::Upstream {
+            upstream: p
+                .upstream
+                .ok_or_else(|| AdminError::BadRequest("by=upstream needs upstream".into()))?,
+            subject: p.q,
+        },
+    };
+    let page = app.accounts.search(&query, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
+    Ok(Json(page))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ViewParams {
+    /// Why the account is looked at (recorded in the audit log).
+    pub reason: Option<String>,
+}
+
+#[utoipa::path(get, path = "/admin/api/v1/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path, description = "Account id"), ViewParams),
+    responses((status = 200, body = AccountDetail), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// One account with its links, number history, aliases, official profile, sessions and audit
+/// lines. Shows the full national ID; every view is written to the audit log.
+pub async fn account_detail(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Params(p): Params<ViewParams>,
+) -> Result<Json<AccountDetail>, AdminError> {
+    Ok(Json(ops::account_detail(&app, &id, &admin.actor, p.reason.as_deref()).await?))
+}
+
+/// The reason of a write (required, recorded in the audit log).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReasonBody {
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/admin/api/v1/accounts/{id}/lock", tag = "accounts",
+    params(("id" = String, Path, description = "Account id")), request_body = ReasonBody,
+    responses((status = 200, body = Account), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Locks an account: no login, no tokens, no userinfo.
+pub async fn lock(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Body(b): Body<ReasonBody>,
+) -> Result<Json<Account>, AdminError> {
+    Ok(Json(ops::set_locked(&app, &id, true, &admin.actor, &b.reason).await?))
+}
+
+#[utoipa::path(post, path = "/admin/api/v1/accounts/{id}/unlock", tag = "accounts",
+    params(("id" = String, Path, description = "Account id")), request_body = ReasonBody,
+    responses((status = 200, body = Account), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Unlocks an account.
+pub async fn unlock(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Body(b): Body<ReasonBody>,
+) -> Result<Json<Account>, AdminError> {
+    Ok(Json(ops::set_locked(&app, &id, false, &admin.actor, &b.reason).await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsEnded {
+    pub ended: usize,
+}
+
+#[utoipa::path(post, path = "/admin/api/v1/accounts/{id}/sessions/end", tag = "accounts",
+    params(("id" = String, Path, description = "Account id")), request_body = ReasonBody,
+    responses((status = 200, body = SessionsEnded), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Ends every session of the account everywhere (its RPs get back-channel logout tokens).
+pub async fn end_sessions(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Body(b): Body<ReasonBody>,
+) -> Result<Json<SessionsEnded>, AdminError> {
+    Ok(Json(SessionsEnded { ended: ops::end_sessions(&app, &id, &admin.actor, &b.reason).await? }))
+}
+
+/// An upstream identity and the reason for linking or unlinking it.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LinkBody {
+    pub upstream: String,
+    pub subject: String,
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/admin/api/v1/accounts/{id}/links", tag = "accounts",
+    params(("id" = String, Path, description = "Account id")), request_body = LinkBody,
+    responses((status = 200, body = Vec<IdentityLink>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Links an upstream identity to the account (moving it from another account if needed).
+pub async fn link(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Body(b): Body<LinkBody>,
+) -> Result<Json<Vec<IdentityLink>>, AdminError> {
+    Ok(Json(ops::link(&app, &id, &b.upstream, &b.subject, &admin.actor, &b.reason).await?))
+}
+
+#[utoipa::path(post, path = "/admin/api/v1/accounts/{id}/links/remove", tag = "accounts",
+    params(("id" = String, Path, description = "Account id")), request_body = LinkBody,
+    responses((status = 200, body = Vec<IdentityLink>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Removes one of the account's links; the identity's next login follows the linking rules.
+pub async fn unlink(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Body(b): Body<LinkBody>,
+) -> Result<Json<Vec<IdentityLink>>, AdminError> {
+    Ok(Json(ops::unlink(&app, &id, &b.upstream, &b.subject, &admin.actor, &b.reason).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MergeBody {
+    /// The surviving account's id.
+    pub into: String,
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/admin/api/v1/accounts/{id}/merge", tag = "accounts",
+    params(("id" = String, Path, description = "The account that is merged away")), request_body = MergeBody,
+    responses((status = 200, body = Account, description = "The surviving account"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Merges the account into another; its `sub` keeps resolving to the survivor.
+pub async fn merge(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Body(b): Body<MergeBody>,
+) -> Result<Json<Account>, AdminError> {
+    Ok(Json(ops::merge(&app, &id, &b.into, &admin.actor, &b.reason).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UnitBody {
+    /// Code of a unit of the active administrative structure (for an ambiguous former unit:
+    /// one of `official.org_unit_candidates`).
+    pub unit: String,
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/admin/api/v1/accounts/{id}/unit", tag = "accounts",
+    params(("id" = String, Path, description = "Account id of an official")), request_body = UnitBody,
+    responses((status = 200, body = Account), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Sets an official's unit in the new structure.
+pub async fn set_unit(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Body(b): Body<UnitBody>,
+) -> Result<Json<Account>, AdminError> {
+    Ok(Json(ops::set_unit(&app, &id, &b.unit, &admin.actor, &b.reason).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConflictParams {
+    /// Also list resolved conflicts.
+    pub include_resolved: Option<bool>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConflictPage {
+    pub items: Vec<ConflictRecord>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/admin/api/v1/conflicts", tag = "review", params(ConflictParams),
+    responses((status = 200, body = ConflictPage), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Linking conflicts waiting for a decision (oldest first); both accounts are in the account
+/// pages.
+pub async fn conflicts(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Params(p): Params<ConflictParams>,
+) -> Result<Json<ConflictPage>, AdminError> {
+    let include = p.include_resolved.unwrap_or(false);
+    let page =
+        app.accounts.conflicts_page(include, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
+    Ok(Json(ConflictPage { items: page.items, next_cursor: page.next_cursor }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResolveBody {
+    pub decision: Decision,
+    /// With `merge`: which account survives (default `existing`).
+    pub survivor: Option<Survivor>,
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/admin/api/v1/conflicts/{id}/resolve", tag = "review",
+    params(("id" = i64, Path, description = "Conflict id")), request_body = ResolveBody,
+    responses((status = 200, body = ConflictRecord), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Decides a conflict: the same person (merge) or different people (keep apart).
+pub async fn resolve_conflict(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<i64>,
+    Body(b): Body<ResolveBody>,
+) -> Result<Json<ConflictRecord>, AdminError> {
+    let survivor = b.survivor.unwrap_or_default();
+    Ok(Json(ops::resolve_conflict(&app, id, b.decision, survivor, &admin.actor, &b.reason).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WarningParams {
+    /// Warning code.
+    pub code: Option<String>,
+    /// Upstream or import source.
+    pub source: Option<String>,
+    pub account_id: Option<String>,
+    /// Recorded at or after (Unix seconds).
+    pub since: Option<i64>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WarningPage {
+    pub items: Vec<WarningRecord>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/admin/api/v1/warnings", tag = "review", params(WarningParams),
+    responses((status = 200, body = WarningPage), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// National-ID warnings (structural oddities of asserted numbers), newest first.
+pub async fn warnings(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Params(p): Params<WarningParams>,
+) -> Result<Json<WarningPage>, AdminError> {
+    let filter = WarningFilter { code: p.code, source: p.source, account_id: p.account_id, since: p.since };
+    let page =
+        app.accounts.warnings_page(&filter, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
+    let items = page.items.into_iter().map(mask_warning).collect();
+    Ok(Json(WarningPage { items, next_cursor: page.next_cursor }))
+}
+
+/// Lists show national IDs masked.
+fn mask_warning(mut w: WarningRecord) -> WarningRecord {
+    w.national_id = w.national_id.map(|n| crate::accounts::national_id::mask_any(&n));
+    w
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    /// An account id, `conflict:<id>`, …
+    pub target: Option<String>,
+    /// `client:<id>` or `account:<id>`.
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditRecord>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/admin/api/v1/audit", tag = "review", params(AuditParams),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// The audit log (who, when, what, why), newest first.
+pub async fn audit(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Params(p): Params<AuditParams>,
+) -> Result<Json<AuditPage>, AdminError> {
+    let filter = AuditFilter { target: p.target, actor: p.actor, action: p.action };
+    let page = app.accounts.audit_page(&filter, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
+    Ok(Json(AuditPage { items: page.items, next_cursor: page.next_cursor }))
+}
+
+#[utoipa::path(get, path = "/admin/api/v1/operations", tag = "operations",
+    responses((status = 200, body = Operations), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// The active administrative-unit set and counts an operator watches.
+pub async fn operations(State(app): State<AppState>, _admin: Admin) -> Result<Json<Operations>, AdminError> {
+    Ok(Json(ops::operations(&app).await?))
+}
+
+/// A back-channel logout that failed after its retries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogoutFailure {
+    pub client_id: String,
+    pub uri: String,
+    pub sid: String,
+    pub at: i64,
+    pub error: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogoutFailurePage {
+    pub items: Vec<LogoutFailure>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/admin/api/v1/operations/logout-failures", tag = "operations", params(PageParams),
+    responses((status = 200, body = LogoutFailurePage), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Failed back-channel logout deliveries, newest first (kept for a bounded time).
+pub async fn logout_failures(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Params(p): Params<PageParams>,
+) -> Result<Json<LogoutFailurePage>, AdminError> {
+    let all = crate::logout::failures(&app).await?;
+    let limit = p.limit.unwrap_or(DEFAULT_PAGE).clamp(1, crate::accounts::search::MAX_PAGE) as usize;
+    // The list is small and bounded: the cursor is the position of the next item.
+    let start = match p.cursor.as_deref() {
+        None => 0,
+        Some(c) => c.parse::<usize>().map_err(|_| AdminError::BadRequest("unknown cursor".into()))?,
+    };
+    let items: Vec<LogoutFailure> = all
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|f| LogoutFailure {
+            client_id: f.client_id.clone(),
+            uri: f.uri.clone(),
+            sid: f.sid.clone(),
+            at: f.at,
+            error: f.error.clone(),
+        })
+        .collect();
+    let next = start + items.len();
+    let next_cursor = (next < all.len()).then(|| next.to_string());
+    Ok(Json(LogoutFailurePage { items, next_cursor }))
+}

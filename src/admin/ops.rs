@@ -1,0 +1,295 @@
+//! The admin operations as plain functions (the API handlers and a future console call these):
+//! each takes the actor and, for writes, a reason, and leaves a line in the audit log.
+
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::error::AdminError;
+use crate::accounts::admin::AccountSelector;
+use crate::accounts::{Account, AuditRecord, ConflictRecord, IdentityLink, WarningRecord};
+use crate::app::AppState;
+
+/// Longest reason accepted (it goes into the audit log).
+pub const MAX_REASON: usize = 1000;
+
+/// Audit lines shown on an account's page.
+const DETAIL_AUDIT_LINES: u32 = 50;
+
+/// A write's reason: required, trimmed, bounded.
+pub fn reason(raw: &str) -> Result<&str, AdminError> {
+    let r = raw.trim();
+    if r.is_empty() {
+        return Err(AdminError::BadRequest("a reason is required".into()));
+    }
+    if r.len() > MAX_REASON {
+        return Err(AdminError::BadRequest(format!("the reason is longer than {MAX_REASON} bytes")));
+    }
+    Ok(r)
+}
+
+/// A number the account held before a re-key.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FormerNumber {
+    pub national_id: String,
+    pub replaced_by: String,
+    pub changed_at: i64,
+}
+
+/// A legacy identifier kept as an attribute (CMND, passport number).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Alias {
+    pub kind: String,
+    pub value: String,
+    pub source: String,
+}
+
+/// One SSO session of the account.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionView {
+    pub sid: String,
+    pub upstream: String,
+    pub auth_time: i64,
+    pub acr: String,
+    pub created_at: i64,
+    /// Clients that received tokens in the session.
+    pub clients: Vec<String>,
+}
+
+/// Everything about one account (the full national ID only here; each view is audited).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AccountDetail {
+    pub account: Account,
+    pub links: Vec<IdentityLink>,
+    pub national_id_history: Vec<FormerNumber>,
+    pub aliases: Vec<Alias>,
+    pub warnings: Vec<WarningRecord>,
+    pub conflicts: Vec<ConflictRecord>,
+    pub sessions: Vec<SessionView>,
+    /// The newest audit lines about the account (this view's own line first).
+    pub audit: Vec<AuditRecord>,
+}
+
+async fn require(app: &AppState, id: &str) -> Result<Account, AdminError> {
+    app.accounts.find_by_id(id).await?.ok_or_else(|| AdminError::NotFound(format!("account {id}")))
+}
+
+/// The account page. Writes a `view` audit line first (it shows the full national ID).
+pub async fn account_detail(
+    app: &AppState,
+    id: &str,
+    actor: &str,
+    why: Option<&str>,
+) -> Result<AccountDetail, AdminError> {
+    let account = require(app, id).await?;
+    let why = why.map(str::trim).filter(|r| !r.is_empty());
+    if why.is_some_and(|r| r.len() > MAX_REASON) {
+        return Err(AdminError::BadRequest(format!("the reason is longer than {MAX_REASON} bytes")));
+    }
+    let s = &app.accounts;
+    s.audit(actor, "view", &account.id, why, &json!({ "national_id": "shown" }), app.clock.now()).await?;
+    let sessions = app.sessions.list_for_account(&account.id).await?;
+    let mut views = Vec::with_capacity(sessions.len());
+    for x in sessions {
+        let clients = app.sessions.clients(&x.sid).await?;
+        views.push(SessionView {
+            sid: x.sid,
+            upstream: x.upstream,
+            auth_time: x.auth_time,
+            acr: x.acr,
+            created_at: x.created_at,
+            clients,
+        });
+    }
+    let audit_filter =
+        crate::accounts::lists::AuditFilter { target: Some(account.id.clone()), ..Default::default() };
+    Ok(AccountDetail {
+        links: s.links_of(&account.id).await?,
+        national_id_history: s
+            .number_history(&account.id)
+            .await?
+            .into_iter()
+            .map(|(national_id, replaced_by, changed_at)| FormerNumber {
+                national_id,
+                replaced_by,
+                changed_at,
+            })
+            .collect(),
+        aliases: s
+            .aliases_of(&account.id)
+            .await?
+            .into_iter()
+            .map(|(kind, value, source)| Alias { kind, value, source })
+            .collect(),
+        warnings: s.warnings_of(&account.id).await?,
+        conflicts: s.conflicts_of(&account.id, 100).await?,
+        sessions: views,
+        audit: s.audit_page(&audit_filter, DETAIL_AUDIT_LINES, None).await?.items,
+        account,
+    })
+}
+
+/// Locks or unlocks an account.
+pub async fn set_locked(
+    app: &AppState,
+    id: &str,
+    locked: bool,
+    actor: &str,
+    why: &str,
+) -> Result<Account, AdminError> {
+    let why = reason(why)?;
+    let selector = AccountSelector::Id(id.to_string());
+    Ok(app.accounts.set_locked(&selector, locked, actor, Some(why), app.clock.now()).await?)
+}
+
+/// Ends every SSO session of an account everywhere (back-channel logout to the RPs); returns
+/// how many ended.
+pub async fn end_sessions(app: &AppState, id: &str, actor: &str, why: &str) -> Result<usize, AdminError> {
+    let why = reason(why)?;
+    let account = require(app, id).await?;
+    let ended = crate::logout::revoke_account_sessions(app, &account.sub, actor).await?;
+    let detail = json!({ "sessions": ended });
+    app.accounts.audit(actor, "end-sessions", &account.id, Some(why), &detail, app.clock.now()).await?;
+    Ok(ended)
+}
+
+/// Links an upstream identity to an account (moving it from another account if needed).
+pub async fn link(
+    app: &AppState,
+    id: &str,
+    upstream: &str,
+    subject: &str,
+    actor: &str,
+    why: &str,
+) -> Result<Vec<IdentityLink>, AdminError> {
+    let why = reason(why)?;
+    check_identity(app, upstream, subject)?;
+    let to = AccountSelector::Id(id.to_string());
+    app.accounts.link(upstream, subject, &to, actor, why, app.clock.now()).await?;
+    Ok(app.accounts.links_of(id).await?)
+}
+
+/// Removes one of the account's links.
+pub async fn unlink(
+    app: &AppState,
+    id: &str,
+    upstream: &str,
+    subject: &str,
+    actor: &str,
+    why: &str,
+) -> Result<Vec<IdentityLink>, AdminError> {
+    let why = reason(why)?;
+    let holder = app.accounts.find_by_link(upstream, subject).await?;
+    if holder.as_ref().map(|a| a.id.as_str()) != Some(id) {
+        return Err(AdminError::NotFound(format!("a link {upstream}/{subject} of account {id}")));
+    }
+    app.accounts.unlink(upstream, subject, actor, why, app.clock.now()).await?;
+    Ok(app.accounts.links_of(id).await?)
+}
+
+fn check_identity(app: &AppState, upstream: &str, subject: &str) -> Result<(), AdminError> {
+    if !app.settings.upstreams.iter().any(|u| u.id == upstream) {
+        return Err(AdminError::BadRequest(format!("{upstream:?} is not a configured upstream")));
+    }
+    if subject.trim().is_empty() || subject.len() > 255 {
+        return Err(AdminError::BadRequest("the subject must be 1 to 255 bytes".into()));
+    }
+    Ok(())
+}
+
+/// Merges account `id` into `into` (the survivor).
+pub async fn merge(
+    app: &AppState,
+    id: &str,
+    into: &str,
+    actor: &str,
+    why: &str,
+) -> Result<Account, AdminError> {
+    let why = reason(why)?;
+    let (loser, winner) = (AccountSelector::Id(id.to_string()), AccountSelector::Id(into.to_string()));
+    Ok(app.accounts.merge(&loser, &winner, actor, why, app.clock.now()).await?)
+}
+
+/// Decides an official's unit in the new structure.
+pub async fn set_unit(
+    app: &AppState,
+    id: &str,
+    unit: &str,
+    actor: &str,
+    why: &str,
+) -> Result<Account, AdminError> {
+    let why = reason(why)?;
+    let selector = AccountSelector::Id(id.to_string());
+    Ok(app.accounts.decide_unit(&selector, unit, actor, why, app.clock.now()).await?)
+}
+
+/// An admin's decision on a linking conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Same person: merge the newer account into the existing one (or the other way round,
+    /// with `survivor = "new"`).
+    Merge,
+    /// Different people: keep both accounts; the conflict is closed.
+    KeepApart,
+}
+
+/// Which account of a conflict survives a merge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Survivor {
+    #[default]
+    Existing,
+    New,
+}
+
+/// Resolves an open conflict; returns it as resolved.
+pub async fn resolve_conflict(
+    app: &AppState,
+    id: i64,
+    decision: Decision,
+    survivor: Survivor,
+    actor: &str,
+    why: &str,
+) -> Result<ConflictRecord, AdminError> {
+    let why = reason(why)?;
+    let c = app.accounts.conflict(id).await?.ok_or_else(|| AdminError::NotFound(format!("conflict {id}")))?;
+    if c.resolved_at.is_some() {
+        return Err(AdminError::Conflict(format!("conflict {id} is already resolved")));
+    }
+    let now = app.clock.now();
+    match decision {
+        Decision::Merge => {
+            let (loser, winner) = match survivor {
+                Survivor::Existing => (&c.new_account_id, &c.existing_account_id),
+                Survivor::New => (&c.existing_account_id, &c.new_account_id),
+            };
+            let (l, w) = (AccountSelector::Id(loser.clone()), AccountSelector::Id(winner.clone()));
+            app.accounts.merge(&l, &w, actor, why, now).await?;
+            // The merge closes every open conflict between the two; this one if still open.
+            if app.accounts.conflict(id).await?.is_some_and(|c| c.resolved_at.is_none()) {
+                app.accounts.resolve_conflict(id, "merged", actor, why, now).await?;
+            }
+        }
+        Decision::KeepApart => app.accounts.resolve_conflict(id, "kept-apart", actor, why, now).await?,
+    }
+    app.accounts.conflict(id).await?.ok_or_else(|| AdminError::NotFound(format!("conflict {id}")))
+}
+
+/// What an operator sees of the running system.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Operations {
+    /// Version of the administrative-unit set new officials are mapped with.
+    pub active_unit_set: Option<String>,
+    /// Back-channel logout deliveries that failed after their retries (kept for a while).
+    pub backchannel_logout_failures: usize,
+    pub accounts: i64,
+}
+
+pub async fn operations(app: &AppState) -> Result<Operations, AdminError> {
+    Ok(Operations {
+        active_unit_set: app.accounts.active_unit_version().await?,
+        backchannel_logout_failures: crate::logout::failures(app).await?.len(),
+        accounts: app.accounts.count_accounts().await?,
+    })
+}
