@@ -53,6 +53,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("mtls: {0}")]
+    Mtls(String),
     #[error("server: {0}")]
     Serve(std::io::Error),
 }
@@ -87,6 +89,9 @@ pub struct AppParts {
     pub discovery: discovery::Discovery,
     /// DPoP server nonces (`[dpop]`).
     pub dpop_nonces: crate::provider::dpop::Nonces,
+    /// Mutual-TLS client certificates (`[mtls]`): the `tls_client_auth` roots and the proxy
+    /// header.
+    pub mtls: crate::provider::mtls::Mtls,
     /// Shared outbound HTTP client (keep-alive pool): upstreams, RP back-channel logout,
     /// client key sets.
     pub http: reqwest::Client,
@@ -129,9 +134,9 @@ impl AppState {
         let broker = Broker::new(&settings, http.clone(), store.clone())?;
         let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
         let limits = crate::limits::RateLimiter::new(&settings.limits, &store, clock.clone());
-        let discovery =
-            discovery::Discovery::new(&issuer, &settings.assurance.levels, settings.par.required, &keys);
+        let discovery = discovery::Discovery::new(&issuer, discovery::Features::of(&settings), &keys);
         let dpop_nonces = crate::provider::dpop::Nonces::new(settings.dpop.nonce_lifetime);
+        let mtls = crate::provider::mtls::Mtls::new(&settings.mtls).map_err(StartError::Mtls)?;
         Ok(AppState(Arc::new(AppParts {
             settings: Arc::new(settings),
             keys,
@@ -144,6 +149,7 @@ impl AppState {
             clock,
             discovery,
             dpop_nonces,
+            mtls,
             verified_tokens: crate::provider::verified::VerifiedTokens::new(VERIFIED_TOKEN_CAPACITY),
             http,
             issuer,
@@ -352,6 +358,15 @@ impl Application {
 /// and `signer`'s key set.
 #[cfg(test)]
 pub(crate) async fn test_state() -> (tempfile::TempDir, AppState, KeySet) {
+    test_state_with(|_| String::new()).await
+}
+
+/// [`test_state`] with more configuration: `extra(dir)` returns TOML appended to the file
+/// (after the clients), and may write files into `dir` first.
+#[cfg(test)]
+pub(crate) async fn test_state_with(
+    extra: impl FnOnce(&std::path::Path) -> String,
+) -> (tempfile::TempDir, AppState, KeySet) {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     let dir = tempfile::tempdir().unwrap();
     let signer = dir.path().join("signer");
@@ -391,6 +406,7 @@ grant_types = ["client_credentials"]
         dir = dir.path().display(),
         jwks = toml::Value::try_from(serde_json::json!({ "keys": jwks["keys"] })).unwrap()
     );
+    let text = text + &extra(dir.path());
     let settings = Settings::from_toml(&text).unwrap();
     let state = AppState::build(settings, Clock::system()).await.unwrap();
     (dir, state, signer)

@@ -13,6 +13,7 @@ pub mod dpop;
 pub mod error;
 pub mod explain;
 pub mod introspect;
+pub mod mtls;
 pub mod par;
 pub mod records;
 pub mod token;
