@@ -57,6 +57,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("mtls: {0}")]
+    Mtls(String),
     #[error("server: {0}")]
     Serve(std::io::Error),
 }
@@ -175,6 +177,7 @@ impl AppState {
         let broker = Broker::new(&settings, http.clone(), store.clone())?;
         let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
         let limits = Arc::new(crate::limits::RateLimiter::new(&settings.limits, &store, clock.clone()));
+        let mtls = crate::provider::mtls::Mtls::new(&settings.mtls).map_err(StartError::Mtls)?;
         let settings = Arc::new(settings);
         let provider = ProviderState::new(ProviderParts {
             settings: settings.clone(),
@@ -187,13 +190,9 @@ impl AppState {
             clock: clock.clone(),
             limits: limits.clone(),
             verified_tokens: crate::provider::verified::VerifiedTokens::new(VERIFIED_TOKEN_CAPACITY),
-            discovery: discovery::Discovery::new(
-                &issuer,
-                &settings.assurance.levels,
-                settings.par.required,
-                &keys,
-            ),
+            discovery: discovery::Discovery::new(&issuer, discovery::Features::of(&settings), &keys),
             dpop_nonces: crate::provider::dpop::Nonces::new(settings.dpop.nonce_lifetime),
+            mtls,
             http: http.clone(),
             issuer: issuer.clone(),
         });
@@ -529,6 +528,15 @@ fn certificate_tls(settings: &Settings) -> Result<Arc<rustls::ServerConfig>, Sta
 /// and `signer`'s key set.
 #[cfg(test)]
 pub(crate) async fn test_state() -> (tempfile::TempDir, AppState, KeySet) {
+    test_state_with(|_| String::new()).await
+}
+
+/// [`test_state`] with more configuration: `extra(dir)` returns TOML appended to the file
+/// (after the clients), and may write files into `dir` first.
+#[cfg(test)]
+pub(crate) async fn test_state_with(
+    extra: impl FnOnce(&std::path::Path) -> String,
+) -> (tempfile::TempDir, AppState, KeySet) {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     let dir = tempfile::tempdir().unwrap();
     let signer = dir.path().join("signer");
@@ -568,6 +576,7 @@ grant_types = ["client_credentials"]
         dir = dir.path().display(),
         jwks = toml::Value::try_from(serde_json::json!({ "keys": jwks["keys"] })).unwrap()
     );
+    let text = text + &extra(dir.path());
     let settings = Settings::from_toml(&text).unwrap();
     let state = AppState::build(settings, Clock::system()).await.unwrap();
     (dir, state, signer)

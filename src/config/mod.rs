@@ -6,6 +6,7 @@
 
 mod connectors;
 mod environment;
+mod mtls;
 mod profiles;
 mod secret;
 mod validate;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use environment::{Layer, Origin};
+pub use mtls::{SubjectDn, root_store};
 pub use profiles::UpstreamProfile;
 pub use secret::{SecretString, SecretValue};
 pub use validate::{Problem, validate};
@@ -77,6 +79,9 @@ pub struct Settings {
     /// The admin API (`/admin/api/v1`): who may use it.
     #[serde(default)]
     pub admin: AdminSettings,
+    /// Mutual-TLS client authentication and certificate-bound tokens (RFC 8705).
+    #[serde(default)]
+    pub mtls: MtlsSettings,
 }
 
 /// The certificate step of certificate login, on a host name of its own so that no other page
@@ -129,6 +134,35 @@ pub struct AdminSettings {
 impl Default for AdminSettings {
     fn default() -> Self {
         Self { scope: defaults::admin_scope(), role: defaults::admin_role(), min_acr: None }
+    }
+}
+
+/// Mutual TLS for RPs (RFC 8705): where client certificates reach the gateway and which
+/// roots `tls_client_auth` trusts. A certificate reaches the gateway from a TLS-terminating
+/// proxy in `certificate_header` (the gateway's own mTLS listener is to come, on the TLS
+/// listener of certificate login).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsSettings {
+    /// Public base URL of a separate mTLS host (e.g. `https://mtls.sso.example`, on the
+    /// proxy): discovery lists the endpoints under it in `mtls_endpoint_aliases`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PEM bundle of the CAs whose certificates `tls_client_auth` accepts (chain, validity,
+    /// the clientAuth extended key usage). Needed by any `tls_client_auth` client.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Behind a TLS-terminating proxy: the request header in which it forwards the client's
+    /// certificate (URL-encoded PEM as nginx's `$ssl_client_escaped_cert`, PEM, or base64
+    /// DER). Believed only from `inbound.trusted_proxies`; anyone else's is ignored.
+    #[serde(default)]
+    pub certificate_header: Option<String>,
+}
+
+impl MtlsSettings {
+    /// Whether a client certificate can reach the gateway at all.
+    pub fn enabled(&self) -> bool {
+        self.certificate_header.is_some()
     }
 }
 
@@ -1069,9 +1103,39 @@ pub struct ClientSettings {
     /// is bound to a key the client holds.
     #[serde(default)]
     pub require_dpop: bool,
+    /// `tls_client_auth` (RFC 8705 §2.1.2): the subject DN (RFC 4514, most specific first,
+    /// e.g. `"CN=portal,O=So TT&TT,C=VN"`) the client's certificate must have. Exactly one of
+    /// this and the `tls_client_auth_san_*` settings.
+    #[serde(default)]
+    pub tls_client_auth_subject_dn: Option<SubjectDn>,
+    /// `tls_client_auth`: a DNS name among the certificate's subject alternative names.
+    #[serde(default)]
+    pub tls_client_auth_san_dns: Option<String>,
+    /// `tls_client_auth`: a URI among the certificate's subject alternative names.
+    #[serde(default)]
+    pub tls_client_auth_san_uri: Option<String>,
+    /// `tls_client_auth`: an IP address among the certificate's subject alternative names.
+    #[serde(default)]
+    pub tls_client_auth_san_ip: Option<std::net::IpAddr>,
+    /// `tls_client_auth`: an e-mail address among the certificate's subject alternative names.
+    #[serde(default)]
+    pub tls_client_auth_san_email: Option<String>,
+    /// Every access token of this client is bound to its TLS client certificate
+    /// (`cnf.x5t#S256`, RFC 8705 §3), and a public client's refresh tokens too, whatever
+    /// authentication it uses; token requests without a certificate are refused. A client
+    /// that authenticates with its certificate gets bound tokens without this.
+    #[serde(default)]
+    pub tls_client_certificate_bound_access_tokens: bool,
 }
 
 impl ClientSettings {
+    /// Whether the client authenticates (a secret, a key or a certificate), as opposed to a
+    /// public client.
+    pub fn is_confidential(&self) -> bool {
+        self.client_secret.is_some()
+            || self.token_endpoint_auth_method.is_some_and(ClientAuthMethod::is_confidential)
+    }
+
     /// The sector a pairwise `sub` is computed for: `sector_identifier`, or the single host of
     /// the redirect URIs.
     pub fn sector(&self) -> Option<String> {
@@ -1095,7 +1159,29 @@ pub enum ClientAuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
     PrivateKeyJwt,
+    /// RFC 8705 §2.1: a certificate from `mtls.ca_file`'s CAs with the registered subject.
+    TlsClientAuth,
+    /// RFC 8705 §2.2: a certificate whose key is one of the client's `jwks` / `jwks_uri`.
+    SelfSignedTlsClientAuth,
     None,
+}
+
+impl ClientAuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuthMethod::ClientSecretBasic => "client_secret_basic",
+            ClientAuthMethod::ClientSecretPost => "client_secret_post",
+            ClientAuthMethod::PrivateKeyJwt => "private_key_jwt",
+            ClientAuthMethod::TlsClientAuth => "tls_client_auth",
+            ClientAuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+            ClientAuthMethod::None => "none",
+        }
+    }
+
+    /// Whether the client proves itself with something it holds (not `none`).
+    pub fn is_confidential(self) -> bool {
+        self != ClientAuthMethod::None
+    }
 }
 
 mod defaults {

@@ -368,6 +368,7 @@ pub fn validate(s: &Settings) -> Vec<Problem> {
     check_lifetimes(s, &mut p);
     check_limits(&s.limits, &mut p);
     check_par_and_dpop(s, &mut p);
+    check_mtls(s, &mut p);
     check_upstreams(s, &mut p);
     super::connectors::check_assurance(s, &mut p);
     check_clients(s, &mut p);
@@ -609,8 +610,7 @@ fn check_client_flows(c: &super::ClientSettings, at: &dyn Fn(&str) -> String, p:
                 .expecting("authorization_code as well"),
         );
     }
-    let confidential = c.client_secret.is_some()
-        || c.token_endpoint_auth_method == Some(super::ClientAuthMethod::PrivateKeyJwt);
+    let confidential = c.is_confidential();
     if !c.require_pkce && !confidential {
         p.push(
             Problem::new(at("require_pkce"), "a public client cannot go without PKCE")
@@ -742,8 +742,7 @@ fn check_par_and_dpop(s: &Settings, p: &mut Vec<Problem>) {
         }
     }
     for (i, c) in s.clients.iter().enumerate() {
-        let confidential = c.client_secret.is_some()
-            || c.token_endpoint_auth_method == Some(super::ClientAuthMethod::PrivateKeyJwt);
+        let confidential = c.is_confidential();
         if c.require_pushed_authorization_requests && !confidential {
             p.push(
                 Problem::new(
@@ -785,6 +784,114 @@ fn check_admin(s: &Settings, p: &mut Vec<Problem>) {
             Problem::new("admin.min_acr", format!("{acr:?} is not an assurance level"))
                 .expecting(format!("one of assurance.levels: {}", s.assurance.levels.join(", "))),
         );
+    }
+}
+
+/// `[mtls]` and the clients' RFC 8705 settings: a certificate must be able to reach the
+/// gateway for any of them to work, `tls_client_auth` needs roots and one registered name,
+/// `self_signed_tls_client_auth` one key set, and certificate-bound tokens exclude DPoP.
+fn check_mtls(s: &Settings, p: &mut Vec<Problem>) {
+    let m = &s.mtls;
+    if let Some(url) = &m.url {
+        if let Some(u) = check_web_url("mtls.url", url, p)
+            && (u.query().is_some() || u.fragment().is_some())
+        {
+            p.push(
+                Problem::new("mtls.url", "has a query or fragment")
+                    .expecting("scheme, host and optional path"),
+            );
+        }
+        if !m.enabled() {
+            p.push(
+                Problem::new("mtls.url", "set, but no certificate can reach the gateway")
+                    .expecting("mtls.certificate_header"),
+            );
+        }
+    }
+    if let Some(h) = &m.certificate_header {
+        if axum::http::HeaderName::try_from(h.as_str()).is_err() {
+            p.push(
+                Problem::new("mtls.certificate_header", "is not a header name")
+                    .expecting("e.g. \"x-ssl-client-cert\""),
+            );
+        }
+        if s.inbound.trusted_proxies.is_empty() {
+            p.push(
+                Problem::new("mtls.certificate_header", "set, but no proxy is trusted to send it")
+                    .expecting("the proxy's network in inbound.trusted_proxies"),
+            );
+        }
+    }
+    if let Some(ca) = &m.ca_file {
+        let read = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()));
+        if let Err(e) = read.and_then(|pem| super::root_store(&pem)) {
+            p.push(Problem::new("mtls.ca_file", e).expecting("a PEM bundle of CA certificates"));
+        }
+    }
+    use super::ClientAuthMethod as M;
+    for (i, c) in s.clients.iter().enumerate() {
+        let at = |k: &str| format!("clients[{i}].{k}");
+        let method = c.token_endpoint_auth_method;
+        let names = [
+            ("tls_client_auth_subject_dn", c.tls_client_auth_subject_dn.is_some()),
+            ("tls_client_auth_san_dns", c.tls_client_auth_san_dns.is_some()),
+            ("tls_client_auth_san_uri", c.tls_client_auth_san_uri.is_some()),
+            ("tls_client_auth_san_ip", c.tls_client_auth_san_ip.is_some()),
+            ("tls_client_auth_san_email", c.tls_client_auth_san_email.is_some()),
+        ];
+        let named: Vec<&str> = names.iter().filter(|(_, set)| *set).map(|(k, _)| *k).collect();
+        let by_certificate = matches!(method, Some(M::TlsClientAuth | M::SelfSignedTlsClientAuth));
+        if method == Some(M::TlsClientAuth) {
+            if named.len() != 1 {
+                p.push(
+                    Problem::new(at("token_endpoint_auth_method"), "tls_client_auth needs exactly one registered name")
+                        .expecting("one of tls_client_auth_subject_dn, tls_client_auth_san_dns, _san_uri, _san_ip, _san_email"),
+                );
+            }
+            if m.ca_file.is_none() {
+                p.push(
+                    Problem::new(at("token_endpoint_auth_method"), "tls_client_auth needs mtls.ca_file")
+                        .expecting("the CA bundle client certificates chain to"),
+                );
+            }
+        } else if let Some(first) = named.first() {
+            p.push(
+                Problem::new(at(first), "set for a client that does not use tls_client_auth")
+                    .expecting("token_endpoint_auth_method = \"tls_client_auth\""),
+            );
+        }
+        if method == Some(M::SelfSignedTlsClientAuth) && c.jwks.is_none() == c.jwks_uri.is_none() {
+            p.push(
+                Problem::new(
+                    at("token_endpoint_auth_method"),
+                    "self_signed_tls_client_auth needs exactly one of jwks or jwks_uri",
+                )
+                .expecting("the client's certificate (x5c) or key in jwks, or jwks_uri"),
+            );
+        }
+        if by_certificate && c.client_secret.is_some() {
+            p.push(
+                Problem::new(at("client_secret"), "set for a client that authenticates with its certificate")
+                    .expecting("no secret"),
+            );
+        }
+        if (by_certificate || c.tls_client_certificate_bound_access_tokens) && !m.enabled() {
+            let key = if by_certificate {
+                "token_endpoint_auth_method"
+            } else {
+                "tls_client_certificate_bound_access_tokens"
+            };
+            p.push(
+                Problem::new(at(key), "needs a client certificate, but none can reach the gateway")
+                    .expecting("mtls.certificate_header"),
+            );
+        }
+        if c.tls_client_certificate_bound_access_tokens && c.require_dpop {
+            p.push(
+                Problem::new(at("require_dpop"), "set with tls_client_certificate_bound_access_tokens")
+                    .expecting("one sender constraint: DPoP or the TLS certificate"),
+            );
+        }
     }
 }
 

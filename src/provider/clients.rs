@@ -1,4 +1,5 @@
-//! The client (relying party) registry and client authentication at the token endpoint.
+//! The client (relying party) registry: each registered client ready for request-time
+//! checks (client authentication itself is `client_auth`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +49,11 @@ pub struct Client {
     pub require_par: bool,
     /// Token requests must carry a DPoP proof (RFC 9449).
     pub require_dpop: bool,
+    /// `tls_client_auth`: the subject or SAN its certificate must carry (RFC 8705 §2.1.2).
+    pub tls_name: Option<super::mtls::RegisteredName>,
+    /// Its access tokens (and a public client's refresh tokens) are bound to its TLS client
+    /// certificate whatever the authentication (RFC 8705 §3).
+    pub certificate_bound_tokens: bool,
 }
 
 impl Client {
@@ -88,6 +94,9 @@ impl Client {
             },
             require_par: s.require_pushed_authorization_requests,
             require_dpop: s.require_dpop,
+            // Validation refuses a client whose name cannot be read.
+            tls_name: super::mtls::RegisteredName::from_settings(s).ok().flatten(),
+            certificate_bound_tokens: s.tls_client_certificate_bound_access_tokens,
         }
     }
 
@@ -111,7 +120,8 @@ impl Client {
         self.redirect_uris.iter().any(|r| r == uri)
     }
 
-    fn secret_matches(&self, presented: &str) -> bool {
+    /// Whether `presented` is this client's secret (compared in constant time).
+    pub(super) fn secret_matches(&self, presented: &str) -> bool {
         match &self.secret_digest {
             Some(expected) => {
                 let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
@@ -139,49 +149,6 @@ impl ClientRegistry {
 
     pub fn get(&self, client_id: &str) -> Option<Arc<Client>> {
         self.clients.get(client_id).cloned()
-    }
-
-    /// Authenticates a client by secret (RFC 6749 §2.3): `client_secret_basic`,
-    /// `client_secret_post`, or `none` for public clients. `private_key_jwt` is handled in
-    /// `client_auth` (it needs the state store and may fetch keys).
-    pub fn authenticate_secret(
-        &self,
-        headers: &HeaderMap,
-        form_client_id: Option<&str>,
-        form_secret: Option<&str>,
-    ) -> Result<Arc<Client>, TokenError> {
-        let basic = basic_credentials(headers)?;
-        let (client_id, secret, method) = match (basic, form_client_id, form_secret) {
-            (Some(_), _, Some(_)) => {
-                return Err(TokenError::InvalidRequest(
-                    "use one client authentication method, not two".into(),
-                ));
-            }
-            (Some((id, secret)), form_id, None) => {
-                if form_id.is_some_and(|f| f != id) {
-                    return Err(TokenError::InvalidRequest(
-                        "client_id does not match the Authorization header".into(),
-                    ));
-                }
-                (id, Some(secret), "basic")
-            }
-            (None, Some(id), secret) => (id.to_string(), secret.map(str::to_string), "post"),
-            (None, None, _) => return Err(TokenError::InvalidClient { basic: false }),
-        };
-        let basic = method == "basic";
-        let client = self.get(&client_id).ok_or(TokenError::InvalidClient { basic })?;
-        if client.auth_method == ClientAuthMethod::PrivateKeyJwt {
-            return Err(TokenError::InvalidClient { basic });
-        }
-        if client.auth_method == ClientAuthMethod::ClientSecretPost && basic {
-            return Err(TokenError::InvalidClient { basic });
-        }
-        match (client.is_public(), secret) {
-            (true, None) => Ok(client),
-            (true, Some(_)) => Err(TokenError::InvalidClient { basic }),
-            (false, Some(s)) if client.secret_matches(&s) => Ok(client),
-            (false, _) => Err(TokenError::InvalidClient { basic }),
-        }
     }
 }
 
@@ -231,44 +198,6 @@ mod tests {
         )
         .unwrap();
         ClientRegistry::new(&s.clients, &s.lifetimes)
-    }
-
-    fn basic(id: &str, secret: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        let v = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
-        h.insert(header::AUTHORIZATION, format!("Basic {v}").parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn confidential_clients_authenticate_by_basic_or_post() {
-        let r = registry();
-        assert!(r.authenticate_secret(&basic("portal", "portal-secret-0123456789"), None, None).is_ok());
-        assert!(
-            r.authenticate_secret(&HeaderMap::new(), Some("portal"), Some("portal-secret-0123456789"))
-                .is_ok()
-        );
-        assert!(matches!(
-            r.authenticate_secret(&basic("portal", "wrong"), None, None),
-            Err(TokenError::InvalidClient { basic: true })
-        ));
-        assert!(r.authenticate_secret(&HeaderMap::new(), Some("portal"), None).is_err());
-        assert!(r.authenticate_secret(&HeaderMap::new(), Some("nobody"), Some("x")).is_err());
-    }
-
-    #[test]
-    fn public_clients_have_no_secret() {
-        let r = registry();
-        assert!(r.authenticate_secret(&HeaderMap::new(), Some("spa"), None).unwrap().is_public());
-        assert!(r.authenticate_secret(&HeaderMap::new(), Some("spa"), Some("guess")).is_err());
-    }
-
-    #[test]
-    fn basic_credentials_are_form_urlencoded() {
-        let r = registry();
-        // '-' needs no escaping, but an escaped form of the same secret must still match.
-        let h = basic("portal", "portal%2Dsecret%2D0123456789");
-        assert!(r.authenticate_secret(&h, None, None).is_ok());
     }
 
     #[test]

@@ -153,6 +153,18 @@ fn kind(client: &Client) -> String {
             };
             format!("confidential; private_key_jwt ({keys}; each assertion single-use)")
         }
+        ClientAuthMethod::TlsClientAuth => "confidential; tls_client_auth (a certificate from \
+             mtls.ca_file's CAs with the registered subject; tokens bound to it)"
+            .into(),
+        ClientAuthMethod::SelfSignedTlsClientAuth => {
+            let keys = match &client.jwks_uri {
+                Some(uri) => format!("keys from {uri}"),
+                None => "inline keys".into(),
+            };
+            format!(
+                "confidential; self_signed_tls_client_auth (a certificate of one of its {keys}; tokens bound to it)"
+            )
+        }
     }
 }
 

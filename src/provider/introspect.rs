@@ -2,48 +2,37 @@
 //! a client sees and revokes only its own tokens, or — for resource servers named in a
 //! client's `audiences` — access tokens meant for it.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::ProviderState;
-use super::client_auth::authenticate_form;
+use super::client_auth::{BackChannel, authenticate_form};
 use super::clients::Client;
 use super::error::TokenError;
 use super::records::{RefreshRecord, grant_revoked_key, refresh_key, revoked_jti_key};
-use super::tokens::AccessClaims;
-use crate::login::client_ip::ClientIp;
+use super::tokens::{AccessClaims, Confirmation};
 
 fn no_store(mut res: Response) -> Response {
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
-pub async fn introspect(
-    State(app): State<ProviderState>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    match introspect_inner(&app, ip, &headers, &body).await {
+pub async fn introspect(State(app): State<ProviderState>, request: BackChannel) -> Response {
+    match introspect_inner(&app, &request).await {
         Ok(v) => no_store(Json(v).into_response()),
         Err(e) => e.into_response(),
     }
 }
 
-async fn introspect_inner(
-    app: &ProviderState,
-    ip: Option<IpAddr>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Value, TokenError> {
-    let (params, client) = authenticate_form(app, "/introspect", ip, headers, body).await?;
+async fn introspect_inner(app: &ProviderState, request: &BackChannel) -> Result<Value, TokenError> {
+    let (params, auth) = authenticate_form(app, "/introspect", request).await?;
+    let client = auth.client;
     // RFC 7662 §2.1: introspection is for clients that authenticate; a public client's
     // `client_id` proves nothing, so it learns nothing about any token.
     if client.is_public() {
@@ -60,7 +49,7 @@ async fn introspect_inner(
         }
         let mut answer = json!({
             "active": true,
-            "token_type": if claims.cnf.is_some() { "DPoP" } else { "Bearer" },
+            "token_type": Confirmation::token_type(claims.cnf.as_ref()),
             "scope": claims.scope,
             "client_id": claims.client_id,
             "sub": claims.sub,
@@ -73,9 +62,10 @@ async fn introspect_inner(
             "auth_time": claims.auth_time,
             "acr": claims.acr,
         });
-        // A DPoP-bound token's key (RFC 9449 §6.2): the resource server checks the proof.
+        // What the token is bound to — a DPoP key (RFC 9449 §6.2) or a TLS client certificate
+        // (RFC 8705 §3.2): the resource server checks the proof or the connection's certificate.
         if let Some(cnf) = &claims.cnf {
-            answer["cnf"] = json!({ "jkt": cnf.jkt });
+            answer["cnf"] = json!(cnf);
         }
         return Ok(answer);
     }
@@ -105,6 +95,9 @@ async fn introspect_inner(
         if let Some(jkt) = &record.jkt {
             answer["cnf"] = json!({ "jkt": jkt });
         }
+        if let Some(x5t) = &record.x5t_s256 {
+            answer["cnf"] = json!({ "x5t#S256": x5t });
+        }
         return Ok(answer);
     }
     Ok(inactive)
@@ -124,25 +117,16 @@ async fn live_access_token(
     Ok(Some(claims))
 }
 
-pub async fn revoke(
-    State(app): State<ProviderState>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    match revoke_inner(&app, ip, &headers, &body).await {
+pub async fn revoke(State(app): State<ProviderState>, request: BackChannel) -> Response {
+    match revoke_inner(&app, &request).await {
         Ok(()) => no_store(axum::http::StatusCode::OK.into_response()),
         Err(e) => e.into_response(),
     }
 }
 
-async fn revoke_inner(
-    app: &ProviderState,
-    ip: Option<IpAddr>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(), TokenError> {
-    let (params, client) = authenticate_form(app, "/revoke", ip, headers, body).await?;
+async fn revoke_inner(app: &ProviderState, request: &BackChannel) -> Result<(), TokenError> {
+    let (params, auth) = authenticate_form(app, "/revoke", request).await?;
+    let client = auth.client;
     let token = params
         .get("token")
         .filter(|t| !t.is_empty())

@@ -16,6 +16,7 @@ pub mod dpop;
 pub mod error;
 pub mod explain;
 pub mod introspect;
+pub mod mtls;
 pub mod par;
 pub mod records;
 pub mod token;
@@ -64,6 +65,9 @@ pub struct ProviderParts {
     pub discovery: discovery::Discovery,
     /// DPoP server nonces (`[dpop]`).
     pub dpop_nonces: dpop::Nonces,
+    /// Mutual-TLS client certificates (`[mtls]`): the `tls_client_auth` roots and the proxy
+    /// header.
+    pub mtls: mtls::Mtls,
     /// Outbound HTTP (client key sets).
     pub http: reqwest::Client,
     pub(crate) issuer: Arc<str>,

@@ -9,7 +9,6 @@
 //! `authorize::validate`, used by both) or answer the browser.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::State;
@@ -20,9 +19,9 @@ use serde_json::json;
 
 use super::ProviderState;
 use super::authorize::{AuthorizeError, validate};
+use super::client_auth::BackChannel;
 use super::clients::Client;
 use super::error::TokenError;
-use crate::login::client_ip::ClientIp;
 use crate::state::{Class, hashed_key, random_handle};
 
 /// What every `request_uri` the gateway hands out starts with (RFC 9126 §2.2).
@@ -50,13 +49,8 @@ pub fn required(app: &ProviderState, client: &Client) -> bool {
     client.require_par || (app.settings.par.required && !client.is_public())
 }
 
-pub async fn post(
-    State(app): State<ProviderState>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    match push(&app, ip, &headers, &body).await {
+pub async fn post(State(app): State<ProviderState>, request: BackChannel) -> Response {
+    match push(&app, &request).await {
         Ok((request_uri, expires_in)) => {
             let mut res =
                 (StatusCode::CREATED, Json(json!({ "request_uri": request_uri, "expires_in": expires_in })))
@@ -73,13 +67,9 @@ pub async fn post(
 
 /// Authenticates the client (counted against `[limits]` like `/token`), validates its
 /// request and stores it; returns the `request_uri` and its lifetime in seconds.
-async fn push(
-    app: &ProviderState,
-    ip: Option<IpAddr>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(String, u64), TokenError> {
-    let (mut params, client) = super::client_auth::authenticate_form(app, "/par", ip, headers, body).await?;
+async fn push(app: &ProviderState, request: &BackChannel) -> Result<(String, u64), TokenError> {
+    let (mut params, auth) = super::client_auth::authenticate_form(app, "/par", request).await?;
+    let client = auth.client;
     // Only a client that proved who it is may make the gateway store something: a public
     // client's `client_id` proves nothing (it sends its requests to /authorize directly).
     if client.is_public() {
@@ -92,7 +82,7 @@ async fn push(
         params.remove(k);
     }
     params.insert("client_id".into(), client.client_id.clone());
-    bind_to_proof(app, headers, &mut params).await?;
+    bind_to_proof(app, &request.headers, &mut params).await?;
     let raw: Vec<(String, String)> = params.into_iter().collect();
     if let Err(e) = validate(app, raw.clone()) {
         return Err(match e {

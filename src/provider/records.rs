@@ -389,6 +389,10 @@ pub struct RefreshRecord {
     /// started with a proof); each refresh must prove possession of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jkt: Option<String>,
+    /// Mutual TLS (RFC 8705 §4): the family of a public client is bound to the certificate
+    /// with this SHA-256 (`x5t#S256`); each refresh must come over a connection with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
 }
 
 impl RefreshRecord {
@@ -520,8 +524,13 @@ mod tests {
 
     #[test]
     fn a_family_stays_offline_when_a_refresh_narrows_its_scope() {
-        let narrowed =
-            RefreshRecord { grant: grant(&["openid"]), family_expires_at: 1, offline: true, jkt: None };
+        let narrowed = RefreshRecord {
+            grant: grant(&["openid"]),
+            family_expires_at: 1,
+            offline: true,
+            jkt: None,
+            x5t_s256: None,
+        };
         assert!(narrowed.is_offline());
         let json = serde_json::to_string(&narrowed).unwrap();
         let back: RefreshRecord = serde_json::from_str(&json).unwrap();
@@ -531,8 +540,13 @@ mod tests {
         older.as_object_mut().unwrap().remove("offline");
         let older: RefreshRecord = serde_json::from_value(older).unwrap();
         assert!(!older.is_offline());
-        let online =
-            RefreshRecord { grant: grant(&["openid"]), family_expires_at: 1, offline: false, jkt: None };
+        let online = RefreshRecord {
+            grant: grant(&["openid"]),
+            family_expires_at: 1,
+            offline: false,
+            jkt: None,
+            x5t_s256: None,
+        };
         assert!(!serde_json::to_string(&online).unwrap().contains("offline"), "stored only when true");
         let old_offline: RefreshRecord = serde_json::from_value(serde_json::json!({
             "grant": grant(&["openid", "offline_access"]), "family_expires_at": 1

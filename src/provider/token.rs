@@ -1,4 +1,5 @@
-//! `POST /token`: the authorization_code, refresh_token and client_credentials grants.
+//! `POST /token`: the authorization_code, refresh_token and client_credentials grants, and
+//! what their tokens are bound to (a DPoP key or the client's TLS certificate).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,24 +13,20 @@ use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use super::ProviderState;
+use super::client_auth::BackChannel;
 use super::clients::Client;
 use super::error::TokenError;
+use super::mtls::ClientCertificate;
 use super::records::{
     CodeRecord, FamilyEnded, RefreshRecord, UsedMarker, code_key, code_used_key, family_lifetime,
     grant_revoked_key, may_rotate, refresh_key, refresh_used_key, revocation_ttl,
 };
-use super::tokens::{Issue, TokenResponse, issue_bound_client_token, issue_user_tokens};
+use super::tokens::{Confirmation, Issue, TokenResponse, issue_bound_client_token, issue_user_tokens};
 use crate::config::GrantType;
-use crate::login::client_ip::ClientIp;
 use crate::state::{Class, StoreError};
 
-pub async fn post(
-    State(app): State<ProviderState>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    match token(&app, ip, &headers, &body).await {
+pub async fn post(State(app): State<ProviderState>, request: BackChannel) -> Response {
+    match token(&app, &request).await {
         Ok(tokens) => {
             let mut res = Json(tokens).into_response();
             res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -65,24 +62,23 @@ pub fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>,
     Ok(map)
 }
 
-async fn token(
-    app: &ProviderState,
-    ip: Option<std::net::IpAddr>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<TokenResponse, TokenError> {
-    let (params, client) = super::client_auth::authenticate_form(app, "/token", ip, headers, body).await?;
+async fn token(app: &ProviderState, request: &BackChannel) -> Result<TokenResponse, TokenError> {
+    let (params, auth) = super::client_auth::authenticate_form(app, "/token", request).await?;
+    let client = auth.client;
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     // DPoP (RFC 9449): a proof binds the access token (and a public client's refresh token).
     let url = format!("{}/token", app.issuer());
     let target = super::dpop::Target { method: "POST", url: &url, access_token: None, jkt: None };
     // A public client proved nothing yet: its proofs' markers are anonymous records.
     let caller = if client.is_public() { Class::Anonymous } else { Class::Authenticated };
-    let proof = super::dpop::verify(app, headers, target, caller).await?;
+    let proof = super::dpop::verify(app, &request.headers, target, caller).await?;
     let jkt = proof.as_ref().map(|p| p.jkt.as_str());
     if client.require_dpop && jkt.is_none() {
         return Err(TokenError::InvalidDpopProof("this client must send a DPoP proof".into()));
     }
+    let certificate = request.certificate.as_ref();
+    let cnf = confirmation(&client, auth.by_certificate, certificate, jkt)?;
+    let cnf = cnf.as_ref();
     let grant_type = match get("grant_type") {
         None => return Err(TokenError::InvalidRequest("grant_type is required".into())),
         Some("authorization_code") => GrantType::AuthorizationCode,
@@ -100,12 +96,12 @@ async fn token(
         GrantType::AuthorizationCode => {
             let code = get("code").ok_or_else(|| TokenError::InvalidRequest("code is required".into()))?;
             let pkce = (get("redirect_uri"), get("code_verifier"));
-            authorization_code(app, &client, code, pkce, jkt).await
+            authorization_code(app, &client, code, pkce, (jkt, cnf)).await
         }
         GrantType::RefreshToken => {
             let token = get("refresh_token")
                 .ok_or_else(|| TokenError::InvalidRequest("refresh_token is required".into()))?;
-            refresh(app, &client, token, get("scope"), jkt).await
+            refresh(app, &client, token, get("scope"), Presenter { jkt, certificate, cnf }).await
         }
         GrantType::ClientCredentials => {
             let requested: Vec<String> =
@@ -115,9 +111,46 @@ async fn token(
                     "scope {s} is not allowed for client_credentials"
                 )));
             }
-            issue_bound_client_token(app, &client, &requested, jkt)
+            issue_bound_client_token(app, &client, &requested, cnf)
         }
     }
+}
+
+/// What the tokens of a request are bound to (one confirmation per token). A DPoP proof binds
+/// them to its key, except for a client registered for certificate-bound tokens, which may
+/// not send one; without a proof, a client that authenticated with its TLS certificate, or
+/// is registered for certificate-bound tokens, gets them bound to that certificate
+/// (`x5t#S256`, RFC 8705 §3); anyone else gets unbound tokens.
+fn confirmation(
+    client: &Client,
+    by_certificate: bool,
+    certificate: Option<&ClientCertificate>,
+    jkt: Option<&str>,
+) -> Result<Option<Confirmation>, TokenError> {
+    match jkt {
+        Some(_) if client.certificate_bound_tokens => Err(TokenError::InvalidRequest(
+            "this client's tokens are bound to its TLS client certificate: send no DPoP proof".into(),
+        )),
+        Some(jkt) => Ok(Some(Confirmation::Dpop { jkt: jkt.to_string() })),
+        None if by_certificate || client.certificate_bound_tokens => match certificate {
+            Some(cert) => Ok(Some(Confirmation::Certificate { x5t_s256: cert.thumbprint() })),
+            None => Err(TokenError::InvalidRequest(
+                "this client's tokens are bound to its TLS client certificate: connect with it".into(),
+            )),
+        },
+        None => Ok(None),
+    }
+}
+
+/// How a refresh request proves it holds what a bound family is bound to.
+#[derive(Debug, Clone, Copy)]
+struct Presenter<'a> {
+    /// The DPoP proof's key.
+    jkt: Option<&'a str>,
+    /// The TLS client certificate of the connection.
+    certificate: Option<&'a ClientCertificate>,
+    /// What the new tokens bind to.
+    cnf: Option<&'a Confirmation>,
 }
 
 /// The longest access-token lifetime any client has (how long a revocation must at least last).
@@ -164,7 +197,7 @@ async fn authorization_code(
     client: &Client,
     code: &str,
     (redirect_uri, verifier): (Option<&str>, Option<&str>),
-    jkt: Option<&str>,
+    (jkt, cnf): (Option<&str>, Option<&Confirmation>),
 ) -> Result<TokenResponse, TokenError> {
     let Some(record) = app.store.get_json::<CodeRecord>(&code_key(code)).await? else {
         // A second use of a redeemed code revokes what the first redemption issued.
@@ -233,7 +266,7 @@ async fn authorization_code(
         nonce: record.nonce.as_deref(),
         family_expires_at: Some(family_end),
         offline: grant.is_offline(),
-        jkt,
+        cnf,
     };
     issue_user_tokens(app, client, grant, &account, issue).await
 }
@@ -243,7 +276,7 @@ async fn refresh(
     client: &Client,
     token: &str,
     scope: Option<&str>,
-    jkt: Option<&str>,
+    presenter: Presenter<'_>,
 ) -> Result<TokenResponse, TokenError> {
     let Some(record) = app.store.get_json::<RefreshRecord>(&refresh_key(token)).await? else {
         // A rotated token presented again: someone holds a copy. Revoke the whole family.
@@ -263,9 +296,15 @@ async fn refresh(
     // A bound family (RFC 9449 §5) rotates only for the holder of its key; a presentation
     // without it claims nothing, so the key holder's next refresh still works.
     if let Some(bound) = &record.jkt
-        && jkt != Some(bound.as_str())
+        && presenter.jkt != Some(bound.as_str())
     {
         return Err(TokenError::InvalidGrant("the refresh token is bound to another DPoP key".into()));
+    }
+    // Likewise a public client's family bound to its certificate (RFC 8705 §4).
+    if let Some(bound) = &record.x5t_s256
+        && presenter.certificate.map(ClientCertificate::thumbprint).as_deref() != Some(bound.as_str())
+    {
+        return Err(TokenError::InvalidGrant("the refresh token is bound to another TLS certificate".into()));
     }
     // Claim the token (see `authorization_code`): of concurrent presentations exactly one
     // rotates and every other revokes the family, the winner's new tokens included.
@@ -273,7 +312,7 @@ async fn refresh(
         return Err(replayed(app, &marker, "refresh token").await?);
     }
     app.store.delete(&refresh_key(token)).await?;
-    let result = rotate(app, client, record.clone(), scope, jkt).await;
+    let result = rotate(app, client, record.clone(), scope, presenter.cnf).await;
     if matches!(result, Err(TokenError::TemporarilyUnavailable | TokenError::ServerError)) {
         // The token was consumed but nothing new was issued: put it back so a transient
         // failure does not log the person out (best effort; the store may still be down).
@@ -323,7 +362,7 @@ async fn rotate(
     client: &Client,
     record: RefreshRecord,
     scope: Option<&str>,
-    jkt: Option<&str>,
+    cnf: Option<&Confirmation>,
 ) -> Result<TokenResponse, TokenError> {
     let offline = record.is_offline();
     let mut grant = record.grant;
@@ -339,7 +378,7 @@ async fn rotate(
         .find_for_tokens(&grant.account_id)
         .await?
         .ok_or_else(|| TokenError::InvalidGrant("the account no longer exists".into()))?;
-    let issue = Issue { nonce: None, family_expires_at: Some(record.family_expires_at), offline, jkt };
+    let issue = Issue { nonce: None, family_expires_at: Some(record.family_expires_at), offline, cnf };
     issue_user_tokens(app, client, &grant, &account, issue).await
 }
 
@@ -438,7 +477,8 @@ mod properties {
                 headers.insert(header::AUTHORIZATION, v);
             }
             let body = serde_urlencoded::to_string(&pairs).unwrap();
-            let result = shared.runtime.block_on(token(shared.app.provider(), None, &headers, body.as_bytes()));
+            let request = BackChannel { ip: None, headers, body: body.clone().into(), certificate: None };
+            let result = shared.runtime.block_on(token(shared.app.provider(), &request));
             match result {
                 Ok(_) => {
                     let grant = pairs.iter().find(|(k, _)| *k == "grant_type").map(|(_, v)| v.as_str());

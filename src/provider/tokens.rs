@@ -65,32 +65,49 @@ pub struct AccessClaims {
     /// Grant id: revoking a grant (code or refresh-token reuse) invalidates its tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gid: Option<String>,
-    /// DPoP: the key the token is bound to (RFC 9449 §6.1); presented as `Bearer` it is refused.
+    /// The DPoP key (RFC 9449 §6.1) or TLS client certificate (RFC 8705 §3.1) the token is
+    /// bound to: without a proof of it the token is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
 }
 
-/// `cnf` of a sender-constrained access token: the SHA-256 thumbprint of the client's DPoP key.
+/// `cnf` of a sender-constrained access token: exactly one confirmation method per token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Confirmation {
-    pub jkt: String,
+#[serde(untagged)]
+pub enum Confirmation {
+    /// DPoP (RFC 9449 §6.1): the SHA-256 thumbprint of the client's DPoP key; the token is
+    /// presented as `Authorization: DPoP` with a proof of that key.
+    Dpop { jkt: String },
+    /// Mutual TLS (RFC 8705 §3.1): the SHA-256 of the client's certificate; the token is
+    /// presented as `Bearer` over a connection with that certificate.
+    Certificate {
+        #[serde(rename = "x5t#S256")]
+        x5t_s256: String,
+    },
+}
+
+impl Confirmation {
+    /// `token_type` of a response carrying a token bound so: `DPoP` for a DPoP-bound token
+    /// (RFC 9449 §5), `Bearer` otherwise (RFC 8705 keeps `Bearer`).
+    pub fn token_type(cnf: Option<&Confirmation>) -> &'static str {
+        match cnf {
+            Some(Confirmation::Dpop { .. }) => "DPoP",
+            _ => "Bearer",
+        }
+    }
 }
 
 /// How one token response is issued, besides the grant: the ID token's `nonce`, the refresh
-/// family's end and whether it is offline, and the DPoP key (if any) the tokens bind to.
+/// family's end and whether it is offline, and the key or certificate (if any) the tokens
+/// bind to.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Issue<'a> {
     pub nonce: Option<&'a str>,
     pub family_expires_at: Option<i64>,
     pub offline: bool,
-    /// Thumbprint of the DPoP proof's key: the access token is bound to it, and so is a
-    /// public client's refresh token (a confidential client's is bound to its authentication).
-    pub jkt: Option<&'a str>,
-}
-
-/// `token_type` of a response: `DPoP` for a bound access token (RFC 9449 §5).
-fn token_type(jkt: Option<&str>) -> &'static str {
-    if jkt.is_some() { "DPoP" } else { "Bearer" }
+    /// What the access token is bound to; a public client's refresh token is bound to it too
+    /// (a confidential client's is bound to its authentication).
+    pub cnf: Option<&'a Confirmation>,
 }
 
 #[derive(Debug, Serialize)]
@@ -154,7 +171,7 @@ pub async fn issue_user_tokens(
     account: &Account,
     issue: Issue<'_>,
 ) -> Result<TokenResponse, TokenError> {
-    let Issue { nonce, family_expires_at, offline, jkt } = issue;
+    let Issue { nonce, family_expires_at, offline, cnf } = issue;
     ensure_usable(account)?;
     let subject = super::claims::subject_for(app, client, account).await?;
     let now = app.clock.now();
@@ -174,7 +191,7 @@ pub async fn issue_user_tokens(
         acr: Some(grant.acr.clone()),
         sid: Some(grant.sid.clone()),
         gid: Some(grant.grant_id.clone()),
-        cnf: jkt.map(|jkt| Confirmation { jkt: jkt.to_string() }),
+        cnf: cnf.cloned(),
     };
     let access_token = app.keys.sign(client.alg, "at+jwt", &access)?;
     let id_claims = IdClaims {
@@ -200,8 +217,17 @@ pub async fn issue_user_tokens(
         let ttl = family_end - now;
         if ttl > 0 {
             let token = random_handle();
-            let jkt = jkt.filter(|_| client.is_public()).map(str::to_string);
-            let record = RefreshRecord { grant: grant.clone(), family_expires_at: family_end, offline, jkt };
+            let bound = cnf.filter(|_| client.is_public());
+            let jkt = bound.and_then(|c| match c {
+                Confirmation::Dpop { jkt } => Some(jkt.clone()),
+                Confirmation::Certificate { .. } => None,
+            });
+            let x5t_s256 = bound.and_then(|c| match c {
+                Confirmation::Certificate { x5t_s256 } => Some(x5t_s256.clone()),
+                Confirmation::Dpop { .. } => None,
+            });
+            let record =
+                RefreshRecord { grant: grant.clone(), family_expires_at: family_end, offline, jkt, x5t_s256 };
             app.store.put_json(&refresh_key(&token), &record, Duration::from_secs(ttl as u64)).await?;
             Some(token)
         } else {
@@ -212,7 +238,7 @@ pub async fn issue_user_tokens(
     };
     Ok(TokenResponse {
         access_token,
-        token_type: token_type(jkt),
+        token_type: Confirmation::token_type(cnf),
         expires_in: access_lifetime as u64,
         id_token: Some(id_token),
         refresh_token,
@@ -229,12 +255,12 @@ pub fn issue_client_token(
     issue_bound_client_token(app, client, scopes, None)
 }
 
-/// [`issue_client_token`], bound to a DPoP key when `jkt` is given.
+/// [`issue_client_token`], bound to a DPoP key or a certificate when `cnf` is given.
 pub fn issue_bound_client_token(
     app: &ProviderState,
     client: &Client,
     scopes: &[String],
-    jkt: Option<&str>,
+    cnf: Option<&Confirmation>,
 ) -> Result<TokenResponse, TokenError> {
     let now = app.clock.now();
     let lifetime = client.access_token_lifetime.as_secs() as i64;
@@ -252,11 +278,11 @@ pub fn issue_bound_client_token(
         acr: None,
         sid: None,
         gid: None,
-        cnf: jkt.map(|jkt| Confirmation { jkt: jkt.to_string() }),
+        cnf: cnf.cloned(),
     };
     Ok(TokenResponse {
         access_token: app.keys.sign(client.alg, "at+jwt", &claims)?,
-        token_type: token_type(jkt),
+        token_type: Confirmation::token_type(cnf),
         expires_in: lifetime as u64,
         id_token: None,
         refresh_token: None,
@@ -267,6 +293,24 @@ pub fn issue_bound_client_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_confirmation_is_one_member_named_as_the_rfcs_name_it() {
+        let dpop = Confirmation::Dpop { jkt: "k".into() };
+        let cert = Confirmation::Certificate { x5t_s256: "c".into() };
+        assert_eq!(serde_json::to_value(&dpop).unwrap(), serde_json::json!({ "jkt": "k" }));
+        assert_eq!(serde_json::to_value(&cert).unwrap(), serde_json::json!({ "x5t#S256": "c" }));
+        for cnf in [dpop, cert] {
+            let back: Confirmation = serde_json::from_value(serde_json::to_value(&cnf).unwrap()).unwrap();
+            assert_eq!(back, cnf);
+        }
+        assert_eq!(Confirmation::token_type(Some(&Confirmation::Dpop { jkt: "k".into() })), "DPoP");
+        assert_eq!(
+            Confirmation::token_type(Some(&Confirmation::Certificate { x5t_s256: "c".into() })),
+            "Bearer"
+        );
+        assert_eq!(Confirmation::token_type(None), "Bearer");
+    }
 
     #[test]
     fn at_hash_is_the_left_half_of_the_sha256_for_rs256() {

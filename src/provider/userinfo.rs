@@ -11,8 +11,9 @@ use serde_json::Value;
 use super::ProviderState;
 use super::claims::account_claims;
 use super::error::BearerError;
+use super::mtls::{ClientCertificate, PeerCertificate};
 use super::records::grant_revoked_key;
-use super::tokens::AccessClaims;
+use super::tokens::{AccessClaims, Confirmation};
 use crate::accounts::AccountStatus;
 use crate::state::Class;
 
@@ -38,37 +39,57 @@ pub(crate) fn presented(headers: &HeaderMap) -> Result<(&str, bool), BearerError
 
 /// A DPoP-bound token is used only with a proof of its key (`Authorization: DPoP` and a
 /// `DPoP` proof naming this request and token); as `Bearer` it is refused, so a stolen copy
-/// is worthless without the key. An unbound token is used as `Bearer` only.
+/// is worthless without the key. A certificate-bound token (RFC 8705 §3) is used as `Bearer`
+/// over a connection with the same TLS client certificate only. An unbound token is used as
+/// `Bearer` only.
 async fn check_binding(
     app: &ProviderState,
-    headers: &HeaderMap,
-    method: &Method,
+    request: &Presentation<'_>,
     token: &str,
     dpop: bool,
     claims: &AccessClaims,
 ) -> Result<(), BearerError> {
     match (&claims.cnf, dpop) {
         (None, false) => Ok(()),
-        (Some(_), false) => Err(BearerError::InvalidToken(
+        (Some(Confirmation::Dpop { .. }), false) => Err(BearerError::InvalidToken(
             "the token is bound to a DPoP key: present it with Authorization: DPoP and a proof".into(),
         )),
-        (None, true) => {
+        (None | Some(Confirmation::Certificate { .. }), true) => {
             Err(BearerError::InvalidToken("the token is not DPoP-bound: present it as Bearer".into()))
         }
-        (Some(cnf), true) => {
+        (Some(Confirmation::Certificate { x5t_s256 }), false) => {
+            let presented = request.certificate.map(ClientCertificate::thumbprint);
+            if presented.as_deref() == Some(x5t_s256.as_str()) {
+                Ok(())
+            } else {
+                Err(BearerError::InvalidToken(
+                    "the token is bound to a TLS client certificate: present it over a connection with that certificate"
+                        .into(),
+                ))
+            }
+        }
+        (Some(Confirmation::Dpop { jkt }), true) => {
             let url = format!("{}/userinfo", app.issuer());
             let target = super::dpop::Target {
-                method: method.as_str(),
+                method: request.method.as_str(),
                 url: &url,
                 access_token: Some(token),
-                jkt: Some(&cnf.jkt),
+                jkt: Some(jkt),
             };
-            match super::dpop::verify(app, headers, target, Class::Authenticated).await? {
+            match super::dpop::verify(app, request.headers, target, Class::Authenticated).await? {
                 Some(_) => Ok(()),
                 None => Err(BearerError::InvalidDpopProof("a DPoP proof is required".into())),
             }
         }
     }
+}
+
+/// What a request to a protected resource presents besides the token.
+struct Presentation<'a> {
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    /// The TLS client certificate of the connection.
+    certificate: Option<&'a ClientCertificate>,
 }
 
 /// Verifies one of our access tokens and checks it was not revoked.
@@ -99,8 +120,14 @@ pub async fn is_revoked(
     }
 }
 
-pub async fn userinfo(State(app): State<ProviderState>, method: Method, headers: HeaderMap) -> Response {
-    match handle(&app, &method, &headers).await {
+pub async fn userinfo(
+    State(app): State<ProviderState>,
+    method: Method,
+    PeerCertificate(certificate): PeerCertificate,
+    headers: HeaderMap,
+) -> Response {
+    let request = Presentation { method: &method, headers: &headers, certificate: certificate.as_ref() };
+    match handle(&app, &request).await {
         Ok(body) => {
             let mut res = Json(body).into_response();
             res.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
@@ -111,10 +138,10 @@ pub async fn userinfo(State(app): State<ProviderState>, method: Method, headers:
     }
 }
 
-async fn handle(app: &ProviderState, method: &Method, headers: &HeaderMap) -> Result<Value, BearerError> {
-    let (token, dpop) = presented(headers)?;
+async fn handle(app: &ProviderState, request: &Presentation<'_>) -> Result<Value, BearerError> {
+    let (token, dpop) = presented(request.headers)?;
     let claims = verify_access_token(app, token).await?;
-    check_binding(app, headers, method, token, dpop, &claims).await?;
+    check_binding(app, request, token, dpop, &claims).await?;
     let scopes: Vec<String> = claims.scope.split_whitespace().map(str::to_string).collect();
     if !scopes.iter().any(|s| s == "openid") || claims.sid.is_none() {
         return Err(BearerError::InsufficientScope);

@@ -25,6 +25,7 @@ mod ldap;
 mod link_confirm;
 mod login_flows;
 mod logout;
+mod mtls;
 mod operations;
 mod par;
 mod rate_limits;
