@@ -846,7 +846,9 @@ mod decisions {
         with_checks(|checks| {
             let listed = format!("{ACR_VNEID_LEVEL2} {ACR_VNEID_LEVEL1} urn:unknown");
             let req = validate_with(checks, raw("portal", &[("acr_values", &listed)])).unwrap();
-            assert_eq!(req.acr_accepted, vec![ACR_VNEID_LEVEL1.to_string(), ACR_VNEID_LEVEL2.to_string()]);
+            // Every level from the lowest accepted up, certificate login at the top of the ladder.
+            let expected = [ACR_VNEID_LEVEL1, ACR_VNEID_LEVEL2, crate::config::ACR_CERTIFICATE];
+            assert_eq!(req.acr_accepted, expected.map(str::to_string));
             let none = validate_with(checks, raw("portal", &[("acr_values", "urn:unknown")])).unwrap();
             assert!(none.acr_accepted.is_empty(), "unknown values are ignored");
         });
@@ -856,7 +858,9 @@ mod decisions {
     fn the_clients_minimum_acr_applies_on_top_of_the_request() {
         with_checks(|checks| {
             let req = validate_with(checks, raw("tax", &[("acr_values", ACR_PASSWORD)])).unwrap();
-            assert_eq!(req.acr_accepted, vec![ACR_VNEID_LEVEL1.to_string(), ACR_VNEID_LEVEL2.to_string()]);
+            // Every level from the lowest accepted up, certificate login at the top of the ladder.
+            let expected = [ACR_VNEID_LEVEL1, ACR_VNEID_LEVEL2, crate::config::ACR_CERTIFICATE];
+            assert_eq!(req.acr_accepted, expected.map(str::to_string));
         });
     }
 
