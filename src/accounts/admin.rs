@@ -422,20 +422,7 @@ impl AccountStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    target: r.try_get("target")?,
-                    reason: r.try_get("reason")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(AccountError::from)
+        rows.iter().map(audit_record).collect::<Result<_, sqlx::Error>>().map_err(AccountError::from)
     }
 
     /// Aliases (CMND, passport numbers) of an account: `(kind, value, source)`.
@@ -616,5 +603,18 @@ pub(super) fn warning_from_row(r: &sqlx::any::AnyRow) -> Result<WarningRecord, s
         national_id: r.try_get("national_id")?,
         detail: r.try_get("detail")?,
         created_at: r.try_get("created_at")?,
+    })
+}
+
+/// One row of `audit_log` (`id, at, actor, action, target, reason, detail`).
+pub(super) fn audit_record(r: &sqlx::any::AnyRow) -> Result<AuditRecord, sqlx::Error> {
+    Ok(AuditRecord {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        target: r.try_get("target")?,
+        reason: r.try_get("reason")?,
+        detail: r.try_get("detail")?,
     })
 }

@@ -185,20 +185,8 @@ impl AccountStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut items = rows
-            .iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    target: r.try_get("target")?,
-                    reason: r.try_get("reason")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let mut items =
+            rows.iter().map(super::admin::audit_record).collect::<Result<Vec<_>, sqlx::Error>>()?;
         let next_cursor = more(&mut items, limit).map(|last| last.id.to_string());
         Ok(Page { items, next_cursor })
     }
