@@ -5,7 +5,6 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 use crate::helpers::*;
 
@@ -46,22 +45,10 @@ enum Backend {
     Postgres,
 }
 
-/// A fresh schema in the test PostgreSQL and the accounts URL that uses it.
-async fn postgres_schema() -> String {
-    sqlx::any::install_default_drivers();
-    let base = sso_test_services::postgres_url();
-    let schema = format!("sso_admin_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::AnyConnection::connect(&base).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
-    conn.close().await.unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
-}
-
 async fn start(backend: Backend, extra_admin: &str) -> TestSystem {
     let accounts_url = match backend {
         Backend::Sqlite => None,
-        Backend::Postgres => Some(postgres_schema().await),
+        Backend::Postgres => Some(postgres_accounts_url().await),
     };
     TestSystem::start_with(Options {
         extra_config: admin_config(extra_admin),

@@ -177,19 +177,6 @@ impl LegacyClient {
         if !self.redirect_uris.is_empty() {
             return self.redirect_uris.iter().any(|r| r == uri);
         }
-        let Ok(parsed) = url::Url::parse(uri) else {
-            return false;
-        };
-        let loopback = match parsed.host() {
-            Some(url::Host::Domain(d)) => d == "localhost",
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        };
-        matches!(parsed.scheme(), "http" | "https")
-            && loopback
-            && parsed.fragment().is_none()
-            && parsed.username().is_empty()
-            && parsed.password().is_none()
+        is_loopback_http(uri)
     }
 }
