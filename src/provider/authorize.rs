@@ -659,6 +659,7 @@ pub async fn issue_code(
         nonce: req.nonce.clone(),
         code_challenge: req.code_challenge.clone(),
         dpop_jkt: req.dpop_jkt.clone(),
+        expires_at: Some(app.clock.now() + app.settings.lifetimes.authorization_code.as_secs() as i64),
     };
     app.store.put_json(&code_key(&code), &record, app.settings.lifetimes.authorization_code).await?;
     app.sessions.record_client(session, &req.client_id).await?;

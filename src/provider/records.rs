@@ -306,6 +306,10 @@ pub struct CodeRecord {
     /// The code is redeemed only with a DPoP proof of this key (`dpop_jkt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// When the code expires (the store forgets it then too; None in codes issued by an
+    /// older gateway, which only the store's expiry bounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 pub fn code_key(code: &str) -> String {

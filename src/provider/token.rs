@@ -1,5 +1,11 @@
 //! `POST /token`: the authorization_code, refresh_token and client_credentials grants, and
 //! what their tokens are bound to (a DPoP key or the client's TLS certificate).
+//!
+//! Each grant is a decision over plain inputs — the stored record, the client, what the
+//! request presents, the time — that returns what to issue or the exact OAuth error
+//! ([`grant_request`], [`binding`], [`not_live`], [`redeem_code`], [`rotation`]); the async
+//! shell around them only reads and claims records in the state store and mints. This file
+//! must not mint tokens itself (`tokens.rs` does) nor authenticate clients (`client_auth.rs`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,7 +24,7 @@ use super::clients::Client;
 use super::error::TokenError;
 use super::mtls::ClientCertificate;
 use super::records::{
-    CodeRecord, FamilyEnded, RefreshRecord, UsedMarker, code_key, code_used_key, family_lifetime,
+    CodeRecord, FamilyEnded, RefreshRecord, UsedMarker, UserGrant, code_key, code_used_key, family_lifetime,
     grant_revoked_key, may_rotate, refresh_key, refresh_used_key, revocation_ttl,
 };
 use super::tokens::{Confirmation, Issue, TokenResponse, issue_bound_client_token, issue_user_tokens};
@@ -62,24 +68,53 @@ pub fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>,
     Ok(map)
 }
 
-async fn token(app: &ProviderState, request: &BackChannel) -> Result<TokenResponse, TokenError> {
-    let (params, auth) = super::client_auth::authenticate_form(app, "/token", request).await?;
-    let client = auth.client;
-    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    // DPoP (RFC 9449): a proof binds the access token (and a public client's refresh token).
-    let url = format!("{}/token", app.issuer());
-    let target = super::dpop::Target { method: "POST", url: &url, access_token: None, jkt: None };
-    // A public client proved nothing yet: its proofs' markers are anonymous records.
-    let caller = if client.is_public() { Class::Anonymous } else { Class::Authenticated };
-    let proof = super::dpop::verify(app, &request.headers, target, caller).await?;
-    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
-    if client.require_dpop && jkt.is_none() {
-        return Err(TokenError::InvalidDpopProof("this client must send a DPoP proof".into()));
+/// The token request's own parameters, as sent (an empty value counts as absent).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenParams<'a> {
+    pub grant_type: Option<&'a str>,
+    pub code: Option<&'a str>,
+    pub redirect_uri: Option<&'a str>,
+    pub code_verifier: Option<&'a str>,
+    pub refresh_token: Option<&'a str>,
+    pub scope: Option<&'a str>,
+}
+
+impl<'a> TokenParams<'a> {
+    pub fn from_form(form: &'a HashMap<String, String>) -> Self {
+        let get = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        TokenParams {
+            grant_type: get("grant_type"),
+            code: get("code"),
+            redirect_uri: get("redirect_uri"),
+            code_verifier: get("code_verifier"),
+            refresh_token: get("refresh_token"),
+            scope: get("scope"),
+        }
     }
-    let certificate = request.certificate.as_ref();
-    let cnf = confirmation(&client, auth.by_certificate, certificate, jkt)?;
-    let cnf = cnf.as_ref();
-    let grant_type = match get("grant_type") {
+}
+
+/// What a token request asks for, once its grant type is one its client may use and the
+/// grant's own parameters are present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantRequest<'a> {
+    AuthorizationCode {
+        code: &'a str,
+        redirect_uri: Option<&'a str>,
+        verifier: Option<&'a str>,
+    },
+    RefreshToken {
+        token: &'a str,
+        scope: Option<&'a str>,
+    },
+    /// The scopes to grant the client itself (each registered for it; never `openid`).
+    ClientCredentials {
+        scopes: Vec<String>,
+    },
+}
+
+/// Decides which grant a request of `client` asks for, or the error it gets.
+pub fn grant_request<'a>(client: &Client, params: TokenParams<'a>) -> Result<GrantRequest<'a>, TokenError> {
+    let grant_type = match params.grant_type {
         None => return Err(TokenError::InvalidRequest("grant_type is required".into())),
         Some("authorization_code") => GrantType::AuthorizationCode,
         Some("refresh_token") => GrantType::RefreshToken,
@@ -92,48 +127,54 @@ async fn token(app: &ProviderState, request: &BackChannel) -> Result<TokenRespon
             grant_type.as_str()
         )));
     }
-    match grant_type {
-        GrantType::AuthorizationCode => {
-            let code = get("code").ok_or_else(|| TokenError::InvalidRequest("code is required".into()))?;
-            let pkce = (get("redirect_uri"), get("code_verifier"));
-            authorization_code(app, &client, code, pkce, (jkt, cnf)).await
-        }
-        GrantType::RefreshToken => {
-            let token = get("refresh_token")
-                .ok_or_else(|| TokenError::InvalidRequest("refresh_token is required".into()))?;
-            refresh(app, &client, token, get("scope"), Presenter { jkt, certificate, cnf }).await
-        }
+    let required = |value: Option<&'a str>, name: &str| {
+        value.ok_or_else(|| TokenError::InvalidRequest(format!("{name} is required")))
+    };
+    Ok(match grant_type {
+        GrantType::AuthorizationCode => GrantRequest::AuthorizationCode {
+            code: required(params.code, "code")?,
+            redirect_uri: params.redirect_uri,
+            verifier: params.code_verifier,
+        },
+        GrantType::RefreshToken => GrantRequest::RefreshToken {
+            token: required(params.refresh_token, "refresh_token")?,
+            scope: params.scope,
+        },
         GrantType::ClientCredentials => {
-            let requested: Vec<String> =
-                get("scope").unwrap_or("").split_whitespace().map(str::to_string).collect();
-            if let Some(s) = requested.iter().find(|s| !client.scopes.contains(s) || *s == "openid") {
+            let scopes: Vec<String> =
+                params.scope.unwrap_or("").split_whitespace().map(str::to_string).collect();
+            if let Some(s) = scopes.iter().find(|s| !client.scopes.contains(s) || *s == "openid") {
                 return Err(TokenError::InvalidScope(format!(
                     "scope {s} is not allowed for client_credentials"
                 )));
             }
-            issue_bound_client_token(app, &client, &requested, cnf)
+            GrantRequest::ClientCredentials { scopes }
         }
-    }
+    })
 }
 
-/// What the tokens of a request are bound to (one confirmation per token). A DPoP proof binds
-/// them to its key, except for a client registered for certificate-bound tokens, which may
-/// not send one; without a proof, a client that authenticated with its TLS certificate, or
-/// is registered for certificate-bound tokens, gets them bound to that certificate
-/// (`x5t#S256`, RFC 8705 §3); anyone else gets unbound tokens.
-fn confirmation(
+/// What a request's tokens are bound to (one confirmation per token). A client that must
+/// send a DPoP proof and sent none is refused. A DPoP proof (its key's thumbprint `jkt`)
+/// binds them to its key, except for a client registered for certificate-bound tokens,
+/// which may not send one; without a proof, a client that authenticated with its TLS
+/// certificate, or is registered for certificate-bound tokens, gets them bound to that
+/// certificate (`x5t_s256`, RFC 8705 §3); anyone else gets unbound tokens.
+pub fn binding(
     client: &Client,
     by_certificate: bool,
-    certificate: Option<&ClientCertificate>,
+    x5t_s256: Option<&str>,
     jkt: Option<&str>,
 ) -> Result<Option<Confirmation>, TokenError> {
     match jkt {
+        None if client.require_dpop => {
+            Err(TokenError::InvalidDpopProof("this client must send a DPoP proof".into()))
+        }
         Some(_) if client.certificate_bound_tokens => Err(TokenError::InvalidRequest(
             "this client's tokens are bound to its TLS client certificate: send no DPoP proof".into(),
         )),
         Some(jkt) => Ok(Some(Confirmation::Dpop { jkt: jkt.to_string() })),
-        None if by_certificate || client.certificate_bound_tokens => match certificate {
-            Some(cert) => Ok(Some(Confirmation::Certificate { x5t_s256: cert.thumbprint() })),
+        None if by_certificate || client.certificate_bound_tokens => match x5t_s256 {
+            Some(x5t_s256) => Ok(Some(Confirmation::Certificate { x5t_s256: x5t_s256.to_string() })),
             None => Err(TokenError::InvalidRequest(
                 "this client's tokens are bound to its TLS client certificate: connect with it".into(),
             )),
@@ -142,15 +183,217 @@ fn confirmation(
     }
 }
 
-/// How a refresh request proves it holds what a bound family is bound to.
-#[derive(Debug, Clone, Copy)]
-struct Presenter<'a> {
-    /// The DPoP proof's key.
-    jkt: Option<&'a str>,
-    /// The TLS client certificate of the connection.
-    certificate: Option<&'a ClientCertificate>,
-    /// What the new tokens bind to.
-    cnf: Option<&'a Confirmation>,
+/// What a request proves it holds, and what its new tokens bind to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Holder<'a> {
+    /// The DPoP proof's key thumbprint.
+    pub jkt: Option<&'a str>,
+    /// The SHA-256 thumbprint of the connection's TLS client certificate.
+    pub x5t_s256: Option<&'a str>,
+    /// What the new tokens bind to ([`binding`]).
+    pub cnf: Option<&'a Confirmation>,
+}
+
+/// A refused grant. When the code or refresh token has leaked (replayed, presented by another
+/// client, or outliving its session), the grant behind it is revoked with the refusal.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: TokenError,
+    /// The grant to revoke, and the end of its family (None: not known).
+    pub revoke: Option<UsedMarker>,
+}
+
+impl Refusal {
+    fn invalid_grant(description: &str) -> Self {
+        Refusal { error: TokenError::InvalidGrant(description.into()), revoke: None }
+    }
+
+    fn revoking(description: &str, grant_id: &str, family_end: Option<i64>) -> Self {
+        let revoke = UsedMarker { grant_id: grant_id.to_string(), family_end };
+        Refusal { error: TokenError::InvalidGrant(description.into()), revoke: Some(revoke) }
+    }
+}
+
+impl From<TokenError> for Refusal {
+    fn from(error: TokenError) -> Self {
+        Refusal { error, revoke: None }
+    }
+}
+
+/// Why a code or refresh token (`what`) that is not in the store is refused: one redeemed
+/// before (`used`, its marker) is a replay — someone holds a copy, so its grant is revoked;
+/// anything else is unknown or expired.
+pub fn not_live(what: &str, used: Option<UsedMarker>) -> Refusal {
+    match used {
+        Some(marker) => Refusal {
+            error: TokenError::InvalidGrant(format!("the {what} was already used")),
+            revoke: Some(marker),
+        },
+        None => Refusal::invalid_grant(&format!("the {what} is invalid or expired")),
+    }
+}
+
+/// PKCE (RFC 7636 §4.6): the verifier must be well formed and hash to the challenge; a code
+/// with a challenge needs a verifier, and one without needs none.
+pub fn pkce(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), TokenError> {
+    match (challenge, verifier) {
+        (Some(challenge), Some(verifier)) => {
+            let valid_verifier = (43..=128).contains(&verifier.len())
+                && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(verifier.as_bytes()));
+            if !valid_verifier || !bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
+                return Err(TokenError::InvalidGrant("PKCE verification failed".into()));
+            }
+            Ok(())
+        }
+        (Some(_), None) => Err(TokenError::InvalidGrant("code_verifier is required".into())),
+        (None, Some(_)) => {
+            Err(TokenError::InvalidGrant("code_verifier sent but no code_challenge was".into()))
+        }
+        (None, None) => Ok(()),
+    }
+}
+
+/// Decides what redeeming a claimed authorization code issues at `now`: tokens under its
+/// grant, with a refresh family ending at `family_end` — or the refusal. A code presented by
+/// another client revokes its grant. (The shell then checks that the login session is alive
+/// and the account still exists.)
+pub fn redeem_code<'r>(
+    record: &'r CodeRecord,
+    client: &Client,
+    redirect_uri: Option<&str>,
+    verifier: Option<&str>,
+    holder: Holder<'r>,
+    family_end: i64,
+    now: i64,
+) -> Result<Issue<'r>, Refusal> {
+    let grant = &record.grant;
+    if grant.client_id != client.client_id {
+        return Err(Refusal::revoking(
+            "the code was issued to another client",
+            &grant.grant_id,
+            Some(family_end),
+        ));
+    }
+    if record.expires_at.is_some_and(|end| now >= end) {
+        return Err(Refusal::invalid_grant("the authorization code is invalid or expired"));
+    }
+    if redirect_uri != Some(record.redirect_uri.as_str()) {
+        return Err(Refusal::invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    pkce(record.code_challenge.as_deref(), verifier)?;
+    if let Some(bound) = &record.dpop_jkt
+        && holder.jkt != Some(bound.as_str())
+    {
+        return Err(Refusal::invalid_grant("the code is bound to another DPoP key (dpop_jkt)"));
+    }
+    Ok(Issue {
+        nonce: record.nonce.as_deref(),
+        family_expires_at: Some(family_end),
+        offline: grant.is_offline(),
+        cnf: holder.cnf,
+    })
+}
+
+/// What the store says of a refresh family besides its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FamilyState {
+    /// Its grant was revoked (replay, logout, `/revoke`).
+    pub revoked: bool,
+    /// The SSO session it was issued in is alive (only asked for an online family).
+    pub session_alive: bool,
+}
+
+/// The next tokens of a refresh family: its grant (with the scopes narrowed as asked), and
+/// how it is issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub grant: UserGrant,
+    pub offline: bool,
+    pub family_expires_at: i64,
+}
+
+/// Decides whether refresh token `record`, presented by `client` holding `holder` and
+/// asking for `scope`, rotates at `now`, and into what. Refused: a family of another client
+/// (revoked: its token leaked), a revoked family, an online family whose SSO session ended
+/// (revoked, as logout would have: a session that idled out may just have vanished from the
+/// store), a bound family presented without its DPoP key or TLS certificate (nothing is
+/// revoked: the holder's next refresh still works), an ended family, and a wider scope
+/// than was granted.
+pub fn rotation(
+    record: &RefreshRecord,
+    client: &Client,
+    scope: Option<&str>,
+    holder: Holder<'_>,
+    family: FamilyState,
+    now: i64,
+) -> Result<Rotation, Refusal> {
+    let grant = &record.grant;
+    let family_end = Some(record.family_expires_at);
+    if grant.client_id != client.client_id {
+        return Err(Refusal::revoking(
+            "the refresh token was issued to another client",
+            &grant.grant_id,
+            family_end,
+        ));
+    }
+    let offline = record.is_offline();
+    match may_rotate(offline, family.revoked, family.session_alive) {
+        Ok(()) => {}
+        Err(FamilyEnded::Revoked) => return Err(Refusal::invalid_grant("the grant was revoked")),
+        Err(FamilyEnded::SessionEnded) => {
+            return Err(Refusal::revoking("the login session has ended", &grant.grant_id, family_end));
+        }
+    }
+    // A bound family (RFC 9449 §5) rotates only for the holder of its key.
+    if let Some(bound) = &record.jkt
+        && holder.jkt != Some(bound.as_str())
+    {
+        return Err(Refusal::invalid_grant("the refresh token is bound to another DPoP key"));
+    }
+    // Likewise a public client's family bound to its certificate (RFC 8705 §4).
+    if let Some(bound) = &record.x5t_s256
+        && holder.x5t_s256 != Some(bound.as_str())
+    {
+        return Err(Refusal::invalid_grant("the refresh token is bound to another TLS certificate"));
+    }
+    if now >= record.family_expires_at {
+        return Err(Refusal::invalid_grant("the refresh token is invalid or expired"));
+    }
+    let mut grant = grant.clone();
+    if let Some(scope) = scope {
+        let narrowed: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
+        if let Some(s) = narrowed.iter().find(|s| !grant.scopes.contains(s)) {
+            return Err(TokenError::InvalidScope(format!("scope {s} was not granted originally")).into());
+        }
+        grant.scopes = narrowed;
+    }
+    Ok(Rotation { grant, offline, family_expires_at: record.family_expires_at })
+}
+
+async fn token(app: &ProviderState, request: &BackChannel) -> Result<TokenResponse, TokenError> {
+    let (form, auth) = super::client_auth::authenticate_form(app, "/token", request).await?;
+    let client = auth.client;
+    // DPoP (RFC 9449): a proof binds the access token (and a public client's refresh token).
+    let url = format!("{}/token", app.issuer());
+    let target = super::dpop::Target { method: "POST", url: &url, access_token: None, jkt: None };
+    // A public client proved nothing yet: its proofs' markers are anonymous records.
+    let caller = if client.is_public() { Class::Anonymous } else { Class::Authenticated };
+    let proof = super::dpop::verify(app, &request.headers, target, caller).await?;
+    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+    let thumbprint = request.certificate.as_ref().map(ClientCertificate::thumbprint);
+    let cnf = binding(&client, auth.by_certificate, thumbprint.as_deref(), jkt)?;
+    let holder = Holder { jkt, x5t_s256: thumbprint.as_deref(), cnf: cnf.as_ref() };
+    match grant_request(&client, TokenParams::from_form(&form))? {
+        GrantRequest::AuthorizationCode { code, redirect_uri, verifier } => {
+            authorization_code(app, &client, code, (redirect_uri, verifier), holder).await
+        }
+        GrantRequest::RefreshToken { token, scope } => refresh(app, &client, token, scope, holder).await,
+        GrantRequest::ClientCredentials { scopes } => {
+            issue_bound_client_token(app, &client, &scopes, holder.cnf)
+        }
+    }
 }
 
 /// The longest access-token lifetime any client has (how long a revocation must at least last).
@@ -185,11 +428,15 @@ async fn is_revoked(app: &ProviderState, grant_id: &str) -> Result<bool, TokenEr
     Ok(app.store.get(&grant_revoked_key(grant_id)).await?.is_some())
 }
 
-/// A replayed code or refresh token: revoke its grant (someone holds a copy).
-async fn replayed(app: &ProviderState, marker: &UsedMarker, what: &str) -> Result<TokenError, TokenError> {
-    revoke_grant(app, &marker.grant_id, marker.family_end).await?;
-    tracing::warn!(grant_id = %marker.grant_id, "grant revoked after a replayed {what}");
-    Ok(TokenError::InvalidGrant(format!("the {what} was already used")))
+/// Carries out a refusal: revokes the grant it names, then answers with its error.
+async fn refuse(app: &ProviderState, refusal: Refusal) -> TokenError {
+    if let Some(grant) = &refusal.revoke {
+        if let Err(e) = revoke_grant(app, &grant.grant_id, grant.family_end).await {
+            return e.into();
+        }
+        tracing::warn!(grant_id = %grant.grant_id, reason = %refusal.error, "grant revoked");
+    }
+    refusal.error
 }
 
 async fn authorization_code(
@@ -197,14 +444,13 @@ async fn authorization_code(
     client: &Client,
     code: &str,
     (redirect_uri, verifier): (Option<&str>, Option<&str>),
-    (jkt, cnf): (Option<&str>, Option<&Confirmation>),
+    holder: Holder<'_>,
 ) -> Result<TokenResponse, TokenError> {
+    const WHAT: &str = "authorization code";
     let Some(record) = app.store.get_json::<CodeRecord>(&code_key(code)).await? else {
         // A second use of a redeemed code revokes what the first redemption issued.
-        if let Some(used) = app.store.get(&code_used_key(code)).await? {
-            return Err(replayed(app, &UsedMarker::decode(&used), "authorization code").await?);
-        }
-        return Err(TokenError::InvalidGrant("the authorization code is invalid or expired".into()));
+        let used = app.store.get(&code_used_key(code)).await?.map(|b| UsedMarker::decode(&b));
+        return Err(refuse(app, not_live(WHAT, used)).await);
     };
     let grant = &record.grant;
     let now = app.clock.now();
@@ -218,37 +464,13 @@ async fn authorization_code(
     let marker = UsedMarker { grant_id: grant.grant_id.clone(), family_end: Some(family_end) };
     let remember = family.max(Duration::from_secs(600));
     if !app.store.put_new(&code_used_key(code), marker.encode(), remember).await? {
-        return Err(replayed(app, &marker, "authorization code").await?);
+        return Err(refuse(app, not_live(WHAT, Some(marker))).await);
     }
     app.store.delete(&code_key(code)).await?;
-    if grant.client_id != client.client_id {
-        revoke_grant(app, &grant.grant_id, Some(family_end)).await?;
-        return Err(TokenError::InvalidGrant("the code was issued to another client".into()));
-    }
-    if redirect_uri != Some(record.redirect_uri.as_str()) {
-        return Err(TokenError::InvalidGrant("redirect_uri does not match the authorization request".into()));
-    }
-    match (&record.code_challenge, verifier) {
-        (Some(challenge), Some(verifier)) => {
-            let valid_verifier = (43..=128).contains(&verifier.len())
-                && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(sha2::Sha256::digest(verifier.as_bytes()));
-            if !valid_verifier || !bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
-                return Err(TokenError::InvalidGrant("PKCE verification failed".into()));
-            }
-        }
-        (Some(_), None) => return Err(TokenError::InvalidGrant("code_verifier is required".into())),
-        (None, Some(_)) => {
-            return Err(TokenError::InvalidGrant("code_verifier sent but no code_challenge was".into()));
-        }
-        (None, None) => {}
-    }
-    if let Some(bound) = &record.dpop_jkt
-        && jkt != Some(bound.as_str())
-    {
-        return Err(TokenError::InvalidGrant("the code is bound to another DPoP key (dpop_jkt)".into()));
-    }
+    let issue = match redeem_code(&record, client, redirect_uri, verifier, holder, family_end, now) {
+        Ok(issue) => issue,
+        Err(refusal) => return Err(refuse(app, refusal).await),
+    };
     if !app.sessions.is_alive(&grant.sid).await? {
         return Err(TokenError::InvalidGrant("the login session has ended".into()));
     }
@@ -262,12 +484,6 @@ async fn authorization_code(
     if !grant.is_offline() && !app.sessions.record_grant(&grant.sid, &grant.grant_id, family_end).await? {
         return Err(TokenError::InvalidGrant("the login session has ended".into()));
     }
-    let issue = Issue {
-        nonce: record.nonce.as_deref(),
-        family_expires_at: Some(family_end),
-        offline: grant.is_offline(),
-        cnf,
-    };
     issue_user_tokens(app, client, grant, &account, issue).await
 }
 
@@ -276,43 +492,42 @@ async fn refresh(
     client: &Client,
     token: &str,
     scope: Option<&str>,
-    presenter: Presenter<'_>,
+    holder: Holder<'_>,
 ) -> Result<TokenResponse, TokenError> {
+    const WHAT: &str = "refresh token";
     let Some(record) = app.store.get_json::<RefreshRecord>(&refresh_key(token)).await? else {
         // A rotated token presented again: someone holds a copy. Revoke the whole family.
-        if let Some(used) = app.store.get(&refresh_used_key(token)).await? {
-            return Err(replayed(app, &UsedMarker::decode(&used), "refresh token").await?);
-        }
-        return Err(TokenError::InvalidGrant("the refresh token is invalid or expired".into()));
+        let used = app.store.get(&refresh_used_key(token)).await?.map(|b| UsedMarker::decode(&b));
+        return Err(refuse(app, not_live(WHAT, used)).await);
     };
     let now = app.clock.now();
     let remaining = Duration::from_secs((record.family_expires_at - now).max(1) as u64);
-    let marker =
-        UsedMarker { grant_id: record.grant.grant_id.clone(), family_end: Some(record.family_expires_at) };
-    // Everything that refuses a family is checked before the token is claimed: a concurrent
+    let grant = &record.grant;
+    // Everything that refuses a family is decided before the token is claimed: a concurrent
     // replay revokes the family after the winner's checks, so the winner still gets its
-    // answer (exactly one success) but its new tokens are refused from then on.
-    may_use_family(app, client, &record).await?;
-    // A bound family (RFC 9449 §5) rotates only for the holder of its key; a presentation
-    // without it claims nothing, so the key holder's next refresh still works.
-    if let Some(bound) = &record.jkt
-        && presenter.jkt != Some(bound.as_str())
-    {
-        return Err(TokenError::InvalidGrant("the refresh token is bound to another DPoP key".into()));
-    }
-    // Likewise a public client's family bound to its certificate (RFC 8705 §4).
-    if let Some(bound) = &record.x5t_s256
-        && presenter.certificate.map(ClientCertificate::thumbprint).as_deref() != Some(bound.as_str())
-    {
-        return Err(TokenError::InvalidGrant("the refresh token is bound to another TLS certificate".into()));
-    }
+    // answer (exactly one success) but its new tokens are refused from then on. A bound
+    // family presented without its key claims nothing, so the key holder's next refresh
+    // still works.
+    let family = if grant.client_id == client.client_id {
+        let revoked = is_revoked(app, &grant.grant_id).await?;
+        let session_alive = revoked || record.is_offline() || app.sessions.is_alive(&grant.sid).await?;
+        FamilyState { revoked, session_alive }
+    } else {
+        // Refused whatever the store says (and revoked): no need to ask it.
+        FamilyState { revoked: false, session_alive: true }
+    };
+    let next = match rotation(&record, client, scope, holder, family, now) {
+        Ok(next) => next,
+        Err(refusal) => return Err(refuse(app, refusal).await),
+    };
     // Claim the token (see `authorization_code`): of concurrent presentations exactly one
     // rotates and every other revokes the family, the winner's new tokens included.
+    let marker = UsedMarker { grant_id: grant.grant_id.clone(), family_end: Some(record.family_expires_at) };
     if !app.store.put_new(&refresh_used_key(token), marker.encode(), remaining).await? {
-        return Err(replayed(app, &marker, "refresh token").await?);
+        return Err(refuse(app, not_live(WHAT, Some(marker))).await);
     }
     app.store.delete(&refresh_key(token)).await?;
-    let result = rotate(app, client, record.clone(), scope, presenter.cnf).await;
+    let result = mint_rotation(app, client, &next, holder.cnf).await;
     if matches!(result, Err(TokenError::TemporarilyUnavailable | TokenError::ServerError)) {
         // The token was consumed but nothing new was issued: put it back so a transient
         // failure does not log the person out (best effort; the store may still be down).
@@ -327,59 +542,21 @@ async fn refresh(
     result
 }
 
-/// Refuses a family presented by another client (and revokes it: its token leaked), a
-/// revoked family, and one without `offline_access` whose SSO session ended (revoking it as
-/// logout would have: a session that idled out or reached its absolute lifetime may just have
-/// vanished from the store, with no event to revoke its families, so this is checked at every
-/// rotation).
-async fn may_use_family(
+/// Mints the next tokens of a claimed family.
+async fn mint_rotation(
     app: &ProviderState,
     client: &Client,
-    record: &RefreshRecord,
-) -> Result<(), TokenError> {
-    let grant = &record.grant;
-    let family_end = Some(record.family_expires_at);
-    if grant.client_id != client.client_id {
-        revoke_grant(app, &grant.grant_id, family_end).await?;
-        return Err(TokenError::InvalidGrant("the refresh token was issued to another client".into()));
-    }
-    let offline = record.is_offline();
-    let revoked = is_revoked(app, &grant.grant_id).await?;
-    let session_alive = revoked || offline || app.sessions.is_alive(&grant.sid).await?;
-    match may_rotate(offline, revoked, session_alive) {
-        Ok(()) => Ok(()),
-        Err(FamilyEnded::Revoked) => Err(TokenError::InvalidGrant("the grant was revoked".into())),
-        Err(FamilyEnded::SessionEnded) => {
-            revoke_grant(app, &grant.grant_id, family_end).await?;
-            Err(TokenError::InvalidGrant("the login session has ended".into()))
-        }
-    }
-}
-
-/// Mints the next tokens of a claimed family (already checked by `may_use_family`).
-async fn rotate(
-    app: &ProviderState,
-    client: &Client,
-    record: RefreshRecord,
-    scope: Option<&str>,
+    next: &Rotation,
     cnf: Option<&Confirmation>,
 ) -> Result<TokenResponse, TokenError> {
-    let offline = record.is_offline();
-    let mut grant = record.grant;
-    if let Some(scope) = scope {
-        let narrowed: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
-        if let Some(s) = narrowed.iter().find(|s| !grant.scopes.contains(s)) {
-            return Err(TokenError::InvalidScope(format!("scope {s} was not granted originally")));
-        }
-        grant.scopes = narrowed;
-    }
     let account = app
         .accounts
-        .find_for_tokens(&grant.account_id)
+        .find_for_tokens(&next.grant.account_id)
         .await?
         .ok_or_else(|| TokenError::InvalidGrant("the account no longer exists".into()))?;
-    let issue = Issue { nonce: None, family_expires_at: Some(record.family_expires_at), offline, cnf };
-    issue_user_tokens(app, client, &grant, &account, issue).await
+    let issue =
+        Issue { nonce: None, family_expires_at: Some(next.family_expires_at), offline: next.offline, cnf };
+    issue_user_tokens(app, client, &next.grant, &account, issue).await
 }
 
 #[cfg(test)]
@@ -489,5 +666,409 @@ mod properties {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod decisions {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::provider::clients::ClientRegistry;
+
+    const NOW: i64 = 10_000;
+    const FAMILY_END: i64 = NOW + 3_600;
+    /// RFC 7636 appendix B.
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    const CB: &str = "https://portal.example/cb";
+
+    /// `portal` (confidential, every grant), `docs` (another confidential client), `spa`
+    /// (public, DPoP required), `m2m` (client_credentials only) and `bank` (certificate-bound
+    /// tokens).
+    fn clients() -> ClientRegistry {
+        let settings = Settings::from_toml(
+            r#"
+            issuer = "https://sso.example"
+            [inbound]
+            trusted_proxies = ["10.0.0.0/8"]
+            [mtls]
+            certificate_header = "X-SSL-Client-Cert"
+            [[clients]]
+            client_id = "portal"
+            client_secret = "portal-secret-0123456789"
+            redirect_uris = ["https://portal.example/cb"]
+            grant_types = ["authorization_code", "refresh_token"]
+            [[clients]]
+            client_id = "docs"
+            client_secret = "docs-secret-0123456789"
+            redirect_uris = ["https://docs.example/cb"]
+            grant_types = ["authorization_code", "refresh_token"]
+            [[clients]]
+            client_id = "spa"
+            redirect_uris = ["https://spa.example/cb"]
+            grant_types = ["authorization_code", "refresh_token"]
+            require_dpop = true
+            [[clients]]
+            client_id = "m2m"
+            client_secret = "m2m-secret-0123456789"
+            grant_types = ["client_credentials"]
+            scopes = ["hotline.read", "openid"]
+            [[clients]]
+            client_id = "bank"
+            client_secret = "bank-secret-0123456789"
+            redirect_uris = ["https://bank.example/cb"]
+            tls_client_certificate_bound_access_tokens = true
+            "#,
+        )
+        .unwrap();
+        ClientRegistry::new(&settings.clients, &settings.lifetimes)
+    }
+
+    fn client(id: &str) -> Client {
+        clients().get(id).map(|c| Client::clone(&c)).unwrap()
+    }
+
+    fn grant(scopes: &[&str]) -> UserGrant {
+        UserGrant {
+            grant_id: "g1".into(),
+            client_id: "portal".into(),
+            account_id: "a1".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            sid: "sid-1".into(),
+            auth_time: NOW - 60,
+            acr: "urn:acr".into(),
+            amr: vec!["pwd".into()],
+            idp: "hcm".into(),
+        }
+    }
+
+    fn code() -> CodeRecord {
+        CodeRecord {
+            grant: grant(&["openid", "profile"]),
+            redirect_uri: CB.into(),
+            nonce: Some("n-1".into()),
+            code_challenge: Some(CHALLENGE.into()),
+            dpop_jkt: None,
+            expires_at: Some(NOW + 60),
+        }
+    }
+
+    fn family(scopes: &[&str]) -> RefreshRecord {
+        RefreshRecord {
+            grant: grant(scopes),
+            family_expires_at: FAMILY_END,
+            offline: false,
+            jkt: None,
+            x5t_s256: None,
+        }
+    }
+
+    const ALIVE: FamilyState = FamilyState { revoked: false, session_alive: true };
+
+    fn redeem(
+        record: &CodeRecord,
+        client_id: &str,
+        redirect: Option<&str>,
+        verifier: Option<&str>,
+    ) -> Result<(), Refusal> {
+        redeem_code(record, &client(client_id), redirect, verifier, Holder::default(), FAMILY_END, NOW)
+            .map(|_| ())
+    }
+
+    fn invalid_grant(result: Result<(), Refusal>, revoked: Option<&str>) -> String {
+        let refusal = result.unwrap_err();
+        assert_eq!(refusal.revoke.as_ref().map(|m| m.grant_id.as_str()), revoked, "{refusal:?}");
+        match refusal.error {
+            TokenError::InvalidGrant(description) => description,
+            other => panic!("expected invalid_grant, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_grant_type_must_be_sent_known_and_allowed() {
+        let params = |grant_type| TokenParams { grant_type, code: Some("c"), ..TokenParams::default() };
+        let portal = client("portal");
+        assert!(matches!(grant_request(&portal, params(None)), Err(TokenError::InvalidRequest(_))));
+        assert!(matches!(
+            grant_request(&portal, params(Some("password"))),
+            Err(TokenError::UnsupportedGrantType)
+        ));
+        assert!(matches!(
+            grant_request(&portal, params(Some("client_credentials"))),
+            Err(TokenError::UnauthorizedClient(_))
+        ));
+        assert!(matches!(
+            grant_request(&client("m2m"), params(Some("authorization_code"))),
+            Err(TokenError::UnauthorizedClient(_))
+        ));
+        assert_eq!(
+            grant_request(&portal, params(Some("authorization_code"))).unwrap(),
+            GrantRequest::AuthorizationCode { code: "c", redirect_uri: None, verifier: None }
+        );
+    }
+
+    #[test]
+    fn each_grant_requires_its_own_parameter() {
+        let portal = client("portal");
+        let code = TokenParams { grant_type: Some("authorization_code"), ..TokenParams::default() };
+        let refresh = TokenParams { grant_type: Some("refresh_token"), ..TokenParams::default() };
+        for params in [code, refresh] {
+            assert!(matches!(grant_request(&portal, params), Err(TokenError::InvalidRequest(_))));
+        }
+        let refresh = TokenParams { refresh_token: Some("rt"), scope: Some("openid"), ..refresh };
+        assert_eq!(
+            grant_request(&portal, refresh).unwrap(),
+            GrantRequest::RefreshToken { token: "rt", scope: Some("openid") }
+        );
+    }
+
+    #[test]
+    fn client_credentials_grants_only_registered_scopes_and_never_openid() {
+        let m2m = client("m2m");
+        let asking =
+            |scope| TokenParams { grant_type: Some("client_credentials"), scope, ..TokenParams::default() };
+        assert_eq!(
+            grant_request(&m2m, asking(Some("hotline.read"))).unwrap(),
+            GrantRequest::ClientCredentials { scopes: vec!["hotline.read".into()] }
+        );
+        assert_eq!(
+            grant_request(&m2m, asking(None)).unwrap(),
+            GrantRequest::ClientCredentials { scopes: vec![] }
+        );
+        for scope in ["openid", "hotline.write", "hotline.read admin"] {
+            assert!(
+                matches!(grant_request(&m2m, asking(Some(scope))), Err(TokenError::InvalidScope(_))),
+                "{scope}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_redeemed_code_presented_again_revokes_its_grant() {
+        let used = UsedMarker { grant_id: "g1".into(), family_end: Some(FAMILY_END) };
+        let refusal = not_live("authorization code", Some(used.clone()));
+        assert_eq!(refusal.revoke, Some(used));
+        assert!(matches!(refusal.error, TokenError::InvalidGrant(d) if d.contains("already used")));
+        let unknown = not_live("authorization code", None);
+        assert_eq!(unknown.revoke, None);
+        assert!(matches!(unknown.error, TokenError::InvalidGrant(d) if d.contains("invalid or expired")));
+    }
+
+    #[test]
+    fn a_code_redeems_with_its_redirect_uri_and_verifier() {
+        let record = code();
+        let cnf = Confirmation::Dpop { jkt: "k".into() };
+        let holder = Holder { cnf: Some(&cnf), ..Holder::default() };
+        let issue =
+            redeem_code(&record, &client("portal"), Some(CB), Some(VERIFIER), holder, FAMILY_END, NOW)
+                .unwrap();
+        assert_eq!(issue.nonce, Some("n-1"));
+        assert_eq!(issue.family_expires_at, Some(FAMILY_END));
+        assert!(!issue.offline);
+        assert_eq!(issue.cnf, Some(&cnf));
+    }
+
+    #[test]
+    fn a_code_from_another_client_is_refused_and_its_grant_revoked() {
+        let description = invalid_grant(redeem(&code(), "docs", Some(CB), Some(VERIFIER)), Some("g1"));
+        assert!(description.contains("another client"));
+    }
+
+    #[test]
+    fn a_code_with_another_redirect_uri_is_refused() {
+        for redirect in [None, Some("https://portal.example/cb/"), Some("https://evil.example/cb")] {
+            let description = invalid_grant(redeem(&code(), "portal", redirect, Some(VERIFIER)), None);
+            assert!(description.contains("redirect_uri"), "{redirect:?}");
+        }
+    }
+
+    #[test]
+    fn pkce_missing_wrong_or_unasked_is_refused() {
+        let record = code();
+        assert!(
+            invalid_grant(redeem(&record, "portal", Some(CB), None), None)
+                .contains("code_verifier is required")
+        );
+        let wrong = "x".repeat(43);
+        assert!(invalid_grant(redeem(&record, "portal", Some(CB), Some(&wrong)), None).contains("PKCE"));
+        // The right hash of a verifier too short to be one.
+        let short = "abc";
+        let hashed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(short));
+        let short_record = CodeRecord { code_challenge: Some(hashed), ..code() };
+        assert!(invalid_grant(redeem(&short_record, "portal", Some(CB), Some(short)), None).contains("PKCE"));
+        let plain = CodeRecord { code_challenge: None, ..code() };
+        assert!(
+            invalid_grant(redeem(&plain, "portal", Some(CB), Some(VERIFIER)), None)
+                .contains("no code_challenge")
+        );
+        assert!(redeem(&plain, "portal", Some(CB), None).is_ok());
+    }
+
+    #[test]
+    fn an_expired_code_is_refused_and_one_without_an_end_is_left_to_the_store() {
+        let record = code();
+        let at = |now| {
+            redeem_code(
+                &record,
+                &client("portal"),
+                Some(CB),
+                Some(VERIFIER),
+                Holder::default(),
+                FAMILY_END,
+                now,
+            )
+            .map(|_| ())
+        };
+        assert!(at(NOW + 59).is_ok());
+        assert!(invalid_grant(at(NOW + 60), None).contains("expired"));
+        let older = CodeRecord { expires_at: None, ..code() };
+        assert!(redeem(&older, "portal", Some(CB), Some(VERIFIER)).is_ok());
+    }
+
+    #[test]
+    fn a_code_bound_to_a_dpop_key_needs_a_proof_of_that_key() {
+        let record = CodeRecord { dpop_jkt: Some("key-a".into()), ..code() };
+        let with = |jkt| {
+            let holder = Holder { jkt, ..Holder::default() };
+            redeem_code(&record, &client("portal"), Some(CB), Some(VERIFIER), holder, FAMILY_END, NOW)
+                .map(|_| ())
+        };
+        assert!(with(Some("key-a")).is_ok());
+        assert!(invalid_grant(with(Some("key-b")), None).contains("dpop_jkt"));
+        assert!(invalid_grant(with(None), None).contains("dpop_jkt"));
+    }
+
+    #[test]
+    fn an_offline_code_starts_an_offline_family() {
+        let record = CodeRecord { grant: grant(&["openid", "offline_access"]), ..code() };
+        let issue = redeem_code(
+            &record,
+            &client("portal"),
+            Some(CB),
+            Some(VERIFIER),
+            Holder::default(),
+            FAMILY_END,
+            NOW,
+        )
+        .unwrap();
+        assert!(issue.offline);
+    }
+
+    fn rotate(
+        record: &RefreshRecord,
+        client_id: &str,
+        scope: Option<&str>,
+        state: FamilyState,
+    ) -> Result<Rotation, Refusal> {
+        rotation(record, &client(client_id), scope, Holder::default(), state, NOW)
+    }
+
+    #[test]
+    fn a_live_family_rotates_with_its_grant() {
+        let next = rotate(&family(&["openid", "profile"]), "portal", None, ALIVE).unwrap();
+        assert_eq!(
+            next,
+            Rotation { grant: grant(&["openid", "profile"]), offline: false, family_expires_at: FAMILY_END }
+        );
+    }
+
+    #[test]
+    fn a_refresh_token_from_another_client_is_refused_and_its_family_revoked() {
+        let refusal = rotate(&family(&["openid"]), "docs", None, ALIVE).unwrap_err();
+        assert_eq!(refusal.revoke, Some(UsedMarker { grant_id: "g1".into(), family_end: Some(FAMILY_END) }));
+        assert!(matches!(refusal.error, TokenError::InvalidGrant(d) if d.contains("another client")));
+    }
+
+    #[test]
+    fn a_revoked_family_is_refused_even_offline() {
+        let revoked = FamilyState { revoked: true, session_alive: true };
+        let offline = RefreshRecord { offline: true, ..family(&["openid"]) };
+        for record in [family(&["openid"]), offline] {
+            let description = invalid_grant(rotate(&record, "portal", None, revoked).map(|_| ()), None);
+            assert!(description.contains("revoked"));
+        }
+    }
+
+    #[test]
+    fn an_online_family_ends_with_its_session_and_an_offline_one_does_not() {
+        let ended = FamilyState { revoked: false, session_alive: false };
+        let description =
+            invalid_grant(rotate(&family(&["openid"]), "portal", None, ended).map(|_| ()), Some("g1"));
+        assert!(description.contains("session has ended"));
+        // Offline by its scope, or by its flag once a refresh narrowed the scope.
+        let by_scope = family(&["openid", "offline_access"]);
+        let by_flag = RefreshRecord { offline: true, ..family(&["openid"]) };
+        for record in [by_scope, by_flag] {
+            assert!(rotate(&record, "portal", None, ended).unwrap().offline);
+        }
+    }
+
+    #[test]
+    fn a_refresh_may_narrow_the_scope_but_not_widen_it() {
+        let record = family(&["openid", "profile", "offline_access"]);
+        let next = rotate(&record, "portal", Some("openid"), ALIVE).unwrap();
+        assert_eq!(next.grant.scopes, vec!["openid".to_string()]);
+        assert!(next.offline, "a narrowed offline family stays offline");
+        let refusal = rotate(&record, "portal", Some("openid email"), ALIVE).unwrap_err();
+        assert!(matches!(refusal.error, TokenError::InvalidScope(d) if d.contains("email")));
+        assert_eq!(refusal.revoke, None);
+    }
+
+    #[test]
+    fn an_ended_family_is_refused() {
+        let record = family(&["openid"]);
+        let at = |now| rotation(&record, &client("portal"), None, Holder::default(), ALIVE, now).map(|_| ());
+        assert!(at(FAMILY_END - 1).is_ok());
+        assert!(invalid_grant(at(FAMILY_END), None).contains("expired"));
+    }
+
+    #[test]
+    fn a_bound_family_rotates_only_for_the_holder_of_its_key_or_certificate() {
+        let by_key = RefreshRecord { jkt: Some("key-a".into()), ..family(&["openid"]) };
+        let by_cert = RefreshRecord { x5t_s256: Some("cert-a".into()), ..family(&["openid"]) };
+        let try_with = |record: &RefreshRecord, jkt, x5t_s256| {
+            let holder = Holder { jkt, x5t_s256, cnf: None };
+            rotation(record, &client("portal"), None, holder, ALIVE, NOW).map(|_| ())
+        };
+        assert!(try_with(&by_key, Some("key-a"), None).is_ok());
+        assert!(invalid_grant(try_with(&by_key, Some("key-b"), None), None).contains("DPoP key"));
+        assert!(invalid_grant(try_with(&by_key, None, Some("cert-a")), None).contains("DPoP key"));
+        assert!(try_with(&by_cert, None, Some("cert-a")).is_ok());
+        assert!(invalid_grant(try_with(&by_cert, None, Some("cert-b")), None).contains("TLS certificate"));
+        assert!(invalid_grant(try_with(&by_cert, Some("cert-a"), None), None).contains("TLS certificate"));
+    }
+
+    #[test]
+    fn tokens_bind_to_the_proof_the_certificate_or_nothing() {
+        let portal = client("portal");
+        assert_eq!(binding(&portal, false, None, None).unwrap(), None);
+        assert_eq!(
+            binding(&portal, false, Some("cert"), Some("key")).unwrap(),
+            Some(Confirmation::Dpop { jkt: "key".into() })
+        );
+        assert_eq!(
+            binding(&portal, true, Some("cert"), None).unwrap(),
+            Some(Confirmation::Certificate { x5t_s256: "cert".into() })
+        );
+        assert!(matches!(binding(&portal, true, None, None), Err(TokenError::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn a_client_that_must_prove_a_key_or_bind_to_its_certificate_is_held_to_it() {
+        let spa = client("spa");
+        assert!(matches!(binding(&spa, false, None, None), Err(TokenError::InvalidDpopProof(_))));
+        assert!(binding(&spa, false, None, Some("key")).is_ok());
+        let bank = client("bank");
+        assert!(matches!(
+            binding(&bank, false, Some("cert"), Some("key")),
+            Err(TokenError::InvalidRequest(_))
+        ));
+        assert!(matches!(binding(&bank, false, None, None), Err(TokenError::InvalidRequest(_))));
+        assert_eq!(
+            binding(&bank, false, Some("cert"), None).unwrap(),
+            Some(Confirmation::Certificate { x5t_s256: "cert".into() })
+        );
     }
 }
