@@ -121,13 +121,7 @@ impl LdapConnector {
             }
         };
         let pw = password.expose();
-        // An empty password would be an unauthenticated bind, which many directories accept.
-        let usable = !username.is_empty()
-            && username.len() <= MAX_USERNAME
-            && !username.chars().any(char::is_control)
-            && !pw.is_empty()
-            && pw.len() <= MAX_PASSWORD;
-        let verified = if usable {
+        let verified = if usable_credentials(username, pw) {
             match self.authenticate(username, pw).await {
                 Ok(v) => v,
                 Err(e) => {
@@ -163,29 +157,78 @@ impl LdapConnector {
             .map_err(|_| self.directory_error(format!("no answer within {limit:?}")))?
     }
 
+    /// The whole directory exchange: the service account's bind, the user search, the user's
+    /// bind and (only after it succeeded) the group search. `Ok(None)`: wrong name or password.
     async fn exchange(&self, username: &str, password: &str) -> Result<Option<VerifiedLogin>, BrokerError> {
-        let t = self.settings.timeout;
-        let mut conn_settings = LdapConnSettings::new().set_conn_timeout(t).set_starttls(self.ldap.starttls);
+        let mut ldap = self.connect().await?;
+        self.service_bind(&mut ldap).await?;
+        let entry = self.find_user(&mut ldap, username).await?;
+        // No single match: bind to a DN that cannot exist, so this path does what a wrong
+        // password does.
+        let bind_dn = match &entry {
+            Some(e) => e.dn.clone(),
+            None => absent_dn(&self.ldap.user_base),
+        };
+        let bound = self.user_bind(&mut ldap, &bind_dn, password).await?;
+        let Some(entry) = entry.filter(|_| bound) else {
+            let _ = ldap.unbind().await;
+            return Ok(None);
+        };
+        let mut claims = entry_claims(&entry, &self.attributes);
+        let Some(subject) = subject_of(&claims, &self.ldap.subject_attribute) else {
+            let _ = ldap.unbind().await;
+            return Err(self.directory_error(format!(
+                "entry has no single {} (the subject attribute)",
+                self.ldap.subject_attribute
+            )));
+        };
+        let groups = match &self.ldap.group_base {
+            Some(base) => {
+                self.service_bind(&mut ldap).await?;
+                self.groups_of(&mut ldap, base, &entry.dn, username).await?
+            }
+            None => Vec::new(),
+        };
+        let _ = ldap.unbind().await;
+        claims.insert("dn".into(), Value::String(entry.dn));
+        claims.insert("groups".into(), Value::Array(groups.into_iter().map(Value::String).collect()));
+        Ok(Some(VerifiedLogin { subject, claims, amr: vec!["pwd".into()], session_id: None }))
+    }
+
+    /// Opens a connection (TLS as configured) and drives it in the background.
+    async fn connect(&self) -> Result<ldap3::Ldap, BrokerError> {
+        let mut conn_settings =
+            LdapConnSettings::new().set_conn_timeout(self.settings.timeout).set_starttls(self.ldap.starttls);
         if let Some(tls) = &self.tls {
             conn_settings = conn_settings.set_config(tls.clone());
         }
-        let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, &self.ldap.url)
+        let (conn, ldap) = LdapConnAsync::with_settings(conn_settings, &self.ldap.url)
             .await
             .map_err(|e| self.directory_error(e))?;
         ldap3::drive!(conn);
-        let service_pw = self.ldap.bind_password.value().unwrap_or_default();
-        let service_bind = |ldap: &mut ldap3::Ldap| {
-            let dn = self.ldap.bind_dn.clone();
-            let pw = service_pw.to_string();
-            let mut ldap = ldap.clone();
-            async move { ldap.with_timeout(t).simple_bind(&dn, &pw).await?.success() }
-        };
-        service_bind(&mut ldap)
+        Ok(ldap)
+    }
+
+    /// Binds as the service account (to search users, and groups after the user's bind).
+    async fn service_bind(&self, ldap: &mut ldap3::Ldap) -> Result<(), BrokerError> {
+        let password = self.ldap.bind_password.value().unwrap_or_default();
+        ldap.with_timeout(self.settings.timeout)
+            .simple_bind(&self.ldap.bind_dn, password)
             .await
-            .map_err(|e| self.directory_error(format!("service account bind: {e}")))?;
-        let filter = self.ldap.user_filter.replace("{username}", &ldap_escape(username));
+            .and_then(|r| r.success())
+            .map(drop)
+            .map_err(|e| self.directory_error(format!("service account bind: {e}")))
+    }
+
+    /// The one entry the user filter finds for `username`; None when none or several match.
+    async fn find_user(
+        &self,
+        ldap: &mut ldap3::Ldap,
+        username: &str,
+    ) -> Result<Option<SearchEntry>, BrokerError> {
+        let filter = user_filter(&self.ldap.user_filter, username);
         let (entries, _) = ldap
-            .with_timeout(t)
+            .with_timeout(self.settings.timeout)
             .search(&self.ldap.user_base, Scope::Subtree, &filter, &self.attributes)
             .await
             .and_then(|r| r.success())
@@ -197,96 +240,109 @@ impl LdapConnector {
                 "user filter matches several entries"
             );
         }
-        let entry = match <[_; 1]>::try_from(entries) {
-            Ok([only]) => Some(
-                std::panic::catch_unwind(AssertUnwindSafe(|| SearchEntry::construct(only)))
-                    .map_err(|_| self.directory_error("malformed search entry"))?,
-            ),
-            Err(_) => None,
-        };
-        // No single match: bind to a DN that cannot exist, so this path does what a wrong
-        // password does.
-        let bind_dn = match &entry {
-            Some(e) => e.dn.clone(),
-            None => format!("cn=sso-gateway-absent-{},{}", random_handle(), self.ldap.user_base),
-        };
+        match <[_; 1]>::try_from(entries) {
+            Ok([only]) => std::panic::catch_unwind(AssertUnwindSafe(|| SearchEntry::construct(only)))
+                .map(Some)
+                .map_err(|_| self.directory_error("malformed search entry")),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Binds as `dn` with the user's password: whether the directory accepted it.
+    async fn user_bind(&self, ldap: &mut ldap3::Ldap, dn: &str, password: &str) -> Result<bool, BrokerError> {
         let bind = ldap
-            .with_timeout(t)
-            .simple_bind(&bind_dn, password)
+            .with_timeout(self.settings.timeout)
+            .simple_bind(dn, password)
             .await
             .map_err(|e| self.directory_error(format!("user bind: {e}")))?;
-        let Some(entry) = entry.filter(|_| bind.rc == 0) else {
-            if bind.rc != 0 && bind.rc != INVALID_CREDENTIALS {
-                tracing::info!(upstream = self.id(), rc = bind.rc, "user bind refused");
-            }
-            let _ = ldap.unbind().await;
-            return Ok(None);
-        };
-        let mut claims = Map::new();
-        for wanted in &self.attributes {
-            let text =
-                entry.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(wanted)).map(|(_, v)| v.clone());
-            let binary =
-                entry.bin_attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(wanted)).map(|(_, v)| {
-                    v.iter()
-                        .map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
-                        .collect::<Vec<_>>()
-                });
-            match text.or(binary) {
-                Some(mut values) if values.len() == 1 => {
-                    claims.insert(wanted.clone(), Value::String(values.remove(0)));
-                }
-                Some(values) if !values.is_empty() => {
-                    claims.insert(
-                        wanted.clone(),
-                        Value::Array(values.into_iter().map(Value::String).collect()),
-                    );
-                }
-                _ => {}
-            }
+        if bind.rc != 0 && bind.rc != INVALID_CREDENTIALS {
+            tracing::info!(upstream = self.id(), rc = bind.rc, "user bind refused");
         }
-        let subject = match claims.get(&self.ldap.subject_attribute) {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            _ => {
-                let _ = ldap.unbind().await;
-                return Err(self.directory_error(format!(
-                    "entry has no single {} (the subject attribute)",
-                    self.ldap.subject_attribute
-                )));
-            }
-        };
+        Ok(bind.rc == 0)
+    }
+
+    /// The names of the groups the user `dn` belongs to (sorted, once each).
+    async fn groups_of(
+        &self,
+        ldap: &mut ldap3::Ldap,
+        base: &str,
+        dn: &str,
+        username: &str,
+    ) -> Result<Vec<String>, BrokerError> {
+        let filter = group_filter(&self.ldap.group_filter, dn, username);
+        let attribute = self.ldap.group_attribute.as_str();
+        let (found, _) = ldap
+            .with_timeout(self.settings.timeout)
+            .search(base, Scope::Subtree, &filter, [attribute])
+            .await
+            .and_then(|r| r.success())
+            .map_err(|e| self.directory_error(format!("group search: {e}")))?;
         let mut groups = Vec::new();
-        if let Some(base) = &self.ldap.group_base {
-            service_bind(&mut ldap)
-                .await
-                .map_err(|e| self.directory_error(format!("service account bind: {e}")))?;
-            let filter = self
-                .ldap
-                .group_filter
-                .replace("{dn}", &ldap_escape(entry.dn.as_str()))
-                .replace("{username}", &ldap_escape(username));
-            let (found, _) = ldap
-                .with_timeout(t)
-                .search(base, Scope::Subtree, &filter, [self.ldap.group_attribute.as_str()])
-                .await
-                .and_then(|r| r.success())
-                .map_err(|e| self.directory_error(format!("group search: {e}")))?;
-            for g in found {
-                let g = std::panic::catch_unwind(AssertUnwindSafe(|| SearchEntry::construct(g)))
-                    .map_err(|_| self.directory_error("malformed group entry"))?;
-                for (k, values) in g.attrs {
-                    if k.eq_ignore_ascii_case(&self.ldap.group_attribute) {
-                        groups.extend(values);
-                    }
-                }
-            }
-            groups.sort();
-            groups.dedup();
+        for g in found {
+            let g = std::panic::catch_unwind(AssertUnwindSafe(|| SearchEntry::construct(g)))
+                .map_err(|_| self.directory_error("malformed group entry"))?;
+            groups.extend(
+                g.attrs.into_iter().filter(|(k, _)| k.eq_ignore_ascii_case(attribute)).flat_map(|(_, v)| v),
+            );
         }
-        let _ = ldap.unbind().await;
-        claims.insert("dn".into(), Value::String(entry.dn));
-        claims.insert("groups".into(), Value::Array(groups.into_iter().map(Value::String).collect()));
-        Ok(Some(VerifiedLogin { subject, claims, amr: vec!["pwd".into()], session_id: None }))
+        groups.sort();
+        groups.dedup();
+        Ok(groups)
+    }
+}
+
+/// Whether a name and password may go to the directory at all: an empty password would be
+/// an unauthenticated bind, which many directories accept.
+fn usable_credentials(username: &str, password: &str) -> bool {
+    !username.is_empty()
+        && username.len() <= MAX_USERNAME
+        && !username.chars().any(char::is_control)
+        && !password.is_empty()
+        && password.len() <= MAX_PASSWORD
+}
+
+/// The user search filter: `{username}` replaced by the name, escaped (RFC 4515).
+fn user_filter(template: &str, username: &str) -> String {
+    template.replace("{username}", &ldap_escape(username))
+}
+
+/// The group search filter: `{dn}` and `{username}` replaced, escaped (RFC 4515).
+fn group_filter(template: &str, dn: &str, username: &str) -> String {
+    template.replace("{dn}", &ldap_escape(dn)).replace("{username}", &ldap_escape(username))
+}
+
+/// A DN under `base` that cannot exist, bound to when no single user matched.
+fn absent_dn(base: &str) -> String {
+    format!("cn=sso-gateway-absent-{},{base}", random_handle())
+}
+
+/// The claims read from a user's entry: each wanted attribute (names compared without case)
+/// as a string, or a list when it has several values; binary values in base64url.
+fn entry_claims(entry: &SearchEntry, wanted: &[String]) -> Map<String, Value> {
+    let mut claims = Map::new();
+    for name in wanted {
+        let text = entry.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        let binary = entry.bin_attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| {
+            v.iter().map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)).collect::<Vec<_>>()
+        });
+        match text.or(binary) {
+            Some(mut values) if values.len() == 1 => {
+                claims.insert(name.clone(), Value::String(values.remove(0)));
+            }
+            Some(values) if !values.is_empty() => {
+                claims.insert(name.clone(), Value::Array(values.into_iter().map(Value::String).collect()));
+            }
+            _ => {}
+        }
+    }
+    claims
+}
+
+/// The login's subject: the subject attribute's single, non-empty value.
+fn subject_of(claims: &Map<String, Value>, attribute: &str) -> Option<String> {
+    match claims.get(attribute) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
     }
 }
 
@@ -329,5 +385,79 @@ impl Connector for LdapConnector {
         answer: Answer<'a>,
     ) -> BoxFuture<'a, Result<VerifiedLogin, BrokerError>> {
         Box::pin(self.complete(answer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn entry(attrs: &[(&str, &[&str])], bin_attrs: &[(&str, &[&[u8]])]) -> SearchEntry {
+        SearchEntry {
+            dn: "uid=an,ou=people,dc=hcm".into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            bin_attrs: bin_attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|b| b.to_vec()).collect()))
+                .collect::<HashMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn only_a_plausible_name_and_a_non_empty_password_reach_the_directory() {
+        assert!(usable_credentials("an", "secret"));
+        assert!(!usable_credentials("an", ""), "an empty password is an unauthenticated bind");
+        assert!(!usable_credentials("", "secret"));
+        assert!(!usable_credentials("a\nb", "secret"));
+        assert!(!usable_credentials(&"a".repeat(MAX_USERNAME + 1), "secret"));
+        assert!(!usable_credentials("an", &"p".repeat(MAX_PASSWORD + 1)));
+    }
+
+    #[test]
+    fn filters_escape_what_the_person_typed() {
+        assert_eq!(user_filter("(uid={username})", "an"), "(uid=an)");
+        assert_eq!(user_filter("(uid={username})", "*)(uid=*"), "(uid=\\2a\\29\\28uid=\\2a)");
+        assert_eq!(
+            group_filter("(|(member={dn})(memberUid={username}))", "uid=a*,dc=x", "a*"),
+            "(|(member=uid=a\\2a,dc=x)(memberUid=a\\2a))"
+        );
+    }
+
+    #[test]
+    fn an_absent_dn_is_new_each_time_and_under_the_base() {
+        let (a, b) = (absent_dn("ou=people,dc=hcm"), absent_dn("ou=people,dc=hcm"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("cn=sso-gateway-absent-") && a.ends_with(",ou=people,dc=hcm"));
+    }
+
+    #[test]
+    fn claims_are_the_wanted_attributes_single_or_listed_binary_in_base64url() {
+        let e = entry(
+            &[("UID", &["an"]), ("mail", &["a@x", "b@x"]), ("empty", &[]), ("other", &["x"])],
+            &[("photo", &[&[0xfb, 0xff]])],
+        );
+        let wanted: Vec<String> = ["uid", "mail", "empty", "photo", "absent"].map(String::from).to_vec();
+        let claims = entry_claims(&e, &wanted);
+        assert_eq!(
+            Value::Object(claims),
+            serde_json::json!({ "uid": "an", "mail": ["a@x", "b@x"], "photo": "-_8" })
+        );
+    }
+
+    #[test]
+    fn the_subject_is_a_single_non_empty_value() {
+        let claims = entry_claims(
+            &entry(&[("uid", &["an"]), ("mail", &["a@x", "b@x"]), ("cn", &[""])], &[]),
+            &["uid".into(), "mail".into(), "cn".into()],
+        );
+        assert_eq!(subject_of(&claims, "uid").as_deref(), Some("an"));
+        assert_eq!(subject_of(&claims, "mail"), None);
+        assert_eq!(subject_of(&claims, "cn"), None);
+        assert_eq!(subject_of(&claims, "absent"), None);
     }
 }

@@ -326,148 +326,189 @@ pub async fn run_accounts(command: AccountsCommand) -> ExitCode {
     finish(accounts(command).await)
 }
 
-async fn accounts(command: AccountsCommand) -> Result<ExitCode, Failure> {
-    let now = Clock::system().now();
-    match command {
-        AccountsCommand::Import { common, kind, file, province, strict } => {
-            import(&common, kind, &file, &province, strict).await
-        }
-        AccountsCommand::Show { common, select, reason } => {
-            let (_, store) = open(&common).await?;
-            let selector = select.selector()?;
-            let account = store
-                .find(&selector)
-                .await?
-                .ok_or_else(|| Failure(format!("no account with {selector}"), ExitCode::FAILURE))?;
-            store
-                .audit(
-                    &common.actor,
-                    "show",
-                    &account.id,
-                    reason.as_deref(),
-                    &json!({ "by": selector.to_string() }),
-                    now,
-                )
-                .await?;
-            let conflicts: Vec<_> = store
-                .conflicts(true)
-                .await?
-                .into_iter()
-                .filter(|c| c.existing_account_id == account.id || c.new_account_id == account.id)
-                .collect();
-            print_json(&json!({
-                "account": account,
-                "links": store.links_of(&account.id).await?,
-                "national_id_history": store.number_history(&account.id).await?,
-                "aliases": store.aliases_of(&account.id).await?,
-                "warnings": store.warnings_of(&account.id).await?,
-                "conflicts": conflicts,
-                "audit": store.audit_log(Some(&account.id), 20).await?,
-            }))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        AccountsCommand::Link { common, upstream, subject, to, reason } => {
-            let (_, store) = open(&common).await?;
-            store.link(&upstream, &subject, &to, &common.actor, require_reason(&reason)?, now).await?;
-            println!("linked {upstream}/{subject} to {to}");
-            Ok(ExitCode::SUCCESS)
-        }
-        AccountsCommand::Unlink { common, upstream, subject, reason } => {
-            let (_, store) = open(&common).await?;
-            store.unlink(&upstream, &subject, &common.actor, require_reason(&reason)?, now).await?;
-            println!("unlinked {upstream}/{subject}");
-            Ok(ExitCode::SUCCESS)
-        }
-        AccountsCommand::Merge { common, from, into, reason } => {
-            let (_, store) = open(&common).await?;
-            let survivor = store.merge(&from, &into, &common.actor, require_reason(&reason)?, now).await?;
-            println!("merged {from} into account {} (sub {})", survivor.id, survivor.sub);
-            Ok(ExitCode::SUCCESS)
-        }
-        AccountsCommand::Lock { common, select, reason } => {
-            let (_, store) = open(&common).await?;
-            let a = store
-                .set_locked(&select.selector()?, true, &common.actor, Some(require_reason(&reason)?), now)
-                .await?;
-            println!("locked account {}", a.id);
-            Ok(ExitCode::SUCCESS)
-        }
-        AccountsCommand::Unlock { common, select, reason } => {
-            let (_, store) = open(&common).await?;
-            let a =
-                store.set_locked(&select.selector()?, false, &common.actor, reason.as_deref(), now).await?;
-            println!("unlocked account {}", a.id);
-            Ok(ExitCode::SUCCESS)
-        }
-        AccountsCommand::Rekey { common, select, new_national_id, reason } => {
-            let (_, store) = open(&common).await?;
-            let a = store
-                .rekey(&select.selector()?, &new_national_id, &common.actor, require_reason(&reason)?, now)
-                .await?;
-            println!("account {} now holds the new number; the old one stays in its history", a.id);
-            Ok(ExitCode::SUCCESS)
-        }
-        AccountsCommand::SetUnit { common, select, unit, reason } => {
-            let (_, store) = open(&common).await?;
-            let a = store
-                .decide_unit(&select.selector()?, &unit, &common.actor, require_reason(&reason)?, now)
-                .await?;
-            let name = a.official.and_then(|o| o.org_unit).map(|u| u.name).unwrap_or_default();
-            println!("account {}: unit {unit} {name}", a.id);
-            Ok(ExitCode::SUCCESS)
-        }
-        AccountsCommand::Warnings { common, code, limit } => {
-            let (_, store) = open(&common).await?;
-            let list = store.warnings(code.as_deref(), limit).await?;
-            store
-                .audit(
-                    &common.actor,
-                    "list-warnings",
-                    "warnings",
-                    None,
-                    &json!({ "code": code, "count": list.len() }),
-                    now,
-                )
-                .await?;
-            for w in &list {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    w.account_id,
-                    w.source,
-                    w.code,
-                    w.national_id.as_deref().unwrap_or("-"),
-                    w.detail
-                );
-            }
-            eprintln!("{} warning(s)", list.len());
-            Ok(ExitCode::SUCCESS)
-        }
-        AccountsCommand::Conflicts { common, all } => {
-            let (_, store) = open(&common).await?;
-            let list = store.conflicts(all).await?;
-            let pending: Vec<_> = store
-                .pending_link_candidates(1000)
-                .await?
-                .into_iter()
-                .map(|(p, v, n)| json!({ "pending_account_id": p, "verified_account_id": v, "national_id": n }))
-                .collect();
-            let count = json!({ "count": list.len(), "pending": pending.len() });
-            store.audit(&common.actor, "list-conflicts", "conflicts", None, &count, now).await?;
-            print_json(&json!({ "conflicts": list, "pending_link_candidates": pending }))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        AccountsCommand::ResolveConflict { common, id, resolution, reason } => {
-            let (_, store) = open(&common).await?;
-            store.resolve_conflict(id, &resolution, &common.actor, require_reason(&reason)?, now).await?;
-            println!("conflict {id} resolved: {resolution}");
-            Ok(ExitCode::SUCCESS)
-        }
-        AccountsCommand::Audit { common, target, limit } => {
-            let (_, store) = open(&common).await?;
-            print_json(&store.audit_log(target.as_deref(), limit).await?)?;
-            Ok(ExitCode::SUCCESS)
-        }
+/// An opened account store, who acts on it, and when (for the audit log).
+struct Admin {
+    store: AccountStore,
+    actor: String,
+    now: i64,
+}
+
+impl Admin {
+    async fn open(common: &Common) -> Result<Self, Failure> {
+        let (_, store) = open(common).await?;
+        Ok(Admin { store, actor: common.actor.clone(), now: Clock::system().now() })
     }
+}
+
+/// Runs one `accounts` subcommand (each is its own function below).
+async fn accounts(command: AccountsCommand) -> Result<ExitCode, Failure> {
+    use AccountsCommand as C;
+    let done = match command {
+        C::Import { common, kind, file, province, strict } => {
+            return import(&common, kind, &file, &province, strict).await;
+        }
+        C::Show { common, select, reason } => {
+            show(&Admin::open(&common).await?, &select, reason.as_deref()).await
+        }
+        C::Link { common, upstream, subject, to, reason } => {
+            link(&Admin::open(&common).await?, &upstream, &subject, &to, &reason).await
+        }
+        C::Unlink { common, upstream, subject, reason } => {
+            unlink(&Admin::open(&common).await?, &upstream, &subject, &reason).await
+        }
+        C::Merge { common, from, into, reason } => {
+            merge(&Admin::open(&common).await?, &from, &into, &reason).await
+        }
+        C::Lock { common, select, reason } => lock(&Admin::open(&common).await?, &select, &reason).await,
+        C::Unlock { common, select, reason } => {
+            unlock(&Admin::open(&common).await?, &select, reason.as_deref()).await
+        }
+        C::Rekey { common, select, new_national_id, reason } => {
+            rekey(&Admin::open(&common).await?, &select, &new_national_id, &reason).await
+        }
+        C::SetUnit { common, select, unit, reason } => {
+            set_unit(&Admin::open(&common).await?, &select, &unit, &reason).await
+        }
+        C::Warnings { common, code, limit } => {
+            warnings(&Admin::open(&common).await?, code.as_deref(), limit).await
+        }
+        C::Conflicts { common, all } => conflicts(&Admin::open(&common).await?, all).await,
+        C::ResolveConflict { common, id, resolution, reason } => {
+            resolve_conflict(&Admin::open(&common).await?, id, &resolution, &reason).await
+        }
+        C::Audit { common, target, limit } => {
+            let admin = Admin::open(&common).await?;
+            print_json(&admin.store.audit_log(target.as_deref(), limit).await?)
+        }
+    };
+    done.map(|()| ExitCode::SUCCESS)
+}
+
+/// `accounts show`: everything about one account, as JSON (the reading is audited).
+async fn show(admin: &Admin, select: &Select, reason: Option<&str>) -> Result<(), Failure> {
+    let Admin { store, actor, now } = admin;
+    let selector = select.selector()?;
+    let account = store
+        .find(&selector)
+        .await?
+        .ok_or_else(|| Failure(format!("no account with {selector}"), ExitCode::FAILURE))?;
+    store.audit(actor, "show", &account.id, reason, &json!({ "by": selector.to_string() }), *now).await?;
+    let conflicts: Vec<_> = store
+        .conflicts(true)
+        .await?
+        .into_iter()
+        .filter(|c| c.existing_account_id == account.id || c.new_account_id == account.id)
+        .collect();
+    print_json(&json!({
+        "account": account,
+        "links": store.links_of(&account.id).await?,
+        "national_id_history": store.number_history(&account.id).await?,
+        "aliases": store.aliases_of(&account.id).await?,
+        "warnings": store.warnings_of(&account.id).await?,
+        "conflicts": conflicts,
+        "audit": store.audit_log(Some(&account.id), 20).await?,
+    }))
+}
+
+async fn link(
+    admin: &Admin,
+    upstream: &str,
+    subject: &str,
+    to: &AccountSelector,
+    reason: &str,
+) -> Result<(), Failure> {
+    admin.store.link(upstream, subject, to, &admin.actor, require_reason(reason)?, admin.now).await?;
+    println!("linked {upstream}/{subject} to {to}");
+    Ok(())
+}
+
+async fn unlink(admin: &Admin, upstream: &str, subject: &str, reason: &str) -> Result<(), Failure> {
+    admin.store.unlink(upstream, subject, &admin.actor, require_reason(reason)?, admin.now).await?;
+    println!("unlinked {upstream}/{subject}");
+    Ok(())
+}
+
+async fn merge(
+    admin: &Admin,
+    from: &AccountSelector,
+    into: &AccountSelector,
+    reason: &str,
+) -> Result<(), Failure> {
+    let survivor = admin.store.merge(from, into, &admin.actor, require_reason(reason)?, admin.now).await?;
+    println!("merged {from} into account {} (sub {})", survivor.id, survivor.sub);
+    Ok(())
+}
+
+async fn lock(admin: &Admin, select: &Select, reason: &str) -> Result<(), Failure> {
+    let reason = Some(require_reason(reason)?);
+    let a = admin.store.set_locked(&select.selector()?, true, &admin.actor, reason, admin.now).await?;
+    println!("locked account {}", a.id);
+    Ok(())
+}
+
+async fn unlock(admin: &Admin, select: &Select, reason: Option<&str>) -> Result<(), Failure> {
+    let a = admin.store.set_locked(&select.selector()?, false, &admin.actor, reason, admin.now).await?;
+    println!("unlocked account {}", a.id);
+    Ok(())
+}
+
+async fn rekey(admin: &Admin, select: &Select, new_national_id: &str, reason: &str) -> Result<(), Failure> {
+    let selector = select.selector()?;
+    let a = admin
+        .store
+        .rekey(&selector, new_national_id, &admin.actor, require_reason(reason)?, admin.now)
+        .await?;
+    println!("account {} now holds the new number; the old one stays in its history", a.id);
+    Ok(())
+}
+
+async fn set_unit(admin: &Admin, select: &Select, unit: &str, reason: &str) -> Result<(), Failure> {
+    let selector = select.selector()?;
+    let a =
+        admin.store.decide_unit(&selector, unit, &admin.actor, require_reason(reason)?, admin.now).await?;
+    let name = a.official.and_then(|o| o.org_unit).map(|u| u.name).unwrap_or_default();
+    println!("account {}: unit {unit} {name}", a.id);
+    Ok(())
+}
+
+/// `accounts warnings`: one tab-separated line per warning (the listing is audited).
+async fn warnings(admin: &Admin, code: Option<&str>, limit: i64) -> Result<(), Failure> {
+    let list = admin.store.warnings(code, limit).await?;
+    let detail = json!({ "code": code, "count": list.len() });
+    admin.store.audit(&admin.actor, "list-warnings", "warnings", None, &detail, admin.now).await?;
+    for w in &list {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            w.account_id,
+            w.source,
+            w.code,
+            w.national_id.as_deref().unwrap_or("-"),
+            w.detail
+        );
+    }
+    eprintln!("{} warning(s)", list.len());
+    Ok(())
+}
+
+/// `accounts conflicts`: linking conflicts and pending accounts awaiting a link, as JSON.
+async fn conflicts(admin: &Admin, all: bool) -> Result<(), Failure> {
+    let store = &admin.store;
+    let list = store.conflicts(all).await?;
+    let pending: Vec<_> = store
+        .pending_link_candidates(1000)
+        .await?
+        .into_iter()
+        .map(|(p, v, n)| json!({ "pending_account_id": p, "verified_account_id": v, "national_id": n }))
+        .collect();
+    let count = json!({ "count": list.len(), "pending": pending.len() });
+    store.audit(&admin.actor, "list-conflicts", "conflicts", None, &count, admin.now).await?;
+    print_json(&json!({ "conflicts": list, "pending_link_candidates": pending }))
+}
+
+async fn resolve_conflict(admin: &Admin, id: i64, resolution: &str, reason: &str) -> Result<(), Failure> {
+    admin.store.resolve_conflict(id, resolution, &admin.actor, require_reason(reason)?, admin.now).await?;
+    println!("conflict {id} resolved: {resolution}");
+    Ok(())
 }
 
 /// Exit code of an import that completed with row errors (valid rows went in).
