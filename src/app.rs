@@ -25,7 +25,7 @@ use crate::login::{LoginParts, LoginState};
 use crate::logout::{LogoutParts, LogoutState};
 use crate::provider::clients::ClientRegistry;
 use crate::provider::discovery;
-use crate::provider::records::ParkedRequests;
+use crate::provider::store_records::ParkedRequests;
 use crate::provider::{ProviderParts, ProviderState};
 use crate::session::Sessions;
 use crate::state::StateStore;

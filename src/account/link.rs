@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Account, ClaimState};
-use crate::provider::records::{AuthorizationRequest, ResponseMode};
+use crate::provider::store_records::{AuthorizationRequest, ResponseMode};
 use crate::state::{StateStore, StoreError, hashed_key};
 use crate::web::Lang;
 
@@ -201,7 +201,8 @@ mod tests {
         assert_eq!(req.client_id, super::super::PAGES_CLIENT);
         assert!(req.acr_accepted.is_empty());
         // It survives the parked form.
-        let back = crate::provider::records::decode(&crate::provider::records::encode(&req)).unwrap();
+        let back =
+            crate::provider::store_records::decode(&crate::provider::store_records::encode(&req)).unwrap();
         assert_eq!(back, req);
     }
 }

@@ -10,7 +10,7 @@
 //!
 //! Uses: `session` (who is asking), `accounts` (reads, [`crate::accounts::AccountStore::unlink_own`]
 //! and the audit log), `logout` (the session list and ending sessions everywhere, back-channel
-//! notifications included), `provider::records` (a parked request that returns here after a
+//! notifications included), `provider::store_records` (a parked request that returns here after a
 //! login), the broker's upstream names.
 //! Must not: know upstream protocols (a link is an ordinary login through the broker; the
 //! linking rules are the account store's), or decide links itself.
@@ -27,7 +27,7 @@ pub use error::AccountPageError;
 pub use overview::{AccountOverview, overview};
 
 use crate::app::AppState;
-use crate::provider::records::AuthorizationRequest;
+use crate::provider::store_records::AuthorizationRequest;
 
 /// The account page.
 pub const PATH: &str = "/account";

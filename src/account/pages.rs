@@ -14,7 +14,7 @@ use super::link::{self, LinkIntent};
 use super::overview::{Unlinkable, UpstreamName, overview, unlinkable};
 use crate::accounts::{Account, SelfUnlink};
 use crate::app::AppState;
-use crate::provider::records;
+use crate::provider::store_records as records;
 use crate::session::SsoSession;
 use crate::web::{self, Lang};
 

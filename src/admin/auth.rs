@@ -11,7 +11,7 @@ use super::error::AdminError;
 use crate::accounts::AccountStatus;
 use crate::app::AppState;
 use crate::config::AdminSettings;
-use crate::provider::tokens::AccessClaims;
+use crate::provider::minting::AccessClaims;
 
 /// The caller of an admin operation, as written into the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ mod cas;
 mod cas_logout;
 pub mod cas_xml;
 mod certificate;
-mod claims;
+mod claim_mapping;
 mod connector;
 mod error;
 mod http_client;
@@ -40,14 +40,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use certificate::{CRL_TIMEOUT_FACTOR, fetch_crl, forwarded_chain};
-pub use claims::{assurance, map_claims, normalize_date};
+pub use claim_mapping::{assurance, map_claims, normalize_date};
 pub use error::{BrokerError, CertificateFailure};
 pub use http_client::UpstreamHttp;
 
 use crate::accounts::Profile;
 use crate::app::AppState;
 use crate::config::{Protocol, SecretString, Settings};
-use crate::provider::records::ParkedRequests;
+use crate::provider::store_records::ParkedRequests;
 use crate::session::read_cookie;
 use crate::state::{Class, StateStore, hashed_key, random_handle};
 use crate::web::{self, Lang};
@@ -81,7 +81,10 @@ pub struct UpstreamIdentity {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LoginAttempt {
     upstream: String,
-    request_id: String,
+    /// The handle of the parked authorization request this login answers (stored under its
+    /// older name, which replicas of an older version read).
+    #[serde(rename = "request_id")]
+    parked_id: String,
     /// SHA-256 of the browser-binding cookie of the browser that started the attempt.
     browser: String,
     #[serde(default)]
@@ -352,7 +355,7 @@ impl Broker {
             .await
             .map_err(|e| (e.into(), None))?
             .ok_or((BrokerError::AttemptNotFound, None))?;
-        let retry = Some(LoginLink::chooser(&attempt.request_id).into());
+        let retry = Some(LoginLink::chooser(&attempt.parked_id).into());
         if attempt.upstream != upstream {
             return Err((
                 BrokerError::UpstreamMismatch { path: upstream.into(), attempt: attempt.upstream },
@@ -399,10 +402,10 @@ impl Broker {
         // Each protocol carries the attempt id its own way (OIDC `state`, CAS `attempt`).
         let id = connector.callback_attempt(params);
         let attempt = self.take_attempt(upstream, id, headers).await?;
-        let retry = Some(LoginLink::chooser(&attempt.request_id).into());
+        let retry = Some(LoginLink::chooser(&attempt.parked_id).into());
         let login =
             connector.finish(&attempt.data, Answer::Redirect(params)).await.map_err(|e| (e, retry))?;
-        Ok((self.identity(connector.as_ref(), login), attempt.request_id))
+        Ok((self.identity(connector.as_ref(), login), attempt.parked_id))
     }
 
     /// Checks a posted password form (LDAP). Wrong credentials and lockouts show the form
@@ -422,13 +425,13 @@ impl Broker {
             Ok(a) => a,
             Err((e, retry)) => return PasswordOutcome::Failed(e, retry),
         };
-        let retry = Some(LoginLink::chooser(&attempt.request_id).into());
+        let retry = Some(LoginLink::chooser(&attempt.parked_id).into());
         let username: String = form.username.trim().chars().take(256).collect();
         let answer = Answer::Password { username: &username, password: &form.password, client_ip };
         match connector.finish(&attempt.data, answer).await {
             Ok(login) => PasswordOutcome::Verified(
                 Box::new(self.identity(connector.as_ref(), login)),
-                attempt.request_id,
+                attempt.parked_id,
             ),
             Err(e) if e.form_message().is_some() => {
                 let id = random_handle();
@@ -440,13 +443,13 @@ impl Broker {
                 let page = self.password_page(
                     connector.as_ref(),
                     &id,
-                    &again.request_id,
+                    &again.parked_id,
                     again.lang,
                     &username,
                     e.form_message(),
                     status,
                 );
-                PasswordOutcome::Retry { page, request: again.request_id }
+                PasswordOutcome::Retry { page, request: again.parked_id }
             }
             Err(e) => PasswordOutcome::Failed(e, retry),
         }
@@ -683,7 +686,7 @@ async fn start(
     };
     let attempt = LoginAttempt {
         upstream: id.clone(),
-        request_id: q.request.clone(),
+        parked_id: q.request.clone(),
         browser: hashed_key("browser", &browser),
         lang,
         data,

@@ -103,7 +103,7 @@ mod tests {
     }
 
     #[test]
-    fn a_request_id_a_browser_made_up_cannot_add_parameters() {
+    fn a_parked_id_a_browser_made_up_cannot_add_parameters() {
         let link = LoginLink::chooser("x&lang=en#frag").to_string();
         assert_eq!(link, "/login?request=x%26lang%3Den%23frag");
     }

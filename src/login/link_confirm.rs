@@ -63,7 +63,7 @@ pub async fn offer(
     session: &SsoSession,
     candidate: &ProofCandidate,
     other: OtherLogin,
-    request_id: &str,
+    parked_id: &str,
 ) -> Option<Response> {
     let ttl = app.offer_ttl;
     let now = app.clock.now();
@@ -73,7 +73,7 @@ pub async fn offer(
         verified: candidate.verified.id.clone(),
         other_upstream: other.upstream,
         other_auth_time: other.auth_time,
-        request: request_id.to_string(),
+        request: parked_id.to_string(),
         expires_at: now.saturating_add(ttl.as_secs() as i64),
     };
     if offer.verified != session.account_id {

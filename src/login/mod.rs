@@ -29,7 +29,7 @@ use crate::broker::{
 };
 use crate::clock::Clock;
 use crate::logout::LogoutState;
-use crate::provider::{ProviderState, authorize, records};
+use crate::provider::{ProviderState, authorize, store_records};
 use crate::session::{Sessions, SsoSession};
 use crate::state::StateStore;
 use crate::web::ErrorPage;
@@ -107,11 +107,11 @@ async fn password_login(
     Form(form): Form<PasswordForm>,
 ) -> Response {
     match app.broker.finish_password(&upstream, &form, &headers, ip).await {
-        PasswordOutcome::Verified(identity, request_id) => {
-            complete(app, &upstream, Ok((*identity, request_id)), headers).await
+        PasswordOutcome::Verified(identity, parked_id) => {
+            complete(app, &upstream, Ok((*identity, parked_id)), headers).await
         }
         PasswordOutcome::Retry { mut page, request } => {
-            if let Ok(Some(req)) = records::parked(&app.store, &request).await {
+            if let Ok(Some(req)) = store_records::parked(&app.store, &request).await {
                 crate::web::allow_form_targets(&mut page, &[&req.redirect_uri]);
             }
             page
@@ -172,7 +172,7 @@ async fn complete(
     finished: Result<(UpstreamIdentity, String), (BrokerError, Option<String>)>,
     headers: HeaderMap,
 ) -> Response {
-    let (identity, request_id) = match finished {
+    let (identity, parked_id) = match finished {
         Ok(v) => v,
         Err((e, retry)) => {
             tracing::warn!(upstream = %upstream, error = %e, "upstream login failed");
@@ -199,7 +199,7 @@ async fn complete(
     let previous = app.sessions.current(&headers).await.ok().flatten();
     // A link started on the account page (only a browser with a session can have started one).
     let link = match &previous {
-        Some(_) => match account_link::take(&app.store, &request_id).await {
+        Some(_) => match account_link::take(&app.store, &parked_id).await {
             Ok(link) => link,
             Err(e) => {
                 tracing::error!(error = %e, "state store failure reading a link intent");
@@ -220,7 +220,7 @@ async fn complete(
     };
     if let (Some(intent), Some(previous)) = (&link, &previous)
         && let Some(done) =
-            finish_link(&app, intent, previous, &account, &identity, candidate.is_some(), &request_id).await
+            finish_link(&app, intent, previous, &account, &identity, candidate.is_some(), &parked_id).await
     {
         return done;
     }
@@ -242,12 +242,12 @@ async fn complete(
     // A possible link is offered before the application's request is answered; both answers
     // of the confirmation page continue to it.
     if let Some((candidate, other)) = candidate
-        && let Some(mut response) = link_confirm::offer(&app, &session, &candidate, other, &request_id).await
+        && let Some(mut response) = link_confirm::offer(&app, &session, &candidate, other, &parked_id).await
     {
         response.headers_mut().append(header::SET_COOKIE, cookie);
         return response;
     }
-    let mut response = resume(&app, &request_id, &session).await;
+    let mut response = resume(&app, &parked_id, &session).await;
     response.headers_mut().append(header::SET_COOKIE, cookie);
     response
 }
@@ -304,7 +304,7 @@ async fn finish_link(
     account: &crate::accounts::Account,
     identity: &UpstreamIdentity,
     proof: bool,
-    request_id: &str,
+    parked_id: &str,
 ) -> Option<Response> {
     let session_account = app.accounts.find_by_id(&previous.account_id).await.ok().flatten();
     let decision = account_link::decide(
@@ -362,7 +362,7 @@ async fn finish_link(
         }
     };
     // The link request is answered here either way; the browser's session stays as it was.
-    let parked = records::take_parked(&app.store, request_id).await.ok().flatten();
+    let parked = store_records::take_parked(&app.store, parked_id).await.ok().flatten();
     Some(match (refusal, parked) {
         (Some(refusal), _) => refusal.into_response(),
         (None, Some(req)) => {
@@ -372,19 +372,19 @@ async fn finish_link(
     })
 }
 
-/// Answers the parked authorization request `request_id` from `session`: a code for the RP,
+/// Answers the parked authorization request `parked_id` from `session`: a code for the RP,
 /// unless the login is below the assurance the request requires (then it stays parked and the
 /// person may choose a system that reaches it).
-async fn resume(app: &LoginState, request_id: &str, session: &SsoSession) -> Response {
-    if let Ok(Some(req)) = records::parked(&app.store, request_id).await
+async fn resume(app: &LoginState, parked_id: &str, session: &SsoSession) -> Response {
+    if let Ok(Some(req)) = store_records::parked(&app.store, parked_id).await
         && !authorize::acr_satisfied(&req, session)
     {
         tracing::info!(upstream = %session.upstream, acr = %session.acr, "login below the required assurance");
         return BrokerError::InsufficientAssurance
-            .page(Some(crate::broker::LoginLink::chooser(request_id).into()))
+            .page(Some(crate::broker::LoginLink::chooser(parked_id).into()))
             .into_response();
     }
-    match records::take_parked(&app.store, request_id).await {
+    match store_records::take_parked(&app.store, parked_id).await {
         // The gateway's own pages: back to the account page.
         Ok(Some(req)) if crate::account::is_own_request(&req) => {
             Redirect::to(&crate::account::return_path(app.provider.issuer(), &req)).into_response()

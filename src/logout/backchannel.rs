@@ -70,7 +70,7 @@ pub async fn notify(app: &LogoutState, session: &SsoSession, clients: &[Arc<Clie
             let account = account.clone();
             tokio::spawn(async move {
                 // The sub this client knows: public, or its pairwise one.
-                match crate::provider::claims::subject_for(&app.provider, &client, &account).await {
+                match crate::provider::scope_claims::subject_for(&app.provider, &client, &account).await {
                     Ok(sub) => deliver(&app, &session, &sub, &client).await,
                     Err(e) => tracing::error!(error = %e, "cannot compute the sub for back-channel logout"),
                 }

@@ -100,7 +100,7 @@ pub struct Ended {
 pub async fn end_session(app: &LogoutState, session: &SsoSession, reason: &str) -> Result<Ended, StoreError> {
     let collected = app.sessions.end(session).await?;
     for (grant, family_end) in &collected.grants {
-        crate::provider::token::revoke_grant(&app.provider, grant, *family_end).await?;
+        crate::provider::token_endpoint::revoke_grant(&app.provider, grant, *family_end).await?;
     }
     let clients: Vec<Arc<Client>> = collected.clients.iter().filter_map(|id| app.clients.get(id)).collect();
     let grants = collected.grants.len();

@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use super::LogoutState;
 use crate::keys::KeySet;
 use crate::provider::clients::{Client, ClientRegistry};
+use crate::provider::minting::Audience;
 use crate::session::SsoSession;
 use crate::state::{hashed_key, random_handle};
 use crate::web::params::{self, Controls};
@@ -59,22 +60,6 @@ fn verify_hint(keys: &KeySet, issuer: &str, token: &str) -> Result<HintClaims, S
         return Err(format!("has a {foreign} claim: not an ID token"));
     }
     serde_json::from_value(serde_json::Value::Object(claims)).map_err(|e| e.to_string())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Audience {
-    fn first(&self) -> Option<&str> {
-        match self {
-            Audience::One(a) => Some(a),
-            Audience::Many(all) => all.first().map(String::as_str),
-        }
-    }
 }
 
 /// Where the browser goes once everything is logged out, kept across the upstream hop.

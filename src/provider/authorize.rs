@@ -13,7 +13,8 @@ use url::Url;
 
 use super::ProviderState;
 use super::clients::{Client, ClientRegistry};
-use super::records::{self, AuthorizationRequest, CodeRecord, ResponseMode, UserGrant, code_key};
+use super::scope_claims::Scope;
+use super::store_records::{self, AuthorizationRequest, CodeRecord, ResponseMode, UserGrant, code_key};
 use crate::broker::UpstreamCatalog;
 use crate::config::{AssuranceSettings, GrantType};
 use crate::session::SsoSession;
@@ -363,25 +364,18 @@ fn protocol(params: &Params, to: &ReturnTo, client: &Client) -> Result<(), Autho
 
 /// The requested scopes, without repeats: `openid` and only scopes the client may ask for.
 fn scopes(params: &Params, to: &ReturnTo, client: &Client) -> Result<Vec<String>, AuthorizeError> {
-    let scopes: Vec<String> =
-        params.get("scope").unwrap_or("").split_whitespace().map(str::to_string).collect();
-    if !scopes.iter().any(|s| s == "openid") {
+    let scope = Scope::parse(params.get("scope"));
+    if !scope.contains("openid") {
         return Err(AuthorizeError::to_rp(to, "invalid_scope", "scope must contain openid"));
     }
-    if let Some(s) = scopes.iter().find(|s| !client.scopes.contains(s)) {
+    if let Some(s) = scope.first_outside(&client.scopes) {
         return Err(AuthorizeError::to_rp(
             to,
             "invalid_scope",
             format!("scope {s} is not allowed for this client"),
         ));
     }
-    let mut unique_scopes: Vec<String> = Vec::with_capacity(scopes.len());
-    for s in scopes {
-        if !unique_scopes.contains(&s) {
-            unique_scopes.push(s);
-        }
-    }
-    Ok(unique_scopes)
+    Ok(scope.into_names())
 }
 
 /// The PKCE challenge (S256 only; required for clients that must use PKCE).
@@ -594,7 +588,7 @@ async fn authorize(app: ProviderState, headers: HeaderMap, raw: Vec<(String, Str
                 .into_response_for(app.issuer())
         }
         AuthorizeDecision::Login => {
-            let id = match records::park(&app.store, &req, app.settings.lifetimes.login_attempt).await {
+            let id = match store_records::park(&app.store, &req, app.settings.lifetimes.login_attempt).await {
                 Ok(id) => id,
                 Err(e) => return store_failure(&app, &to, e),
             };

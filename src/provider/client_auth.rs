@@ -20,6 +20,7 @@ use serde::Deserialize;
 use super::ProviderState;
 use super::clients::Client;
 use super::error::TokenError;
+use super::minting::Audience;
 use super::mtls::{CertificateRefusal, ClientCertificate, PeerCertificate};
 use crate::config::ClientAuthMethod;
 use crate::login::client_ip::ClientIp;
@@ -37,28 +38,9 @@ struct Assertion {
     iss: String,
     sub: String,
     #[serde(default)]
-    aud: Audience,
+    aud: Option<Audience>,
     exp: i64,
     jti: String,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-    #[default]
-    None,
-}
-
-impl Audience {
-    fn contains(&self, v: &str) -> bool {
-        match self {
-            Audience::One(a) => a == v,
-            Audience::Many(all) => all.iter().any(|a| a == v),
-            Audience::None => false,
-        }
-    }
 }
 
 /// Why a client did not authenticate. Logged; every one is `invalid_client` on the wire.
@@ -169,7 +151,7 @@ pub async fn authenticate_form(
     request: &BackChannel,
 ) -> Result<(HashMap<String, String>, Authenticated), TokenError> {
     let headers = &request.headers;
-    let params = super::token::form(headers, &request.body);
+    let params = super::token_endpoint::form(headers, &request.body);
     if app.limits.enabled() {
         // Only registered clients get a count: made-up ids cannot grow the counters.
         let claimed = params
@@ -398,9 +380,8 @@ async fn private_key_jwt(
     }
     let token_endpoint = format!("{}/token", app.issuer());
     let alias = app.settings.mtls.url.as_deref().map(|u| format!("{}/token", u.trim_end_matches('/')));
-    let for_us = claims.aud.contains(&token_endpoint)
-        || claims.aud.contains(app.issuer())
-        || alias.is_some_and(|a| claims.aud.contains(&a));
+    let names = |v: &str| claims.aud.as_ref().is_some_and(|aud| aud.contains(v));
+    let for_us = names(&token_endpoint) || names(app.issuer()) || alias.is_some_and(|a| names(&a));
     if !for_us {
         return Err(bad("aud is not this provider"));
     }

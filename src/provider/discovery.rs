@@ -5,7 +5,7 @@ use std::sync::{PoisonError, RwLock};
 
 use serde_json::json;
 
-use super::claims::{SUPPORTED_CLAIMS, SUPPORTED_SCOPES};
+use super::scope_claims::{SUPPORTED_CLAIMS, SUPPORTED_SCOPES};
 use crate::keys::{KeySet, SigningAlg};
 
 /// What the configuration turns on that discovery must say.

@@ -5,14 +5,14 @@
 //!
 //! Owns: describing a validated registration. Must not: change settings or decide requests.
 //! It reads the same [`Client`] the endpoints use (defaults applied) and the scope → claims
-//! table the endpoints release claims by ([`super::claims::SCOPE_CLAIMS`]), so what it says is
+//! table the endpoints release claims by ([`super::scope_claims::SCOPE_CLAIMS`]), so what it says is
 //! what the gateway does.
 
 use std::fmt;
 use std::time::Duration;
 
-use super::claims::{ID_TOKEN_CLAIMS, SCOPE_CLAIMS};
 use super::clients::Client;
+use super::scope_claims::{ID_TOKEN_CLAIMS, SCOPE_CLAIMS};
 use crate::config::{ClientAuthMethod, ClientSettings, GrantType, Settings};
 
 /// Access tokens longer than this outlive a session that ended without logout for too long.

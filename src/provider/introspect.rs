@@ -15,8 +15,8 @@ use super::ProviderState;
 use super::client_auth::{BackChannel, authenticate_form};
 use super::clients::Client;
 use super::error::TokenError;
-use super::records::{RefreshRecord, grant_revoked_key, refresh_key, revoked_jti_key};
-use super::tokens::{AccessClaims, Confirmation};
+use super::minting::{AccessClaims, Confirmation};
+use super::store_records::{RefreshRecord, grant_revoked_key, refresh_key, revoked_jti_key};
 
 fn no_store(mut res: Response) -> Response {
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -79,7 +79,7 @@ async fn introspect_inner(app: &ProviderState, request: &BackChannel) -> Result<
         }
         // The sub this client sees (pairwise clients get their own).
         let sub = match app.accounts.find_for_tokens(&grant.account_id).await? {
-            Some(account) => Some(super::claims::subject_for(app, &client, &account).await?),
+            Some(account) => Some(super::scope_claims::subject_for(app, &client, &account).await?),
             None => None,
         };
         let mut answer = json!({
@@ -159,7 +159,7 @@ async fn revoke_refresh(app: &ProviderState, client: &Client, token: &str) -> Re
         return Err(TokenError::UnauthorizedClient("the token was issued to another client".into()));
     }
     app.store.delete(&refresh_key(token)).await?;
-    super::token::revoke_grant(app, &record.grant.grant_id, Some(record.family_expires_at)).await?;
+    super::token_endpoint::revoke_grant(app, &record.grant.grant_id, Some(record.family_expires_at)).await?;
     tracing::info!(client = %client.client_id, "refresh token family revoked");
     Ok(true)
 }

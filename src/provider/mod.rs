@@ -8,7 +8,6 @@
 //! write accounts.
 
 pub mod authorize;
-pub mod claims;
 pub mod client_auth;
 pub mod clients;
 pub mod discovery;
@@ -16,11 +15,12 @@ pub mod dpop;
 pub mod error;
 pub mod explain;
 pub mod introspect;
+pub mod minting;
 pub mod mtls;
 pub mod par;
-pub mod records;
-pub mod token;
-pub mod tokens;
+pub mod scope_claims;
+pub mod store_records;
+pub mod token_endpoint;
 pub mod userinfo;
 pub mod verified;
 
@@ -90,7 +90,7 @@ where
         .route("/jwks", get(jwks_handler))
         .route("/authorize", get(authorize::get).post(authorize::post))
         .route("/par", post(par::post))
-        .route("/token", post(token::post))
+        .route("/token", post(token_endpoint::post))
         .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .route("/introspect", post(introspect::introspect))
         .route("/revoke", post(introspect::revoke))

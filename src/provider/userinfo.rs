@@ -9,11 +9,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::ProviderState;
-use super::claims::account_claims;
 use super::error::BearerError;
+use super::minting::{AccessClaims, Confirmation};
 use super::mtls::{ClientCertificate, PeerCertificate};
-use super::records::grant_revoked_key;
-use super::tokens::{AccessClaims, Confirmation};
+use super::scope_claims::{Scope, account_claims};
+use super::store_records::grant_revoked_key;
 use crate::accounts::AccountStatus;
 use crate::state::Class;
 
@@ -113,7 +113,7 @@ pub async fn is_revoked(
     app: &ProviderState,
     claims: &AccessClaims,
 ) -> Result<bool, crate::state::StoreError> {
-    let jti = super::records::revoked_jti_key(&claims.jti);
+    let jti = super::store_records::revoked_jti_key(&claims.jti);
     match &claims.gid {
         Some(gid) => app.store.exists_any(&[&grant_revoked_key(gid), &jti]).await,
         None => app.store.exists_any(&[&jti]).await,
@@ -142,8 +142,8 @@ async fn handle(app: &ProviderState, request: &Presentation<'_>) -> Result<Value
     let (token, dpop) = presented(request.headers)?;
     let claims = verify_access_token(app, token).await?;
     check_binding(app, request, token, dpop, &claims).await?;
-    let scopes: Vec<String> = claims.scope.split_whitespace().map(str::to_string).collect();
-    if !scopes.iter().any(|s| s == "openid") || claims.sid.is_none() {
+    let scope = Scope::parse(Some(&claims.scope));
+    if !scope.contains("openid") || claims.sid.is_none() {
         return Err(BearerError::InsufficientScope);
     }
     // The token's `sub` stays valid after a merge: it resolves to the surviving account, and
@@ -159,11 +159,11 @@ async fn handle(app: &ProviderState, request: &Presentation<'_>) -> Result<Value
     if account.status == AccountStatus::Locked {
         return Err(BearerError::InvalidToken("the account is locked".into()));
     }
-    let mut body = account_claims(&account, &scopes);
+    let mut body = account_claims(&account, scope.names());
     if resolved.merged_from.is_some()
         && let Some(client) = &client
     {
-        let current = super::claims::subject_for(app, client, &account).await?;
+        let current = super::scope_claims::subject_for(app, client, &account).await?;
         body.insert("merged_into_sub".into(), Value::String(current));
     }
     body.insert("sub".into(), Value::String(claims.sub.clone()));

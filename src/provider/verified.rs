@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sha2::Digest;
 
-use super::tokens::AccessClaims;
+use super::minting::AccessClaims;
 use crate::keys::{KeySet, LEEWAY_SECS};
 
 /// The longest a verified token is kept (its expiry comes first when sooner).
@@ -63,7 +63,7 @@ impl VerifiedTokens {
 mod tests {
     use super::*;
     use crate::keys::SigningAlg;
-    use crate::provider::tokens::Audience;
+    use crate::provider::minting::Audience;
 
     fn claims(exp: i64) -> AccessClaims {
         AccessClaims {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use sso_gateway::provider::claims::{ID_TOKEN_CLAIMS, SCOPE_CLAIMS};
+use sso_gateway::provider::scope_claims::{ID_TOKEN_CLAIMS, SCOPE_CLAIMS};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::{Browser, HCM_USER, Landing, Options, TestSystem};

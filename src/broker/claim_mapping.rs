@@ -1,4 +1,5 @@
 //! Claim mapping: turns one upstream's claim names and formats into the gateway's profile.
+//! (What the gateway releases to RPs per scope is `provider/scope_claims.rs`.)
 
 use serde_json::{Map, Value};
 

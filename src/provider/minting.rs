@@ -1,5 +1,7 @@
 //! Minting the tokens RPs receive: ID tokens (OIDC Core §2), JWT access tokens (RFC 9068)
-//! and opaque rotating refresh tokens.
+//! and opaque rotating refresh tokens, and the claims they carry (`Audience`, `cnf`).
+//! Whether a token may be issued at all is decided elsewhere (`token_endpoint.rs`,
+//! `authorize.rs`); this file must not decide it.
 
 use std::time::Duration;
 
@@ -9,10 +11,10 @@ use serde_json::{Map, Value};
 use sha2::Digest;
 
 use super::ProviderState;
-use super::claims::account_claims;
 use super::clients::Client;
 use super::error::TokenError;
-use super::records::{RefreshRecord, UserGrant, refresh_key};
+use super::scope_claims::account_claims;
+use super::store_records::{RefreshRecord, UserGrant, refresh_key};
 use crate::accounts::{Account, AccountStatus};
 use crate::config::GrantType;
 use crate::keys::SigningAlg;
@@ -41,6 +43,14 @@ impl Audience {
         match self {
             Audience::One(a) => a == v,
             Audience::Many(all) => all.iter().any(|a| a == v),
+        }
+    }
+
+    /// The first audience named (an ID token's is the client it was issued to).
+    pub fn first(&self) -> Option<&str> {
+        match self {
+            Audience::One(a) => Some(a),
+            Audience::Many(all) => all.first().map(String::as_str),
         }
     }
 }
@@ -173,7 +183,7 @@ pub async fn issue_user_tokens(
 ) -> Result<TokenResponse, TokenError> {
     let Issue { nonce, family_expires_at, offline, cnf } = issue;
     ensure_usable(account)?;
-    let subject = super::claims::subject_for(app, client, account).await?;
+    let subject = super::scope_claims::subject_for(app, client, account).await?;
     let now = app.clock.now();
     let issuer = app.issuer();
     let scope = grant.scopes.join(" ");

@@ -1,4 +1,6 @@
-//! Which account attributes each scope releases, shared by ID tokens and `/userinfo`.
+//! Which account attributes each scope releases toward RPs (and the `sub` each client
+//! sees), shared by ID tokens, `/userinfo` and introspection. The upstream side of claims —
+//! reading what a former login system sends — is `broker/claim_mapping.rs`.
 
 use serde_json::{Map, Value, json};
 
@@ -7,6 +9,41 @@ use crate::accounts::{Account, AccountKind};
 /// Scopes the gateway understands (advertised in discovery).
 pub const SUPPORTED_SCOPES: &[&str] =
     &["openid", "profile", "email", "phone", "national_id", "official", "offline_access"];
+
+/// A `scope` value, parsed (RFC 6749 §3.3): the space-separated names in the order sent,
+/// each once. The endpoints compare scopes only through this type.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scope(Vec<String>);
+
+impl Scope {
+    /// Parses a `scope` parameter (absent: the empty scope).
+    pub fn parse(text: Option<&str>) -> Self {
+        let mut names: Vec<String> = Vec::new();
+        for name in text.unwrap_or("").split_whitespace() {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+        Scope(names)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|n| n == name)
+    }
+
+    /// The first name that `allowed` does not hold, if any.
+    pub fn first_outside(&self, allowed: &[String]) -> Option<&str> {
+        self.0.iter().find(|n| !allowed.contains(n)).map(String::as_str)
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn into_names(self) -> Vec<String> {
+        self.0
+    }
+}
 
 /// Claims advertised in discovery.
 pub const SUPPORTED_CLAIMS: &[&str] = &[
@@ -162,6 +199,29 @@ mod tests {
             }),
             created_at: 1,
             updated_at: 2,
+        }
+    }
+
+    #[test]
+    fn a_scope_keeps_the_order_sent_and_each_name_once() {
+        let scope = Scope::parse(Some("  openid profile\topenid email "));
+        assert_eq!(scope.names(), ["openid", "profile", "email"]);
+        assert!(scope.contains("profile") && !scope.contains("phone"));
+        let allowed = ["openid".to_string(), "profile".to_string()];
+        assert_eq!(scope.first_outside(&allowed), Some("email"));
+        assert_eq!(Scope::parse(Some("profile openid")).first_outside(&allowed), None);
+        assert_eq!(Scope::parse(None), Scope::parse(Some("  ")));
+        assert!(Scope::parse(None).names().is_empty());
+    }
+
+    proptest::proptest! {
+        /// Parsing what a parsed scope writes gives the same scope (the grant's `scope`
+        /// string is read back at every refresh).
+        #[test]
+        fn a_scope_reads_back_what_it_writes(text in "[ a-z_\t]{0,40}") {
+            let scope = Scope::parse(Some(&text));
+            let written = scope.names().join(" ");
+            proptest::prop_assert_eq!(Scope::parse(Some(&written)), scope);
         }
     }
 

@@ -1,5 +1,7 @@
-//! What the provider parks in the state store between requests: validated authorization
-//! requests, authorization codes and refresh-token grants. Secrets are keyed by their hash.
+//! The records the provider keeps in the state store between requests, and their keys:
+//! parked (validated) authorization requests, authorization codes, refresh-token families,
+//! used and revoked markers. Secrets are keyed by their hash. What a record allows is
+//! decided by the endpoints, never here.
 
 use std::time::Duration;
 
@@ -262,6 +264,22 @@ pub struct UserGrant {
 }
 
 impl UserGrant {
+    /// A grant `g1` of client `portal` with `scopes`, for tests.
+    #[cfg(test)]
+    pub fn example(scopes: &[&str]) -> Self {
+        UserGrant {
+            grant_id: "g1".into(),
+            client_id: "portal".into(),
+            account_id: "a".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            sid: "s".into(),
+            auth_time: 0,
+            acr: "1".into(),
+            amr: vec![],
+            idp: "hcm".into(),
+        }
+    }
+
     /// `offline_access` was granted: the family survives the SSO session (not revocation).
     pub fn is_offline(&self) -> bool {
         self.scopes.iter().any(|s| s == "offline_access")
@@ -411,17 +429,7 @@ mod tests {
     use super::*;
 
     fn grant(scopes: &[&str]) -> UserGrant {
-        UserGrant {
-            grant_id: "g1".into(),
-            client_id: "portal".into(),
-            account_id: "a".into(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            sid: "s".into(),
-            auth_time: 0,
-            acr: "1".into(),
-            amr: vec![],
-            idp: "hcm".into(),
-        }
+        UserGrant::example(scopes)
     }
 
     fn parked_request(state: &str) -> AuthorizationRequest {

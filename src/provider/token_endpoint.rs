@@ -5,7 +5,7 @@
 //! request presents, the time — that returns what to issue or the exact OAuth error
 //! ([`grant_request`], [`binding`], [`not_live`], [`redeem_code`], [`rotation`]); the async
 //! shell around them only reads and claims records in the state store and mints. This file
-//! must not mint tokens itself (`tokens.rs` does) nor authenticate clients (`client_auth.rs`).
+//! must not mint tokens itself (`minting.rs` does) nor authenticate clients (`client_auth.rs`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,12 +22,13 @@ use super::ProviderState;
 use super::client_auth::BackChannel;
 use super::clients::Client;
 use super::error::TokenError;
+use super::minting::{Confirmation, Issue, TokenResponse, issue_bound_client_token, issue_user_tokens};
 use super::mtls::ClientCertificate;
-use super::records::{
+use super::scope_claims::Scope;
+use super::store_records::{
     CodeRecord, FamilyEnded, RefreshRecord, UsedMarker, UserGrant, code_key, code_used_key, family_lifetime,
     grant_revoked_key, may_rotate, refresh_key, refresh_used_key, revocation_ttl,
 };
-use super::tokens::{Confirmation, Issue, TokenResponse, issue_bound_client_token, issue_user_tokens};
 use crate::config::GrantType;
 use crate::state::{Class, StoreError};
 
@@ -141,14 +142,13 @@ pub fn grant_request<'a>(client: &Client, params: TokenParams<'a>) -> Result<Gra
             scope: params.scope,
         },
         GrantType::ClientCredentials => {
-            let scopes: Vec<String> =
-                params.scope.unwrap_or("").split_whitespace().map(str::to_string).collect();
-            if let Some(s) = scopes.iter().find(|s| !client.scopes.contains(s) || *s == "openid") {
+            let scope = Scope::parse(params.scope);
+            if let Some(s) = scope.names().iter().find(|s| *s == "openid" || !client.scopes.contains(s)) {
                 return Err(TokenError::InvalidScope(format!(
                     "scope {s} is not allowed for client_credentials"
                 )));
             }
-            GrantRequest::ClientCredentials { scopes }
+            GrantRequest::ClientCredentials { scopes: scope.into_names() }
         }
     })
 }
@@ -362,12 +362,12 @@ pub fn rotation(
         return Err(Refusal::invalid_grant("the refresh token is invalid or expired"));
     }
     let mut grant = grant.clone();
-    if let Some(scope) = scope {
-        let narrowed: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
-        if let Some(s) = narrowed.iter().find(|s| !grant.scopes.contains(s)) {
+    if scope.is_some() {
+        let narrowed = Scope::parse(scope);
+        if let Some(s) = narrowed.first_outside(&grant.scopes) {
             return Err(TokenError::InvalidScope(format!("scope {s} was not granted originally")).into());
         }
-        grant.scopes = narrowed;
+        grant.scopes = narrowed.into_names();
     }
     Ok(Rotation { grant, offline, family_expires_at: record.family_expires_at })
 }
@@ -439,6 +439,21 @@ async fn refuse(app: &ProviderState, refusal: Refusal) -> TokenError {
     refusal.error
 }
 
+/// The live record under `key`, or the refusal of a secret (`what`) that is not live: one
+/// used before (its marker under `used_key` names the grant to revoke), or unknown or expired.
+async fn live_record<T: serde::de::DeserializeOwned>(
+    app: &ProviderState,
+    key: &str,
+    used_key: &str,
+    what: &str,
+) -> Result<T, TokenError> {
+    if let Some(record) = app.store.get_json::<T>(key).await? {
+        return Ok(record);
+    }
+    let used = app.store.get(used_key).await?.map(|b| UsedMarker::decode(&b));
+    Err(refuse(app, not_live(what, used)).await)
+}
+
 async fn authorization_code(
     app: &ProviderState,
     client: &Client,
@@ -447,11 +462,8 @@ async fn authorization_code(
     holder: Holder<'_>,
 ) -> Result<TokenResponse, TokenError> {
     const WHAT: &str = "authorization code";
-    let Some(record) = app.store.get_json::<CodeRecord>(&code_key(code)).await? else {
-        // A second use of a redeemed code revokes what the first redemption issued.
-        let used = app.store.get(&code_used_key(code)).await?.map(|b| UsedMarker::decode(&b));
-        return Err(refuse(app, not_live(WHAT, used)).await);
-    };
+    // A second use of a redeemed code revokes what the first redemption issued.
+    let record: CodeRecord = live_record(app, &code_key(code), &code_used_key(code), WHAT).await?;
     let grant = &record.grant;
     let now = app.clock.now();
     let client_refresh =
@@ -495,11 +507,8 @@ async fn refresh(
     holder: Holder<'_>,
 ) -> Result<TokenResponse, TokenError> {
     const WHAT: &str = "refresh token";
-    let Some(record) = app.store.get_json::<RefreshRecord>(&refresh_key(token)).await? else {
-        // A rotated token presented again: someone holds a copy. Revoke the whole family.
-        let used = app.store.get(&refresh_used_key(token)).await?.map(|b| UsedMarker::decode(&b));
-        return Err(refuse(app, not_live(WHAT, used)).await);
-    };
+    // A rotated token presented again: someone holds a copy. Revoke the whole family.
+    let record: RefreshRecord = live_record(app, &refresh_key(token), &refresh_used_key(token), WHAT).await?;
     let now = app.clock.now();
     let remaining = Duration::from_secs((record.family_expires_at - now).max(1) as u64);
     let grant = &record.grant;
@@ -691,35 +700,17 @@ mod decisions {
         let settings = Settings::from_toml(
             r#"
             issuer = "https://sso.example"
+            clients = [
+              { client_id = "portal", client_secret = "portal-secret-0123456789", redirect_uris = ["https://portal.example/cb"], grant_types = ["authorization_code", "refresh_token"] },
+              { client_id = "docs", client_secret = "docs-secret-0123456789", redirect_uris = ["https://docs.example/cb"] },
+              { client_id = "spa", redirect_uris = ["https://spa.example/cb"], grant_types = ["authorization_code", "refresh_token"], require_dpop = true },
+              { client_id = "m2m", client_secret = "m2m-secret-0123456789", grant_types = ["client_credentials"], scopes = ["hotline.read", "openid"] },
+              { client_id = "bank", client_secret = "bank-secret-0123456789", redirect_uris = ["https://bank.example/cb"], tls_client_certificate_bound_access_tokens = true },
+            ]
             [inbound]
             trusted_proxies = ["10.0.0.0/8"]
             [mtls]
             certificate_header = "X-SSL-Client-Cert"
-            [[clients]]
-            client_id = "portal"
-            client_secret = "portal-secret-0123456789"
-            redirect_uris = ["https://portal.example/cb"]
-            grant_types = ["authorization_code", "refresh_token"]
-            [[clients]]
-            client_id = "docs"
-            client_secret = "docs-secret-0123456789"
-            redirect_uris = ["https://docs.example/cb"]
-            grant_types = ["authorization_code", "refresh_token"]
-            [[clients]]
-            client_id = "spa"
-            redirect_uris = ["https://spa.example/cb"]
-            grant_types = ["authorization_code", "refresh_token"]
-            require_dpop = true
-            [[clients]]
-            client_id = "m2m"
-            client_secret = "m2m-secret-0123456789"
-            grant_types = ["client_credentials"]
-            scopes = ["hotline.read", "openid"]
-            [[clients]]
-            client_id = "bank"
-            client_secret = "bank-secret-0123456789"
-            redirect_uris = ["https://bank.example/cb"]
-            tls_client_certificate_bound_access_tokens = true
             "#,
         )
         .unwrap();
@@ -731,17 +722,7 @@ mod decisions {
     }
 
     fn grant(scopes: &[&str]) -> UserGrant {
-        UserGrant {
-            grant_id: "g1".into(),
-            client_id: "portal".into(),
-            account_id: "a1".into(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            sid: "sid-1".into(),
-            auth_time: NOW - 60,
-            acr: "urn:acr".into(),
-            amr: vec!["pwd".into()],
-            idp: "hcm".into(),
-        }
+        UserGrant::example(scopes)
     }
 
     fn code() -> CodeRecord {
@@ -775,6 +756,15 @@ mod decisions {
     ) -> Result<(), Refusal> {
         redeem_code(record, &client(client_id), redirect, verifier, Holder::default(), FAMILY_END, NOW)
             .map(|_| ())
+    }
+
+    /// Redeems `record` as `portal`, with the right redirect_uri and verifier, at `now`.
+    fn redeem_as_portal<'r>(
+        record: &'r CodeRecord,
+        holder: Holder<'r>,
+        now: i64,
+    ) -> Result<Issue<'r>, Refusal> {
+        redeem_code(record, &client("portal"), Some(CB), Some(VERIFIER), holder, FAMILY_END, now)
     }
 
     fn invalid_grant(result: Result<(), Refusal>, revoked: Option<&str>) -> String {
@@ -861,9 +851,7 @@ mod decisions {
         let record = code();
         let cnf = Confirmation::Dpop { jkt: "k".into() };
         let holder = Holder { cnf: Some(&cnf), ..Holder::default() };
-        let issue =
-            redeem_code(&record, &client("portal"), Some(CB), Some(VERIFIER), holder, FAMILY_END, NOW)
-                .unwrap();
+        let issue = redeem_as_portal(&record, holder, NOW).unwrap();
         assert_eq!(issue.nonce, Some("n-1"));
         assert_eq!(issue.family_expires_at, Some(FAMILY_END));
         assert!(!issue.offline);
@@ -909,18 +897,7 @@ mod decisions {
     #[test]
     fn an_expired_code_is_refused_and_one_without_an_end_is_left_to_the_store() {
         let record = code();
-        let at = |now| {
-            redeem_code(
-                &record,
-                &client("portal"),
-                Some(CB),
-                Some(VERIFIER),
-                Holder::default(),
-                FAMILY_END,
-                now,
-            )
-            .map(|_| ())
-        };
+        let at = |now| redeem_as_portal(&record, Holder::default(), now).map(|_| ());
         assert!(at(NOW + 59).is_ok());
         assert!(invalid_grant(at(NOW + 60), None).contains("expired"));
         let older = CodeRecord { expires_at: None, ..code() };
@@ -930,11 +907,7 @@ mod decisions {
     #[test]
     fn a_code_bound_to_a_dpop_key_needs_a_proof_of_that_key() {
         let record = CodeRecord { dpop_jkt: Some("key-a".into()), ..code() };
-        let with = |jkt| {
-            let holder = Holder { jkt, ..Holder::default() };
-            redeem_code(&record, &client("portal"), Some(CB), Some(VERIFIER), holder, FAMILY_END, NOW)
-                .map(|_| ())
-        };
+        let with = |jkt| redeem_as_portal(&record, Holder { jkt, ..Holder::default() }, NOW).map(|_| ());
         assert!(with(Some("key-a")).is_ok());
         assert!(invalid_grant(with(Some("key-b")), None).contains("dpop_jkt"));
         assert!(invalid_grant(with(None), None).contains("dpop_jkt"));
@@ -943,16 +916,7 @@ mod decisions {
     #[test]
     fn an_offline_code_starts_an_offline_family() {
         let record = CodeRecord { grant: grant(&["openid", "offline_access"]), ..code() };
-        let issue = redeem_code(
-            &record,
-            &client("portal"),
-            Some(CB),
-            Some(VERIFIER),
-            Holder::default(),
-            FAMILY_END,
-            NOW,
-        )
-        .unwrap();
+        let issue = redeem_as_portal(&record, Holder::default(), NOW).unwrap();
         assert!(issue.offline);
     }
 
