@@ -440,51 +440,54 @@ impl Broker {
                     return PasswordOutcome::Failed(e.into(), None);
                 }
                 let status = e.status();
-                let page = self.password_page(
-                    connector.as_ref(),
-                    &id,
-                    &again.parked_id,
-                    again.lang,
-                    &username,
-                    e.form_message(),
-                    status,
-                );
+                let form = PasswordPage {
+                    attempt: &id,
+                    parked_id: &again.parked_id,
+                    lang: again.lang,
+                    username: &username,
+                    message: e.form_message(),
+                };
+                let page = password_page(connector.as_ref(), form, status);
                 PasswordOutcome::Retry { page, request: again.parked_id }
             }
             Err(e) => PasswordOutcome::Failed(e, retry),
         }
     }
+}
 
-    /// The gateway's own login form for a password upstream.
-    #[allow(clippy::too_many_arguments)]
-    fn password_page(
-        &self,
-        connector: &dyn Connector,
-        attempt: &str,
-        request: &str,
-        lang: Lang,
-        username: &str,
-        message: Option<(&'static str, &'static str)>,
-        status: StatusCode,
-    ) -> Response {
-        let s = connector.settings();
-        let html = web::render(
-            "password_login.html",
-            json!({
-                "lang": lang.code(),
-                "name_vi": s.name_vi,
-                "name_en": s.name_en,
-                "action": urls::password_form_action(&s.id),
-                "attempt": attempt,
-                "username": username,
-                "error_vi": message.map(|m| m.0),
-                "error_en": message.map(|m| m.1),
-                "chooser_href": LoginLink::chooser(request).in_lang(lang).to_string(),
-                "other_lang_href": LoginLink::upstream(&s.id, request).in_lang(lang.other()).to_string(),
-            }),
-        );
-        web::html_response(status, html, web::CSP_PAGE)
-    }
+/// What the gateway's own login form of a password upstream shows besides the upstream.
+struct PasswordPage<'a> {
+    /// The login attempt the form answers (also its CSRF token).
+    attempt: &'a str,
+    /// The parked authorization request (for the links back to the chooser).
+    parked_id: &'a str,
+    lang: Lang,
+    /// The name to fill in (what was typed, or the RP's `login_hint`).
+    username: &'a str,
+    /// The error to show (Vietnamese, English).
+    message: Option<(&'static str, &'static str)>,
+}
+
+/// The gateway's own login form for a password upstream.
+fn password_page(connector: &dyn Connector, form: PasswordPage<'_>, status: StatusCode) -> Response {
+    let PasswordPage { attempt, parked_id, lang, username, message } = form;
+    let s = connector.settings();
+    let html = web::render(
+        "password_login.html",
+        json!({
+            "lang": lang.code(),
+            "name_vi": s.name_vi,
+            "name_en": s.name_en,
+            "action": urls::password_form_action(&s.id),
+            "attempt": attempt,
+            "username": username,
+            "error_vi": message.map(|m| m.0),
+            "error_en": message.map(|m| m.1),
+            "chooser_href": LoginLink::chooser(parked_id).in_lang(lang).to_string(),
+            "other_lang_href": LoginLink::upstream(&s.id, parked_id).in_lang(lang.other()).to_string(),
+        }),
+    );
+    web::html_response(status, html, web::CSP_PAGE)
 }
 
 /// What the broker's pages get: the connectors, and a read-only window on the provider's
@@ -697,15 +700,14 @@ async fn start(
     let mut res = match url {
         Some(url) => Redirect::to(&url).into_response(),
         None => {
-            let mut page = broker.password_page(
-                connector.as_ref(),
-                &attempt_id,
-                &q.request,
+            let form = PasswordPage {
+                attempt: &attempt_id,
+                parked_id: &q.request,
                 lang,
-                req.login_hint.as_deref().unwrap_or(""),
-                None,
-                StatusCode::OK,
-            );
+                username: req.login_hint.as_deref().unwrap_or(""),
+                message: None,
+            };
+            let mut page = password_page(connector.as_ref(), form, StatusCode::OK);
             // A right password is answered by a redirect to the RP (form-action applies).
             web::allow_form_targets(&mut page, &[&req.redirect_uri]);
             page

@@ -1,5 +1,6 @@
-//! End-to-end tests: the real gateway and three simulated provincial systems on ephemeral
-//! ports, driven over HTTP as an RP and a browser would. One binary, one module per area.
+//! End-to-end tests: the real gateway and the simulated login systems (three provinces and
+//! VNeID, `legacy_idp::SYSTEMS`) on ephemeral ports, driven over HTTP as an RP and a browser
+//! would. One binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod helpers;
