@@ -23,7 +23,7 @@ use sso_gateway::app::AppState;
 use sso_gateway::clock::Clock;
 use sso_gateway::config::Settings;
 use sso_gateway::keys::SigningAlg;
-use sso_gateway::provider::tokens::{AccessClaims, Audience, issue_client_token};
+use sso_gateway::provider::minting::{AccessClaims, Audience, issue_client_token};
 
 enum Raw {
     Rsa(RsaKeyPair),
