@@ -418,6 +418,35 @@ mod tests {
         StateStore::redis(&topology, &prefix, Duration::from_secs(2)).await.unwrap()
     }
 
+    /// The per-address counters are anonymous records (anyone can send from a fresh
+    /// address): on Redis they count against the anonymous budget, so a flood from many
+    /// addresses cannot grow them past it. Beyond it an address is still limited, by this
+    /// replica's own count, and Redis is not taken for down.
+    #[tokio::test]
+    async fn per_address_counters_are_anonymous_and_bounded_by_the_budget() {
+        let url = sso_test_services::redis_url();
+        let prefix = format!("test-{}:", crate::state::random_handle());
+        let topology = crate::state::RedisTopology::Single(url);
+        let store =
+            StateStore::redis_bounded(&topology, &prefix, Duration::from_secs(2), 64 * 1024).await.unwrap();
+        let l = RateLimiter::new(&settings(3, 3, 100), &store, Clock::system());
+        for i in 0..1_000u32 {
+            let from = IpAddr::V4(std::net::Ipv4Addr::from(0xC633_6400 + i));
+            l.check_browser(from).await.unwrap();
+        }
+        let anonymous = store.with_class(crate::state::Class::Anonymous);
+        let refused = anonymous.put("authreq:x", vec![0; 1000], Duration::from_secs(60)).await;
+        assert!(
+            matches!(refused, Err(crate::state::StoreError::Full(crate::state::Class::Anonymous))),
+            "the counters used the anonymous budget: {refused:?}"
+        );
+        for _ in 0..3 {
+            l.check_browser(ip("203.0.113.7")).await.unwrap();
+        }
+        assert!(l.check_browser(ip("203.0.113.7")).await.is_err(), "still limited past the budget");
+        assert_eq!(l.shared_down_until.load(Ordering::Relaxed), i64::MIN, "a full budget is not an outage");
+    }
+
     #[test]
     fn reports_are_batched_by_one_percent_of_the_limit() {
         assert_eq!(batch(5), 1);
