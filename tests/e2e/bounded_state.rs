@@ -302,7 +302,9 @@ const TRUST_LOOPBACK: &str = "\n[inbound]\ntrusted_proxies = [\"127.0.0.1/32\"]\
 #[tokio::test]
 async fn embedded_a_login_from_a_fresh_address_gets_through_a_many_address_flood() {
     let sys = TestSystem::start_with(Options {
-        extra_config: format!("{TRUST_LOOPBACK}[sessions.memory]\nmax_bytes = 1048576\nanonymous_percent = 50\n"),
+        extra_config: format!(
+            "{TRUST_LOOPBACK}[sessions.memory]\nmax_bytes = 1048576\nanonymous_percent = 50\n"
+        ),
         ..Options::default()
     })
     .await;
