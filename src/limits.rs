@@ -2,14 +2,22 @@
 //! client, may send per window.
 //!
 //! Owns: the counting (fixed windows aligned to the injected clock), the layer that limits the
-//! browser routes by address, the check that limits the back-channel endpoints by address and
+//! browser routes by address (and attributes every request's anonymous records to its
+//! address, `state::attributed`), the check that limits the back-channel endpoints by address and
 //! by client, and the rejection metric. Must not: decide what a 429 looks like (the browser
 //! page is `web::ErrorPage::rate_limited`, the OAuth body `provider::error::TokenError::SlowDown`)
 //! or know addresses beyond [`ClientIp`] (which honours `inbound.trusted_proxies`).
 //!
+//! Addresses are counted as the state store attributes anonymous records ([`Origin`]): an IPv6
+//! address by its /64.
+//!
 //! Where the counts live: always in a bounded in-process cache; with Redis as the state store
 //! also in Redis, so that every replica sees the same counts (keys hold SHA-256 of addresses
-//! and client ids and expire two windows after they were made). A replica reports its counts
+//! and client ids and expire two windows after they were made). Those counters are written
+//! before anyone proved anything (a client is counted before it authenticates), so they are
+//! anonymous records of the request's address: they count against its share of the anonymous
+//! budget, and where that is full the replica counts the address itself (as when Redis is
+//! down, but without waiting to ask again). A replica reports its counts
 //! to Redis with at most one pipelined round trip per request, and only every [`batch`]
 //! requests of a key (1 % of the limit, at most [`MAX_BATCH`]): small limits are exact, large
 //! ones may be exceeded by that 1 % per replica, and a request to a key already known to be
@@ -35,7 +43,7 @@ use crate::app::AppState;
 use crate::clock::Clock;
 use crate::config::LimitSettings;
 use crate::login::client_ip::ClientIp;
-use crate::state::{StateStore, hashed_key};
+use crate::state::{Class, Origin, StateStore, StoreError, hashed_key};
 
 /// Distinct (bucket, address or client) counters one process keeps (about 200 B each).
 /// Beyond it the least useful counters are dropped: a flood from more addresses than this per
@@ -144,7 +152,7 @@ impl RateLimiter {
             window_secs,
             clock,
             local,
-            shared: store.is_shared().then(|| store.clone()),
+            shared: store.is_shared().then(|| store.with_class(Class::Anonymous)),
             shared_down_until: AtomicI64::new(i64::MIN),
         }
     }
@@ -163,7 +171,7 @@ impl RateLimiter {
 
     /// Counts a browser request from `ip`.
     pub async fn check_browser(&self, ip: IpAddr) -> Result<(), Limited> {
-        self.check(vec![Key::Address(Bucket::Browser, ip)]).await
+        self.check(vec![Key::Address(Bucket::Browser, Origin::of(ip).ip())]).await
     }
 
     /// Counts a back-channel request from `ip` (when known) naming `client` (a registered
@@ -171,7 +179,7 @@ impl RateLimiter {
     pub async fn check_back_channel(&self, ip: Option<IpAddr>, client: Option<&str>) -> Result<(), Limited> {
         let mut keys = Vec::with_capacity(2);
         if let Some(ip) = ip {
-            keys.push(Key::Address(Bucket::Token, ip));
+            keys.push(Key::Address(Bucket::Token, Origin::of(ip).ip()));
         }
         if let Some(id) = client {
             keys.push(Key::Client(id.to_string()));
@@ -225,7 +233,11 @@ impl RateLimiter {
             names.iter().map(String::as_str).zip(amounts.iter().copied()).collect();
         // Two windows: a replica whose clock runs a little behind still finds the counter.
         let ttl = Duration::from_secs(2 * self.window_secs.unsigned_abs());
-        match store.incr_each(&counters, ttl).await {
+        let origin = keys.iter().find_map(|k| match k {
+            Key::Address(_, ip) => Some(Origin::of(*ip)),
+            Key::Client(_) => None,
+        });
+        match store.for_origin(origin).incr_each(&counters, ttl).await {
             Ok(totals) if totals.len() == keys.len() => {
                 let mut result = Ok(());
                 for ((key, cell), total) in keys.iter().zip(&cells).zip(totals) {
@@ -238,6 +250,18 @@ impl RateLimiter {
                     }
                 }
                 result
+            }
+            Err(StoreError::Full(_)) => {
+                // The address's share of the anonymous budget (or the budget) is full: the
+                // counts stay this replica's own, as reported, so the next report waits for
+                // another batch rather than coming at every request.
+                for (cell, amount) in cells.iter().zip(amounts) {
+                    let mut c = lock(cell);
+                    if c.window == window {
+                        c.seen = c.seen.saturating_add(amount);
+                    }
+                }
+                Ok(())
             }
             outcome => {
                 if let Err(e) = outcome {
@@ -307,16 +331,22 @@ fn is_browser_route(method: &Method, route: &str) -> bool {
 
 /// The layer on browser routes: a request over its address's limit gets the bilingual 429
 /// page with `Retry-After` and goes no further.
+///
+/// Every route's handling runs attributed to the request's address (`state::attributed`), so
+/// that the anonymous records it makes count against that address's share.
 pub async fn enforce(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let Ok(ClientIp(ip)) = ClientIp::from_request_parts(&mut parts, &app).await;
+    let req = Request::from_parts(parts, body);
+    crate::state::attributed(ip.map(Origin::of), limit(app, ip, req, next)).await
+}
+
+async fn limit(app: AppState, ip: Option<IpAddr>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or("");
     if !app.limits.enabled() || !is_browser_route(req.method(), route) {
         return next.run(req).await;
     }
     let route = route.to_string();
-    // The address only for limited routes: discovery and JWKS stay as cheap as they were.
-    let (mut parts, body) = req.into_parts();
-    let Ok(ClientIp(ip)) = ClientIp::from_request_parts(&mut parts, &app).await;
-    let req = Request::from_parts(parts, body);
     let Some(ip) = ip else { return next.run(req).await };
     match app.limits.check_browser(ip).await {
         Ok(()) => next.run(req).await,
@@ -416,6 +446,35 @@ mod tests {
         let prefix = format!("test-{}:", crate::state::random_handle());
         let topology = crate::state::RedisTopology::Single(url);
         StateStore::redis(&topology, &prefix, Duration::from_secs(2)).await.unwrap()
+    }
+
+    /// The per-address counters are anonymous records (anyone can send from a fresh
+    /// address): on Redis they count against the anonymous budget, so a flood from many
+    /// addresses cannot grow them past it. Beyond it an address is still limited, by this
+    /// replica's own count, and Redis is not taken for down.
+    #[tokio::test]
+    async fn per_address_counters_are_anonymous_and_bounded_by_the_budget() {
+        let url = sso_test_services::redis_url();
+        let prefix = format!("test-{}:", crate::state::random_handle());
+        let topology = crate::state::RedisTopology::Single(url);
+        let store =
+            StateStore::redis_bounded(&topology, &prefix, Duration::from_secs(2), 64 * 1024).await.unwrap();
+        let l = RateLimiter::new(&settings(3, 3, 100), &store, Clock::system());
+        for i in 0..1_000u32 {
+            let from = IpAddr::V4(std::net::Ipv4Addr::from(0xC633_6400 + i));
+            l.check_browser(from).await.unwrap();
+        }
+        let anonymous = store.with_class(crate::state::Class::Anonymous);
+        let refused = anonymous.put("authreq:x", vec![0; 1000], Duration::from_secs(60)).await;
+        assert!(
+            matches!(refused, Err(crate::state::StoreError::Full(crate::state::Class::Anonymous))),
+            "the counters used the anonymous budget: {refused:?}"
+        );
+        for _ in 0..3 {
+            l.check_browser(ip("203.0.113.7")).await.unwrap();
+        }
+        assert!(l.check_browser(ip("203.0.113.7")).await.is_err(), "still limited past the budget");
+        assert_eq!(l.shared_down_until.load(Ordering::Relaxed), i64::MIN, "a full budget is not an outage");
     }
 
     #[test]

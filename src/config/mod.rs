@@ -409,6 +409,18 @@ pub struct SessionSettings {
     /// Capacity of the embedded store (`store = "memory"`).
     #[serde(default)]
     pub memory: MemoryStoreSettings,
+    /// Most bytes of anonymous records one client address (IPv6: one /64) may hold at once,
+    /// on either store (counted as the store counts them).
+    #[serde(default = "defaults::anonymous_per_address")]
+    pub anonymous_per_address: u64,
+    /// Part (percent, 0 to 90) of the anonymous room kept for addresses holding at most
+    /// `anonymous_reserve_per_address`: a flood from many addresses holding more cannot
+    /// take it, so a person starting a login from another address still gets through.
+    #[serde(default = "defaults::anonymous_reserve_percent")]
+    pub anonymous_reserve_percent: u8,
+    /// Most bytes an address may hold and still write into the reserve (a login or two).
+    #[serde(default = "defaults::anonymous_reserve_per_address")]
+    pub anonymous_reserve_per_address: u64,
 }
 
 /// How much the embedded state store may hold. When it is full, new records are refused (a
@@ -447,6 +459,8 @@ impl MemoryStoreSettings {
             max_entries: self.max_entries,
             max_bytes: self.max_bytes,
             anonymous_percent: self.anonymous_percent,
+            // Set from `[sessions]` where the store is opened.
+            shares: crate::state::AddressShares::NONE,
         }
     }
 }
@@ -460,11 +474,23 @@ impl Default for SessionSettings {
             idle_timeout: defaults::idle_timeout(),
             absolute_timeout: defaults::absolute_timeout(),
             memory: MemoryStoreSettings::default(),
+            anonymous_per_address: defaults::anonymous_per_address(),
+            anonymous_reserve_percent: defaults::anonymous_reserve_percent(),
+            anonymous_reserve_per_address: defaults::anonymous_reserve_per_address(),
         }
     }
 }
 
 impl SessionSettings {
+    /// How the anonymous room is shared between client addresses.
+    pub fn address_shares(&self) -> crate::state::AddressShares {
+        crate::state::AddressShares {
+            per_address: self.anonymous_per_address,
+            reserve_percent: self.anonymous_reserve_percent,
+            reserve_per_address: self.anonymous_reserve_per_address,
+        }
+    }
+
     /// Where Redis is, or None for the in-memory store.
     pub fn topology(&self) -> Option<crate::state::RedisTopology> {
         use crate::state::RedisTopology;
@@ -1233,6 +1259,17 @@ mod defaults {
     }
     pub fn memory_anonymous_percent() -> u8 {
         5
+    }
+    /// 1 MiB: several hundred logins under way at once behind one address (an office's NAT).
+    pub fn anonymous_per_address() -> u64 {
+        1024 * 1024
+    }
+    pub fn anonymous_reserve_percent() -> u8 {
+        50
+    }
+    /// 8 KiB: a person's login (parked request, login attempt, counters) two or three times.
+    pub fn anonymous_reserve_per_address() -> u64 {
+        8 * 1024
     }
     pub fn key_prefix() -> String {
         "sso:".into()

@@ -283,6 +283,29 @@ fn check_memory_store(m: &super::MemoryStoreSettings, p: &mut Vec<Problem>) {
     }
 }
 
+/// `[sessions] anonymous_per_address`, `anonymous_reserve_percent`,
+/// `anonymous_reserve_per_address`: an address has room for a login, and the reserve for a few.
+fn check_address_shares(s: &super::SessionSettings, p: &mut Vec<Problem>) {
+    if s.anonymous_per_address < 8 * 1024 {
+        p.push(
+            Problem::new("sessions.anonymous_per_address", "is below 8 KiB")
+                .expecting("at least 8192 (bytes), e.g. 1_048_576 for 1 MiB"),
+        );
+    }
+    if s.anonymous_reserve_percent > 90 {
+        p.push(
+            Problem::new("sessions.anonymous_reserve_percent", "out of range")
+                .expecting("a percentage between 0 and 90"),
+        );
+    }
+    if !(4 * 1024..=s.anonymous_per_address.max(4 * 1024)).contains(&s.anonymous_reserve_per_address) {
+        p.push(
+            Problem::new("sessions.anonymous_reserve_per_address", "out of range")
+                .expecting("at least 4096 (bytes) and at most sessions.anonymous_per_address"),
+        );
+    }
+}
+
 /// `[sessions.redis] anonymous_max_bytes`: room for at least a few dozen parked requests.
 fn check_redis_budget(r: &super::RedisSettings, p: &mut Vec<Problem>) {
     if r.anonymous_max_bytes < 64 * 1024 {
@@ -497,6 +520,7 @@ fn check_lifetimes(s: &Settings, p: &mut Vec<Problem>) {
     check_at_most("lifetimes.login_attempt", s.lifetimes.login_attempt, MAX_LOGIN_ATTEMPT, "\"30m\"", p);
     check_memory_store(&s.sessions.memory, p);
     check_redis_budget(&s.sessions.redis, p);
+    check_address_shares(&s.sessions, p);
     if s.lifetimes.authorization_code > std::time::Duration::from_secs(600) {
         p.push(
             Problem::new("lifetimes.authorization_code", "is longer than 10 minutes")
@@ -1255,6 +1279,30 @@ refresh_token_lifetime = "0s"
         };
         assert!(paths("anonymous_max_bytes = 65536").is_empty());
         assert_eq!(paths("anonymous_max_bytes = 65535"), ["sessions.redis.anonymous_max_bytes"]);
+    }
+
+    #[test]
+    fn anonymous_shares_per_address_have_defaults_and_checked_ranges() {
+        let s = Settings::from_toml("issuer = \"http://127.0.0.1:8080\"").unwrap();
+        assert_eq!(s.sessions.anonymous_per_address, 1 << 20);
+        assert_eq!(s.sessions.anonymous_reserve_percent, 50);
+        assert_eq!(s.sessions.anonymous_reserve_per_address, 8 << 10);
+        let base = "issuer = \"http://127.0.0.1:8080\"\n[sessions]\n";
+        let paths = |extra: &str| -> Vec<String> {
+            problems(&format!("{base}{extra}")).into_iter().map(|p| p.path).collect()
+        };
+        assert!(paths("anonymous_per_address = 8192\nanonymous_reserve_per_address = 8192").is_empty());
+        assert!(paths("anonymous_reserve_percent = 0").is_empty());
+        assert_eq!(
+            paths("anonymous_per_address = 8191\nanonymous_reserve_per_address = 4096"),
+            ["sessions.anonymous_per_address"]
+        );
+        assert_eq!(paths("anonymous_reserve_percent = 91"), ["sessions.anonymous_reserve_percent"]);
+        assert_eq!(paths("anonymous_reserve_per_address = 4095"), ["sessions.anonymous_reserve_per_address"]);
+        assert_eq!(
+            paths("anonymous_per_address = 16384\nanonymous_reserve_per_address = 16385"),
+            ["sessions.anonymous_reserve_per_address"]
+        );
     }
 
     #[test]

@@ -5,12 +5,17 @@
 //! ([`Class::Anonymous`]) may use only their share of both. A write that does not fit is
 //! refused with [`StoreError::Full`]; nothing is ever evicted to make room, so a live session,
 //! code or refresh family never disappears before its time.
+//!
+//! Within the anonymous share, each client address ([`Origin`]) may hold only its part
+//! ([`AddressShares`]); the bytes each address holds are kept in a map with one entry per
+//! address that holds a live record, each counted as [`ORIGIN_OVERHEAD`] bytes more in the
+//! records it holds, so the bookkeeping is inside the share too.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Class, StoreError};
+use super::{AddressShares, Class, Origin, StoreError, Writer};
 use crate::clock::Clock;
 
 /// How much the embedded store may hold.
@@ -23,12 +28,18 @@ pub struct Capacity {
     pub max_bytes: usize,
     /// The share (percent) of both limits that anonymous records may use.
     pub anonymous_percent: u8,
+    /// How that share is divided between client addresses.
+    pub shares: AddressShares,
 }
 
 impl Capacity {
     /// No limit (tests and tools that build a store by hand).
-    pub const UNBOUNDED: Capacity =
-        Capacity { max_entries: usize::MAX, max_bytes: usize::MAX, anonymous_percent: 100 };
+    pub const UNBOUNDED: Capacity = Capacity {
+        max_entries: usize::MAX,
+        max_bytes: usize::MAX,
+        anonymous_percent: 100,
+        shares: AddressShares::NONE,
+    };
 
     fn limits(&self, class: Class) -> Usage {
         match class {
@@ -41,6 +52,22 @@ impl Capacity {
                 Usage { entries: share(self.max_entries), bytes: share(self.max_bytes) }
             }
         }
+    }
+
+    /// What anonymous records may use in all for a write from an address that would then
+    /// hold `held` bytes (None: not attributed); None if the address is over its share. The
+    /// reserve applies to entries and bytes alike.
+    fn anonymous_room(&self, held: Option<usize>) -> Option<Usage> {
+        let share = self.limits(Class::Anonymous);
+        let to_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let held = held.map(to_u64);
+        let bytes = self.shares.room_for(to_u64(share.bytes), held)?;
+        let entries = if bytes == to_u64(share.bytes) {
+            share.entries
+        } else {
+            usize::try_from(self.shares.general(to_u64(share.entries))).unwrap_or(usize::MAX)
+        };
+        Some(Usage { entries, bytes: usize::try_from(bytes).unwrap_or(usize::MAX) })
     }
 }
 
@@ -55,6 +82,9 @@ impl Default for Capacity {
 pub const ENTRY_OVERHEAD: usize = 96;
 /// Bytes counted for one field of a hash or member of a set beyond its text.
 pub const FIELD_OVERHEAD: usize = 48;
+/// Bytes counted for an anonymous record attributed to an address beyond its own size: its
+/// part of the per-address bookkeeping (one map slot per address holding records).
+pub const ORIGIN_OVERHEAD: usize = 64;
 
 /// Values are stored exactly sized (`Box<[u8]>`, not a `Vec` with spare capacity) and the
 /// collections boxed, so that an entry of the map stays small: with hundreds of thousands of
@@ -88,8 +118,17 @@ struct Entry {
     value: Value,
     expires_at: Instant,
     class: Class,
-    /// [`Value::size`] when it was last stored.
+    /// The address an anonymous record is attributed to.
+    origin: Option<Origin>,
+    /// [`Entry::counted`] when it was last stored.
     size: usize,
+}
+
+impl Entry {
+    /// The counted size of this entry under `key`.
+    fn counted(&self, key: &str) -> usize {
+        self.value.size(key) + if self.origin.is_some() { ORIGIN_OVERHEAD } else { 0 }
+    }
 }
 
 /// Entries and bytes held by one class.
@@ -114,6 +153,8 @@ struct Inner {
     writes_since_sweep: usize,
     /// Usage by class: `[anonymous, authenticated]`.
     used: [Usage; 2],
+    /// Bytes of anonymous records held by each address that holds any.
+    held: HashMap<Origin, usize>,
     /// When a full store may next be swept for room (at most once a second, so a flood
     /// against a full store does not scan the map at every request).
     next_sweep_for_room: Option<Instant>,
@@ -131,12 +172,18 @@ impl Inner {
         let u = &mut self.used[slot(e.class)];
         u.entries += 1;
         u.bytes += e.size;
+        if let Some(o) = e.origin {
+            *self.held.entry(o).or_default() += e.size;
+        }
     }
 
     fn uncount(&mut self, e: &Entry) {
         let u = &mut self.used[slot(e.class)];
         u.entries = u.entries.saturating_sub(1);
         u.bytes = u.bytes.saturating_sub(e.size);
+        if let Some(o) = e.origin {
+            release(&mut self.held, o, e.size);
+        }
     }
 
     fn remove(&mut self, key: &str) -> Option<Entry> {
@@ -154,13 +201,16 @@ impl Inner {
     }
 
     fn sweep(&mut self, now: Instant) {
-        let used = &mut self.used;
+        let (used, held) = (&mut self.used, &mut self.held);
         self.entries.retain(|_, e| {
             let keep = e.expires_at > now;
             if !keep {
                 let u = &mut used[slot(e.class)];
                 u.entries = u.entries.saturating_sub(1);
                 u.bytes = u.bytes.saturating_sub(e.size);
+                if let Some(o) = e.origin {
+                    release(held, o, e.size);
+                }
             }
             keep
         });
@@ -174,11 +224,21 @@ impl Inner {
         }
     }
 
-    /// Whether `entries` more entries and `bytes` more bytes of `class` fit.
-    fn fits(&self, capacity: &Capacity, class: Class, entries: usize, bytes: usize) -> bool {
+    /// Whether `entries` more entries and `bytes` more bytes of `w`'s class (and address)
+    /// fit.
+    fn fits(&self, capacity: &Capacity, w: Writer, entries: usize, bytes: usize) -> bool {
         let total = self.total();
-        let own = self.used[slot(class)];
-        let mine = capacity.limits(class);
+        let own = self.used[slot(w.class)];
+        let mine = match w.class {
+            Class::Authenticated => capacity.limits(w.class),
+            Class::Anonymous => {
+                let held = w.origin.map(|o| self.held.get(&o).copied().unwrap_or(0).saturating_add(bytes));
+                match capacity.anonymous_room(held) {
+                    Some(room) => room,
+                    None => return false,
+                }
+            }
+        };
         total.entries.saturating_add(entries) <= capacity.max_entries
             && total.bytes.saturating_add(bytes) <= capacity.max_bytes
             && own.entries.saturating_add(entries) <= mine.entries
@@ -190,22 +250,22 @@ impl Inner {
     fn admit(
         &mut self,
         capacity: &Capacity,
-        class: Class,
+        w: Writer,
         entries: usize,
         bytes: usize,
         now: Instant,
     ) -> Result<(), StoreError> {
-        if self.fits(capacity, class, entries, bytes) {
+        if self.fits(capacity, w, entries, bytes) {
             return Ok(());
         }
         if self.next_sweep_for_room.is_none_or(|t| now >= t) {
             self.sweep(now);
             self.next_sweep_for_room = Some(now + Duration::from_secs(1));
-            if self.fits(capacity, class, entries, bytes) {
+            if self.fits(capacity, w, entries, bytes) {
                 return Ok(());
             }
         }
-        Err(StoreError::Full(class))
+        Err(StoreError::Full(w.class))
     }
 
     /// Stores `value` under `key` (replacing what was there) if it fits.
@@ -214,7 +274,7 @@ impl Inner {
         capacity: &Capacity,
         key: &str,
         value: Value,
-        class: Class,
+        w: Writer,
         expires_at: Instant,
         now: Instant,
     ) -> Result<(), StoreError> {
@@ -222,16 +282,18 @@ impl Inner {
         if self.writes_since_sweep >= 1024 && self.writes_since_sweep >= self.entries.len() / 2 {
             self.sweep(now);
         }
-        let size = value.size(key);
+        let origin = w.origin.filter(|_| w.class == Class::Anonymous);
+        let mut entry = Entry { value, expires_at, class: w.class, origin, size: 0 };
+        entry.size = entry.counted(key);
+        let size = entry.size;
         let old = self.remove(key);
-        if let Err(e) = self.admit(capacity, class, 1, size, now) {
+        if let Err(e) = self.admit(capacity, Writer { class: w.class, origin }, 1, size, now) {
             if let Some(old) = old {
                 self.count(&old);
                 self.entries.insert(key.into(), old);
             }
             return Err(e);
         }
-        let entry = Entry { value, expires_at, class, size };
         self.count(&entry);
         self.entries.insert(key.into(), entry);
         Ok(())
@@ -250,16 +312,30 @@ impl Inner {
         let Some(current) = self.live(key, now) else { return Ok(None) };
         let mut changed = current.clone();
         let Some(result) = change(&mut changed) else { return Ok(None) };
-        changed.size = changed.value.size(key);
+        changed.size = changed.counted(key);
         let grows = changed.size.saturating_sub(current.size);
-        let (class, old_size) = (current.class, current.size);
+        let (w, old_size) = (Writer { class: current.class, origin: current.origin }, current.size);
         if grows > 0 {
-            self.admit(capacity, class, 0, grows, now)?;
+            self.admit(capacity, w, 0, grows, now)?;
         }
-        let u = &mut self.used[slot(class)];
+        let u = &mut self.used[slot(w.class)];
         u.bytes = u.bytes.saturating_sub(old_size) + changed.size;
+        if let Some(o) = w.origin {
+            release(&mut self.held, o, old_size);
+            *self.held.entry(o).or_default() += changed.size;
+        }
         self.entries.insert(key.into(), changed);
         Ok(Some(result))
+    }
+}
+
+/// Takes `bytes` off what `origin` holds, forgetting an address that holds nothing.
+fn release(held: &mut HashMap<Origin, usize>, origin: Origin, bytes: usize) {
+    if let Some(n) = held.get_mut(&origin) {
+        *n = n.saturating_sub(bytes);
+        if *n == 0 {
+            held.remove(&origin);
+        }
     }
 }
 
@@ -302,14 +378,20 @@ impl MemoryStore {
         (inner.used[0], inner.used[1])
     }
 
-    pub fn put(&self, class: Class, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+    pub fn put(
+        &self,
+        w: impl Into<Writer>,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let now = self.now();
-        self.lock().insert(&self.capacity, key, Value::bytes(value), class, now + ttl, now)
+        self.lock().insert(&self.capacity, key, Value::bytes(value), w.into(), now + ttl, now)
     }
 
     pub fn put_new(
         &self,
-        class: Class,
+        w: impl Into<Writer>,
         key: &str,
         value: Vec<u8>,
         ttl: Duration,
@@ -319,7 +401,7 @@ impl MemoryStore {
         if inner.live(key, now).is_some() {
             return Ok(false);
         }
-        inner.insert(&self.capacity, key, Value::bytes(value), class, now + ttl, now)?;
+        inner.insert(&self.capacity, key, Value::bytes(value), w.into(), now + ttl, now)?;
         Ok(true)
     }
 
@@ -363,7 +445,13 @@ impl MemoryStore {
         }
     }
 
-    pub fn set_add(&self, class: Class, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+    pub fn set_add(
+        &self,
+        w: impl Into<Writer>,
+        key: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let now = self.now();
         let mut inner = self.lock();
         if let Some(Entry { value: Value::Set(_), .. }) = inner.live(key, now) {
@@ -377,11 +465,17 @@ impl MemoryStore {
             return Ok(());
         }
         let set = Box::new(HashSet::from([member.to_string()]));
-        inner.insert(&self.capacity, key, Value::Set(set), class, now + ttl, now)
+        inner.insert(&self.capacity, key, Value::Set(set), w.into(), now + ttl, now)
     }
 
     /// Adds `by` to a counter; a new counter lives for `ttl` (a fixed window).
-    pub fn incr_by(&self, class: Class, key: &str, by: u64, ttl: Duration) -> Result<u64, StoreError> {
+    pub fn incr_by(
+        &self,
+        w: impl Into<Writer>,
+        key: &str,
+        by: u64,
+        ttl: Duration,
+    ) -> Result<u64, StoreError> {
         let now = self.now();
         let mut inner = self.lock();
         let current = match inner.live(key, now) {
@@ -398,7 +492,7 @@ impl MemoryStore {
                 Some(())
             })?;
         } else {
-            inner.insert(&self.capacity, key, Value::bytes(text), class, now + ttl, now)?;
+            inner.insert(&self.capacity, key, Value::bytes(text), w.into(), now + ttl, now)?;
         }
         Ok(next)
     }
@@ -434,7 +528,7 @@ impl MemoryStore {
     /// Sets the fields (creating the hash if needed) and sets its time to live to `ttl`.
     pub fn hash_set(
         &self,
-        class: Class,
+        w: impl Into<Writer>,
         key: &str,
         fields: &[(&str, &[u8])],
         ttl: Duration,
@@ -454,7 +548,7 @@ impl MemoryStore {
             return Ok(());
         }
         let hash = Box::new(fields.iter().map(|(f, v)| ((*f).to_string(), v.to_vec())).collect());
-        inner.insert(&self.capacity, key, Value::Hash(hash), class, now + ttl, now)
+        inner.insert(&self.capacity, key, Value::Hash(hash), w.into(), now + ttl, now)
     }
 
     /// Sets one field of an existing hash, keeping its time to live; false if there is none.
@@ -536,7 +630,10 @@ mod tests {
     const TTL: Duration = Duration::from_secs(600);
 
     fn store(max_entries: usize, max_bytes: usize, anonymous_percent: u8) -> MemoryStore {
-        MemoryStore::bounded(Clock::system(), Capacity { max_entries, max_bytes, anonymous_percent })
+        MemoryStore::bounded(
+            Clock::system(),
+            Capacity { max_entries, max_bytes, anonymous_percent, shares: AddressShares::NONE },
+        )
     }
 
     fn full(r: Result<(), StoreError>) -> Option<Class> {
@@ -600,7 +697,12 @@ mod tests {
         let clock = Clock::system();
         let s = MemoryStore::bounded(
             clock.clone(),
-            Capacity { max_entries: 10, max_bytes: usize::MAX, anonymous_percent: 50 },
+            Capacity {
+                max_entries: 10,
+                max_bytes: usize::MAX,
+                anonymous_percent: 50,
+                shares: AddressShares::NONE,
+            },
         );
         for i in 0..5 {
             s.put(Class::Anonymous, &format!("attempt:{i}"), vec![], Duration::from_secs(60)).unwrap();
@@ -609,6 +711,61 @@ mod tests {
         clock.advance(61);
         s.put(Class::Anonymous, "attempt:5", vec![], TTL).unwrap();
         assert_eq!(s.usage().0.entries, 1, "the expired ones were swept and uncounted");
+    }
+
+    fn from(n: u8) -> Writer {
+        Writer { class: Class::Anonymous, origin: Some(Origin::of([198, 51, 100, n].into())) }
+    }
+
+    /// An address holds at most its share; beyond the open part only an address holding
+    /// little may write (into the reserve); what an address holds comes back as its records
+    /// go, and its bookkeeping goes with the last of them.
+    #[test]
+    fn addresses_hold_their_share_and_the_reserve_is_for_addresses_holding_little() {
+        let one = ENTRY_OVERHEAD + "k:0:00".len() + 1000 + ORIGIN_OVERHEAD;
+        let shares = AddressShares {
+            per_address: 5 * one as u64,
+            reserve_percent: 50,
+            reserve_per_address: 2 * one as u64,
+        };
+        let s = MemoryStore::bounded(
+            Clock::system(),
+            Capacity { max_entries: usize::MAX, max_bytes: 40 * one, anonymous_percent: 50, shares },
+        );
+        let put = |n: u8, i: usize| s.put(from(n), &format!("k:{n}:{i:02}"), vec![0; 1000], TTL);
+        // One address: its share (5 records), no more.
+        for i in 0..5 {
+            put(1, i).unwrap();
+        }
+        assert_eq!(full(put(1, 5)), Some(Class::Anonymous), "over the address's share");
+        // The open part (half of the 20-record anonymous share) fills at 10.
+        for i in 0..5 {
+            put(2, i).unwrap();
+        }
+        assert_eq!(full(put(3, 0).and(put(3, 1)).and(put(3, 2))), Some(Class::Anonymous));
+        let (anonymous, _) = s.usage();
+        assert_eq!(anonymous.entries, 12, "two more in the reserve for the address holding little");
+        // A fresh address still gets in, up to the reserve's own limit per address.
+        put(4, 0).unwrap();
+        put(4, 1).unwrap();
+        assert!(full(put(4, 2)).is_some());
+        // Unattributed anonymous records get only the open part; authenticated ones are apart.
+        assert!(full(s.put(Class::Anonymous, "x", vec![0; 10], TTL)).is_some());
+        s.put(Class::Authenticated, "code:x", vec![0; 1000], TTL).unwrap();
+        // Records taken give their address's room back; an address holding nothing is forgotten.
+        for i in 0..5 {
+            assert!(s.take(&format!("k:1:{i:02}")).is_some());
+        }
+        assert!(!s.lock().held.contains_key(&Origin::of([198, 51, 100, 1].into())));
+        put(5, 0).unwrap();
+    }
+
+    #[test]
+    fn ipv6_addresses_share_by_their_64_prefix() {
+        let a = Origin::of("2001:db8:1:2:aaaa::1".parse().unwrap());
+        assert_eq!(a, Origin::of("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap()));
+        assert_ne!(a, Origin::of("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(Origin::of("::ffff:192.0.2.1".parse().unwrap()), Origin::of("192.0.2.1".parse().unwrap()));
     }
 
     #[test]

@@ -4,11 +4,16 @@
 //! Owns: one key/value + set + hash interface with TTLs and atomic single-use `take`, and its
 //! backends (in-memory for one process; Redis, shared by replicas, behind the same interface). Must not: know what the
 //! records mean — typed records live with their owners (`provider`, `broker`, `session`).
+//!
+//! Anonymous records are also attributed to the client address they were made for
+//! ([`Origin`]: set per request by [`attributed`], from the layer in `limits`), so that each
+//! address may hold only its share of the anonymous room ([`AddressShares`]).
 
 mod memory;
 mod redis;
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +59,101 @@ impl Class {
     }
 }
 
+/// Where anonymous records come from: the client's address as the gateway resolved it (with
+/// `inbound.trusted_proxies`), an IPv6 address grouped by its /64 (what one subscriber or
+/// host gets), an IPv4-mapped IPv6 address taken as IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origin(IpAddr);
+
+impl Origin {
+    pub fn of(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Origin(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => Origin(IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u64::MAX as u128)))),
+        }
+    }
+
+    /// The address (an IPv6 one as its /64's first address).
+    pub fn ip(self) -> IpAddr {
+        self.0
+    }
+}
+
+tokio::task_local! {
+    /// The origin of the request being served (see [`attributed`]).
+    static REQUESTER: Option<Origin>;
+}
+
+/// Runs `f` (a request's handling) with the anonymous records it writes attributed to
+/// `origin`.
+pub async fn attributed<F: std::future::Future>(origin: Option<Origin>, f: F) -> F::Output {
+    REQUESTER.scope(origin, f).await
+}
+
+/// The origin of the request being served, if any.
+fn requester() -> Option<Origin> {
+    REQUESTER.try_with(|o| *o).ok().flatten()
+}
+
+/// How the anonymous room (the embedded store's anonymous share, Redis' anonymous budget) is
+/// shared between client addresses (`[sessions] anonymous_per_address`,
+/// `anonymous_reserve_percent`, `anonymous_reserve_per_address`):
+///
+/// - an address may hold at most `per_address` bytes of anonymous records;
+/// - only the first `100 − reserve_percent` % of the room is open to every address;
+/// - the rest (the reserve) only to an address that holds at most `reserve_per_address`
+///   bytes with the new record (a person starting a login or two), so that a flood from many
+///   addresses holding more than that cannot take it.
+///
+/// A record that cannot be attributed to an address gets only the part open to every address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressShares {
+    pub per_address: u64,
+    pub reserve_percent: u8,
+    pub reserve_per_address: u64,
+}
+
+impl AddressShares {
+    /// No per-address limits (tools and tests that build a store by hand).
+    pub const NONE: AddressShares =
+        AddressShares { per_address: u64::MAX, reserve_percent: 0, reserve_per_address: 0 };
+
+    /// The part of `room` that an address holding `held` bytes with the new record may fill;
+    /// None if it holds more than its share.
+    pub fn room_for(&self, room: u64, held: Option<u64>) -> Option<u64> {
+        let general = percent_of(room, 100 - u64::from(self.reserve_percent.min(100)));
+        match held {
+            None => Some(general),
+            Some(h) if h > self.per_address => None,
+            Some(h) if h <= self.reserve_per_address => Some(room),
+            Some(_) => Some(general),
+        }
+    }
+
+    /// The part of the room open to every address.
+    pub fn general(&self, room: u64) -> u64 {
+        percent_of(room, 100 - u64::from(self.reserve_percent.min(100)))
+    }
+}
+
+/// `pct` % of `n`, without overflow.
+pub(crate) fn percent_of(n: u64, pct: u64) -> u64 {
+    if n == u64::MAX && pct >= 100 { n } else { (n / 100).saturating_mul(pct) + n % 100 * pct / 100 }
+}
+
+/// Who writes a record: its class and, for an anonymous one, the address it is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Writer {
+    pub class: Class,
+    pub origin: Option<Origin>,
+}
+
+impl From<Class> for Writer {
+    fn from(class: Class) -> Self {
+        Writer { class, origin: None }
+    }
+}
+
 #[derive(Clone)]
 enum Backend {
     Memory(Arc<MemoryStore>),
@@ -66,6 +166,8 @@ enum Backend {
 pub struct StateStore {
     backend: Backend,
     class: Class,
+    /// Anonymous writes are attributed to this origin, else to the request's ([`attributed`]).
+    origin: Option<Origin>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -102,7 +204,16 @@ impl StateStore {
             return Ok(());
         }
         let bytes = records.iter().map(|(key, value)| r.counted(key, *value)).sum();
-        r.admit_anonymous(bytes, ttl).await
+        r.admit_anonymous(bytes, ttl, self.writer().origin).await
+    }
+
+    /// This handle's class and, for anonymous writes, the origin they are attributed to.
+    fn writer(&self) -> Writer {
+        let origin = match self.class {
+            Class::Anonymous => self.origin.or_else(requester),
+            Class::Authenticated => None,
+        };
+        Writer { class: self.class, origin }
     }
 
     /// [`note`], with a refusal reported for this handle's class (Redis cannot tell).
@@ -129,12 +240,18 @@ impl StateStore {
     }
 
     fn from_backend(backend: Backend) -> Self {
-        StateStore { backend, class: Class::Authenticated }
+        StateStore { backend, class: Class::Authenticated, origin: None }
     }
 
     /// The same store, writing records of `class`.
     pub fn with_class(&self, class: Class) -> StateStore {
-        StateStore { backend: self.backend.clone(), class }
+        StateStore { backend: self.backend.clone(), class, origin: self.origin }
+    }
+
+    /// The same store, attributing its anonymous writes to `origin` (instead of the origin of
+    /// the request being served).
+    pub fn for_origin(&self, origin: Option<Origin>) -> StateStore {
+        StateStore { backend: self.backend.clone(), class: self.class, origin }
     }
 
     /// What the embedded store holds by class, `(anonymous, authenticated)`; None on Redis.
@@ -164,8 +281,9 @@ impl StateStore {
         timeout: Duration,
         anonymous_max_bytes: u64,
     ) -> Result<Self, StoreError> {
-        let store =
-            RedisStore::connect(topology, prefix, timeout).await?.with_anonymous_budget(anonymous_max_bytes);
+        let store = RedisStore::connect(topology, prefix, timeout)
+            .await?
+            .with_anonymous_budget(anonymous_max_bytes, AddressShares::NONE);
         Ok(Self::from_backend(Backend::Redis(Arc::new(store))))
     }
 
@@ -175,12 +293,18 @@ impl StateStore {
         settings: &crate::config::SessionSettings,
         clock: &crate::clock::Clock,
     ) -> Result<Self, StoreError> {
+        let shares = settings.address_shares();
         match settings.topology() {
-            None => Ok(Self::memory_bounded(clock.clone(), settings.memory.capacity())),
+            None => {
+                let capacity = Capacity { shares, ..settings.memory.capacity() };
+                Ok(Self::memory_bounded(clock.clone(), capacity))
+            }
             Some(topology) => {
                 let redis = &settings.redis;
-                Self::redis_bounded(&topology, &redis.key_prefix, redis.timeout, redis.anonymous_max_bytes)
-                    .await
+                let store = RedisStore::connect(&topology, &redis.key_prefix, redis.timeout)
+                    .await?
+                    .with_anonymous_budget(redis.anonymous_max_bytes, shares);
+                Ok(Self::from_backend(Backend::Redis(Arc::new(store))))
             }
         }
     }
@@ -210,7 +334,7 @@ impl StateStore {
 
     pub async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Memory(m) => self.note(m.put(self.class, key, value, ttl)),
+            Backend::Memory(m) => self.note(m.put(self.writer(), key, value, ttl)),
             Backend::Redis(r) => {
                 self.note(self.admit(r, &[(key, value.len())], ttl).await)?;
                 self.note(r.put(key, value, ttl).await)
@@ -221,7 +345,7 @@ impl StateStore {
     /// Stores only if the key is absent; true when this call stored it (replay guards).
     pub async fn put_new(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Memory(m) => self.note(m.put_new(self.class, key, value, ttl)),
+            Backend::Memory(m) => self.note(m.put_new(self.writer(), key, value, ttl)),
             Backend::Redis(r) => {
                 self.note(self.admit(r, &[(key, value.len())], ttl).await)?;
                 self.note(r.put_new(key, value, ttl).await)
@@ -276,7 +400,7 @@ impl StateStore {
     /// Adds a member to a set and (re)sets the set's time to live.
     pub async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Memory(m) => self.note(m.set_add(self.class, key, member, ttl)),
+            Backend::Memory(m) => self.note(m.set_add(self.writer(), key, member, ttl)),
             Backend::Redis(r) => {
                 self.note(self.admit(r, &[(key, member.len())], ttl).await)?;
                 self.note(r.set_add(key, member, ttl).await)
@@ -289,7 +413,7 @@ impl StateStore {
     /// not extend it). For rate limits shared by every replica.
     pub async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
         match &self.backend {
-            Backend::Memory(m) => self.note(m.incr_by(self.class, key, 1, ttl)),
+            Backend::Memory(m) => self.note(m.incr_by(self.writer(), key, 1, ttl)),
             Backend::Redis(r) => {
                 self.note(self.admit(r, &[(key, COUNTER_BYTES)], ttl).await)?;
                 self.note(r.incr(key, ttl).await)
@@ -316,7 +440,7 @@ impl StateStore {
     pub async fn incr_each(&self, counters: &[(&str, u64)], ttl: Duration) -> Result<Vec<u64>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => {
-                self.note(counters.iter().map(|(k, by)| m.incr_by(self.class, k, *by, ttl)).collect())
+                self.note(counters.iter().map(|(k, by)| m.incr_by(self.writer(), k, *by, ttl)).collect())
             }
             Backend::Redis(r) => {
                 let sizes: Vec<(&str, usize)> = counters.iter().map(|(k, _)| (*k, COUNTER_BYTES)).collect();
@@ -355,7 +479,7 @@ impl StateStore {
             return Ok(());
         }
         match &self.backend {
-            Backend::Memory(m) => self.note(m.hash_set(self.class, key, fields, ttl)),
+            Backend::Memory(m) => self.note(m.hash_set(self.writer(), key, fields, ttl)),
             Backend::Redis(r) => {
                 let bytes = fields.iter().map(|(f, v)| f.len() + v.len() + HASH_FIELD_BYTES).sum();
                 self.note(self.admit(r, &[(key, bytes)], ttl).await)?;
@@ -701,7 +825,7 @@ mod tests {
                 RedisStore::connect(&RedisTopology::Single(url.clone()), &prefix, Duration::from_secs(2))
                     .await
                     .unwrap()
-                    .with_anonymous_budget(16 * 1024)
+                    .with_anonymous_budget(16 * 1024, AddressShares::NONE)
                     .with_budget_bucket(Duration::from_millis(100));
             StateStore::from_backend(Backend::Redis(Arc::new(store))).with_class(Class::Anonymous)
         };
@@ -738,6 +862,59 @@ mod tests {
         assert_eq!(a.get("authreq:0").await.unwrap(), None);
         a.put("authreq:again", vec![b'x'; 1000], ttl).await.unwrap();
         b.hash_set("attempt:x", &[("f", b"v")], ttl).await.unwrap();
+    }
+
+    /// On Redis, each address holds at most its share of the budget, and the reserve is left
+    /// to addresses holding little: after many addresses flooded, a fresh one still gets in,
+    /// the flooding ones and unattributed writes do not, on any replica.
+    #[tokio::test]
+    async fn redis_addresses_hold_their_share_and_leave_the_reserve_to_fresh_ones() {
+        let url = sso_test_services::redis_url();
+        let prefix = format!("test-{}:", random_handle());
+        let shares =
+            AddressShares { per_address: 16 * 1024, reserve_percent: 50, reserve_per_address: 4 * 1024 };
+        let connect = || async {
+            let store =
+                RedisStore::connect(&RedisTopology::Single(url.clone()), &prefix, Duration::from_secs(2))
+                    .await
+                    .unwrap()
+                    .with_anonymous_budget(64 * 1024, shares);
+            StateStore::from_backend(Backend::Redis(Arc::new(store))).with_class(Class::Anonymous)
+        };
+        let (a, b) = (connect().await, connect().await);
+        let from = |n: u8| Some(Origin::of([198, 51, 100, n].into()));
+        let ttl = Duration::from_secs(60);
+        let mut accepted = Vec::new();
+        for n in 1..=8u8 {
+            let mut count = 0;
+            for i in 0..20 {
+                let replica = if i % 2 == 0 { &a } else { &b };
+                match replica
+                    .for_origin(from(n))
+                    .put(&format!("authreq:{n}:{i:02}"), vec![b'x'; 1000], ttl)
+                    .await
+                {
+                    Ok(()) => count += 1,
+                    Err(StoreError::Full(Class::Anonymous)) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            accepted.push(count);
+        }
+        assert!((8..=13).contains(&accepted[0]), "one address holds at most 16 KiB: {accepted:?}");
+        assert!(accepted.iter().all(|n| *n < 20), "every address was refused: {accepted:?}");
+        let total: usize = accepted.iter().sum();
+        assert!(total * 1000 < 56 * 1024, "the reserve was not taken: {accepted:?}");
+        // A fresh address gets in, through either replica; the flooding ones do not.
+        a.for_origin(from(9)).put("authreq:fresh", vec![b'x'; 1000], ttl).await.unwrap();
+        b.for_origin(from(9)).put("attempt:fresh", vec![b'x'; 500], ttl).await.unwrap();
+        let refused = b.for_origin(from(1)).put("authreq:again", vec![b'x'; 100], ttl).await;
+        assert!(matches!(refused, Err(StoreError::Full(Class::Anonymous))), "{refused:?}");
+        let refused = a.put("authreq:unattributed", vec![b'x'; 100], ttl).await;
+        assert!(matches!(refused, Err(StoreError::Full(Class::Anonymous))), "{refused:?}");
+        // The request's origin is used when the handle names none.
+        let fresh = attributed(from(10), a.put("authreq:scoped", vec![b'x'; 1000], ttl)).await;
+        fresh.unwrap();
     }
 
     /// A Redis at `maxmemory` under `noeviction` (the shipped deploy configuration) refusing

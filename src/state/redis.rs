@@ -12,7 +12,7 @@ use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{Cmd, FromRedisValue, Pipeline};
 use tokio::sync::{Mutex, RwLock};
 
-use super::{Class, StoreError};
+use super::{AddressShares, Class, Origin, StoreError};
 
 /// How to reach Redis. `Debug` redacts the passwords in URLs and of the master.
 #[derive(Clone, PartialEq, Eq)]
@@ -148,6 +148,7 @@ pub struct RedisStore {
 #[derive(Debug, Clone, Copy)]
 struct Budget {
     max_bytes: u64,
+    shares: AddressShares,
     bucket: Duration,
 }
 
@@ -158,6 +159,12 @@ const BUDGET_BUCKET: Duration = Duration::from_secs(10);
 /// Bytes counted for a record beyond its key and value: Redis' own bookkeeping per key (the
 /// dictionary entry, the object header, the expiry entry) and the allocator's rounding.
 pub const REDIS_RECORD_OVERHEAD: usize = 128;
+
+/// Bytes counted, on top of the record, when an anonymous record is the first one its address
+/// holds (the address's bookkeeping key) and when it is the first of its address to expire in
+/// its bucket (one field of that key): so the per-address bookkeeping is inside the budget.
+pub const ORIGIN_KEY_BYTES: usize = 192;
+pub const ORIGIN_FIELD_BYTES: usize = 32;
 
 impl RedisStore {
     /// Connects (bounded by `timeout`). Fails if Redis cannot be reached at start-up, so a
@@ -225,8 +232,9 @@ impl RedisStore {
 
     /// The same store, admitting anonymous records only while the ones alive (by their
     /// counted size, see [`Self::admit_anonymous`]) stay within `max_bytes`.
-    pub fn with_anonymous_budget(self, max_bytes: u64) -> Self {
-        RedisStore { budget: Some(Budget { max_bytes, bucket: BUDGET_BUCKET }), ..self }
+    /// `shares` divides it between client addresses.
+    pub fn with_anonymous_budget(self, max_bytes: u64, shares: AddressShares) -> Self {
+        RedisStore { budget: Some(Budget { max_bytes, shares, bucket: BUDGET_BUCKET }), ..self }
     }
 
     /// Tests: a budget whose expiry buckets are `bucket` wide (so that a test can wait for
@@ -249,16 +257,36 @@ impl RedisStore {
     /// expire on their own in Redis, and their count goes with them). A record taken or
     /// deleted before its time is still counted until it would have expired: the count
     /// errs on the side of refusing. Time is Redis' own (`TIME`), so replicas agree.
-    pub async fn admit_anonymous(&self, bytes: usize, ttl: Duration) -> Result<(), StoreError> {
+    ///
+    /// A record attributed to an `origin` is also counted, the same way, in a key of that
+    /// address (next to the budget key, in the same Cluster slot), and admitted only within
+    /// the address's share ([`AddressShares::room_for`]); both keys change in the one script.
+    pub async fn admit_anonymous(
+        &self,
+        bytes: usize,
+        ttl: Duration,
+        origin: Option<Origin>,
+    ) -> Result<(), StoreError> {
         let Some(budget) = self.budget else { return Ok(()) };
+        let shares = budget.shares;
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(ADMIT_ANONYMOUS)
-            .arg(1)
-            .arg(self.key(BUDGET_KEY))
-            .arg(ttl_ms(budget.bucket))
+        cmd.arg(ADMIT_ANONYMOUS);
+        match origin {
+            Some(o) => cmd
+                .arg(2)
+                .arg(self.key(BUDGET_KEY))
+                .arg(self.key(&super::hashed_key(BUDGET_KEY, &o.ip().to_string()))),
+            None => cmd.arg(1).arg(self.key(BUDGET_KEY)),
+        };
+        cmd.arg(ttl_ms(budget.bucket))
             .arg(bytes as u64)
             .arg(ttl_ms(ttl))
-            .arg(budget.max_bytes);
+            .arg(budget.max_bytes)
+            .arg(shares.general(budget.max_bytes))
+            .arg(shares.per_address)
+            .arg(shares.reserve_per_address)
+            .arg(ORIGIN_KEY_BYTES as u64)
+            .arg(ORIGIN_FIELD_BYTES as u64);
         if self.query::<i64>(&cmd).await? == 1 { Ok(()) } else { Err(StoreError::Full(Class::Anonymous)) }
     }
 
@@ -496,54 +524,84 @@ impl RedisStore {
     }
 }
 
-/// The key of the anonymous budget (under the store's prefix).
-const BUDGET_KEY: &str = "anonymous-budget";
+/// The key of the anonymous budget (under the store's prefix); the keys of the addresses are
+/// this and a digest of the address. The braces make them one Redis Cluster hash slot.
+const BUDGET_KEY: &str = "{anonymous-budget}";
 
-/// KEYS[1]: the budget hash; ARGV: bucket width (ms), bytes, the record's time to live (ms),
-/// the budget (bytes). Fields: `total` (bytes counted and not yet expired), `swept` (the last
-/// bucket dropped), and one per expiry bucket `b` (records expiring by `b × width`). Returns
-/// 1 if the record was counted, 0 if it was refused. The hash lives as long as its latest
-/// bucket, so an idle budget disappears with the last record it counted.
+/// KEYS[1]: the budget hash; KEYS[2] (if the record has an origin): its address's hash.
+/// ARGV: bucket width (ms), bytes, the record's time to live (ms), the budget (bytes), the
+/// part of it open to every address, the most an address may hold, the most an address may
+/// hold and still use the reserve, the bytes counted for a new address key and for a new
+/// field of it. Fields of both hashes: `total` (bytes counted and not yet expired), `swept`
+/// (the last bucket dropped), and one per expiry bucket `b` (records expiring by
+/// `b × width`). Returns 1 if the record was counted, 0 if it was refused. Each hash lives as
+/// long as its latest bucket, so an idle budget or address disappears with the last record
+/// it counted.
 const ADMIT_ANONYMOUS: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local width = tonumber(ARGV[1])
 local bytes = tonumber(ARGV[2])
 local cur = math.floor(now / width)
-local total = tonumber(redis.call('HGET', KEYS[1], 'total')) or 0
-local swept = tonumber(redis.call('HGET', KEYS[1], 'swept')) or cur
-if cur - swept > 4096 then
-  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-    local b = tonumber(f)
-    if f ~= 'total' and f ~= 'swept' and b and b <= cur then
-      total = total - (tonumber(redis.call('HGET', KEYS[1], f)) or 0)
-      redis.call('HDEL', KEYS[1], f)
+local b = math.ceil((now + tonumber(ARGV[3])) / width)
+local field = string.format('%d', b)
+local function sweep(key)
+  local total = tonumber(redis.call('HGET', key, 'total')) or 0
+  local swept = tonumber(redis.call('HGET', key, 'swept')) or cur
+  if cur - swept > 4096 then
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+      local n = tonumber(f)
+      if f ~= 'total' and f ~= 'swept' and n and n <= cur then
+        total = total - (tonumber(redis.call('HGET', key, f)) or 0)
+        redis.call('HDEL', key, f)
+      end
+    end
+  elseif cur > swept then
+    for n = swept + 1, cur do
+      local f = string.format('%d', n)
+      local v = tonumber(redis.call('HGET', key, f))
+      if v then
+        total = total - v
+        redis.call('HDEL', key, f)
+      end
     end
   end
-elseif cur > swept then
-  for b = swept + 1, cur do
-    local f = string.format('%d', b)
-    local n = tonumber(redis.call('HGET', KEYS[1], f))
-    if n then
-      total = total - n
-      redis.call('HDEL', KEYS[1], f)
-    end
+  if total < 0 then total = 0 end
+  return total
+end
+local function keep(key, total)
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HSET', key, 'total', string.format('%d', total), 'swept', string.format('%d', cur))
   end
 end
-if total < 0 then total = 0 end
-if total + bytes > tonumber(ARGV[4]) then
-  if redis.call('EXISTS', KEYS[1]) == 1 then
-    redis.call('HSET', KEYS[1], 'total', string.format('%d', total), 'swept', string.format('%d', cur))
+local function add(key, total)
+  redis.call('HINCRBY', key, field, bytes)
+  redis.call('HSET', key, 'total', string.format('%d', total + bytes), 'swept', string.format('%d', cur))
+  local life = (b + 1) * width - now
+  if redis.call('PTTL', key) < life then
+    redis.call('PEXPIRE', key, life)
   end
+end
+local total = sweep(KEYS[1])
+local room = tonumber(ARGV[5])
+local held = 0
+if #KEYS == 2 then
+  held = sweep(KEYS[2])
+  if redis.call('EXISTS', KEYS[2]) == 0 then bytes = bytes + tonumber(ARGV[8]) end
+  if redis.call('HEXISTS', KEYS[2], field) == 0 then bytes = bytes + tonumber(ARGV[9]) end
+  if held + bytes > tonumber(ARGV[6]) then
+    room = -1
+  elseif held + bytes <= tonumber(ARGV[7]) then
+    room = tonumber(ARGV[4])
+  end
+end
+if total + bytes > room then
+  keep(KEYS[1], total)
+  if #KEYS == 2 then keep(KEYS[2], held) end
   return 0
 end
-local b = math.ceil((now + tonumber(ARGV[3])) / width)
-redis.call('HINCRBY', KEYS[1], string.format('%d', b), bytes)
-redis.call('HSET', KEYS[1], 'total', string.format('%d', total + bytes), 'swept', string.format('%d', cur))
-local keep = (b + 1) * width - now
-if redis.call('PTTL', KEYS[1]) < keep then
-  redis.call('PEXPIRE', KEYS[1], keep)
-end
+add(KEYS[1], total)
+if #KEYS == 2 then add(KEYS[2], held) end
 return 1
 "#;
 

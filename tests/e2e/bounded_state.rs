@@ -242,3 +242,79 @@ async fn on_redis_anonymous_records_stop_at_the_configured_budget_but_people_log
     refreshes(&sys, &tokens).await;
     drop(rp);
 }
+
+/// `n` anonymous authorization requests with states of `state_bytes`, from `addresses`
+/// addresses named by a trusted proxy (`X-Forwarded-For`) in turn: how many were parked, and
+/// how many refused `temporarily_unavailable` per address.
+async fn flood_from_many_addresses(
+    sys: &TestSystem,
+    addresses: usize,
+    n: usize,
+    state_bytes: usize,
+) -> (usize, Vec<usize>) {
+    let http = client();
+    let mut parked = 0;
+    let mut refused = vec![0; addresses];
+    for i in 0..n {
+        let from = format!("198.51.100.{}", i % addresses + 1);
+        let state = format!("{i:0>state_bytes$}");
+        let res = http
+            .get(authorize_url(sys, &[("state", state.clone())]))
+            .header("x-forwarded-for", from)
+            .send()
+            .await
+            .unwrap();
+        let to = location(&res);
+        if to.path() == "/login" {
+            parked += 1;
+        } else {
+            assert_eq!(param(&to, "error").as_deref(), Some("temporarily_unavailable"), "{to}");
+            assert_eq!(param(&to, "state"), Some(state));
+            refused[i % addresses] += 1;
+        }
+    }
+    (parked, refused)
+}
+
+/// Many addresses flood until each is refused, so the anonymous budget is as full as they can
+/// make it; then a person at another address (the test's own, 127.0.0.1: the trusted proxy
+/// names no one else) still logs in end to end — authorize, upstream, code, token — while
+/// the flooding addresses stay refused.
+async fn a_fresh_address_logs_in_after_a_many_address_flood(sys: &TestSystem) {
+    let (parked, refused) = flood_from_many_addresses(sys, 10, 700, 1000).await;
+    assert!(parked >= 100, "the flood parked requests before it was refused: {parked}");
+    assert!(refused.iter().all(|r| *r > 0), "every flooding address met the limit: {refused:?}");
+    // Then small requests, to fill what room the large ones left.
+    flood_from_many_addresses(sys, 10, 300, 1).await;
+
+    let (_rp, tokens) = portal_login(sys, &Browser::new(), "hcm", HCM_USER).await;
+    assert!(tokens.raw["sub"].is_string(), "{:?}", tokens.raw);
+    let (status, _, _) = userinfo(sys, &tokens.access_token).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The flooding addresses are still refused: they used up their part of the budget.
+    let (again, refused) = flood_from_many_addresses(sys, 10, 10, 1000).await;
+    assert_eq!((again, refused.iter().sum::<usize>()), (0, 10), "{refused:?}");
+}
+
+const TRUST_LOOPBACK: &str = "\n[inbound]\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
+
+#[tokio::test]
+async fn embedded_a_login_from_a_fresh_address_gets_through_a_many_address_flood() {
+    let sys = TestSystem::start_with(Options {
+        extra_config: format!(
+            "{TRUST_LOOPBACK}[sessions.memory]\nmax_bytes = 1048576\nanonymous_percent = 50\n"
+        ),
+        ..Options::default()
+    })
+    .await;
+    a_fresh_address_logs_in_after_a_many_address_flood(&sys).await;
+}
+
+#[tokio::test]
+async fn on_redis_a_login_from_a_fresh_address_gets_through_a_many_address_flood() {
+    let mut options = on_redis("anonymous_max_bytes = 524288");
+    options.extra_config.push_str(TRUST_LOOPBACK);
+    let sys = TestSystem::start_with(options).await;
+    a_fresh_address_logs_in_after_a_many_address_flood(&sys).await;
+}
