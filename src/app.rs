@@ -580,7 +580,9 @@ fn mtls_tls(settings: &Settings) -> Result<Arc<rustls::ServerConfig>, StartError
         None => Vec::new(),
     };
     let client = match m.client_certificates {
-        crate::config::MtlsHandshake::Any => crate::tls::ClientCerts::AnyPresented { hint_subjects: Vec::new() },
+        crate::config::MtlsHandshake::Any => {
+            crate::tls::ClientCerts::AnyPresented { hint_subjects: Vec::new() }
+        }
         crate::config::MtlsHandshake::CaFile => {
             let roots = crate::config::root_store(&bundle).map_err(StartError::Tls)?;
             crate::tls::ClientCerts::Roots(Arc::new(roots))

@@ -39,11 +39,11 @@ use webpki::{
 };
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+use self::ocsp::OcspStatus;
 use super::audit;
 use super::connector::{
     Answer, AttemptData, CallbackParams, Connector, StartContext, Started, VerifiedLogin,
 };
-use self::ocsp::OcspStatus;
 use super::error::{BrokerError, CertificateFailure};
 use crate::accounts::national_id::NationalId;
 use crate::config::{
@@ -209,7 +209,8 @@ impl CertificateConnector {
     /// The chain to the CA bundle, validity and key usage, then revocation: CRLs and, when
     /// the certificate names a responder, OCSP. Either one knowing the status is enough (a
     /// revocation found by either refuses); when neither can tell, the `revocation` policy
-    /// decides. An OCSP `unknown` (the CA's responder does not know the certificate) refuses.
+    /// decides. An OCSP `unknown` (the CA's responder does not know the certificate) refuses it
+    /// as a certificate of an unknown CA.
     async fn check_chain(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -228,7 +229,11 @@ impl CertificateConnector {
         let check = |deny: bool, expiration: ExpirationPolicy| {
             let revocation = RevocationOptionsBuilder::new(&refs).ok().map(|b| {
                 b.with_depth(RevocationCheckDepth::Chain)
-                    .with_status_policy(if deny { UnknownStatusPolicy::Deny } else { UnknownStatusPolicy::Allow })
+                    .with_status_policy(if deny {
+                        UnknownStatusPolicy::Deny
+                    } else {
+                        UnknownStatusPolicy::Allow
+                    })
                     .with_expiration_policy(expiration)
                     .build()
             });
@@ -261,10 +266,14 @@ impl CertificateConnector {
         match ocsp {
             Some(OcspStatus::Good) => Ok(()),
             Some(OcspStatus::Revoked) => Err((CertificateFailure::Revoked, "revoked (OCSP)".into())),
-            Some(OcspStatus::Unknown) => {
-                Err((CertificateFailure::RevocationUnknown, "the CA's OCSP responder does not know it".into()))
+            // The CA says it did not issue it: refused as a certificate of an unknown CA.
+            Some(OcspStatus::Unknown) => Err((
+                CertificateFailure::UnknownIssuer,
+                "the CA's OCSP responder does not know it (OCSP unknown)".into(),
+            )),
+            Some(OcspStatus::Unavailable(why)) if !crl_known => {
+                unknown(format!("no CRL status; OCSP: {why}"))
             }
-            Some(OcspStatus::Unavailable(why)) if !crl_known => unknown(format!("no CRL status; OCSP: {why}")),
             Some(OcspStatus::Unavailable(why)) => {
                 tracing::warn!(upstream = self.id(), reason = %why, "OCSP unavailable; the CRL said good");
                 Ok(())

@@ -33,7 +33,7 @@ pub enum CertificateFailure {
     /// Carries no personal identification number to match to a person's account.
     NoNationalId,
     /// Its revocation status cannot be known now (no current CRL, no usable OCSP answer) and
-    /// the policy is `fail_closed`; or the CA's OCSP responder does not know it.
+    /// the policy is `fail_closed`.
     RevocationUnknown,
 }
 

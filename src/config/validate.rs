@@ -1467,15 +1467,20 @@ refresh_token_lifetime = "0s"
                 .collect()
         };
         assert!(paths("listen = \"127.0.0.1:8443\"").contains(&"mtls.listen".to_string()));
-        let unreadable = paths("listen = \"127.0.0.1:8443\"\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"");
+        let unreadable = paths(
+            "listen = \"127.0.0.1:8443\"\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"",
+        );
         assert!(unreadable.contains(&"mtls.tls_cert".to_string()), "{unreadable:?}");
         assert!(paths("tls_cert = \"/x.pem\"").contains(&"mtls.tls_cert".to_string()));
-        assert!(paths("certificate_header = \"x-cert\"\nclient_certificates = \"ca_file\"")
-            .contains(&"mtls.client_certificates".to_string()));
+        assert!(
+            paths("certificate_header = \"x-cert\"\nclient_certificates = \"ca_file\"")
+                .contains(&"mtls.client_certificates".to_string())
+        );
         // A listener alone lets certificates reach the gateway: mtls.url is then fine.
         let dir = tempfile::tempdir().unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["mtls.sso.test".into()]).unwrap().self_signed(&key).unwrap();
+        let cert =
+            rcgen::CertificateParams::new(vec!["mtls.sso.test".into()]).unwrap().self_signed(&key).unwrap();
         std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
         std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
         let d = dir.path().display();

@@ -63,9 +63,9 @@ impl Setup {
         self.ca.issue_with_ocsp(&person, &self.ocsp.url)
     }
 
-    /// A certificate login presenting `identity` over TLS; the page it ends on (the RP's
-    /// callback URL when it succeeded).
-    async fn login(&self, identity: &Issued) -> (String, StatusCode, String) {
+    /// A certificate login presenting `identity` over TLS; where it ends (the RP's callback
+    /// when it succeeded).
+    async fn login(&self, identity: &Issued) -> Landing {
         let http = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
@@ -83,23 +83,29 @@ impl Setup {
         let (url, status, body) = browser.navigate(&req.url, PORTAL_CB).await.page();
         assert_eq!(status, StatusCode::OK, "{body}");
         let target = url::Url::parse(&url).unwrap().join(&chooser_link(&body, UPSTREAM)).unwrap();
-        browser.navigate(target.as_str(), PORTAL_CB).await.page()
+        browser.navigate(target.as_str(), PORTAL_CB).await
     }
 
     async fn logs_in(&self, identity: &Issued, what: &str) {
-        let (url, _, body) = self.login(identity).await;
-        assert!(url.starts_with(PORTAL_CB) && url.contains("code="), "{what}: {url} {body}");
+        match self.login(identity).await {
+            Landing::Callback(url) => assert!(param(&url, "code").is_some(), "{what}: {url}"),
+            Landing::Page { url, status, body } => panic!("{what}: ended on {url} {status}: {body}"),
+        }
     }
 
-    async fn refused(&self, identity: &Issued, what: &str, vietnamese: &str) {
-        let (url, status, body) = self.login(identity).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {url} {body}");
+    async fn refused(&self, identity: &Issued, what: &str, (expected, vietnamese): (StatusCode, &str)) {
+        let (url, status, body) = self.login(identity).await.page();
+        assert_eq!(status, expected, "{what}: {url} {body}");
         assert!(body.contains(vietnamese), "{what}: {body}");
     }
 }
 
-const REVOKED_VI: &str = "Chứng thư số đã bị thu hồi";
-const UNKNOWN_VI: &str = "Chưa kiểm tra được tình trạng chứng thư số";
+const REVOKED: (StatusCode, &str) = (StatusCode::UNAUTHORIZED, "Chứng thư số đã bị thu hồi");
+/// The status cannot be known (`fail_closed`).
+const UNCHECKED: (StatusCode, &str) =
+    (StatusCode::SERVICE_UNAVAILABLE, "Chưa kiểm tra được tình trạng chứng thư số");
+/// OCSP `unknown`: the CA does not know the certificate.
+const NOT_ACCEPTED: (StatusCode, &str) = (StatusCode::UNAUTHORIZED, "Chứng thư số không được chấp nhận");
 
 #[tokio::test]
 async fn the_responder_decides_good_revoked_and_unknown_and_good_answers_are_cached() {
@@ -110,8 +116,8 @@ async fn the_responder_decides_good_revoked_and_unknown_and_good_answers_are_cac
     // The answer is current for an hour: the second login does not ask again.
     s.logs_in(&good, "good, cached").await;
     assert_eq!(s.ocsp.hits(), 1, "a cached answer is used");
-    s.refused(&s.issue(2), "revoked", REVOKED_VI).await;
-    s.refused(&s.issue(3), "unknown", UNKNOWN_VI).await;
+    s.refused(&s.issue(2), "revoked", REVOKED).await;
+    s.refused(&s.issue(3), "unknown", NOT_ACCEPTED).await;
     assert_eq!(s.ocsp.hits(), 3);
 }
 
@@ -119,9 +125,9 @@ async fn the_responder_decides_good_revoked_and_unknown_and_good_answers_are_cac
 async fn forged_and_stale_answers_are_not_believed_but_a_delegated_responder_is() {
     let s = start("fail_closed", &[], &[]).await;
     s.ocsp.set_answer(Answer::ForeignKey);
-    s.refused(&s.issue(11), "signed by another key", UNKNOWN_VI).await;
+    s.refused(&s.issue(11), "signed by another key", UNCHECKED).await;
     s.ocsp.set_answer(Answer::Stale);
-    s.refused(&s.issue(12), "nextUpdate passed", UNKNOWN_VI).await;
+    s.refused(&s.issue(12), "nextUpdate passed", UNCHECKED).await;
     s.ocsp.set_answer(Answer::Delegated);
     s.logs_in(&s.issue(13), "delegated responder").await;
 }
@@ -130,11 +136,11 @@ async fn forged_and_stale_answers_are_not_believed_but_a_delegated_responder_is(
 async fn a_responder_that_is_down_fails_closed_or_open_as_configured() {
     let closed = start("fail_closed", &[], &[]).await;
     closed.ocsp.set_answer(Answer::Down);
-    closed.refused(&closed.issue(21), "responder down, fail_closed", UNKNOWN_VI).await;
+    closed.refused(&closed.issue(21), "responder down, fail_closed", UNCHECKED).await;
     let open = start("fail_open", &[22], &[]).await;
     open.ocsp.set_answer(Answer::Down);
     open.logs_in(&open.issue(21), "responder down, fail_open").await;
     // fail_open never overrides an answer: a revocation still refuses.
     open.ocsp.set_answer(Answer::Signed);
-    open.refused(&open.issue(22), "revoked, fail_open", REVOKED_VI).await;
+    open.refused(&open.issue(22), "revoked, fail_open", REVOKED).await;
 }

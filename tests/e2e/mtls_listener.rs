@@ -122,7 +122,12 @@ fn mtls_url(sys: &TestSystem, path: &str) -> String {
     format!("https://127.0.0.1:{}{path}", sys.mtls_addr.unwrap().port())
 }
 
-async fn post(sys: &TestSystem, path: &str, identity: Option<&str>, form: &[(&str, &str)]) -> (StatusCode, Value) {
+async fn post(
+    sys: &TestSystem,
+    path: &str,
+    identity: Option<&str>,
+    form: &[(&str, &str)],
+) -> (StatusCode, Value) {
     let (status, _, body) = send(client(identity).post(mtls_url(sys, path)).form(form)).await;
     (status, body)
 }
@@ -148,7 +153,10 @@ async fn discovery_points_the_aliases_at_the_mtls_listener() {
     }
     assert_eq!(doc["tls_client_certificate_bound_access_tokens"], true);
     let methods = doc["token_endpoint_auth_methods_supported"].as_array().unwrap();
-    assert!(methods.contains(&json!("tls_client_auth")) && methods.contains(&json!("self_signed_tls_client_auth")));
+    assert!(
+        methods.contains(&json!("tls_client_auth"))
+            && methods.contains(&json!("self_signed_tls_client_auth"))
+    );
     // The listener serves the back channel only: no login pages on the mTLS host.
     let res = client(None).get(mtls_url(&sys, "/authorize")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
@@ -185,9 +193,14 @@ async fn tls_client_auth_at_the_listener_gives_tokens_bound_to_the_handshake_cer
     let (status, body) = userinfo(Some(portal.clone())).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["sub"].is_string());
-    for (identity, what) in [(None, "no certificate"), (Some(p.forged.identity_pem()), "another certificate")] {
+    for (identity, what) in [(None, "no certificate"), (Some(p.forged.identity_pem()), "another certificate")]
+    {
         let (status, body) = userinfo(identity).await;
-        assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")), "{what}");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+            "{what}"
+        );
     }
     // Without the handshake's certificate, the issuer's own host cannot use the token either.
     let (status, _, _) = send(reqwest::Client::new().get(sys.url("/userinfo")).bearer_auth(access)).await;
@@ -216,7 +229,11 @@ async fn self_signed_clients_use_the_listener_and_wrong_certificates_are_refused
     ];
     for (id, identity, what) in cases {
         let (status, body) = post(&sys, "/token", identity.as_deref(), &client_credentials(id)).await;
-        assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{id}: {what}");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+            "{id}: {what}"
+        );
     }
 }
 
@@ -227,7 +244,11 @@ async fn dpop_proofs_may_name_the_mtls_host_but_no_other() {
     let form = [("grant_type", "client_credentials"), ("scope", "hotline.read")];
     let request = |htu: String| {
         let proof = key.proof("POST", &htu, None, None);
-        client(None).post(mtls_url(&sys, "/token")).basic_auth(M2M, Some(M2M_SECRET)).header("DPoP", proof).form(&form)
+        client(None)
+            .post(mtls_url(&sys, "/token"))
+            .basic_auth(M2M, Some(M2M_SECRET))
+            .header("DPoP", proof)
+            .form(&form)
     };
     let (status, _, body) = send(request(mtls_url(&sys, "/token"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -238,5 +259,9 @@ async fn dpop_proofs_may_name_the_mtls_host_but_no_other() {
     assert_eq!(status, StatusCode::OK, "{body}");
     // ... any other host is not.
     let (status, _, body) = send(request("https://elsewhere.example/token".into())).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_dpop_proof")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_dpop_proof")),
+        "{body}"
+    );
 }

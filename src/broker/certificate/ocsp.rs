@@ -21,16 +21,15 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 use x509_cert::der::asn1::{AnyRef, Null, OctetString};
+use x509_cert::der::oid::db::rfc5280::{ID_AD_OCSP, ID_PE_AUTHORITY_INFO_ACCESS};
 use x509_cert::der::oid::db::rfc5912::ID_SHA_256;
 use x509_cert::der::oid::db::rfc6960::ID_PKIX_OCSP_BASIC;
-use x509_cert::der::oid::db::rfc5280::{ID_AD_OCSP, ID_PE_AUTHORITY_INFO_ACCESS};
 use x509_cert::der::{Decode, Encode};
 use x509_cert::ext::pkix::AuthorityInfoAccessSyntax;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 use x509_ocsp::{
-    BasicOcspResponse, CertId, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus, Request,
-    TbsRequest,
+    BasicOcspResponse, CertId, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus, Request, TbsRequest,
 };
 
 /// id-kp-OCSPSigning (1.3.6.1.5.5.7.3.9), the value bytes webpki compares.
@@ -79,7 +78,13 @@ impl Ocsp {
 
     /// The status of `leaf`, issued by `issuer`, from the responder at `url`, at `now`: the
     /// cached answer while it is current, else the responder's.
-    pub async fn status(&self, url: &str, leaf: &Certificate, issuer: &CertificateDer<'_>, now: i64) -> OcspStatus {
+    pub async fn status(
+        &self,
+        url: &str,
+        leaf: &Certificate,
+        issuer: &CertificateDer<'_>,
+        now: i64,
+    ) -> OcspStatus {
         let cert_id = match cert_id(leaf, issuer) {
             Ok(id) => id,
             Err(e) => return OcspStatus::Unavailable(e),
@@ -167,7 +172,10 @@ pub fn responder_url(leaf: &Certificate) -> Option<String> {
 }
 
 /// The certificate among `candidates` whose subject is `leaf`'s issuer.
-pub fn find_issuer<'a>(leaf: &Certificate, candidates: &'a [CertificateDer<'a>]) -> Option<&'a CertificateDer<'a>> {
+pub fn find_issuer<'a>(
+    leaf: &Certificate,
+    candidates: &'a [CertificateDer<'a>],
+) -> Option<&'a CertificateDer<'a>> {
     let issuer = leaf.tbs_certificate.issuer.to_der().ok()?;
     candidates.iter().find(|c| {
         Certificate::from_der(c.as_ref())

@@ -165,7 +165,9 @@ async fn certificate_checks(
             (true, crate::config::RevocationPolicy::FailClosed) => {
                 "none configured: only certificates naming an OCSP responder can log in"
             }
-            (true, _) => "none configured: revocation is checked by OCSP only, where a certificate names a responder",
+            (true, _) => {
+                "none configured: revocation is checked by OCSP only, where a certificate names a responder"
+            }
             (false, _) => "none configured: revocation is not checked (fail_open)",
         };
         checks.push(Check::warn("CRL", what));

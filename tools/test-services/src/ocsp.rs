@@ -158,7 +158,10 @@ fn respond(r: &Responder, how: Answer, body: &[u8]) -> Result<Vec<u8>, String> {
     for one in &request.tbs_request.request_list {
         let serial = serial_of(one.req_cert.serial_number.as_bytes());
         let status = if r.revoked.contains(&serial) {
-            CertStatus::Revoked(RevokedInfo { revocation_time: gtime(now - 86_400)?, revocation_reason: None })
+            CertStatus::Revoked(RevokedInfo {
+                revocation_time: gtime(now - 86_400)?,
+                revocation_reason: None,
+            })
         } else if r.unknown.contains(&serial) {
             CertStatus::unknown()
         } else {

@@ -166,8 +166,12 @@ impl Ca {
         params.not_before = at(now() - 86_400);
         params.not_after = at(now() + 365 * 86_400);
         let cert = params.signed_by(&key, &self.issuer).unwrap_or_else(|e| fail("OCSP signer", e));
-        let issued =
-            Issued { cert_pem: cert.pem(), cert_der: cert.der().to_vec(), key_pem: key.serialize_pem(), serial: 2 };
+        let issued = Issued {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key_pem: key.serialize_pem(),
+            serial: 2,
+        };
         (issued, key)
     }
 
