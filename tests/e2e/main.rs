@@ -16,6 +16,7 @@ mod browser;
 mod cas;
 mod certificate_login;
 mod certificate_ocsp;
+mod demo_certificate;
 mod discovery;
 mod dpop;
 mod hardening;
