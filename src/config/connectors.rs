@@ -645,9 +645,11 @@ mod tests {
             "#,
             dir.path().display()
         );
-        let closed = problems(&text).join("\n");
+        // fail_closed needs a way to learn a status: a CRL or OCSP (on by default).
+        assert!(problems(&text).is_empty(), "{:?}", problems(&text));
+        let closed = problems(&text.replace("ca.pem\"", "ca.pem\"\nocsp = false")).join("\n");
         assert!(
-            closed.contains("upstreams[0].certificate.revocation: is fail_closed but no CRL"),
+            closed.contains("upstreams[0].certificate.revocation: is fail_closed but neither a CRL nor OCSP"),
             "{closed}"
         );
         let s =
