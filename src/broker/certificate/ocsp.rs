@@ -291,3 +291,62 @@ fn verify_signature(basic: &BasicOcspResponse, issuer: &CertificateDer<'_>, now:
     }
     Err("the answer is not signed by the certificate's issuer or its OCSP responder".into())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use sso_test_services::ocsp::OcspResponder;
+    use sso_test_services::pki::{Ca, Person};
+
+    #[tokio::test]
+    async fn an_answer_counts_only_for_its_certid_and_the_responder_is_read_from_the_certificate() {
+        let ca = Ca::new("OCSP unit CA");
+        let responder = OcspResponder::start(&ca, &[], &[]).await;
+        let issued = ca.issue_with_ocsp(&Person::official("A", "079203000001", 7), &responder.url);
+        let other = ca.issue(&Person::official("B", "079203000002", 8));
+        let leaf = Certificate::from_der(&issued.cert_der).unwrap();
+        assert_eq!(responder_url(&leaf).as_deref(), Some(responder.url.as_str()));
+        assert_eq!(responder_url(&Certificate::from_der(&other.cert_der).unwrap()), None);
+        let issuer = CertificateDer::from(ca.cert_der.clone());
+        let id = cert_id(&leaf, &issuer).unwrap();
+        let now = time_now();
+        let ocsp = Ocsp::new(reqwest::Client::new(), Duration::from_secs(5));
+        let body = {
+            let request = OcspRequest {
+                tbs_request: TbsRequest {
+                    request_list: vec![Request { req_cert: id.clone(), single_request_extensions: None }],
+                    ..TbsRequest::default()
+                },
+                optional_signature: None,
+            };
+            ocsp.http
+                .post(&responder.url)
+                .body(request.to_der().unwrap())
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        };
+        assert_eq!(check_response(&body, &id, &issuer, now).unwrap().0, OcspStatus::Good);
+        let other_id = cert_id(&Certificate::from_der(&other.cert_der).unwrap(), &issuer).unwrap();
+        let err = check_response(&body, &other_id, &issuer, now).unwrap_err();
+        assert!(err.contains("certID"), "{err}");
+        // Signed by the issuer named: another CA's key does not verify it.
+        let stranger = CertificateDer::from(Ca::new("Other CA").cert_der.clone());
+        assert!(check_response(&body, &id, &stranger, now).is_err());
+        assert!(check_response(b"not DER", &id, &issuer, now).is_err());
+        // Cached after the first status: the responder is asked once.
+        let before = responder.hits();
+        assert_eq!(ocsp.status(&responder.url, &leaf, &issuer, now).await, OcspStatus::Good);
+        assert_eq!(ocsp.status(&responder.url, &leaf, &issuer, now).await, OcspStatus::Good);
+        assert_eq!(responder.hits(), before + 1);
+    }
+
+    fn time_now() -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    }
+}
