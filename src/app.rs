@@ -270,6 +270,11 @@ pub fn certificate_router(state: AppState) -> Router {
     layered(crate::broker::certificate_router(), state)
 }
 
+/// The mTLS host (`[mtls] listen`): the back-channel endpoints, with the same layers.
+pub fn mtls_router(state: AppState) -> Router {
+    layered(crate::provider::mtls_router(), state)
+}
+
 /// `routes` with the gateway's middleware, in the order written at [`router`].
 fn layered(routes: Router<AppState>, state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
@@ -336,6 +341,8 @@ pub struct Application {
     management: Option<TcpListener>,
     /// The certificate host's own TLS listener (`[certificate] listen`).
     certificate: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    /// The gateway's own mTLS listener (`[mtls] listen`).
+    mtls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     router: Router,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     state: AppState,
@@ -369,6 +376,29 @@ impl Application {
         listener: TcpListener,
         certificate: Option<TcpListener>,
     ) -> Result<Application, StartError> {
+        Self::build_with_tls_listeners(settings, clock, listener, certificate, None).await
+    }
+
+    /// Like `build_with_listeners`, with the mTLS listener bound too (None binds
+    /// `mtls.listen` when it is set).
+    pub async fn build_with_tls_listeners(
+        settings: Settings,
+        clock: Clock,
+        listener: TcpListener,
+        certificate: Option<TcpListener>,
+        mtls: Option<TcpListener>,
+    ) -> Result<Application, StartError> {
+        let mtls = match (mtls, settings.mtls.listen) {
+            (Some(l), _) => Some(l),
+            (None, Some(addr)) => {
+                Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?)
+            }
+            (None, None) => None,
+        };
+        let mtls = match mtls {
+            Some(l) => Some((l, mtls_tls(&settings)?)),
+            None => None,
+        };
         let certificate = match (certificate, settings.certificate.listen) {
             (Some(l), _) => Some(l),
             (None, Some(addr)) => {
@@ -400,7 +430,13 @@ impl Application {
         };
         let state = AppState::build(settings, clock).await?;
         let addr = listener.local_addr().map_err(StartError::Serve)?;
-        Ok(Application { addr, listener, management, certificate, router: router(state.clone()), tls, state })
+        let router = router(state.clone());
+        Ok(Application { addr, listener, management, certificate, mtls, router, tls, state })
+    }
+
+    /// Address of the gateway's own mTLS listener, if configured.
+    pub fn mtls_addr(&self) -> Option<SocketAddr> {
+        self.mtls.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Address of the certificate host's own listener, if configured.
@@ -466,6 +502,15 @@ impl Application {
                 }
             });
         }
+        if let Some((listener, config)) = self.mtls {
+            let router = mtls_router(self.state.clone());
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::tls::serve(listener, config, router, stop).await {
+                    tracing::error!(error = %e, "mTLS listener failed");
+                }
+            });
+        }
         if self.state.broker.has_certificate_upstreams() {
             // The CRLs are loaded before the first certificate arrives, if they can be.
             let state = self.state.clone();
@@ -518,6 +563,31 @@ fn certificate_tls(settings: &Settings) -> Result<Arc<rustls::ServerConfig>, Sta
     }
     let client = crate::tls::ClientCerts::any_hinting_issuers_of(&bundle)
         .map_err(|e| StartError::Tls(e.to_string()))?;
+    crate::tls::server_config(cert, key, client).map_err(|e| StartError::Tls(e.to_string()))
+}
+
+/// The mTLS host's TLS: its own certificate and key, asking every client for a certificate.
+/// With `client_certificates = "any"` any chain whose key the client proves reaches the
+/// handlers (its registration judges it); with `"ca_file"` the handshake also checks the
+/// chain to `mtls.ca_file`. A client may present none (a public or secret client).
+fn mtls_tls(settings: &Settings) -> Result<Arc<rustls::ServerConfig>, StartError> {
+    let m = &settings.mtls;
+    let (Some(cert), Some(key)) = (&m.tls_cert, &m.tls_key) else {
+        return Err(StartError::Tls("mtls.listen needs mtls.tls_cert and tls_key".into()));
+    };
+    let bundle = match &m.ca_file {
+        Some(ca) => std::fs::read(ca).map_err(|e| StartError::Tls(format!("{}: {e}", ca.display())))?,
+        None => Vec::new(),
+    };
+    let client = match m.client_certificates {
+        crate::config::MtlsHandshake::Any => {
+            crate::tls::ClientCerts::AnyPresented { hint_subjects: Vec::new() }
+        }
+        crate::config::MtlsHandshake::CaFile => {
+            let roots = crate::config::root_store(&bundle).map_err(StartError::Tls)?;
+            crate::tls::ClientCerts::Roots(Arc::new(roots))
+        }
+    };
     crate::tls::server_config(cert, key, client).map_err(|e| StartError::Tls(e.to_string()))
 }
 

@@ -34,10 +34,11 @@ enum Command {
     #[cfg(feature = "demo")]
     Demo {
         /// Gateway port; the provinces' simulated systems use the next three, the demo apps the
-        /// two after, the simulated national e-ID the one after those (N+6).
+        /// two after, the simulated national e-ID the one after those (N+6), the certificate
+        /// host of certificate login the last (N+7).
         #[arg(long, default_value_t = 8080)]
         port: u16,
-        /// Where demo data (accounts database, keys) is kept.
+        /// Where demo data (accounts database, keys, the demo certificates) is kept.
         #[arg(long, default_value = "data/demo")]
         data_dir: std::path::PathBuf,
         /// Print the gateway configuration the demo runs, and exit.

@@ -39,6 +39,7 @@ use webpki::{
 };
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+use self::ocsp::OcspStatus;
 use super::audit;
 use super::connector::{
     Answer, AttemptData, CallbackParams, Connector, StartContext, Started, VerifiedLogin,
@@ -86,8 +87,11 @@ pub struct CertificateConnector {
     /// `{issuer}/upstream/{id}/callback`
     callback_url: String,
     anchors: Vec<TrustAnchor<'static>>,
+    /// The CA certificates of `ca_file` (an OCSP answer may be signed by one).
+    ca_certs: Vec<CertificateDer<'static>>,
     intermediates: Vec<CertificateDer<'static>>,
     crls: CrlCache,
+    ocsp: ocsp::Ocsp,
     store: StateStore,
     attempt_ttl: Duration,
 }
@@ -107,19 +111,23 @@ impl CertificateConnector {
         let base =
             certificate_url.ok_or_else(|| setup("certificate.url is not set".into()))?.trim_end_matches('/');
         let anchors = read_anchors(&cert.ca_file).map_err(setup)?;
+        let ca_certs = read_certificates(&cert.ca_file).map_err(setup)?;
         let intermediates = match &cert.intermediates_file {
             Some(path) => read_certificates(path).map_err(setup)?,
             None => Vec::new(),
         };
-        let crls = CrlCache::new(&cert, http, settings.timeout);
+        let crls = CrlCache::new(&cert, http.clone(), settings.timeout);
+        let ocsp = ocsp::Ocsp::new(http, settings.timeout);
         Ok(CertificateConnector {
             present_url: format!("{base}/upstream/{}/certificate", settings.id),
             callback_url: format!("{}/upstream/{}/callback", issuer.trim_end_matches('/'), settings.id),
             settings,
             cert,
             anchors,
+            ca_certs,
             intermediates,
             crls,
+            ocsp,
             store,
             attempt_ttl,
         })
@@ -184,7 +192,7 @@ impl CertificateConnector {
             return Err((CertificateFailure::Missing, "no certificate presented".into()));
         };
         let crls = self.crls.current(now).await;
-        self.check_chain(end_entity, &chain[1..], &crls, now)?;
+        self.check_chain(end_entity, &chain[1..], &crls, now).await?;
         let presented =
             read_subject(end_entity, &self.cert.extract).map_err(|e| (CertificateFailure::NotUsable, e))?;
         if self.cert.require_national_id && !presented.claims.contains_key(NATIONAL_ID_VERIFIED) {
@@ -198,7 +206,12 @@ impl CertificateConnector {
         Ok(presented)
     }
 
-    fn check_chain(
+    /// The chain to the CA bundle, validity and key usage, then revocation: CRLs and, when
+    /// the certificate names a responder, OCSP. Either one knowing the status is enough (a
+    /// revocation found by either refuses); when neither can tell, the `revocation` policy
+    /// decides. An OCSP `unknown` (the CA's responder does not know the certificate) refuses it
+    /// as a certificate of an unknown CA.
+    async fn check_chain(
         &self,
         end_entity: &CertificateDer<'_>,
         sent: &[CertificateDer<'_>],
@@ -212,40 +225,83 @@ impl CertificateConnector {
         let time = UnixTime::since_unix_epoch(Duration::from_secs(now.max(0) as u64));
         let algorithms = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.all;
         let refs: Vec<&CertRevocationList<'_>> = crls.iter().collect();
-        let check = |expiration: ExpirationPolicy| {
+        // `deny`: an unknown status is an error (did the CRLs tell?); else it passes.
+        let check = |deny: bool, expiration: ExpirationPolicy| {
             let revocation = RevocationOptionsBuilder::new(&refs).ok().map(|b| {
                 b.with_depth(RevocationCheckDepth::Chain)
-                    .with_status_policy(match self.cert.revocation {
-                        RevocationPolicy::FailClosed => UnknownStatusPolicy::Deny,
-                        RevocationPolicy::FailOpen => UnknownStatusPolicy::Allow,
+                    .with_status_policy(if deny {
+                        UnknownStatusPolicy::Deny
+                    } else {
+                        UnknownStatusPolicy::Allow
                     })
                     .with_expiration_policy(expiration)
                     .build()
             });
-            if revocation.is_none() && self.cert.revocation == RevocationPolicy::FailClosed {
+            if revocation.is_none() && deny {
                 return Err(webpki::Error::UnknownRevocationStatus);
             }
             let usage = Usage(self.cert.extended_key_usage);
             cert.verify_for_usage(algorithms, &self.anchors, &intermediates, time, usage, revocation, None)
                 .map(|_| ())
         };
-        let result = match check(ExpirationPolicy::Enforce) {
-            // No current CRL: with fail_open, a CRL past its next update still tells of the
-            // revocations it lists.
-            Err(webpki::Error::CrlExpired { .. }) if self.cert.revocation == RevocationPolicy::FailOpen => {
-                tracing::warn!(
-                    upstream = self.id(),
-                    "certificate checked against an expired CRL (fail_open)"
-                );
-                check(ExpirationPolicy::Ignore)
+        let crl_known = match check(true, ExpirationPolicy::Enforce) {
+            Ok(()) => true,
+            Err(webpki::Error::UnknownRevocationStatus | webpki::Error::CrlExpired { .. }) => {
+                // The chain still has to hold, and a CRL past its next update still tells of
+                // the revocations it lists.
+                check(false, ExpirationPolicy::Ignore).map_err(|e| (failure_of(&e), format!("{e:?}")))?;
+                false
             }
-            other => other,
+            Err(e) => return Err((failure_of(&e), format!("{e:?}"))),
         };
-        if result.is_ok() && crls.is_empty() {
-            tracing::warn!(upstream = self.id(), "certificate accepted without a CRL (fail_open)");
+        check_key_usage(end_entity).map_err(|e| (CertificateFailure::NotUsable, e))?;
+        let ocsp = self.ocsp_status(end_entity, &intermediates, now).await;
+        let unknown = |why: String| match self.cert.revocation {
+            RevocationPolicy::FailClosed => Err((CertificateFailure::RevocationUnknown, why)),
+            RevocationPolicy::FailOpen => {
+                tracing::warn!(upstream = self.id(), reason = %why, "certificate accepted without a revocation status (fail_open)");
+                Ok(())
+            }
+        };
+        match ocsp {
+            Some(OcspStatus::Good) => Ok(()),
+            Some(OcspStatus::Revoked) => Err((CertificateFailure::Revoked, "revoked (OCSP)".into())),
+            // The CA says it did not issue it: refused as a certificate of an unknown CA.
+            Some(OcspStatus::Unknown) => Err((
+                CertificateFailure::UnknownIssuer,
+                "the CA's OCSP responder does not know it (OCSP unknown)".into(),
+            )),
+            Some(OcspStatus::Unavailable(why)) if !crl_known => {
+                unknown(format!("no CRL status; OCSP: {why}"))
+            }
+            Some(OcspStatus::Unavailable(why)) => {
+                tracing::warn!(upstream = self.id(), reason = %why, "OCSP unavailable; the CRL said good");
+                Ok(())
+            }
+            None if crl_known => Ok(()),
+            None => unknown("no current CRL of its issuer and no OCSP responder".into()),
         }
-        result.map_err(|e| (failure_of(&e), format!("{e:?}")))?;
-        check_key_usage(end_entity).map_err(|e| (CertificateFailure::NotUsable, e))
+    }
+
+    /// The OCSP answer for `end_entity`, when checking is on and it names a responder.
+    async fn ocsp_status(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: i64,
+    ) -> Option<OcspStatus> {
+        if !self.cert.ocsp {
+            return None;
+        }
+        use x509_cert::der::Decode;
+        let leaf = x509_cert::Certificate::from_der(end_entity.as_ref()).ok()?;
+        let url = ocsp::responder_url(&leaf)?;
+        let mut candidates: Vec<CertificateDer<'_>> = intermediates.to_vec();
+        candidates.extend(self.ca_certs.iter().cloned());
+        let Some(issuer) = ocsp::find_issuer(&leaf, &candidates) else {
+            return Some(OcspStatus::Unavailable("its issuer's certificate is not known".into()));
+        };
+        Some(self.ocsp.status(&url, &leaf, issuer, now).await)
     }
 }
 
@@ -631,6 +687,8 @@ pub async fn fetch_crl(
     };
     tokio::time::timeout(timeout, exchange).await.map_err(|_| format!("no answer within {timeout:?}"))?
 }
+
+mod ocsp;
 
 #[cfg(test)]
 mod tests;

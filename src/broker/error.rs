@@ -32,8 +32,8 @@ pub enum CertificateFailure {
     NotUsable,
     /// Carries no personal identification number to match to a person's account.
     NoNationalId,
-    /// Its revocation status cannot be known now (no current CRL) and the policy is
-    /// `fail_closed`.
+    /// Its revocation status cannot be known now (no current CRL, no usable OCSP answer) and
+    /// the policy is `fail_closed`.
     RevocationUnknown,
 }
 
@@ -357,8 +357,8 @@ fn certificate_page(status: StatusCode, reason: CertificateFailure) -> ErrorPage
         CertificateFailure::RevocationUnknown => (
             "Chưa kiểm tra được tình trạng chứng thư số",
             "The certificate's status cannot be checked",
-            "Hệ thống chưa lấy được danh sách chứng thư số bị thu hồi của tổ chức cấp. Vui lòng thử lại sau ít phút hoặc chọn cách đăng nhập khác.",
-            "The service cannot get the certification authority's revocation list right now. Please try again in a few minutes or choose another way to log in.",
+            "Hệ thống chưa xác minh được tình trạng chứng thư số với tổ chức cấp (danh sách thu hồi hoặc dịch vụ OCSP). Vui lòng thử lại sau ít phút hoặc chọn cách đăng nhập khác.",
+            "The service cannot confirm the certificate's status with the certification authority (revocation list or OCSP) right now. Please try again in a few minutes or choose another way to log in.",
         ),
     };
     ErrorPage::new(status, title_vi, title_en).detail(vi, en)

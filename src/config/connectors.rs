@@ -324,14 +324,15 @@ fn check_certificate(
     }
     if cert.crl_files.is_empty()
         && cert.crl_urls.is_empty()
+        && !cert.ocsp
         && cert.revocation == super::RevocationPolicy::FailClosed
     {
         p.push(
             Problem::new(
                 at("certificate.revocation"),
-                "is fail_closed but no CRL is configured: every certificate would be refused",
+                "is fail_closed but neither a CRL nor OCSP is configured: every certificate would be refused",
             )
-            .expecting("crl_files or crl_urls, or revocation = \"fail_open\""),
+            .expecting("crl_files or crl_urls, ocsp = true, or revocation = \"fail_open\""),
         );
     }
     let d = cert.crl_refresh;
@@ -644,9 +645,11 @@ mod tests {
             "#,
             dir.path().display()
         );
-        let closed = problems(&text).join("\n");
+        // fail_closed needs a way to learn a status: a CRL or OCSP (on by default).
+        assert!(problems(&text).is_empty(), "{:?}", problems(&text));
+        let closed = problems(&text.replace("ca.pem\"", "ca.pem\"\nocsp = false")).join("\n");
         assert!(
-            closed.contains("upstreams[0].certificate.revocation: is fail_closed but no CRL"),
+            closed.contains("upstreams[0].certificate.revocation: is fail_closed but neither a CRL nor OCSP"),
             "{closed}"
         );
         let s =

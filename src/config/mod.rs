@@ -138,9 +138,9 @@ impl Default for AdminSettings {
 }
 
 /// Mutual TLS for RPs (RFC 8705): where client certificates reach the gateway and which
-/// roots `tls_client_auth` trusts. A certificate reaches the gateway from a TLS-terminating
-/// proxy in `certificate_header` (the gateway's own mTLS listener is to come, on the TLS
-/// listener of certificate login).
+/// roots `tls_client_auth` trusts. A certificate reaches the gateway over its own mTLS
+/// listener (`listen`, `tls_cert`, `tls_key`; RFC 8705 §5, the host of `url`), or from a
+/// TLS-terminating proxy in `certificate_header`. Both may be set.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MtlsSettings {
@@ -157,12 +157,37 @@ pub struct MtlsSettings {
     /// DER). Believed only from `inbound.trusted_proxies`; anyone else's is ignored.
     #[serde(default)]
     pub certificate_header: Option<String>,
+    /// Address of the gateway's own mTLS listener (serving `/token`, `/par`, `/introspect`,
+    /// `/revoke` and `/userinfo`, asking every client for its certificate); unset = none.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain of that listener (for the host name of `url`).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of that listener.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Which client certificates the listener's handshake accepts: `any` (the default: any
+    /// certificate whose key the client proves it holds; the client's registration judges it,
+    /// as `self_signed_tls_client_auth` needs) or `ca_file` (only chains to `ca_file`; a
+    /// self-signed certificate then fails the handshake).
+    #[serde(default)]
+    pub client_certificates: MtlsHandshake,
+}
+
+/// See [`MtlsSettings::client_certificates`].
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MtlsHandshake {
+    #[default]
+    Any,
+    CaFile,
 }
 
 impl MtlsSettings {
     /// Whether a client certificate can reach the gateway at all.
     pub fn enabled(&self) -> bool {
-        self.certificate_header.is_some()
+        self.certificate_header.is_some() || self.listen.is_some()
     }
 }
 
@@ -863,6 +888,11 @@ pub struct CertificateLoginSettings {
     /// `nextUpdate`): `fail_closed` (refuse, the default) or `fail_open` (accept, and log it).
     #[serde(default)]
     pub revocation: RevocationPolicy,
+    /// Ask the OCSP responder a certificate names (Authority Information Access) about it,
+    /// besides the CRLs: answers are cached until their `nextUpdate`; a revocation found by
+    /// either refuses, and when neither can tell, `revocation` decides.
+    #[serde(default = "defaults::yes")]
+    pub ocsp: bool,
     /// The extended key usage a certificate must allow when it lists any: `client_auth`
     /// (TLS client authentication, the default) or `any`.
     #[serde(default)]

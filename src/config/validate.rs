@@ -828,7 +828,7 @@ fn check_mtls(s: &Settings, p: &mut Vec<Problem>) {
         if !m.enabled() {
             p.push(
                 Problem::new("mtls.url", "set, but no certificate can reach the gateway")
-                    .expecting("mtls.certificate_header"),
+                    .expecting("mtls.listen or mtls.certificate_header"),
             );
         }
     }
@@ -846,6 +846,7 @@ fn check_mtls(s: &Settings, p: &mut Vec<Problem>) {
             );
         }
     }
+    check_mtls_listener(m, p);
     if let Some(ca) = &m.ca_file {
         let read = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()));
         if let Err(e) = read.and_then(|pem| super::root_store(&pem)) {
@@ -907,7 +908,7 @@ fn check_mtls(s: &Settings, p: &mut Vec<Problem>) {
             };
             p.push(
                 Problem::new(at(key), "needs a client certificate, but none can reach the gateway")
-                    .expecting("mtls.certificate_header"),
+                    .expecting("mtls.listen or mtls.certificate_header"),
             );
         }
         if c.tls_client_certificate_bound_access_tokens && c.require_dpop {
@@ -916,6 +917,47 @@ fn check_mtls(s: &Settings, p: &mut Vec<Problem>) {
                     .expecting("one sender constraint: DPoP or the TLS certificate"),
             );
         }
+    }
+}
+
+/// The gateway's own mTLS listener: its certificate and key load, and a handshake that
+/// checks chains has a CA bundle to check them against.
+fn check_mtls_listener(m: &super::MtlsSettings, p: &mut Vec<Problem>) {
+    let ca_handshake = m.client_certificates == super::MtlsHandshake::CaFile;
+    if ca_handshake && m.ca_file.is_none() {
+        p.push(
+            Problem::new("mtls.client_certificates", "is \"ca_file\" but mtls.ca_file is not set")
+                .expecting("mtls.ca_file, or client_certificates = \"any\""),
+        );
+    }
+    if m.listen.is_none() {
+        for (key, set) in [("mtls.tls_cert", m.tls_cert.is_some()), ("mtls.tls_key", m.tls_key.is_some())] {
+            if set {
+                p.push(Problem::new(key, "set, but mtls.listen is not").expecting("mtls.listen"));
+            }
+        }
+        return;
+    }
+    if m.url.is_none() {
+        p.push(
+            Problem::new("mtls.listen", "is set without mtls.url")
+                .expecting("the public base URL of the mTLS host, for discovery's mtls_endpoint_aliases"),
+        );
+    }
+    match (&m.tls_cert, &m.tls_key) {
+        (Some(cert), Some(key)) => {
+            let any = crate::tls::ClientCerts::AnyPresented { hint_subjects: Vec::new() };
+            if let Err(e) = crate::tls::server_config(cert, key, any) {
+                p.push(
+                    Problem::new("mtls.tls_cert", e.to_string())
+                        .expecting("a readable PEM certificate chain and its private key"),
+                );
+            }
+        }
+        _ => p.push(
+            Problem::new("mtls.listen", "is set without tls_cert and tls_key")
+                .expecting("the mTLS host's PEM certificate chain and key"),
+        ),
     }
 }
 
@@ -1462,5 +1504,37 @@ refresh_token_lifetime = "0s"
                 let _ = Settings::from_toml(&String::from_utf8_lossy(&raw));
             }
         }
+    }
+
+    #[test]
+    fn the_mtls_listener_needs_its_certificate_and_a_ca_for_a_checking_handshake() {
+        let paths = |extra: &str| -> Vec<String> {
+            problems(&format!("issuer = \"http://127.0.0.1:8080\"\n[mtls]\n{extra}"))
+                .into_iter()
+                .map(|p| p.path)
+                .collect()
+        };
+        assert!(paths("listen = \"127.0.0.1:8443\"").contains(&"mtls.listen".to_string()));
+        let unreadable = paths(
+            "listen = \"127.0.0.1:8443\"\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"",
+        );
+        assert!(unreadable.contains(&"mtls.tls_cert".to_string()), "{unreadable:?}");
+        assert!(paths("tls_cert = \"/x.pem\"").contains(&"mtls.tls_cert".to_string()));
+        assert!(
+            paths("certificate_header = \"x-cert\"\nclient_certificates = \"ca_file\"")
+                .contains(&"mtls.client_certificates".to_string())
+        );
+        // A listener alone lets certificates reach the gateway: mtls.url is then fine.
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert =
+            rcgen::CertificateParams::new(vec!["mtls.sso.test".into()]).unwrap().self_signed(&key).unwrap();
+        std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+        let d = dir.path().display();
+        let fine = paths(&format!(
+            "listen = \"127.0.0.1:8443\"\nurl = \"https://mtls.sso.test\"\ntls_cert = \"{d}/c.pem\"\ntls_key = \"{d}/k.pem\""
+        ));
+        assert!(fine.is_empty(), "{fine:?}");
     }
 }

@@ -8,6 +8,7 @@
 //! demo's port layout, its gateway configuration (`config/demo.toml`) and the demo apps; must
 //! not be used by anything in the library.
 
+mod certificate;
 mod rp;
 
 use std::path::{Path, PathBuf};
@@ -32,9 +33,11 @@ fn legacy_port(port: u16, id: &str) -> u16 {
     }
 }
 
-/// The demo gateway configuration with its ports and data directory filled in.
+/// The demo gateway configuration with its ports and data directory filled in, and the
+/// certificate login on port + 7.
 fn gateway_config(port: u16, data_dir: &Path) -> String {
-    include_str!("../../config/demo.toml")
+    let certificate = certificate::config(port + 7, data_dir);
+    let text = include_str!("../../config/demo.toml")
         .replace("{gateway_port}", &port.to_string())
         .replace("{hcm_port}", &(port + 1).to_string())
         .replace("{bd_port}", &(port + 2).to_string())
@@ -42,7 +45,12 @@ fn gateway_config(port: u16, data_dir: &Path) -> String {
         .replace("{portal_port}", &(port + 4).to_string())
         .replace("{documents_port}", &(port + 5).to_string())
         .replace("{vneid_port}", &(port + 6).to_string())
-        .replace("{data_dir}", &data_dir.display().to_string())
+        .replace("{data_dir}", &data_dir.display().to_string());
+    // The certificate upstream goes before the clients, after the other upstreams.
+    match text.find("[[clients]]") {
+        Some(at) => format!("{}{certificate}\n{}", &text[..at], &text[at..]),
+        None => format!("{text}{certificate}"),
+    }
 }
 
 async fn bind(port: u16) -> Result<TcpListener, String> {
@@ -55,6 +63,14 @@ async fn bind(port: u16) -> Result<TcpListener, String> {
 /// gateway configuration it would run (so it can be read or checked with `check-config`).
 pub async fn run(port: u16, data_dir: PathBuf, print_config: bool) -> ExitCode {
     if print_config {
+        // The configuration names the demo certificate files: they exist once it is printed.
+        let made = std::fs::create_dir_all(&data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))
+            .and_then(|()| certificate::prepare(&data_dir));
+        if let Err(e) = made {
+            eprintln!("demo: {e}");
+            return ExitCode::FAILURE;
+        }
         print!("{}", gateway_config(port, &data_dir));
         return ExitCode::SUCCESS;
     }
@@ -68,10 +84,11 @@ pub async fn run(port: u16, data_dir: PathBuf, print_config: bool) -> ExitCode {
 }
 
 async fn start(port: u16, data_dir: PathBuf) -> Result<(), String> {
-    if port > u16::MAX - 6 {
-        return Err("--port must leave room for six more ports".into());
+    if port > u16::MAX - 7 {
+        return Err("--port must leave room for seven more ports".into());
     }
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    certificate::prepare(&data_dir)?;
     let settings = Settings::from_toml(&gateway_config(port, &data_dir)).map_err(|e| e.to_string())?;
 
     let mut users = Vec::new();
@@ -135,6 +152,8 @@ async fn start(port: u16, data_dir: PathBuf) -> Result<(), String> {
     }
     println!();
     println!("  sso-gateway demo is running. Open:  {portal_url}/");
+    println!();
+    print!("{}", certificate::instructions(port + 7, &data_dir, &portal_url));
     println!();
     println!(
         "  (gateway {}, simulated systems {}; Ctrl-C to stop)",

@@ -92,6 +92,16 @@ pub struct Target<'a> {
     pub access_token: Option<&'a str>,
     /// The thumbprint the proof's key must have (the `cnf.jkt` of that access token).
     pub jkt: Option<&'a str>,
+    /// The same endpoint on the mTLS host (`{mtls.url}/token`, RFC 8705 §5), which `htu` may
+    /// name instead of `url`; [`verify`] fills it in from the configuration.
+    pub alias: Option<&'a str>,
+}
+
+/// The endpoint `url` (under the issuer) on the separate mTLS host, when `mtls.url` is set.
+pub fn mtls_alias(app: &ProviderState, url: &str) -> Option<String> {
+    let base = app.settings.mtls.url.as_deref()?.trim_end_matches('/');
+    let path = url.strip_prefix(app.issuer())?;
+    Some(format!("{base}{path}"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,7 +205,7 @@ pub fn check(proof: &str, target: Target<'_>, now: i64, max_age: Duration) -> Re
     if claims.htm != target.method {
         return Err(invalid("the DPoP proof is for another HTTP method (htm)"));
     }
-    if !same_target(&claims.htu, target.url) {
+    if !same_target(&claims.htu, target.url) && !target.alias.is_some_and(|a| same_target(&claims.htu, a)) {
         return Err(invalid("the DPoP proof is for another URL (htu)"));
     }
     let age = now.saturating_sub(claims.iat);
@@ -243,6 +253,9 @@ pub async fn verify(
     let Some(proof) = header(headers)? else { return Ok(None) };
     let settings = &app.settings.dpop;
     let now = app.clock.now();
+    // A client of the mTLS host names that host's URL (both hosts serve the endpoint).
+    let alias = mtls_alias(app, target.url);
+    let target = Target { alias: alias.as_deref(), ..target };
     let proof = check(proof, target, now, settings.proof_max_age)?;
     if settings.require_nonce {
         let valid = match &proof.nonce {
@@ -384,7 +397,7 @@ mod tests {
     }
 
     fn target() -> Target<'static> {
-        Target { method: "POST", url: URL, access_token: None, jkt: None }
+        Target { method: "POST", url: URL, access_token: None, jkt: None, alias: None }
     }
 
     fn run(proof: &str, target: Target<'_>) -> Result<Proof, ProofError> {
@@ -421,6 +434,20 @@ mod tests {
     }
 
     #[test]
+    fn a_proof_may_name_the_endpoint_on_the_mtls_host_but_no_other_host() {
+        let key = test_key();
+        let on_alias = claims(json!({ "htu": "https://mtls.sso.example/token" }));
+        let proof = key.proof(json!({}), on_alias);
+        assert!(run(&proof, target()).is_err(), "no alias configured");
+        let with_alias = Target { alias: Some("https://mtls.sso.example/token"), ..target() };
+        assert!(run(&proof, with_alias).is_ok());
+        // The issuer's URL stays good on either host.
+        assert!(run(&key.proof(json!({}), claims(json!({}))), with_alias).is_ok());
+        let elsewhere = key.proof(json!({}), claims(json!({ "htu": "https://other.example/token" })));
+        assert!(run(&elsewhere, with_alias).is_err());
+    }
+
+    #[test]
     fn the_access_token_hash_is_required_and_checked_at_resources() {
         let key = test_key();
         let at = Target {
@@ -428,6 +455,7 @@ mod tests {
             url: "https://sso.example/userinfo",
             access_token: Some("tok"),
             jkt: None,
+            alias: None,
         };
         let base = json!({ "htm": "GET", "htu": "https://sso.example/userinfo" });
         let missing = run(&key.proof(json!({}), claims(base.clone())), at).unwrap_err();

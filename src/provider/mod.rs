@@ -96,6 +96,22 @@ where
         .route("/revoke", post(introspect::revoke))
 }
 
+/// The endpoints of the mTLS host (`[mtls] listen`, RFC 8705 §5 `mtls_endpoint_aliases`):
+/// the back-channel ones a client reaches with its certificate, nothing a browser visits.
+pub fn mtls_router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    ProviderState: axum::extract::FromRef<S>,
+    crate::login::TrustedProxies: axum::extract::FromRef<S>,
+{
+    Router::new()
+        .route("/par", post(par::post))
+        .route("/token", post(token::post))
+        .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+        .route("/introspect", post(introspect::introspect))
+        .route("/revoke", post(introspect::revoke))
+}
+
 /// A document serialised once (discovery, JWKS): each response shares its bytes.
 fn json_document(body: bytes::Bytes, cache: &'static str) -> Response {
     let mut res = axum::body::Body::from(body).into_response();

@@ -295,7 +295,8 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
 }
 
 /// The client certificate of a request: the one a TLS listener put in the request (a
-/// [`ClientCertificate`] extension), or
+/// [`ClientCertificate`] extension, or the handshake's chain that the gateway's mTLS
+/// listener adds as [`crate::tls::PeerCertificates`]), or
 /// — from a peer in `inbound.trusted_proxies` only — the one in `mtls.certificate_header`.
 #[derive(Debug, Clone, Default)]
 pub struct PeerCertificate(pub Option<ClientCertificate>);
@@ -310,6 +311,12 @@ where
         let app = ProviderState::from_ref(state);
         if let Some(cert) = parts.extensions.get::<ClientCertificate>() {
             return Ok(PeerCertificate(Some(cert.clone())));
+        }
+        // The gateway's own mTLS listener: the chain of the handshake.
+        if let Some(peer) = parts.extensions.get::<crate::tls::PeerCertificates>()
+            && let Some(cert) = ClientCertificate::new(peer.chain().to_vec())
+        {
+            return Ok(PeerCertificate(Some(cert)));
         }
         let Some(header) = &app.mtls.header else { return Ok(PeerCertificate(None)) };
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());

@@ -107,7 +107,8 @@ async fn bind_to_proof(
     params: &mut HashMap<String, String>,
 ) -> Result<(), TokenError> {
     let url = format!("{}/par", app.issuer());
-    let target = super::dpop::Target { method: "POST", url: &url, access_token: None, jkt: None };
+    let target =
+        super::dpop::Target { method: "POST", url: &url, access_token: None, jkt: None, alias: None };
     let Some(proof) = super::dpop::verify(app, headers, target, Class::Authenticated).await? else {
         return Ok(());
     };

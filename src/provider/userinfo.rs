@@ -75,6 +75,7 @@ async fn check_binding(
                 url: &url,
                 access_token: Some(token),
                 jkt: Some(jkt),
+                alias: None,
             };
             match super::dpop::verify(app, request.headers, target, Class::Authenticated).await? {
                 Some(_) => Ok(()),

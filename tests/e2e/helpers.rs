@@ -55,6 +55,8 @@ pub struct TestSystem {
     pub balancer: Option<Balancer>,
     /// The certificate host's own TLS listener, when `Options::certificate_host`.
     pub certificate_addr: Option<std::net::SocketAddr>,
+    /// The gateway's own mTLS listener, when `Options::mtls_host`.
+    pub mtls_addr: Option<std::net::SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -95,6 +97,9 @@ pub struct Options {
     /// Bind a listener for the certificate host (`[certificate] listen`); `{certificate_port}`
     /// in `extra_config` is its port (and `{gateway}` anywhere the gateway's URL).
     pub certificate_host: bool,
+    /// Bind a listener for the mTLS host (`[mtls] listen`); `{mtls_port}` in `extra_config`
+    /// is its port.
+    pub mtls_host: bool,
     /// The account store; None = a SQLite file in the test's folder (see
     /// [`postgres_accounts_url`]).
     pub accounts_url: Option<String>,
@@ -321,6 +326,13 @@ impl TestSystem {
             extra = extra.replace("{certificate_port}", &listener.local_addr().unwrap().port().to_string());
             certificate = Some(listener);
         }
+        let mut mtls = None;
+        if options.mtls_host {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            extra = extra.replace("{mtls_port}", &listener.local_addr().unwrap().port().to_string());
+            mtls = Some(listener);
+        }
+        let mtls_addr = mtls.as_ref().map(|l| l.local_addr().unwrap());
         text.push_str(&extra);
         let certificate_addr = certificate.as_ref().map(|l| l.local_addr().unwrap());
         let clock = Clock::system();
@@ -335,10 +347,15 @@ impl TestSystem {
                 TcpListener::bind("127.0.0.1:0").await.unwrap()
             };
             let addr = listener.local_addr().unwrap();
-            let app =
-                Application::build_with_listeners(settings, clock.clone(), listener, certificate.take())
-                    .await
-                    .unwrap_or_else(|e| panic!("replica {i}: {e}"));
+            let app = Application::build_with_tls_listeners(
+                settings,
+                clock.clone(),
+                listener,
+                certificate.take(),
+                mtls.take(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("replica {i}: {e}"));
             let state = app.state().clone();
             let server = tokio::spawn(async move {
                 let _ = app.run_until(std::future::pending()).await;
@@ -350,7 +367,7 @@ impl TestSystem {
             None => None,
         };
         let app = replicas[0].state.clone();
-        TestSystem { gateway, idps, app, clock, replicas, balancer, certificate_addr, _dir: dir }
+        TestSystem { gateway, idps, app, clock, replicas, balancer, certificate_addr, mtls_addr, _dir: dir }
     }
 
     /// Sends new connections through the balancer to replica `i`.

@@ -161,7 +161,16 @@ async fn certificate_checks(
         });
     }
     if c.crl_files.is_empty() && c.crl_urls.is_empty() {
-        checks.push(Check::warn("CRL", "none configured: revocation is not checked (fail_open)"));
+        let what = match (c.ocsp, c.revocation) {
+            (true, crate::config::RevocationPolicy::FailClosed) => {
+                "none configured: only certificates naming an OCSP responder can log in"
+            }
+            (true, _) => {
+                "none configured: revocation is checked by OCSP only, where a certificate names a responder"
+            }
+            (false, _) => "none configured: revocation is not checked (fail_open)",
+        };
+        checks.push(Check::warn("CRL", what));
     }
     checks
 }

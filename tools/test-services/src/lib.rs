@@ -12,6 +12,7 @@
 //! suite is told so (`SSO_TEST_REDIS_URL`, `SSO_TEST_POSTGRES_URL`); the tests then isolate
 //! themselves by key prefix or schema as they always do.
 
+pub mod ocsp;
 pub mod pki;
 mod postgres;
 mod redis;

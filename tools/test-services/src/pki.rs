@@ -110,6 +110,10 @@ impl Ca {
 
     /// A person's certificate.
     pub fn issue(&self, person: &Person) -> Issued {
+        self.issue_with(person, None)
+    }
+
+    fn issue_with(&self, person: &Person, ocsp_url: Option<&str>) -> Issued {
         let key = KeyPair::generate().unwrap_or_else(|e| fail("key", e));
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| fail("params", e));
         params.distinguished_name.push(DnType::CommonName, person.cn.as_str());
@@ -133,6 +137,9 @@ impl Ca {
         params.extended_key_usages = person.eku.clone();
         params.key_usages = person.key_usage.clone();
         params.use_authority_key_identifier_extension = true;
+        if let Some(url) = ocsp_url {
+            params.custom_extensions.push(crate::ocsp::authority_info_access(url));
+        }
         let cert = params.signed_by(&key, &self.issuer).unwrap_or_else(|e| fail("certificate", e));
         Issued {
             cert_pem: cert.pem(),
@@ -140,6 +147,38 @@ impl Ca {
             key_pem: key.serialize_pem(),
             serial: person.serial,
         }
+    }
+
+    /// A person's certificate naming `ocsp_url` as its OCSP responder (Authority
+    /// Information Access).
+    pub fn issue_with_ocsp(&self, person: &Person, ocsp_url: &str) -> Issued {
+        self.issue_with(person, Some(ocsp_url))
+    }
+
+    /// A delegated OCSP responder certificate (id-kp-OCSPSigning) from this CA, and its key.
+    pub fn ocsp_signer(&self) -> (Issued, KeyPair) {
+        let key = KeyPair::generate().unwrap_or_else(|e| fail("OCSP signer key", e));
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| fail("params", e));
+        params.distinguished_name.push(DnType::CommonName, "OCSP responder (test)");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.serial_number = Some(SerialNumber::from(2u64));
+        params.not_before = at(now() - 86_400);
+        params.not_after = at(now() + 365 * 86_400);
+        let cert = params.signed_by(&key, &self.issuer).unwrap_or_else(|e| fail("OCSP signer", e));
+        let issued = Issued {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key_pem: key.serialize_pem(),
+            serial: 2,
+        };
+        (issued, key)
+    }
+
+    /// The CA's own key (a copy), e.g. to sign OCSP answers.
+    pub fn key_pair(&self) -> KeyPair {
+        let der = self.issuer.key().serialize_der();
+        KeyPair::try_from(der.as_slice()).unwrap_or_else(|e| fail("CA key copy", e))
     }
 
     /// A TLS server certificate for `names` (host names or IP addresses).
