@@ -17,6 +17,8 @@ use serde::Serialize;
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    // `{{ at | vntime }}`: a Unix time as people in Vietnam read it.
+    env.add_filter("vntime", |at: i64| vietnam_time(at));
     for (name, source) in [
         ("layout.html", include_str!("templates/layout.html")),
         ("error.html", include_str!("templates/error.html")),
@@ -30,6 +32,13 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("account.html", include_str!("templates/account.html")),
         ("account_unlink.html", include_str!("templates/account_unlink.html")),
         ("account_link_start.html", include_str!("templates/account_link_start.html")),
+        ("admin_frame.html", include_str!("templates/admin_frame.html")),
+        ("admin_search.html", include_str!("templates/admin_search.html")),
+        ("admin_account.html", include_str!("templates/admin_account.html")),
+        ("admin_conflicts.html", include_str!("templates/admin_conflicts.html")),
+        ("admin_conflict.html", include_str!("templates/admin_conflict.html")),
+        ("admin_warnings.html", include_str!("templates/admin_warnings.html")),
+        ("admin_operations.html", include_str!("templates/admin_operations.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             tracing::error!(template = name, error = %e, "built-in template does not parse");
