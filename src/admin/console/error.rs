@@ -162,7 +162,10 @@ mod tests {
 
     #[test]
     fn refused_operations_keep_their_meaning() {
-        assert_eq!(status(ConsoleError::Operation(AdminError::BadRequest("a reason is required".into()))), 400);
+        assert_eq!(
+            status(ConsoleError::Operation(AdminError::BadRequest("a reason is required".into()))),
+            400
+        );
         assert_eq!(status(ConsoleError::Operation(AdminError::NotFound("account x".into()))), 404);
         assert_eq!(status(ConsoleError::Operation(AdminError::Conflict("already".into()))), 409);
         assert_eq!(status(ConsoleError::Operation(AdminError::Unavailable)), 503);

@@ -55,7 +55,12 @@ async fn writer(app: &AppState, headers: &HeaderMap, csrf: &str) -> Result<Conso
 
 /// The console session of a page, or the response that starts one (the login, then back to
 /// `uri`).
-async fn reader(app: &AppState, headers: &HeaderMap, uri: &Uri, lang: Lang) -> Result<ConsoleSession, Response> {
+async fn reader(
+    app: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    lang: Lang,
+) -> Result<ConsoleSession, Response> {
     match operator(app, headers).await {
         Ok(Some(cs)) => Ok(cs),
         Ok(None) => {
@@ -324,12 +329,22 @@ pub struct WriteForm {
 
 /// Back to an account's page after a write, with a notice.
 fn to_account(id: &str, lang: Lang, done: &str) -> Response {
-    let path = format!("/admin/accounts/{}", url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>());
+    let path = format!(
+        "/admin/accounts/{}",
+        url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+    );
     Redirect::to(&format!("{path}?lang={}&done={done}", lang.code())).into_response()
 }
 
 /// One account write: the operator, then the operation, then back to the page.
-async fn write<F, Fut>(app: AppState, headers: HeaderMap, id: String, form: WriteForm, done: &str, op: F) -> Response
+async fn write<F, Fut>(
+    app: AppState,
+    headers: HeaderMap,
+    id: String,
+    form: WriteForm,
+    done: &str,
+    op: F,
+) -> Response
 where
     F: FnOnce(AppState, String, String, WriteForm) -> Fut,
     Fut: std::future::Future<Output = Result<Option<String>, AdminError>>,
@@ -665,3 +680,138 @@ pub async fn logout(
     res
 }
 
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn frame_ctx(lang: &str, extra: Value) -> Value {
+        merge_json(
+            json!({
+                "lang": lang, "other_lang": "en", "other_lang_href": "/admin?lang=en",
+                "csrf": "tok", "current": "search", "operator": "a1",
+            }),
+            extra,
+        )
+    }
+
+    fn account_json() -> Value {
+        json!({
+            "id": "a1", "sub": "s1", "kind": "official", "status": { "status": "active" },
+            "national_id": "079082006631", "claimed_national_id": null, "claim_state": null,
+            "full_name": "Phạm Anh Tuấn", "birthdate": "1982-05-09", "gender": "male", "email": null,
+            "phone": null, "created_at": 1_751_329_800, "updated_at": 1,
+            "official": {
+                "official_code": "CB-1", "former_province": "hcm", "legacy_org_unit": "26740",
+                "org_unit": null, "org_unit_state": "ambiguous",
+                "org_unit_candidates": [{ "code": "26734", "name": "Phường Sài Gòn" }],
+                "position": "Chuyên viên", "roles": ["quan-tri"]
+            }
+        })
+    }
+
+    fn render_ok(template: &str, ctx: Value) -> String {
+        match web::try_render(template, ctx) {
+            Ok(html) => html,
+            Err(e) => panic!("{template}: {e:#}"),
+        }
+    }
+
+    #[test]
+    fn every_console_page_renders_in_both_languages() {
+        for lang in ["vi", "en"] {
+            let search = render_ok(
+                "admin_search.html",
+                frame_ctx(
+                    lang,
+                    json!({
+                        "by": "name", "q": "le", "upstream": null,
+                        "upstreams": [{ "id": "hcm", "name_vi": "TP", "name_en": "City" }],
+                        "results": { "items": [{ "id": "a1", "sub": "s", "kind": "citizen", "status": "active",
+                            "merged_into": null, "full_name": "Lê Thị Hòa", "birthdate": null,
+                            "national_id_masked": "074******276", "official_code": null }], "next_cursor": "c" },
+                        "next_href": "/admin?cursor=c",
+                    }),
+                ),
+            );
+            assert!(search.contains("074******276") && search.contains("/admin/accounts/a1"), "{search}");
+            let account = render_ok(
+                "admin_account.html",
+                frame_ctx(
+                    lang,
+                    json!({
+                        "d": {
+                            "account": account_json(),
+                            "links": [{ "upstream": "hcm", "subject": "x", "account_id": "a1", "method": "first_login", "linked_at": 1, "last_login_at": 2 }],
+                            "national_id_history": [{ "national_id": "1", "replaced_by": "2", "changed_at": 3 }],
+                            "aliases": [{ "kind": "cmnd", "value": "123456789", "source": "import" }],
+                            "warnings": [], "conflicts": [{ "id": 4, "reason": "birthdate_mismatch", "resolution": null }],
+                            "sessions": [{ "sid": "s", "upstream": "hcm", "auth_time": 1, "acr": "urn:a", "created_at": 1, "clients": ["portal"] }],
+                            "audit": [{ "id": 1, "at": 1, "actor": "account:a1", "action": "view", "target": "a1", "reason": null, "detail": "{}" }]
+                        },
+                        "status": "active", "merged_into": null, "done": "lock",
+                        "upstreams": [{ "id": "bd", "name_vi": "BD", "name_en": "BD" }],
+                    }),
+                ),
+            );
+            assert!(
+                account.contains("079082006631")
+                    && account.contains("26734")
+                    && account.contains("/admin/conflicts/4")
+            );
+            assert_eq!(
+                account.matches("name=\"csrf\" value=\"tok\"").count(),
+                7,
+                "the console's forms and each write"
+            );
+            let conflicts = render_ok(
+                "admin_conflicts.html",
+                frame_ctx(
+                    lang,
+                    json!({
+                        "items": [{ "id": 4, "national_id": "074******276", "reason": "r", "upstream": "bd", "created_at": 1, "resolution": null }],
+                        "include_resolved": false, "next_href": null, "done": "merged",
+                    }),
+                ),
+            );
+            assert!(conflicts.contains("/admin/conflicts/4?lang="));
+            let conflict = render_ok(
+                "admin_conflict.html",
+                frame_ctx(
+                    lang,
+                    json!({
+                        "c": { "id": 4, "national_id": "074******276", "reason": "r", "detail": "d", "upstream": "bd",
+                            "created_at": 1, "resolved_at": null, "resolution": null,
+                            "existing_account_id": "a1", "new_account_id": "a2" },
+                        "rows": [{ "label_vi": "Ngày sinh", "label_en": "Birthdate", "existing": "1", "new": "2", "differs": true }],
+                    }),
+                ),
+            );
+            assert!(conflict.contains("id=\"resolve\"") && conflict.contains("class=\"differs\""));
+            let warnings = render_ok(
+                "admin_warnings.html",
+                frame_ctx(
+                    lang,
+                    json!({
+                        "items": [{ "account_id": "a1", "source": "hcm", "code": "c", "national_id": "07*", "detail": "d", "created_at": 1 }],
+                        "code": null, "source": "hcm", "account_id": null, "next_href": null,
+                    }),
+                ),
+            );
+            assert!(warnings.contains("value=\"hcm\""));
+            let ops = render_ok(
+                "admin_operations.html",
+                frame_ctx(
+                    lang,
+                    json!({
+                        "facts": views::facts(&json!({ "accounts": 3 })),
+                        "failures": [{ "client_id": "c", "uri": "u", "sid": "s", "at": 1, "error": "e" }],
+                        "next_href": null,
+                    }),
+                ),
+            );
+            assert!(ops.contains("data-fact=\"accounts\">3<"));
+        }
+    }
+}

@@ -146,12 +146,19 @@ mod tests {
         let store = StateStore::memory();
         let set = start(&store, "sid-1", "acc-1", "urn:a", 100, false).await.unwrap();
         let text = set.to_str().unwrap();
-        assert!(text.starts_with("sso_admin=") && text.contains("HttpOnly") && text.contains("SameSite=Strict"));
+        assert!(
+            text.starts_with("sso_admin=") && text.contains("HttpOnly") && text.contains("SameSite=Strict")
+        );
         assert!(text.contains("Path=/admin"), "{text}");
         let found = current(&store, &request_with(&set), 200, false).await.unwrap().unwrap();
-        assert_eq!((found.sid.as_str(), found.account_id.as_str(), found.acr.as_str()), ("sid-1", "acc-1", "urn:a"));
+        assert_eq!(
+            (found.sid.as_str(), found.account_id.as_str(), found.acr.as_str()),
+            ("sid-1", "acc-1", "urn:a")
+        );
         assert_eq!(found.actor(), "account:acc-1");
-        assert!(found.csrf_matches(&found.csrf.clone()) && !found.csrf_matches("") && !found.csrf_matches("x"));
+        assert!(
+            found.csrf_matches(&found.csrf.clone()) && !found.csrf_matches("") && !found.csrf_matches("x")
+        );
         end(&store, &request_with(&set), false).await.unwrap();
         assert!(current(&store, &request_with(&set), 200, false).await.unwrap().is_none());
     }
@@ -177,6 +184,12 @@ mod tests {
     #[test]
     fn under_https_the_cookie_is_host_prefixed_and_secure() {
         let text = cookie(true, "v", IDLE).to_str().unwrap().to_string();
-        assert!(text.starts_with("__Host-sso_admin=v") && text.contains("Secure") && text.contains("Path=/") && !text.contains("Path=/admin"), "{text}");
+        assert!(
+            text.starts_with("__Host-sso_admin=v")
+                && text.contains("Secure")
+                && text.contains("Path=/")
+                && !text.contains("Path=/admin"),
+            "{text}"
+        );
     }
 }

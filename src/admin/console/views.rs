@@ -63,9 +63,24 @@ pub fn compare(review: &ConflictReview) -> Vec<CompareRow> {
         or_dash(verified.or(claimed).as_deref())
     };
     let rows: [(&str, &str, String, String); 8] = [
-        ("Họ và tên", "Full name", or_dash(a.account.full_name.as_deref()), or_dash(b.account.full_name.as_deref())),
-        ("Tên đã chuẩn hoá", "Folded name", or_dash(a.folded_name.as_deref()), or_dash(b.folded_name.as_deref())),
-        ("Ngày sinh", "Birthdate", or_dash(a.account.birthdate.as_deref()), or_dash(b.account.birthdate.as_deref())),
+        (
+            "Họ và tên",
+            "Full name",
+            or_dash(a.account.full_name.as_deref()),
+            or_dash(b.account.full_name.as_deref()),
+        ),
+        (
+            "Tên đã chuẩn hoá",
+            "Folded name",
+            or_dash(a.folded_name.as_deref()),
+            or_dash(b.folded_name.as_deref()),
+        ),
+        (
+            "Ngày sinh",
+            "Birthdate",
+            or_dash(a.account.birthdate.as_deref()),
+            or_dash(b.account.birthdate.as_deref()),
+        ),
         ("Giới tính", "Gender", or_dash(a.account.gender.as_deref()), or_dash(b.account.gender.as_deref())),
         ("Số định danh", "ID number", number(a), number(b)),
         ("Thư điện tử", "Email", or_dash(a.account.email.as_deref()), or_dash(b.account.email.as_deref())),
@@ -75,7 +90,12 @@ pub fn compare(review: &ConflictReview) -> Vec<CompareRow> {
             web::vietnam_time(a.account.created_at),
             web::vietnam_time(b.account.created_at),
         ),
-        ("Hệ thống cũ (liên kết → lần cuối)", "Former systems (linked → last seen)", identities(a), identities(b)),
+        (
+            "Hệ thống cũ (liên kết → lần cuối)",
+            "Former systems (linked → last seen)",
+            identities(a),
+            identities(b),
+        ),
     ];
     rows.into_iter()
         .map(|(label_vi, label_en, existing, new)| CompareRow {
