@@ -366,4 +366,11 @@ async fn a_login_below_min_acr_is_sent_to_step_up_and_then_let_in() {
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(url.ends_with("/admin/conflicts"), "{url}");
     assert!(page.contains("Xung đột liên kết"), "{page}");
+    // The console session ends with the SSO session it came from.
+    let tuan = account_with(&sys, ADMIN_NUMBER).await;
+    for s in sys.app.sessions.list_for_account(&tuan).await.unwrap() {
+        sys.app.sessions.end(&s).await.unwrap();
+    }
+    let (url, _, _) = open(&sys, &browser, "/admin/conflicts").await;
+    assert!(url.contains("/login?request="), "back to the login: {url}");
 }
