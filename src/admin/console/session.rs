@@ -112,12 +112,14 @@ pub async fn end(store: &StateStore, headers: &HeaderMap, https: bool) -> Result
 }
 
 /// The console cookie: only for the console's paths over plain http; host-only and secure
-/// (`__Host-`, path `/`) under https; never sent by other sites' requests (`SameSite=Strict`).
+/// (`__Host-`, path `/`) under https; not sent with other sites' POSTs (`SameSite=Lax`). Not
+/// `Strict`: a login comes back through a redirect chain started at the upstream's site, in
+/// which a browser would not send a `Strict` cookie to the console page it ends on.
 fn cookie(https: bool, value: &str, max_age: Duration) -> HeaderValue {
     let mut c = cookie::Cookie::build((cookie_name(https), value.to_string()))
         .path(if https { "/" } else { super::PATH })
         .http_only(true)
-        .same_site(cookie::SameSite::Strict)
+        .same_site(cookie::SameSite::Lax)
         .secure(https)
         .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64))
         .build();
@@ -146,9 +148,7 @@ mod tests {
         let store = StateStore::memory();
         let set = start(&store, "sid-1", "acc-1", "urn:a", 100, false).await.unwrap();
         let text = set.to_str().unwrap();
-        assert!(
-            text.starts_with("sso_admin=") && text.contains("HttpOnly") && text.contains("SameSite=Strict")
-        );
+        assert!(text.starts_with("sso_admin=") && text.contains("HttpOnly") && text.contains("SameSite=Lax"));
         assert!(text.contains("Path=/admin"), "{text}");
         let found = current(&store, &request_with(&set), 200, false).await.unwrap().unwrap();
         assert_eq!(
