@@ -259,6 +259,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::logout::router())
         .merge(crate::account::router())
         .merge(crate::admin::router())
+        .merge(crate::admin::console::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     layered(routes, state)

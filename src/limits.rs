@@ -325,6 +325,11 @@ fn is_browser_route(method: &Method, route: &str) -> bool {
         "/logout" | "/sessions/end" | "/account/link" | "/account/unlink" => method == Method::POST,
         // Parks a request for a browser that is not logged in.
         "/account" => method == Method::GET,
+        // The admin console: any page parks a login request for a browser without a console
+        // session (its JSON API is limited per client, like the back channel).
+        r if r == "/admin" || (r.starts_with("/admin/") && !r.starts_with("/admin/api/")) => {
+            method == Method::GET || method == Method::POST
+        }
         _ => false,
     }
 }
@@ -517,6 +522,10 @@ mod tests {
             (Method::GET, "/account"),
             (Method::POST, "/account/link"),
             (Method::POST, "/account/unlink"),
+            (Method::GET, "/admin"),
+            (Method::GET, "/admin/callback"),
+            (Method::GET, "/admin/accounts/{id}"),
+            (Method::POST, "/admin/conflicts/{id}/resolve"),
         ] {
             assert!(is_browser_route(&m, r), "{m} {r}");
         }
@@ -528,6 +537,8 @@ mod tests {
             (Method::POST, "/token"),
             (Method::GET, "/logout"),
             (Method::GET, "/sessions"),
+            (Method::GET, "/admin/api/v1/accounts"),
+            (Method::GET, "/administrator"),
         ] {
             assert!(!is_browser_route(&m, r), "{m} {r}");
         }

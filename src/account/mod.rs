@@ -44,15 +44,19 @@ pub fn router() -> Router<AppState> {
         .route("/account/unlink", get(pages::confirm_unlink).post(pages::unlink))
 }
 
-/// Whether a parked request is one of the gateway's own (its login ends on the account page,
-/// not at a relying party).
+/// Whether a parked request is one of the gateway's own (its login ends on the account page or
+/// the admin console, not at a relying party).
 pub fn is_own_request(req: &AuthorizationRequest) -> bool {
-    req.client_id == PAGES_CLIENT
+    req.client_id == PAGES_CLIENT || crate::admin::console::is_console_request(req)
 }
 
 /// Where a login for the gateway's own pages continues: the account page the request names,
 /// never anywhere else.
 pub fn return_path(issuer: &str, req: &AuthorizationRequest) -> String {
+    // The admin console's logins go back to the console (see `admin::console`).
+    if crate::admin::console::is_console_request(req) {
+        return crate::admin::console::return_path(issuer, req);
+    }
     match req.redirect_uri.strip_prefix(issuer) {
         Some(path) if path == PATH || path.starts_with("/account?") => path.to_string(),
         _ => PATH.to_string(),

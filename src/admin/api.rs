@@ -14,7 +14,7 @@ use super::auth::Admin;
 use super::error::AdminError;
 use super::ops::{self, AccountDetail, Decision, Operations, Survivor};
 use crate::accounts::lists::{AuditFilter, WarningFilter};
-use crate::accounts::search::{SearchPage, SearchQuery};
+use crate::accounts::search::SearchPage;
 use crate::accounts::{Account, AuditRecord, ConflictRecord, IdentityLink, WarningRecord};
 use crate::app::AppState;
 
@@ -66,21 +66,7 @@ pub struct ErrorBody {
     pub error_description: String,
 }
 
-/// What to search by.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SearchBy {
-    /// 12-digit personal identification number (current, former or claimed).
-    NationalId,
-    /// Public or pairwise `sub`.
-    Sub,
-    /// Subject at an upstream (`upstream` names it).
-    Upstream,
-    /// Official code from the officials' directory.
-    OfficialCode,
-    /// Beginning of the full name, family name first, accents optional.
-    Name,
-}
+pub use super::ops::SearchBy;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -106,19 +92,8 @@ pub async fn search_accounts(
     _admin: Admin,
     Params(p): Params<SearchParams>,
 ) -> Result<Json<SearchPage>, AdminError> {
-    let query = match p.by {
-        SearchBy::NationalId => SearchQuery::NationalId(p.q),
-        SearchBy::Sub => SearchQuery::Sub(p.q),
-        SearchBy::OfficialCode => SearchQuery::OfficialCode(p.q),
-        SearchBy::Name => SearchQuery::Name(p.q),
-        SearchBy::Upstream => SearchQuery::Upstream {
-            upstream: p
-                .upstream
-                .ok_or_else(|| AdminError::BadRequest("by=upstream needs upstream".into()))?,
-            subject: p.q,
-        },
-    };
-    let page = app.accounts.search(&query, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
+    let limit = p.limit.unwrap_or(DEFAULT_PAGE);
+    let page = ops::search(&app, p.by, p.q, p.upstream, limit, p.cursor.as_deref()).await?;
     Ok(Json(page))
 }
 
@@ -360,16 +335,8 @@ pub async fn warnings(
     Params(p): Params<WarningParams>,
 ) -> Result<Json<WarningPage>, AdminError> {
     let filter = WarningFilter { code: p.code, source: p.source, account_id: p.account_id, since: p.since };
-    let page =
-        app.accounts.warnings_page(&filter, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
-    let items = page.items.into_iter().map(mask_warning).collect();
-    Ok(Json(WarningPage { items, next_cursor: page.next_cursor }))
-}
-
-/// Lists show national IDs masked.
-fn mask_warning(mut w: WarningRecord) -> WarningRecord {
-    w.national_id = w.national_id.map(|n| crate::accounts::national_id::mask_any(&n));
-    w
+    let page = ops::warnings(&app, &filter, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
+    Ok(Json(WarningPage { items: page.items, next_cursor: page.next_cursor }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -412,27 +379,13 @@ pub async fn operations(State(app): State<AppState>, _admin: Admin) -> Result<Js
     Ok(Json(ops::operations(&app).await?))
 }
 
-/// A back-channel logout that failed after its retries.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LogoutFailure {
-    pub client_id: String,
-    pub uri: String,
-    pub sid: String,
-    pub at: i64,
-    pub error: String,
-}
+pub use super::ops::{LogoutFailure, LogoutFailurePage};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     pub limit: Option<u32>,
     pub cursor: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LogoutFailurePage {
-    pub items: Vec<LogoutFailure>,
-    pub next_cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/admin/api/v1/operations/logout-failures", tag = "operations", params(PageParams),
@@ -444,26 +397,5 @@ pub async fn logout_failures(
     _admin: Admin,
     Params(p): Params<PageParams>,
 ) -> Result<Json<LogoutFailurePage>, AdminError> {
-    let all = crate::logout::failures(&app).await?;
-    let limit = p.limit.unwrap_or(DEFAULT_PAGE).clamp(1, crate::accounts::search::MAX_PAGE) as usize;
-    // The list is small and bounded: the cursor is the position of the next item.
-    let start = match p.cursor.as_deref() {
-        None => 0,
-        Some(c) => c.parse::<usize>().map_err(|_| AdminError::BadRequest("unknown cursor".into()))?,
-    };
-    let items: Vec<LogoutFailure> = all
-        .iter()
-        .skip(start)
-        .take(limit)
-        .map(|f| LogoutFailure {
-            client_id: f.client_id.clone(),
-            uri: f.uri.clone(),
-            sid: f.sid.clone(),
-            at: f.at,
-            error: f.error.clone(),
-        })
-        .collect();
-    let next = start + items.len();
-    let next_cursor = (next < all.len()).then(|| next.to_string());
-    Ok(Json(LogoutFailurePage { items, next_cursor }))
+    Ok(Json(ops::logout_failures(&app, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?))
 }

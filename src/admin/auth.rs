@@ -8,9 +8,9 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::error::AdminError;
-use crate::accounts::AccountStatus;
+use crate::accounts::{Account, AccountStatus};
 use crate::app::AppState;
-use crate::config::AdminSettings;
+use crate::config::{AdminSettings, AssuranceSettings};
 use crate::provider::minting::AccessClaims;
 
 /// The caller of an admin operation, as written into the audit log.
@@ -62,6 +62,19 @@ async fn person(app: &AppState, claims: &AccessClaims) -> Result<Admin, AdminErr
         .await?
         .ok_or_else(|| AdminError::InvalidToken("the account no longer exists".into()))?
         .account;
+    may_administer(&account, claims.acr.as_deref(), settings, &app.settings.assurance)?;
+    Ok(Admin { actor: format!("account:{}", account.id) })
+}
+
+/// Whether a person may administer: the account is not locked, holds the configured role, and
+/// the login (at `acr`) reaches the configured minimum. The API (a person's token) and the
+/// console (a person's session) both ask this.
+pub fn may_administer(
+    account: &Account,
+    acr: Option<&str>,
+    settings: &AdminSettings,
+    levels: &AssuranceSettings,
+) -> Result<(), AdminError> {
     if account.status == AccountStatus::Locked {
         return Err(AdminError::InvalidToken("the account is locked".into()));
     }
@@ -69,15 +82,23 @@ async fn person(app: &AppState, claims: &AccessClaims) -> Result<Admin, AdminErr
     if !has_role {
         return Err(AdminError::NotAdmin(format!("the account does not hold the role {}", settings.role)));
     }
-    if let Some(min) = &settings.min_acr {
-        let levels = &app.settings.assurance;
-        let needed = levels.rank(min);
-        let have = claims.acr.as_deref().and_then(|a| levels.rank(a));
-        if have < needed {
-            return Err(AdminError::InsufficientAuthentication { acr: min.clone() });
+    if !acr_reaches(acr, settings, levels) {
+        let min = settings.min_acr.clone().unwrap_or_default();
+        return Err(AdminError::InsufficientAuthentication { acr: min });
+    }
+    Ok(())
+}
+
+/// Whether a login at `acr` reaches `[admin] min_acr` (always, when none is configured).
+pub fn acr_reaches(acr: Option<&str>, settings: &AdminSettings, levels: &AssuranceSettings) -> bool {
+    match &settings.min_acr {
+        None => true,
+        Some(min) => {
+            let needed = levels.rank(min);
+            let have = acr.and_then(|a| levels.rank(a));
+            have >= needed
         }
     }
-    Ok(Admin { actor: format!("account:{}", account.id) })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //!
 //! Owns: authorising admin callers ([`auth`]: bearer access tokens of this gateway with the
 //! `[admin]` scope; a person also needs the role and `acr`), the operations as plain functions
-//! ([`ops`], for the API and a future console), their HTTP handlers ([`api`]) and the one
+//! ([`ops`], for the API and the [`console`]), their HTTP handlers ([`api`]) and the one
 //! error type of this boundary ([`error`]). Every write needs a reason and is audited with
 //! who/when/what/why; lists are paged by cursor; national IDs are masked in lists and shown in
 //! full only on an account's page, each such view audited.
@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod ops;
 

@@ -1,4 +1,4 @@
-//! The admin operations as plain functions (the API handlers and a future console call these):
+//! The admin operations as plain functions (the API handlers and the console call these):
 //! each takes the actor and, for writes, a reason, and leaves a line in the audit log.
 
 use serde::Serialize;
@@ -7,6 +7,8 @@ use utoipa::ToSchema;
 
 use super::error::AdminError;
 use crate::accounts::admin::AccountSelector;
+use crate::accounts::lists::{Page, WarningFilter};
+use crate::accounts::search::{SearchPage, SearchQuery};
 use crate::accounts::{Account, AuditRecord, ConflictRecord, IdentityLink, WarningRecord};
 use crate::app::AppState;
 
@@ -292,4 +294,145 @@ pub async fn operations(app: &AppState) -> Result<Operations, AdminError> {
         backchannel_logout_failures: crate::logout::failures(app).await?.len(),
         accounts: app.accounts.count_accounts().await?,
     })
+}
+
+/// What to search by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchBy {
+    /// 12-digit personal identification number (current, former or claimed).
+    NationalId,
+    /// Public or pairwise `sub`.
+    Sub,
+    /// Subject at an upstream (`upstream` names it).
+    Upstream,
+    /// Official code from the officials' directory.
+    OfficialCode,
+    /// Beginning of the full name, family name first, accents optional.
+    Name,
+}
+
+/// Searches accounts (national IDs masked in the results); `upstream` is needed with
+/// [`SearchBy::Upstream`].
+pub async fn search(
+    app: &AppState,
+    by: SearchBy,
+    q: String,
+    upstream: Option<String>,
+    limit: u32,
+    cursor: Option<&str>,
+) -> Result<SearchPage, AdminError> {
+    let query = match by {
+        SearchBy::NationalId => SearchQuery::NationalId(q),
+        SearchBy::Sub => SearchQuery::Sub(q),
+        SearchBy::OfficialCode => SearchQuery::OfficialCode(q),
+        SearchBy::Name => SearchQuery::Name(q),
+        SearchBy::Upstream => SearchQuery::Upstream {
+            upstream: upstream
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| AdminError::BadRequest("by=upstream needs upstream".into()))?,
+            subject: q,
+        },
+    };
+    Ok(app.accounts.search(&query, limit, cursor).await?)
+}
+
+/// A page of national-ID warnings, newest first, numbers masked (a list).
+pub async fn warnings(
+    app: &AppState,
+    filter: &WarningFilter,
+    limit: u32,
+    cursor: Option<&str>,
+) -> Result<Page<WarningRecord>, AdminError> {
+    let page = app.accounts.warnings_page(filter, limit, cursor).await?;
+    let items = page.items.into_iter().map(mask_warning).collect();
+    Ok(Page { items, next_cursor: page.next_cursor })
+}
+
+/// Lists show national IDs masked.
+fn mask_warning(mut w: WarningRecord) -> WarningRecord {
+    w.national_id = w.national_id.map(|n| crate::accounts::national_id::mask_any(&n));
+    w
+}
+
+/// One side of a conflict under review: the account and what its former systems asserted.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConflictSide {
+    pub account: Account,
+    /// The full name folded as the linking rules compare it.
+    pub folded_name: Option<String>,
+    /// Its identities of former systems, with when each was linked and last seen.
+    pub links: Vec<IdentityLink>,
+}
+
+/// A conflict and the two records it puts side by side.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConflictReview {
+    pub conflict: ConflictRecord,
+    pub existing: ConflictSide,
+    pub new: ConflictSide,
+}
+
+/// A conflict with both accounts, for a decision. Shows no full national ID beyond the one
+/// the conflict is about (the caller masks it in lists).
+pub async fn conflict_review(app: &AppState, id: i64) -> Result<ConflictReview, AdminError> {
+    let conflict =
+        app.accounts.conflict(id).await?.ok_or_else(|| AdminError::NotFound(format!("conflict {id}")))?;
+    let existing = side(app, &conflict.existing_account_id).await?;
+    let new = side(app, &conflict.new_account_id).await?;
+    Ok(ConflictReview { conflict, existing, new })
+}
+
+async fn side(app: &AppState, id: &str) -> Result<ConflictSide, AdminError> {
+    let account = require(app, id).await?;
+    let folded_name = account.full_name.as_deref().map(crate::accounts::names::match_key);
+    let links = app.accounts.links_of(&account.id).await?;
+    Ok(ConflictSide { account, folded_name, links })
+}
+
+/// A back-channel logout that failed after its retries.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LogoutFailure {
+    pub client_id: String,
+    pub uri: String,
+    pub sid: String,
+    pub at: i64,
+    pub error: String,
+}
+
+/// A page of failed back-channel logout deliveries, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LogoutFailurePage {
+    pub items: Vec<LogoutFailure>,
+    pub next_cursor: Option<String>,
+}
+
+/// Failed back-channel logout deliveries, newest first (the list is small and bounded: the
+/// cursor is the position of the next item).
+pub async fn logout_failures(
+    app: &AppState,
+    limit: u32,
+    cursor: Option<&str>,
+) -> Result<LogoutFailurePage, AdminError> {
+    let all = crate::logout::failures(app).await?;
+    let limit = limit.clamp(1, crate::accounts::search::MAX_PAGE) as usize;
+    let start = match cursor {
+        None => 0,
+        Some(c) => c.parse::<usize>().map_err(|_| AdminError::BadRequest("unknown cursor".into()))?,
+    };
+    let items: Vec<LogoutFailure> = all
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|f| LogoutFailure {
+            client_id: f.client_id.clone(),
+            uri: f.uri.clone(),
+            sid: f.sid.clone(),
+            at: f.at,
+            error: f.error.clone(),
+        })
+        .collect();
+    let next = start + items.len();
+    let next_cursor = (next < all.len()).then(|| next.to_string());
+    Ok(LogoutFailurePage { items, next_cursor })
 }

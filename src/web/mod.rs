@@ -17,6 +17,10 @@ use serde::Serialize;
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    // `{{ at | vntime }}`: a Unix time as people in Vietnam read it.
+    env.add_filter("vntime", |at: i64| vietnam_time(at));
+    // `{{ id | segment }}`: a value made safe as one path segment.
+    env.add_filter("segment", |s: String| path_segment(&s));
     for (name, source) in [
         ("layout.html", include_str!("templates/layout.html")),
         ("error.html", include_str!("templates/error.html")),
@@ -30,6 +34,13 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("account.html", include_str!("templates/account.html")),
         ("account_unlink.html", include_str!("templates/account_unlink.html")),
         ("account_link_start.html", include_str!("templates/account_link_start.html")),
+        ("admin_frame.html", include_str!("templates/admin_frame.html")),
+        ("admin_search.html", include_str!("templates/admin_search.html")),
+        ("admin_account.html", include_str!("templates/admin_account.html")),
+        ("admin_conflicts.html", include_str!("templates/admin_conflicts.html")),
+        ("admin_conflict.html", include_str!("templates/admin_conflict.html")),
+        ("admin_warnings.html", include_str!("templates/admin_warnings.html")),
+        ("admin_operations.html", include_str!("templates/admin_operations.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             tracing::error!(template = name, error = %e, "built-in template does not parse");
@@ -77,13 +88,23 @@ impl Lang {
 
 /// Renders a built-in template; a rendering failure becomes a plain bilingual 500 page.
 pub fn render<S: Serialize>(template: &str, ctx: S) -> Html<String> {
-    match TEMPLATES.get_template(template).and_then(|t| t.render(ctx)) {
+    match try_render(template, ctx) {
         Ok(html) => Html(html),
         Err(e) => {
             tracing::error!(template, error = %e, "template rendering failed");
             Html("<!doctype html><meta charset=utf-8><title>Lỗi / Error</title><p>Đã có lỗi. / Something went wrong.</p>".to_string())
         }
     }
+}
+
+/// A value percent-encoded as one URL path segment (no `/`, `?`, `#` or space left).
+pub fn path_segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+/// Renders a built-in template, or says why it cannot (for tests of the templates).
+pub fn try_render<S: Serialize>(template: &str, ctx: S) -> Result<String, minijinja::Error> {
+    TEMPLATES.get_template(template).and_then(|t| t.render(ctx))
 }
 
 /// A time as people in Vietnam read it (UTC+7), `HH:MM DD/MM/YYYY`; empty for an

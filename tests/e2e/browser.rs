@@ -5,6 +5,10 @@
 //! script, `tests/browser/account.mjs` (playwright-core with Debian's Chromium, no bundled
 //! browser); screenshots and axe reports are kept under `target/browser-artifacts/` for CI.
 //!
+//! The admin console likewise (`tests/browser/console.mjs`): log in as the administrator,
+//! search, open an account, resolve a conflict created by two logins with a reason, the
+//! decision made with the keyboard only.
+//!
 //! Needs `chromium` (`apt-get install chromium`), `node` and `npm ci --prefix tests/browser`;
 //! without them the test fails with one line saying what to install.
 
@@ -49,16 +53,15 @@ fn artifacts(name: &str) -> PathBuf {
     dir
 }
 
-#[tokio::test]
-async fn the_account_page_works_in_chromium_by_keyboard_and_passes_axe() {
+/// Runs the driver `script` of `tests/browser/` against `sys`, with its artifacts in `out`;
+/// returns its report (it must have succeeded).
+async fn drive(script: &str, sys: &TestSystem, out: &Path) -> Value {
     let chromium = chromium();
     let dir = browser_dir();
-    let out = artifacts("account");
-    let sys = TestSystem::start().await;
     let child = tokio::process::Command::new("node")
-        .arg(dir.join("account.mjs"))
+        .arg(dir.join(script))
         .arg(&sys.gateway)
-        .arg(&out)
+        .arg(out)
         .arg(&chromium)
         .kill_on_drop(true)
         .output();
@@ -78,6 +81,14 @@ async fn the_account_page_works_in_chromium_by_keyboard_and_passes_axe() {
         "browser run failed: {}\n{stderr}",
         report["failures"]
     );
+    report
+}
+
+#[tokio::test]
+async fn the_account_page_works_in_chromium_by_keyboard_and_passes_axe() {
+    let out = artifacts("account");
+    let sys = TestSystem::start().await;
+    let report = drive("account.mjs", &sys, &out).await;
     // Every page was seen, checked by axe and photographed.
     let pages: Vec<&str> = report["pages"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert_eq!(pages, ["chooser", "account-vi", "account-en", "account-linked", "unlink-confirm"]);
@@ -94,4 +105,51 @@ async fn the_account_page_works_in_chromium_by_keyboard_and_passes_axe() {
     let actions: Vec<String> =
         sys.app.accounts.audit_log(Some(&lan.id), 10).await.unwrap().into_iter().map(|a| a.action).collect();
     assert!(actions.contains(&"self-link".into()) && actions.contains(&"self-unlink".into()), "{actions:?}");
+}
+
+/// The admin console in Chromium: the administrator logs in, searches, opens an account and
+/// resolves a conflict created by two logins, the decision made with the keyboard only; axe
+/// checks every page.
+#[tokio::test]
+async fn the_admin_console_resolves_a_conflict_in_chromium_by_keyboard_and_passes_axe() {
+    let out = artifacts("console");
+    let sys = TestSystem::start().await;
+    portal_login(&sys, &Browser::new(), "hcm", "hoa").await;
+    portal_login(&sys, &Browser::new(), "bd", "hoalt").await;
+    let report = drive("console.mjs", &sys, &out).await;
+    let pages: Vec<&str> = report["pages"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(
+        pages,
+        [
+            "console-search",
+            "console-results",
+            "console-account",
+            "console-conflicts",
+            "console-conflicts-en",
+            "console-conflict",
+            "console-resolved"
+        ]
+    );
+    for page in &pages {
+        assert!(report["axe"][page].is_array(), "axe ran on {page}");
+        assert!(out.join(format!("{page}.axe.json")).is_file());
+    }
+    assert_eq!(report["screenshots"].as_array().unwrap().len(), 6);
+    assert!(out.join("05-console-conflict.png").is_file());
+    // The browser really resolved it, and the audit log says who and why.
+    let conflicts = sys.app.accounts.conflicts_page(true, 10, None).await.unwrap().items;
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].resolution.as_deref(), Some("merged"));
+    let admin = sys.app.accounts.find_by_national_id("079082006631").await.unwrap().unwrap();
+    let filter = sso_gateway::accounts::lists::AuditFilter {
+        actor: Some(format!("account:{}", admin.id)),
+        ..Default::default()
+    };
+    let lines = sys.app.accounts.audit_page(&filter, 50, None).await.unwrap().items;
+    assert!(
+        lines.iter().any(|l| l.action == "merge"
+            && l.reason.as_deref() == Some("Cùng một người: đã đối chiếu CCCD tại phường")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.action == "view"), "the account view was audited: {lines:?}");
 }

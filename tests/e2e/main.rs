@@ -11,6 +11,7 @@ mod account_page;
 mod accounts;
 mod admin_api;
 mod admin_cli;
+mod admin_console;
 mod authorize_errors;
 mod bounded_state;
 mod browser;
