@@ -7,7 +7,7 @@
 //! Its pages get [`BrokerState`]: the connectors and a read-only window on the provider's
 //! parked requests ([`ParkedRequests`]). The links into a login are built in [`urls`] only;
 //! the provider asks for them through [`UpstreamCatalog`]. Every exchange with an upstream
-//! finishes in one place ([`Broker::exchange`]), which records the upstream's status
+//! finishes in one place (`Broker::exchange`), which records the upstream's status
 //! ([`status`]) for operators.
 //!
 //! Must not: touch accounts or sessions (that is `login`'s job), answer RPs (`provider`), or
