@@ -194,7 +194,7 @@ impl AccountStore {
 
 /// Cuts the extra row fetched to see whether a next page exists; returns the last row kept
 /// when there is one.
-fn more<T>(items: &mut Vec<T>, limit: u32) -> Option<&T> {
+pub(super) fn more<T>(items: &mut Vec<T>, limit: u32) -> Option<&T> {
     if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last()

@@ -5,11 +5,13 @@
 //! `(upstream, subject) → account`, the linking rules ([`linking`]), national-ID and name
 //! rules, official profiles with units of the new administrative structure ([`units`]),
 //! pairwise subjects ([`pairwise`]), admin operations with their append-only audit log
-//! ([`admin`]), admin search ([`search`]) and bulk import ([`import`]).
+//! ([`admin`]), admin search ([`search`]), bulk import ([`import`]) and the record of its runs
+//! ([`import_runs`]).
 //! Must not: know about HTTP, cookies, sessions or OIDC messages.
 
 pub mod admin;
 pub mod import;
+pub mod import_runs;
 pub mod linking;
 pub mod lists;
 mod model;

@@ -98,6 +98,56 @@ const SUMMARY_FROM: &str = "accounts a LEFT JOIN official_profiles o ON o.accoun
 const MATCHED_JOIN: &str =
     "JOIN accounts a ON a.id = hits.m LEFT JOIN official_profiles o ON o.account_id = a.id";
 
+/// National ID ($1) after account id $2, $3 rows: the verified number, a claimed one, a former
+/// one, each a point query of its own index.
+pub fn national_id_sql() -> String {
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM ( \
+           SELECT id AS m FROM accounts WHERE national_id = $1 \
+           UNION SELECT id FROM accounts WHERE claimed_national_id = $1 \
+           UNION SELECT account_id FROM national_id_history WHERE national_id = $1) hits \
+         {MATCHED_JOIN} WHERE a.id > $2 ORDER BY a.id LIMIT $3"
+    )
+}
+
+/// Public or pairwise sub ($1) after account id $2, $3 rows.
+pub fn sub_sql() -> String {
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM ( \
+           SELECT id AS m FROM accounts WHERE sub = $1 \
+           UNION SELECT account_id FROM pairwise_subjects WHERE sub = $1) hits \
+         {MATCHED_JOIN} WHERE a.id > $2 ORDER BY a.id LIMIT $3"
+    )
+}
+
+/// Upstream ($1) and subject ($2) after account id $3, $4 rows.
+pub fn upstream_sql() -> String {
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM ( \
+           SELECT account_id AS m FROM identity_links WHERE upstream = $1 AND subject = $2) hits \
+         {MATCHED_JOIN} WHERE a.id > $3 ORDER BY a.id LIMIT $4"
+    )
+}
+
+/// Official code ($1) after account id $2, $3 rows.
+pub fn official_code_sql() -> String {
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM ( \
+           SELECT account_id AS m FROM official_profiles WHERE official_code = $1) hits \
+         {MATCHED_JOIN} WHERE a.id > $2 ORDER BY a.id LIMIT $3"
+    )
+}
+
+/// Folded names from ($1, $2) (exclusive) below $3 (when `bounded`; else $3 is ''), $4 rows.
+pub fn name_sql(bounded: bool) -> String {
+    let upper = if bounded { "AND a.name_search < $3" } else { "AND $3 = ''" };
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM {SUMMARY_FROM} \
+         WHERE (a.name_search, a.id) > ($1, $2) {upper} \
+         ORDER BY a.name_search, a.id LIMIT $4"
+    )
+}
+
 fn summary_from_row(r: &AnyRow) -> Result<AccountSummary, sqlx::Error> {
     let number: Option<String> = r.try_get("national_id")?;
     Ok(AccountSummary {
@@ -160,14 +210,7 @@ impl AccountStore {
                 check_text("the national ID", raw)?;
                 let number =
                     NationalId::parse(raw).map_err(|e| AccountError::Invalid(format!("national ID: {e}")))?;
-                let sql = format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM ( \
-                       SELECT id AS m FROM accounts WHERE national_id = $1 \
-                       UNION SELECT id FROM accounts WHERE claimed_national_id = $1 \
-                       UNION SELECT account_id FROM national_id_history WHERE national_id = $1) hits \
-                     {MATCHED_JOIN} WHERE a.id > $2 ORDER BY a.id LIMIT $3"
-                );
-                sqlx::query(&sql)
+                sqlx::query(&national_id_sql())
                     .bind(number.as_str())
                     .bind(&after_id)
                     .bind(fetch)
@@ -176,23 +219,17 @@ impl AccountStore {
             }
             SearchQuery::Sub(sub) => {
                 check_text("the sub", sub)?;
-                let sql = format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM ( \
-                       SELECT id AS m FROM accounts WHERE sub = $1 \
-                       UNION SELECT account_id FROM pairwise_subjects WHERE sub = $1) hits \
-                     {MATCHED_JOIN} WHERE a.id > $2 ORDER BY a.id LIMIT $3"
-                );
-                sqlx::query(&sql).bind(sub.trim()).bind(&after_id).bind(fetch).fetch_all(&self.pool).await?
+                sqlx::query(&sub_sql())
+                    .bind(sub.trim())
+                    .bind(&after_id)
+                    .bind(fetch)
+                    .fetch_all(&self.pool)
+                    .await?
             }
             SearchQuery::Upstream { upstream, subject } => {
                 check_text("the upstream", upstream)?;
                 check_text("the subject", subject)?;
-                let sql = format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM ( \
-                       SELECT account_id AS m FROM identity_links WHERE upstream = $1 AND subject = $2) hits \
-                     {MATCHED_JOIN} WHERE a.id > $3 ORDER BY a.id LIMIT $4"
-                );
-                sqlx::query(&sql)
+                sqlx::query(&upstream_sql())
                     .bind(upstream.trim())
                     .bind(subject.trim())
                     .bind(&after_id)
@@ -202,12 +239,12 @@ impl AccountStore {
             }
             SearchQuery::OfficialCode(code) => {
                 check_text("the official code", code)?;
-                let sql = format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM ( \
-                       SELECT account_id AS m FROM official_profiles WHERE official_code = $1) hits \
-                     {MATCHED_JOIN} WHERE a.id > $2 ORDER BY a.id LIMIT $3"
-                );
-                sqlx::query(&sql).bind(code.trim()).bind(&after_id).bind(fetch).fetch_all(&self.pool).await?
+                sqlx::query(&official_code_sql())
+                    .bind(code.trim())
+                    .bind(&after_id)
+                    .bind(fetch)
+                    .fetch_all(&self.pool)
+                    .await?
             }
             SearchQuery::Name(text) => {
                 check_text("the name", text)?;
@@ -225,13 +262,7 @@ impl AccountStore {
                     None => (prefix.clone(), String::new()),
                 };
                 let end = prefix_end(&prefix);
-                let upper = if end.is_some() { "AND a.name_search < $3" } else { "AND $3 = ''" };
-                let sql = format!(
-                    "SELECT {SUMMARY_COLUMNS} FROM {SUMMARY_FROM} \
-                     WHERE (a.name_search, a.id) > ($1, $2) {upper} \
-                     ORDER BY a.name_search, a.id LIMIT $4"
-                );
-                sqlx::query(&sql)
+                sqlx::query(&name_sql(end.is_some()))
                     .bind(from_name)
                     .bind(from_id)
                     .bind(end.unwrap_or_default())

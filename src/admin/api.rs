@@ -12,11 +12,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Admin;
 use super::error::AdminError;
-use super::ops::{self, AccountDetail, Decision, Operations, Survivor};
+use super::ops::{self, AccountDetail, Decision, ImportRunErrors, Operations, RetryOutcome, Survivor};
+use crate::accounts::import_runs::ImportRun;
 use crate::accounts::lists::{AuditFilter, WarningFilter};
 use crate::accounts::search::SearchPage;
 use crate::accounts::{Account, AuditRecord, ConflictRecord, IdentityLink, WarningRecord};
 use crate::app::AppState;
+use crate::broker::status::UpstreamStatus;
 
 /// Default page size of every list.
 const DEFAULT_PAGE: u32 = 50;
@@ -398,4 +400,71 @@ pub async fn logout_failures(
     Params(p): Params<PageParams>,
 ) -> Result<Json<LogoutFailurePage>, AdminError> {
     Ok(Json(ops::logout_failures(&app, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?))
+}
+
+#[utoipa::path(get, path = "/admin/api/v1/operations/upstreams", tag = "operations",
+    responses((status = 200, body = Vec<UpstreamStatus>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Each configured upstream's last success, last failure (with its reason) and the latency of
+/// its last exchanges, as recorded by every replica.
+pub async fn upstream_status(
+    State(app): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<Vec<UpstreamStatus>>, AdminError> {
+    Ok(Json(ops::upstream_status(&app).await?))
+}
+
+/// Which failed delivery to retry, and why.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RetryBody {
+    pub client_id: String,
+    pub sid: String,
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/admin/api/v1/operations/logout-failures/retry", tag = "operations",
+    request_body = RetryBody,
+    responses((status = 200, body = RetryOutcome), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Sends a fresh logout token for one failed back-channel logout, once; delivered, it leaves
+/// the list; failed again, it stays with the new reason.
+pub async fn retry_logout_failure(
+    State(app): State<AppState>,
+    admin: Admin,
+    Body(b): Body<RetryBody>,
+) -> Result<Json<RetryOutcome>, AdminError> {
+    Ok(Json(ops::retry_logout_failure(&app, &b.client_id, &b.sid, &admin.actor, &b.reason).await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportRunPage {
+    pub items: Vec<ImportRun>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/admin/api/v1/operations/imports", tag = "operations", params(PageParams),
+    responses((status = 200, body = ImportRunPage), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Runs of `sso-gateway accounts import`, newest first: who, when, which file, what they did.
+pub async fn import_runs(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Params(p): Params<PageParams>,
+) -> Result<Json<ImportRunPage>, AdminError> {
+    let page = ops::import_runs(&app, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
+    Ok(Json(ImportRunPage { items: page.items, next_cursor: page.next_cursor }))
+}
+
+#[utoipa::path(get, path = "/admin/api/v1/operations/imports/{id}/errors", tag = "operations",
+    params(("id" = i64, Path, description = "Import run id"), PageParams),
+    responses((status = 200, body = ImportRunErrors), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// One import run and a page of its row errors, in file order.
+pub async fn import_run_errors(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<i64>,
+    Params(p): Params<PageParams>,
+) -> Result<Json<ImportRunErrors>, AdminError> {
+    Ok(Json(ops::import_run_errors(&app, id, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?))
 }

@@ -87,6 +87,10 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(api::audit))
         .routes(routes!(api::operations))
         .routes(routes!(api::logout_failures))
+        .routes(routes!(api::retry_logout_failure))
+        .routes(routes!(api::upstream_status))
+        .routes(routes!(api::import_runs))
+        .routes(routes!(api::import_run_errors))
 }
 
 /// The OpenAPI document of the admin API.

@@ -1,5 +1,6 @@
 //! The admin operations as plain functions (the API handlers and the console call these):
 //! each takes the actor and, for writes, a reason, and leaves a line in the audit log.
+//! Operations data: upstream status, failed back-channel logouts (with retry), import runs.
 
 use serde::Serialize;
 use serde_json::json;
@@ -9,8 +10,10 @@ use super::error::AdminError;
 use crate::accounts::admin::AccountSelector;
 use crate::accounts::lists::{Page, WarningFilter};
 use crate::accounts::search::{SearchPage, SearchQuery};
+use crate::accounts::import_runs::{ImportRun, ImportRunError};
 use crate::accounts::{Account, AuditRecord, ConflictRecord, IdentityLink, WarningRecord};
 use crate::app::AppState;
+use crate::broker::status::UpstreamStatus;
 
 /// Longest reason accepted (it goes into the audit log).
 pub const MAX_REASON: usize = 1000;
@@ -435,4 +438,74 @@ pub async fn logout_failures(
     let next = start + items.len();
     let next_cursor = (next < all.len()).then(|| next.to_string());
     Ok(LogoutFailurePage { items, next_cursor })
+}
+
+/// The status of every configured upstream (last success, last failure with its reason, the
+/// latency of the last exchanges), as recorded by every replica.
+pub async fn upstream_status(app: &AppState) -> Result<Vec<UpstreamStatus>, AdminError> {
+    let ids: Vec<&str> = app.settings.upstreams.iter().map(|u| u.id.as_str()).collect();
+    Ok(crate::broker::status::read(&app.store, &ids).await?)
+}
+
+/// What retrying a failed back-channel logout did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RetryOutcome {
+    /// The RP took the logout token; the failure is no longer listed.
+    pub delivered: bool,
+    /// Why it failed again (the failure stays listed with this reason).
+    pub error: Option<String>,
+}
+
+/// Retries one failed back-channel logout delivery (the client's id and the session's `sid`)
+/// once; on success it leaves the list. Audited either way.
+pub async fn retry_logout_failure(
+    app: &AppState,
+    client_id: &str,
+    sid: &str,
+    actor: &str,
+    why: &str,
+) -> Result<RetryOutcome, AdminError> {
+    let why = reason(why)?;
+    let retried = crate::logout::retry_failure(app, client_id, sid).await?.ok_or_else(|| {
+        AdminError::NotFound(format!("a failed back-channel logout to {client_id} for session {sid}"))
+    })?;
+    let outcome = match retried {
+        crate::logout::Retried::Delivered(_) => RetryOutcome { delivered: true, error: None },
+        crate::logout::Retried::Failed(f) => RetryOutcome { delivered: false, error: Some(f.error) },
+    };
+    let detail = json!({ "sid": sid, "delivered": outcome.delivered, "error": outcome.error });
+    let target = format!("client:{client_id}");
+    app.accounts
+        .audit(actor, "retry-backchannel-logout", &target, Some(why), &detail, app.clock.now())
+        .await?;
+    Ok(outcome)
+}
+
+/// Import runs, newest first.
+pub async fn import_runs(
+    app: &AppState,
+    limit: u32,
+    cursor: Option<&str>,
+) -> Result<crate::accounts::lists::Page<ImportRun>, AdminError> {
+    Ok(app.accounts.import_runs_page(limit, cursor).await?)
+}
+
+/// One import run with a page of its row errors (in file order).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ImportRunErrors {
+    pub run: ImportRun,
+    pub items: Vec<ImportRunError>,
+    pub next_cursor: Option<String>,
+}
+
+pub async fn import_run_errors(
+    app: &AppState,
+    id: i64,
+    limit: u32,
+    cursor: Option<&str>,
+) -> Result<ImportRunErrors, AdminError> {
+    let run =
+        app.accounts.import_run(id).await?.ok_or_else(|| AdminError::NotFound(format!("import run {id}")))?;
+    let page = app.accounts.import_run_errors_page(id, limit, cursor).await?;
+    Ok(ImportRunErrors { run, items: page.items, next_cursor: page.next_cursor })
 }

@@ -6,7 +6,9 @@
 //!
 //! Its pages get [`BrokerState`]: the connectors and a read-only window on the provider's
 //! parked requests ([`ParkedRequests`]). The links into a login are built in [`urls`] only;
-//! the provider asks for them through [`UpstreamCatalog`].
+//! the provider asks for them through [`UpstreamCatalog`]. Every exchange with an upstream
+//! finishes in one place (`Broker::exchange`), which records the upstream's status
+//! ([`status`]) for operators.
 //!
 //! Must not: touch accounts or sessions (that is `login`'s job), answer RPs (`provider`), or
 //! read the client registry or the parked-request records.
@@ -22,6 +24,7 @@ mod http_client;
 mod ldap;
 mod oidc;
 pub mod probe;
+pub mod status;
 mod throttle;
 mod upstream_key;
 pub mod urls;
@@ -389,6 +392,30 @@ impl Broker {
         }
     }
 
+    /// The one place an exchange with an upstream completes or fails: the connector checks
+    /// the answer (redeeming a code or ticket, binding to the directory, …) and the outcome
+    /// and its latency go into the upstream's status ([`status`]), shared by the replicas.
+    /// An answer the person caused (a wrong password, a refusal) is a working upstream; a
+    /// failure is an error the gateway answers with a 5xx (unreachable, its own error, an
+    /// answer that does not verify).
+    async fn exchange(
+        &self,
+        connector: &dyn Connector,
+        data: &AttemptData,
+        answer: Answer<'_>,
+    ) -> Result<VerifiedLogin, BrokerError> {
+        let started = std::time::Instant::now();
+        let result = connector.finish(data, answer).await;
+        let failure = match &result {
+            Err(e) if e.status().is_server_error() => Some(e.to_string()),
+            _ => None,
+        };
+        let outcome = failure.as_deref().map_or(Ok(()), Err);
+        let now = crate::clock::Clock::system().now();
+        status::record(&self.store, &connector.settings().id, now, started.elapsed(), outcome).await;
+        result
+    }
+
     /// Redeems the callback of a redirect login (OIDC, CAS): the attempt must exist, belong
     /// to this upstream and this browser; the upstream's answer must verify. Returns the
     /// identity and the id of the parked authorization request to resume.
@@ -403,8 +430,10 @@ impl Broker {
         let id = connector.callback_attempt(params);
         let attempt = self.take_attempt(upstream, id, headers).await?;
         let retry = Some(LoginLink::chooser(&attempt.parked_id).into());
-        let login =
-            connector.finish(&attempt.data, Answer::Redirect(params)).await.map_err(|e| (e, retry))?;
+        let login = self
+            .exchange(connector.as_ref(), &attempt.data, Answer::Redirect(params))
+            .await
+            .map_err(|e| (e, retry))?;
         Ok((self.identity(connector.as_ref(), login), attempt.parked_id))
     }
 
@@ -428,7 +457,7 @@ impl Broker {
         let retry = Some(LoginLink::chooser(&attempt.parked_id).into());
         let username: String = form.username.trim().chars().take(256).collect();
         let answer = Answer::Password { username: &username, password: &form.password, client_ip };
-        match connector.finish(&attempt.data, answer).await {
+        match self.exchange(connector.as_ref(), &attempt.data, answer).await {
             Ok(login) => PasswordOutcome::Verified(
                 Box::new(self.identity(connector.as_ref(), login)),
                 attempt.parked_id,

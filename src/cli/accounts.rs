@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
-use crate::accounts::import::{ImportKind, parse_csv};
+use crate::accounts::import::{ImportKind, ImportSummary, parse_csv};
+use crate::accounts::import_runs::ImportRunMeta;
 use crate::accounts::units::UnitData;
 use crate::accounts::{AccountSelector, AccountStore, LinkPolicy};
 use crate::clock::Clock;
@@ -538,8 +539,27 @@ async fn import(
         Kind::Citizen => ImportKind::Citizen,
         Kind::Official => ImportKind::Official,
     };
-    let (rows, errors) =
-        parse_csv(&text, kind).map_err(|e| format!("{} line {}: {}", file.display(), e.line, e.reason))?;
+    let started_at = Clock::system().now();
+    let file_name = file.display().to_string();
+    let meta = |finished_at| ImportRunMeta {
+        actor: &common.actor,
+        source: province,
+        file: &file_name,
+        kind,
+        strict,
+        started_at,
+        finished_at,
+    };
+    let (rows, errors) = match parse_csv(&text, kind) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            // An unreadable file is a run too: recorded as rejected with its one error.
+            let summary =
+                ImportSummary { errors: vec![e.clone()], rejected: true, ..ImportSummary::default() };
+            store.record_import_run(&meta(Clock::system().now()), &summary).await?;
+            return Err(Failure(format!("{} line {}: {}", file_name, e.line, e.reason), ExitCode::FAILURE));
+        }
+    };
     let bar = indicatif::ProgressBar::new(rows.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows ({per_sec}, eta {eta})")
@@ -556,6 +576,8 @@ async fn import(
         "errors": summary.errors.len(), "rejected": summary.rejected,
     });
     store.audit(&common.actor, "import", &format!("import:{province}"), None, &detail, now).await?;
+    let run = store.record_import_run(&meta(Clock::system().now()), &summary).await?;
+    eprintln!("recorded as import run {run}");
     for e in &summary.errors {
         eprintln!("{} line {}: {}", file.display(), e.line, e.reason);
     }

@@ -1,7 +1,8 @@
 //! OpenID Connect Back-Channel Logout 1.0 toward RPs: a signed logout token POSTed to each
 //! RP's `backchannel_logout_uri`, in the background, in parallel, with bounded timeouts and
 //! retries. A slow or dead RP delays neither the user nor the other RPs; failures are logged
-//! and kept for administrators (`sso-gateway sessions logout-failures`).
+//! and kept for administrators (`sso-gateway sessions logout-failures`, the admin API), who
+//! can retry one ([`retry`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use super::LogoutState;
 use crate::broker::BACKCHANNEL_EVENT;
 use crate::provider::clients::Client;
 use crate::session::SsoSession;
-use crate::state::random_handle;
+use crate::state::{StoreError, random_handle};
 
 /// Per-attempt bound on a delivery.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -25,11 +26,15 @@ const FAILURE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const FAILURES_KEY: &str = "logout-failures";
 
 /// A delivery that failed after every retry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedDelivery {
     pub client_id: String,
     pub uri: String,
     pub sid: String,
+    /// The sub the client knows (records written before it was kept have none: a retry
+    /// then names the session only, which the specification allows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
     pub at: i64,
     pub error: String,
 }
@@ -41,7 +46,8 @@ struct LogoutToken<'a> {
     iat: i64,
     exp: i64,
     jti: String,
-    sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sid: Option<&'a str>,
     events: serde_json::Value,
@@ -79,8 +85,8 @@ pub async fn notify(app: &LogoutState, session: &SsoSession, clients: &[Arc<Clie
         .collect()
 }
 
-async fn deliver(app: &LogoutState, session: &SsoSession, sub: &str, client: &Client) {
-    let Some(uri) = client.backchannel_logout_uri.as_deref() else { return };
+/// A signed logout token for `client` naming `sub` (when known) and the session `sid`.
+fn logout_token(app: &LogoutState, client: &Client, sub: Option<&str>, sid: &str) -> Option<String> {
     let now = app.clock.now();
     let claims = LogoutToken {
         iss: app.issuer(),
@@ -89,31 +95,43 @@ async fn deliver(app: &LogoutState, session: &SsoSession, sub: &str, client: &Cl
         exp: now + 120,
         jti: random_handle(),
         sub,
-        sid: Some(session.sid.as_str()),
+        sid: Some(sid),
         events: json!({ BACKCHANNEL_EVENT: {} }),
     };
-    let token = match app.keys.sign(client.alg, "logout+jwt", &claims) {
-        Ok(t) => t,
+    match app.keys.sign(client.alg, "logout+jwt", &claims) {
+        Ok(t) => Some(t),
         Err(e) => {
             tracing::error!(error = %e, "cannot sign a logout token");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// One POST of a logout token; the reason when the RP did not take it.
+async fn send_once(app: &LogoutState, uri: &str, token: &str) -> Result<(), String> {
+    let send = app.http.post(uri).form(&[("logout_token", token)]).timeout(ATTEMPT_TIMEOUT).send();
+    match send.await {
+        Ok(res) if res.status().is_success() => Ok(()),
+        Ok(res) => Err(format!("HTTP {}", res.status())),
+        Err(e) if e.is_timeout() => Err(format!("no answer within {ATTEMPT_TIMEOUT:?}")),
+        Err(e) => Err(format!("{e}")),
+    }
+}
+
+async fn deliver(app: &LogoutState, session: &SsoSession, sub: &str, client: &Client) {
+    let Some(uri) = client.backchannel_logout_uri.as_deref() else { return };
+    let Some(token) = logout_token(app, client, Some(sub), &session.sid) else { return };
     let mut last_error = String::new();
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt - 1))).await;
         }
-        let send =
-            app.http.post(uri).form(&[("logout_token", token.as_str())]).timeout(ATTEMPT_TIMEOUT).send();
-        match send.await {
-            Ok(res) if res.status().is_success() => {
+        match send_once(app, uri, &token).await {
+            Ok(()) => {
                 tracing::info!(client = %client.client_id, "back-channel logout delivered");
                 return;
             }
-            Ok(res) => last_error = format!("HTTP {}", res.status()),
-            Err(e) if e.is_timeout() => last_error = format!("no answer within {ATTEMPT_TIMEOUT:?}"),
-            Err(e) => last_error = format!("{e}"),
+            Err(e) => last_error = e,
         }
     }
     tracing::warn!(client = %client.client_id, error = %last_error, "back-channel logout failed after retries");
@@ -122,6 +140,7 @@ async fn deliver(app: &LogoutState, session: &SsoSession, sub: &str, client: &Cl
         client_id: client.client_id.clone(),
         uri: uri.to_string(),
         sid: session.sid.clone(),
+        sub: Some(sub.to_string()),
         at: app.clock.now(),
         error: last_error,
     };
@@ -129,6 +148,55 @@ async fn deliver(app: &LogoutState, session: &SsoSession, sub: &str, client: &Cl
         && let Err(e) = app.store.set_add(FAILURES_KEY, &line, FAILURE_RETENTION).await
     {
         tracing::error!(error = %e, "cannot record a failed back-channel logout");
+    }
+}
+
+/// What retrying a failed delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    /// The RP took the logout token; the failure is no longer listed.
+    Delivered(FailedDelivery),
+    /// The RP still did not take it; the failure stays listed with this newer reason.
+    Failed(FailedDelivery),
+}
+
+/// Sends a fresh logout token for one listed failure (the client's `client_id` and the
+/// session's `sid`), once, to the client's current back-channel URI. None when no such failure
+/// is listed or the client no longer has a back-channel receiver.
+pub async fn retry<S>(app: &S, client_id: &str, sid: &str) -> Result<Option<Retried>, StoreError>
+where
+    LogoutState: axum::extract::FromRef<S>,
+{
+    let app = <LogoutState as axum::extract::FromRef<S>>::from_ref(app);
+    let lines = app.store.set_members(FAILURES_KEY).await?;
+    let found = lines.iter().find_map(|line| {
+        serde_json::from_str::<FailedDelivery>(line)
+            .ok()
+            .filter(|f| f.client_id == client_id && f.sid == sid)
+            .map(|f| (line.clone(), f))
+    });
+    let Some((line, failure)) = found else { return Ok(None) };
+    let Some(client) = app.clients.get(client_id) else { return Ok(None) };
+    let Some(uri) = client.backchannel_logout_uri.clone() else { return Ok(None) };
+    let Some(token) = logout_token(&app, &client, failure.sub.as_deref(), sid) else {
+        return Ok(Some(Retried::Failed(failure)));
+    };
+    match send_once(&app, &uri, &token).await {
+        Ok(()) => {
+            tracing::info!(client = %client_id, "back-channel logout delivered on retry");
+            app.store.set_remove(FAILURES_KEY, &line).await?;
+            Ok(Some(Retried::Delivered(failure)))
+        }
+        Err(error) => {
+            let again = FailedDelivery { uri, at: app.clock.now(), error, ..failure };
+            if let Ok(new_line) = serde_json::to_string(&again)
+                && new_line != line
+            {
+                app.store.set_add(FAILURES_KEY, &new_line, FAILURE_RETENTION).await?;
+                app.store.set_remove(FAILURES_KEY, &line).await?;
+            }
+            Ok(Some(Retried::Failed(again)))
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 
-pub use backchannel::{FailedDelivery, failures};
+pub use backchannel::{FailedDelivery, Retried, failures, retry as retry_failure};
 pub use self_service::{SessionRow, session_rows};
 pub use upstream::received as upstream_message;
 

@@ -163,7 +163,7 @@ async fn the_openapi_document_validates_and_lists_exactly_the_routed_operations(
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} is routed and guarded");
         }
     }
-    assert_eq!(operations, 15, "every operation of the router is documented");
+    assert_eq!(operations, 19, "every operation of the router is documented");
     // And the router has nothing the document does not list.
     for (method, path) in [
         (reqwest::Method::GET, "/admin/api/v1/nothing"),
@@ -546,4 +546,281 @@ async fn a_person_below_the_minimum_acr_is_asked_for_a_stronger_login() {
     // Automation is not a person: the acr rule does not apply to it.
     let token = admin_token(&sys).await;
     get(&sys, "/admin/api/v1/conflicts", &token).await;
+}
+
+/// A back-channel receiver that refuses (503) until told to accept, and keeps what it took.
+struct FlakyReceiver {
+    url: String,
+    accept: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    taken: tokio::sync::watch::Receiver<Vec<String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FlakyReceiver {
+    async fn start() -> FlakyReceiver {
+        use std::sync::atomic::Ordering;
+        let accept = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, taken) = tokio::sync::watch::channel(Vec::new());
+        let tx = std::sync::Arc::new(tx);
+        let flag = accept.clone();
+        let app = axum::Router::new().route(
+            "/backchannel",
+            axum::routing::post(
+                move |axum::extract::Form(form): axum::extract::Form<
+                    std::collections::HashMap<String, String>,
+                >| {
+                    let (tx, flag) = (tx.clone(), flag.clone());
+                    async move {
+                        if !flag.load(Ordering::SeqCst) {
+                            return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        if let Some(t) = form.get("logout_token") {
+                            tx.send_modify(|v| v.push(t.clone()));
+                        }
+                        axum::http::StatusCode::OK
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FlakyReceiver { url, accept, taken, task }
+    }
+}
+
+impl Drop for FlakyReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_failed_backchannel_logout_is_retried_and_leaves_the_list_once_delivered() {
+    const FLAKY: &str = "flaky-rp";
+    const FLAKY_CB: &str = "http://127.0.0.1:9/flaky/cb";
+    let receiver = FlakyReceiver::start().await;
+    let extra = format!(
+        r#"
+[[clients]]
+client_id = "{FLAKY}"
+client_secret = "{ADMIN_SECRET}"
+redirect_uris = ["{FLAKY_CB}"]
+backchannel_logout_uri = "{}"
+"#,
+        receiver.url
+    );
+    let sys = TestSystem::start_with(Options {
+        extra_config: format!("{}{extra}", admin_config("")),
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let (_, lan) = portal_login(&sys, &browser, "hcm", "lan").await;
+    sso_login(&browser, &sys.rp(FLAKY, Some(ADMIN_SECRET), FLAKY_CB).await, FLAKY_CB).await;
+    let account = sys.app.accounts.find_by_sub(lan.claims.subject().as_str()).await.unwrap().unwrap();
+    let token = admin_token(&sys).await;
+    // Ending her sessions waits for the deliveries: the flaky RP refused every attempt.
+    let path = format!("/admin/api/v1/accounts/{}/sessions/end", account.id);
+    assert_eq!(post(&sys, &path, &token, json!({ "reason": "test" })).await["ended"], 1);
+    let failures = get(&sys, "/admin/api/v1/operations/logout-failures", &token).await;
+    let items = failures["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{failures}");
+    assert_eq!(
+        (items[0]["client_id"].as_str(), items[0]["error"].as_str()),
+        (Some(FLAKY), Some("HTTP 503 Service Unavailable"))
+    );
+    let sid = items[0]["sid"].as_str().unwrap().to_string();
+    let retry = "/admin/api/v1/operations/logout-failures/retry";
+
+    // Bad input: no reason (400), an unknown delivery (404).
+    for (body, expected) in [
+        (json!({ "client_id": FLAKY, "sid": sid, "reason": " " }), StatusCode::BAD_REQUEST),
+        (json!({ "client_id": FLAKY, "sid": "other", "reason": "x" }), StatusCode::NOT_FOUND),
+        (json!({ "client_id": FLAKY }), StatusCode::BAD_REQUEST),
+    ] {
+        let (status, _, answer) = call(&sys, reqwest::Method::POST, retry, Some(&token), Some(body)).await;
+        assert_eq!(status, expected, "{answer}");
+    }
+    // Still failing: it stays listed with the newer reason.
+    let again =
+        post(&sys, retry, &token, json!({ "client_id": FLAKY, "sid": sid, "reason": "RP back up?" })).await;
+    assert_eq!(again, json!({ "delivered": false, "error": "HTTP 503 Service Unavailable" }));
+    let failures = get(&sys, "/admin/api/v1/operations/logout-failures", &token).await;
+    assert_eq!(failures["items"].as_array().unwrap().len(), 1, "{failures}");
+
+    // The RP is back: delivered, gone from the list, and the token names her session.
+    receiver.accept.store(true, std::sync::atomic::Ordering::SeqCst);
+    let done =
+        post(&sys, retry, &token, json!({ "client_id": FLAKY, "sid": sid, "reason": "RP fixed" })).await;
+    assert_eq!(done, json!({ "delivered": true, "error": null }));
+    let failures = get(&sys, "/admin/api/v1/operations/logout-failures", &token).await;
+    assert_eq!(failures["items"], json!([]));
+    let taken = receiver.taken.borrow().clone();
+    assert_eq!(taken.len(), 1);
+    let claims = verify_with_jwks(&sys, &taken[0], FLAKY).await;
+    assert_eq!(claims["sid"], sid);
+    assert!(claims["sub"].is_string());
+    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    // Both retries are in the audit log with their reasons; a third finds nothing to retry.
+    let audit = get(
+        &sys,
+        &format!("/admin/api/v1/audit?target=client:{FLAKY}&action=retry-backchannel-logout"),
+        &token,
+    )
+    .await;
+    let reasons: Vec<&str> =
+        audit["items"].as_array().unwrap().iter().map(|a| a["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["RP fixed", "RP back up?"], "{audit}");
+    let (status, _, _) = call(
+        &sys,
+        reqwest::Method::POST,
+        retry,
+        Some(&token),
+        Some(json!({ "client_id": FLAKY, "sid": sid, "reason": "again" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn upstream_status_shows_successes_failures_and_latency_from_every_replica() {
+    let sys =
+        TestSystem::start_with(Options { extra_config: admin_config(""), ..Options::redis_replicas(2) })
+            .await;
+    portal_login(&sys, &Browser::new(), "hcm", HCM_USER).await;
+    sys.set_fault("hcm", |f| &f.bad_signature);
+    let rp = sys.rp(PORTAL, Some(PORTAL_SECRET), PORTAL_CB).await;
+    let req = rp.authorize(&[]);
+    let (_, status, _) = Browser::new().login(&req.url, "hcm", HCM_USER, PORTAL_CB).await.page();
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    // Asked on each replica: the same picture, whichever replica handled the logins.
+    let token = admin_token(&sys).await;
+    for replica in &sys.replicas {
+        let res = reqwest::Client::new()
+            .get(replica.url("/admin/api/v1/operations/upstreams"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let all: Value = res.json().await.unwrap();
+        let ids: Vec<&str> =
+            all.as_array().unwrap().iter().map(|u| u["upstream"].as_str().unwrap()).collect();
+        assert!(ids.contains(&"hcm") && ids.contains(&"bd"), "{all}");
+        let hcm = all.as_array().unwrap().iter().find(|u| u["upstream"] == "hcm").unwrap();
+        assert_eq!(hcm["last_success"]["ok"], true, "{hcm}");
+        assert_eq!(hcm["last_failure"]["ok"], false, "{hcm}");
+        assert!(hcm["last_failure"]["reason"].as_str().unwrap().contains("ID token"), "{hcm}");
+        let recent = hcm["recent"].as_array().unwrap();
+        assert_eq!(recent.len(), 2, "{hcm}");
+        assert!(recent.iter().all(|e| e["latency_ms"].is_u64()));
+        let bd = all.as_array().unwrap().iter().find(|u| u["upstream"] == "bd").unwrap();
+        assert_eq!((bd["last_success"].clone(), bd["recent"].clone()), (Value::Null, json!([])), "{bd}");
+    }
+}
+
+async fn import_runs_listed(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts_url = match backend {
+        Backend::Sqlite => format!("sqlite://{}/accounts.db?mode=rwc", dir.path().display()),
+        Backend::Postgres => postgres_accounts_url().await,
+    };
+    let sys = TestSystem::start_with(Options {
+        extra_config: admin_config(""),
+        accounts_url: Some(accounts_url.clone()),
+        ..Options::default()
+    })
+    .await;
+    // The CLI on the same database, as an operator runs it.
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "issuer = \"http://127.0.0.1:8080\"\n[accounts]\nurl = \"{accounts_url}\"\n\
+             [[upstreams]]\nid = \"bd\"\nname_vi = \"bd\"\nname_en = \"bd\"\nissuer = \"http://127.0.0.1:9/bd\"\nclient_id = \"gw\"\n"
+        ),
+    )
+    .unwrap();
+    let csv = dir.path().join("bd-citizens.csv");
+    let mut text = String::from("account_id,full_name,birthdate\nbd-1,Nguyễn Văn Một,1990-01-02\n");
+    for i in 0..5 {
+        text.push_str(&format!("bd-bad-{i},,1990-01-02\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let import = |file: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sso-gateway"))
+            .env("USER", "ops.import")
+            .env_remove("SSO_GATEWAY_CONFIG")
+            .args(["accounts", "import", "--kind", "citizen", "--province", "bd", "--file"])
+            .arg(file)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = import(&csv);
+    assert!(!out.status.success(), "row errors: {}", String::from_utf8_lossy(&out.stderr));
+    let unreadable = dir.path().join("empty.csv");
+    std::fs::write(&unreadable, "").unwrap();
+    assert!(!import(&unreadable).status.success());
+
+    let token = admin_token(&sys).await;
+    let runs = get(&sys, "/admin/api/v1/operations/imports?limit=1", &token).await;
+    let latest = &runs["items"][0];
+    assert_eq!((latest["rejected"].clone(), latest["errors"].clone()), (json!(true), json!(1)), "{runs}");
+    let older = get(
+        &sys,
+        &format!("/admin/api/v1/operations/imports?limit=1&cursor={}", runs["next_cursor"].as_str().unwrap()),
+        &token,
+    )
+    .await;
+    assert_eq!(older["next_cursor"], Value::Null);
+    let run = &older["items"][0];
+    assert_eq!(run["actor"], "ops.import");
+    assert_eq!(run["source"], "bd");
+    assert!(run["file"].as_str().unwrap().ends_with("bd-citizens.csv"), "{run}");
+    assert_eq!(
+        (run["rows"].clone(), run["created"].clone(), run["errors"].clone()),
+        (json!(6), json!(1), json!(5)),
+        "{run}"
+    );
+    assert!(run["finished_at"].as_i64().unwrap() >= run["started_at"].as_i64().unwrap());
+    let id = run["id"].as_i64().unwrap();
+    let first = get(&sys, &format!("/admin/api/v1/operations/imports/{id}/errors?limit=3"), &token).await;
+    assert_eq!(first["run"]["id"], id);
+    let lines: Vec<i64> =
+        first["items"].as_array().unwrap().iter().map(|e| e["line"].as_i64().unwrap()).collect();
+    assert_eq!(lines, [3, 4, 5], "{first}");
+    let rest = get(
+        &sys,
+        &format!(
+            "/admin/api/v1/operations/imports/{id}/errors?limit=3&cursor={}",
+            first["next_cursor"].as_str().unwrap()
+        ),
+        &token,
+    )
+    .await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 2);
+    assert_eq!(rest["next_cursor"], Value::Null);
+    for (path, expected) in [
+        ("/admin/api/v1/operations/imports/999999/errors", StatusCode::NOT_FOUND),
+        ("/admin/api/v1/operations/imports?cursor=zz", StatusCode::BAD_REQUEST),
+        (&*format!("/admin/api/v1/operations/imports/{id}/errors?cursor=zz"), StatusCode::BAD_REQUEST),
+    ] {
+        let (status, _, body) = call(&sys, reqwest::Method::GET, path, Some(&token), None).await;
+        assert_eq!(status, expected, "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn import_runs_and_their_row_errors_are_listed_on_sqlite() {
+    import_runs_listed(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn import_runs_and_their_row_errors_are_listed_on_postgres() {
+    import_runs_listed(Backend::Postgres).await;
 }
