@@ -43,7 +43,8 @@ impl DpopKey {
     pub fn proof(&self, htm: &str, htu: &str, access_token: Option<&str>) -> Result<String> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let iat = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-        let mut claims = serde_json::json!({ "jti": format!("bench-{n}"), "htm": htm, "htu": htu, "iat": iat });
+        let mut claims =
+            serde_json::json!({ "jti": format!("bench-{n}"), "htm": htm, "htu": htu, "iat": iat });
         if let Some(token) = access_token {
             claims["ath"] = B64.encode(sha2::Sha256::digest(token.as_bytes())).into();
         }

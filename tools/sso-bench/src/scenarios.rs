@@ -448,7 +448,8 @@ pub async fn par_authorize(browser: &mut Agent, rp: &mut Agent, ctx: &Ctx) -> Re
         .await?;
     expect_status(&r, 201, "/par")?;
     let v: serde_json::Value = serde_json::from_slice(&r.body).context("/par answer is not JSON")?;
-    let request_uri = v.get("request_uri").and_then(|u| u.as_str()).ok_or_else(|| anyhow!("no request_uri"))?;
+    let request_uri =
+        v.get("request_uri").and_then(|u| u.as_str()).ok_or_else(|| anyhow!("no request_uri"))?;
     let mut url = ctx.gateway.join("/authorize")?;
     url.query_pairs_mut().append_pair("client_id", RP_CLIENT).append_pair("request_uri", request_uri);
     let r = browser.get(&url).await?;
