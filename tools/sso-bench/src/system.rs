@@ -378,8 +378,12 @@ mod tests {
             ("brvt".to_string(), "http://127.0.0.1:3/cas".to_string()),
             ("vneid".to_string(), "http://127.0.0.1:5/sso/realms/vneid".to_string()),
         ];
-        let text =
-            gateway_config(4, Path::new("/tmp/x"), &issuers, "memory", &[], Duration::ZERO, "ES256").unwrap();
+        // The CA and CRL files the configuration names are read when it is loaded.
+        let dir = std::env::temp_dir().join(format!("sso-bench-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = crate::credentials::Pki::create(&dir).unwrap();
+        assert_eq!(pki.officials.len() as u64, crate::credentials::OFFICIALS);
+        let text = gateway_config(4, &dir, &issuers, "memory", &[], Duration::ZERO, "ES256").unwrap();
         let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
         assert_eq!(settings.upstreams.len(), 5);
         assert_eq!(settings.clients.len(), 3);
@@ -391,5 +395,6 @@ mod tests {
         assert!(
             !text.contains("{hcm_port}") && !text.contains("{brvt_port}") && !text.contains("{vneid_port}")
         );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
