@@ -7,6 +7,7 @@
 //! process over keep-alive connections, and prints requests/s, latency percentiles, errors,
 //! the gateway's CPU time per operation and its peak RSS. See BENCHMARKS.md.
 
+mod credentials;
 mod flood;
 mod http;
 mod load;
@@ -37,7 +38,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     /// `all`, or scenario names separated by commas: discovery, jwks, client_credentials,
     /// full_login, sso_login, authorization_code, refresh_token, userinfo, introspection,
-    /// authorize-flood (not part of `all`).
+    /// authorize-flood (not part of `all`); issue 14's (not part of `all`): dpop_token,
+    /// dpop_refresh_token, dpop_userinfo, plain_authorize, par_authorize,
+    /// mtls_client_credentials, cert_login, or `issue14` for all of them next to their
+    /// baselines.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// `authorize-flood`: requests per phase (one address, then 1 000 addresses).
@@ -247,6 +251,10 @@ async fn bench(args: Args) -> Result<()> {
     } else {
         let mut v = Vec::new();
         for name in args.scenario.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != FLOOD) {
+            if name == "issue14" {
+                v.extend(Kind::ISSUE14);
+                continue;
+            }
             v.push(Kind::parse(name).ok_or_else(|| anyhow!("unknown scenario {name:?}"))?);
         }
         v
@@ -337,7 +345,10 @@ async fn measure(
         eprintln!("sso-bench: user skipped: {s}");
     }
     eprintln!("sso-bench: {} users logged in once in {:.1?}", users.len(), started.elapsed());
-    let ctx = Arc::new(Ctx::new(system.gateway.clone(), users.clone(), introspect.clone())?);
+    let ctx = Arc::new(
+        Ctx::new(system.gateway.clone(), users.clone(), introspect.clone())?
+            .with_certificates(&system.pki.officials, &system.pki.rp)?,
+    );
 
     let mut redis = match system.redis_addr {
         Some(addr) => Some(redis::Redis::connect(addr).await?),
@@ -573,6 +584,46 @@ fn cpu_bound(cores: usize, r: &Row) -> String {
     if per_op > 0.0 { format!("{:.0}", cores as f64 * 1e6 / per_op) } else { "-".into() }
 }
 
+/// Issue 14's cost figures: gateway CPU per operation of a scenario over its baseline's,
+/// for the pairs measured in this run, with the issue's bound (None: reported only).
+const COST_PAIRS: [(Kind, Kind, Option<f64>); 6] = [
+    (Kind::DpopToken, Kind::ClientCredentials, Some(1.3)),
+    (Kind::DpopRefreshToken, Kind::RefreshToken, Some(1.3)),
+    (Kind::DpopUserinfo, Kind::Userinfo, Some(1.3)),
+    (Kind::ParAuthorize, Kind::PlainAuthorize, Some(1.2)),
+    (Kind::MtlsClientCredentials, Kind::ClientCredentials, None),
+    (Kind::CertLogin, Kind::FullLogin, Some(1.5)),
+];
+
+fn cost_ratios(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let cpu = |k: Kind| {
+        rows.iter().find(|r| r.kind == k && r.outcome.as_ref().is_some_and(|o| o.ok > 0)).map(|r| r.gw_cpu_us)
+    };
+    for (kind, base, bound) in COST_PAIRS {
+        let (Some(a), Some(b)) = (cpu(kind), cpu(base)) else { continue };
+        if b <= 0.0 {
+            continue;
+        }
+        let ratio = a / b;
+        let verdict = match bound {
+            Some(t) => format!(
+                "target ≤ {t:.1}×: {:.2} of the bound ({})",
+                ratio / t,
+                if ratio <= t { "met" } else { "MISSED" }
+            ),
+            None => "no target".into(),
+        };
+        let _ = writeln!(
+            out,
+            "- cost: {} / {} = {a:.0} / {b:.0} µs gateway CPU = **{ratio:.2}×** ({verdict})",
+            kind.name(),
+            base.name()
+        );
+    }
+    out
+}
+
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
@@ -677,7 +728,8 @@ fn render(
             let _ = writeln!(out, "- {}: {}", r.kind.name(), r.note);
         }
     }
-    for k in [Kind::FullLogin, Kind::SsoLogin] {
+    out.push_str(&cost_ratios(rows));
+    for k in [Kind::FullLogin, Kind::SsoLogin, Kind::CertLogin, Kind::ParAuthorize, Kind::PlainAuthorize] {
         if rows.iter().any(|r| r.kind == k) {
             let _ = writeln!(out, "- one {} op = {}", k.name(), k.unit());
         }

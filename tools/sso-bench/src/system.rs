@@ -10,6 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use legacy_idp::LegacyIdpConfig;
 use url::Url;
 
+use crate::credentials::{OFFICIALS_CA_FILE, OFFICIALS_CRL_FILE, RP_CA_FILE, RP_EMAIL};
 use crate::http::Agent;
 use crate::procs::{self, Proc};
 
@@ -19,6 +20,13 @@ pub const RP_CALLBACK: &str = "http://127.0.0.1:9/bench/cb";
 pub const M2M_CLIENT: &str = "bench-m2m";
 pub const M2M_SECRET: &str = "bench-m2m-secret-0123456789";
 pub const M2M_SCOPE: &str = "bench.read";
+/// `tls_client_auth` by its certificate (`mtls_client_credentials`).
+pub const MTLS_CLIENT: &str = "bench-mtls";
+/// The certificate upstream (`cert_login`).
+pub const CERT_UPSTREAM: &str = "chu-ky-so";
+/// Where the TLS-terminating proxy (the load generator here) forwards a client certificate,
+/// for the certificate host and for `[mtls]` alike.
+pub const CERT_HEADER: &str = "x-ssl-client-cert";
 
 /// Which state store the gateway uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +101,8 @@ pub struct System {
     pub redis: Option<(Proc, SocketAddr)>,
     pub redis_addr: Option<SocketAddr>,
     pub users: Vec<User>,
+    /// The certificates the load generator forwards as a trusted proxy.
+    pub pki: crate::credentials::Pki,
 }
 
 impl System {
@@ -178,7 +188,10 @@ pub async fn start(opts: &Options, dir: &Path) -> Result<System> {
         _ => None,
     };
 
-    // 3. the gateway
+    // 3. the certificates of officials and of the mTLS RP, and the CA files the gateway reads
+    let pki = crate::credentials::Pki::create(dir)?;
+
+    // 4. the gateway
     let port = procs::free_port()?;
     let gateway = Url::parse(&format!("http://127.0.0.1:{port}"))?;
     let mut config = gateway_config(
@@ -216,7 +229,7 @@ pub async fn start(opts: &Options, dir: &Path) -> Result<System> {
     wait_ready(&mut gateway_proc, &gateway, Duration::from_secs(60))
         .await
         .with_context(|| format!("gateway did not become ready; log: {}", log.display()))?;
-    Ok(System { gateway, gateway_proc, idps, redis, redis_addr, users })
+    Ok(System { gateway, gateway_proc, idps, redis, redis_addr, users, pki })
 }
 
 async fn wait_for_tcp(addr: SocketAddr, within: Duration) -> Result<()> {
@@ -247,7 +260,9 @@ async fn wait_ready(proc: &mut Proc, gateway: &Url, within: Duration) -> Result<
 }
 
 /// The gateway configuration: the demo's three upstreams (with their claim mappings) at the
-/// running simulated systems, and two benchmark clients.
+/// running simulated systems, a certificate upstream (officials' certificates forwarded by a
+/// trusted proxy; CA and CRL files written by `credentials::Pki`), and three benchmark
+/// clients (an RP, a client_secret M2M client and a `tls_client_auth` one).
 pub fn gateway_config(
     port: u16,
     dir: &Path,
@@ -295,11 +310,31 @@ store = "{store}"
 [lifetimes]
 authorization_code = "10m"
 
-# The load generator names flood sources in X-Forwarded-For (authorize-flood).
+# The load generator names flood sources in X-Forwarded-For (authorize-flood), and forwards
+# client certificates as a TLS-terminating proxy would (cert_login, mtls_client_credentials).
 [inbound]
 trusted_proxies = ["127.0.0.0/8"]
 
+[certificate]
+url = "http://127.0.0.1:{port}"
+forwarded_header = "{CERT_HEADER}"
+
+[mtls]
+ca_file = "{dir}/{RP_CA_FILE}"
+certificate_header = "{CERT_HEADER}"
+
 {upstreams}
+[[upstreams]]
+id = "{CERT_UPSTREAM}"
+kind = "certificate"
+name_vi = "Chữ ký số cán bộ, công chức"
+name_en = "Officials' digital signature"
+[upstreams.certificate]
+ca_file = "{dir}/{OFFICIALS_CA_FILE}"
+crl_files = ["{dir}/{OFFICIALS_CRL_FILE}"]
+[upstreams.linking]
+trust_national_id = true
+
 [[clients]]
 client_id = "{RP_CLIENT}"
 name = "Benchmark RP"
@@ -315,6 +350,15 @@ client_secret = "{M2M_SECRET}"
 redirect_uris = []
 scopes = ["{M2M_SCOPE}"]
 grant_types = ["client_credentials"]
+id_token_signed_response_alg = "{alg}"
+
+[[clients]]
+client_id = "{MTLS_CLIENT}"
+redirect_uris = []
+scopes = ["{M2M_SCOPE}"]
+grant_types = ["client_credentials"]
+token_endpoint_auth_method = "tls_client_auth"
+tls_client_auth_san_email = "{RP_EMAIL}"
 id_token_signed_response_alg = "{alg}"
 "#
     ))
@@ -334,11 +378,16 @@ mod tests {
             ("brvt".to_string(), "http://127.0.0.1:3/cas".to_string()),
             ("vneid".to_string(), "http://127.0.0.1:5/sso/realms/vneid".to_string()),
         ];
-        let text =
-            gateway_config(4, Path::new("/tmp/x"), &issuers, "memory", &[], Duration::ZERO, "ES256").unwrap();
+        // The CA and CRL files the configuration names are read when it is loaded.
+        let dir = std::env::temp_dir().join(format!("sso-bench-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = crate::credentials::Pki::create(&dir).unwrap();
+        assert_eq!(pki.officials.len() as u64, crate::credentials::OFFICIALS);
+        let text = gateway_config(4, &dir, &issuers, "memory", &[], Duration::ZERO, "ES256").unwrap();
         let settings = sso_gateway::config::Settings::from_toml(&text).unwrap();
-        assert_eq!(settings.upstreams.len(), 4);
-        assert_eq!(settings.clients.len(), 2);
+        assert_eq!(settings.upstreams.len(), 5);
+        assert_eq!(settings.clients.len(), 3);
+        assert!(settings.upstreams.iter().any(|u| u.id == CERT_UPSTREAM));
         for limits in [Limits::High, Limits::Default, Limits::Off] {
             let with = sso_gateway::config::Settings::from_toml(&format!("{text}{}", limits.toml())).unwrap();
             assert_eq!(with.limits.enabled, limits != Limits::Off);
@@ -346,5 +395,6 @@ mod tests {
         assert!(
             !text.contains("{hcm_port}") && !text.contains("{brvt_port}") && !text.contains("{vneid_port}")
         );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
