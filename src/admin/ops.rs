@@ -8,9 +8,9 @@ use utoipa::ToSchema;
 
 use super::error::AdminError;
 use crate::accounts::admin::AccountSelector;
+use crate::accounts::import_runs::{ImportRun, ImportRunError};
 use crate::accounts::lists::{Page, WarningFilter};
 use crate::accounts::search::{SearchPage, SearchQuery};
-use crate::accounts::import_runs::{ImportRun, ImportRunError};
 use crate::accounts::{Account, AuditRecord, ConflictRecord, IdentityLink, WarningRecord};
 use crate::app::AppState;
 use crate::broker::status::UpstreamStatus;

@@ -106,7 +106,7 @@ where
 {
     Router::new()
         .route("/par", post(par::post))
-        .route("/token", post(token::post))
+        .route("/token", post(token_endpoint::post))
         .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .route("/introspect", post(introspect::introspect))
         .route("/revoke", post(introspect::revoke))

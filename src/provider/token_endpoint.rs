@@ -377,7 +377,8 @@ async fn token(app: &ProviderState, request: &BackChannel) -> Result<TokenRespon
     let client = auth.client;
     // DPoP (RFC 9449): a proof binds the access token (and a public client's refresh token).
     let url = format!("{}/token", app.issuer());
-    let target = super::dpop::Target { method: "POST", url: &url, access_token: None, jkt: None, alias: None };
+    let target =
+        super::dpop::Target { method: "POST", url: &url, access_token: None, jkt: None, alias: None };
     // A public client proved nothing yet: its proofs' markers are anonymous records.
     let caller = if client.is_public() { Class::Anonymous } else { Class::Authenticated };
     let proof = super::dpop::verify(app, &request.headers, target, caller).await?;
