@@ -170,7 +170,7 @@ async fn phase(
             }
         }));
     }
-    // The real login (from the bench's own address), once the store refuses the flood (its
+    // The real login (from an address of its own, see below), once the store refuses the flood (its
     // anonymous room is full), or once half the flood is sent if it never does.
     let full = |a: &Answers| a.busy.load(Ordering::Relaxed) > 0;
     let login = {
@@ -189,6 +189,10 @@ async fn phase(
         }
         let login_when_full = full(&answers);
         let mut worker = ScenarioWorker::new(Kind::FullLogin, ctx);
+        // A person at an address of their own (TEST-NET-1, named only in the header): not the
+        // load generator's loopback address, which earlier phases and the sessions prepared at
+        // start have already used within `lifetimes.login_attempt`.
+        worker.browser.forwarded_for = Some(HeaderValue::from_static("192.0.2.10"));
         let t = Instant::now();
         let outcome = match worker.login(user).await {
             Ok(()) => Ok(t.elapsed()),

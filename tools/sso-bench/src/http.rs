@@ -113,6 +113,9 @@ pub struct Agent {
     conns: Vec<Conn>,
     /// (origin, name, value)
     cookies: Vec<(SocketAddr, String, String)>,
+    /// `X-Forwarded-For` sent with every request: the client address this browser stands for
+    /// behind the trusted proxy (None: the load generator's own loopback address).
+    pub forwarded_for: Option<HeaderValue>,
 }
 
 pub fn addr_of(url: &Url) -> Result<SocketAddr> {
@@ -154,6 +157,9 @@ impl Agent {
     ) -> Result<Resp> {
         let addr = addr_of(url)?;
         let mut headers = extra.to_vec();
+        if let Some(from) = &self.forwarded_for {
+            headers.push((header::HeaderName::from_static("x-forwarded-for"), from.clone()));
+        }
         let jar: Vec<String> =
             self.cookies.iter().filter(|(a, _, _)| *a == addr).map(|(_, n, v)| format!("{n}={v}")).collect();
         if !jar.is_empty() {
