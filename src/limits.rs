@@ -114,11 +114,14 @@ struct Cell {
     seen: u64,
     /// Requests counted here and not yet reported to the shared store.
     pending: u64,
+    /// Whether this replica has reported the window's counter to the shared store (and so
+    /// counted it against the anonymous budget) already.
+    reported: bool,
 }
 
 impl Cell {
     fn new(window: i64) -> Self {
-        Cell { window, seen: 0, pending: 0 }
+        Cell { window, seen: 0, pending: 0, reported: false }
     }
 }
 
@@ -221,23 +224,32 @@ impl RateLimiter {
         }
         let Some(store) = shared.filter(|_| report) else { return Ok(()) };
         // Report every pending count of this request in one round trip.
+        let mut first = Vec::with_capacity(cells.len());
         let amounts: Vec<u64> = cells
             .iter()
             .map(|cell| {
                 let mut c = lock(cell);
-                if c.window == window { std::mem::take(&mut c.pending) } else { 0 }
+                if c.window != window {
+                    first.push(false);
+                    return 0;
+                }
+                first.push(!std::mem::replace(&mut c.reported, true));
+                std::mem::take(&mut c.pending)
             })
             .collect();
         let names: Vec<String> = keys.iter().map(|k| k.store_key(window)).collect();
         let counters: Vec<(&str, u64)> =
             names.iter().map(String::as_str).zip(amounts.iter().copied()).collect();
+        // Only a counter's first report in its window is counted against the anonymous budget.
+        let new: Vec<&str> =
+            names.iter().zip(&first).filter(|(_, first)| **first).map(|(n, _)| n.as_str()).collect();
         // Two windows: a replica whose clock runs a little behind still finds the counter.
         let ttl = Duration::from_secs(2 * self.window_secs.unsigned_abs());
         let origin = keys.iter().find_map(|k| match k {
             Key::Address(_, ip) => Some(Origin::of(*ip)),
             Key::Client(_) => None,
         });
-        match store.for_origin(origin).incr_each(&counters, ttl).await {
+        match store.for_origin(origin).incr_each_charging(&counters, &new, ttl).await {
             Ok(totals) if totals.len() == keys.len() => {
                 let mut result = Ok(());
                 for ((key, cell), total) in keys.iter().zip(&cells).zip(totals) {
@@ -255,10 +267,12 @@ impl RateLimiter {
                 // The address's share of the anonymous budget (or the budget) is full: the
                 // counts stay this replica's own, as reported, so the next report waits for
                 // another batch rather than coming at every request.
-                for (cell, amount) in cells.iter().zip(amounts) {
+                for ((cell, amount), first) in cells.iter().zip(amounts).zip(&first) {
                     let mut c = lock(cell);
                     if c.window == window {
                         c.seen = c.seen.saturating_add(amount);
+                        // Nothing was written: the next report counts the counter again.
+                        c.reported &= !first;
                     }
                 }
                 Ok(())
@@ -273,9 +287,10 @@ impl RateLimiter {
                     self.shared_down_until.store(self.clock.now() + SHARED_RETRY, Ordering::Relaxed);
                 }
                 // Fail open to this replica's own count: the requests stay counted here.
-                for (cell, amount) in cells.iter().zip(amounts) {
+                for ((cell, amount), first) in cells.iter().zip(amounts).zip(&first) {
                     let mut c = lock(cell);
                     if c.window == window {
+                        c.reported &= !first;
                         c.pending = c.pending.saturating_add(amount);
                     }
                 }
@@ -480,6 +495,28 @@ mod tests {
         }
         assert!(l.check_browser(ip("203.0.113.7")).await.is_err(), "still limited past the budget");
         assert_eq!(l.shared_down_until.load(Ordering::Relaxed), i64::MIN, "a full budget is not an outage");
+    }
+
+    /// A counter is counted against the anonymous budget at its first report in a window, not
+    /// at every report: one busy address reporting at every request (limit 100, batch 1) must
+    /// not use up the room of everyone's anonymous records.
+    #[tokio::test]
+    async fn a_counter_is_counted_against_the_budget_once_per_window() {
+        let url = sso_test_services::redis_url();
+        let prefix = format!("test-{}:", crate::state::random_handle());
+        let topology = crate::state::RedisTopology::Single(url);
+        let store =
+            StateStore::redis_bounded(&topology, &prefix, Duration::from_secs(2), 16 * 1024).await.unwrap();
+        let l = RateLimiter::new(&settings(100, 100, 100), &store, Clock::system());
+        for _ in 0..90 {
+            l.check_browser(ip("198.51.100.9")).await.unwrap();
+        }
+        let anonymous = store.with_class(crate::state::Class::Anonymous);
+        anonymous
+            .put("authreq:after-the-busy-address", vec![0; 1000], Duration::from_secs(60))
+            .await
+            .expect("room left: the busy address's counter is counted once");
+        assert!(l.check_browser(ip("198.51.100.9")).await.is_ok());
     }
 
     #[test]

@@ -438,13 +438,29 @@ impl StateStore {
     /// counts in order. Each counter behaves as with [`StateStore::incr`]; the counters are
     /// not changed together atomically (they may live in different Cluster slots).
     pub async fn incr_each(&self, counters: &[(&str, u64)], ttl: Duration) -> Result<Vec<u64>, StoreError> {
+        let keys: Vec<&str> = counters.iter().map(|(k, _)| *k).collect();
+        self.incr_each_charging(counters, &keys, ttl).await
+    }
+
+    /// [`Self::incr_each`], counting against the anonymous budget (Redis) only the counters
+    /// named in `new`: those the caller has not reported in their window yet. A counter that
+    /// exists is already counted until its expiry; counting it at every report would charge
+    /// one key many times and add a round trip to every report.
+    pub async fn incr_each_charging(
+        &self,
+        counters: &[(&str, u64)],
+        new: &[&str],
+        ttl: Duration,
+    ) -> Result<Vec<u64>, StoreError> {
         match &self.backend {
             Backend::Memory(m) => {
                 self.note(counters.iter().map(|(k, by)| m.incr_by(self.writer(), k, *by, ttl)).collect())
             }
             Backend::Redis(r) => {
-                let sizes: Vec<(&str, usize)> = counters.iter().map(|(k, _)| (*k, COUNTER_BYTES)).collect();
-                self.note(self.admit(r, &sizes, ttl).await)?;
+                if !new.is_empty() {
+                    let sizes: Vec<(&str, usize)> = new.iter().map(|k| (*k, COUNTER_BYTES)).collect();
+                    self.note(self.admit(r, &sizes, ttl).await)?;
+                }
                 self.note(r.incr_each(counters, ttl).await)
             }
         }
