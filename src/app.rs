@@ -174,7 +174,7 @@ impl AppState {
         let sessions = Sessions::new(store.clone(), clock.clone(), &settings.sessions, https);
         let http = UpstreamHttp::build_client_with_roots(settings.outbound.ca_file.as_deref())
             .map_err(|e| StartError::Http(e.to_string()))?;
-        let broker = Broker::new(&settings, http.clone(), store.clone())?;
+        let broker = Broker::new(&settings, http.clone(), store.clone(), clock.clone())?;
         let clients = ClientRegistry::new(&settings.clients, &settings.lifetimes);
         let limits = Arc::new(crate::limits::RateLimiter::new(&settings.limits, &store, clock.clone()));
         let mtls = crate::provider::mtls::Mtls::new(&settings.mtls).map_err(StartError::Mtls)?;

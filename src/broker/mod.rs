@@ -177,6 +177,8 @@ pub struct Broker {
     /// The certificate upstreams again, for their certificate step (`/upstream/{id}/certificate`).
     certificates: Arc<BTreeMap<String, Arc<certificate::CertificateConnector>>>,
     store: StateStore,
+    /// The gateway's clock (injected in tests), for what the broker records.
+    clock: crate::clock::Clock,
     attempt_ttl: Duration,
     browser_cookie: String,
     secure_cookies: bool,
@@ -190,7 +192,12 @@ impl std::fmt::Debug for Broker {
 
 impl Broker {
     /// Builds one connector per configured upstream.
-    pub fn new(settings: &Settings, http: reqwest::Client, store: StateStore) -> Result<Self, BrokerError> {
+    pub fn new(
+        settings: &Settings,
+        http: reqwest::Client,
+        store: StateStore,
+        clock: crate::clock::Clock,
+    ) -> Result<Self, BrokerError> {
         let issuer = settings.issuer();
         let https = issuer.starts_with("https://");
         let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
@@ -243,6 +250,7 @@ impl Broker {
             ),
             certificates: Arc::new(certificates),
             store,
+            clock,
             attempt_ttl: settings.lifetimes.login_attempt,
             browser_cookie: if https { "__Host-sso_browser".into() } else { "sso_browser".into() },
             secure_cookies: https,
@@ -411,7 +419,7 @@ impl Broker {
             _ => None,
         };
         let outcome = failure.as_deref().map_or(Ok(()), Err);
-        let now = crate::clock::Clock::system().now();
+        let now = self.clock.now();
         status::record(&self.store, &connector.settings().id, now, started.elapsed(), outcome).await;
         result
     }
