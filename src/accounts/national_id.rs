@@ -158,6 +158,32 @@ pub fn mask_any(raw: &str) -> String {
     }
 }
 
+/// `text` with every run of exactly twelve digits (a personal identification number, wherever
+/// an operator typed or a detail recorded one) masked as [`mask_any`] masks it; longer or
+/// shorter runs (times, ids) are left alone.
+pub fn mask_in_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() == NATIONAL_ID_LEN {
+            out.push_str(&mask_any(run));
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 fn is_known_prefix(prefix: &str) -> bool {
     if PROVINCE_PREFIXES.binary_search(&prefix).is_ok() {
         return true;
@@ -416,6 +442,17 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+
+    #[test]
+    fn numbers_in_free_text_are_masked_and_other_digits_kept() {
+        assert_eq!(
+            mask_in_text("CCCD 079082006631 checked; ticket 1733212345, 0790820066310 too long"),
+            "CCCD 079******631 checked; ticket 1733212345, 0790820066310 too long"
+        );
+        assert_eq!(mask_in_text("{\"n\":\"074185001276\"}"), "{\"n\":\"074******276\"}");
+        assert_eq!(mask_in_text("số 079082006631"), "số 079******631");
+        assert_eq!(mask_in_text(""), "");
+    }
     use proptest::prelude::*;
     use time::macros::date;
 
