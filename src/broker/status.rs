@@ -1,7 +1,8 @@
 //! Upstream status for operators: when each upstream last answered a login exchange, when it
 //! last failed and why, and how long its last exchanges took. Recorded by the broker where an
-//! exchange with an upstream completes or fails (one place for every protocol), kept in the
-//! shared state store so every replica sees every replica's exchanges.
+//! exchange with an upstream completes or fails (one place for every protocol), and by
+//! `sso-gateway upstreams probe` ([`record_probe`]), kept in the shared state store so every
+//! replica sees every replica's exchanges and every probe.
 //!
 //! Owns: the `upstream-status:{id}` hashes (bounded: one per configured upstream, at most
 //! [`RECENT`] + 2 fields each) and their sequence counters. Must not: take part in a login (a
@@ -42,6 +43,9 @@ pub struct Exchange {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Recorded by `upstreams probe` rather than by a login.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe: bool,
 }
 
 /// What is known of one upstream.
@@ -71,12 +75,32 @@ pub async fn record(
     latency: Duration,
     outcome: Result<(), &str>,
 ) {
-    let exchange = Exchange {
+    save(store, upstream, exchange(at, latency, outcome, false)).await;
+}
+
+/// Records one run of `upstreams probe` against `upstream` (`Err(reason)`: a check failed),
+/// like a login's exchange but marked as the probe's. Never fails: a store error is logged.
+pub async fn record_probe(
+    store: &StateStore,
+    upstream: &str,
+    at: i64,
+    latency: Duration,
+    outcome: Result<(), &str>,
+) {
+    save(store, upstream, exchange(at, latency, outcome, true)).await;
+}
+
+fn exchange(at: i64, latency: Duration, outcome: Result<(), &str>, probe: bool) -> Exchange {
+    Exchange {
         at,
         latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
         ok: outcome.is_ok(),
         reason: outcome.err().map(cut),
-    };
+        probe,
+    }
+}
+
+async fn save(store: &StateStore, upstream: &str, exchange: Exchange) {
     if let Err(e) = write(store, upstream, &exchange).await {
         tracing::warn!(error = %e, upstream, "cannot record the upstream's status");
     }

@@ -481,7 +481,26 @@ async fn probe(
         ReportFormat::Text => print!("{}", probe::render_text(&reports)),
         ReportFormat::Json => println!("{:#}", probe::render_json(&reports)),
     }
+    record_probe(settings, &reports).await;
     if probe::all_ok(&reports) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Puts the probe's outcome where the gateways keep the upstream status (the shared store),
+/// so the operations page and the admin API show it. With the in-memory store there is no
+/// shared place: says so on stderr. Never changes the exit status.
+async fn record_probe(settings: &Settings, reports: &[crate::broker::probe::UpstreamReport]) {
+    if settings.sessions.store.expose() == "memory" {
+        eprintln!(
+            "note: sessions.store is \"memory\": the probe's outcome is not recorded in the upstream status \
+             (only a shared Redis store is seen by the gateways)"
+        );
+        return;
+    }
+    let clock = Clock::system();
+    match crate::state::StateStore::open(&settings.sessions, &clock).await {
+        Ok(store) => crate::broker::probe::record(&store, reports, clock.now()).await,
+        Err(e) => eprintln!("note: the probe's outcome is not recorded in the upstream status: {e}"),
+    }
 }
 
 async fn healthcheck(url: &str) -> ExitCode {

@@ -256,3 +256,41 @@ async fn the_configurations_in_docs_upstreams_probe_ok_against_the_simulators() 
     }
     assert_line(&report, "officials", "OK   test user", "with one entryUUID");
 }
+
+/// A probe run by an operator (or a cron job) records each upstream's outcome and latency in
+/// the shared state store, where the gateways record their logins: the operations page and
+/// `GET /admin/api/v1/operations/upstreams` show it (`ops::upstream_status`, which both use).
+#[tokio::test]
+async fn a_probe_feeds_the_upstream_status_the_console_and_the_api_show() {
+    let sys = TestSystem::start_with(Options::redis_replicas(1)).await;
+    let hcm = &sys.idps["hcm"].issuer;
+    let upstreams = [
+        oidc("hcm", hcm, "sso-gateway", "gateway-secret-hcm", ""),
+        oidc("bd", &format!("http://127.0.0.1:{}/realms/x", closed_port()), "gw", "s", ""),
+    ]
+    .concat();
+    let shared = format!(
+        "[sessions]\nstore = \"{}\"\n[sessions.redis]\nkey_prefix = \"{}\"\n{upstreams}",
+        redis_url(),
+        sys.app.settings.sessions.redis.key_prefix
+    );
+    let before = sso_gateway::admin::ops::upstream_status(&sys.app).await.unwrap();
+    assert!(before.iter().all(|u| u.recent.is_empty()), "nothing recorded yet: {before:?}");
+    let (out, report) = probe(&shared, &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+
+    let status = sso_gateway::admin::ops::upstream_status(&sys.app).await.unwrap();
+    let of = |id: &str| status.iter().find(|u| u.upstream == id).unwrap().clone();
+    let hcm = of("hcm");
+    let ok = hcm.last_success.as_ref().expect("the probe's success is recorded");
+    assert!(ok.ok && ok.probe, "{hcm:?}");
+    assert!(hcm.last_failure.is_none(), "{hcm:?}");
+    assert_eq!(hcm.recent.len(), 1, "{hcm:?}");
+    let bd = of("bd");
+    let failed = bd.last_failure.as_ref().expect("the probe's failure is recorded");
+    assert!(!failed.ok && failed.probe, "{bd:?}");
+    let reason = failed.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("discovery"), "the failed check says why: {reason}");
+    assert!(bd.last_success.is_none(), "{bd:?}");
+    assert!(of("brvt").recent.is_empty(), "an upstream not probed is untouched");
+}

@@ -79,6 +79,8 @@ pub struct UpstreamReport {
     pub ok: bool,
     pub checks: Vec<Check>,
     pub register: Vec<Registration>,
+    /// How long the checks of this upstream took.
+    pub latency_ms: u64,
 }
 
 /// What the command line adds to the configuration.
@@ -116,6 +118,7 @@ pub async fn probe(
     let issuer = settings.issuer();
     let mut reports = Vec::with_capacity(chosen.len());
     for u in chosen {
+        let started = std::time::Instant::now();
         let http = UpstreamHttp::new(client.clone(), u.timeout);
         let checks = match &u.protocol {
             Protocol::Oidc(o) => oidc::probe(u, o, &http, issuer).await,
@@ -131,6 +134,7 @@ pub async fn probe(
             ok: checks.iter().all(|c| c.status != Status::Fail),
             checks,
             register: registration(issuer, u),
+            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         });
     }
     Ok(reports)
@@ -326,6 +330,18 @@ fn regex_escape(s: &str) -> String {
     out
 }
 
+/// Records each report in the upstream status the operations page and the admin API show
+/// ([`super::status`], the shared state store): passed, or failed with its first failed
+/// check as the reason, with the time the checks took, marked as the probe's.
+pub async fn record(store: &crate::state::StateStore, reports: &[UpstreamReport], at: i64) {
+    for r in reports {
+        let failed = r.checks.iter().find(|c| c.status == Status::Fail);
+        let reason = failed.map(|c| format!("{}: {}", c.check, c.detail));
+        let latency = std::time::Duration::from_millis(r.latency_ms);
+        super::status::record_probe(store, &r.id, at, latency, reason.as_deref().map_or(Ok(()), Err)).await;
+    }
+}
+
 /// Whether every report passed (the command's exit status).
 pub fn all_ok(reports: &[UpstreamReport]) -> bool {
     reports.iter().all(|r| r.ok)
@@ -485,6 +501,7 @@ mod tests {
                 ok: true,
                 checks: vec![Check::ok("discovery", "fetched"), Check::warn("logout", "no end_session")],
                 register: vec![reg("redirect URI", "https://x/upstream/hcm/callback")],
+                latency_ms: 12,
             },
             UpstreamReport {
                 id: "brvt".into(),
@@ -492,6 +509,7 @@ mod tests {
                 ok: false,
                 checks: vec![Check::fail("login page", "connection refused")],
                 register: Vec::new(),
+                latency_ms: 3,
             },
         ];
         let text = render_text(&reports);
