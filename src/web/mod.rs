@@ -40,6 +40,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("admin_conflicts.html", include_str!("templates/admin_conflicts.html")),
         ("admin_conflict.html", include_str!("templates/admin_conflict.html")),
         ("admin_warnings.html", include_str!("templates/admin_warnings.html")),
+        ("admin_audit.html", include_str!("templates/admin_audit.html")),
         ("admin_operations.html", include_str!("templates/admin_operations.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {

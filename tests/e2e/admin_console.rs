@@ -301,6 +301,207 @@ async fn every_write_needs_a_reason_and_is_audited(stores: Stores) {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// A failed back-channel logout made by the console itself (ending the sessions of someone
+/// logged in to an RP whose back-channel endpoint is down) is retried from the operations
+/// page once the RP is up: a retry without a reason or with a forged token changes nothing,
+/// one while the RP is still down stays listed with its new error and says so, the one after
+/// the RP is back takes the failure off the list; each retry's audit line names the operator
+/// and the reason.
+async fn a_failed_backchannel_logout_is_retried_from_the_operations_page(stores: Stores) {
+    const FLAKY: &str = "flaky-rp";
+    const FLAKY_SECRET: &str = "flaky-rp-secret-0123456789abcdef";
+    const FLAKY_CB: &str = "http://127.0.0.1:9/flaky/cb";
+    let receiver = crate::admin_api::FlakyReceiver::start().await;
+    let extra = format!(
+        "[[clients]]\nclient_id = \"{FLAKY}\"\nclient_secret = \"{FLAKY_SECRET}\"\n\
+         redirect_uris = [\"{FLAKY_CB}\"]\nbackchannel_logout_uri = \"{}\"\n",
+        receiver.url
+    );
+    let sys = start(stores, &extra).await;
+    let lan_browser = Browser::new();
+    portal_login(&sys, &lan_browser, "hcm", "lan").await;
+    sso_login(&lan_browser, &sys.rp(FLAKY, Some(FLAKY_SECRET), FLAKY_CB).await, FLAKY_CB).await;
+    let admin = Browser::new();
+    let (_, status, _) = console_login(&sys, &admin, "hcm", ADMIN_USER).await;
+    assert_eq!(status, StatusCode::OK);
+    let operator = format!("account:{}", account_with(&sys, ADMIN_NUMBER).await);
+    let lan = account_with(&sys, LAN_NUMBER).await;
+    let (_, _, page) = open(&sys, &admin, &format!("/admin/accounts/{lan}")).await;
+    let csrf = csrf_of(&page);
+    let res = post(
+        &sys,
+        &admin,
+        &format!("/admin/accounts/{lan}/sessions/end"),
+        &[("csrf", &csrf), ("reason", "phone stolen"), ("lang", "vi")],
+    )
+    .await;
+    redirected(&res);
+
+    // The failure is on the operations page with its retry form.
+    let (_, status, ops) = open(&sys, &admin, "/admin/operations").await;
+    assert_eq!(status, StatusCode::OK, "{ops}");
+    assert_eq!(attr_all(&ops, "tr.failure", "data-client"), [FLAKY], "{ops}");
+    let sid = attr_all(&ops, "tr.failure", "data-sid").pop().unwrap();
+    let action = attr_all(&ops, "tr.failure form.retry", "action").pop().expect("a retry form");
+    assert_eq!(action, "/admin/operations/logout-failures/retry");
+    assert_eq!(attr_all(&ops, "tr.failure form.retry input[name=sid]", "value"), [sid.clone()]);
+    assert_eq!(attr_all(&ops, "tr.failure form.retry textarea[name=reason]", "required").len(), 1);
+    let csrf = csrf_of(&ops);
+    let retries = || async {
+        let filter = AuditFilter { action: Some("retry-backchannel-logout".into()), ..Default::default() };
+        let page = sys.app.accounts.audit_page(&filter, 200, None).await.unwrap();
+        page.items.into_iter().map(|a| (a.actor, a.target, a.reason)).collect::<Vec<_>>()
+    };
+
+    // Refused, nothing changed (still listed, nothing audited, nothing sent).
+    receiver.accept.store(true, std::sync::atomic::Ordering::SeqCst);
+    let form = |csrf: &str, reason: &str| {
+        vec![
+            ("csrf".to_string(), csrf.to_string()),
+            ("client_id".to_string(), FLAKY.to_string()),
+            ("sid".to_string(), sid.clone()),
+            ("reason".to_string(), reason.to_string()),
+            ("lang".to_string(), "vi".to_string()),
+        ]
+    };
+    let send = |fields: Vec<(String, String)>| {
+        let (sys, admin, action) = (&sys, &admin, action.clone());
+        async move {
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            post(sys, admin, &action, &pairs).await
+        }
+    };
+    assert_eq!(send(form(&csrf, "  ")).await.status(), StatusCode::BAD_REQUEST);
+    let forged = "A".repeat(csrf.len());
+    assert_eq!(send(form(&forged, "RP is back")).await.status(), StatusCode::FORBIDDEN);
+    let no_token: Vec<(String, String)> = form(&csrf, "RP is back").into_iter().skip(1).collect();
+    assert_eq!(send(no_token).await.status(), StatusCode::FORBIDDEN);
+    let (_, _, ops) = open(&sys, &admin, "/admin/operations").await;
+    assert_eq!(attr_all(&ops, "tr.failure", "data-sid"), [sid.clone()], "still listed");
+    assert!(retries().await.is_empty(), "nothing audited");
+    assert!(receiver.taken.borrow().is_empty(), "nothing sent");
+
+    // Still down: retried, failed again, still listed, and the page says so.
+    receiver.accept.store(false, std::sync::atomic::Ordering::SeqCst);
+    let to = redirected(&send(form(&csrf, "RP says it is back")).await);
+    assert_eq!(to, "/admin/operations?lang=vi&done=retry-failed");
+    let (_, _, ops) = open(&sys, &admin, &to).await;
+    assert_eq!(attr_all(&ops, "#done", "data-done"), ["retry-failed"], "{ops}");
+    assert_eq!(attr_all(&ops, "tr.failure", "data-sid"), [sid.clone()]);
+
+    // Up: delivered, off the list, and the page says so.
+    receiver.accept.store(true, std::sync::atomic::Ordering::SeqCst);
+    let to = redirected(&send(form(&csrf, "RP fixed, ticket 42")).await);
+    assert_eq!(to, "/admin/operations?lang=vi&done=retry-delivered");
+    let (_, _, ops) = open(&sys, &admin, &to).await;
+    assert_eq!(attr_all(&ops, "#done", "data-done"), ["retry-delivered"], "{ops}");
+    assert!(attr_all(&ops, "tr.failure", "data-sid").is_empty(), "off the list: {ops}");
+    assert_eq!(receiver.taken.borrow().len(), 1, "one logout token delivered");
+    let target = format!("client:{FLAKY}");
+    assert_eq!(
+        retries().await,
+        [
+            (operator.clone(), target.clone(), Some("RP fixed, ticket 42".to_string())),
+            (operator, target, Some("RP says it is back".to_string())),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_backchannel_logout_is_retried_from_the_operations_page_on_sqlite() {
+    a_failed_backchannel_logout_is_retried_from_the_operations_page(Stores::Embedded).await;
+}
+
+#[tokio::test]
+async fn a_failed_backchannel_logout_is_retried_from_the_operations_page_on_postgres() {
+    a_failed_backchannel_logout_is_retried_from_the_operations_page(Stores::Production).await;
+}
+
+/// The audit log page: reached from the navigation, filtered by who, which account (`sub`),
+/// what and which days (Vietnam time), national IDs masked, in both languages; looking at it
+/// writes no line; a day that is not one is a 400 page.
+async fn the_audit_page_filters_the_whole_log(stores: Stores) {
+    let sys = start(stores, "").await;
+    let (_, lan_tokens) = portal_login(&sys, &Browser::new(), "hcm", "lan").await;
+    portal_login(&sys, &Browser::new(), "hcm", "khang").await;
+    let admin = Browser::new();
+    let (_, status, home) = console_login(&sys, &admin, "hcm", ADMIN_USER).await;
+    assert_eq!(status, StatusCode::OK);
+    let nav = attr_all(&home, "nav.console a", "href");
+    assert!(nav.iter().any(|h| h.starts_with("/admin/audit?")), "linked from the navigation: {nav:?}");
+    let operator = format!("account:{}", account_with(&sys, ADMIN_NUMBER).await);
+    let lan = account_with(&sys, LAN_NUMBER).await;
+    let khang = account_with(&sys, "001075008823").await;
+    let csrf = csrf_of(&home);
+    for (id, step, reason) in [
+        (&lan, "lock", format!("CCCD {LAN_NUMBER} checked at the ward office")),
+        (&lan, "unlock", "ticket 7".to_string()),
+        (&khang, "lock", "ticket 8".to_string()),
+    ] {
+        let path = format!("/admin/accounts/{id}/{step}");
+        redirected(&post(&sys, &admin, &path, &[("csrf", &csrf), ("reason", &reason)]).await);
+    }
+    let total = sys.app.accounts.audit_page(&AuditFilter::default(), 200, None).await.unwrap().items.len();
+    let rows = |body: &str| -> Vec<String> {
+        let actions = attr_all(body, "tr.audit-line", "data-action");
+        let targets = select_all(body, "tr.audit-line td.target");
+        actions.into_iter().zip(targets).map(|(a, t)| format!("{a} {t}")).collect()
+    };
+
+    let (_, status, page) = open(&sys, &admin, "/admin/audit").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Nhật ký kiểm tra") && page.contains("<html lang=\"vi\">"), "{page}");
+    assert!(!page.contains(LAN_NUMBER), "numbers masked: {page}");
+    assert!(select_all(&page, "td.reason").iter().any(|r| r.contains("079******512")), "{page}");
+    let by = |q: String| {
+        let (sys, admin) = (&sys, &admin);
+        async move {
+            let (_, status, body) = open(sys, admin, &format!("/admin/audit?{q}")).await;
+            assert_eq!(status, StatusCode::OK, "{q}: {body}");
+            rows(&body)
+        }
+    };
+    let actor = url::form_urlencoded::byte_serialize(operator.as_bytes()).collect::<String>();
+    let lan_sub: String =
+        url::form_urlencoded::byte_serialize(lan_tokens.claims.subject().as_bytes()).collect();
+    assert_eq!(
+        by(format!("actor={actor}&action=lock")).await,
+        [format!("lock {khang}"), format!("lock {lan}")]
+    );
+    assert_eq!(
+        by(format!("actor={actor}&sub={lan_sub}")).await,
+        [format!("unlock {lan}"), format!("lock {lan}")]
+    );
+    let today = sso_gateway::web::vietnam_time(sys.clock.now());
+    let (d, m, y) = (&today[6..8], &today[9..11], &today[12..16]);
+    let today = format!("{y}-{m}-{d}");
+    assert_eq!(by(format!("actor={actor}&from={today}&to={today}")).await.len(), 3);
+    let yesterday = sso_gateway::web::vietnam_time(sys.clock.now() - 86_400);
+    let yesterday = format!("{}-{}-{}", &yesterday[12..16], &yesterday[9..11], &yesterday[6..8]);
+    assert!(by(format!("actor={actor}&to={yesterday}")).await.is_empty());
+    // The filters stay in the form; English too.
+    let (_, _, en) = open(&sys, &admin, "/admin/audit?action=lock&lang=en").await;
+    assert!(en.contains("<html lang=\"en\">") && en.contains("Audit log"), "{en}");
+    assert_eq!(attr_all(&en, "#filter-action", "value"), ["lock"]);
+    // A day that is not one: 400, bilingual.
+    let (_, status, bad) = open(&sys, &admin, "/admin/audit?from=03/12/2026").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert!(bad.contains("Nothing changed"), "{bad}");
+    // Looking wrote nothing.
+    let after = sys.app.accounts.audit_page(&AuditFilter::default(), 200, None).await.unwrap().items.len();
+    assert_eq!(after, total);
+}
+
+#[tokio::test]
+async fn the_audit_page_filters_the_whole_log_on_sqlite() {
+    the_audit_page_filters_the_whole_log(Stores::Embedded).await;
+}
+
+#[tokio::test]
+async fn the_audit_page_filters_the_whole_log_on_postgres() {
+    the_audit_page_filters_the_whole_log(Stores::Production).await;
+}
+
 async fn is_open(sys: &TestSystem, id: i64) -> bool {
     sys.app.accounts.conflict(id).await.unwrap().unwrap().resolved_at.is_none()
 }

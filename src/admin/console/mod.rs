@@ -55,7 +55,9 @@ pub fn router() -> Router<AppState> {
         .route("/admin/conflicts/{id}", get(pages::conflict))
         .route("/admin/conflicts/{id}/resolve", post(pages::resolve))
         .route("/admin/warnings", get(pages::warnings))
+        .route("/admin/audit", get(pages::audit))
         .route("/admin/operations", get(pages::operations))
+        .route("/admin/operations/logout-failures/retry", post(pages::retry_logout))
 }
 
 /// Whether a parked request is the console's.

@@ -1,9 +1,10 @@
-//! The console's handlers: each finds the operator ([`operator`]; a page without a console
-//! session starts the login instead), checks a write's anti-forgery token, calls one function
-//! of `admin::ops`, and renders or redirects. What a page shows is worked out in
-//! [`super::views`].
+//! The console's handlers: a page takes the [`Reader`] (the operator; without a console
+//! session the login starts instead), a write takes the [`Writer`] (the operator, the form, and
+//! its anti-forgery token checked; nothing is done otherwise); each then calls one function of
+//! `admin::ops` and renders or redirects. What a page shows is worked out in [`super::views`].
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -44,30 +45,128 @@ async fn operator(app: &AppState, headers: &HeaderMap) -> Result<Option<ConsoleS
     }
 }
 
-/// The operator of a write: without a console session, nothing is done.
-async fn writer(app: &AppState, headers: &HeaderMap, csrf: &str) -> Result<ConsoleSession, ConsoleError> {
-    let cs = operator(app, headers).await?.ok_or(ConsoleError::NotLoggedIn)?;
-    if !cs.csrf_matches(csrf) {
-        return Err(ConsoleError::Forged);
-    }
-    Ok(cs)
+/// The operator of a page and the page's language: a live console session, or the response
+/// that starts one (the login, then back to this page). A malformed query (a `lang` that is
+/// neither `vi` nor `en`, …) is a 400 page.
+pub struct Reader {
+    pub cs: ConsoleSession,
+    pub uri: Uri,
+    pub lang: Lang,
 }
 
-/// The console session of a page, or the response that starts one (the login, then back to
-/// `uri`).
-async fn reader(
-    app: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    lang: Lang,
-) -> Result<ConsoleSession, Response> {
-    match operator(app, headers).await {
-        Ok(Some(cs)) => Ok(cs),
-        Ok(None) => {
-            let next = uri.path_and_query().map(|p| p.as_str().to_string());
-            Err(enter(app, headers, next.as_deref(), lang, false).await.unwrap_or_else(|e| e.into_response()))
+#[derive(Debug, Default, Deserialize)]
+struct LangOnly {
+    lang: Option<Lang>,
+}
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let query = parts.uri.query().unwrap_or("").as_bytes();
+        let lang = web::params::deserialize::<LangOnly>(query, web::params::Controls::Refused)
+            .map_err(|e| e.page().into_response())?
+            .lang
+            .unwrap_or_default();
+        match operator(app, &parts.headers).await {
+            Ok(Some(cs)) => Ok(Reader { cs, uri: parts.uri.clone(), lang }),
+            Ok(None) => {
+                let next = parts.uri.path_and_query().map(|p| p.as_str().to_string());
+                Err(enter(app, &parts.headers, next.as_deref(), lang, false)
+                    .await
+                    .unwrap_or_else(|e| e.into_response()))
+            }
+            Err(e) => Err(e.into_response()),
         }
-        Err(e) => Err(e.into_response()),
+    }
+}
+
+impl Reader {
+    /// What every console page gets: language, its switch, the navigation and the form token.
+    fn frame(&self, current: &str) -> Value {
+        json!({
+            "lang": self.lang.code(),
+            "other_lang": self.lang.other().code(),
+            "other_lang_href": views::switch_lang_href(self.uri.path(), self.uri.query(), self.lang),
+            "csrf": self.cs.csrf,
+            "current": current,
+            "operator": self.cs.account_id,
+        })
+    }
+
+    /// The page `template` with the frame and `extra`.
+    fn page(&self, template: &str, current: &str, extra: Value) -> Response {
+        page(template, merge_json(self.frame(current), extra))
+    }
+}
+
+/// Every form of the console: its token, its reason, and the fields of the write it is.
+#[derive(Debug, Default, Deserialize)]
+pub struct WriteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    lang: Option<Lang>,
+    #[serde(default)]
+    upstream: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    into: String,
+    #[serde(default)]
+    unit: String,
+    decision: Option<Decision>,
+    survivor: Option<Survivor>,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    sid: String,
+}
+
+/// A console write that may go ahead: the form read, then a live console session (none: 401)
+/// whose anti-forgery token the form carries (else 403). A handler taking it says only what
+/// differs: which operation, with which fields, and where to go after.
+pub struct Writer {
+    pub app: AppState,
+    pub actor: String,
+    pub lang: Lang,
+    pub form: WriteForm,
+}
+
+impl FromRequest<AppState> for Writer {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let web::params::Form(form) = web::params::Form::<WriteForm>::from_request(req, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let cs = operator(app, &headers).await.map_err(IntoResponse::into_response)?;
+        let cs = cs.ok_or(ConsoleError::NotLoggedIn).map_err(IntoResponse::into_response)?;
+        if !cs.csrf_matches(&form.csrf) {
+            return Err(ConsoleError::Forged.into_response());
+        }
+        Ok(Writer { app: app.clone(), actor: cs.actor(), lang: form.lang.unwrap_or_default(), form })
+    }
+}
+
+impl Writer {
+    /// The write's reason as typed (`admin::ops` checks it).
+    fn reason(&self) -> &str {
+        &self.form.reason
+    }
+
+    /// Back to `path` with a notice of what was done.
+    fn back(&self, path: &str, done: &str) -> Response {
+        let done: String = url::form_urlencoded::byte_serialize(done.as_bytes()).collect();
+        Redirect::to(&format!("{path}?lang={}&done={done}", self.lang.code())).into_response()
+    }
+
+    /// Back to an account's page with a notice.
+    fn to_account(&self, id: &str, done: &str) -> Response {
+        let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        self.back(&format!("/admin/accounts/{id}"), done)
     }
 }
 
@@ -157,18 +256,6 @@ pub async fn callback(
     enter(&app, &headers, q.next.as_deref(), lang, true).await.unwrap_or_else(|e| e.into_response())
 }
 
-/// What every console page gets: language, its switch, the navigation and the form token.
-fn frame(cs: &ConsoleSession, uri: &Uri, lang: Lang, current: &str) -> Value {
-    json!({
-        "lang": lang.code(),
-        "other_lang": lang.other().code(),
-        "other_lang_href": views::switch_lang_href(uri.path(), uri.query(), lang),
-        "csrf": cs.csrf,
-        "current": current,
-        "operator": cs.account_id,
-    })
-}
-
 fn page(template: &str, ctx: Value) -> Response {
     web::html_response(StatusCode::OK, web::render(template, ctx), web::CSP_PAGE)
 }
@@ -182,6 +269,15 @@ fn merge_json(mut base: Value, extra: Value) -> Value {
     base
 }
 
+/// The configured upstreams with their names, for the pages' choices.
+fn upstream_names(app: &AppState) -> Vec<Value> {
+    app.broker
+        .upstream_names()
+        .into_iter()
+        .map(|(id, vi, en)| json!({ "id": id, "name_vi": vi, "name_en": en }))
+        .collect()
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub struct SearchQuery {
     by: Option<SearchBy>,
@@ -189,30 +285,21 @@ pub struct SearchQuery {
     q: String,
     upstream: Option<String>,
     cursor: Option<String>,
-    lang: Option<Lang>,
 }
 
 /// GET `/admin`: the search page (and its results, national IDs masked).
 pub async fn search(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
     web::params::Query(q): web::params::Query<SearchQuery>,
-) -> Response {
-    let lang = q.lang.unwrap_or_default();
-    let cs = match reader(&app, &headers, &uri, lang).await {
-        Ok(cs) => cs,
-        Err(r) => return r,
-    };
+    r: Reader,
+) -> Result<Response, ConsoleError> {
+    let lang = r.lang;
     let by = q.by.unwrap_or(SearchBy::Name);
     let text = q.q.trim().to_string();
     let results = if text.is_empty() {
         None
     } else {
-        match ops::search(&app, by, text.clone(), q.upstream.clone(), PAGE, q.cursor.as_deref()).await {
-            Ok(p) => Some(p),
-            Err(e) => return ConsoleError::from(e).into_response(),
-        }
+        Some(ops::search(&app, by, text.clone(), q.upstream.clone(), PAGE, q.cursor.as_deref()).await?)
     };
     let next_href = results.as_ref().and_then(|r| r.next_cursor.as_ref()).map(|c| {
         let mut s = url::form_urlencoded::Serializer::new(String::new());
@@ -223,24 +310,18 @@ pub async fn search(
         s.append_pair("cursor", c).append_pair("lang", lang.code());
         format!("{}?{}", super::PATH, s.finish())
     });
-    let upstreams: Vec<Value> = app
-        .broker
-        .upstream_names()
-        .into_iter()
-        .map(|(id, vi, en)| json!({ "id": id, "name_vi": vi, "name_en": en }))
-        .collect();
-    let ctx = merge_json(
-        frame(&cs, &uri, lang, "search"),
+    Ok(r.page(
+        "admin_search.html",
+        "search",
         json!({
             "by": by_code(by),
             "q": text,
             "upstream": q.upstream,
-            "upstreams": upstreams,
+            "upstreams": upstream_names(&app),
             "results": results,
             "next_href": next_href,
         }),
-    );
-    page("admin_search.html", ctx)
+    ))
 }
 
 fn by_code(by: SearchBy) -> &'static str {
@@ -255,7 +336,6 @@ fn by_code(by: SearchBy) -> &'static str {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct AccountQuery {
-    lang: Option<Lang>,
     /// Why the account is looked at (recorded with the view).
     reason: Option<String>,
     /// The write just done (a notice).
@@ -266,32 +346,18 @@ pub struct AccountQuery {
 /// each view is written to the audit log first.
 pub async fn account(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
     Path(id): Path<String>,
     web::params::Query(q): web::params::Query<AccountQuery>,
-) -> Response {
-    let lang = q.lang.unwrap_or_default();
-    let cs = match reader(&app, &headers, &uri, lang).await {
-        Ok(cs) => cs,
-        Err(r) => return r,
-    };
-    let detail = match ops::account_detail(&app, &id, &cs.actor(), q.reason.as_deref()).await {
-        Ok(d) => d,
-        Err(e) => return ConsoleError::from(e).into_response(),
-    };
+    r: Reader,
+) -> Result<Response, ConsoleError> {
+    let detail = ops::account_detail(&app, &id, &r.cs.actor(), q.reason.as_deref()).await?;
     let merged_into = match &detail.account.status {
         crate::accounts::AccountStatus::MergedInto(into) => Some(into.clone()),
         _ => None,
     };
-    let upstreams: Vec<Value> = app
-        .broker
-        .upstream_names()
-        .into_iter()
-        .map(|(id, vi, en)| json!({ "id": id, "name_vi": vi, "name_en": en }))
-        .collect();
-    let ctx = merge_json(
-        frame(&cs, &uri, lang, "account"),
+    Ok(r.page(
+        "admin_account.html",
+        "account",
         json!({
             "d": detail,
             "status": match &detail.account.status {
@@ -300,162 +366,58 @@ pub async fn account(
                 crate::accounts::AccountStatus::MergedInto(_) => "merged",
             },
             "merged_into": merged_into,
-            "upstreams": upstreams,
+            "upstreams": upstream_names(&app),
             "done": q.done,
         }),
-    );
-    page("admin_account.html", ctx)
-}
-
-/// Every form of the console: its token, its reason, and the fields of the write it is.
-#[derive(Debug, Default, Deserialize)]
-pub struct WriteForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    reason: String,
-    lang: Option<Lang>,
-    #[serde(default)]
-    upstream: String,
-    #[serde(default)]
-    subject: String,
-    #[serde(default)]
-    into: String,
-    #[serde(default)]
-    unit: String,
-    decision: Option<Decision>,
-    survivor: Option<Survivor>,
-}
-
-/// Back to an account's page after a write, with a notice.
-fn to_account(id: &str, lang: Lang, done: &str) -> Response {
-    let path = format!(
-        "/admin/accounts/{}",
-        url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
-    );
-    Redirect::to(&format!("{path}?lang={}&done={done}", lang.code())).into_response()
-}
-
-/// One account write: the operator, then the operation, then back to the page.
-async fn write<F, Fut>(
-    app: AppState,
-    headers: HeaderMap,
-    id: String,
-    form: WriteForm,
-    done: &str,
-    op: F,
-) -> Response
-where
-    F: FnOnce(AppState, String, String, WriteForm) -> Fut,
-    Fut: std::future::Future<Output = Result<Option<String>, AdminError>>,
-{
-    let lang = form.lang.unwrap_or_default();
-    let cs = match writer(&app, &headers, &form.csrf).await {
-        Ok(cs) => cs,
-        Err(e) => return e.into_response(),
-    };
-    match op(app, id.clone(), cs.actor(), form).await {
-        Ok(then) => to_account(then.as_deref().unwrap_or(&id), lang, done),
-        Err(e) => ConsoleError::from(e).into_response(),
-    }
+    ))
 }
 
 /// POST `/admin/accounts/{id}/lock`.
-pub async fn lock(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    web::params::Form(form): web::params::Form<WriteForm>,
-) -> Response {
-    write(app, headers, id, form, "lock", |app, id, actor, f| async move {
-        ops::set_locked(&app, &id, true, &actor, &f.reason).await.map(|_| None)
-    })
-    .await
+pub async fn lock(Path(id): Path<String>, w: Writer) -> Result<Response, ConsoleError> {
+    ops::set_locked(&w.app, &id, true, &w.actor, w.reason()).await?;
+    Ok(w.to_account(&id, "lock"))
 }
 
 /// POST `/admin/accounts/{id}/unlock`.
-pub async fn unlock(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    web::params::Form(form): web::params::Form<WriteForm>,
-) -> Response {
-    write(app, headers, id, form, "unlock", |app, id, actor, f| async move {
-        ops::set_locked(&app, &id, false, &actor, &f.reason).await.map(|_| None)
-    })
-    .await
+pub async fn unlock(Path(id): Path<String>, w: Writer) -> Result<Response, ConsoleError> {
+    ops::set_locked(&w.app, &id, false, &w.actor, w.reason()).await?;
+    Ok(w.to_account(&id, "unlock"))
 }
 
 /// POST `/admin/accounts/{id}/sessions/end`: every session, everywhere (back-channel logout).
-pub async fn end_sessions(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    web::params::Form(form): web::params::Form<WriteForm>,
-) -> Response {
-    write(app, headers, id, form, "end-sessions", |app, id, actor, f| async move {
-        ops::end_sessions(&app, &id, &actor, &f.reason).await.map(|_| None)
-    })
-    .await
+pub async fn end_sessions(Path(id): Path<String>, w: Writer) -> Result<Response, ConsoleError> {
+    ops::end_sessions(&w.app, &id, &w.actor, w.reason()).await?;
+    Ok(w.to_account(&id, "end-sessions"))
 }
 
 /// POST `/admin/accounts/{id}/links`.
-pub async fn link(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    web::params::Form(form): web::params::Form<WriteForm>,
-) -> Response {
-    write(app, headers, id, form, "link", |app, id, actor, f| async move {
-        ops::link(&app, &id, f.upstream.trim(), f.subject.trim(), &actor, &f.reason).await.map(|_| None)
-    })
-    .await
+pub async fn link(Path(id): Path<String>, w: Writer) -> Result<Response, ConsoleError> {
+    let f = &w.form;
+    ops::link(&w.app, &id, f.upstream.trim(), f.subject.trim(), &w.actor, w.reason()).await?;
+    Ok(w.to_account(&id, "link"))
 }
 
 /// POST `/admin/accounts/{id}/links/remove`.
-pub async fn unlink(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    web::params::Form(form): web::params::Form<WriteForm>,
-) -> Response {
-    write(app, headers, id, form, "unlink", |app, id, actor, f| async move {
-        ops::unlink(&app, &id, &f.upstream, &f.subject, &actor, &f.reason).await.map(|_| None)
-    })
-    .await
+pub async fn unlink(Path(id): Path<String>, w: Writer) -> Result<Response, ConsoleError> {
+    ops::unlink(&w.app, &id, &w.form.upstream, &w.form.subject, &w.actor, w.reason()).await?;
+    Ok(w.to_account(&id, "unlink"))
 }
 
 /// POST `/admin/accounts/{id}/merge`: merges this account into `into` (then shows the survivor).
-pub async fn merge(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    web::params::Form(form): web::params::Form<WriteForm>,
-) -> Response {
-    write(app, headers, id, form, "merge", |app, id, actor, f| async move {
-        let into = f.into.trim().to_string();
-        ops::merge(&app, &id, &into, &actor, &f.reason).await.map(|survivor| Some(survivor.id))
-    })
-    .await
+pub async fn merge(Path(id): Path<String>, w: Writer) -> Result<Response, ConsoleError> {
+    let survivor = ops::merge(&w.app, &id, w.form.into.trim(), &w.actor, w.reason()).await?;
+    Ok(w.to_account(&survivor.id, "merge"))
 }
 
 /// POST `/admin/accounts/{id}/unit`: an official's unit in the new structure.
-pub async fn set_unit(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    web::params::Form(form): web::params::Form<WriteForm>,
-) -> Response {
-    write(app, headers, id, form, "unit", |app, id, actor, f| async move {
-        ops::set_unit(&app, &id, f.unit.trim(), &actor, &f.reason).await.map(|_| None)
-    })
-    .await
+pub async fn set_unit(Path(id): Path<String>, w: Writer) -> Result<Response, ConsoleError> {
+    ops::set_unit(&w.app, &id, w.form.unit.trim(), &w.actor, w.reason()).await?;
+    Ok(w.to_account(&id, "unit"))
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
     cursor: Option<String>,
-    lang: Option<Lang>,
     include_resolved: Option<bool>,
     done: Option<String>,
     code: Option<String>,
@@ -479,20 +441,11 @@ fn next_href(path: &str, uri: &Uri, cursor: Option<&String>) -> Option<String> {
 /// GET `/admin/conflicts`: the linking conflicts waiting for a decision, oldest first.
 pub async fn conflicts(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
     web::params::Query(q): web::params::Query<ListQuery>,
-) -> Response {
-    let lang = q.lang.unwrap_or_default();
-    let cs = match reader(&app, &headers, &uri, lang).await {
-        Ok(cs) => cs,
-        Err(r) => return r,
-    };
+    r: Reader,
+) -> Result<Response, ConsoleError> {
     let include = q.include_resolved.unwrap_or(false);
-    let list = match app.accounts.conflicts_page(include, PAGE, q.cursor.as_deref()).await {
-        Ok(p) => p,
-        Err(e) => return ConsoleError::from(e).into_response(),
-    };
+    let list = app.accounts.conflicts_page(include, PAGE, q.cursor.as_deref()).await?;
     let items: Vec<Value> = list
         .items
         .iter()
@@ -507,42 +460,28 @@ pub async fn conflicts(
             })
         })
         .collect();
-    let ctx = merge_json(
-        frame(&cs, &uri, lang, "conflicts"),
+    Ok(r.page(
+        "admin_conflicts.html",
+        "conflicts",
         json!({
             "items": items,
             "include_resolved": include,
-            "next_href": next_href("/admin/conflicts", &uri, list.next_cursor.as_ref()),
+            "next_href": next_href("/admin/conflicts", &r.uri, list.next_cursor.as_ref()),
             "done": q.done,
         }),
-    );
-    page("admin_conflicts.html", ctx)
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct LangQuery {
-    lang: Option<Lang>,
+    ))
 }
 
 /// GET `/admin/conflicts/{id}`: the two records side by side and the decision.
 pub async fn conflict(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
     Path(id): Path<i64>,
-    web::params::Query(q): web::params::Query<LangQuery>,
-) -> Response {
-    let lang = q.lang.unwrap_or_default();
-    let cs = match reader(&app, &headers, &uri, lang).await {
-        Ok(cs) => cs,
-        Err(r) => return r,
-    };
-    let review = match ops::conflict_review(&app, id).await {
-        Ok(r) => r,
-        Err(e) => return ConsoleError::from(e).into_response(),
-    };
-    let ctx = merge_json(
-        frame(&cs, &uri, lang, "conflicts"),
+    r: Reader,
+) -> Result<Response, ConsoleError> {
+    let review = ops::conflict_review(&app, id).await?;
+    Ok(r.page(
+        "admin_conflict.html",
+        "conflicts",
         json!({
             "c": {
                 "id": review.conflict.id,
@@ -558,48 +497,23 @@ pub async fn conflict(
             },
             "rows": views::compare(&review),
         }),
-    );
-    page("admin_conflict.html", ctx)
+    ))
 }
 
 /// POST `/admin/conflicts/{id}/resolve`: same person (merge) or different people (keep apart).
-pub async fn resolve(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    web::params::Form(form): web::params::Form<WriteForm>,
-) -> Response {
-    let lang = form.lang.unwrap_or_default();
-    let cs = match writer(&app, &headers, &form.csrf).await {
-        Ok(cs) => cs,
-        Err(e) => return e.into_response(),
-    };
-    let Some(decision) = form.decision else {
-        return ConsoleError::Operation(AdminError::BadRequest("choose a decision".into())).into_response();
-    };
-    let survivor = form.survivor.unwrap_or_default();
-    match ops::resolve_conflict(&app, id, decision, survivor, &cs.actor(), &form.reason).await {
-        Ok(c) => {
-            let done = c.resolution.unwrap_or_default();
-            let done: String = url::form_urlencoded::byte_serialize(done.as_bytes()).collect();
-            Redirect::to(&format!("/admin/conflicts?lang={}&done={done}", lang.code())).into_response()
-        }
-        Err(e) => ConsoleError::from(e).into_response(),
-    }
+pub async fn resolve(Path(id): Path<i64>, w: Writer) -> Result<Response, ConsoleError> {
+    let decision = w.form.decision.ok_or_else(|| AdminError::BadRequest("choose a decision".into()))?;
+    let survivor = w.form.survivor.unwrap_or_default();
+    let c = ops::resolve_conflict(&w.app, id, decision, survivor, &w.actor, w.reason()).await?;
+    Ok(w.back("/admin/conflicts", &c.resolution.unwrap_or_default()))
 }
 
 /// GET `/admin/warnings`: national-ID warnings with filters, numbers masked.
 pub async fn warnings(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
     web::params::Query(q): web::params::Query<ListQuery>,
-) -> Response {
-    let lang = q.lang.unwrap_or_default();
-    let cs = match reader(&app, &headers, &uri, lang).await {
-        Ok(cs) => cs,
-        Err(r) => return r,
-    };
+    r: Reader,
+) -> Result<Response, ConsoleError> {
     let some = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let filter = WarningFilter {
         code: some(&q.code),
@@ -607,67 +521,106 @@ pub async fn warnings(
         account_id: some(&q.account_id),
         since: None,
     };
-    let list = match ops::warnings(&app, &filter, PAGE, q.cursor.as_deref()).await {
-        Ok(p) => p,
-        Err(e) => return ConsoleError::from(e).into_response(),
-    };
-    let ctx = merge_json(
-        frame(&cs, &uri, lang, "warnings"),
+    let list = ops::warnings(&app, &filter, PAGE, q.cursor.as_deref()).await?;
+    Ok(r.page(
+        "admin_warnings.html",
+        "warnings",
         json!({
             "items": list.items,
             "code": filter.code,
             "source": filter.source,
             "account_id": filter.account_id,
-            "next_href": next_href("/admin/warnings", &uri, list.next_cursor.as_ref()),
+            "next_href": next_href("/admin/warnings", &r.uri, list.next_cursor.as_ref()),
         }),
-    );
-    page("admin_warnings.html", ctx)
+    ))
 }
 
-/// GET `/admin/operations`: what `ops::operations` and the failed back-channel logouts say.
+/// GET `/admin/operations`: what `ops::operations` says, each upstream's status, and the
+/// failed back-channel logouts, each with its retry form.
 pub async fn operations(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
     web::params::Query(q): web::params::Query<ListQuery>,
-) -> Response {
-    let lang = q.lang.unwrap_or_default();
-    let cs = match reader(&app, &headers, &uri, lang).await {
-        Ok(cs) => cs,
-        Err(r) => return r,
-    };
-    let facts = match ops::operations(&app).await {
-        Ok(o) => views::facts(&serde_json::to_value(o).unwrap_or(Value::Null)),
-        Err(e) => return ConsoleError::from(e).into_response(),
-    };
-    let failures = match ops::logout_failures(&app, PAGE, q.cursor.as_deref()).await {
-        Ok(f) => f,
-        Err(e) => return ConsoleError::from(e).into_response(),
-    };
-    let ctx = merge_json(
-        frame(&cs, &uri, lang, "operations"),
+    r: Reader,
+) -> Result<Response, ConsoleError> {
+    let facts = views::facts(&serde_json::to_value(ops::operations(&app).await?).unwrap_or(Value::Null));
+    let upstreams = ops::upstream_status(&app).await?;
+    let failures = ops::logout_failures(&app, PAGE, q.cursor.as_deref()).await?;
+    Ok(r.page(
+        "admin_operations.html",
+        "operations",
         json!({
             "facts": facts,
+            "upstreams": upstreams,
             "failures": failures.items,
-            "next_href": next_href("/admin/operations", &uri, failures.next_cursor.as_ref()),
+            "next_href": next_href("/admin/operations", &r.uri, failures.next_cursor.as_ref()),
+            "done": q.done,
         }),
-    );
-    page("admin_operations.html", ctx)
+    ))
+}
+
+/// POST `/admin/operations/logout-failures/retry`: one fresh logout token for a failed
+/// back-channel logout (`client_id`, `sid`); back to the operations page saying whether it
+/// was delivered (then it left the list) or failed again.
+pub async fn retry_logout(w: Writer) -> Result<Response, ConsoleError> {
+    let (client_id, sid) = (w.form.client_id.trim(), w.form.sid.trim());
+    let outcome = ops::retry_logout_failure(&w.app, client_id, sid, &w.actor, w.reason()).await?;
+    Ok(w.back("/admin/operations", if outcome.delivered { "retry-delivered" } else { "retry-failed" }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditPageQuery {
+    actor: Option<String>,
+    sub: Option<String>,
+    action: Option<String>,
+    /// First day shown (`YYYY-MM-DD`, Vietnam time).
+    from: Option<String>,
+    /// Last day shown (`YYYY-MM-DD`, Vietnam time).
+    to: Option<String>,
+    cursor: Option<String>,
+}
+
+/// GET `/admin/audit`: the whole audit log, newest first, filtered by who, which account
+/// (`sub`), what and which days; national IDs masked. Looking is not a write: no line.
+pub async fn audit(
+    State(app): State<AppState>,
+    web::params::Query(q): web::params::Query<AuditPageQuery>,
+    r: Reader,
+) -> Result<Response, ConsoleError> {
+    let day = |d: &Option<String>, after: i64| -> Result<Option<i64>, AdminError> {
+        match d.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+            None => Ok(None),
+            Some(d) => views::vietnam_day_start(d, after)
+                .map(Some)
+                .ok_or_else(|| AdminError::BadRequest(format!("{d:?} is not a day (YYYY-MM-DD)"))),
+        }
+    };
+    let query = ops::AuditQuery {
+        target: None,
+        sub: q.sub.clone(),
+        actor: q.actor.clone(),
+        action: q.action.clone(),
+        since: day(&q.from, 0)?,
+        until: day(&q.to, 1)?,
+    };
+    let list = ops::audit(&app, query, PAGE, q.cursor.as_deref()).await?;
+    Ok(r.page(
+        "admin_audit.html",
+        "audit",
+        json!({
+            "items": list.items,
+            "actor": q.actor,
+            "sub": q.sub,
+            "action": q.action,
+            "from": q.from,
+            "to": q.to,
+            "next_href": next_href("/admin/audit", &r.uri, list.next_cursor.as_ref()),
+        }),
+    ))
 }
 
 /// POST `/admin/logout`: ends the console session (the SSO session stays).
-pub async fn logout(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    web::params::Form(form): web::params::Form<WriteForm>,
-) -> Response {
-    if let Err(e) = writer(&app, &headers, &form.csrf).await {
-        return e.into_response();
-    }
-    let cookie = match session::end(&app.store, &headers, https(&app)).await {
-        Ok(c) => c,
-        Err(e) => return ConsoleError::from(e).into_response(),
-    };
+pub async fn logout(headers: HeaderMap, w: Writer) -> Result<Response, ConsoleError> {
+    let cookie = session::end(&w.app.store, &headers, https(&w.app)).await?;
     let mut res = ErrorPage::new(StatusCode::OK, "Bạn đã rời trang quản trị", "You left the admin console")
         .detail(
             "Phiên quản trị đã kết thúc. Phiên đăng nhập một lần của bạn vẫn còn; hãy đăng xuất nếu dùng máy chung.",
@@ -677,7 +630,7 @@ pub async fn logout(
         .action("/logout", "Đăng xuất", "Log out")
         .into_response();
     res.headers_mut().append(header::SET_COOKIE, cookie);
-    res
+    Ok(res)
 }
 
 #[cfg(test)]
@@ -806,12 +759,36 @@ mod tests {
                     lang,
                     json!({
                         "facts": views::facts(&json!({ "accounts": 3 })),
+                        "upstreams": [{ "upstream": "hcm", "last_success": { "at": 1, "latency_ms": 40, "ok": true, "probe": true },
+                            "last_failure": { "at": 2, "latency_ms": 9, "ok": false, "reason": "discovery: refused" },
+                            "recent": [{ "at": 2, "latency_ms": 9, "ok": false }, { "at": 1, "latency_ms": 40, "ok": true }] }],
                         "failures": [{ "client_id": "c", "uri": "u", "sid": "s", "at": 1, "error": "e" }],
-                        "next_href": null,
+                        "next_href": null, "done": "retry-failed",
                     }),
                 ),
             );
             assert!(ops.contains("data-fact=\"accounts\">3<"));
+            assert!(
+                ops.contains("discovery: refused") && ops.contains("data-done=\"retry-failed\""),
+                "{ops}"
+            );
+            assert_eq!(ops.matches("name=\"csrf\" value=\"tok\"").count(), 2, "leaving and the retry");
+            let audit = render_ok(
+                "admin_audit.html",
+                frame_ctx(
+                    lang,
+                    json!({
+                        "items": [{ "id": 9, "at": 1, "actor": "account:a1", "action": "lock", "target": "a2",
+                            "reason": "r", "detail": "{}" }],
+                        "actor": "account:a1", "sub": null, "action": null, "from": "2026-12-01", "to": null,
+                        "next_href": "/admin/audit?cursor=1.9",
+                    }),
+                ),
+            );
+            assert!(
+                audit.contains("data-action=\"lock\"") && audit.contains("value=\"2026-12-01\""),
+                "{audit}"
+            );
         }
     }
 }

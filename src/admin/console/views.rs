@@ -1,6 +1,7 @@
 //! What the console's pages show, worked out from the operations' answers as plain values
 //! (the templates only lay them out): the two records of a conflict row by row, the
-//! operations facts with their labels, the language switch of a page.
+//! operations facts with their labels, the language switch of a page, the audit page's day
+//! bounds.
 //!
 //! Must not: read stores or change anything.
 
@@ -149,6 +150,15 @@ pub fn facts(operations: &Value) -> Vec<Fact> {
         .collect()
 }
 
+/// The first second (Unix time) of a day in Vietnam (`YYYY-MM-DD`, as an `<input type=date>`
+/// sends it), `days_after` days later; None for anything else.
+pub fn vietnam_day_start(day: &str, days_after: i64) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(day.trim(), &format).ok()?;
+    let date = date.checked_add(time::Duration::days(days_after))?;
+    Some(date.midnight().assume_offset(time::macros::offset!(+7)).unix_timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -234,6 +244,16 @@ mod tests {
         assert_eq!(by_key("new_thing").label_en, "new_thing");
         assert_eq!(by_key("new_thing").value, "{\"x\":1}");
         assert!(facts(&json!(null)).is_empty());
+    }
+
+    #[test]
+    fn audit_days_are_vietnam_days() {
+        // 00:00 on 1 July 2025 in Vietnam is 17:00 UTC the day before.
+        assert_eq!(vietnam_day_start("2025-07-01", 0), Some(1_751_302_800));
+        assert_eq!(vietnam_day_start("2025-07-01", 1), Some(1_751_302_800 + 86_400));
+        for bad in ["", "01/07/2025", "2025-13-01", "2025-07-01T00:00"] {
+            assert_eq!(vietnam_day_start(bad, 0), None, "{bad}");
+        }
     }
 
     #[test]
