@@ -8,8 +8,12 @@
 // "le thi hoa" (no accents), opens an account, goes to the conflicts queue, opens the conflict
 // and resolves it ("same person → merge") with a reason using the keyboard only (Tab to the
 // decision, Space, Tab to the reason, type, Tab to the button, Enter), and runs axe on every
-// page it sees. Screenshots go to ARTIFACT_DIR. Prints one JSON line and exits 0, or prints why
-// and exits 1. An axe violation of impact "serious" or "critical" fails the run.
+// page it sees. Then the audit log page from the navigation, filtered by action with the keyboard
+// (Tab to the action field, type, Enter), and the operations page, where the failed back-channel
+// logout the e2e test made (its RP is down) is retried with the keyboard (Tab to the retry's
+// reason, type, Tab to its button, Enter): the page says it failed again. Screenshots go to
+// ARTIFACT_DIR. Prints one JSON line and exits 0, or prints why and exits 1. An axe violation of
+// impact "serious" or "critical" fails the run.
 
 import { harness } from './harness.mjs';
 
@@ -103,4 +107,55 @@ await run(async (page) => {
   checked.pages.push('console-resolved');
   await axe(page, 'console-resolved');
   await shot(page, '06-console-resolved');
+
+  // 6. The audit log, from the navigation; the merge just made is in it, found by the keyboard:
+  //    Tab to the action filter, type, Enter.
+  const tabTo = async (prefix) => {
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    for (let i = 0; i < 60; i++) {
+      await page.keyboard.press('Tab');
+      const f = await focused(page);
+      checked.focus_order.push(f.what);
+      if (!f.visible) fail(`no visible focus indicator on ${f.what}`);
+      if (f.what.startsWith(prefix)) return;
+    }
+    fail(`Tab never reached ${prefix}; focus went ${checked.focus_order.slice(-60).join(' > ')}`);
+  };
+  await Promise.all([page.waitForNavigation(), page.locator('nav.console a[href^="/admin/audit"]').click()]);
+  await expectText(page, 'h1', 'Nhật ký kiểm tra');
+  checked.pages.push('console-audit');
+  await axe(page, 'console-audit');
+  await shot(page, '07-console-audit');
+  await tabTo('input#filter-action');
+  await page.keyboard.type('merge');
+  await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
+  await expectUrl(page, 'action=merge');
+  const merges = await page.locator('tr.audit-line').evaluateAll((rows) => rows.map((r) => r.dataset.action));
+  if (merges.length < 1 || merges.some((a) => a !== 'merge')) fail(`the action filter shows ${merges}`);
+  if (!(await page.locator('td.reason').allInnerTexts()).includes(REASON)) fail('the merge reason is not in the audit log page');
+  checked.pages.push('console-audit-filtered');
+  await axe(page, 'console-audit-filtered');
+
+  // 7. Operations: the failed back-channel logout, retried by the keyboard (its RP is still
+  //    down, so the page says it failed again and keeps it listed).
+  await Promise.all([page.waitForNavigation(), page.locator('nav.console a[href^="/admin/operations"]').click()]);
+  await expectText(page, 'h1', 'Vận hành');
+  if ((await page.locator('tr.failure form.retry').count()) !== 1) fail('one failed logout with its retry form expected');
+  checked.pages.push('console-operations');
+  await axe(page, 'console-operations');
+  await shot(page, '08-console-operations');
+  await tabTo('textarea#retry-1-reason');
+  await page.keyboard.type('Ứng dụng báo đã chạy lại');
+  await page.keyboard.press('Tab');
+  const retry = await focused(page);
+  checked.focus_order.push(retry.what);
+  if (!retry.what.startsWith('button#retry-1-submit')) fail(`after the retry's reason, focus went to ${retry.what}`);
+  if (!retry.visible) fail('no visible focus indicator on the retry button');
+  await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
+  await expectUrl(page, 'done=retry-failed');
+  if ((await page.locator('#done').getAttribute('data-done')) !== 'retry-failed') fail('the page does not say the retry failed');
+  if ((await page.locator('tr.failure').count()) !== 1) fail('the failure left the list though it failed again');
+  checked.pages.push('console-retried');
+  await axe(page, 'console-retried');
+  await shot(page, '09-console-retried');
 });

@@ -108,14 +108,30 @@ async fn the_account_page_works_in_chromium_by_keyboard_and_passes_axe() {
 }
 
 /// The admin console in Chromium: the administrator logs in, searches, opens an account and
-/// resolves a conflict created by two logins, the decision made with the keyboard only; axe
-/// checks every page.
+/// resolves a conflict created by two logins, the decision made with the keyboard only; then
+/// finds the merge on the audit log page and retries a failed back-channel logout on the
+/// operations page, both by keyboard; axe checks every page.
 #[tokio::test]
 async fn the_admin_console_resolves_a_conflict_in_chromium_by_keyboard_and_passes_axe() {
+    const DOWN_RP: &str = "down-rp";
+    const DOWN_RP_SECRET: &str = "down-rp-secret-0123456789abcdef";
+    const DOWN_RP_CB: &str = "http://127.0.0.1:9/down/cb";
     let out = artifacts("console");
-    let sys = TestSystem::start().await;
+    // An RP whose back-channel endpoint is down (nothing listens on port 9).
+    let extra = format!(
+        "[[clients]]\nclient_id = \"{DOWN_RP}\"\nclient_secret = \"{DOWN_RP_SECRET}\"\n\
+         redirect_uris = [\"{DOWN_RP_CB}\"]\nbackchannel_logout_uri = \"http://127.0.0.1:9/backchannel\"\n"
+    );
+    let sys = TestSystem::start_with(Options { extra_config: extra, ..Options::default() }).await;
     portal_login(&sys, &Browser::new(), "hcm", "hoa").await;
     portal_login(&sys, &Browser::new(), "bd", "hoalt").await;
+    // A failed back-channel logout for the operations page: Lan's session at the down RP ended.
+    let lan_browser = Browser::new();
+    let (_, lan) = portal_login(&sys, &lan_browser, "hcm", "lan").await;
+    sso_login(&lan_browser, &sys.rp(DOWN_RP, Some(DOWN_RP_SECRET), DOWN_RP_CB).await, DOWN_RP_CB).await;
+    let lan = sys.app.accounts.find_by_sub(lan.claims.subject().as_str()).await.unwrap().unwrap();
+    sso_gateway::admin::ops::end_sessions(&sys.app, &lan.id, "test", "a failure to retry").await.unwrap();
+    assert_eq!(sso_gateway::admin::ops::logout_failures(&sys.app, 10, None).await.unwrap().items.len(), 1);
     let report = drive("console.mjs", &sys, &out).await;
     let pages: Vec<&str> = report["pages"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert_eq!(
@@ -127,15 +143,20 @@ async fn the_admin_console_resolves_a_conflict_in_chromium_by_keyboard_and_passe
             "console-conflicts",
             "console-conflicts-en",
             "console-conflict",
-            "console-resolved"
+            "console-resolved",
+            "console-audit",
+            "console-audit-filtered",
+            "console-operations",
+            "console-retried"
         ]
     );
     for page in &pages {
         assert!(report["axe"][page].is_array(), "axe ran on {page}");
         assert!(out.join(format!("{page}.axe.json")).is_file());
     }
-    assert_eq!(report["screenshots"].as_array().unwrap().len(), 6);
+    assert_eq!(report["screenshots"].as_array().unwrap().len(), 9);
     assert!(out.join("05-console-conflict.png").is_file());
+    assert!(out.join("07-console-audit.png").is_file() && out.join("09-console-retried.png").is_file());
     // The browser really resolved it, and the audit log says who and why.
     let conflicts = sys.app.accounts.conflicts_page(true, 10, None).await.unwrap().items;
     assert_eq!(conflicts.len(), 1);
@@ -152,4 +173,10 @@ async fn the_admin_console_resolves_a_conflict_in_chromium_by_keyboard_and_passe
         "{lines:?}"
     );
     assert!(lines.iter().any(|l| l.action == "view"), "the account view was audited: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l.action == "retry-backchannel-logout"
+            && l.target == format!("client:{DOWN_RP}")
+            && l.reason.as_deref() == Some("Ứng dụng báo đã chạy lại")),
+        "the retry from the keyboard was audited: {lines:?}"
+    );
 }
