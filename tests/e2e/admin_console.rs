@@ -344,7 +344,7 @@ async fn a_failed_backchannel_logout_is_retried_from_the_operations_page(stores:
     let sid = attr_all(&ops, "tr.failure", "data-sid").pop().unwrap();
     let action = attr_all(&ops, "tr.failure form.retry", "action").pop().expect("a retry form");
     assert_eq!(action, "/admin/operations/logout-failures/retry");
-    assert_eq!(attr_all(&ops, "tr.failure form.retry input[name=sid]", "value"), [sid.clone()]);
+    assert_eq!(attr_all(&ops, "tr.failure form.retry input[name=sid]", "value"), std::slice::from_ref(&sid));
     assert_eq!(attr_all(&ops, "tr.failure form.retry textarea[name=reason]", "required").len(), 1);
     let csrf = csrf_of(&ops);
     let retries = || async {
@@ -377,7 +377,7 @@ async fn a_failed_backchannel_logout_is_retried_from_the_operations_page(stores:
     let no_token: Vec<(String, String)> = form(&csrf, "RP is back").into_iter().skip(1).collect();
     assert_eq!(send(no_token).await.status(), StatusCode::FORBIDDEN);
     let (_, _, ops) = open(&sys, &admin, "/admin/operations").await;
-    assert_eq!(attr_all(&ops, "tr.failure", "data-sid"), [sid.clone()], "still listed");
+    assert_eq!(attr_all(&ops, "tr.failure", "data-sid"), std::slice::from_ref(&sid), "still listed");
     assert!(retries().await.is_empty(), "nothing audited");
     assert!(receiver.taken.borrow().is_empty(), "nothing sent");
 
@@ -387,7 +387,7 @@ async fn a_failed_backchannel_logout_is_retried_from_the_operations_page(stores:
     assert_eq!(to, "/admin/operations?lang=vi&done=retry-failed");
     let (_, _, ops) = open(&sys, &admin, &to).await;
     assert_eq!(attr_all(&ops, "#done", "data-done"), ["retry-failed"], "{ops}");
-    assert_eq!(attr_all(&ops, "tr.failure", "data-sid"), [sid.clone()]);
+    assert_eq!(attr_all(&ops, "tr.failure", "data-sid"), std::slice::from_ref(&sid));
 
     // Up: delivered, off the list, and the page says so.
     receiver.accept.store(true, std::sync::atomic::Ordering::SeqCst);
