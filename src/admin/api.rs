@@ -14,7 +14,7 @@ use super::auth::Admin;
 use super::error::AdminError;
 use super::ops::{self, AccountDetail, Decision, ImportRunErrors, Operations, RetryOutcome, Survivor};
 use crate::accounts::import_runs::ImportRun;
-use crate::accounts::lists::WarningFilter;
+use crate::accounts::lists::{AuditFilter, WarningFilter};
 use crate::accounts::search::SearchPage;
 use crate::accounts::{Account, AuditRecord, ConflictRecord, IdentityLink, WarningRecord};
 use crate::app::AppState;
@@ -379,15 +379,9 @@ pub async fn audit(
     _admin: Admin,
     Params(p): Params<AuditParams>,
 ) -> Result<Json<AuditPage>, AdminError> {
-    let q = ops::AuditQuery {
-        target: p.target,
-        sub: p.sub,
-        actor: p.actor,
-        action: p.action,
-        since: p.since,
-        until: p.until,
-    };
-    let page = ops::audit(&app, q, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
+    let filter =
+        AuditFilter { target: p.target, actor: p.actor, action: p.action, since: p.since, until: p.until };
+    let page = ops::audit(&app, filter, p.sub, p.limit.unwrap_or(DEFAULT_PAGE), p.cursor.as_deref()).await?;
     Ok(Json(AuditPage { items: page.items, next_cursor: page.next_cursor }))
 }
 

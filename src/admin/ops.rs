@@ -352,40 +352,25 @@ pub async fn warnings(
     Ok(Page { items, next_cursor: page.next_cursor })
 }
 
-/// What an operator filters the audit log by (all optional, combined with AND; an empty
-/// value is no filter).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditQuery {
-    /// What the line is about: an account id, `conflict:<id>`, `client:<id>`, …
-    pub target: Option<String>,
-    /// The account whose lines are wanted, by its public or pairwise `sub`.
-    pub sub: Option<String>,
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    /// Written at or after (Unix seconds).
-    pub since: Option<i64>,
-    /// Written before (Unix seconds).
-    pub until: Option<i64>,
-}
-
 /// A page of the audit log, newest first, with every national ID in a line masked (the full
-/// number is only on an account's page, whose views are audited). Reading the log is not a
-/// write: it leaves no line.
+/// number is only on an account's page, whose views are audited). `sub` (public or pairwise)
+/// names the account whose lines are wanted; an empty filter value is no filter. Reading the
+/// log is not a write: it leaves no line.
 pub async fn audit(
     app: &AppState,
-    q: AuditQuery,
+    filter: AuditFilter,
+    sub: Option<String>,
     limit: u32,
     cursor: Option<&str>,
 ) -> Result<Page<AuditRecord>, AdminError> {
     let given = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let mut filter = AuditFilter {
-        target: given(q.target),
-        actor: given(q.actor),
-        action: given(q.action),
-        since: q.since,
-        until: q.until,
+        target: given(filter.target),
+        actor: given(filter.actor),
+        action: given(filter.action),
+        ..filter
     };
-    if let Some(sub) = given(q.sub) {
+    if let Some(sub) = given(sub) {
         let found = app.accounts.search(&SearchQuery::Sub(sub), 1, None).await?;
         let nothing = Page { items: Vec::new(), next_cursor: None };
         let Some(account) = found.items.into_iter().next() else { return Ok(nothing) };

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::error::ConsoleError;
 use super::session::{self, ConsoleSession};
 use super::views;
-use crate::accounts::lists::WarningFilter;
+use crate::accounts::lists::{AuditFilter, WarningFilter};
 use crate::admin::AdminError;
 use crate::admin::auth::may_administer;
 use crate::admin::ops::{self, Decision, SearchBy, Survivor};
@@ -594,15 +594,14 @@ pub async fn audit(
                 .ok_or_else(|| AdminError::BadRequest(format!("{d:?} is not a day (YYYY-MM-DD)"))),
         }
     };
-    let query = ops::AuditQuery {
+    let filter = AuditFilter {
         target: None,
-        sub: q.sub.clone(),
         actor: q.actor.clone(),
         action: q.action.clone(),
         since: day(&q.from, 0)?,
         until: day(&q.to, 1)?,
     };
-    let list = ops::audit(&app, query, PAGE, q.cursor.as_deref()).await?;
+    let list = ops::audit(&app, filter, q.sub.clone(), PAGE, q.cursor.as_deref()).await?;
     Ok(r.page(
         "admin_audit.html",
         "audit",
