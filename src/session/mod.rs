@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 
 use crate::clock::Clock;
 use crate::config::SessionSettings;
-use crate::state::{StateStore, StoreError, random_handle};
+use crate::state::{StateStore, StoreError, random_handle, random_token};
 
 /// What the gateway remembers about a logged-in person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,10 +113,7 @@ fn base64url(bytes: &[u8]) -> String {
 /// secret handle because it is stored several times per session (the sid) or need not be
 /// longer (the CSRF token).
 fn random_id() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64url(&bytes)
+    random_token::<16>()
 }
 
 fn secret_digest(secret: &str) -> [u8; 32] {
