@@ -54,7 +54,7 @@ use crate::provider::store_records::ParkedRequests;
 use crate::session::read_cookie;
 use crate::state::{Class, StateStore, hashed_key, random_handle};
 use crate::web::{self, Lang};
-use connector::{Answer, AttemptData, Connector, StartContext, Started, VerifiedLogin};
+use connector::{Answer, AttemptData, Connector, ConnectorSetup, StartContext, Started, VerifiedLogin};
 pub use connector::{CallbackParams, Endpoint, Posted, Received, UpstreamLogout};
 pub use oidc::BACKCHANNEL_EVENT;
 pub use urls::LoginLink;
@@ -202,36 +202,31 @@ impl Broker {
         let https = issuer.starts_with("https://");
         let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
         let mut certificates = BTreeMap::new();
+        // What connectors store (ticket markers, failure counters) is made for anonymous
+        // requests.
+        let connector_store = store.with_class(Class::Anonymous);
+        let setup = ConnectorSetup {
+            http: &http,
+            issuer,
+            store: &connector_store,
+            attempt_ttl: settings.lifetimes.login_attempt,
+        };
         for u in &settings.upstreams {
             let connector: Arc<dyn Connector> = match &u.protocol {
-                Protocol::Oidc(oidc) => {
-                    Arc::new(oidc::OidcConnector::new(u.clone(), oidc.clone(), http.clone(), issuer))
-                }
-                Protocol::Cas(cas) => Arc::new(cas::CasConnector::new(
-                    u.clone(),
-                    cas.clone(),
-                    http.clone(),
-                    issuer,
-                    // What connectors store (ticket markers, failure counters) is made for
-                    // anonymous requests.
-                    store.with_class(Class::Anonymous),
-                    settings.lifetimes.login_attempt,
-                )?),
+                Protocol::Oidc(oidc) => Arc::new(oidc::OidcConnector::new(u.clone(), oidc.clone(), &setup)),
+                Protocol::Cas(cas) => Arc::new(cas::CasConnector::new(u.clone(), cas.clone(), &setup)?),
                 Protocol::Ldap(ldap) => Arc::new(ldap::LdapConnector::new(
                     u.clone(),
                     ldap.clone(),
                     settings.outbound.ca_file.as_deref(),
-                    store.with_class(Class::Anonymous),
+                    connector_store.clone(),
                 )?),
                 Protocol::Certificate(cert) => {
                     let c = Arc::new(certificate::CertificateConnector::new(
                         u.clone(),
                         cert.clone(),
                         settings.certificate.url.as_deref(),
-                        issuer,
-                        http.clone(),
-                        store.with_class(Class::Anonymous),
-                        settings.lifetimes.login_attempt,
+                        &setup,
                     )?);
                     certificates.insert(u.id.clone(), c.clone());
                     c
