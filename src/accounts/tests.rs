@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::Connection;
 use unicode_normalization::UnicodeNormalization;
 
-use super::import::{ImportKind, parse_csv};
+use super::import::{ImportKind, ImportRequest, parse_csv};
 use super::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -397,13 +397,45 @@ async fn import_is_idempotent_and_reports_row_errors(b: Backend) {
     assert!(errors[1].reason.contains("birthdate"));
     assert!(errors[2].reason.contains("twice"));
     // Strict: nothing is written.
-    let strict = s.import_rows("bd", TRUSTED, &rows, errors.clone(), true, 10, |_| {}).await.unwrap();
+    let strict = s
+        .import_rows(
+            ImportRequest {
+                province: "bd",
+                policy: TRUSTED,
+                rows: &rows,
+                errors: errors.clone(),
+                strict: true,
+                now: 10,
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
     assert!(strict.rejected);
     assert_eq!(s.count_accounts().await.unwrap(), 0);
-    let first = s.import_rows("bd", TRUSTED, &rows, errors.clone(), false, 10, |_| {}).await.unwrap();
+    let first = s
+        .import_rows(
+            ImportRequest {
+                province: "bd",
+                policy: TRUSTED,
+                rows: &rows,
+                errors: errors.clone(),
+                strict: false,
+                now: 10,
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
     assert_eq!((first.created, first.errors.len(), first.imported()), (3, 3, 3));
     let before = snapshot(s).await;
-    let second = s.import_rows("bd", TRUSTED, &rows, errors, false, 20, |_| {}).await.unwrap();
+    let second = s
+        .import_rows(
+            ImportRequest { province: "bd", policy: TRUSTED, rows: &rows, errors, strict: false, now: 20 },
+            |_| {},
+        )
+        .await
+        .unwrap();
     assert_eq!((second.created, second.already_imported), (0, 3));
     assert_eq!(snapshot(s).await, before, "re-running changes nothing");
     // A login through the same province's upstream finds the imported account; another
@@ -425,8 +457,28 @@ async fn concurrent_imports_of_two_provinces_make_one_account_per_person(b: Back
     let (rows, errors) = parse_csv(&csv, ImportKind::Citizen).unwrap();
     assert!(errors.is_empty());
     let (a, b2) = tokio::join!(
-        s.import_rows("hcm", TRUSTED, &rows, Vec::new(), false, 1, |_| {}),
-        s.import_rows("bd", TRUSTED, &rows, Vec::new(), false, 1, |_| {}),
+        s.import_rows(
+            ImportRequest {
+                province: "hcm",
+                policy: TRUSTED,
+                rows: &rows,
+                errors: Vec::new(),
+                strict: false,
+                now: 1
+            },
+            |_| {},
+        ),
+        s.import_rows(
+            ImportRequest {
+                province: "bd",
+                policy: TRUSTED,
+                rows: &rows,
+                errors: Vec::new(),
+                strict: false,
+                now: 1
+            },
+            |_| {},
+        ),
     );
     let (a, b2) = (a.unwrap(), b2.unwrap());
     assert!(a.errors.is_empty() && b2.errors.is_empty(), "{:?} {:?}", a.errors, b2.errors);
