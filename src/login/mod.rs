@@ -87,7 +87,10 @@ async fn callback(
     Query(params): Query<CallbackParams>,
     headers: HeaderMap,
 ) -> Response {
-    let finished = app.broker.finish(&upstream, &params, &headers).await;
+    let finished = match Broker::upstream_id(&upstream) {
+        Ok(id) => app.broker.finish(&id, &params, &headers).await,
+        Err(e) => Err((e, None)),
+    };
     complete(app, &upstream, finished, headers).await
 }
 
@@ -110,7 +113,11 @@ async fn password_login(
     headers: HeaderMap,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    match app.broker.finish_password(&upstream, &form, &headers, ip).await {
+    let outcome = match Broker::upstream_id(&upstream) {
+        Ok(id) => app.broker.finish_password(&id, &form, &headers, ip).await,
+        Err(e) => PasswordOutcome::Failed(e, None),
+    };
+    match outcome {
         PasswordOutcome::Verified(identity, parked_id) => {
             complete(app, &upstream, Ok((*identity, parked_id)), headers).await
         }
