@@ -197,6 +197,7 @@ mod tests {
             client_id = "portal"
             client_secret = "portal-secret-0123456789"
             redirect_uris = ["https://portal.example/cb"]
+            post_logout_redirect_uris = ["https://portal.example/bye"]
             [[clients]]
             client_id = "spa"
             redirect_uris = ["https://spa.example/cb"]
@@ -229,18 +230,7 @@ mod tests {
 
     #[test]
     fn post_logout_redirect_uris_match_exactly_and_apart_from_redirect_uris() {
-        let s = Settings::from_toml(
-            r#"
-            issuer = "http://127.0.0.1:1"
-            [[clients]]
-            client_id = "portal"
-            client_secret = "portal-secret-0123456789"
-            redirect_uris = ["https://portal.example/cb"]
-            post_logout_redirect_uris = ["https://portal.example/bye"]
-            "#,
-        )
-        .unwrap();
-        let c = ClientRegistry::new(&s.clients, &s.lifetimes).get("portal").unwrap();
+        let c = registry().get("portal").unwrap();
         assert!(c.has_post_logout_redirect_uri("https://portal.example/bye"));
         assert!(!c.has_post_logout_redirect_uri("https://portal.example/bye/"));
         assert!(!c.has_post_logout_redirect_uri("https://portal.example/cb"));
