@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use sqlx::{Connection, Row};
-use sso_gateway::accounts::import::{ImportKind, parse_csv};
+use sso_gateway::accounts::import::{ImportKind, ImportRequest, parse_csv};
 use sso_gateway::accounts::search::{SearchPage, SearchQuery};
 use sso_gateway::accounts::{AccountStore, LinkPolicy, Profile};
 
@@ -611,7 +611,17 @@ async fn run(backend: &str, a: &Args) {
     assert!(errors.is_empty(), "{errors:?}");
     let start = Instant::now();
     let summary = store
-        .import_rows("bd-import", LinkPolicy { trust_national_id: true }, &rows, errors, false, 2, |_| {})
+        .import_rows(
+            ImportRequest {
+                province: "bd-import",
+                policy: LinkPolicy { trust_national_id: true },
+                rows: &rows,
+                errors,
+                strict: false,
+                now: 2,
+            },
+            |_| {},
+        )
         .await
         .unwrap();
     let took = start.elapsed();

@@ -15,6 +15,7 @@ pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod ids;
 pub mod keys;
 pub mod limits;
 pub mod login;

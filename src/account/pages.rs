@@ -14,6 +14,7 @@ use super::link::{self, LinkIntent};
 use super::overview::{Unlinkable, UpstreamName, overview, unlinkable};
 use crate::accounts::{Account, SelfUnlink};
 use crate::app::AppState;
+use crate::ids::UpstreamId;
 use crate::provider::store_records as records;
 use crate::session::SsoSession;
 use crate::web::{self, Lang};
@@ -295,7 +296,11 @@ async fn do_unlink(
     );
     // Sessions logged in with the identity just unlinked end (a person unlinking a login they
     // no longer trust expects that); the one asking stays.
-    let made_from = app.sessions.from_upstream_subject(&account.id, &form.upstream, &form.subject).await?;
+    let made_from = match UpstreamId::parse(&form.upstream) {
+        Ok(upstream) => app.sessions.from_upstream_subject(&account.id, &upstream, &form.subject).await?,
+        // No upstream has such an id (and so no session was made from it).
+        Err(_) => Vec::new(),
+    };
     for s in made_from.iter().filter(|s| s.sid != session.sid) {
         crate::logout::end_session(app.logout(), s, "its identity was unlinked by the account holder")
             .await?;

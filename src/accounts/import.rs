@@ -188,20 +188,31 @@ fn parse_row(get: &dyn Fn(&str) -> Option<String>, kind: ImportKind) -> Result<I
 /// Import rows per transaction.
 const BATCH: usize = 500;
 
+/// One import: the parsed rows of a file and where they go.
+#[derive(Debug, Clone)]
+pub struct ImportRequest<'a> {
+    /// The upstream (province) the rows are identities of.
+    pub province: &'a str,
+    /// That upstream's linking policy.
+    pub policy: LinkPolicy,
+    /// The rows that parsed.
+    pub rows: &'a [ImportRow],
+    /// The rows that did not (they are reported with the summary).
+    pub errors: Vec<RowError>,
+    /// Refuse the whole file when any row is wrong (nothing is written).
+    pub strict: bool,
+    pub now: i64,
+}
+
 impl AccountStore {
-    /// Imports parsed rows as identities of `province` with its linking policy. `progress` is
-    /// called with the number of rows processed so far.
-    #[allow(clippy::too_many_arguments)]
+    /// Imports parsed rows as identities of the request's province with its linking policy.
+    /// `progress` is called with the number of rows processed so far.
     pub async fn import_rows(
         &self,
-        province: &str,
-        policy: LinkPolicy,
-        rows: &[ImportRow],
-        mut errors: Vec<RowError>,
-        strict: bool,
-        now: i64,
+        request: ImportRequest<'_>,
         mut progress: impl FnMut(u64),
     ) -> Result<ImportSummary, AccountError> {
+        let ImportRequest { province, policy, rows, mut errors, strict, now } = request;
         let mut summary = ImportSummary { rows: rows.len() + errors.len(), ..ImportSummary::default() };
         // Decided units must exist in the active structure; checked before anything is written.
         let mut known_units = BTreeSet::new();

@@ -253,7 +253,16 @@ async fn record_proof_conflict(
         .bind(pending)
         .execute(&mut *conn)
         .await?;
-    record_conflict(conn, &number, verified, pending, "-", "-", reason, detail, now).await
+    let conflict = Conflict {
+        number: &number,
+        existing: verified,
+        new: pending,
+        upstream: "-",
+        subject: "-",
+        reason,
+        detail,
+    };
+    record_conflict(conn, &conflict, now).await
 }
 
 /// The profile an account's own data would assert (for conflict checks between accounts).
@@ -349,18 +358,16 @@ pub(super) async fn resolve_in(
                     }
                     Err((reason, detail)) => {
                         let id = create_account(conn, a, None, Some((n, ClaimState::Conflict)), now).await?;
-                        record_conflict(
-                            conn,
-                            n.as_str(),
-                            &holder,
-                            &id,
-                            a.upstream,
-                            a.subject,
+                        let conflict = Conflict {
+                            number: n.as_str(),
+                            existing: &holder,
+                            new: &id,
+                            upstream: a.upstream,
+                            subject: a.subject,
                             reason,
-                            &detail,
-                            now,
-                        )
-                        .await?;
+                            detail: &detail,
+                        };
+                        record_conflict(conn, &conflict, now).await?;
                         return Ok((id, LinkOutcome::CreatedAfterConflict));
                     }
                 }
@@ -429,18 +436,30 @@ async fn create_account(
     Ok(id)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn record_conflict(
+/// A national ID number two accounts both hold, kept apart for an administrator's review
+/// (one row of `link_conflicts`).
+#[derive(Debug, Clone, Copy)]
+struct Conflict<'a> {
+    /// The number both accounts hold.
+    pub number: &'a str,
+    /// The account that held the number first.
+    pub existing: &'a str,
+    /// The account that holds it too.
+    pub new: &'a str,
+    /// The upstream identity whose login or import raised it (`-` when none did).
+    pub upstream: &'a str,
+    pub subject: &'a str,
+    /// Why the accounts were kept apart (a code), and what the log and review page say.
+    pub reason: &'a str,
+    pub detail: &'a str,
+}
+
+async fn record_conflict(
     conn: &mut AnyConnection,
-    number: &str,
-    existing: &str,
-    new: &str,
-    upstream: &str,
-    subject: &str,
-    reason: &str,
-    detail: &str,
+    conflict: &Conflict<'_>,
     now: i64,
 ) -> Result<(), AccountError> {
+    let Conflict { number, existing, new, upstream, subject, reason, detail } = *conflict;
     sqlx::query(
         "INSERT INTO link_conflicts (national_id, existing_account_id, new_account_id, upstream, subject, reason, \
          detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -651,18 +670,16 @@ async fn apply_number(
                 set_claim(conn, &account.id, &number, ClaimState::Conflict, now).await?;
                 let detail =
                     "a trusted upstream asserts a number that another account holds; merge if same person";
-                record_conflict(
-                    conn,
-                    number.as_str(),
-                    &other,
-                    &account.id,
-                    a.upstream,
-                    a.subject,
-                    "held_by_other_account",
+                let conflict = Conflict {
+                    number: number.as_str(),
+                    existing: &other,
+                    new: &account.id,
+                    upstream: a.upstream,
+                    subject: a.subject,
+                    reason: "held_by_other_account",
                     detail,
-                    now,
-                )
-                .await?;
+                };
+                record_conflict(conn, &conflict, now).await?;
             }
         }
         (false, _) => {

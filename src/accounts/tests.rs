@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::Connection;
 use unicode_normalization::UnicodeNormalization;
 
-use super::import::{ImportKind, parse_csv};
+use super::import::{ImportKind, ImportRequest, ImportRow, RowError, parse_csv};
 use super::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -387,6 +387,16 @@ bd-u-5,273456789,Mai Văn Tư,1970-05-05,M,tu@mail.example,
 bd-u-2,074068005531,Huỳnh Văn Nam,17/02/1968,Nam,,
 ";
 
+/// A lenient import of `rows` as identities of the trusted province `province` at `now`.
+fn import<'a>(
+    province: &'a str,
+    rows: &'a [ImportRow],
+    errors: Vec<RowError>,
+    now: i64,
+) -> ImportRequest<'a> {
+    ImportRequest { province, policy: TRUSTED, rows, errors, strict: false, now }
+}
+
 async fn import_is_idempotent_and_reports_row_errors(b: Backend) {
     let db = TestDb::open(b).await;
     let s = &db.store;
@@ -397,13 +407,16 @@ async fn import_is_idempotent_and_reports_row_errors(b: Backend) {
     assert!(errors[1].reason.contains("birthdate"));
     assert!(errors[2].reason.contains("twice"));
     // Strict: nothing is written.
-    let strict = s.import_rows("bd", TRUSTED, &rows, errors.clone(), true, 10, |_| {}).await.unwrap();
+    let strict = s
+        .import_rows(ImportRequest { strict: true, ..import("bd", &rows, errors.clone(), 10) }, |_| {})
+        .await
+        .unwrap();
     assert!(strict.rejected);
     assert_eq!(s.count_accounts().await.unwrap(), 0);
-    let first = s.import_rows("bd", TRUSTED, &rows, errors.clone(), false, 10, |_| {}).await.unwrap();
+    let first = s.import_rows(import("bd", &rows, errors.clone(), 10), |_| {}).await.unwrap();
     assert_eq!((first.created, first.errors.len(), first.imported()), (3, 3, 3));
     let before = snapshot(s).await;
-    let second = s.import_rows("bd", TRUSTED, &rows, errors, false, 20, |_| {}).await.unwrap();
+    let second = s.import_rows(import("bd", &rows, errors, 20), |_| {}).await.unwrap();
     assert_eq!((second.created, second.already_imported), (0, 3));
     assert_eq!(snapshot(s).await, before, "re-running changes nothing");
     // A login through the same province's upstream finds the imported account; another
@@ -425,8 +438,8 @@ async fn concurrent_imports_of_two_provinces_make_one_account_per_person(b: Back
     let (rows, errors) = parse_csv(&csv, ImportKind::Citizen).unwrap();
     assert!(errors.is_empty());
     let (a, b2) = tokio::join!(
-        s.import_rows("hcm", TRUSTED, &rows, Vec::new(), false, 1, |_| {}),
-        s.import_rows("bd", TRUSTED, &rows, Vec::new(), false, 1, |_| {}),
+        s.import_rows(import("hcm", &rows, Vec::new(), 1), |_| {}),
+        s.import_rows(import("bd", &rows, Vec::new(), 1), |_| {}),
     );
     let (a, b2) = (a.unwrap(), b2.unwrap());
     assert!(a.errors.is_empty() && b2.errors.is_empty(), "{:?} {:?}", a.errors, b2.errors);

@@ -24,8 +24,8 @@ use super::audit;
 use super::cas_logout::LogoutGuard;
 use super::cas_xml::{self, ServiceResponse};
 use super::connector::{
-    Answer, AttemptData, CallbackParams, Connector, Endpoint, Posted, Received, StartContext, Started,
-    UpstreamLogout, VerifiedLogin,
+    Answer, AttemptData, CallbackParams, Connector, ConnectorSetup, Endpoint, Posted, Received, StartContext,
+    Started, UpstreamLogout, VerifiedLogin,
 };
 use super::error::BrokerError;
 use super::http_client::{HttpError, UpstreamHttp};
@@ -97,16 +97,15 @@ pub struct CasConnector {
 }
 
 impl CasConnector {
+    /// `setup.attempt_ttl` is also how long a used ticket is remembered.
     pub fn new(
         settings: UpstreamSettings,
         cas: CasSettings,
-        http: reqwest::Client,
-        gateway_issuer: &str,
-        store: StateStore,
-        ticket_memory: Duration,
+        setup: &ConnectorSetup<'_>,
     ) -> Result<Self, BrokerError> {
-        let callback = super::urls::callback(gateway_issuer, &settings.id);
-        let http = UpstreamHttp::new(http, settings.timeout);
+        let callback = super::urls::callback(setup.issuer, &settings.id);
+        let http = UpstreamHttp::new(setup.http.clone(), settings.timeout);
+        let (store, ticket_memory) = (setup.store.clone(), setup.attempt_ttl);
         let logout_guard = LogoutGuard::new(
             &settings.id,
             &cas.server,
@@ -391,15 +390,13 @@ mod tests {
         let settings = crate::config::Settings::from_toml(&text).unwrap();
         let u = settings.upstreams[0].clone();
         let crate::config::Protocol::Cas(cas) = u.protocol.clone() else { panic!("not CAS") };
-        CasConnector::new(
-            u,
-            cas,
-            reqwest::Client::new(),
-            "http://127.0.0.1:1",
-            StateStore::memory(),
-            Duration::from_secs(600),
-        )
-        .unwrap()
+        let setup = ConnectorSetup {
+            http: &reqwest::Client::new(),
+            issuer: "http://127.0.0.1:1",
+            store: &StateStore::memory(),
+            attempt_ttl: Duration::from_secs(600),
+        };
+        CasConnector::new(u, cas, &setup).unwrap()
     }
 
     const LOGOUT: &[u8] = b"logoutRequest=%3Csamlp%3ALogoutRequest+xmlns%3Asamlp%3D%22urn%3Aoasis%3Anames%3Atc%3ASAML%3A2.0%3Aprotocol%22%3E%3Csamlp%3ASessionIndex%3EST-42%3C%2Fsamlp%3ASessionIndex%3E%3C%2Fsamlp%3ALogoutRequest%3E";

@@ -42,7 +42,7 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use self::ocsp::OcspStatus;
 use super::audit;
 use super::connector::{
-    Answer, AttemptData, CallbackParams, Connector, StartContext, Started, VerifiedLogin,
+    Answer, AttemptData, CallbackParams, Connector, ConnectorSetup, StartContext, Started, VerifiedLogin,
 };
 use super::error::{BrokerError, CertificateFailure};
 use crate::accounts::national_id::NationalId;
@@ -97,30 +97,29 @@ pub struct CertificateConnector {
 }
 
 impl CertificateConnector {
-    #[allow(clippy::too_many_arguments)]
+    /// `certificate_url`: the gateway's `certificate.url` (the TLS listener that asks for
+    /// client certificates), where the browser presents its certificate.
     pub fn new(
         settings: UpstreamSettings,
         cert: CertificateLoginSettings,
         certificate_url: Option<&str>,
-        issuer: &str,
-        http: reqwest::Client,
-        store: StateStore,
-        attempt_ttl: Duration,
+        setup: &ConnectorSetup<'_>,
     ) -> Result<Self, BrokerError> {
-        let setup = |detail: String| BrokerError::Setup { upstream: settings.id.clone(), detail };
-        let base =
-            certificate_url.ok_or_else(|| setup("certificate.url is not set".into()))?.trim_end_matches('/');
-        let anchors = read_anchors(&cert.ca_file).map_err(setup)?;
-        let ca_certs = read_certificates(&cert.ca_file).map_err(setup)?;
+        let unusable = |detail: String| BrokerError::Setup { upstream: settings.id.clone(), detail };
+        let base = certificate_url
+            .ok_or_else(|| unusable("certificate.url is not set".into()))?
+            .trim_end_matches('/');
+        let anchors = read_anchors(&cert.ca_file).map_err(unusable)?;
+        let ca_certs = read_certificates(&cert.ca_file).map_err(unusable)?;
         let intermediates = match &cert.intermediates_file {
-            Some(path) => read_certificates(path).map_err(setup)?,
+            Some(path) => read_certificates(path).map_err(unusable)?,
             None => Vec::new(),
         };
-        let crls = CrlCache::new(&cert, http.clone(), settings.timeout);
-        let ocsp = ocsp::Ocsp::new(http, settings.timeout);
+        let crls = CrlCache::new(&cert, setup.http.clone(), settings.timeout);
+        let ocsp = ocsp::Ocsp::new(setup.http.clone(), settings.timeout);
         Ok(CertificateConnector {
             present_url: format!("{base}/upstream/{}/certificate", settings.id),
-            callback_url: format!("{}/upstream/{}/callback", issuer.trim_end_matches('/'), settings.id),
+            callback_url: super::urls::callback(setup.issuer.trim_end_matches('/'), &settings.id),
             settings,
             cert,
             anchors,
@@ -128,8 +127,8 @@ impl CertificateConnector {
             intermediates,
             crls,
             ocsp,
-            store,
-            attempt_ttl,
+            store: setup.store.clone(),
+            attempt_ttl: setup.attempt_ttl,
         })
     }
 

@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
@@ -28,7 +29,22 @@ use serde_json::{Map, Value};
 
 use super::error::BrokerError;
 use crate::config::{SecretString, UpstreamSettings};
+use crate::state::StateStore;
 use crate::web::Lang;
+
+/// What the broker hands every connector it builds (the parts all protocols share).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectorSetup<'a> {
+    /// The gateway's outbound HTTP client (a connector adds its upstream's timeout).
+    pub http: &'a reqwest::Client,
+    /// The gateway's issuer URL, without a trailing slash: callback URLs are built on it.
+    pub issuer: &'a str,
+    /// Where a connector keeps what it remembers between requests (made for anonymous
+    /// requests: ticket markers, failure counters, certificate outcomes).
+    pub store: &'a StateStore,
+    /// How long a login attempt lives (`lifetimes.login_attempt`).
+    pub attempt_ttl: Duration,
+}
 
 /// What a connector is told when a login attempt starts.
 #[derive(Debug, Clone)]

@@ -50,11 +50,12 @@ pub use http_client::UpstreamHttp;
 use crate::accounts::Profile;
 use crate::app::AppState;
 use crate::config::{Protocol, SecretString, Settings};
+use crate::ids::UpstreamId;
 use crate::provider::store_records::ParkedRequests;
 use crate::session::read_cookie;
 use crate::state::{Class, StateStore, hashed_key, random_handle};
 use crate::web::{self, Lang};
-use connector::{Answer, AttemptData, Connector, StartContext, Started, VerifiedLogin};
+use connector::{Answer, AttemptData, Connector, ConnectorSetup, StartContext, Started, VerifiedLogin};
 pub use connector::{CallbackParams, Endpoint, Posted, Received, UpstreamLogout};
 pub use oidc::BACKCHANNEL_EVENT;
 pub use urls::LoginLink;
@@ -202,36 +203,31 @@ impl Broker {
         let https = issuer.starts_with("https://");
         let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
         let mut certificates = BTreeMap::new();
+        // What connectors store (ticket markers, failure counters) is made for anonymous
+        // requests.
+        let connector_store = store.with_class(Class::Anonymous);
+        let setup = ConnectorSetup {
+            http: &http,
+            issuer,
+            store: &connector_store,
+            attempt_ttl: settings.lifetimes.login_attempt,
+        };
         for u in &settings.upstreams {
             let connector: Arc<dyn Connector> = match &u.protocol {
-                Protocol::Oidc(oidc) => {
-                    Arc::new(oidc::OidcConnector::new(u.clone(), oidc.clone(), http.clone(), issuer))
-                }
-                Protocol::Cas(cas) => Arc::new(cas::CasConnector::new(
-                    u.clone(),
-                    cas.clone(),
-                    http.clone(),
-                    issuer,
-                    // What connectors store (ticket markers, failure counters) is made for
-                    // anonymous requests.
-                    store.with_class(Class::Anonymous),
-                    settings.lifetimes.login_attempt,
-                )?),
+                Protocol::Oidc(oidc) => Arc::new(oidc::OidcConnector::new(u.clone(), oidc.clone(), &setup)),
+                Protocol::Cas(cas) => Arc::new(cas::CasConnector::new(u.clone(), cas.clone(), &setup)?),
                 Protocol::Ldap(ldap) => Arc::new(ldap::LdapConnector::new(
                     u.clone(),
                     ldap.clone(),
                     settings.outbound.ca_file.as_deref(),
-                    store.with_class(Class::Anonymous),
+                    connector_store.clone(),
                 )?),
                 Protocol::Certificate(cert) => {
                     let c = Arc::new(certificate::CertificateConnector::new(
                         u.clone(),
                         cert.clone(),
                         settings.certificate.url.as_deref(),
-                        issuer,
-                        http.clone(),
-                        store.with_class(Class::Anonymous),
-                        settings.lifetimes.login_attempt,
+                        &setup,
                     )?);
                     certificates.insert(u.id.clone(), c.clone());
                     c
@@ -320,15 +316,15 @@ impl Broker {
 
     /// Reads and verifies a message upstream `upstream` POSTed (its logout messages), through
     /// its connector; a message with an id (`jti`) is accepted once.
-    pub async fn receive(&self, upstream: &str, posted: Posted<'_>) -> Result<Received, BrokerError> {
-        let received = self.connector(upstream)?.receive(posted).await?;
+    pub async fn receive(&self, upstream: &UpstreamId, posted: Posted<'_>) -> Result<Received, BrokerError> {
+        let received = self.connector(upstream.as_str())?.receive(posted).await?;
         let Received::Logout(logout) = &received;
         if let Some(jti) = &logout.jti {
             let ttl = Duration::from_secs((logout.exp - posted.now).clamp(60, 24 * 3600) as u64);
             let key = hashed_key(&format!("upstream-logout-jti:{upstream}"), jti);
             if !self.store.put_new(&key, Vec::new(), ttl).await? {
                 return Err(BrokerError::InvalidLogoutToken {
-                    upstream: upstream.into(),
+                    upstream: upstream.to_string(),
                     detail: "replayed jti".into(),
                 });
             }
@@ -338,6 +334,12 @@ impl Broker {
 
     fn connector(&self, id: &str) -> Result<&Arc<dyn Connector>, BrokerError> {
         self.connectors.get(id).ok_or_else(|| BrokerError::UnknownUpstream(id.to_string()))
+    }
+
+    /// The upstream id in a URL path (`/upstream/{id}/…`), read once where the request comes
+    /// in: text no upstream can have is an unknown upstream, as a configured-nowhere id is.
+    pub fn upstream_id(raw: &str) -> Result<UpstreamId, BrokerError> {
+        UpstreamId::parse(raw).map_err(|_| BrokerError::UnknownUpstream(raw.to_string()))
     }
 
     /// Stores a login attempt under the hash of its id: an anonymous record (nobody has
@@ -353,7 +355,7 @@ impl Broker {
     /// browser.
     async fn take_attempt(
         &self,
-        upstream: &str,
+        upstream: &UpstreamId,
         id: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<LoginAttempt, (BrokerError, Option<String>)> {
@@ -367,9 +369,9 @@ impl Broker {
             .map_err(|e| (e.into(), None))?
             .ok_or((BrokerError::AttemptNotFound, None))?;
         let retry = Some(LoginLink::chooser(&attempt.parked_id).into());
-        if attempt.upstream != upstream {
+        if attempt.upstream != *upstream {
             return Err((
-                BrokerError::UpstreamMismatch { path: upstream.into(), attempt: attempt.upstream },
+                BrokerError::UpstreamMismatch { path: upstream.to_string(), attempt: attempt.upstream },
                 retry,
             ));
         }
@@ -429,11 +431,11 @@ impl Broker {
     /// identity and the id of the parked authorization request to resume.
     pub async fn finish(
         &self,
-        upstream: &str,
+        upstream: &UpstreamId,
         params: &CallbackParams,
         headers: &HeaderMap,
     ) -> Result<(UpstreamIdentity, String), (BrokerError, Option<String>)> {
-        let connector = self.connector(upstream).map_err(|e| (e, None))?;
+        let connector = self.connector(upstream.as_str()).map_err(|e| (e, None))?;
         // Each protocol carries the attempt id its own way (OIDC `state`, CAS `attempt`).
         let id = connector.callback_attempt(params);
         let attempt = self.take_attempt(upstream, id, headers).await?;
@@ -449,12 +451,12 @@ impl Broker {
     /// again with a fresh attempt; nothing about the password is kept.
     pub async fn finish_password(
         &self,
-        upstream: &str,
+        upstream: &UpstreamId,
         form: &PasswordForm,
         headers: &HeaderMap,
         client_ip: Option<IpAddr>,
     ) -> PasswordOutcome {
-        let connector = match self.connector(upstream) {
+        let connector = match self.connector(upstream.as_str()) {
             Ok(c) => c.clone(),
             Err(e) => return PasswordOutcome::Failed(e, None),
         };
@@ -768,6 +770,16 @@ async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upstream_id_in_a_path_is_read_once_and_bad_text_is_an_unknown_upstream() {
+        assert_eq!(Broker::upstream_id("hcm").unwrap().as_str(), "hcm");
+        for raw in ["HCM", "a/b", "", "x y"] {
+            let e = Broker::upstream_id(raw).unwrap_err();
+            assert!(matches!(&e, BrokerError::UnknownUpstream(id) if id == raw), "{e:?}");
+            assert_eq!(e.status(), StatusCode::NOT_FOUND, "as for an id no upstream has");
+        }
+    }
 
     #[test]
     fn a_stored_attempt_keeps_the_connectors_data_opaque_and_in_its_old_place() {

@@ -23,8 +23,8 @@ use tokio::sync::RwLock;
 
 use super::audit;
 use super::connector::{
-    Answer, AttemptData, CallbackParams, Connector, Endpoint, Posted, Received, StartContext, Started,
-    UpstreamLogout, VerifiedLogin,
+    Answer, AttemptData, CallbackParams, Connector, ConnectorSetup, Endpoint, Posted, Received, StartContext,
+    Started, UpstreamLogout, VerifiedLogin,
 };
 use super::error::BrokerError;
 use super::http_client::UpstreamHttp;
@@ -242,14 +242,9 @@ pub struct OidcConnector {
 const STALE_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 impl OidcConnector {
-    pub fn new(
-        settings: UpstreamSettings,
-        oidc: OidcSettings,
-        http: reqwest::Client,
-        gateway_issuer: &str,
-    ) -> Self {
-        let redirect_uri = super::urls::callback(gateway_issuer, &settings.id);
-        let http = UpstreamHttp::new(http, settings.timeout);
+    pub fn new(settings: UpstreamSettings, oidc: OidcSettings, setup: &ConnectorSetup<'_>) -> Self {
+        let redirect_uri = super::urls::callback(setup.issuer, &settings.id);
+        let http = UpstreamHttp::new(setup.http.clone(), settings.timeout);
         OidcConnector { settings, oidc, http, redirect_uri, discovered: RwLock::new(None) }
     }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
-use crate::accounts::import::{ImportKind, ImportSummary, parse_csv};
+use crate::accounts::import::{ImportKind, ImportRequest, ImportSummary, parse_csv};
 use crate::accounts::import_runs::ImportRunMeta;
 use crate::accounts::units::UnitData;
 use crate::accounts::{AccountSelector, AccountStore, LinkPolicy};
@@ -566,8 +566,8 @@ async fn import(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let now = Clock::system().now();
-    let summary =
-        store.import_rows(province, policy, &rows, errors, strict, now, |n| bar.set_position(n)).await?;
+    let request = ImportRequest { province, policy, rows: &rows, errors, strict, now };
+    let summary = store.import_rows(request, |n| bar.set_position(n)).await?;
     bar.finish_and_clear();
     let detail = json!({
         "file": file.display().to_string(), "kind": kind, "strict": strict, "rows": summary.rows,

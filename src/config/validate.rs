@@ -5,6 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 use serde::de::DeserializeOwned;
 use url::Url;
 
+pub(super) use crate::ids::is_loopback;
+use crate::ids::{ClientId, RedirectUri, UpstreamId};
+
 use super::{ClientSettings, ConfigError, GrantType, Protocol, Settings, SubjectType, UpstreamSettings};
 
 /// One thing wrong with a configuration: where, what, and what is expected instead.
@@ -202,15 +205,6 @@ fn resolve_secrets(settings: &mut Settings, env: &BTreeMap<String, String>, prob
     }
 }
 
-pub(super) fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 /// An http(s) URL that is https unless it points at this machine.
 pub(super) fn check_web_url(path: &str, raw: &str, problems: &mut Vec<Problem>) -> Option<Url> {
     let expected = "an absolute https URL (http only for localhost/127.0.0.1)";
@@ -228,30 +222,10 @@ pub(super) fn check_web_url(path: &str, raw: &str, problems: &mut Vec<Problem>) 
 }
 
 fn check_redirect_uri(path: &str, raw: &str, problems: &mut Vec<Problem>) {
-    match Url::parse(raw) {
-        Err(e) => problems.push(
-            Problem::new(path, format!("{raw:?} is not a URL: {e}"))
-                .expecting("an absolute URL compared exactly"),
-        ),
-        Ok(u) => {
-            if u.fragment().is_some() {
-                problems
-                    .push(Problem::new(path, format!("{raw:?} has a fragment")).expecting("no #fragment"));
-            }
-            if u.scheme() == "http" && !is_loopback(&u) {
-                problems.push(
-                    Problem::new(path, format!("{raw:?} uses plain http"))
-                        .expecting("https (http only for localhost/127.0.0.1)"),
-                );
-            }
-        }
+    if let Err(found) = RedirectUri::parse(raw) {
+        problems
+            .extend(found.into_iter().map(|e| Problem::new(path, e.to_string()).expecting(e.expecting())));
     }
-}
-
-fn is_upstream_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Semantic checks of a parsed configuration; returns every problem found.
@@ -534,11 +508,8 @@ fn check_upstreams(s: &Settings, p: &mut Vec<Problem>) {
     let mut ids = HashSet::new();
     for (i, u) in s.upstreams.iter().enumerate() {
         let at = |k: &str| format!("upstreams[{i}].{k}");
-        if !is_upstream_id(&u.id) {
-            p.push(
-                Problem::new(at("id"), format!("{:?} is not a valid upstream id", u.id))
-                    .expecting("[a-z0-9-]+"),
-            );
+        if let Err(e) = UpstreamId::parse(&u.id) {
+            p.push(Problem::new(at("id"), e.to_string()).expecting(e.expecting()));
         }
         if !ids.insert(u.id.as_str()) {
             p.push(
@@ -564,11 +535,8 @@ fn check_clients(s: &Settings, p: &mut Vec<Problem>) {
     let mut pairwise_salt_reported = false;
     for (i, c) in s.clients.iter().enumerate() {
         let at = |k: &str| format!("clients[{i}].{k}");
-        if c.client_id.is_empty() || c.client_id.chars().any(|ch| ch.is_control() || ch == ':') {
-            p.push(
-                Problem::new(at("client_id"), "is empty or has control characters or ':'")
-                    .expecting("a printable id"),
-            );
+        if let Err(e) = ClientId::parse(&c.client_id) {
+            p.push(Problem::new(at("client_id"), e.to_string()).expecting(e.expecting()));
         }
         if !client_ids.insert(c.client_id.as_str()) {
             p.push(

@@ -1,5 +1,5 @@
-//! Errors of the link confirmation page and the page each one shows. Internal causes go to the
-//! log only.
+//! Login's errors and the page each one shows: a login's ([`LoginError`]) and the link
+//! confirmation page's ([`LinkConfirmError`]). Internal causes go to the log only.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -7,6 +7,54 @@ use axum::response::{IntoResponse, Response};
 use crate::accounts::AccountError;
 use crate::state::StoreError;
 use crate::web::ErrorPage;
+
+/// Why a verified upstream identity did not become a session (an upstream's own failure is
+/// the broker's error, shown by the broker's page).
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("the account may not log in (locked, or merged away)")]
+    Refused,
+    #[error("account store failure during login: {0}")]
+    Accounts(#[from] AccountError),
+    /// `during`: what login was doing (for the log).
+    #[error("state store failure {during}: {source}")]
+    Store { during: &'static str, source: StoreError },
+}
+
+impl LoginError {
+    /// A state store failure while doing `during` ("reading a link intent").
+    pub fn store(during: &'static str) -> impl FnOnce(StoreError) -> LoginError {
+        move |source| LoginError::Store { during, source }
+    }
+
+    /// The page a person sees.
+    pub fn page(&self) -> ErrorPage {
+        match self {
+            LoginError::Refused => {
+                ErrorPage::new(StatusCode::FORBIDDEN, "Tài khoản đang bị khoá", "The account is locked")
+                    .detail(
+                        "Tài khoản của bạn hiện không thể đăng nhập. Vui lòng liên hệ tổng đài 1022.",
+                        "Your account cannot log in at the moment. Please call the 1022 hotline.",
+                    )
+            }
+            LoginError::Accounts(_) => ErrorPage::unavailable(),
+            LoginError::Store { source, .. } => ErrorPage::for_store_error(source),
+        }
+    }
+}
+
+impl IntoResponse for LoginError {
+    fn into_response(self) -> Response {
+        match &self {
+            LoginError::Refused => tracing::info!(error = %self, "login refused"),
+            LoginError::Accounts(e) => tracing::error!(error = %e, "account store failure during login"),
+            LoginError::Store { during, source } => {
+                tracing::error!(error = %source, "state store failure {during}")
+            }
+        }
+        self.page().into_response()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkConfirmError {
@@ -82,6 +130,30 @@ mod tests {
 
     fn status(e: LinkConfirmError) -> u16 {
         e.into_response().status().as_u16()
+    }
+
+    #[test]
+    fn a_refused_login_is_403_and_names_the_hotline() {
+        let page = LoginError::Refused.page();
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+        assert!(page.detail_vi.contains("1022") && page.detail_en.contains("1022"));
+        assert_eq!(LoginError::Refused.into_response().status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn an_account_store_failure_at_login_is_503_and_says_nothing_inside() {
+        let e = LoginError::from(AccountError::Corrupt("secret detail".into()));
+        let page = e.page();
+        assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!page.detail_en.contains("secret detail") && !page.detail_vi.contains("secret detail"));
+    }
+
+    #[test]
+    fn a_state_store_failure_at_login_is_503_or_busy_when_full() {
+        let down = LoginError::store("creating a session")(StoreError::Unavailable("down".into()));
+        assert_eq!(down.into_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+        let full = LoginError::store("creating a session")(StoreError::Full(crate::state::Class::Anonymous));
+        assert_eq!(full.page().title_en, ErrorPage::busy().title_en);
     }
 
     #[test]

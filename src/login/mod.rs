@@ -3,9 +3,12 @@
 //! the parked authorization request in the provider — after asking the person to confirm a
 //! proof-of-ownership link when the login suggests one (`link_confirm`).
 //!
-//! Its state ([`LoginState`]) holds the four parts it joins. The decisions are plain
-//! functions with unit tests: [`admit`] (the resolved account and the browser's previous
-//! session → refuse, or start a session and perhaps check for a proof-of-ownership link).
+//! Its state ([`LoginState`]) holds the four parts it joins. The handlers are thin over plain
+//! functions with unit tests: [`browser`] (what the browser brings: its session and a link it
+//! started), [`admit`] (the resolved account and the browser's previous session → refuse, or
+//! start a session and perhaps check for a proof-of-ownership link) and [`start_session`] (the
+//! previous session ends, a fresh one starts). Failures are [`LoginError`]s, mapped to pages
+//! once in `error.rs`.
 //!
 //! Must not: hold protocol details of either side (they live in `broker` and `provider`) or
 //! read another part's configuration (an upstream's linking trust comes with its identity).
@@ -18,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
@@ -35,6 +38,7 @@ use crate::state::StateStore;
 use crate::web::ErrorPage;
 use crate::web::params::{Form, Query};
 pub use client_ip::{ClientIp, TrustedProxies};
+pub use error::LoginError;
 
 /// What login's handlers get (cheap to clone: one reference count).
 pub type LoginState = crate::PartState<LoginParts>;
@@ -83,7 +87,10 @@ async fn callback(
     Query(params): Query<CallbackParams>,
     headers: HeaderMap,
 ) -> Response {
-    let finished = app.broker.finish(&upstream, &params, &headers).await;
+    let finished = match Broker::upstream_id(&upstream) {
+        Ok(id) => app.broker.finish(&id, &params, &headers).await,
+        Err(e) => Err((e, None)),
+    };
     complete(app, &upstream, finished, headers).await
 }
 
@@ -106,7 +113,11 @@ async fn password_login(
     headers: HeaderMap,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    match app.broker.finish_password(&upstream, &form, &headers, ip).await {
+    let outcome = match Broker::upstream_id(&upstream) {
+        Ok(id) => app.broker.finish_password(&id, &form, &headers, ip).await,
+        Err(e) => PasswordOutcome::Failed(e, None),
+    };
+    match outcome {
         PasswordOutcome::Verified(identity, parked_id) => {
             complete(app, &upstream, Ok((*identity, parked_id)), headers).await
         }
@@ -156,13 +167,63 @@ fn link_policy(identity: &UpstreamIdentity) -> LinkPolicy {
     LinkPolicy { trust_national_id: identity.trusts_national_id }
 }
 
-fn account_locked() -> Response {
-    ErrorPage::new(StatusCode::FORBIDDEN, "Tài khoản đang bị khoá", "The account is locked")
-        .detail(
-            "Tài khoản của bạn hiện không thể đăng nhập. Vui lòng liên hệ tổng đài 1022.",
-            "Your account cannot log in at the moment. Please call the 1022 hotline.",
-        )
-        .into_response()
+/// What a browser brings to a login besides the identity: its session, and a link it
+/// started from the account page.
+#[derive(Debug, Default)]
+pub struct Browser {
+    pub previous: Option<SsoSession>,
+    pub link: Option<account_link::LinkIntent>,
+}
+
+/// Reads the browser's session (one that cannot be read counts as none) and takes the link
+/// intent of the parked request `parked_id` (only a browser with a session can have started
+/// one, so none is taken without).
+pub async fn browser(
+    sessions: &Sessions,
+    store: &StateStore,
+    headers: &HeaderMap,
+    parked_id: &str,
+) -> Result<Browser, LoginError> {
+    let previous = sessions.current(headers).await.ok().flatten();
+    let link = match &previous {
+        Some(_) => {
+            account_link::take(store, parked_id).await.map_err(LoginError::store("reading a link intent"))?
+        }
+        None => None,
+    };
+    Ok(Browser { previous, link })
+}
+
+/// Starts the session of a login: a login always starts a fresh session, and any `previous`
+/// one in this browser ends (a failure to end it is logged, not fatal).
+pub async fn start_session(
+    sessions: &Sessions,
+    previous: Option<&SsoSession>,
+    session: SsoSession,
+) -> Result<(SsoSession, HeaderValue), LoginError> {
+    if let Some(previous) = previous
+        && let Err(e) = sessions.end(previous).await
+    {
+        tracing::warn!(error = %e, "could not end the previous session");
+    }
+    sessions.create(session).await.map_err(LoginError::store("creating a session"))
+}
+
+/// An upstream login that failed: logged, counted (for configured upstreams only, so that a
+/// made-up id cannot grow the metric) and shown with the broker's page.
+fn upstream_failed(broker: &Broker, upstream: &str, e: &BrokerError, retry: Option<String>) -> Response {
+    tracing::warn!(upstream = %upstream, error = %e, "upstream login failed");
+    if broker.has_upstream(upstream) {
+        metrics::counter!("sso_upstream_login_failures_total", "upstream" => upstream.to_string())
+            .increment(1);
+    }
+    e.page(retry).into_response()
+}
+
+/// `response` with the new session's cookie.
+fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
 }
 
 /// Identity → account → session → the parked request, whatever the protocol.
@@ -172,84 +233,53 @@ async fn complete(
     finished: Result<(UpstreamIdentity, String), (BrokerError, Option<String>)>,
     headers: HeaderMap,
 ) -> Response {
-    let (identity, parked_id) = match finished {
-        Ok(v) => v,
-        Err((e, retry)) => {
-            tracing::warn!(upstream = %upstream, error = %e, "upstream login failed");
-            if app.broker.has_upstream(upstream) {
-                metrics::counter!("sso_upstream_login_failures_total", "upstream" => upstream.to_string())
-                    .increment(1);
-            }
-            return e.page(retry).into_response();
+    match finished {
+        Ok((identity, parked_id)) => {
+            log_in(&app, &identity, &parked_id, &headers).await.unwrap_or_else(IntoResponse::into_response)
         }
-    };
+        Err((e, retry)) => upstream_failed(&app.broker, upstream, &e, retry),
+    }
+}
+
+/// The login of a verified `identity` for the parked request `parked_id`.
+async fn log_in(
+    app: &LoginState,
+    identity: &UpstreamIdentity,
+    parked_id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, LoginError> {
     let now = app.clock.now();
-    let resolution = match app
+    let account = app
         .accounts
-        .resolve_login(&identity.upstream, &identity.subject, &identity.profile, link_policy(&identity), now)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "account store failure during login");
-            return ErrorPage::unavailable().into_response();
-        }
-    };
-    let account = resolution.account;
-    let previous = app.sessions.current(&headers).await.ok().flatten();
-    // A link started on the account page (only a browser with a session can have started one).
-    let link = match &previous {
-        Some(_) => match account_link::take(&app.store, &parked_id).await {
-            Ok(link) => link,
-            Err(e) => {
-                tracing::error!(error = %e, "state store failure reading a link intent");
-                return ErrorPage::for_store_error(&e).into_response();
-            }
-        },
-        None => None,
-    };
-    let bound_link = link.is_some();
-    let proof_check =
-        match admit(&account.id, &account.status, previous.as_ref(), now, app.proof_window, bound_link) {
-            Admission::Refused => return account_locked(),
-            Admission::Admitted { proof_check } => proof_check,
-        };
+        .resolve_login(&identity.upstream, &identity.subject, &identity.profile, link_policy(identity), now)
+        .await?
+        .account;
+    let Browser { previous, link } = browser(&app.sessions, &app.store, headers, parked_id).await?;
+    let admission =
+        admit(&account.id, &account.status, previous.as_ref(), now, app.proof_window, link.is_some());
+    let Admission::Admitted { proof_check } = admission else { return Err(LoginError::Refused) };
     let candidate = match proof_check {
-        Some(previous) => proof_link(&app, previous, &account.id, now).await,
+        Some(previous) => proof_link(app, previous, &account.id, now).await,
         None => None,
     };
     if let (Some(intent), Some(previous)) = (&link, &previous)
         && let Some(done) =
-            finish_link(&app, intent, previous, &account, &identity, candidate.is_some(), &parked_id).await
+            finish_link(app, intent, previous, &account, identity, candidate.is_some(), parked_id).await
     {
-        return done;
+        return Ok(done);
     }
-    // A login always starts a fresh session; any previous one in this browser ends.
-    if let Some(previous) = previous
-        && let Err(e) = app.sessions.end(&previous).await
-    {
-        tracing::warn!(error = %e, "could not end the previous session");
-    }
-    let (session, cookie) = match app.sessions.create(new_session(&identity, &account.id, now)).await {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!(error = %e, "state store failure creating a session");
-            return ErrorPage::for_store_error(&e).into_response();
-        }
-    };
+    let (session, cookie) =
+        start_session(&app.sessions, previous.as_ref(), new_session(identity, &account.id, now)).await?;
     tracing::info!(upstream = %identity.upstream, sid = %session.sid, "login completed");
     metrics::counter!("sso_logins_total", "upstream" => identity.upstream.clone()).increment(1);
     // A possible link is offered before the application's request is answered; both answers
     // of the confirmation page continue to it.
     if let Some((candidate, other)) = candidate
-        && let Some(mut response) = link_confirm::offer(&app, &session, &candidate, other, &parked_id).await
+        && let Some(response) = link_confirm::offer(app, &session, &candidate, other, parked_id).await
     {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-        return response;
+        return Ok(with_cookie(response, cookie));
     }
-    let mut response = resume(&app, &parked_id, &session).await;
-    response.headers_mut().append(header::SET_COOKIE, cookie);
-    response
+    Ok(with_cookie(resume(app, parked_id, &session).await, cookie))
 }
 
 /// Proof of ownership: the browser's previous session is a recent login of an account whose
@@ -468,6 +498,66 @@ mod tests {
             admit("a1", &AccountStatus::Active, Some(&same), NOW, WINDOW, false),
             Admission::Admitted { proof_check: None }
         );
+    }
+
+    fn sessions(store: &StateStore) -> Sessions {
+        Sessions::new(store.clone(), Clock::system(), &crate::config::SessionSettings::default(), false)
+    }
+
+    /// The request headers of a browser holding the cookie `set_cookie` sets.
+    fn holding(set_cookie: &HeaderValue) -> HeaderMap {
+        let pair = set_cookie.to_str().unwrap().split(';').next().unwrap().to_string();
+        HeaderMap::from_iter([(header::COOKIE, HeaderValue::from_str(&pair).unwrap())])
+    }
+
+    fn intent(sid: &str) -> account_link::LinkIntent {
+        account_link::LinkIntent { sid: sid.into(), account_id: "a9".into(), upstream: "vneid".into() }
+    }
+
+    #[tokio::test]
+    async fn a_browser_without_a_session_brings_nothing_and_its_link_intent_stays() {
+        let store = StateStore::memory();
+        account_link::record(&store, "req-1", &intent("sid-x"), WINDOW).await.unwrap();
+        let b = browser(&sessions(&store), &store, &HeaderMap::new(), "req-1").await.unwrap();
+        assert!(b.previous.is_none() && b.link.is_none(), "{b:?}");
+        assert!(account_link::take(&store, "req-1").await.unwrap().is_some(), "not taken");
+    }
+
+    #[tokio::test]
+    async fn a_browser_with_a_session_brings_it_and_takes_the_link_it_started_once() {
+        let store = StateStore::memory();
+        let s = sessions(&store);
+        let now = Clock::system().now();
+        let (created, cookie) = s.create(SsoSession::example("", "a9", now, "acr")).await.unwrap();
+        account_link::record(&store, "req-1", &intent(&created.sid), WINDOW).await.unwrap();
+        let b = browser(&s, &store, &holding(&cookie), "req-1").await.unwrap();
+        assert_eq!(b.previous.map(|p| p.sid), Some(created.sid.clone()));
+        assert_eq!(b.link, Some(intent(&created.sid)));
+        let again = browser(&s, &store, &holding(&cookie), "req-1").await.unwrap();
+        assert!(again.previous.is_some() && again.link.is_none(), "single use: {again:?}");
+    }
+
+    #[tokio::test]
+    async fn a_login_ends_the_browsers_previous_session_and_starts_a_fresh_one() {
+        let store = StateStore::memory();
+        let s = sessions(&store);
+        let now = Clock::system().now();
+        let (previous, old_cookie) = s.create(SsoSession::example("", "a9", now, "acr")).await.unwrap();
+        let (session, cookie) =
+            start_session(&s, Some(&previous), SsoSession::example("", "a1", now, "acr")).await.unwrap();
+        assert_ne!(session.sid, previous.sid);
+        assert!(s.current(&holding(&old_cookie)).await.unwrap().is_none(), "the previous session ended");
+        let current = s.current(&holding(&cookie)).await.unwrap().unwrap();
+        assert_eq!((current.sid, current.account_id.as_str()), (session.sid, "a1"));
+    }
+
+    #[test]
+    fn the_new_sessions_cookie_is_added_to_whatever_answers_the_login() {
+        let mut page = Redirect::to("/x").into_response();
+        page.headers_mut().append(header::SET_COOKIE, HeaderValue::from_static("lang=vi"));
+        let answered = with_cookie(page, HeaderValue::from_static("sso=abc"));
+        let cookies: Vec<_> = answered.headers().get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(cookies, [HeaderValue::from_static("lang=vi"), HeaderValue::from_static("sso=abc")]);
     }
 
     #[test]

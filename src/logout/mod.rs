@@ -26,6 +26,7 @@ pub use upstream::received as upstream_message;
 use crate::accounts::AccountStore;
 use crate::broker::Broker;
 use crate::clock::Clock;
+use crate::ids::UpstreamId;
 use crate::keys::KeySet;
 use crate::provider::ProviderState;
 use crate::provider::clients::{Client, ClientRegistry};
@@ -136,14 +137,14 @@ where
 /// subject — every session of that upstream subject. Returns how many ended.
 pub async fn end_upstream_sessions(
     app: &LogoutState,
-    upstream: &str,
+    upstream: &UpstreamId,
     upstream_sid: Option<&str>,
     upstream_subject: Option<&str>,
 ) -> Result<usize, LogoutError> {
     let sessions = match (upstream_sid, upstream_subject) {
         (Some(sid), subject) => app.sessions.from_upstream_session(upstream, sid, subject).await?,
         // The account store knows which account the upstream identity is linked to.
-        (None, Some(subject)) => match app.accounts.find_by_link(upstream, subject).await? {
+        (None, Some(subject)) => match app.accounts.find_by_link(upstream.as_str(), subject).await? {
             Some(account) => app.sessions.from_upstream_subject(&account.id, upstream, subject).await?,
             None => Vec::new(),
         },

@@ -126,7 +126,7 @@ pub fn requester(
     let target = p
         .post_logout_redirect_uri
         .clone()
-        .filter(|u| client.as_ref().is_some_and(|c| c.post_logout_redirect_uris.iter().any(|r| r == u)));
+        .filter(|u| client.as_ref().is_some_and(|c| c.has_post_logout_redirect_uri(u)));
     if p.post_logout_redirect_uri.is_some() && target.is_none() {
         tracing::info!("post_logout_redirect_uri not registered for the client; not redirecting");
     }

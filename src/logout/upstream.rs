@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::LogoutState;
 use super::rp_initiated::{Continuation, finish};
-use crate::broker::{BrokerError, Endpoint, Posted, Received};
+use crate::broker::{Broker, BrokerError, Endpoint, Posted, Received};
 use crate::login::ClientIp;
 use crate::state::hashed_key;
 
@@ -48,8 +48,12 @@ pub async fn received(
     body: &[u8],
 ) -> Response {
     let posted = Posted { at, body, from, now: app.clock.now() };
-    let logout = match app.broker.receive(id, posted).await {
-        Ok(Received::Logout(logout)) => logout,
+    let received = match Broker::upstream_id(id) {
+        Ok(upstream) => app.broker.receive(&upstream, posted).await.map(|r| (upstream, r)),
+        Err(e) => Err(e),
+    };
+    let (upstream, logout) = match received {
+        Ok((upstream, Received::Logout(logout))) => (upstream, logout),
         Err(e) => {
             match &e {
                 BrokerError::Store(_) => {
@@ -60,7 +64,7 @@ pub async fn received(
             return e.message_response();
         }
     };
-    match super::end_upstream_sessions(app, id, logout.sid.as_deref(), logout.sub.as_deref()).await {
+    match super::end_upstream_sessions(app, &upstream, logout.sid.as_deref(), logout.sub.as_deref()).await {
         Ok(n) => {
             tracing::info!(upstream = %id, sessions = n, endpoint = ?at, "upstream logout");
             let mut res = StatusCode::OK.into_response();

@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::TokenError;
 use crate::config::{ClientAuthMethod, ClientSettings, GrantType, Lifetimes, SubjectType};
+use crate::ids::RedirectUri;
 use crate::keys::SigningAlg;
 
 /// A registered relying party, ready for request-time checks.
@@ -22,8 +23,8 @@ pub struct Client {
     /// SHA-256 of the secret; client secrets are high-entropy, so a fast digest compared in
     /// constant time is the right tool (a password hash would cap throughput for no gain).
     secret_digest: Option<[u8; 32]>,
-    pub redirect_uris: Vec<String>,
-    pub post_logout_redirect_uris: Vec<String>,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
     pub scopes: Vec<String>,
     /// The lowest `acr` this client accepts (step-up below it).
     pub min_acr: Option<String>,
@@ -66,8 +67,9 @@ impl Client {
                 .as_ref()
                 .and_then(|v| v.value())
                 .map(|secret| Sha256::digest(secret.as_bytes()).into()),
-            redirect_uris: s.redirect_uris.clone(),
-            post_logout_redirect_uris: s.post_logout_redirect_uris.clone(),
+            // Validation refuses a registration with a URI that does not parse.
+            redirect_uris: registered_uris(&s.redirect_uris),
+            post_logout_redirect_uris: registered_uris(&s.post_logout_redirect_uris),
             scopes: s.scopes.clone(),
             min_acr: s.min_acr.clone(),
             grant_types: s.grant_types.clone(),
@@ -117,7 +119,12 @@ impl Client {
 
     /// Exact string comparison, as OAuth 2.0 Security BCP requires.
     pub fn has_redirect_uri(&self, uri: &str) -> bool {
-        self.redirect_uris.iter().any(|r| r == uri)
+        self.redirect_uris.iter().any(|r| r.matches(uri))
+    }
+
+    /// Whether `uri` is one of the registered post-logout redirect URIs (compared exactly).
+    pub fn has_post_logout_redirect_uri(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|r| r.matches(uri))
     }
 
     /// Whether `presented` is this client's secret (compared in constant time).
@@ -130,6 +137,10 @@ impl Client {
             None => false,
         }
     }
+}
+
+fn registered_uris(raw: &[String]) -> Vec<RedirectUri> {
+    raw.iter().filter_map(|u| RedirectUri::parse(u).ok()).collect()
 }
 
 /// All registered clients by id.
@@ -186,6 +197,7 @@ mod tests {
             client_id = "portal"
             client_secret = "portal-secret-0123456789"
             redirect_uris = ["https://portal.example/cb"]
+            post_logout_redirect_uris = ["https://portal.example/bye"]
             [[clients]]
             client_id = "spa"
             redirect_uris = ["https://spa.example/cb"]
@@ -214,5 +226,14 @@ mod tests {
         assert!(c.has_redirect_uri("https://portal.example/cb"));
         assert!(!c.has_redirect_uri("https://portal.example/cb/"));
         assert!(!c.has_redirect_uri("https://portal.example/cb?x=1"));
+    }
+
+    #[test]
+    fn post_logout_redirect_uris_match_exactly_and_apart_from_redirect_uris() {
+        let c = registry().get("portal").unwrap();
+        assert!(c.has_post_logout_redirect_uri("https://portal.example/bye"));
+        assert!(!c.has_post_logout_redirect_uri("https://portal.example/bye/"));
+        assert!(!c.has_post_logout_redirect_uri("https://portal.example/cb"));
+        assert!(!c.has_redirect_uri("https://portal.example/bye"));
     }
 }

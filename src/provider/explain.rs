@@ -66,8 +66,12 @@ fn human(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-fn list_or(items: &[String], empty: &str) -> String {
-    if items.is_empty() { empty.to_string() } else { items.join(" ") }
+fn list_or(items: &[impl AsRef<str>], empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_string()
+    } else {
+        items.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(" ")
+    }
 }
 
 /// Explains `settings.clients` entry `c` (settings already validated).
@@ -267,10 +271,10 @@ pub fn findings(settings: &Settings, c: &ClientSettings) -> Vec<Finding> {
     let uris = client
         .redirect_uris
         .iter()
-        .map(|u| ("redirect_uris", u))
-        .chain(client.post_logout_redirect_uris.iter().map(|u| ("post_logout_redirect_uris", u)))
-        .chain(client.backchannel_logout_uri.iter().map(|u| ("backchannel_logout_uri", u)))
-        .chain(client.frontchannel_logout_uri.iter().map(|u| ("frontchannel_logout_uri", u)));
+        .map(|u| ("redirect_uris", u.as_str()))
+        .chain(client.post_logout_redirect_uris.iter().map(|u| ("post_logout_redirect_uris", u.as_str())))
+        .chain(client.backchannel_logout_uri.iter().map(|u| ("backchannel_logout_uri", u.as_str())))
+        .chain(client.frontchannel_logout_uri.iter().map(|u| ("frontchannel_logout_uri", u.as_str())));
     for (key, uri) in uris {
         f.extend(uri_findings(key, uri));
     }

@@ -24,7 +24,8 @@ use subtle::ConstantTimeEq;
 
 use crate::clock::Clock;
 use crate::config::SessionSettings;
-use crate::state::{StateStore, StoreError, random_handle};
+use crate::ids::UpstreamId;
+use crate::state::{StateStore, StoreError, random_handle, random_token};
 
 /// What the gateway remembers about a logged-in person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,10 +114,7 @@ fn base64url(bytes: &[u8]) -> String {
 /// secret handle because it is stored several times per session (the sid) or need not be
 /// longer (the CSRF token).
 fn random_id() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64url(&bytes)
+    random_token::<16>()
 }
 
 fn secret_digest(secret: &str) -> [u8; 32] {
@@ -297,16 +295,16 @@ impl Sessions {
     /// only those of one upstream subject.
     pub async fn from_upstream_session(
         &self,
-        upstream: &str,
+        upstream: &UpstreamId,
         upstream_sid: &str,
         upstream_subject: Option<&str>,
     ) -> Result<Vec<SsoSession>, StoreError> {
-        let index = upstream_session_key(upstream, upstream_sid);
+        let index = upstream_session_key(upstream.as_str(), upstream_sid);
         let mut sessions = Vec::new();
         for sid in self.store.hash_keys(&index).await? {
             match self.by_sid(&sid).await? {
                 Some(s)
-                    if s.upstream == upstream
+                    if s.upstream == *upstream
                         && s.upstream_sid.as_deref() == Some(upstream_sid)
                         && upstream_subject.is_none_or(|sub| s.upstream_subject == sub) =>
                 {
@@ -324,11 +322,11 @@ impl Sessions {
     pub async fn from_upstream_subject(
         &self,
         account_id: &str,
-        upstream: &str,
+        upstream: &UpstreamId,
         upstream_subject: &str,
     ) -> Result<Vec<SsoSession>, StoreError> {
         let mut sessions = self.list_for_account(account_id).await?;
-        sessions.retain(|s| s.upstream == upstream && s.upstream_subject == upstream_subject);
+        sessions.retain(|s| s.upstream == *upstream && s.upstream_subject == upstream_subject);
         Ok(sessions)
     }
 
@@ -423,6 +421,10 @@ impl SsoSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn up(id: &str) -> UpstreamId {
+        UpstreamId::parse(id).unwrap()
+    }
 
     fn sessions(https: bool) -> Sessions {
         let settings = SessionSettings::default();
@@ -591,16 +593,16 @@ mod tests {
         with_sid.upstream_sid = Some("up-sid-1".into());
         let (a, _) = s.create(with_sid.clone()).await.unwrap();
         let (other, _) = s.create(SsoSession { upstream_subject: "u2".into(), ..sample() }).await.unwrap();
-        let found = s.from_upstream_session("hcm", "up-sid-1", None).await.unwrap();
+        let found = s.from_upstream_session(&up("hcm"), "up-sid-1", None).await.unwrap();
         assert_eq!(found, vec![a.clone()], "the record round-trips, upstream sid included");
-        assert!(s.from_upstream_session("hcm", "up-sid-1", Some("u2")).await.unwrap().is_empty());
-        assert!(s.from_upstream_session("bd", "up-sid-1", None).await.unwrap().is_empty());
-        let by_subject = s.from_upstream_subject("acc", "hcm", "u1").await.unwrap();
+        assert!(s.from_upstream_session(&up("hcm"), "up-sid-1", Some("u2")).await.unwrap().is_empty());
+        assert!(s.from_upstream_session(&up("bd"), "up-sid-1", None).await.unwrap().is_empty());
+        let by_subject = s.from_upstream_subject("acc", &up("hcm"), "u1").await.unwrap();
         assert_eq!(by_subject, vec![a.clone()]);
-        assert_eq!(s.from_upstream_subject("acc", "hcm", "u2").await.unwrap(), vec![other]);
-        assert!(s.from_upstream_subject("acc", "bd", "u1").await.unwrap().is_empty());
+        assert_eq!(s.from_upstream_subject("acc", &up("hcm"), "u2").await.unwrap(), vec![other]);
+        assert!(s.from_upstream_subject("acc", &up("bd"), "u1").await.unwrap().is_empty());
         s.end(&a).await.unwrap();
-        assert!(s.from_upstream_session("hcm", "up-sid-1", None).await.unwrap().is_empty());
+        assert!(s.from_upstream_session(&up("hcm"), "up-sid-1", None).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -613,8 +615,8 @@ mod tests {
         // As if two upstream session ids had the same digest.
         let index = upstream_session_key("hcm", "up-sid-1");
         s.store.hash_set(&index, &[(stray.sid.as_str(), &b""[..])], Duration::from_secs(60)).await.unwrap();
-        assert_eq!(s.from_upstream_session("hcm", "up-sid-1", None).await.unwrap(), vec![a]);
-        assert_eq!(s.from_upstream_session("hcm", "up-sid-2", None).await.unwrap(), vec![stray]);
+        assert_eq!(s.from_upstream_session(&up("hcm"), "up-sid-1", None).await.unwrap(), vec![a]);
+        assert_eq!(s.from_upstream_session(&up("hcm"), "up-sid-2", None).await.unwrap(), vec![stray]);
     }
 
     #[tokio::test]

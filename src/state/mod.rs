@@ -598,11 +598,19 @@ pub fn hashed_key(namespace: &str, secret: &str) -> String {
     format!("{namespace}:{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest))
 }
 
-/// A fresh 256-bit random handle, base64url.
+/// A fresh 256-bit random handle, base64url (43 characters): what a secret carries (codes,
+/// tokens, cookie secrets, store handles).
 pub fn random_handle() -> String {
+    random_token::<32>()
+}
+
+/// The gateway's one random-id generator: `BYTES` bytes from the operating system's
+/// generator, base64url without padding. Use [`random_handle`] unless a shorter id is
+/// enough (the session id: 16 bytes).
+pub fn random_token<const BYTES: usize>() -> String {
     use base64::Engine;
     use rand::RngCore;
-    let mut bytes = [0u8; 32];
+    let mut bytes = [0u8; BYTES];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -994,5 +1002,14 @@ mod tests {
         assert!(k.starts_with("code:"));
         assert!(!k.contains("supersecret"));
         assert_ne!(random_handle(), random_handle());
+    }
+
+    #[test]
+    fn random_tokens_are_base64url_of_the_asked_length() {
+        let url_safe = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let (handle, short) = (random_handle(), random_token::<16>());
+        assert_eq!((handle.len(), short.len()), (43, 22));
+        assert!(url_safe(&handle) && url_safe(&short), "{handle} {short}");
+        assert_ne!(random_token::<16>(), short);
     }
 }

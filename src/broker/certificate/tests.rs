@@ -61,16 +61,14 @@ ca_file = "{dir}/ca.pem"
     let settings = Settings::from_toml(&text).unwrap();
     let u = &settings.upstreams[0];
     let Protocol::Certificate(cert) = &u.protocol else { panic!("not a certificate upstream") };
-    let c = CertificateConnector::new(
-        u.clone(),
-        cert.clone(),
-        settings.certificate.url.as_deref(),
-        &settings.issuer,
-        reqwest::Client::new(),
-        crate::state::StateStore::memory(),
-        Duration::from_secs(600),
-    )
-    .unwrap();
+    let setup = ConnectorSetup {
+        http: &reqwest::Client::new(),
+        issuer: &settings.issuer,
+        store: &crate::state::StateStore::memory(),
+        attempt_ttl: Duration::from_secs(600),
+    };
+    let c = CertificateConnector::new(u.clone(), cert.clone(), settings.certificate.url.as_deref(), &setup)
+        .unwrap();
     (dir, c)
 }
 
