@@ -164,44 +164,77 @@ fn same_target(htu: &str, expected: &str) -> bool {
         && htu.path() == expected.path()
 }
 
+/// The JOSE header of a proof: what [`check`] reads of it, parsed once.
+#[derive(Debug, Deserialize)]
+struct ProofHeader {
+    #[serde(default)]
+    typ: Option<String>,
+    alg: String,
+    /// Kept as raw members: the thumbprint needs them verbatim, and a private key's `d` must
+    /// be seen to be refused.
+    #[serde(default)]
+    jwk: Option<Map<String, Value>>,
+}
+
+/// The verifying key of a public JWK whose members [`thumbprint`] has already checked
+/// against `alg`.
+fn decoding_key(alg: jsonwebtoken::Algorithm, jwk: &Map<String, Value>) -> Option<jsonwebtoken::DecodingKey> {
+    use jsonwebtoken::{Algorithm as A, DecodingKey};
+    let member = |k: &str| jwk.get(k).and_then(Value::as_str);
+    match alg {
+        A::ES256 => DecodingKey::from_ec_components(member("x")?, member("y")?).ok(),
+        A::RS256 | A::PS256 => DecodingKey::from_rsa_components(member("n")?, member("e")?).ok(),
+        A::EdDSA => DecodingKey::from_ed_components(member("x")?).ok(),
+        _ => None,
+    }
+}
+
 /// Checks a proof on its own (RFC 9449 §4.3 steps 2–11 except nonce and replay, which need
 /// the state store): explicit type, asymmetric algorithm, public key in the header, signature,
 /// method, URL, age and, for a resource request, the access token hash.
+///
+/// Each part is decoded once: the header (into [`ProofHeader`], whose raw `jwk` members give
+/// both the thumbprint and the key), the claims, and the signature, verified by
+/// `jsonwebtoken::crypto::verify` on aws-lc-rs.
 pub fn check(proof: &str, target: Target<'_>, now: i64, max_age: Duration) -> Result<Proof, ProofError> {
+    use jsonwebtoken::Algorithm as A;
     if proof.len() > MAX_PROOF_BYTES {
         return Err(invalid("the DPoP proof is too large"));
     }
-    let header = jsonwebtoken::decode_header(proof).map_err(|_| invalid("the DPoP proof is not a JWT"))?;
+    let mut parts = proof.split('.');
+    let (Some(header_b64), Some(claims_b64), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid("the DPoP proof is not a JWT"));
+    };
+    let header: ProofHeader = B64
+        .decode(header_b64)
+        .ok()
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .ok_or_else(|| invalid("the DPoP proof is not a JWT"))?;
     if !header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("dpop+jwt")) {
         return Err(invalid("the DPoP proof's typ is not dpop+jwt"));
     }
-    use jsonwebtoken::Algorithm as A;
-    if !matches!(header.alg, A::ES256 | A::PS256 | A::RS256 | A::EdDSA) {
-        return Err(invalid("the DPoP proof's algorithm is not supported"));
-    }
-    // The raw header again, for the members the typed one drops (a private key's `d`).
-    let raw_header: Map<String, Value> = proof
-        .split('.')
-        .next()
-        .and_then(|h| B64.decode(h).ok())
-        .and_then(|h| serde_json::from_slice(&h).ok())
-        .ok_or_else(|| invalid("the DPoP proof's header is malformed"))?;
-    let jwk_json = raw_header
-        .get("jwk")
-        .and_then(Value::as_object)
-        .ok_or_else(|| invalid("the DPoP proof has no jwk header"))?;
-    let jkt = thumbprint(header.alg, jwk_json)
-        .ok_or_else(|| invalid("the DPoP proof's jwk is not a public key for its algorithm"))?;
+    let alg = match header.alg.as_str() {
+        "ES256" => A::ES256,
+        "PS256" => A::PS256,
+        "RS256" => A::RS256,
+        "EdDSA" => A::EdDSA,
+        _ => return Err(invalid("the DPoP proof's algorithm is not supported")),
+    };
     let jwk = header.jwk.as_ref().ok_or_else(|| invalid("the DPoP proof has no jwk header"))?;
-    let key =
-        jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| invalid("the DPoP proof's jwk is unusable"))?;
-    let mut validation = jsonwebtoken::Validation::new(header.alg);
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<ProofClaims>(proof, &key, &validation)
-        .map_err(|_| invalid("the DPoP proof's signature or claims are invalid"))?
-        .claims;
+    let jkt = thumbprint(alg, jwk)
+        .ok_or_else(|| invalid("the DPoP proof's jwk is not a public key for its algorithm"))?;
+    let key = decoding_key(alg, jwk).ok_or_else(|| invalid("the DPoP proof's jwk is unusable"))?;
+    let signed = &proof[..header_b64.len() + 1 + claims_b64.len()];
+    if !jsonwebtoken::crypto::verify(signature, signed.as_bytes(), &key, alg).unwrap_or(false) {
+        return Err(invalid("the DPoP proof's signature or claims are invalid"));
+    }
+    let claims: ProofClaims = B64
+        .decode(claims_b64)
+        .ok()
+        .and_then(|c| serde_json::from_slice(&c).ok())
+        .ok_or_else(|| invalid("the DPoP proof's signature or claims are invalid"))?;
     if claims.htm != target.method {
         return Err(invalid("the DPoP proof is for another HTTP method (htm)"));
     }
@@ -496,6 +529,40 @@ mod tests {
             assert!(run(proof, target()).is_err(), "case {i} accepted");
         }
         assert!(run(&good, target()).is_ok());
+    }
+
+    #[test]
+    fn a_proof_of_other_than_three_parts_is_refused() {
+        let key = test_key();
+        let good = key.proof(json!({}), claims(json!({})));
+        assert!(run(&good, target()).is_ok());
+        for bad in [format!("{good}.x"), format!("{good}."), good.replacen('.', "", 1)] {
+            assert_eq!(run(&bad, target()).unwrap_err(), invalid("the DPoP proof is not a JWT"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_ed25519_proof_is_verified_and_thumbprinted() {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let jwk = json!({ "kty": "OKP", "crv": "Ed25519", "x": B64.encode(pair.public_key().as_ref()) });
+        let header = json!({ "typ": "dpop+jwt", "alg": "EdDSA", "jwk": jwk });
+        let input =
+            format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims(json!({})).to_string()));
+        let encoding = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
+        let signature =
+            jsonwebtoken::crypto::sign(input.as_bytes(), &encoding, jsonwebtoken::Algorithm::EdDSA).unwrap();
+        let proof = run(&format!("{input}.{signature}"), target()).unwrap();
+        let typed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk).unwrap();
+        assert_eq!(proof.jkt, typed.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256));
+        // The same proof with one claim changed after signing is refused.
+        let tampered = format!(
+            "{}.{}.{signature}",
+            B64.encode(header.to_string()),
+            B64.encode(claims(json!({ "jti": "j-2" })).to_string())
+        );
+        assert!(run(&tampered, target()).is_err());
     }
 
     #[tokio::test]
