@@ -12,6 +12,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::LogoutState;
+use crate::ids::ClientId;
 use crate::keys::KeySet;
 use crate::provider::clients::{Client, ClientRegistry};
 use crate::provider::minting::Audience;
@@ -122,7 +123,11 @@ pub fn requester(
     {
         return Err(ClientMismatch);
     }
-    let client = hinted_client.or(p.client_id.as_deref()).and_then(|id| clients.get(id));
+    // An id that cannot be a client id names no registered client: no client, as for an unknown one.
+    let client = hinted_client
+        .or(p.client_id.as_deref())
+        .and_then(|id| ClientId::parse(id).ok())
+        .and_then(|id| clients.get(&id));
     let target = p
         .post_logout_redirect_uri
         .clone()
