@@ -410,6 +410,17 @@ mod tests {
         }
 
         #[test]
+        fn a_client_id_that_cannot_be_one_names_no_client_like_an_unknown_one() {
+            let bye = Some("https://portal.example/bye");
+            let answer = |id| format!("{:?}", requester(None, &params(Some(id), bye), &registry()));
+            let unknown = answer("nobody");
+            assert!(unknown.contains("client: None, target: None"), "{unknown}");
+            for not_an_id in ["sso-gateway:account", "port\u{7f}al"] {
+                assert_eq!(answer(not_an_id), unknown, "{not_an_id:?}");
+            }
+        }
+
+        #[test]
         fn the_hints_audience_names_the_client_when_client_id_is_absent() {
             let p = params(None, Some("https://portal.example/bye"));
             let r = requester(Some(&hint("portal", None)), &p, &registry()).unwrap();
