@@ -89,7 +89,8 @@ fn run() -> Result<()> {
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     for alg in SigningAlg::all() {
-        let client = app.clients.get(&format!("m2m-{alg}")).ok_or_else(|| anyhow!("no client for {alg}"))?;
+        let client =
+            app.clients.get(format!("m2m-{alg}").as_str()).ok_or_else(|| anyhow!("no client for {alg}"))?;
         let kid = app.keys.active_kid(alg).ok_or_else(|| anyhow!("no key for {alg}"))?;
         let raw = Raw::load(&dir.path().join("keys").join(format!("{kid}.pem")))?;
         // The signing input of a real token, so both paths sign the same number of bytes.

@@ -9,6 +9,7 @@
 //! Must not: know what a client or an upstream may do (that is `provider::clients` and the
 //! broker); only what a well-formed id or URI is.
 
+use std::borrow::Borrow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -98,18 +99,45 @@ macro_rules! text_id {
     };
 }
 
-/// A relying party's `client_id`: printable, with no `:` (the gateway's own pages use ids
-/// with a `:`, so no registered client can take theirs).
+/// A relying party's `client_id`: printable, with no `:`.
+///
+/// Why no `:` in a registered id: a client authenticating with HTTP Basic sends `id:secret`,
+/// split at the first `:` (RFC 7617), so an id with a `:` could not be told apart from its
+/// secret. It also keeps the gateway's own clients apart: their ids are
+/// `sso-gateway:<name>` ([`ClientId::gateway_own`]), which no operator-registered client can
+/// take, and they never authenticate at the token endpoint, so Basic never sees them.
+///
+/// Parsed once where a `client_id` enters (a request, configuration); a value that cannot be
+/// a client id is answered as an unknown client, since no registered client has it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ClientId(String);
 
+/// The prefix of the gateway's own client ids (its account pages, its admin console).
+pub const GATEWAY_OWN_PREFIX: &str = "sso-gateway:";
+
 impl ClientId {
+    /// A client id as an operator registers it or a request presents it.
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         if raw.is_empty() || raw.chars().any(|c| c.is_control() || c == ':') {
             return Err(IdError::ClientId);
         }
         Ok(ClientId(raw.to_string()))
+    }
+
+    /// The id of the gateway's own client `name` (a constant such as `"admin"`):
+    /// `sso-gateway:<name>`, which [`ClientId::parse`] refuses, so no registered client and
+    /// no request can claim it.
+    pub fn gateway_own(name: &'static str) -> Self {
+        ClientId(format!("{GATEWAY_OWN_PREFIX}{name}"))
+    }
+}
+
+/// Registry lookups by `&str` for ids read back from the gateway's own records and tokens
+/// (checked when they were written); `Hash`/`Eq` are the text's, as `Borrow` requires.
+impl Borrow<str> for ClientId {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
@@ -196,6 +224,23 @@ mod tests {
         for bad in ["", "sso-gateway:pages", "a\nb", "tab\there"] {
             assert_eq!(ClientId::parse(bad), Err(IdError::ClientId), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_gateways_own_client_ids_are_out_of_reach_of_registration() {
+        let admin = ClientId::gateway_own("admin");
+        assert_eq!(admin, "sso-gateway:admin");
+        assert_eq!(ClientId::parse(admin.as_str()), Err(IdError::ClientId), "no client can register it");
+        assert_ne!(ClientId::gateway_own("account"), admin);
+        assert_eq!(serde_json::to_string(&admin).unwrap(), "\"sso-gateway:admin\"", "sent as plain text");
+    }
+
+    #[test]
+    fn a_client_id_is_found_by_its_text() {
+        let map = std::collections::HashMap::from([(ClientId::parse("portal").unwrap(), 1)]);
+        assert_eq!(map.get("portal"), Some(&1));
+        assert_eq!(map.get(&ClientId::parse("portal").unwrap()), Some(&1));
+        assert_eq!(map.get("Portal"), None);
     }
 
     #[test]

@@ -44,7 +44,7 @@ fn intent_key(request_id: &str) -> String {
 /// `redirect_uri` (the account page). `force_login` asks the upstream for a fresh login.
 pub fn own_request(redirect_uri: String, lang: Lang, force_login: bool) -> AuthorizationRequest {
     AuthorizationRequest {
-        client_id: super::PAGES_CLIENT.to_string(),
+        client_id: super::pages_client().into(),
         redirect_uri,
         response_mode: ResponseMode::Query,
         state: None,
@@ -198,7 +198,7 @@ mod tests {
     fn own_requests_ask_the_upstream_afresh_when_linking_and_name_no_client() {
         let req = own_request("https://sso.example/account".into(), Lang::En, true);
         assert!(req.force_login);
-        assert_eq!(req.client_id, super::super::PAGES_CLIENT);
+        assert_eq!(req.client_id, super::super::pages_client());
         assert!(req.acr_accepted.is_empty());
         // It survives the parked form.
         let back =

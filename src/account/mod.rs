@@ -27,15 +27,21 @@ pub use error::AccountPageError;
 pub use overview::{AccountOverview, overview};
 
 use crate::app::AppState;
+use crate::ids::ClientId;
 use crate::provider::store_records::AuthorizationRequest;
 
 /// The account page.
 pub const PATH: &str = "/account";
 
+/// The name of the account pages among the gateway's own clients.
+pub const PAGES_CLIENT_NAME: &str = "account";
+
 /// The `client_id` of requests the gateway parks for its own pages (a login that returns to
-/// `/account`, a link). It holds a `:`, which no configured client id may (`check-config`
-/// refuses it), so no relying party can ever be confused with it.
-pub const PAGES_CLIENT: &str = "sso-gateway:account";
+/// `/account`, a link): `sso-gateway:account`. It holds a `:`, which no configured client id
+/// may (`check-config` refuses it), so no relying party can ever be confused with it.
+pub fn pages_client() -> ClientId {
+    ClientId::gateway_own(PAGES_CLIENT_NAME)
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -47,7 +53,7 @@ pub fn router() -> Router<AppState> {
 /// Whether a parked request is one of the gateway's own (its login ends on the account page or
 /// the admin console, not at a relying party).
 pub fn is_own_request(req: &AuthorizationRequest) -> bool {
-    req.client_id == PAGES_CLIENT || crate::admin::console::is_console_request(req)
+    req.client_id == pages_client() || crate::admin::console::is_console_request(req)
 }
 
 /// Where a login for the gateway's own pages continues: the account page the request names,

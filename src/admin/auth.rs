@@ -55,7 +55,7 @@ fn check_scope(claims: &AccessClaims, settings: &AdminSettings) -> Result<(), Ad
 /// locked, holding the role, at the level.
 async fn person(app: &AppState, claims: &AccessClaims) -> Result<Admin, AdminError> {
     let settings = &app.settings.admin;
-    let sector = app.clients.get(&claims.client_id).and_then(|c| c.pairwise_sector.clone());
+    let sector = app.clients.get(claims.client_id.as_str()).and_then(|c| c.pairwise_sector.clone());
     let account = app
         .accounts
         .resolve_subject(&claims.sub, sector.as_deref())

@@ -14,6 +14,7 @@ use crate::accounts::search::{SearchPage, SearchQuery};
 use crate::accounts::{Account, AuditRecord, ConflictRecord, IdentityLink, WarningRecord};
 use crate::app::AppState;
 use crate::broker::status::UpstreamStatus;
+use crate::ids::ClientId;
 
 /// Longest reason accepted (it goes into the audit log).
 pub const MAX_REASON: usize = 1000;
@@ -506,9 +507,11 @@ pub async fn retry_logout_failure(
     why: &str,
 ) -> Result<RetryOutcome, AdminError> {
     let why = reason(why)?;
-    let retried = crate::logout::retry_failure(app, client_id, sid).await?.ok_or_else(|| {
-        AdminError::NotFound(format!("a failed back-channel logout to {client_id} for session {sid}"))
-    })?;
+    let not_found =
+        || AdminError::NotFound(format!("a failed back-channel logout to {client_id} for session {sid}"));
+    // An id that cannot be a client id has no failed delivery: the same answer as an unknown one.
+    let id = ClientId::parse(client_id).map_err(|_| not_found())?;
+    let retried = crate::logout::retry_failure(app, &id, sid).await?.ok_or_else(not_found)?;
     let outcome = match retried {
         crate::logout::Retried::Delivered(_) => RetryOutcome { delivered: true, error: None },
         crate::logout::Retried::Failed(f) => RetryOutcome { delivered: false, error: Some(f.error) },

@@ -353,7 +353,7 @@ fn explain_clients(settings: &Settings, only: Option<&str>) -> ExitCode {
     }
     let mut risky = 0;
     for (i, c) in chosen.iter().enumerate() {
-        let e = crate::provider::explain::explain(settings, c);
+        let Some(e) = crate::provider::explain::explain(settings, c) else { continue };
         risky += usize::from(e.risks().next().is_some());
         if i > 0 {
             println!();

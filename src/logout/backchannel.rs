@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::LogoutState;
 use crate::broker::BACKCHANNEL_EVENT;
+use crate::ids::ClientId;
 use crate::provider::clients::Client;
 use crate::session::SsoSession;
 use crate::state::{StoreError, random_handle};
@@ -90,7 +91,7 @@ fn logout_token(app: &LogoutState, client: &Client, sub: Option<&str>, sid: &str
     let now = app.clock.now();
     let claims = LogoutToken {
         iss: app.issuer(),
-        aud: &client.client_id,
+        aud: client.client_id.as_str(),
         iat: now,
         exp: now + 120,
         jti: random_handle(),
@@ -137,7 +138,7 @@ async fn deliver(app: &LogoutState, session: &SsoSession, sub: &str, client: &Cl
     tracing::warn!(client = %client.client_id, error = %last_error, "back-channel logout failed after retries");
     metrics::counter!("sso_backchannel_logout_failures_total").increment(1);
     let failure = FailedDelivery {
-        client_id: client.client_id.clone(),
+        client_id: client.client_id.to_string(),
         uri: uri.to_string(),
         sid: session.sid.clone(),
         sub: Some(sub.to_string()),
@@ -163,7 +164,7 @@ pub enum Retried {
 /// Sends a fresh logout token for one listed failure (the client's `client_id` and the
 /// session's `sid`), once, to the client's current back-channel URI. None when no such failure
 /// is listed or the client no longer has a back-channel receiver.
-pub async fn retry<S>(app: &S, client_id: &str, sid: &str) -> Result<Option<Retried>, StoreError>
+pub async fn retry<S>(app: &S, client_id: &ClientId, sid: &str) -> Result<Option<Retried>, StoreError>
 where
     LogoutState: axum::extract::FromRef<S>,
 {
@@ -172,7 +173,7 @@ where
     let found = lines.iter().find_map(|line| {
         serde_json::from_str::<FailedDelivery>(line)
             .ok()
-            .filter(|f| f.client_id == client_id && f.sid == sid)
+            .filter(|f| f.client_id == *client_id && f.sid == sid)
             .map(|f| (line.clone(), f))
     });
     let Some((line, failure)) = found else { return Ok(None) };

@@ -103,7 +103,8 @@ pub async fn end_session(app: &LogoutState, session: &SsoSession, reason: &str) 
     for (grant, family_end) in &collected.grants {
         crate::provider::token_endpoint::revoke_grant(&app.provider, grant, *family_end).await?;
     }
-    let clients: Vec<Arc<Client>> = collected.clients.iter().filter_map(|id| app.clients.get(id)).collect();
+    let clients: Vec<Arc<Client>> =
+        collected.clients.iter().filter_map(|id| app.clients.get(id.as_str())).collect();
     let grants = collected.grants.len();
     tracing::info!(sid = %session.sid, reason, clients = clients.len(), grants, "session ended");
     let deliveries = backchannel::notify(app, session, &clients).await;

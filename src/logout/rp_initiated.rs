@@ -12,6 +12,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::LogoutState;
+use crate::ids::ClientId;
 use crate::keys::KeySet;
 use crate::provider::clients::{Client, ClientRegistry};
 use crate::provider::minting::Audience;
@@ -122,7 +123,11 @@ pub fn requester(
     {
         return Err(ClientMismatch);
     }
-    let client = hinted_client.or(p.client_id.as_deref()).and_then(|id| clients.get(id));
+    // An id that cannot be a client id names no registered client: no client, as for an unknown one.
+    let client = hinted_client
+        .or(p.client_id.as_deref())
+        .and_then(|id| ClientId::parse(id).ok())
+        .and_then(|id| clients.get(&id));
     let target = p
         .post_logout_redirect_uri
         .clone()
@@ -402,6 +407,17 @@ mod tests {
             assert!(matches!(refused, Err(ClientMismatch)));
             let same = requester(Some(&hint("portal", None)), &params(Some("portal"), None), &registry());
             assert_eq!(same.unwrap().client.unwrap().client_id, "portal");
+        }
+
+        #[test]
+        fn a_client_id_that_cannot_be_one_names_no_client_like_an_unknown_one() {
+            let bye = Some("https://portal.example/bye");
+            let answer = |id| format!("{:?}", requester(None, &params(Some(id), bye), &registry()));
+            let unknown = answer("nobody");
+            assert!(unknown.contains("client: None, target: None"), "{unknown}");
+            for not_an_id in ["sso-gateway:account", "port\u{7f}al"] {
+                assert_eq!(answer(not_an_id), unknown, "{not_an_id:?}");
+            }
         }
 
         #[test]

@@ -47,7 +47,7 @@ pub async fn session_rows(
         let clients = app.sessions.clients(&s.sid).await.unwrap_or_default();
         let names: Vec<String> = clients
             .iter()
-            .map(|c| app.clients.get(c).map(|c| c.name.clone()).unwrap_or_else(|| c.clone()))
+            .map(|c| app.clients.get(c.as_str()).map(|c| c.name.clone()).unwrap_or_else(|| c.clone()))
             .collect();
         let started = time::OffsetDateTime::from_unix_timestamp(s.auth_time)
             .map(|t| t.to_offset(time::macros::offset!(+7)))

@@ -17,6 +17,7 @@ use super::scope_claims::Scope;
 use super::store_records::{self, AuthorizationRequest, CodeRecord, ResponseMode, UserGrant, code_key};
 use crate::broker::UpstreamCatalog;
 use crate::config::{AssuranceSettings, GrantType};
+use crate::ids::ClientId;
 use crate::session::SsoSession;
 use crate::state::{StoreError, random_handle};
 use crate::web::params::{self, Controls};
@@ -256,7 +257,7 @@ pub fn validate_with(
         .map(str::to_string);
     // prompt=none is answered from the session or refused; it is never parked.
     Ok(AuthorizationRequest {
-        client_id: client.client_id.clone(),
+        client_id: client.client_id.to_string(),
         redirect_uri: to.redirect_uri.clone(),
         response_mode: to.response_mode,
         state: to.state.clone(),
@@ -285,7 +286,8 @@ fn trusted_return(
             "The application's request has no client_id.",
         ));
     };
-    let Some(client) = clients.get(client_id) else {
+    // An id that cannot be a client id is no registered client's: the same page.
+    let Some(client) = ClientId::parse(client_id).ok().and_then(|id| clients.get(&id)) else {
         return Err(bad_request_page(
             "Ứng dụng gửi yêu cầu chưa được đăng ký với hệ thống đăng nhập.",
             "The requesting application (client_id) is not registered.",
@@ -563,7 +565,7 @@ async fn authorize(app: ProviderState, headers: HeaderMap, raw: Vec<(String, Str
     };
     let to = ReturnTo::of(&req);
     let must_push =
-        !pushed && app.clients.get(&req.client_id).is_some_and(|c| super::par::required(&app, &c));
+        !pushed && app.clients.get(req.client_id.as_str()).is_some_and(|c| super::par::required(&app, &c));
     let session = if must_push {
         None
     } else {
@@ -688,6 +690,25 @@ mod tests {
         assert!(
             matches!(short, AuthorizeError::Redirect { description, .. } if description == "state is too long")
         );
+    }
+
+    #[test]
+    fn a_client_id_that_cannot_be_one_gets_the_unknown_client_page() {
+        let shared = crate::app::shared_test_state();
+        let answer = |client_id: &str| {
+            let raw = vec![
+                ("client_id".to_string(), client_id.to_string()),
+                ("redirect_uri".to_string(), "https://portal.example/cb".to_string()),
+                ("response_type".to_string(), "code".to_string()),
+                ("scope".to_string(), "openid".to_string()),
+            ];
+            format!("{:?}", validate(shared.app.provider(), raw).map(|_| ()))
+        };
+        let unknown = answer("nobody");
+        assert!(unknown.contains("is not registered"), "{unknown}");
+        for not_an_id in ["sso-gateway:account", "sso-gateway:admin", "port\u{7f}al"] {
+            assert_eq!(answer(not_an_id), unknown, "{not_an_id:?}");
+        }
     }
 }
 
@@ -1088,7 +1109,7 @@ mod properties {
             let app = &shared.app;
             let raw: Vec<(String, String)> = pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
             let Ok(req) = validate(app.provider(), raw.clone()) else { return Ok(()) };
-            let client = app.clients.get(&req.client_id).unwrap();
+            let client = app.clients.get(req.client_id.as_str()).unwrap();
             prop_assert!(client.has_redirect_uri(&req.redirect_uri));
             prop_assert!(req.scopes.iter().any(|s| s == "openid"));
             prop_assert!(req.scopes.iter().all(|s| client.scopes.contains(s)));

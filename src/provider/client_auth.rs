@@ -23,6 +23,7 @@ use super::error::TokenError;
 use super::minting::Audience;
 use super::mtls::{CertificateRefusal, ClientCertificate, PeerCertificate};
 use crate::config::ClientAuthMethod;
+use crate::ids::ClientId;
 use crate::login::client_ip::ClientIp;
 use crate::state::StoreError;
 
@@ -158,8 +159,11 @@ pub async fn authenticate_form(
             .as_ref()
             .ok()
             .and_then(|p| claimed_client(headers, p))
+            .and_then(|id| ClientId::parse(&id).ok())
             .filter(|id| app.clients.get(id).is_some());
-        if let Err(limited) = app.limits.check_back_channel(request.ip, claimed.as_deref()).await {
+        if let Err(limited) =
+            app.limits.check_back_channel(request.ip, claimed.as_ref().map(ClientId::as_str)).await
+        {
             crate::limits::record(endpoint, limited);
             tracing::debug!(
                 endpoint,
@@ -288,7 +292,11 @@ pub async fn authenticate(
         Presented::Post { client_id, .. } | Presented::ClientId(client_id) => client_id,
         Presented::Assertion { .. } => return Err(refuse(Refusal::Malformed)),
     };
-    let client = app.clients.get(client_id).ok_or_else(|| refuse(Refusal::UnknownClient))?;
+    // An id that cannot be a client id is no registered client's: the same refusal.
+    let client = ClientId::parse(client_id)
+        .ok()
+        .and_then(|id| app.clients.get(&id))
+        .ok_or_else(|| refuse(Refusal::UnknownClient))?;
     if !presented.allowed_for(client.auth_method) {
         let wrong =
             Refusal::WrongMethod { registered: client.auth_method.as_str(), used: presented.method() };
@@ -344,7 +352,10 @@ async fn private_key_jwt(
     let unverified =
         jsonwebtoken::dangerous::insecure_decode::<Assertion>(assertion).map_err(|_| bad("unreadable"))?;
     let id = client_id.unwrap_or(&unverified.claims.iss);
-    let client = app.clients.get(id).ok_or_else(|| refused(Refusal::UnknownClient))?;
+    let client = ClientId::parse(id)
+        .ok()
+        .and_then(|id| app.clients.get(&id))
+        .ok_or_else(|| refused(Refusal::UnknownClient))?;
     if client.auth_method != ClientAuthMethod::PrivateKeyJwt {
         let registered = client.auth_method.as_str();
         return Err(refused(Refusal::WrongMethod { registered, used: "private_key_jwt" }));
@@ -740,6 +751,21 @@ certificate_header = "x-ssl-client-cert"
         let spa = by_cert(&app, "spa", right).await.unwrap();
         assert!(spa.client.is_public() && !spa.by_certificate);
         assert_eq!(reason(by_cert(&app, "nobody", right).await), Refusal::UnknownClient);
+    }
+
+    #[tokio::test]
+    async fn a_client_id_that_cannot_be_one_is_refused_as_an_unknown_client() {
+        let (_dir, app) = state().await;
+        for not_an_id in ["sso-gateway:admin", "sso-gateway:account", "port\u{7f}al"] {
+            assert_eq!(reason(by_cert(&app, not_an_id, None).await), Refusal::UnknownClient, "{not_an_id:?}");
+            let post = form(&[("client_id", not_an_id), ("client_secret", "portal-secret-0123456789")]);
+            let got = reason(authenticate(&app, &HeaderMap::new(), &post, None).await);
+            assert_eq!(got, Refusal::UnknownClient, "{not_an_id:?}");
+        }
+        // HTTP Basic splits at the first ':', so an escaped one is the only way to send it.
+        let escaped = basic("sso-gateway%3Aadmin", "portal-secret-0123456789");
+        let got = authenticate(&app, &escaped, &form(&[]), None).await;
+        assert!(matches!(got, Err(ClientAuthError::Refused { reason: Refusal::UnknownClient, basic: true })));
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! The client (relying party) registry: each registered client ready for request-time
 //! checks (client authentication itself is `client_auth`).
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +14,13 @@ use subtle::ConstantTimeEq;
 
 use super::error::TokenError;
 use crate::config::{ClientAuthMethod, ClientSettings, GrantType, Lifetimes, SubjectType};
-use crate::ids::RedirectUri;
+use crate::ids::{ClientId, RedirectUri};
 use crate::keys::SigningAlg;
 
 /// A registered relying party, ready for request-time checks.
 #[derive(Debug, Clone)]
 pub struct Client {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub name: String,
     /// SHA-256 of the secret; client secrets are high-entropy, so a fast digest compared in
     /// constant time is the right tool (a password hash would cap throughput for no gain).
@@ -58,9 +60,10 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn from_settings(s: &ClientSettings, lifetimes: &Lifetimes) -> Self {
-        Client {
-            client_id: s.client_id.clone(),
+    /// `None` when the registration's `client_id` is not one (validation refuses it first).
+    pub fn from_settings(s: &ClientSettings, lifetimes: &Lifetimes) -> Option<Self> {
+        Some(Client {
+            client_id: ClientId::parse(&s.client_id).ok()?,
             name: s.name.clone().unwrap_or_else(|| s.client_id.clone()),
             secret_digest: s
                 .client_secret
@@ -99,7 +102,7 @@ impl Client {
             // Validation refuses a client whose name cannot be read.
             tls_name: super::mtls::RegisteredName::from_settings(s).ok().flatten(),
             certificate_bound_tokens: s.tls_client_certificate_bound_access_tokens,
-        }
+        })
     }
 
     /// Public clients cannot authenticate and must use PKCE.
@@ -146,19 +149,26 @@ fn registered_uris(raw: &[String]) -> Vec<RedirectUri> {
 /// All registered clients by id.
 #[derive(Debug, Clone, Default)]
 pub struct ClientRegistry {
-    clients: Arc<HashMap<String, Arc<Client>>>,
+    clients: Arc<HashMap<ClientId, Arc<Client>>>,
 }
 
 impl ClientRegistry {
     pub fn new(settings: &[ClientSettings], lifetimes: &Lifetimes) -> Self {
         let clients = settings
             .iter()
-            .map(|s| (s.client_id.clone(), Arc::new(Client::from_settings(s, lifetimes))))
+            .filter_map(|s| Client::from_settings(s, lifetimes))
+            .map(|c| (c.client_id.clone(), Arc::new(c)))
             .collect();
         ClientRegistry { clients: Arc::new(clients) }
     }
 
-    pub fn get(&self, client_id: &str) -> Option<Arc<Client>> {
+    /// The client with this id: a [`ClientId`] parsed where the request came in, or the `&str`
+    /// of an id the gateway stored or signed itself.
+    pub fn get<Q>(&self, client_id: &Q) -> Option<Arc<Client>>
+    where
+        ClientId: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.clients.get(client_id).cloned()
     }
 }

@@ -74,9 +74,10 @@ fn list_or(items: &[impl AsRef<str>], empty: &str) -> String {
     }
 }
 
-/// Explains `settings.clients` entry `c` (settings already validated).
-pub fn explain(settings: &Settings, c: &ClientSettings) -> Explanation {
-    let client = Client::from_settings(c, &settings.lifetimes);
+/// Explains `settings.clients` entry `c` (settings already validated: `None` only for a
+/// registration whose `client_id` is not one, which validation refuses).
+pub fn explain(settings: &Settings, c: &ClientSettings) -> Option<Explanation> {
+    let client = Client::from_settings(c, &settings.lifetimes)?;
     let mut lines: Vec<(&'static str, Vec<String>)> = Vec::new();
     let code_flow = client.allows_grant(GrantType::AuthorizationCode);
     let refresh = client.allows_grant(GrantType::RefreshToken);
@@ -127,12 +128,12 @@ pub fn explain(settings: &Settings, c: &ClientSettings) -> Explanation {
             )],
         ));
     }
-    Explanation {
-        client_id: client.client_id.clone(),
+    Some(Explanation {
+        client_id: client.client_id.to_string(),
         name: client.name.clone(),
+        findings: findings(settings, &client),
         lines,
-        findings: findings(settings, c),
-    }
+    })
 }
 
 fn kind(client: &Client) -> String {
@@ -255,8 +256,7 @@ fn logout(client: &Client) -> Vec<String> {
 }
 
 /// The risky and noteworthy settings of one registration.
-pub fn findings(settings: &Settings, c: &ClientSettings) -> Vec<Finding> {
-    let client = Client::from_settings(c, &settings.lifetimes);
+pub fn findings(settings: &Settings, client: &Client) -> Vec<Finding> {
     let mut f = Vec::new();
     let code_flow = client.allows_grant(GrantType::AuthorizationCode);
     let has_scope = |s: &str| client.scopes.iter().any(|x| x == s);
@@ -441,7 +441,7 @@ mod tests {
 
     fn explain_first(clients: &str) -> Explanation {
         let s = settings(clients);
-        explain(&s, &s.clients[0])
+        explain(&s, &s.clients[0]).unwrap()
     }
 
     fn risk_settings(e: &Explanation) -> Vec<&str> {

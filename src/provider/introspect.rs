@@ -44,7 +44,7 @@ async fn introspect_inner(app: &ProviderState, request: &BackChannel) -> Result<
         .ok_or_else(|| TokenError::InvalidRequest("token is required".into()))?;
     let inactive = json!({ "active": false });
     if let Some(claims) = live_access_token(app, token).await? {
-        if claims.client_id != client.client_id && !claims.aud.contains(&client.client_id) {
+        if claims.client_id != client.client_id && !claims.aud.contains(client.client_id.as_str()) {
             return Ok(inactive);
         }
         let mut answer = json!({

@@ -195,7 +195,7 @@ pub async fn issue_user_tokens(
         exp: now + access_lifetime,
         iat: now,
         jti: random_handle(),
-        client_id: client.client_id.clone(),
+        client_id: client.client_id.to_string(),
         scope: scope.clone(),
         auth_time: Some(grant.auth_time),
         acr: Some(grant.acr.clone()),
@@ -207,7 +207,7 @@ pub async fn issue_user_tokens(
     let id_claims = IdClaims {
         iss: issuer,
         sub: &subject,
-        aud: &client.client_id,
+        aud: client.client_id.as_str(),
         exp: now + app.settings.lifetimes.id_token.as_secs() as i64,
         iat: now,
         auth_time: grant.auth_time,
@@ -216,7 +216,7 @@ pub async fn issue_user_tokens(
         amr: &grant.amr,
         idp: &grant.idp,
         sid: &grant.sid,
-        azp: &client.client_id,
+        azp: client.client_id.as_str(),
         at_hash: at_hash(client.alg, &access_token),
         profile: account_claims(account, &grant.scopes),
     };
@@ -277,12 +277,12 @@ pub fn issue_bound_client_token(
     let scope = scopes.join(" ");
     let claims = AccessClaims {
         iss: app.issuer().to_string(),
-        sub: client.client_id.clone(),
+        sub: client.client_id.to_string(),
         aud: Audience::for_client(app.issuer(), client),
         exp: now + lifetime,
         iat: now,
         jti: random_handle(),
-        client_id: client.client_id.clone(),
+        client_id: client.client_id.to_string(),
         scope: scope.clone(),
         auth_time: None,
         acr: None,

@@ -81,7 +81,7 @@ async fn push(app: &ProviderState, request: &BackChannel) -> Result<(String, u64
     for k in CLIENT_AUTH_PARAMS {
         params.remove(k);
     }
-    params.insert("client_id".into(), client.client_id.clone());
+    params.insert("client_id".into(), client.client_id.to_string());
     bind_to_proof(app, &request.headers, &mut params).await?;
     let raw: Vec<(String, String)> = params.into_iter().collect();
     if let Err(e) = validate(app, raw.clone()) {
@@ -94,7 +94,7 @@ async fn push(app: &ProviderState, request: &BackChannel) -> Result<(String, u64
     }
     let lifetime = app.settings.par.lifetime;
     let handle = random_handle();
-    let record = Pushed { client_id: client.client_id.clone(), params: raw };
+    let record = Pushed { client_id: client.client_id.to_string(), params: raw };
     app.store.put_json(&pushed_key(&handle), &record, lifetime).await?;
     Ok((format!("{REQUEST_URI_PREFIX}{handle}"), lifetime.as_secs()))
 }

@@ -106,7 +106,7 @@ impl ParkedRequests {
     pub async fn pending_login(&self, id: &str) -> Result<Option<PendingLogin>, StoreError> {
         let Some(req) = parked(&self.store, id).await? else { return Ok(None) };
         Ok(Some(PendingLogin {
-            client_name: self.clients.get(&req.client_id).map(|c| c.name.clone()),
+            client_name: self.clients.get(req.client_id.as_str()).map(|c| c.name.clone()),
             acr_accepted: req.acr_accepted,
             lang: req.lang,
             force_login: req.force_login,

@@ -467,8 +467,10 @@ async fn authorization_code(
     let record: CodeRecord = live_record(app, &code_key(code), &code_used_key(code), WHAT).await?;
     let grant = &record.grant;
     let now = app.clock.now();
-    let client_refresh =
-        app.clients.get(&grant.client_id).map_or(client.refresh_token_lifetime, |c| c.refresh_token_lifetime);
+    let client_refresh = app
+        .clients
+        .get(grant.client_id.as_str())
+        .map_or(client.refresh_token_lifetime, |c| c.refresh_token_lifetime);
     let family = family_lifetime(grant, client_refresh, app.settings.lifetimes.offline_refresh_token);
     let family_end = now + family.as_secs() as i64;
     // Claim the code: exactly one presentation gets past this (the marker is written only if

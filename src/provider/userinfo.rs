@@ -149,7 +149,7 @@ async fn handle(app: &ProviderState, request: &Presentation<'_>) -> Result<Value
     }
     // The token's `sub` stays valid after a merge: it resolves to the surviving account, and
     // the response says so (`merged_into_sub`) so the RP can move its records.
-    let client = app.clients.get(&claims.client_id);
+    let client = app.clients.get(claims.client_id.as_str());
     let sector = client.as_ref().and_then(|c| c.pairwise_sector.as_deref());
     let resolved = app
         .accounts

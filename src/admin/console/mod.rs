@@ -3,7 +3,7 @@
 //!
 //! The console is a relying party of the gateway itself: an operator without a console
 //! session is sent through the ordinary login (a parked request of the reserved client
-//! [`CLIENT`], with `[admin] min_acr` as its accepted `acr` levels, so the chooser offers only
+//! [`client_id`], with `[admin] min_acr` as its accepted `acr` levels, so the chooser offers only
 //! the systems that reach it: the normal step-up path) and comes back to [`CALLBACK`], where a
 //! live SSO session of a person allowed to administer ([`crate::admin::auth::may_administer`])
 //! becomes a short console session of its own ([`session`]), separate from the SSO cookie that
@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 pub use error::ConsoleError;
 
 use crate::app::AppState;
+use crate::ids::ClientId;
 use crate::provider::store_records::AuthorizationRequest;
 
 /// The console's home (search).
@@ -34,9 +35,14 @@ pub const PATH: &str = "/admin";
 /// Where a console login comes back.
 pub const CALLBACK: &str = "/admin/callback";
 
-/// The `client_id` of the requests the console parks for its logins. It holds a `:`, which no
-/// configured client id may, so no relying party can be confused with it.
-pub const CLIENT: &str = "sso-gateway:admin";
+/// The name of the console among the gateway's own clients.
+pub const CLIENT_NAME: &str = "admin";
+
+/// The `client_id` of the requests the console parks for its logins (`sso-gateway:admin`). It
+/// holds a `:`, which no configured client id may, so no relying party can be confused with it.
+pub fn client_id() -> ClientId {
+    ClientId::gateway_own(CLIENT_NAME)
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -62,7 +68,7 @@ pub fn router() -> Router<AppState> {
 
 /// Whether a parked request is the console's.
 pub fn is_console_request(req: &AuthorizationRequest) -> bool {
-    req.client_id == CLIENT
+    req.client_id == client_id()
 }
 
 /// Where a console login continues: the console's return point the request names, never
@@ -93,7 +99,7 @@ mod tests {
 
     fn console(redirect_uri: &str) -> AuthorizationRequest {
         AuthorizationRequest {
-            client_id: CLIENT.into(),
+            client_id: client_id().into(),
             ..crate::account::link::own_request(redirect_uri.into(), crate::web::Lang::Vi, false)
         }
     }

@@ -232,7 +232,7 @@ async fn enter(
             .finish()
     );
     let req = records::AuthorizationRequest {
-        client_id: super::CLIENT.to_string(),
+        client_id: super::client_id().into(),
         acr_accepted,
         ..crate::account::link::own_request(back, lang, step_up)
     };
