@@ -408,20 +408,21 @@ impl AccountStore {
             .map_err(AccountError::from)
     }
 
-    /// Audit lines, newest first, optionally for one target.
+    /// Audit lines, newest first (by time, then id), optionally for one target: the audit
+    /// list's own query (`lists::audit_sql`), so a target's lines are one index range however
+    /// long the log (the `$1 = '' OR target = $1` form this had walked the whole log).
     pub async fn audit_log(
         &self,
         target: Option<&str>,
         limit: i64,
     ) -> Result<Vec<AuditRecord>, AccountError> {
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, reason, detail FROM audit_log \
-             WHERE ($1 = '' OR target = $1) ORDER BY id DESC LIMIT $2",
-        )
-        .bind(target.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let filter = super::lists::AuditFilter { target: target.map(str::to_string), ..Default::default() };
+        let sql = super::lists::audit_sql(&filter, false);
+        let mut query = sqlx::query(&sql);
+        if let Some(target) = target {
+            query = query.bind(target);
+        }
+        let rows = query.bind(limit.max(0)).fetch_all(&self.pool).await?;
         rows.iter().map(audit_record).collect::<Result<_, sqlx::Error>>().map_err(AccountError::from)
     }
 
