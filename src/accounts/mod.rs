@@ -14,6 +14,7 @@ pub mod import;
 pub mod import_runs;
 pub mod linking;
 pub mod lists;
+mod migrations;
 mod model;
 pub mod names;
 pub mod national_id;

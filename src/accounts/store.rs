@@ -16,12 +16,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use super::AccountError;
+use super::migrations;
 use super::model::{
     Account, AccountKind, AccountStatus, ClaimState, IdentityLink, OfficialProfile, OrgUnitState, UnitRef,
 };
-
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Which database the store talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,10 +110,11 @@ impl AccountStore {
 
     /// Applies pending migrations (idempotent).
     pub async fn migrate(&self) -> Result<(), AccountError> {
-        match self.dialect {
-            Dialect::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
-            Dialect::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
-        }
+        let migrations = match self.dialect {
+            Dialect::Sqlite => migrations::SQLITE,
+            Dialect::Postgres => migrations::POSTGRES,
+        };
+        migrations.migrator().await?.run(&self.pool).await?;
         Ok(())
     }
 
