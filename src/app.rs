@@ -65,7 +65,8 @@ pub enum StartError {
 
 /// Every part of the running gateway, behind one `Arc`. Handlers take their own part's state
 /// instead (`State<ProviderState>`, …), each extracted by `FromRef` as one reference-count
-/// increment; the whole is for the middleware, the probes and the admin commands.
+/// increment, or given to the part's router (`admin`, `account`); the whole is for the probes
+/// and the commands. No part imports it: only `app` (and `cli`, which starts it) does.
 #[derive(Clone)]
 pub struct AppState(Arc<AppParts>);
 
@@ -98,6 +99,9 @@ pub struct AppParts {
     broker_pages: BrokerState,
     login: LoginState,
     logout: LogoutState,
+    admin: crate::admin::AdminState,
+    account_pages: crate::account::AccountPageState,
+    certificate_step: crate::broker::CertificateStepState,
     trusted_proxies: crate::login::TrustedProxies,
 }
 
@@ -109,6 +113,11 @@ impl AppParts {
     /// The provider's state (what its handlers get).
     pub fn provider(&self) -> &ProviderState {
         &self.provider
+    }
+
+    /// The admin part's state (its operations, for the admin commands and tests).
+    pub fn admin(&self) -> &crate::admin::AdminState {
+        &self.admin
     }
 
     /// The logout part's state (ending sessions from other parts' pages).
@@ -138,6 +147,12 @@ impl FromRef<AppState> for LoginState {
 impl FromRef<AppState> for crate::login::TrustedProxies {
     fn from_ref(app: &AppState) -> Self {
         app.trusted_proxies.clone()
+    }
+}
+
+impl FromRef<AppState> for crate::broker::CertificateStepState {
+    fn from_ref(app: &AppState) -> Self {
+        app.certificate_step.clone()
     }
 }
 
@@ -224,6 +239,34 @@ impl AppState {
             proof_window: settings.accounts.proof_window,
             offer_ttl: settings.lifetimes.login_attempt,
         });
+        let admin = crate::admin::AdminState::new(crate::admin::AdminParts {
+            settings: settings.clone(),
+            accounts: accounts.clone(),
+            sessions: sessions.clone(),
+            store: store.clone(),
+            clients: clients.clone(),
+            broker: broker.clone(),
+            clock: clock.clone(),
+            provider: provider.clone(),
+            logout: logout.clone(),
+            issuer: issuer.clone(),
+        });
+        let account_pages = crate::account::AccountPageState::new(crate::account::AccountPageParts {
+            accounts: accounts.clone(),
+            sessions: sessions.clone(),
+            store: store.clone(),
+            broker: broker.clone(),
+            logout: logout.clone(),
+            clock: clock.clone(),
+            issuer: issuer.clone(),
+            login_attempt: settings.lifetimes.login_attempt,
+        });
+        let certificate_step =
+            crate::broker::CertificateStepState::new(crate::broker::CertificateStepParts {
+                broker: broker.clone(),
+                settings: settings.clone(),
+                clock: clock.clone(),
+            });
         let trusted_proxies = crate::login::TrustedProxies(settings.inbound.trusted_proxies.clone().into());
         Ok(AppState(Arc::new(AppParts {
             settings,
@@ -241,6 +284,9 @@ impl AppState {
             broker_pages,
             login,
             logout,
+            admin,
+            account_pages,
+            certificate_step,
             trusted_proxies,
         })))
     }
@@ -257,9 +303,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::broker::router())
         .merge(crate::login::router())
         .merge(crate::logout::router())
-        .merge(crate::account::router())
-        .merge(crate::admin::router())
-        .merge(crate::admin::console::router())
+        .merge(crate::account::router().with_state(state.account_pages.clone()))
+        .merge(crate::admin::router().with_state(state.admin.clone()))
+        .merge(crate::admin::console::router().with_state(state.admin.clone()))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     layered(routes, state)
@@ -282,7 +328,13 @@ fn layered(routes: Router<AppState>, state: AppState) -> Router {
     let hsts = crate::web::hsts(state.issuer());
     routes
         // Both run after routing, so they see the matched route; metrics outermost.
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::enforce))
+        .route_layer(axum::middleware::from_fn_with_state(
+            crate::limits::BrowserLimits {
+                limiter: state.limits.clone(),
+                proxies: state.trusted_proxies.clone(),
+            },
+            crate::limits::enforce,
+        ))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .fallback(not_found)
         .with_state(state)

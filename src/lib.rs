@@ -34,7 +34,8 @@ pub fn install_crypto_provider() {
 }
 
 /// One part's state (`provider::ProviderState`, `broker::BrokerState`, `login::LoginState`,
-/// `logout::LogoutState`): the handles that part uses, behind one `Arc`, so that a handler's
+/// `logout::LogoutState`, `admin::AdminState`, `account::AccountPageState`,
+/// `broker::CertificateStepState`): the handles that part uses, behind one `Arc`, so that a handler's
 /// copy costs one reference count. `app` builds each once and hands it out by `FromRef`.
 pub struct PartState<T>(std::sync::Arc<T>);
 

@@ -34,15 +34,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRef, FromRequestParts, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::clock::Clock;
 use crate::config::LimitSettings;
-use crate::login::client_ip::ClientIp;
+use crate::login::client_ip::{ClientIp, TrustedProxies};
 use crate::state::{Class, Origin, StateStore, StoreError, hashed_key};
 
 /// Distinct (bucket, address or client) counters one process keeps (about 200 B each).
@@ -354,21 +353,35 @@ fn is_browser_route(method: &Method, route: &str) -> bool {
 ///
 /// Every route's handling runs attributed to the request's address (`state::attributed`), so
 /// that the anonymous records it makes count against that address's share.
-pub async fn enforce(State(app): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn enforce(State(layer): State<BrowserLimits>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let Ok(ClientIp(ip)) = ClientIp::from_request_parts(&mut parts, &app).await;
+    let Ok(ClientIp(ip)) = ClientIp::from_request_parts(&mut parts, &layer).await;
     let req = Request::from_parts(parts, body);
-    crate::state::attributed(ip.map(Origin::of), limit(app, ip, req, next)).await
+    crate::state::attributed(ip.map(Origin::of), limit(layer.limiter, ip, req, next)).await
 }
 
-async fn limit(app: AppState, ip: Option<IpAddr>, req: Request, next: Next) -> Response {
+/// What the browser-route layer ([`enforce`]) uses: the limiter, and whose `X-Forwarded-For`
+/// to believe for the request's address.
+#[derive(Clone)]
+pub struct BrowserLimits {
+    pub limiter: Arc<RateLimiter>,
+    pub proxies: TrustedProxies,
+}
+
+impl FromRef<BrowserLimits> for TrustedProxies {
+    fn from_ref(layer: &BrowserLimits) -> Self {
+        layer.proxies.clone()
+    }
+}
+
+async fn limit(limiter: Arc<RateLimiter>, ip: Option<IpAddr>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or("");
-    if !app.limits.enabled() || !is_browser_route(req.method(), route) {
+    if !limiter.enabled() || !is_browser_route(req.method(), route) {
         return next.run(req).await;
     }
     let route = route.to_string();
     let Some(ip) = ip else { return next.run(req).await };
-    match app.limits.check_browser(ip).await {
+    match limiter.check_browser(ip).await {
         Ok(()) => next.run(req).await,
         Err(limited) => {
             record(&route, limited);

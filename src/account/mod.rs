@@ -26,9 +26,45 @@ use axum::routing::{get, post};
 pub use error::AccountPageError;
 pub use overview::{AccountOverview, overview};
 
-use crate::app::AppState;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::accounts::AccountStore;
+use crate::broker::Broker;
+use crate::clock::Clock;
 use crate::ids::ClientId;
+use crate::logout::LogoutState;
 use crate::provider::store_records::AuthorizationRequest;
+use crate::session::Sessions;
+use crate::state::StateStore;
+
+/// What the account pages use of the gateway, built once by `app`.
+pub struct AccountPageParts {
+    /// The account, its links, the audit of what the holder changes.
+    pub accounts: AccountStore,
+    /// The holder's SSO session (the cookie) and the sessions an unlink ends.
+    pub sessions: Sessions,
+    /// Parked logins of the pages themselves and pending link intents.
+    pub store: StateStore,
+    /// Upstream names and whether an upstream exists.
+    pub broker: Broker,
+    /// Ending a session (grants, RP logouts) and listing the holder's sessions.
+    pub logout: LogoutState,
+    pub clock: Clock,
+    pub issuer: Arc<str>,
+    /// How long a parked login of these pages (or a link) waits for its upstream
+    /// (`[lifetimes] login_attempt`).
+    pub login_attempt: Duration,
+}
+
+impl AccountPageParts {
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+/// The account pages' state (what their handlers get).
+pub type AccountPageState = crate::PartState<AccountPageParts>;
 
 /// The account page.
 pub const PATH: &str = "/account";
@@ -43,7 +79,7 @@ pub fn pages_client() -> ClientId {
     ClientId::gateway_own(PAGES_CLIENT_NAME)
 }
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<AccountPageState> {
     Router::new()
         .route(PATH, get(pages::show))
         .route("/account/link", post(pages::start_link))

@@ -9,11 +9,11 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use super::AccountPageState;
 use super::error::AccountPageError;
 use super::link::{self, LinkIntent};
 use super::overview::{Unlinkable, UpstreamName, overview, unlinkable};
 use crate::accounts::{Account, SelfUnlink};
-use crate::app::AppState;
 use crate::ids::UpstreamId;
 use crate::provider::store_records as records;
 use crate::session::SsoSession;
@@ -31,7 +31,7 @@ fn account_url(lang: Lang, extra: &str) -> String {
 }
 
 /// The configured upstreams as people know them.
-fn upstream_names(app: &AppState) -> Vec<UpstreamName> {
+fn upstream_names(app: &AccountPageState) -> Vec<UpstreamName> {
     app.broker
         .upstream_names()
         .into_iter()
@@ -40,7 +40,7 @@ fn upstream_names(app: &AppState) -> Vec<UpstreamName> {
 }
 
 /// The session, or the refusal every write gets without one.
-async fn session(app: &AppState, headers: &HeaderMap) -> Result<SsoSession, AccountPageError> {
+async fn session(app: &AccountPageState, headers: &HeaderMap) -> Result<SsoSession, AccountPageError> {
     app.sessions.current(headers).await?.ok_or(AccountPageError::NotLoggedIn)
 }
 
@@ -54,7 +54,7 @@ fn check_token(session: &SsoSession, csrf: &str) -> Result<(), AccountPageError>
 }
 
 /// The session's account (the survivor, should it have been merged since).
-async fn account_of(app: &AppState, session: &SsoSession) -> Result<Account, AccountPageError> {
+async fn account_of(app: &AccountPageState, session: &SsoSession) -> Result<Account, AccountPageError> {
     app.accounts.surviving(&session.account_id).await?.ok_or(AccountPageError::NotLoggedIn)
 }
 
@@ -69,7 +69,7 @@ pub struct ShowQuery {
 
 /// GET `/account`: the page, or the chooser (and back here) for a person not logged in.
 pub async fn show(
-    State(app): State<AppState>,
+    State(app): State<AccountPageState>,
     headers: HeaderMap,
     web::params::Query(q): web::params::Query<ShowQuery>,
 ) -> Response {
@@ -83,16 +83,16 @@ pub async fn show(
 
 /// Parks a request of the gateway's own that returns to the account page, and shows the
 /// chooser. The record is anonymous and short-lived, like any parked request.
-async fn to_login(app: &AppState, lang: Lang) -> Response {
+async fn to_login(app: &AccountPageState, lang: Lang) -> Response {
     let req = link::own_request(format!("{}{}", app.issuer(), account_url(lang, "")), lang, false);
-    match records::park(&app.store, &req, app.settings.lifetimes.login_attempt).await {
+    match records::park(&app.store, &req, app.login_attempt).await {
         Ok(id) => Redirect::to(&format!("/login?request={id}&lang={}", lang.code())).into_response(),
         Err(e) => AccountPageError::Store(e).into_response(),
     }
 }
 
 async fn page(
-    app: &AppState,
+    app: &AccountPageState,
     headers: &HeaderMap,
     q: &ShowQuery,
     lang: Lang,
@@ -102,7 +102,7 @@ async fn page(
     let links = app.accounts.links_of(&account.id).await?;
     let upstreams = upstream_names(app);
     let o = overview(&account, &links, &upstreams);
-    let sessions = crate::logout::session_rows(app.logout(), &session.account_id, &session.sid).await?;
+    let sessions = crate::logout::session_rows(&app.logout, &session.account_id, &session.sid).await?;
     let name_of = |id: &str| upstreams.iter().find(|u| u.id == id).cloned();
     let notice = match (&q.linking, &q.unlinked) {
         (Some(id), _) => name_of(id).map(|u| {
@@ -142,7 +142,7 @@ pub struct LinkForm {
 /// session, and shows the page that moves on to it; its outcome is decided when it comes back
 /// (`login` asks [`link::decide`]).
 pub async fn start_link(
-    State(app): State<AppState>,
+    State(app): State<AccountPageState>,
     headers: HeaderMap,
     web::params::Form(form): web::params::Form<LinkForm>,
 ) -> Response {
@@ -153,7 +153,7 @@ pub async fn start_link(
 }
 
 async fn begin_link(
-    app: &AppState,
+    app: &AccountPageState,
     headers: &HeaderMap,
     form: &LinkForm,
 ) -> Result<Response, AccountPageError> {
@@ -164,7 +164,7 @@ async fn begin_link(
     }
     let lang = form.lang.unwrap_or_default();
     let back = format!("{}{}", app.issuer(), account_url(lang, &format!("&linking={}", form.upstream)));
-    let ttl = app.settings.lifetimes.login_attempt;
+    let ttl = app.login_attempt;
     let request = records::park(&app.store, &link::own_request(back, lang, true), ttl).await?;
     let intent = LinkIntent {
         sid: session.sid.clone(),
@@ -208,7 +208,7 @@ pub struct UnlinkQuery {
 
 /// GET `/account/unlink`: the confirmation step. Changes nothing.
 pub async fn confirm_unlink(
-    State(app): State<AppState>,
+    State(app): State<AccountPageState>,
     headers: HeaderMap,
     web::params::Query(q): web::params::Query<UnlinkQuery>,
 ) -> Response {
@@ -219,7 +219,7 @@ pub async fn confirm_unlink(
 }
 
 async fn unlink_page(
-    app: &AppState,
+    app: &AccountPageState,
     headers: &HeaderMap,
     q: &UnlinkQuery,
 ) -> Result<Response, AccountPageError> {
@@ -260,7 +260,7 @@ pub struct UnlinkForm {
 /// POST `/account/unlink`: removes the link (never the last one), audited; other sessions
 /// made from that identity end everywhere (back-channel logout included).
 pub async fn unlink(
-    State(app): State<AppState>,
+    State(app): State<AccountPageState>,
     headers: HeaderMap,
     web::params::Form(form): web::params::Form<UnlinkForm>,
 ) -> Response {
@@ -271,7 +271,7 @@ pub async fn unlink(
 }
 
 async fn do_unlink(
-    app: &AppState,
+    app: &AccountPageState,
     headers: &HeaderMap,
     form: &UnlinkForm,
 ) -> Result<Response, AccountPageError> {
@@ -302,8 +302,7 @@ async fn do_unlink(
         Err(_) => Vec::new(),
     };
     for s in made_from.iter().filter(|s| s.sid != session.sid) {
-        crate::logout::end_session(app.logout(), s, "its identity was unlinked by the account holder")
-            .await?;
+        crate::logout::end_session(&app.logout, s, "its identity was unlinked by the account holder").await?;
     }
     let lang = form.lang.unwrap_or_default();
     Ok(Redirect::to(&account_url(lang, &format!("&unlinked={}", form.upstream))).into_response())

@@ -17,7 +17,7 @@ use crate::accounts::import_runs::ImportRun;
 use crate::accounts::lists::{AuditFilter, WarningFilter};
 use crate::accounts::search::SearchPage;
 use crate::accounts::{Account, AuditRecord, ConflictRecord, IdentityLink, WarningRecord};
-use crate::app::AppState;
+use crate::admin::AdminState;
 use crate::broker::status::UpstreamStatus;
 
 /// Default page size of every list.
@@ -90,7 +90,7 @@ pub struct SearchParams {
     security(("bearer" = [])))]
 /// Searches accounts (national IDs masked in the results).
 pub async fn search_accounts(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     _admin: Admin,
     Params(p): Params<SearchParams>,
 ) -> Result<Json<SearchPage>, AdminError> {
@@ -113,7 +113,7 @@ pub struct ViewParams {
 /// One account with its links, number history, aliases, official profile, sessions and audit
 /// lines. Shows the full national ID; every view is written to the audit log.
 pub async fn account_detail(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     admin: Admin,
     Path(id): Path<String>,
     Params(p): Params<ViewParams>,
@@ -133,7 +133,7 @@ pub struct ReasonBody {
     security(("bearer" = [])))]
 /// Locks an account: no login, no tokens, no userinfo.
 pub async fn lock(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     admin: Admin,
     Path(id): Path<String>,
     Body(b): Body<ReasonBody>,
@@ -147,7 +147,7 @@ pub async fn lock(
     security(("bearer" = [])))]
 /// Unlocks an account.
 pub async fn unlock(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     admin: Admin,
     Path(id): Path<String>,
     Body(b): Body<ReasonBody>,
@@ -166,7 +166,7 @@ pub struct SessionsEnded {
     security(("bearer" = [])))]
 /// Ends every session of the account everywhere (its RPs get back-channel logout tokens).
 pub async fn end_sessions(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     admin: Admin,
     Path(id): Path<String>,
     Body(b): Body<ReasonBody>,
@@ -188,7 +188,7 @@ pub struct LinkBody {
     security(("bearer" = [])))]
 /// Links an upstream identity to the account (moving it from another account if needed).
 pub async fn link(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     admin: Admin,
     Path(id): Path<String>,
     Body(b): Body<LinkBody>,
@@ -202,7 +202,7 @@ pub async fn link(
     security(("bearer" = [])))]
 /// Removes one of the account's links; the identity's next login follows the linking rules.
 pub async fn unlink(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     admin: Admin,
     Path(id): Path<String>,
     Body(b): Body<LinkBody>,
@@ -223,7 +223,7 @@ pub struct MergeBody {
     security(("bearer" = [])))]
 /// Merges the account into another; its `sub` keeps resolving to the survivor.
 pub async fn merge(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     admin: Admin,
     Path(id): Path<String>,
     Body(b): Body<MergeBody>,
@@ -245,7 +245,7 @@ pub struct UnitBody {
     security(("bearer" = [])))]
 /// Sets an official's unit in the new structure.
 pub async fn set_unit(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     admin: Admin,
     Path(id): Path<String>,
     Body(b): Body<UnitBody>,
@@ -274,7 +274,7 @@ pub struct ConflictPage {
 /// Linking conflicts waiting for a decision (oldest first); both accounts are in the account
 /// pages.
 pub async fn conflicts(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     _admin: Admin,
     Params(p): Params<ConflictParams>,
 ) -> Result<Json<ConflictPage>, AdminError> {
@@ -298,7 +298,7 @@ pub struct ResolveBody {
     security(("bearer" = [])))]
 /// Decides a conflict: the same person (merge) or different people (keep apart).
 pub async fn resolve_conflict(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     admin: Admin,
     Path(id): Path<i64>,
     Body(b): Body<ResolveBody>,
@@ -332,7 +332,7 @@ pub struct WarningPage {
     security(("bearer" = [])))]
 /// National-ID warnings (structural oddities of asserted numbers), newest first.
 pub async fn warnings(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     _admin: Admin,
     Params(p): Params<WarningParams>,
 ) -> Result<Json<WarningPage>, AdminError> {
@@ -375,7 +375,7 @@ pub struct AuditPage {
 /// The audit log (who, when, what, why), newest first; national IDs masked. Reading it is not
 /// a write and leaves no line.
 pub async fn audit(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     _admin: Admin,
     Params(p): Params<AuditParams>,
 ) -> Result<Json<AuditPage>, AdminError> {
@@ -389,7 +389,10 @@ pub async fn audit(
     responses((status = 200, body = Operations), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 /// The active administrative-unit set and counts an operator watches.
-pub async fn operations(State(app): State<AppState>, _admin: Admin) -> Result<Json<Operations>, AdminError> {
+pub async fn operations(
+    State(app): State<AdminState>,
+    _admin: Admin,
+) -> Result<Json<Operations>, AdminError> {
     Ok(Json(ops::operations(&app).await?))
 }
 
@@ -407,7 +410,7 @@ pub struct PageParams {
     security(("bearer" = [])))]
 /// Failed back-channel logout deliveries, newest first (kept for a bounded time).
 pub async fn logout_failures(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     _admin: Admin,
     Params(p): Params<PageParams>,
 ) -> Result<Json<LogoutFailurePage>, AdminError> {
@@ -420,7 +423,7 @@ pub async fn logout_failures(
 /// Each configured upstream's last success, last failure (with its reason) and the latency of
 /// its last exchanges, as recorded by every replica.
 pub async fn upstream_status(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     _admin: Admin,
 ) -> Result<Json<Vec<UpstreamStatus>>, AdminError> {
     Ok(Json(ops::upstream_status(&app).await?))
@@ -441,7 +444,7 @@ pub struct RetryBody {
 /// Sends a fresh logout token for one failed back-channel logout, once; delivered, it leaves
 /// the list; failed again, it stays with the new reason.
 pub async fn retry_logout_failure(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     admin: Admin,
     Body(b): Body<RetryBody>,
 ) -> Result<Json<RetryOutcome>, AdminError> {
@@ -459,7 +462,7 @@ pub struct ImportRunPage {
     security(("bearer" = [])))]
 /// Runs of `sso-gateway accounts import`, newest first: who, when, which file, what they did.
 pub async fn import_runs(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     _admin: Admin,
     Params(p): Params<PageParams>,
 ) -> Result<Json<ImportRunPage>, AdminError> {
@@ -473,7 +476,7 @@ pub async fn import_runs(
     security(("bearer" = [])))]
 /// One import run and a page of its row errors, in file order.
 pub async fn import_run_errors(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     _admin: Admin,
     Path(id): Path<i64>,
     Params(p): Params<PageParams>,

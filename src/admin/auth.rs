@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 
 use super::error::AdminError;
 use crate::accounts::{Account, AccountStatus};
-use crate::app::AppState;
+use crate::admin::AdminState;
 use crate::config::{AdminSettings, AssuranceSettings};
 use crate::provider::minting::AccessClaims;
 
@@ -20,15 +20,15 @@ pub struct Admin {
     pub actor: String,
 }
 
-impl FromRequestParts<AppState> for Admin {
+impl FromRequestParts<AdminState> for Admin {
     type Rejection = AdminError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Admin, AdminError> {
+    async fn from_request_parts(parts: &mut Parts, app: &AdminState) -> Result<Admin, AdminError> {
         let (token, dpop) = crate::provider::userinfo::presented(&parts.headers)?;
         if dpop {
             return Err(AdminError::InvalidToken("present the access token as Bearer".into()));
         }
-        let claims = crate::provider::userinfo::verify_access_token(app.provider(), token).await?;
+        let claims = crate::provider::userinfo::verify_access_token(&app.provider, token).await?;
         if claims.cnf.is_some() {
             return Err(AdminError::InvalidToken(
                 "DPoP-bound tokens are not accepted by the admin API".into(),
@@ -53,7 +53,7 @@ fn check_scope(claims: &AccessClaims, settings: &AdminSettings) -> Result<(), Ad
 
 /// A person's token: the account behind its `sub` (public or pairwise, after merges), not
 /// locked, holding the role, at the level.
-async fn person(app: &AppState, claims: &AccessClaims) -> Result<Admin, AdminError> {
+async fn person(app: &AdminState, claims: &AccessClaims) -> Result<Admin, AdminError> {
     let settings = &app.settings.admin;
     let sector = app.clients.get(claims.client_id.as_str()).and_then(|c| c.pairwise_sector.clone());
     let account = app

@@ -26,9 +26,52 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use std::sync::Arc;
+
+use crate::accounts::AccountStore;
+use crate::broker::Broker;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::logout::LogoutState;
+use crate::provider::ProviderState;
+use crate::provider::clients::ClientRegistry;
+use crate::session::Sessions;
+use crate::state::StateStore;
 
 pub use error::AdminError;
+
+/// What the admin API and console use of the gateway: its own handles, built once by `app`.
+/// Operators administer every part, so the list is long, but it is a list: no handler here
+/// reaches the rest of the gateway.
+pub struct AdminParts {
+    /// `[admin]` (scope, role, minimum acr), the assurance ladder, the upstream ids, the
+    /// lifetime of a parked console login.
+    pub settings: Arc<Settings>,
+    pub accounts: AccountStore,
+    /// Listing and ending a person's SSO sessions; the console's login.
+    pub sessions: Sessions,
+    /// Console sessions, parked console logins, the upstream status records.
+    pub store: StateStore,
+    /// A pairwise `sub`'s sector (who an admin token's person is).
+    pub clients: ClientRegistry,
+    /// Upstream names for the console's forms and its login.
+    pub broker: Broker,
+    pub clock: Clock,
+    /// Verifying an admin caller's access token as `/userinfo` does.
+    pub provider: ProviderState,
+    /// Ending sessions (with their grants and RP logouts) and retrying back-channel logouts.
+    pub logout: LogoutState,
+    pub issuer: Arc<str>,
+}
+
+impl AdminParts {
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+/// The admin part's state (what its handlers and extractors get).
+pub type AdminState = crate::PartState<AdminParts>;
 
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/admin/api/openapi.json";
@@ -70,7 +113,7 @@ impl Modify for BearerScheme {
 }
 
 /// The routes of `/admin/api/v1` with their OpenAPI description.
-pub fn api_router() -> OpenApiRouter<AppState> {
+pub fn api_router() -> OpenApiRouter<AdminState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(api::search_accounts))
         .routes(routes!(api::account_detail))
@@ -99,7 +142,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The admin API's routes and its document.
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<AdminState> {
     let (router, doc) = api_router().split_for_parts();
     let json = doc.to_pretty_json().unwrap_or_default();
     router.route(

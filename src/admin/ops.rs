@@ -12,7 +12,7 @@ use crate::accounts::import_runs::{ImportRun, ImportRunError};
 use crate::accounts::lists::{AuditFilter, Page, WarningFilter};
 use crate::accounts::search::{SearchPage, SearchQuery};
 use crate::accounts::{Account, AuditRecord, ConflictRecord, IdentityLink, WarningRecord};
-use crate::app::AppState;
+use crate::admin::AdminState;
 use crate::broker::status::UpstreamStatus;
 use crate::ids::ClientId;
 
@@ -76,13 +76,13 @@ pub struct AccountDetail {
     pub audit: Vec<AuditRecord>,
 }
 
-async fn require(app: &AppState, id: &str) -> Result<Account, AdminError> {
+async fn require(app: &AdminState, id: &str) -> Result<Account, AdminError> {
     app.accounts.find_by_id(id).await?.ok_or_else(|| AdminError::NotFound(format!("account {id}")))
 }
 
 /// The account page. Writes a `view` audit line first (it shows the full national ID).
 pub async fn account_detail(
-    app: &AppState,
+    app: &AdminState,
     id: &str,
     actor: &str,
     why: Option<&str>,
@@ -137,7 +137,7 @@ pub async fn account_detail(
 
 /// Locks or unlocks an account.
 pub async fn set_locked(
-    app: &AppState,
+    app: &AdminState,
     id: &str,
     locked: bool,
     actor: &str,
@@ -150,10 +150,10 @@ pub async fn set_locked(
 
 /// Ends every SSO session of an account everywhere (back-channel logout to the RPs); returns
 /// how many ended.
-pub async fn end_sessions(app: &AppState, id: &str, actor: &str, why: &str) -> Result<usize, AdminError> {
+pub async fn end_sessions(app: &AdminState, id: &str, actor: &str, why: &str) -> Result<usize, AdminError> {
     let why = reason(why)?;
     let account = require(app, id).await?;
-    let ended = crate::logout::revoke_account_sessions(app, &account.sub, actor).await?;
+    let ended = crate::logout::revoke_account_sessions(&app.logout, &account.sub, actor).await?;
     let detail = json!({ "sessions": ended });
     app.accounts.audit(actor, "end-sessions", &account.id, Some(why), &detail, app.clock.now()).await?;
     Ok(ended)
@@ -161,7 +161,7 @@ pub async fn end_sessions(app: &AppState, id: &str, actor: &str, why: &str) -> R
 
 /// Links an upstream identity to an account (moving it from another account if needed).
 pub async fn link(
-    app: &AppState,
+    app: &AdminState,
     id: &str,
     upstream: &str,
     subject: &str,
@@ -177,7 +177,7 @@ pub async fn link(
 
 /// Removes one of the account's links.
 pub async fn unlink(
-    app: &AppState,
+    app: &AdminState,
     id: &str,
     upstream: &str,
     subject: &str,
@@ -193,7 +193,7 @@ pub async fn unlink(
     Ok(app.accounts.links_of(id).await?)
 }
 
-fn check_identity(app: &AppState, upstream: &str, subject: &str) -> Result<(), AdminError> {
+fn check_identity(app: &AdminState, upstream: &str, subject: &str) -> Result<(), AdminError> {
     if !app.settings.upstreams.iter().any(|u| u.id == upstream) {
         return Err(AdminError::BadRequest(format!("{upstream:?} is not a configured upstream")));
     }
@@ -205,7 +205,7 @@ fn check_identity(app: &AppState, upstream: &str, subject: &str) -> Result<(), A
 
 /// Merges account `id` into `into` (the survivor).
 pub async fn merge(
-    app: &AppState,
+    app: &AdminState,
     id: &str,
     into: &str,
     actor: &str,
@@ -218,7 +218,7 @@ pub async fn merge(
 
 /// Decides an official's unit in the new structure.
 pub async fn set_unit(
-    app: &AppState,
+    app: &AdminState,
     id: &str,
     unit: &str,
     actor: &str,
@@ -251,7 +251,7 @@ pub enum Survivor {
 
 /// Resolves an open conflict; returns it as resolved.
 pub async fn resolve_conflict(
-    app: &AppState,
+    app: &AdminState,
     id: i64,
     decision: Decision,
     survivor: Survivor,
@@ -292,10 +292,10 @@ pub struct Operations {
     pub accounts: i64,
 }
 
-pub async fn operations(app: &AppState) -> Result<Operations, AdminError> {
+pub async fn operations(app: &AdminState) -> Result<Operations, AdminError> {
     Ok(Operations {
         active_unit_set: app.accounts.active_unit_version().await?,
-        backchannel_logout_failures: crate::logout::failures(app).await?.len(),
+        backchannel_logout_failures: crate::logout::failures(&app.logout).await?.len(),
         accounts: app.accounts.count_accounts().await?,
     })
 }
@@ -319,7 +319,7 @@ pub enum SearchBy {
 /// Searches accounts (national IDs masked in the results); `upstream` is needed with
 /// [`SearchBy::Upstream`].
 pub async fn search(
-    app: &AppState,
+    app: &AdminState,
     by: SearchBy,
     q: String,
     upstream: Option<String>,
@@ -343,7 +343,7 @@ pub async fn search(
 
 /// A page of national-ID warnings, newest first, numbers masked (a list).
 pub async fn warnings(
-    app: &AppState,
+    app: &AdminState,
     filter: &WarningFilter,
     limit: u32,
     cursor: Option<&str>,
@@ -358,7 +358,7 @@ pub async fn warnings(
 /// names the account whose lines are wanted; an empty filter value is no filter. Reading the
 /// log is not a write: it leaves no line.
 pub async fn audit(
-    app: &AppState,
+    app: &AdminState,
     filter: AuditFilter,
     sub: Option<String>,
     limit: u32,
@@ -419,7 +419,7 @@ pub struct ConflictReview {
 
 /// A conflict with both accounts, for a decision. Shows no full national ID beyond the one
 /// the conflict is about (the caller masks it in lists).
-pub async fn conflict_review(app: &AppState, id: i64) -> Result<ConflictReview, AdminError> {
+pub async fn conflict_review(app: &AdminState, id: i64) -> Result<ConflictReview, AdminError> {
     let conflict =
         app.accounts.conflict(id).await?.ok_or_else(|| AdminError::NotFound(format!("conflict {id}")))?;
     let existing = side(app, &conflict.existing_account_id).await?;
@@ -427,7 +427,7 @@ pub async fn conflict_review(app: &AppState, id: i64) -> Result<ConflictReview, 
     Ok(ConflictReview { conflict, existing, new })
 }
 
-async fn side(app: &AppState, id: &str) -> Result<ConflictSide, AdminError> {
+async fn side(app: &AdminState, id: &str) -> Result<ConflictSide, AdminError> {
     let account = require(app, id).await?;
     let folded_name = account.full_name.as_deref().map(crate::accounts::names::match_key);
     let links = app.accounts.links_of(&account.id).await?;
@@ -454,11 +454,11 @@ pub struct LogoutFailurePage {
 /// Failed back-channel logout deliveries, newest first (the list is small and bounded: the
 /// cursor is the position of the next item).
 pub async fn logout_failures(
-    app: &AppState,
+    app: &AdminState,
     limit: u32,
     cursor: Option<&str>,
 ) -> Result<LogoutFailurePage, AdminError> {
-    let all = crate::logout::failures(app).await?;
+    let all = crate::logout::failures(&app.logout).await?;
     let limit = limit.clamp(1, crate::accounts::search::MAX_PAGE) as usize;
     let start = match cursor {
         None => 0,
@@ -483,7 +483,7 @@ pub async fn logout_failures(
 
 /// The status of every configured upstream (last success, last failure with its reason, the
 /// latency of the last exchanges), as recorded by every replica.
-pub async fn upstream_status(app: &AppState) -> Result<Vec<UpstreamStatus>, AdminError> {
+pub async fn upstream_status(app: &AdminState) -> Result<Vec<UpstreamStatus>, AdminError> {
     let ids: Vec<&str> = app.settings.upstreams.iter().map(|u| u.id.as_str()).collect();
     Ok(crate::broker::status::read(&app.store, &ids).await?)
 }
@@ -500,7 +500,7 @@ pub struct RetryOutcome {
 /// Retries one failed back-channel logout delivery (the client's id and the session's `sid`)
 /// once; on success it leaves the list. Audited either way.
 pub async fn retry_logout_failure(
-    app: &AppState,
+    app: &AdminState,
     client_id: &str,
     sid: &str,
     actor: &str,
@@ -511,7 +511,7 @@ pub async fn retry_logout_failure(
         || AdminError::NotFound(format!("a failed back-channel logout to {client_id} for session {sid}"));
     // An id that cannot be a client id has no failed delivery: the same answer as an unknown one.
     let id = ClientId::parse(client_id).map_err(|_| not_found())?;
-    let retried = crate::logout::retry_failure(app, &id, sid).await?.ok_or_else(not_found)?;
+    let retried = crate::logout::retry_failure(&app.logout, &id, sid).await?.ok_or_else(not_found)?;
     let outcome = match retried {
         crate::logout::Retried::Delivered(_) => RetryOutcome { delivered: true, error: None },
         crate::logout::Retried::Failed(f) => RetryOutcome { delivered: false, error: Some(f.error) },
@@ -526,7 +526,7 @@ pub async fn retry_logout_failure(
 
 /// Import runs, newest first.
 pub async fn import_runs(
-    app: &AppState,
+    app: &AdminState,
     limit: u32,
     cursor: Option<&str>,
 ) -> Result<crate::accounts::lists::Page<ImportRun>, AdminError> {
@@ -542,7 +542,7 @@ pub struct ImportRunErrors {
 }
 
 pub async fn import_run_errors(
-    app: &AppState,
+    app: &AdminState,
     id: i64,
     limit: u32,
     cursor: Option<&str>,

@@ -48,7 +48,6 @@ pub use error::{BrokerError, CertificateFailure};
 pub use http_client::UpstreamHttp;
 
 use crate::accounts::Profile;
-use crate::app::AppState;
 use crate::config::{Protocol, SecretString, Settings};
 use crate::ids::UpstreamId;
 use crate::provider::store_records::ParkedRequests;
@@ -533,6 +532,17 @@ fn password_page(connector: &dyn Connector, form: PasswordPage<'_>, status: Stat
 /// parked requests (never the client registry or the record format).
 pub type BrokerState = crate::PartState<BrokerParts>;
 
+/// What the certificate step uses: the certificate connectors, the settings of a forwarded
+/// certificate (`[certificate] forwarded_header`, `[inbound] trusted_proxies`) and the clock.
+pub struct CertificateStepParts {
+    pub broker: Broker,
+    pub settings: Arc<Settings>,
+    pub clock: crate::clock::Clock,
+}
+
+/// The certificate step's state (`/upstream/{id}/certificate`, on the certificate host).
+pub type CertificateStepState = crate::PartState<CertificateStepParts>;
+
 pub struct BrokerParts {
     pub broker: Broker,
     pub parked: ParkedRequests,
@@ -542,7 +552,7 @@ pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     BrokerState: axum::extract::FromRef<S>,
-    AppState: axum::extract::FromRef<S>,
+    CertificateStepState: axum::extract::FromRef<S>,
 {
     Router::new()
         .route("/login", get(chooser))
@@ -557,7 +567,7 @@ where
 pub fn certificate_router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
-    AppState: axum::extract::FromRef<S>,
+    CertificateStepState: axum::extract::FromRef<S>,
 {
     Router::new().route("/upstream/{id}/certificate", get(present_certificate))
 }
@@ -572,7 +582,7 @@ pub struct PresentQuery {
 /// gateway's own listener) or that a trusted proxy forwarded is checked for the attempt, and
 /// the browser goes back to the gateway's callback.
 async fn present_certificate(
-    State(app): State<AppState>,
+    State(app): State<CertificateStepState>,
     Path(id): Path<String>,
     web::params::Query(q): web::params::Query<PresentQuery>,
     request: axum::extract::Request,

@@ -130,8 +130,13 @@ async fn the_admin_console_resolves_a_conflict_in_chromium_by_keyboard_and_passe
     let (_, lan) = portal_login(&sys, &lan_browser, "hcm", "lan").await;
     sso_login(&lan_browser, &sys.rp(DOWN_RP, Some(DOWN_RP_SECRET), DOWN_RP_CB).await, DOWN_RP_CB).await;
     let lan = sys.app.accounts.find_by_sub(lan.claims.subject().as_str()).await.unwrap().unwrap();
-    sso_gateway::admin::ops::end_sessions(&sys.app, &lan.id, "test", "a failure to retry").await.unwrap();
-    assert_eq!(sso_gateway::admin::ops::logout_failures(&sys.app, 10, None).await.unwrap().items.len(), 1);
+    sso_gateway::admin::ops::end_sessions(sys.app.admin(), &lan.id, "test", "a failure to retry")
+        .await
+        .unwrap();
+    assert_eq!(
+        sso_gateway::admin::ops::logout_failures(sys.app.admin(), 10, None).await.unwrap().items.len(),
+        1
+    );
     let report = drive("console.mjs", &sys, &out).await;
     let pages: Vec<&str> = report["pages"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert_eq!(

@@ -274,12 +274,12 @@ async fn a_probe_feeds_the_upstream_status_the_console_and_the_api_show() {
         redis_url(),
         sys.app.settings.sessions.redis.key_prefix
     );
-    let before = sso_gateway::admin::ops::upstream_status(&sys.app).await.unwrap();
+    let before = sso_gateway::admin::ops::upstream_status(sys.app.admin()).await.unwrap();
     assert!(before.iter().all(|u| u.recent.is_empty()), "nothing recorded yet: {before:?}");
     let (out, report) = probe(&shared, &[]).await;
     assert_eq!(out.status.code(), Some(1), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
 
-    let status = sso_gateway::admin::ops::upstream_status(&sys.app).await.unwrap();
+    let status = sso_gateway::admin::ops::upstream_status(sys.app.admin()).await.unwrap();
     let of = |id: &str| status.iter().find(|u| u.upstream == id).unwrap().clone();
     let hcm = of("hcm");
     let ok = hcm.last_success.as_ref().expect("the probe's success is recorded");

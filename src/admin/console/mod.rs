@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 
 pub use error::ConsoleError;
 
-use crate::app::AppState;
+use crate::admin::AdminState;
 use crate::ids::ClientId;
 use crate::provider::store_records::AuthorizationRequest;
 
@@ -44,7 +44,7 @@ pub fn client_id() -> ClientId {
     ClientId::gateway_own(CLIENT_NAME)
 }
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route(PATH, get(pages::search))
         .route(CALLBACK, get(pages::callback))

@@ -15,22 +15,22 @@ use super::session::{self, ConsoleSession};
 use super::views;
 use crate::accounts::lists::{AuditFilter, WarningFilter};
 use crate::admin::AdminError;
+use crate::admin::AdminState;
 use crate::admin::auth::may_administer;
 use crate::admin::ops::{self, Decision, SearchBy, Survivor};
-use crate::app::AppState;
 use crate::provider::store_records as records;
 use crate::web::{self, ErrorPage, Lang};
 
 /// Rows on one page of every list.
 const PAGE: u32 = 50;
 
-fn https(app: &AppState) -> bool {
+fn https(app: &AdminState) -> bool {
     app.issuer().starts_with("https://")
 }
 
 /// The operator at the console: a live console session whose SSO session is still alive and
 /// whose account may still administer. None: no (longer a) console session.
-async fn operator(app: &AppState, headers: &HeaderMap) -> Result<Option<ConsoleSession>, ConsoleError> {
+async fn operator(app: &AdminState, headers: &HeaderMap) -> Result<Option<ConsoleSession>, ConsoleError> {
     let now = app.clock.now();
     let Some(cs) = session::current(&app.store, headers, now, https(app)).await? else { return Ok(None) };
     if !app.sessions.is_alive(&cs.sid).await? {
@@ -59,10 +59,10 @@ struct LangOnly {
     lang: Option<Lang>,
 }
 
-impl FromRequestParts<AppState> for Reader {
+impl FromRequestParts<AdminState> for Reader {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, app: &AdminState) -> Result<Self, Response> {
         let query = parts.uri.query().unwrap_or("").as_bytes();
         let lang = web::params::deserialize::<LangOnly>(query, web::params::Controls::Refused)
             .map_err(|e| e.page().into_response())?
@@ -128,16 +128,16 @@ pub struct WriteForm {
 /// whose anti-forgery token the form carries (else 403). A handler taking it says only what
 /// differs: which operation, with which fields, and where to go after.
 pub struct Writer {
-    pub app: AppState,
+    pub app: AdminState,
     pub actor: String,
     pub lang: Lang,
     pub form: WriteForm,
 }
 
-impl FromRequest<AppState> for Writer {
+impl FromRequest<AdminState> for Writer {
     type Rejection = Response;
 
-    async fn from_request(req: Request, app: &AppState) -> Result<Self, Response> {
+    async fn from_request(req: Request, app: &AdminState) -> Result<Self, Response> {
         let headers = req.headers().clone();
         let web::params::Form(form) = web::params::Form::<WriteForm>::from_request(req, app)
             .await
@@ -175,7 +175,7 @@ impl Writer {
 /// `[admin] min_acr` as its accepted levels, and sends the browser to the chooser. A session
 /// below the level logs in afresh there (step-up).
 async fn enter(
-    app: &AppState,
+    app: &AdminState,
     headers: &HeaderMap,
     next: Option<&str>,
     lang: Lang,
@@ -248,7 +248,7 @@ pub struct CallbackQuery {
 
 /// GET `/admin/callback`: back from the console's login.
 pub async fn callback(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     headers: HeaderMap,
     web::params::Query(q): web::params::Query<CallbackQuery>,
 ) -> Response {
@@ -270,7 +270,7 @@ fn merge_json(mut base: Value, extra: Value) -> Value {
 }
 
 /// The configured upstreams with their names, for the pages' choices.
-fn upstream_names(app: &AppState) -> Vec<Value> {
+fn upstream_names(app: &AdminState) -> Vec<Value> {
     app.broker
         .upstream_names()
         .into_iter()
@@ -289,7 +289,7 @@ pub struct SearchQuery {
 
 /// GET `/admin`: the search page (and its results, national IDs masked).
 pub async fn search(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     web::params::Query(q): web::params::Query<SearchQuery>,
     r: Reader,
 ) -> Result<Response, ConsoleError> {
@@ -345,7 +345,7 @@ pub struct AccountQuery {
 /// GET `/admin/accounts/{id}`: everything about one account, the full national ID included;
 /// each view is written to the audit log first.
 pub async fn account(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     Path(id): Path<String>,
     web::params::Query(q): web::params::Query<AccountQuery>,
     r: Reader,
@@ -440,7 +440,7 @@ fn next_href(path: &str, uri: &Uri, cursor: Option<&String>) -> Option<String> {
 
 /// GET `/admin/conflicts`: the linking conflicts waiting for a decision, oldest first.
 pub async fn conflicts(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     web::params::Query(q): web::params::Query<ListQuery>,
     r: Reader,
 ) -> Result<Response, ConsoleError> {
@@ -474,7 +474,7 @@ pub async fn conflicts(
 
 /// GET `/admin/conflicts/{id}`: the two records side by side and the decision.
 pub async fn conflict(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     Path(id): Path<i64>,
     r: Reader,
 ) -> Result<Response, ConsoleError> {
@@ -510,7 +510,7 @@ pub async fn resolve(Path(id): Path<i64>, w: Writer) -> Result<Response, Console
 
 /// GET `/admin/warnings`: national-ID warnings with filters, numbers masked.
 pub async fn warnings(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     web::params::Query(q): web::params::Query<ListQuery>,
     r: Reader,
 ) -> Result<Response, ConsoleError> {
@@ -538,7 +538,7 @@ pub async fn warnings(
 /// GET `/admin/operations`: what `ops::operations` says, each upstream's status, and the
 /// failed back-channel logouts, each with its retry form.
 pub async fn operations(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     web::params::Query(q): web::params::Query<ListQuery>,
     r: Reader,
 ) -> Result<Response, ConsoleError> {
@@ -582,7 +582,7 @@ pub struct AuditPageQuery {
 /// GET `/admin/audit`: the whole audit log, newest first, filtered by who, which account
 /// (`sub`), what and which days; national IDs masked. Looking is not a write: no line.
 pub async fn audit(
-    State(app): State<AppState>,
+    State(app): State<AdminState>,
     web::params::Query(q): web::params::Query<AuditPageQuery>,
     r: Reader,
 ) -> Result<Response, ConsoleError> {
