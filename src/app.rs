@@ -102,7 +102,7 @@ pub struct AppParts {
     admin: crate::admin::AdminState,
     account_pages: crate::account::AccountPageState,
     certificate_step: crate::broker::CertificateStepState,
-    trusted_proxies: crate::login::TrustedProxies,
+    trusted_proxies: crate::web::client_ip::TrustedProxies,
 }
 
 impl AppParts {
@@ -144,7 +144,7 @@ impl FromRef<AppState> for LoginState {
     }
 }
 
-impl FromRef<AppState> for crate::login::TrustedProxies {
+impl FromRef<AppState> for crate::web::client_ip::TrustedProxies {
     fn from_ref(app: &AppState) -> Self {
         app.trusted_proxies.clone()
     }
@@ -267,7 +267,8 @@ impl AppState {
                 settings: settings.clone(),
                 clock: clock.clone(),
             });
-        let trusted_proxies = crate::login::TrustedProxies(settings.inbound.trusted_proxies.clone().into());
+        let trusted_proxies =
+            crate::web::client_ip::TrustedProxies(settings.inbound.trusted_proxies.clone().into());
         Ok(AppState(Arc::new(AppParts {
             settings,
             keys,

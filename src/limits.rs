@@ -41,8 +41,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::clock::Clock;
 use crate::config::LimitSettings;
-use crate::login::client_ip::{ClientIp, TrustedProxies};
 use crate::state::{Class, Origin, StateStore, StoreError, hashed_key};
+use crate::web::client_ip::{ClientIp, TrustedProxies};
 
 /// Distinct (bucket, address or client) counters one process keeps (about 200 B each).
 /// Beyond it the least useful counters are dropped: a flood from more addresses than this per

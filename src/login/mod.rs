@@ -13,7 +13,6 @@
 //! Must not: hold protocol details of either side (they live in `broker` and `provider`) or
 //! read another part's configuration (an upstream's linking trust comes with its identity).
 
-pub mod client_ip;
 mod error;
 mod link_confirm;
 
@@ -36,8 +35,8 @@ use crate::provider::{ProviderState, authorize, store_records};
 use crate::session::{Sessions, SsoSession};
 use crate::state::StateStore;
 use crate::web::ErrorPage;
+use crate::web::client_ip::{ClientIp, TrustedProxies};
 use crate::web::params::{Form, Query};
-pub use client_ip::{ClientIp, TrustedProxies};
 pub use error::LoginError;
 
 /// What login's handlers get (cheap to clone: one reference count).

@@ -68,7 +68,7 @@ pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     LogoutState: FromRef<S>,
-    crate::login::TrustedProxies: FromRef<S>,
+    crate::web::client_ip::TrustedProxies: FromRef<S>,
 {
     Router::new()
         .route("/logout", get(rp_initiated::get).post(rp_initiated::post))

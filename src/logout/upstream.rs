@@ -13,8 +13,8 @@ use serde::Deserialize;
 use super::LogoutState;
 use super::rp_initiated::{Continuation, finish};
 use crate::broker::{Broker, BrokerError, Endpoint, Posted, Received};
-use crate::login::ClientIp;
 use crate::state::hashed_key;
+use crate::web::client_ip::ClientIp;
 
 #[derive(Debug, Deserialize)]
 pub struct Returned {

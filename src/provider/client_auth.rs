@@ -24,8 +24,8 @@ use super::minting::Audience;
 use super::mtls::{CertificateRefusal, ClientCertificate, PeerCertificate};
 use crate::config::ClientAuthMethod;
 use crate::ids::ClientId;
-use crate::login::client_ip::ClientIp;
 use crate::state::StoreError;
+use crate::web::client_ip::ClientIp;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -129,7 +129,7 @@ pub struct BackChannel {
 impl<S: Send + Sync> FromRequest<S> for BackChannel
 where
     ProviderState: axum::extract::FromRef<S>,
-    crate::login::TrustedProxies: axum::extract::FromRef<S>,
+    crate::web::client_ip::TrustedProxies: axum::extract::FromRef<S>,
 {
     type Rejection = axum::extract::rejection::BytesRejection;
 

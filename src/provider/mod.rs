@@ -83,7 +83,7 @@ pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     ProviderState: axum::extract::FromRef<S>,
-    crate::login::TrustedProxies: axum::extract::FromRef<S>,
+    crate::web::client_ip::TrustedProxies: axum::extract::FromRef<S>,
 {
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery_handler))
@@ -102,7 +102,7 @@ pub fn mtls_router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     ProviderState: axum::extract::FromRef<S>,
-    crate::login::TrustedProxies: axum::extract::FromRef<S>,
+    crate::web::client_ip::TrustedProxies: axum::extract::FromRef<S>,
 {
     Router::new()
         .route("/par", post(par::post))

@@ -1,10 +1,12 @@
 //! Pages people see: templates (Vietnamese first, English second), the error page and the
-//! security headers every HTML response carries.
+//! security headers every HTML response carries; and what every part reads of a request the
+//! same way: its parameters ([`params`]) and the client's address ([`client_ip`]).
 //!
 //! Owns: HTML rendering and wording. Must not: contain protocol or account logic; callers
 //! pass plain values in. Templates are compiled into the binary and parsed once (constant
 //! data, not configuration, so a process-wide instance is safe).
 
+pub mod client_ip;
 pub mod params;
 
 use std::sync::LazyLock;

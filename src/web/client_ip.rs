@@ -1,4 +1,5 @@
-//! The client's address, for per-address login throttling. Behind a reverse proxy the peer is
+//! The client's address, for per-address throttling and rate limits (login, token
+//! endpoints, browser routes) and for attributing what a request stores to its address. Behind a reverse proxy the peer is
 //! the proxy; its `X-Forwarded-For` is believed only when the peer is in
 //! `inbound.trusted_proxies`, and then the right-most address that is not itself a trusted
 //! proxy is the client (addresses further left could be written by the client).
