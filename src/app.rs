@@ -180,7 +180,7 @@ impl AppState {
         if let Some(missing) = algs.iter().find(|a| !keys.has(**a)) {
             return Err(StartError::MissingKey(*missing));
         }
-        let store = StateStore::open(&settings.sessions, &clock).await?;
+        let store = StateStore::open(settings.sessions.store_plan(), &clock).await?;
         let accounts =
             AccountStore::connect(settings.accounts.url.expose(), settings.accounts.max_connections)
                 .await?

@@ -497,7 +497,7 @@ async fn record_probe(settings: &Settings, reports: &[crate::broker::probe::Upst
         return;
     }
     let clock = Clock::system();
-    match crate::state::StateStore::open(&settings.sessions, &clock).await {
+    match crate::state::StateStore::open(settings.sessions.store_plan(), &clock).await {
         Ok(store) => crate::broker::probe::record(&store, reports, clock.now()).await,
         Err(e) => eprintln!("note: the probe's outcome is not recorded in the upstream status: {e}"),
     }

@@ -516,6 +516,23 @@ impl SessionSettings {
         }
     }
 
+    /// The state store these settings name, with its limits.
+    pub fn store_plan(&self) -> crate::state::StorePlan {
+        let shares = self.address_shares();
+        match self.topology() {
+            None => {
+                crate::state::StorePlan::Memory(crate::state::Capacity { shares, ..self.memory.capacity() })
+            }
+            Some(topology) => crate::state::StorePlan::Redis {
+                topology,
+                key_prefix: self.redis.key_prefix.clone(),
+                timeout: self.redis.timeout,
+                anonymous_max_bytes: self.redis.anonymous_max_bytes,
+                shares,
+            },
+        }
+    }
+
     /// Where Redis is, or None for the in-memory store.
     pub fn topology(&self) -> Option<crate::state::RedisTopology> {
         use crate::state::RedisTopology;

@@ -1291,6 +1291,32 @@ refresh_token_lifetime = "0s"
         assert_eq!(paths("anonymous_max_bytes = 65535"), ["sessions.redis.anonymous_max_bytes"]);
     }
 
+    /// `[sessions]` names the state store the gateway opens: the bounded embedded store by
+    /// default, else Redis with its prefix, timeout, budget and the per-address shares.
+    #[test]
+    fn the_sessions_section_names_the_state_store_to_open() {
+        use crate::state::{RedisTopology, StorePlan};
+        let s = Settings::from_toml("issuer = \"http://127.0.0.1:8080\"").unwrap();
+        let StorePlan::Memory(capacity) = s.sessions.store_plan() else { panic!("memory by default") };
+        assert_eq!(capacity.max_entries, s.sessions.memory.max_entries);
+        assert_eq!(capacity.shares.per_address, 1 << 20);
+        let s = Settings::from_toml(
+            "issuer = \"http://127.0.0.1:8080\"\n[sessions]\nstore = \"redis://127.0.0.1:6379\"\nanonymous_per_address = 65536\n\
+             [sessions.redis]\nkey_prefix = \"city:\"\ntimeout = \"250ms\"",
+        )
+        .unwrap();
+        let StorePlan::Redis { topology, key_prefix, timeout, anonymous_max_bytes, shares } =
+            s.sessions.store_plan()
+        else {
+            panic!("a redis:// store is Redis")
+        };
+        assert_eq!(topology, RedisTopology::Single("redis://127.0.0.1:6379".into()));
+        assert_eq!(key_prefix, "city:");
+        assert_eq!(timeout, std::time::Duration::from_millis(250));
+        assert_eq!(anonymous_max_bytes, 56 << 20);
+        assert_eq!(shares.per_address, 65536);
+    }
+
     #[test]
     fn anonymous_shares_per_address_have_defaults_and_checked_ranges() {
         let s = Settings::from_toml("issuer = \"http://127.0.0.1:8080\"").unwrap();

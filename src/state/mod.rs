@@ -191,6 +191,21 @@ fn note<T>(r: Result<T, StoreError>) -> Result<T, StoreError> {
     r
 }
 
+/// Which store to open, with its limits: what `[sessions]` says, in the store's own terms.
+#[derive(Debug, Clone)]
+pub enum StorePlan {
+    /// The embedded store (`store = "memory"`), bounded.
+    Memory(Capacity),
+    /// Redis, single, Sentinel or Cluster.
+    Redis {
+        topology: RedisTopology,
+        key_prefix: String,
+        timeout: Duration,
+        anonymous_max_bytes: u64,
+        shares: AddressShares,
+    },
+}
+
 impl StateStore {
     /// On Redis, counts an anonymous write of `records` (key, value bytes) against the shared
     /// anonymous budget, or refuses it; authenticated writes are never counted nor refused.
@@ -287,23 +302,16 @@ impl StateStore {
         Ok(Self::from_backend(Backend::Redis(Arc::new(store))))
     }
 
-    /// Opens the store named in configuration.
-    /// The embedded store's expiry follows `clock`; Redis keeps its own time.
-    pub async fn open(
-        settings: &crate::config::SessionSettings,
-        clock: &crate::clock::Clock,
-    ) -> Result<Self, StoreError> {
-        let shares = settings.address_shares();
-        match settings.topology() {
-            None => {
-                let capacity = Capacity { shares, ..settings.memory.capacity() };
-                Ok(Self::memory_bounded(clock.clone(), capacity))
-            }
-            Some(topology) => {
-                let redis = &settings.redis;
-                let store = RedisStore::connect(&topology, &redis.key_prefix, redis.timeout)
+    /// Opens the store a [`StorePlan`] names (`[sessions]` makes one:
+    /// `config::SessionSettings::store_plan`). The embedded store's expiry follows `clock`;
+    /// Redis keeps its own time.
+    pub async fn open(plan: StorePlan, clock: &crate::clock::Clock) -> Result<Self, StoreError> {
+        match plan {
+            StorePlan::Memory(capacity) => Ok(Self::memory_bounded(clock.clone(), capacity)),
+            StorePlan::Redis { topology, key_prefix, timeout, anonymous_max_bytes, shares } => {
+                let store = RedisStore::connect(&topology, &key_prefix, timeout)
                     .await?
-                    .with_anonymous_budget(redis.anonymous_max_bytes, shares);
+                    .with_anonymous_budget(anonymous_max_bytes, shares);
                 Ok(Self::from_backend(Backend::Redis(Arc::new(store))))
             }
         }
