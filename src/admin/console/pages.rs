@@ -14,9 +14,9 @@ use super::error::ConsoleError;
 use super::session::{self, ConsoleSession};
 use super::views;
 use crate::accounts::lists::{AuditFilter, WarningFilter};
-use crate::admin::{AdminError, AdminState};
 use crate::admin::auth::may_administer;
 use crate::admin::ops::{self, Decision, SearchBy, Survivor};
+use crate::admin::{AdminError, AdminState};
 use crate::provider::store_records as records;
 use crate::web::{self, ErrorPage, Lang};
 
