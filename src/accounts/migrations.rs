@@ -164,6 +164,33 @@ mod tests {
         }
     }
 
+    /// A database the folder resolver migrated (what every earlier build did) opens with the
+    /// embedded migrations; one migrated from a file whose text has since changed is refused
+    /// (sqlx's checksum check), so the first test's equality is what upgrades rely on.
+    #[tokio::test]
+    async fn a_store_migrated_by_the_folder_opens_and_a_changed_file_is_refused() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let changed = dir.path().join("changed");
+        std::fs::create_dir(&changed).unwrap();
+        for file in SQLITE.files {
+            let text = if file.name == SQLITE.files[0].name {
+                format!("{}\n-- edited", file.sql)
+            } else {
+                file.sql.into()
+            };
+            std::fs::write(changed.join(file.name), text).unwrap();
+        }
+        for (name, from, opens) in [("same", folder("sqlite"), true), ("changed", changed, false)] {
+            let url = format!("sqlite://{}/{name}.db?mode=rwc", dir.path().display());
+            let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+            Migrator::new(from.as_path()).await.unwrap().run(&pool).await.unwrap();
+            pool.close().await;
+            let opened = crate::accounts::AccountStore::connect(&url, 1).await;
+            assert_eq!(opened.is_ok(), opens, "{name}: {:?}", opened.err());
+        }
+    }
+
     #[test]
     fn a_file_name_without_a_version_is_refused() {
         for name in
