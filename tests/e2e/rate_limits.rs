@@ -289,3 +289,23 @@ async fn refusals_are_counted_by_route_and_bucket_never_by_address() {
     );
     assert!(refusals.iter().all(|l| !l.contains("127.0.0.1")), "{refusals:?}");
 }
+
+/// The account page and the admin console are served by routers with their own state; the
+/// browser limit counts them like every other browser route, and their JSON API is not.
+#[tokio::test]
+async fn the_account_page_and_the_console_count_against_the_browser_limit() {
+    let options =
+        Options { extra_config: "\n[limits]\nbrowser_per_address = 4\n".into(), ..Options::default() };
+    let sys = TestSystem::start_with(options).await;
+    at_window_start(&sys);
+    let http = client();
+    for path in ["/account", "/admin", "/account", "/admin"] {
+        let res = http.get(sys.url(path)).send().await.unwrap();
+        assert_ne!(res.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+    }
+    assert_browser_429(http.get(sys.url("/account")).send().await.unwrap()).await;
+    assert_browser_429(http.get(sys.url("/admin")).send().await.unwrap()).await;
+    // The admin API is limited per client (bearer), not per browser address.
+    let api = http.get(sys.url("/admin/api/v1/accounts")).send().await.unwrap();
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+}
