@@ -365,6 +365,14 @@ mod tests {
             "<cas:x>1</cas:x>".repeat(5000)
         );
         assert_eq!(parse_service_response(wide.as_bytes()), Err(XmlError::TooLarge));
+        // Many elements one level too deep: the depth is what is refused (the first of them).
+        let deep_and_wide = format!(
+            "<cas:serviceResponse xmlns:cas=\"{CAS_NS}\">{}{}{}</cas:serviceResponse>",
+            "<cas:x>".repeat(MAX_DEPTH - 1),
+            "<cas:y/>".repeat(MAX_ELEMENTS),
+            "</cas:x>".repeat(MAX_DEPTH - 1)
+        );
+        assert_eq!(parse_service_response(deep_and_wide.as_bytes()), Err(XmlError::TooDeep));
         let long_user = format!(
             "<cas:serviceResponse xmlns:cas=\"{CAS_NS}\"><cas:authenticationSuccess><cas:user>{}</cas:user></cas:authenticationSuccess></cas:serviceResponse>",
             "u".repeat(1000)
@@ -462,7 +470,9 @@ mod tests {
                     "<cas:serviceResponse xmlns:cas=\"http://www.yale.edu/tp/cas\">{open}{wide}{close}</cas:serviceResponse>"
                 );
                 let result = parse_service_response(doc.as_bytes());
-                if depth + 1 > MAX_DEPTH {
+                // The wide layer sits one level below the innermost `cas:x`.
+                let deepest = depth + 1 + usize::from(width > 0);
+                if deepest > MAX_DEPTH {
                     prop_assert_eq!(result.unwrap_err(), XmlError::TooDeep);
                 } else if width + depth + 1 > MAX_ELEMENTS {
                     prop_assert_eq!(result.unwrap_err(), XmlError::TooLarge);
